@@ -1,0 +1,256 @@
+"""Network summary (layer L1, torch-free): what a chip must hold.
+
+A :class:`NetworkSummary` lists the synaptic layers of a feed-forward SNN in order. Each
+:class:`LayerSummary` holds the layer's connectivity as a sparse boolean matrix
+(``neurons x inputs``, conv layers unrolled) so that fit rules can count physical synapses,
+fan-in, fan-out and per-core memory exactly.
+
+Counting convention (stated in every report): a synapse is a nonzero weight as the chip stores
+it, after BN folding and quantization. Dense: nonzero matrix entries. Conv on a chip without
+on-chip weight sharing: the unrolled count, i.e. the sum over output neurons of their nonzero
+in-bounds kernel taps. Conv on a chip with weight sharing: nonzero kernel entries.
+
+Build layers with :func:`dense_layer` and :func:`conv_layer` from numpy weights; the torch
+translator in ``neuroprune.models`` only extracts weights and calls these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+COUNTING_CONVENTION = (
+    "synapse = nonzero weight as the chip stores it (after BN folding and quantization); "
+    "conv layers unrolled to (output neuron, in-bounds input) pairs unless the chip shares "
+    "conv weights, then nonzero kernel entries"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class LayerSummary:
+    """One synaptic layer followed by its spiking neurons.
+
+    Attributes:
+        name: layer name (module path in the torch model).
+        kind: ``"dense"`` or ``"conv"``.
+        in_shape / out_shape: input and output shapes without time and batch, e.g. ``(64,)`` or
+            ``(8, 8, 8)`` (C, H, W).
+        connectivity: ``neurons x inputs`` boolean CSR matrix of physical synapses (unrolled).
+        kernel_nonzeros: nonzero entries of the weight tensor (= synapses when shared).
+        kernel_entries: all entries of the weight tensor (dense positions of the kernel).
+        neuron_model: NIR-style name of the neuron (``"LIF"``, ``"IF"``, ``"CubaLIF"``).
+        neuron_params: model parameters (tau, v_threshold, decay_input, ...), for reports.
+        weight_bits: stored weight width after quantization; ``None`` while float.
+        distinct_values_max: most distinct nonzero weight values any neuron receives
+            (``None`` while float); TrueNorth allows 4.
+        conv: conv geometry ``{kernel: (kh, kw), stride, padding, in_channels, out_channels}``.
+    """
+
+    name: str
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    connectivity: sp.csr_matrix
+    kernel_nonzeros: int
+    kernel_entries: int
+    neuron_model: str = "LIF"
+    neuron_params: Mapping[str, Any] = field(default_factory=dict)
+    weight_bits: int | None = None
+    distinct_values_max: int | None = None
+    conv: Mapping[str, Any] | None = None
+
+    @property
+    def neurons(self) -> int:
+        """Spiking units fed by this layer (conv: channels x positions)."""
+        return int(self.connectivity.shape[0])
+
+    @property
+    def inputs(self) -> int:
+        """Presynaptic sources (input axons) of this layer."""
+        return int(self.connectivity.shape[1])
+
+    @property
+    def unrolled_synapses(self) -> int:
+        """Physical synapses with conv unrolled (one per nonzero in-bounds tap per neuron)."""
+        return int(self.connectivity.nnz)
+
+    def synapses(self, conv_weight_sharing: bool = False) -> int:
+        """Physical synapses as the chip stores them (see module docstring)."""
+        if self.kind == "conv" and conv_weight_sharing:
+            return self.kernel_nonzeros
+        return self.unrolled_synapses
+
+    def dense_positions(self, conv_weight_sharing: bool = False) -> int:
+        """Synapses this layer would have with nothing pruned."""
+        if self.kind == "conv" and conv_weight_sharing:
+            return self.kernel_entries
+        if self.kind == "conv":
+            return int(self.conv.get("dense_unrolled", self.unrolled_synapses)) if self.conv else 0
+        return self.neurons * self.inputs
+
+    @property
+    def fan_in(self) -> np.ndarray:
+        """Nonzero inputs per neuron (int array, length ``neurons``)."""
+        return np.diff(self.connectivity.indptr).astype(np.int64)
+
+    @property
+    def fan_out(self) -> np.ndarray:
+        """Targets per input (int array, length ``inputs``)."""
+        return np.bincount(self.connectivity.indices, minlength=self.inputs).astype(np.int64)
+
+    @property
+    def max_fan_in(self) -> int:
+        return int(self.fan_in.max(initial=0))
+
+    @property
+    def mean_fan_in(self) -> float:
+        return float(self.fan_in.mean()) if self.neurons else 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkSummary:
+    """The synaptic layers of a feed-forward SNN in order, plus input shape and time steps."""
+
+    layers: tuple[LayerSummary, ...]
+    input_shape: tuple[int, ...]
+    timesteps: int = 1
+    name: str = "network"
+
+    @property
+    def neurons(self) -> int:
+        return sum(layer.neurons for layer in self.layers)
+
+    def synapses(self, conv_weight_sharing: bool = False) -> int:
+        return sum(layer.synapses(conv_weight_sharing) for layer in self.layers)
+
+    def dense_positions(self, conv_weight_sharing: bool = False) -> int:
+        return sum(layer.dense_positions(conv_weight_sharing) for layer in self.layers)
+
+    @property
+    def max_fan_in(self) -> int:
+        return max((layer.max_fan_in for layer in self.layers), default=0)
+
+    def layer(self, name: str) -> LayerSummary:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Builders from numpy weights
+
+
+def _distinct_values_max(rows: Sequence[np.ndarray]) -> int:
+    return max((len(np.unique(r[r != 0])) for r in rows), default=0)
+
+
+def dense_layer(
+    name: str,
+    weight: np.ndarray,
+    *,
+    neuron_model: str = "LIF",
+    neuron_params: Mapping[str, Any] | None = None,
+    weight_bits: int | None = None,
+) -> LayerSummary:
+    """Summary of a fully connected layer with weight matrix ``(out, in)``."""
+    weight = np.asarray(weight)
+    conn = sp.csr_matrix(weight != 0)
+    distinct = _distinct_values_max(list(weight)) if weight_bits is not None else None
+    return LayerSummary(
+        name=name,
+        kind="dense",
+        in_shape=(weight.shape[1],),
+        out_shape=(weight.shape[0],),
+        connectivity=conn,
+        kernel_nonzeros=int(conn.nnz),
+        kernel_entries=int(weight.size),
+        neuron_model=neuron_model,
+        neuron_params=dict(neuron_params or {}),
+        weight_bits=weight_bits,
+        distinct_values_max=distinct,
+    )
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a convolution: ``floor((size + 2*padding - kernel) / stride) + 1``."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def unrolled_conv(
+    weight: np.ndarray, in_shape: tuple[int, int, int], stride: int, padding: int
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Unroll a conv kernel ``(C_out, C_in, kh, kw)`` over an input ``(C_in, H, W)``.
+
+    Returns the ``(C_out*H_out*W_out) x (C_in*H*W)`` CSR matrix of weights (zeros dropped,
+    out-of-bounds taps dropped) in C-order (channel, row, column) on both sides, and a matrix of
+    the same shape counting every in-bounds tap (the dense unrolled positions).
+    """
+    c_out, c_in, kh, kw = weight.shape
+    _, h, w = in_shape
+    h_out = conv_output_size(h, kh, stride, padding)
+    w_out = conv_output_size(w, kw, stride, padding)
+    co, oy, ox, ci, ky, kx = np.meshgrid(
+        np.arange(c_out), np.arange(h_out), np.arange(w_out),
+        np.arange(c_in), np.arange(kh), np.arange(kw), indexing="ij",
+    )  # fmt: skip
+    iy = oy * stride - padding + ky
+    ix = ox * stride - padding + kx
+    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    rows = ((co * h_out + oy) * w_out + ox)[inside]
+    cols = ((ci * h + iy) * w + ix)[inside]
+    vals = weight[co[inside], ci[inside], ky[inside], kx[inside]]
+    shape = (c_out * h_out * w_out, c_in * h * w)
+    positions = len(rows)
+    keep = vals != 0
+    matrix = sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=shape)
+    matrix.sum_duplicates()
+    return matrix, np.int64(positions)
+
+
+def conv_layer(
+    name: str,
+    weight: np.ndarray,
+    in_shape: tuple[int, int, int],
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    neuron_model: str = "LIF",
+    neuron_params: Mapping[str, Any] | None = None,
+    weight_bits: int | None = None,
+) -> LayerSummary:
+    """Summary of a 2-D convolution with kernel ``(C_out, C_in, kh, kw)`` on input ``(C, H, W)``."""
+    weight = np.asarray(weight)
+    c_out, c_in, kh, kw = weight.shape
+    matrix, positions = unrolled_conv(weight, in_shape, stride, padding)
+    h_out = conv_output_size(in_shape[1], kh, stride, padding)
+    w_out = conv_output_size(in_shape[2], kw, stride, padding)
+    distinct = None
+    if weight_bits is not None:
+        distinct = _distinct_values_max([matrix.getrow(i).data for i in range(matrix.shape[0])])
+    conn = matrix.astype(bool).tocsr()
+    return LayerSummary(
+        name=name,
+        kind="conv",
+        in_shape=tuple(in_shape),
+        out_shape=(c_out, h_out, w_out),
+        connectivity=conn,
+        kernel_nonzeros=int(np.count_nonzero(weight)),
+        kernel_entries=int(weight.size),
+        neuron_model=neuron_model,
+        neuron_params=dict(neuron_params or {}),
+        weight_bits=weight_bits,
+        distinct_values_max=distinct,
+        conv={
+            "kernel": (kh, kw),
+            "stride": stride,
+            "padding": padding,
+            "in_channels": c_in,
+            "out_channels": c_out,
+            "dense_unrolled": int(positions),
+        },
+    )
