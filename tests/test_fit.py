@@ -1,0 +1,180 @@
+"""Fit analysis: packing limits (property tests) and one broken network per rule."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neuroprune.fit import FIT_RULES, check_fit, pack
+from neuroprune.profiles import parse_profile
+from neuroprune.summary import NetworkSummary, conv_layer, dense_layer
+
+BASE = {
+    "schema_version": 1,
+    "id": "toy",
+    "name": "Toy chip",
+    "chip": {"cores": 4, "neurons_max": 64},
+    "core": {
+        "neurons_max": 16,
+        "input_axons_max": 32,
+        "synapse_memory_bits": 4096,
+        "synapse_encoding": {
+            "kind": "blocked_list",
+            "block_synapses": 8,
+            "block_header_bits": 4,
+            "word_bits": 16,
+            "index_bits": 4,
+        },
+    },
+    "neuron": {"models": ["LIF", "IF"]},
+    "weights": {"format": "int", "bits": 8, "sign": "signed"},
+}
+
+
+def profile(**patch):
+    raw = copy.deepcopy(BASE)
+    for dotted, value in patch.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return parse_profile(raw)
+
+
+def mlp(*sizes, density=1.0, seed=0, model="LIF", bits=None):
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        w = rng.normal(size=(n_out, n_in))
+        w[rng.random(w.shape) > density] = 0
+        if bits is not None:
+            w = np.round(w * 4)
+        layers.append(dense_layer(f"fc{i}", w, neuron_model=model, weight_bits=bits))
+    return NetworkSummary(tuple(layers), input_shape=(sizes[0],))
+
+
+def test_small_network_fits():
+    report = check_fit(mlp(8, 8, 4), profile())
+    assert report.fits, report.violations
+    assert report.cores_used == 1
+    assert report.synapses == 8 * 8 + 8 * 4
+
+
+# One network per rule, built to break exactly that rule. A new rule without an entry here fails.
+BREAKERS = {
+    "neuron_model": lambda: (mlp(8, 4, model="AdEx"), profile(), {}),
+    "chip_neurons": lambda: (mlp(8, 40, 40), profile(), {}),
+    "cores": lambda: (mlp(8, 16, 16, 16), profile(), {"cores": 2}),
+    "core_input_axons": lambda: (mlp(40, 4), profile(), {}),
+    "core_memory": lambda: (mlp(30, 2), profile(**{"core.synapse_memory_bits": 64}), {}),
+    "fan_in": lambda: (mlp(20, 4), profile(**{"neuron.fan_in_max": 10}), {}),
+    "fan_out": lambda: (
+        mlp(8, 4, 32),
+        profile(**{"neuron.fan_out_max": 1, "neuron.fan_out_unit": "core"}),
+        {},
+    ),
+    "chip_memory": lambda: (
+        mlp(8, 16, 16),
+        profile(
+            **{
+                "core.synapse_encoding": {"kind": "row_list", "bits_per_synapse": 32},
+                "chip.memory_bits": 1000,
+            }
+        ),
+        {},
+    ),
+    "weight_bits": lambda: (mlp(8, 4, bits=16), profile(), {}),
+    "distinct_weights": lambda: (
+        mlp(8, 4, bits=8),
+        profile(**{"weights.distinct_values_per_neuron": 2}),
+        {},
+    ),
+    "layer_memory": lambda: (
+        mlp(16, 16),
+        profile(
+            **{
+                "core.synapse_encoding": {"kind": "conv_kernel"},
+                "core.synapse_memory_bits": 512,
+                "core.layers_per_core": "one",
+            }
+        ),
+        {},
+    ),
+}
+
+
+def test_every_rule_has_a_breaker():
+    assert set(BREAKERS) == set(FIT_RULES)
+
+
+@pytest.mark.parametrize("rule", sorted(BREAKERS))
+def test_rule_reports_its_breaker(rule):
+    summary, prof, alloc = BREAKERS[rule]()
+    report = check_fit(summary, prof, **alloc)
+    assert not report.fits
+    rules = {v.rule for v in report.violations}
+    assert rule in rules or (rule == "layer_memory" and "layer_neurons" in rules), rules
+    for v in report.violations:
+        assert v.hint and v.layer
+
+
+def test_fan_out_ok_when_targets_share_a_core():
+    prof = profile(**{"neuron.fan_out_max": 1, "neuron.fan_out_unit": "core"})
+    assert check_fit(mlp(8, 4, 4), prof).fits
+
+
+def test_conv_unrolled_vs_shared_counts():
+    w = np.ones((2, 1, 3, 3))
+    layer = conv_layer("c", w, (1, 4, 4), padding=1)
+    assert layer.neurons == 2 * 16
+    assert layer.synapses(False) == 2 * (4 * 4 + 8 * 6 + 4 * 9)  # corners, edges, inner taps
+    assert layer.synapses(True) == 18
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 60), min_size=2, max_size=4),
+    density=st.floats(0.05, 1.0),
+    seed=st.integers(0, 10_000),
+    neurons_max=st.integers(1, 20),
+    axons_max=st.integers(1, 64),
+    memory=st.integers(64, 8192),
+)
+def test_packing_never_exceeds_a_core_limit(sizes, density, seed, neurons_max, axons_max, memory):
+    prof = profile(
+        **{
+            "core.neurons_max": neurons_max,
+            "core.input_axons_max": axons_max,
+            "core.synapse_memory_bits": memory,
+            "chip.neurons_max": neurons_max,
+            "chip.cores": 1,
+        }
+    )
+    summary = mlp(*sizes, density=density, seed=seed)
+    packing = pack(summary, prof)
+    single = {(layer, n) for layer, n, _ in packing.unplaceable}
+    placed = sum(p.stop - p.start for p in packing.placements)
+    assert placed == summary.neurons
+    for core in packing.cores:
+        assert core.neurons <= neurons_max
+        in_core = [p for p in packing.placements if p.core == core.index]
+        alone = len(in_core) == 1 and (in_core[0].layer, in_core[0].start) in single
+        if not alone:
+            assert core.input_axons <= axons_max
+            assert core.memory_bits <= memory
+
+
+def test_core_modules_do_not_import_torch():
+    code = (
+        "import sys; import neuroprune.profiles, neuroprune.summary, neuroprune.fit, "
+        "neuroprune.memory, neuroprune.errors; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
