@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -33,6 +34,18 @@ SCALE_KINDS = ("pow2_exponent", "pow2_shift", "per_layer_float", "analog_bias", 
 IMPLEMENTATIONS = ("digital_sync", "digital_async", "mixed_signal", "analog")
 NEURON_MODELS = ("LIF", "CubaLIF", "IF", "LI", "AdEx", "Izhikevich", "programmable")
 LAYERS_PER_CORE = ("many", "one")
+FAN_OUT_UNITS = ("axon", "core", "layer", "chip")
+UNITS = {
+    "chip.cores": "cores", "chip.neurons_max": "neurons", "chip.synapses_headline": "synapses",
+    "chip.memory_bits": "bits", "chip.chips_per_system_max": "chips",
+    "core.neurons_max": "neurons", "core.input_axons_max": "axons",
+    "core.output_axons_max": "axons", "core.synapse_memory_bits": "bits",
+    "neuron.fan_in_max": "synapses", "neuron.state_bits": "bits", "neuron.threshold_bits": "bits",
+    "neuron.decay_bits": "bits", "neuron.bias_bits": "bits", "weights.bits": "bits",
+    "weights.distinct_values_per_neuron": "values",
+    "energy.synop_pj": "pJ", "energy.neuron_update_pj": "pJ",
+}  # fmt: skip
+"""The unit each numeric field must be written in (``neuron.fan_out_max``: ``<fan_out_unit>s``)."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +203,10 @@ def shipped_profile_paths() -> dict[str, Path]:
     return {p.stem: p for p in sorted(profiles_dir().glob("*.yaml"))}
 
 
+def _norm(name: str) -> str:
+    return name.lower().replace("-", "_").replace(" ", "_")
+
+
 def _alias_table() -> dict[str, str]:
     table: dict[str, str] = {}
     for stem, path in shipped_profile_paths().items():
@@ -198,8 +215,9 @@ def _alias_table() -> dict[str, str]:
             raw = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
-        for alias in raw.get("aliases", []) or []:
-            table[str(alias).lower()] = stem
+        aliases = raw.get("aliases") if isinstance(raw, Mapping) else None
+        for alias in aliases if isinstance(aliases, list) else []:
+            table.setdefault(_norm(str(alias)), stem)
     return table
 
 
@@ -218,7 +236,7 @@ def resolve_chip(chip: str) -> Path:
             )
         return candidate
     table = _alias_table()
-    key = chip.lower().replace("-", "_").replace(" ", "_")
+    key = _norm(chip)
     for name in (key, key.replace("_", "")):
         if name in table:
             return shipped_profile_paths()[table[name]]
@@ -293,6 +311,10 @@ class _Reader:
             status = node.get("status")
             if status is not None and status not in STATUSES:
                 self.problem(path + ".status", f"must be one of {list(STATUSES)}, got {status!r}")
+            unit = node.get("unit")
+            if unit is not None and path in UNITS and unit != UNITS[path]:
+                want = UNITS[path]
+                self.problem(path + ".unit", f"must be {want!r} (convert the value), got {unit!r}")
             quantity = Quantity(
                 value=node.get("value"),
                 unit=node.get("unit"),
@@ -310,6 +332,9 @@ class _Reader:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.problem(path, f"must be a number, got {value!r}")
+            return None
+        if not math.isfinite(value):
+            self.problem(path, f"must be finite, got {value!r}")
             return None
         if kind is int and (not float(value).is_integer()):
             self.problem(path, f"must be a whole number, got {value!r}")
@@ -375,6 +400,29 @@ _TOP_KEYS = {
     "schema_version", "id", "name", "vendor", "aliases", "implementation", "summary", "chip",
     "core", "neuron", "weights", "connectivity", "energy", "sources", "notes",
 }  # fmt: skip
+_SECTION_KEYS = {
+    "chip": {"cores", "neurons_max", "synapses_headline", "memory_bits", "chips_per_system_max"},
+    "core": {
+        "neurons_max", "input_axons_max", "output_axons_max", "synapse_memory_bits",
+        "synapse_encoding", "layers_per_core",
+    },
+    "core.synapse_encoding": {
+        "kind", "block_synapses", "block_header_bits", "word_bits", "index_bits",
+        "extra_bits_per_synapse", "bits_per_synapse", "max_row_length", "rows", "cols",
+    },
+    "neuron": {
+        "models", "fan_in_max", "fan_out_max", "fan_out_unit", "reset_modes", "state_bits",
+        "threshold_bits", "decay_bits", "bias_bits",
+    },
+    "weights": {
+        "format", "bits", "bits_allowed", "sign", "sign_costs_bit", "scale",
+        "distinct_values_per_neuron", "params",
+    },
+    "weights.scale": {"kind", "granularity", "range"},
+    "connectivity": {"conv_weight_sharing"},
+    "energy": {"synop_pj", "neuron_update_pj"},
+}  # fmt: skip
+_PROVENANCE = {"note", "source"}  # allowed in every section: where its non-numeric facts come from
 
 
 def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> ChipProfile:
@@ -386,10 +434,11 @@ def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> Chip
             fix="See hardware_profiles/README.md for the schema.",
         )
     r = _Reader(raw)
-    unknown = sorted(set(raw) - _TOP_KEYS)
-    for key in unknown:
-        close = difflib.get_close_matches(key, sorted(_TOP_KEYS), n=1)
-        r.problem(key, "unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    _check_keys(r, raw, "", _TOP_KEYS)
+    for section, keys in _SECTION_KEYS.items():
+        node = r.node(section)
+        if node is not _MISSING and node is not None:
+            _check_keys(r, node, section + ".", keys | _PROVENANCE)
     version = raw.get("schema_version")
     if version != SCHEMA_VERSION:
         r.problem("schema_version", f"must be {SCHEMA_VERSION}, got {version!r}")
@@ -406,8 +455,9 @@ def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> Chip
     chips_max = r.quantity("chip.chips_per_system_max", required=False)
 
     encoding = _parse_encoding(r)
+    core_neurons = r.quantity("core.neurons_max", required=True)
     core = CoreSpec(
-        neurons_max=r.quantity("core.neurons_max", required=True) or 1,
+        neurons_max=core_neurons or 1,
         input_axons_max=r.quantity("core.input_axons_max", required=False),
         output_axons_max=r.quantity("core.output_axons_max", required=False),
         synapse_memory_bits=r.quantity("core.synapse_memory_bits", required=False),
@@ -418,7 +468,7 @@ def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> Chip
         models=r.str_list("neuron.models", NEURON_MODELS),
         fan_in_max=r.quantity("neuron.fan_in_max", required=False, positive=False),
         fan_out_max=r.quantity("neuron.fan_out_max", required=False, positive=False),
-        fan_out_unit=r.text("neuron.fan_out_unit", required=False, default="") or None,
+        fan_out_unit=r.choice("neuron.fan_out_unit", FAN_OUT_UNITS, default="") or None,
         reset_modes=r.str_list("neuron.reset_modes") or ("zero",),
         state_bits=r.quantity("neuron.state_bits", required=False),
         threshold_bits=r.quantity("neuron.threshold_bits", required=False),
@@ -442,12 +492,15 @@ def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> Chip
     if not isinstance(sources, Mapping):
         r.problem("sources", "must be a mapping of source id to citation")
         sources = {}
-    for qpath, q in r.quantities.items():
-        if q.source is not None:
-            for ref in str(q.source).replace(",", " ").split():
+    cited = {qpath: q.source for qpath, q in r.quantities.items()}
+    cited.update({sec: r.node(sec + ".source") for sec in _SECTION_KEYS})
+    for qpath, source in cited.items():
+        if source is not None and source is not _MISSING:
+            for ref in str(source).replace(",", " ").split():
                 if ref not in sources:
                     r.problem(qpath + ".source", f"cites {ref!r}, which is not under 'sources'")
-    _check_consistency(r, cores, neurons_max, core)
+    _check_consistency(r, cores, neurons_max, core_neurons)
+    _check_encoding_memory(r, core)
     if r.problems:
         raise ProfileError(
             f"invalid profile ({len(r.problems)} problem{'s' * (len(r.problems) > 1)}): "
@@ -507,12 +560,9 @@ def _parse_encoding(r: _Reader) -> SynapseEncoding:
 
 def _parse_weights(r: _Reader) -> WeightFormat:
     fmt = r.choice("weights.format", WEIGHT_FORMATS, default="int")
-    bits = r.integer("weights.bits", default=None)
-    if bits is None or bits == 0:
-        r.problem("weights.bits", f"must be a positive integer (bits per stored weight), got {bits!r}")
-        bits = 1
+    bits = r.quantity("weights.bits", required=True)
     allowed_node = r.node("weights.bits_allowed")
-    allowed: tuple[int, ...] = (bits,)
+    allowed: tuple[int, ...] = (bits or 1,)
     if allowed_node is not _MISSING and allowed_node is not None:
         if not isinstance(allowed_node, list) or not all(
             isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in allowed_node
@@ -520,12 +570,17 @@ def _parse_weights(r: _Reader) -> WeightFormat:
             r.problem("weights.bits_allowed", f"must be a list of positive integers, got {allowed_node!r}")
         else:
             allowed = tuple(allowed_node)
-            if bits not in allowed:
+            if bits and bits not in allowed:
                 r.problem("weights.bits", f"{bits} is not in weights.bits_allowed {list(allowed)}")
     scale_range = r.node("weights.scale.range")
     if scale_range is _MISSING or scale_range is None:
         scale_range = None
-    elif not (isinstance(scale_range, list) and len(scale_range) == 2 and scale_range[0] <= scale_range[1]):
+    elif not (
+        isinstance(scale_range, list)
+        and len(scale_range) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in scale_range)
+        and scale_range[0] <= scale_range[1]
+    ):
         r.problem("weights.scale.range", f"must be [low, high] with low <= high, got {scale_range!r}")
         scale_range = None
     params = r.node("weights.params")
@@ -535,12 +590,14 @@ def _parse_weights(r: _Reader) -> WeightFormat:
         r.problem("weights.params", "must be a mapping")
         params = {}
     costs = r.node("weights.sign_costs_bit")
+    if costs is not _MISSING and not isinstance(costs, bool):
+        r.problem("weights.sign_costs_bit", f"must be true or false, got {costs!r}")
     return WeightFormat(
         format=fmt,
-        bits=bits,
+        bits=bits or 1,
         bits_allowed=allowed,
         sign=r.choice("weights.sign", SIGN_MODES, default="signed"),
-        sign_costs_bit=bool(costs) if costs is not _MISSING else False,
+        sign_costs_bit=costs is True,
         scale_kind=r.choice("weights.scale.kind", SCALE_KINDS, default="none"),
         scale_granularity=r.text("weights.scale.granularity", required=False, default="") or None,
         scale_range=tuple(scale_range) if scale_range else None,
@@ -551,12 +608,26 @@ def _parse_weights(r: _Reader) -> WeightFormat:
     )
 
 
-def _check_consistency(r: _Reader, cores, neurons_max, core: CoreSpec) -> None:
-    if cores and neurons_max and core.neurons_max and cores * core.neurons_max < neurons_max:
+def _check_keys(r: _Reader, node: Any, prefix: str, allowed: set[str]) -> None:
+    """Report keys of ``node`` that the schema does not know, with the closest known key."""
+    if not isinstance(node, Mapping):
+        r.problem(prefix.rstrip("."), f"must be a mapping, got {node!r}")
+        return
+    for key in sorted((k for k in node if k not in allowed), key=str):
+        close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        r.problem(f"{prefix}{key}", "unknown key" + hint)
+
+
+def _check_consistency(r: _Reader, cores, neurons_max, core_neurons) -> None:
+    if cores and neurons_max and core_neurons and cores * core_neurons < neurons_max:
         r.problem(
             "chip.neurons_max",
-            f"{neurons_max} exceeds cores x core.neurons_max = {cores * core.neurons_max}",
+            f"{neurons_max} exceeds chip.cores x core.neurons_max = {cores * core_neurons}",
         )
+
+
+def _check_encoding_memory(r: _Reader, core: CoreSpec) -> None:
     enc = core.encoding
     if enc.kind == "blocked_list" and core.synapse_memory_bits is None:
         r.problem("core.synapse_memory_bits", "required when synapse_encoding.kind is 'blocked_list'")
