@@ -1,0 +1,33 @@
+# The two commands of the README:  make demo  and  make test.
+# Each creates .venv with Python 3.10 when it is absent and installs neuroprune into it.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format venv benchmarks clean
+
+$(STAMP): pyproject.toml
+	@PY310=$$(scripts/python310.sh) || exit 1; \
+	  if [ ! -x $(PY) ]; then echo "creating $(VENV) with $$PY310"; $$PY310 -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## demo: train, prune, quantize, export, simulate on Lava and report, on the bundled digits data
+demo: $(STAMP)
+	$(VENV)/bin/neuroprune fit --chip loihi --cores 1 --out runs --name demo
+
+## test: lint and the test suite
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,304 @@
+"""Command line (layer L5): parse, call one library function, render, exit.
+
+The only module that prints or exits. Errors from the library arrive as
+:class:`neuroprune.errors.NeuropruneError` and are printed as one line (``-v`` adds the
+traceback) with the error's exit code: 0 done and fits; 1 ran but does not fit or verification
+failed; 2 bad usage or input; 3 a backend is unavailable.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from neuroprune import __version__
+from neuroprune.errors import NeuropruneError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _console(stderr: bool = False):
+    """Rich console; 160 columns when not a terminal so piped tables are not truncated."""
+    import os
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS", 160))
+    return Console(highlight=False, stderr=stderr, width=width)
+
+
+def _err_console():
+    return _console(stderr=True)
+
+
+def handle_errors(fn):
+    """Turn library errors into one line on stderr and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        verbose = click.get_current_context().find_root().params.get("verbose", False)
+        try:
+            return fn(*args, **kwargs)
+        except NeuropruneError as exc:
+            if verbose:
+                traceback.print_exc()
+            click.echo(f"error: {exc.one_line()}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: outputs written so far are complete files", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="neuroprune")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+def main(verbose: bool) -> None:
+    """Prune, quantize, export and verify spiking neural networks so they fit a chip."""
+
+
+# ------------------------------------------------------------------------------------------
+# profiles
+
+
+@main.group(context_settings=CONTEXT)
+def profiles() -> None:
+    """List, show and validate chip profiles."""
+
+
+@profiles.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@handle_errors
+def profiles_list(as_json: bool) -> None:
+    """Table of the shipped chips: cores, neurons, synapses, weight bits, fan-in."""
+    from neuroprune.profiles import list_profiles
+    from neuroprune.reports.render import profile_rows, profiles_table
+
+    rows = profile_rows(list_profiles())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        _console().print(profiles_table(rows))
+
+
+@profiles.command("show")
+@click.argument("chip")
+@handle_errors
+def profiles_show(chip: str) -> None:
+    """Every field of one profile with its unit, status and source."""
+    from neuroprune.profiles import load_profile
+    from neuroprune.reports.render import profile_detail
+
+    _console().print(profile_detail(load_profile(chip)))
+
+
+@profiles.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@handle_errors
+def profiles_validate(file: str) -> None:
+    """Validate a profile YAML file; every problem is listed with its dotted path."""
+    from neuroprune.profiles import load_profile
+
+    profile = load_profile(file)
+    click.echo(f"{file}: valid profile '{profile.id}' ({profile.name})")
+
+
+# ------------------------------------------------------------------------------------------
+# check
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--chip", required=True, help="Chip id or alias, or a path to a profile YAML.")
+@click.option("--chips", type=int, help="Chips allocated (default 1).")
+@click.option("--cores", type=int, help="Cores allocated (default: all cores of the chips).")
+@click.option("--model", default="mlp", show_default=True, help="mlp, conv, sew, or FILE.py:FACTORY.")
+@click.option("--hidden", help="Hidden widths, e.g. 128 or 128,64.")
+@click.option("--dataset", default="digits", show_default=True)
+@click.option("--data-dir", type=click.Path(), help="Folder holding the dataset files.")
+@click.option("--json", "as_json", is_flag=True, help="Print the fit report as JSON.")
+@handle_errors
+def check(chip, chips, cores, model, hidden, dataset, data_dir, as_json) -> None:
+    """Fit verdict of the dense (untrained) network, before any training.
+
+    Exit 0 when it fits, 1 when it does not.
+    """
+    from neuroprune.pipeline import check_dense
+    from neuroprune.reports.render import fit_text
+
+    report = check_dense(
+        chip, model=model, hidden=hidden, dataset=dataset, data_dir=data_dir,
+        chips=chips, cores=cores,
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2, default=str))
+    else:
+        _console().print(fit_text(report))
+    sys.exit(0 if report.fits else 1)
+
+
+# ------------------------------------------------------------------------------------------
+# fit
+
+
+FIT_OPTIONS = [
+    click.option("--chip", help="Chip id or alias, or a path to a profile YAML [loihi]."),
+    click.option("--chips", type=int, help="Chips allocated; the budget is what they hold."),
+    click.option("--cores", type=int, help="Cores allocated; the budget is what they hold."),
+    click.option("--budget", type=int, help="Synapse budget B (nonzero synapses)."),
+    click.option("--sparsity", type=float, help="Fraction of synapses to remove (0..1)."),
+    click.option("--model", help="mlp, conv, sew, or FILE.py:FACTORY [mlp]."),
+    click.option("--hidden", help="Hidden widths for mlp, e.g. 128 or 128,64."),
+    click.option("--dataset", help="digits, mnist, fashion-mnist, cifar10 [digits]."),
+    click.option("--data-dir", type=click.Path(), help="Folder holding the dataset files."),
+    click.option("--method", help="stds, slats, lats, pgh, gradr, gmp, magnitude, sca [stds]."),
+    click.option("--scheduler", help="Threshold scheduler for stds: sine or linear [sine]."),
+    click.option("--epochs", type=int, help="Dense training epochs."),
+    click.option("--prune-epochs", type=int, help="Pruning epochs."),
+    click.option("--finetune-epochs", type=int, help="Fine-tuning epochs with the mask frozen."),
+    click.option("--quant-epochs", type=int, help="Quantization-aware fine-tuning epochs."),
+    click.option("--timesteps", type=int, help="Time steps T per sample."),
+    click.option("--encoding", help="direct or poisson."),
+    click.option("--batch-size", type=int),
+    click.option("--lr", type=float, help="Learning rate."),
+    click.option("--seed", type=int),
+    click.option("--backend", help="Simulator for verification: lava, reference or none."),
+    click.option("--samples", type=int, help="Test samples to simulate (default: all)."),
+    click.option("--fixed-point/--floating-point", "fixed_point", default=None,
+                 help="Simulate the chip's integer arithmetic (default when the format is loihi)."),
+    click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                 help="YAML file of options; command-line options override it."),
+    click.option("--out", type=click.Path(file_okay=False), help="Parent folder of runs [runs]."),
+    click.option("--name", help="Run name (folder under --out)."),
+    click.option("--resume", is_flag=True, default=None, help="Continue from the last completed stage."),
+    click.option("--device", help="cpu or cuda."),
+]  # fmt: skip
+
+
+def fit_options(fn):
+    for option in reversed(FIT_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@main.command(context_settings=CONTEXT)
+@fit_options
+@click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout, nothing else.")
+@handle_errors
+def fit(config_file, as_json, **options) -> None:
+    """Train, prune to the chip's budget, quantize, export, simulate on Lava and report.
+
+    Exit 0 when the network fits and verification passed, 1 when it does not fit or the
+    simulation disagrees with the model, 2 on bad input, 3 when a backend is unavailable.
+    """
+    from neuroprune.config import resolve_config
+    from neuroprune.pipeline import run_fit
+    from neuroprune.reports.render import ProgressRenderer, summary_text
+
+    cfg = resolve_config(config_file, options)
+    console = _err_console() if as_json else _console()
+    with ProgressRenderer(console, quiet=as_json) as progress:
+        outcome = run_fit(cfg, progress=progress)
+    if as_json:
+        click.echo(json.dumps(outcome.report, indent=2, default=str))
+    else:
+        console.print(summary_text(outcome.report, outcome.run_dir))
+    sys.exit(outcome.exit_code)
+
+
+# ------------------------------------------------------------------------------------------
+# quantize, export, simulate, report, sweep
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--chip", help="Quantize for another chip than the run's.")
+@handle_errors
+def quantize(run_dir: str, chip: str | None) -> None:
+    """Quantize a saved run's pruned model (pruned.pt) to the chip's formats."""
+    from neuroprune.pipeline import quantize_run
+    from neuroprune.reports.render import quantize_text
+
+    _console().print(quantize_text(quantize_run(Path(run_dir), chip=chip)))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["nir", "onnx"]), default="nir", show_default=True)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Output file.")
+@handle_errors
+def export(run_dir: str, fmt: str, out_file: str | None) -> None:
+    """Export a run's final model to NIR or ONNX."""
+    from neuroprune.pipeline import export_run
+
+    path = export_run(Path(run_dir), fmt, Path(out_file) if out_file else None)
+    click.echo(f"wrote {path}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("target", type=click.Path())
+@click.option("--chip", help="Chip profile for energy figures (default: the run's chip).")
+@click.option("--backend", type=click.Choice(["lava", "reference"]), default="lava", show_default=True)
+@click.option("--samples", type=int, help="Test samples to simulate (default: all).")
+@click.option("--fixed-point/--floating-point", "fixed_point", default=None,
+              help="Bit-accurate integer arithmetic (needs a quantized model).")  # fmt: skip
+@click.option("--dataset", help="Dataset to feed (default: the run's, or digits).")
+@click.option("--data-dir", type=click.Path())
+@click.option("--threshold", type=float, default=0.99, show_default=True,
+              help="Minimum spike agreement; below it the command exits 1.")  # fmt: skip
+@click.option("--timeout", type=float, help="Seconds before the simulator is stopped.")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def simulate(target, chip, backend, samples, fixed_point, dataset, data_dir, threshold, timeout,
+             as_json) -> None:  # fmt: skip
+    """Simulate RUN_DIR (its model.nir) or a FILE.nir and compare with the PyTorch model."""
+    from neuroprune.pipeline import simulate_target
+    from neuroprune.reports.render import simulation_text
+
+    result = simulate_target(
+        Path(target), chip=chip, backend=backend, samples=samples, fixed_point=fixed_point,
+        dataset=dataset, data_dir=data_dir, timeout=timeout,
+    )  # fmt: skip
+    record = result.as_dict()
+    if as_json:
+        click.echo(json.dumps(record, indent=2, default=str))
+    else:
+        _console().print(simulation_text(record))
+    agreement = record.get("spike_agreement")
+    sys.exit(1 if agreement is not None and agreement < threshold else 0)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@handle_errors
+def report(run_dir: str) -> None:
+    """Print a run's report (report.json) as tables."""
+    from neuroprune.pipeline import load_report
+    from neuroprune.reports.render import summary_text
+
+    _console().print(summary_text(load_report(Path(run_dir)), Path(run_dir)))
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--chip", required=True)
+@click.option("--budgets", help="Comma-separated synapse budgets.")
+@click.option("--sparsities", help="Comma-separated sparsities, e.g. 0.9,0.95,0.99.")
+@click.option("--method", default="stds", show_default=True)
+@click.option("--out", default="runs", show_default=True)
+@handle_errors
+def sweep(chip, budgets, sparsities, method, out) -> None:
+    """Accuracy-vs-budget table and plot over several budgets (one fit run each)."""
+    from neuroprune.pipeline import run_sweep
+    from neuroprune.reports.render import sweep_table
+
+    if not budgets and not sparsities:
+        raise click.UsageError("give --budgets or --sparsities")
+    rows, plot = run_sweep(chip, budgets=budgets, sparsities=sparsities, method=method, out=out)
+    _console().print(sweep_table(rows))
+    click.echo(f"plot: {plot}")

@@ -1,0 +1,123 @@
+"""Plots for people (layer L3). matplotlib is imported here only, with the Agg backend.
+
+Each function takes plain dicts/lists (from report.json) and writes one PNG atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from neuroprune.atomic import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    _pyplot().close(fig)
+    return path
+
+
+def training_curves(history: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) -> Path:
+    """Per epoch, for each stage (dense, prune, finetune, quantize): test accuracy; sparsity and
+    the method's knob (threshold d, alpha, ...) during pruning."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    offset = 0
+    for stage, rows in history.items():
+        if not rows:
+            continue
+        epochs = [offset + i + 1 for i in range(len(rows))]
+        acc = [r.get("test_accuracy") for r in rows]
+        axes[0].plot(epochs, [a * 100 if a is not None else None for a in acc], marker="o", ms=3, label=stage)
+        if any("sparsity" in r for r in rows):
+            axes[1].plot(epochs, [100 * r.get("sparsity", 0) for r in rows], marker="o", ms=3, label=stage)
+        if any("knob" in r for r in rows):
+            axes[2].plot(epochs, [r.get("knob") for r in rows], marker="o", ms=3, label=stage)
+        offset = epochs[-1]
+    for ax, title, ylabel in zip(
+        axes,
+        ("Test accuracy", "Sparsity of counted synapses", "Pruning knob (threshold / alpha)"),
+        ("%", "%", "value"),
+        strict=True,
+    ):
+        ax.set_title(title)
+        ax.set_xlabel("epoch (all stages)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def layer_sparsity(layers: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Bar chart: kept vs dense synapses per layer, sparsity on top."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(layers)), 3.4))
+    names = [r["layer"] for r in layers]
+    ax.bar(names, [r["dense"] for r in layers], color="#d0d0d0", label="dense positions")
+    ax.bar(names, [r["synapses"] for r in layers], color="#2a7ab9", label="kept synapses")
+    for i, r in enumerate(layers):
+        ax.annotate(f"{100 * r['sparsity']:.1f} %", (i, r["dense"]), ha="center", va="bottom", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("synapses (log)")
+    ax.set_title("Per-layer synapses after pruning")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def spike_rates(layers: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Spikes per neuron per step, per layer (from the simulation)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(layers)), 3.2))
+    ax.bar([r["layer"] for r in layers], [r.get("rate") or 0 for r in layers], color="#c0504d")
+    ax.set_ylabel("spikes / neuron / step")
+    ax.set_title("Spike rates (simulated)")
+    return _save(fig, path)
+
+
+def core_usage(per_core: Sequence[Mapping[str, Any]], limits: Mapping[str, float | None], path: Path) -> Path:
+    """Per core: neurons, input axons and synaptic memory as fractions of the core's limits."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(per_core) + 2), 3.2))
+    keys = [("neurons", "neurons"), ("input_axons", "input axons"), ("memory_bits", "synapse memory")]
+    width = 0.8 / len(keys)
+    for k, (key, label) in enumerate(keys):
+        limit = limits.get(key)
+        if not limit:
+            continue
+        xs = [c["core"] + k * width for c in per_core]
+        ax.bar(xs, [c[key] / limit for c in per_core], width=width, label=label)
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.set_xlabel("core")
+    ax.set_ylabel("fraction of the core's limit")
+    ax.set_title("Core usage after packing")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def sweep_plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Accuracy vs synapse budget (Pareto view) for a sweep."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    rows = sorted(rows, key=lambda r: r["budget"])
+    ax.plot([r["budget"] for r in rows], [100 * r["accuracy"] for r in rows], marker="o", label="pruned")
+    if any(r.get("quantized_accuracy") is not None for r in rows):
+        ax.plot([r["budget"] for r in rows], [100 * (r.get("quantized_accuracy") or 0) for r in rows],
+                marker="s", label="quantized")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("synapse budget")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

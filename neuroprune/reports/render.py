@@ -1,0 +1,256 @@
+"""Rendering for people (layer L3): rich tables and text from result dicts and dataclasses.
+
+Functions here build renderables; only the CLI prints them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from neuroprune.profiles import ChipProfile
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f} %"
+
+
+# ------------------------------------------------------------------------------------------
+# profiles
+
+
+def profile_rows(profiles: Iterable[ChipProfile]) -> list[dict[str, Any]]:
+    """One row per chip: the numbers `profiles list` shows."""
+    return [
+        {
+            "chip": p.id,
+            "name": p.name,
+            "cores": p.cores,
+            "neurons": p.neurons_max,
+            "synapses": p.synapses_headline,
+            "synapses_per_core": p.synapses_per_core_sparse,
+            "weight_bits": p.weights.bits,
+            "weight_format": p.weights.format,
+            "fan_in": p.neuron.fan_in_max,
+            "conv_shared": p.conv_weight_sharing,
+        }
+        for p in profiles
+    ]
+
+
+def profiles_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Chip profiles (neuroprune profiles show CHIP for units and sources)")
+    headers = [
+        ("chip", "chip"), ("name", "name"), ("cores", "cores/chip"), ("neurons", "neurons/chip"),
+        ("synapses", "synapses/chip (headline)"), ("synapses_per_core", "synapses/core (sparse)"),
+        ("weight_bits", "weight bits"), ("weight_format", "format"), ("fan_in", "fan-in max"),
+    ]  # fmt: skip
+    for key, title in headers:
+        table.add_column(title, justify="left" if key in ("chip", "name", "weight_format") else "right")
+    for row in rows:
+        table.add_row(*(_fmt(row[key]) for key, _ in headers))
+    return table
+
+
+def profile_detail(profile: ChipProfile) -> Group:
+    head = Text(f"{profile.name} ({profile.id}) — {profile.vendor}\n", style="bold")
+    head.append(f"file: {profile.path}\nsha256: {profile.sha256[:16]}…\n", style="dim")
+    table = Table("field", "value", "unit", "status", "source", "note")
+    for path, q in sorted(profile.quantities.items()):
+        table.add_row(path, _fmt(q.value), q.unit or "", q.status or "", q.source or "", q.note or "")
+    derived = Table("derived limit", "value", title="Derived (neuroprune.memory)")
+    derived.add_row("synapses per core, dense form", _fmt(profile.synapses_per_core_dense))
+    derived.add_row("synapses per core, sparse form", _fmt(profile.synapses_per_core_sparse))
+    derived.add_row("weight format", f"{profile.weights.format}, {profile.weights.bits} bits, "
+                    f"sign {profile.weights.sign}, scale {profile.weights.scale_kind}")  # fmt: skip
+    derived.add_row("synapse encoding", profile.core.encoding.kind)
+    derived.add_row("conv weight sharing", _fmt(profile.conv_weight_sharing))
+    derived.add_row("neuron models", ", ".join(profile.neuron.models))
+    sources = Table("id", "source", title="Sources")
+    for key, text in profile.sources.items():
+        sources.add_row(key, str(text))
+    return Group(head, table, derived, sources)
+
+
+# ------------------------------------------------------------------------------------------
+# fit
+
+
+def fit_text(report) -> Group:
+    """Verdict line, one line per violation (rule, layer, limit, actual, hint), core use."""
+    data = report.as_dict() if hasattr(report, "as_dict") else dict(report)
+    return fit_group(data)
+
+
+def fit_group(data: Mapping[str, Any]) -> Group:
+    ok = data["fits"]
+    verdict = Text(
+        f"{'FITS' if ok else 'DOES NOT FIT'} on {data['chip']}: {data['cores']} core(s) of "
+        f"{data['cores_allocated']} allocated, {data['chips']} chip(s) needed; "
+        f"{_fmt(data['synapses'])} synapses, {_fmt(data['neurons'])} neurons",
+        style="bold green" if ok else "bold red",
+    )
+    parts: list[Any] = [verdict]
+    if data["violations"]:
+        table = Table("rule", "layer", "limit", "actual", "hint", title="Violations")
+        for v in data["violations"]:
+            table.add_row(v["rule"], v["layer"], _fmt(v["limit"]), _fmt(v["actual"]), v["hint"])
+        parts.append(table)
+    util = ", ".join(f"{k} {_pct(v)}" for k, v in data.get("utilisation", {}).items())
+    if util:
+        parts.append(Text(f"utilisation of the cores used: {util}", style="dim"))
+    return Group(*parts)
+
+
+# ------------------------------------------------------------------------------------------
+# run summary
+
+
+def summary_text(report: Mapping[str, Any], run_dir: Path | None = None) -> Group:
+    """The end-of-run summary: stages, accuracy, sparsity per layer, fit, simulation."""
+    parts: list[Any] = []
+    stages = Table("stage", "accuracy", "synapses", "neurons", "notes", title="Pipeline")
+    dense, pruned, quant = report.get("dense"), report.get("pruned"), report.get("quantized")
+    budget = report.get("budget") or {}
+    if dense:
+        stages.add_row("dense", _pct(dense.get("accuracy")), _fmt(dense.get("synapses")),
+                       _fmt(dense.get("neurons")), "")  # fmt: skip
+    if pruned:
+        stages.add_row("pruned", _pct(pruned.get("accuracy")), _fmt(pruned.get("synapses")),
+                       _fmt(pruned.get("neurons")),
+                       f"budget {_fmt(budget.get('synapses'))} ({budget.get('source', '')}), "
+                       f"max fan-in {_fmt(pruned.get('max_fan_in'))}")  # fmt: skip
+    if quant:
+        stages.add_row("quantized", _pct(quant.get("accuracy")), _fmt(quant.get("synapses")),
+                       "", str(quant.get("format", "")))  # fmt: skip
+    parts.append(stages)
+    layers = (pruned or {}).get("layers") or []
+    if layers:
+        table = Table("layer", "synapses", "dense", "sparsity", "max fan-in", title="Per layer")
+        for row in layers:
+            table.add_row(row["layer"], _fmt(row["synapses"]), _fmt(row["dense"]),
+                          _pct(row["sparsity"]), _fmt(row.get("max_fan_in")))  # fmt: skip
+        parts.append(table)
+    if report.get("fit"):
+        parts.append(fit_group(report["fit"]))
+    if report.get("simulation"):
+        parts.append(simulation_text(report["simulation"]))
+    if run_dir is not None:
+        parts.append(Text(f"run directory: {run_dir}", style="dim"))
+    return Group(*parts)
+
+
+def quantize_text(result) -> Group:
+    data = result if isinstance(result, Mapping) else result.as_dict()
+    table = Table("layer", "format", "scale", "clipped", "max |err|", "mean |err|", title="Quantization")
+    for row in data.get("layers", []):
+        table.add_row(row.get("layer", ""), str(row.get("format", "")), _fmt(row.get("weight_scale")),
+                      _pct(row.get("clipped_fraction")), _fmt(row.get("max_abs_error")),
+                      _fmt(row.get("mean_abs_error")))  # fmt: skip
+    acc = Text(
+        f"accuracy: float {_pct(data.get('accuracy_float'))}, after PTQ "
+        f"{_pct(data.get('accuracy_ptq'))}, after fine-tuning {_pct(data.get('accuracy_qat'))}"
+    )
+    notes = [Text(f"note: {n}", style="yellow") for n in data.get("notes", [])]
+    return Group(table, acc, *notes)
+
+
+def simulation_text(sim: Mapping[str, Any]) -> Group:
+    head = Text(
+        f"simulation ({sim.get('backend')}, {sim.get('mode', '')}): {sim.get('samples')} samples, "
+        f"spike agreement {_pct(sim.get('spike_agreement'))}, prediction agreement "
+        f"{_pct(sim.get('prediction_agreement'))}, accuracy {_pct(sim.get('accuracy'))}, "
+        f"{_fmt(sim.get('seconds_per_sample') and 1000 * sim['seconds_per_sample'])} ms/sample",
+        style="bold",
+    )
+    parts: list[Any] = [head]
+    layers = sim.get("layers") or []
+    if layers:
+        table = Table("layer", "spikes/sample", "rate", "agreement", title="Spiking activity")
+        for row in layers:
+            table.add_row(row.get("layer", ""), _fmt(row.get("spikes_per_sample")),
+                          _fmt(row.get("rate")), _pct(row.get("agreement")))  # fmt: skip
+        parts.append(table)
+    synops, energy = sim.get("synops_per_sample"), sim.get("energy_per_sample_j")
+    if synops is not None:
+        line = f"synaptic operations per sample: {_fmt(synops)}"
+        if energy is not None:
+            line += f"; energy estimate {energy * 1e9:.3g} nJ per sample (profile figures)"
+        parts.append(Text(line))
+    return Group(*parts)
+
+
+def sweep_table(rows: list[Mapping[str, Any]]) -> Table:
+    table = Table("budget", "sparsity", "accuracy", "quantized", "fits", title="Sweep")
+    for r in rows:
+        table.add_row(_fmt(r.get("budget")), _pct(r.get("sparsity")), _pct(r.get("accuracy")),
+                      _pct(r.get("quantized_accuracy")), _fmt(r.get("fits")))  # fmt: skip
+    return table
+
+
+# ------------------------------------------------------------------------------------------
+# progress
+
+
+class ProgressRenderer:
+    """A ``progress(event)`` callable that drives a rich progress bar.
+
+    Events are dicts: ``{"stage": str, "message": str}`` announces a stage;
+    ``{"stage", "total": n}`` starts a bar; ``{"stage", "advance": k, ...metrics}`` moves it;
+    ``{"stage", "done": True}`` ends it.
+    """
+
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:<10}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+            disable=quiet, transient=False,
+        )  # fmt: skip
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> ProgressRenderer:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, event: Mapping[str, Any]) -> None:
+        if self.quiet:
+            return
+        stage = str(event.get("stage", ""))
+        if "message" in event:
+            self.progress.console.print(f"[bold cyan]{stage}[/]: {event['message']}")
+        if "total" in event:
+            self.tasks[stage] = self.progress.add_task(stage, total=event["total"], info="")
+        task = self.tasks.get(stage)
+        if task is None:
+            return
+        info = " ".join(f"{k}={_fmt(v)}" for k, v in event.items() if k in _SHOWN)
+        if "advance" in event:
+            self.progress.update(task, advance=event["advance"], info=info)
+        if event.get("done"):
+            self.progress.update(task, completed=self.progress.tasks[task].total, info=info)
+
+
+_SHOWN = ("epoch", "loss", "accuracy", "test_accuracy", "sparsity", "nonzero", "threshold")
