@@ -118,7 +118,9 @@ def profiles_validate(file: str) -> None:
 @click.option("--chip", required=True, help="Chip id or alias, or a path to a profile YAML.")
 @click.option("--chips", type=int, help="Chips allocated (default 1).")
 @click.option("--cores", type=int, help="Cores allocated (default: all cores of the chips).")
-@click.option("--model", default="mlp", show_default=True, help="mlp, conv, sew, or FILE.py:FACTORY.")
+@click.option(
+    "--model", default="mlp", show_default=True, help="mlp, conv, sew, or FILE.py:FACTORY."
+)
 @click.option("--hidden", help="Hidden widths, e.g. 128 or 128,64.")
 @click.option("--dataset", default="digits", show_default=True)
 @click.option("--data-dir", type=click.Path(), help="Folder holding the dataset files.")
@@ -230,7 +232,9 @@ def quantize(run_dir: str, chip: str | None) -> None:
 
 @main.command(context_settings=CONTEXT)
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["nir", "onnx"]), default="nir", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["nir", "onnx"]), default="nir", show_default=True
+)
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Output file.")
 @handle_errors
 def export(run_dir: str, fmt: str, out_file: str | None) -> None:
@@ -244,7 +248,9 @@ def export(run_dir: str, fmt: str, out_file: str | None) -> None:
 @main.command(context_settings=CONTEXT)
 @click.argument("target", type=click.Path())
 @click.option("--chip", help="Chip profile for energy figures (default: the run's chip).")
-@click.option("--backend", type=click.Choice(["lava", "reference"]), default="lava", show_default=True)
+@click.option(
+    "--backend", type=click.Choice(["lava", "reference"]), default="lava", show_default=True
+)
 @click.option("--samples", type=int, help="Test samples to simulate (default: all).")
 @click.option("--fixed-point/--floating-point", "fixed_point", default=None,
               help="Bit-accurate integer arithmetic (needs a quantized model).")  # fmt: skip

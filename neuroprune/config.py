@@ -98,7 +98,9 @@ def _validate(cfg: RunConfig) -> None:
     for key in ("prune_epochs", "finetune_epochs", "quant_epochs"):
         value = getattr(cfg, key)
         if not isinstance(value, int) or value < 0:
-            raise ConfigError("must be a non-negative integer", where="config", field=key, value=value)
+            raise ConfigError(
+                "must be a non-negative integer", where="config", field=key, value=value
+            )
     if cfg.sparsity is not None and not 0 <= cfg.sparsity < 1:
         raise ConfigError(
             "must be in [0, 1)", where="config", field="sparsity", value=cfg.sparsity,

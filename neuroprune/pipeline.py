@@ -85,7 +85,9 @@ def _epoch_progress(run: _Run, stage: str) -> Progress:
             total = event["epochs"] - event.get("start_epoch", 0)
             run.progress({"stage": stage, "total": total})
         elif kind == "epoch":
-            shown = {k: event[k] for k in ("epoch", "loss", "test_accuracy", "sparsity") if k in event}
+            shown = {
+                k: event[k] for k in ("epoch", "loss", "test_accuracy", "sparsity") if k in event
+            }
             run.progress({"stage": stage, "advance": 1, **shown})
 
     return forward
@@ -564,4 +566,3 @@ __all__ = [
     "RunOutcome", "check_dense", "export_run", "load_report", "quantize_run", "run_fit",
     "run_sweep", "simulate_target", "train_config",
 ]  # fmt: skip
-

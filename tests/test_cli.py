@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -30,7 +31,9 @@ def test_profiles_list_shows_every_chip():
     assert result.exit_code == 0
     rows = json.loads(result.output)
     assert len(rows) >= 11
-    assert {"loihi", "truenorth", "spinnaker", "tianjic", "dynapse", "speck"} <= {r["chip"] for r in rows}
+    assert {"loihi", "truenorth", "spinnaker", "tianjic", "dynapse", "speck"} <= {
+        r["chip"] for r in rows
+    }
     table = run("profiles", "list")
     assert table.exit_code == 0 and "loihi" in table.output
 
@@ -53,7 +56,7 @@ def test_malformed_yaml(tmp_path):
 
 
 def test_profile_missing_field_and_negative_cores(tmp_path):
-    text = open("examples/mychip.yaml").read()
+    text = Path("examples/mychip.yaml").read_text()
     missing = tmp_path / "missing.yaml"
     missing.write_text(text.replace("neurons_max", "neurons_mx", 1))
     one_line_error(run("profiles", "validate", str(missing)), str(missing), "neurons_max")

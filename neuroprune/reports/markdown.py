@@ -22,7 +22,9 @@ def _num(v: Any) -> str:
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_num(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows]
+    lines += [
+        "| " + " | ".join(_num(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows
+    ]
     return "\n".join(lines)
 
 

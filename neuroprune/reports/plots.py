@@ -39,9 +39,13 @@ def training_curves(history: Mapping[str, Sequence[Mapping[str, Any]]], path: Pa
             continue
         epochs = [offset + i + 1 for i in range(len(rows))]
         acc = [r.get("test_accuracy") for r in rows]
-        axes[0].plot(epochs, [a * 100 if a is not None else None for a in acc], marker="o", ms=3, label=stage)
+        axes[0].plot(
+            epochs, [a * 100 if a is not None else None for a in acc], marker="o", ms=3, label=stage
+        )
         if any("sparsity" in r for r in rows):
-            axes[1].plot(epochs, [100 * r.get("sparsity", 0) for r in rows], marker="o", ms=3, label=stage)
+            axes[1].plot(
+                epochs, [100 * r.get("sparsity", 0) for r in rows], marker="o", ms=3, label=stage
+            )
         if any("knob" in r for r in rows):
             axes[2].plot(epochs, [r.get("knob") for r in rows], marker="o", ms=3, label=stage)
         offset = epochs[-1]
@@ -68,7 +72,9 @@ def layer_sparsity(layers: Sequence[Mapping[str, Any]], path: Path) -> Path:
     ax.bar(names, [r["dense"] for r in layers], color="#d0d0d0", label="dense positions")
     ax.bar(names, [r["synapses"] for r in layers], color="#2a7ab9", label="kept synapses")
     for i, r in enumerate(layers):
-        ax.annotate(f"{100 * r['sparsity']:.1f} %", (i, r["dense"]), ha="center", va="bottom", fontsize=8)
+        ax.annotate(
+            f"{100 * r['sparsity']:.1f} %", (i, r["dense"]), ha="center", va="bottom", fontsize=8
+        )
     ax.set_yscale("log")
     ax.set_ylabel("synapses (log)")
     ax.set_title("Per-layer synapses after pruning")
@@ -86,11 +92,17 @@ def spike_rates(layers: Sequence[Mapping[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def core_usage(per_core: Sequence[Mapping[str, Any]], limits: Mapping[str, float | None], path: Path) -> Path:
+def core_usage(
+    per_core: Sequence[Mapping[str, Any]], limits: Mapping[str, float | None], path: Path
+) -> Path:
     """Per core: neurons, input axons and synaptic memory as fractions of the core's limits."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(per_core) + 2), 3.2))
-    keys = [("neurons", "neurons"), ("input_axons", "input axons"), ("memory_bits", "synapse memory")]
+    keys = [
+        ("neurons", "neurons"),
+        ("input_axons", "input axons"),
+        ("memory_bits", "synapse memory"),
+    ]
     width = 0.8 / len(keys)
     for k, (key, label) in enumerate(keys):
         limit = limits.get(key)
@@ -111,7 +123,9 @@ def sweep_plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.4))
     rows = sorted(rows, key=lambda r: r["budget"])
-    ax.plot([r["budget"] for r in rows], [100 * r["accuracy"] for r in rows], marker="o", label="pruned")
+    ax.plot(
+        [r["budget"] for r in rows], [100 * r["accuracy"] for r in rows], marker="o", label="pruned"
+    )
     if any(r.get("quantized_accuracy") is not None for r in rows):
         ax.plot([r["budget"] for r in rows], [100 * (r.get("quantized_accuracy") or 0) for r in rows],
                 marker="s", label="quantized")  # fmt: skip

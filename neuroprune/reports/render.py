@@ -64,7 +64,9 @@ def profiles_table(rows: list[dict[str, Any]]) -> Table:
         ("weight_bits", "weight bits"), ("weight_format", "format"), ("fan_in", "fan-in max"),
     ]  # fmt: skip
     for key, title in headers:
-        table.add_column(title, justify="left" if key in ("chip", "name", "weight_format") else "right")
+        table.add_column(
+            title, justify="left" if key in ("chip", "name", "weight_format") else "right"
+        )
     for row in rows:
         table.add_row(*(_fmt(row[key]) for key, _ in headers))
     return table
@@ -75,7 +77,9 @@ def profile_detail(profile: ChipProfile) -> Group:
     head.append(f"file: {profile.path}\nsha256: {profile.sha256[:16]}…\n", style="dim")
     table = Table("field", "value", "unit", "status", "source", "note")
     for path, q in sorted(profile.quantities.items()):
-        table.add_row(path, _fmt(q.value), q.unit or "", q.status or "", q.source or "", q.note or "")
+        table.add_row(
+            path, _fmt(q.value), q.unit or "", q.status or "", q.source or "", q.note or ""
+        )
     derived = Table("derived limit", "value", title="Derived (neuroprune.memory)")
     derived.add_row("synapses per core, dense form", _fmt(profile.synapses_per_core_dense))
     derived.add_row("synapses per core, sparse form", _fmt(profile.synapses_per_core_sparse))
@@ -160,7 +164,9 @@ def summary_text(report: Mapping[str, Any], run_dir: Path | None = None) -> Grou
 
 def quantize_text(result) -> Group:
     data = result if isinstance(result, Mapping) else result.as_dict()
-    table = Table("layer", "format", "scale", "clipped", "max |err|", "mean |err|", title="Quantization")
+    table = Table(
+        "layer", "format", "scale", "clipped", "max |err|", "mean |err|", title="Quantization"
+    )
     for row in data.get("layers", []):
         table.add_row(row.get("layer", ""), str(row.get("format", "")), _fmt(row.get("weight_scale")),
                       _pct(row.get("clipped_fraction")), _fmt(row.get("max_abs_error")),
