@@ -1,0 +1,122 @@
+"""Export and import of trained networks (layer L2): NIR and ONNX.
+
+One extension point, :data:`EXPORTERS`: format name -> :class:`ExportFormat`, whose ``export``
+has one signature for every format::
+
+    export(model, path, *, timesteps, encoding, input_shape, chip=None, progress=None) -> Path
+
+Library entry points: :func:`export_nir`, :func:`export_onnx`, :func:`import_nir`,
+:func:`count_nir_nonzero`. The NIR layout and metadata are docs/conventions.md §4; the ONNX
+graph is the network unrolled over T steps (:mod:`neuroprune.export.onnx_export`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from .nir_export import NIR_DT, build_nir_graph, export_nir
+from .nir_import import (
+    ImportedModel,
+    count_nir_nonzero,
+    graph_metadata,
+    import_nir,
+    node_metadata,
+    read_nir,
+)
+from .onnx_export import build_unrolled, export_onnx, run_onnx
+
+__all__ = [
+    "EXPORTERS",
+    "NIR_DT",
+    "ExportFormat",
+    "ImportedModel",
+    "build_nir_graph",
+    "build_unrolled",
+    "count_nir_nonzero",
+    "export_nir",
+    "export_onnx",
+    "get_exporter",
+    "graph_metadata",
+    "import_nir",
+    "node_metadata",
+    "read_nir",
+    "run_onnx",
+]
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export format: ``name`` (CLI ``--format``), file ``suffix``, and ``export``."""
+
+    name: str
+    suffix: str
+    description: str
+    export: Callable[..., Path]
+
+
+def _export_nir(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    *,
+    timesteps: int,
+    encoding: str,
+    input_shape: Sequence[int],
+    chip: str | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> Path:
+    return export_nir(
+        model,
+        path,
+        timesteps=timesteps,
+        encoding=encoding,
+        input_shape=input_shape,
+        chip=chip,
+        progress=progress,
+    )
+
+
+def _export_onnx(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    *,
+    timesteps: int,
+    encoding: str,
+    input_shape: Sequence[int],
+    chip: str | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> Path:
+    """ONNX takes the encoded input, so ``encoding`` and ``chip`` are not stored."""
+    del encoding, chip
+    return export_onnx(model, path, timesteps=timesteps, input_shape=input_shape, progress=progress)
+
+
+EXPORTERS: dict[str, ExportFormat] = {
+    "nir": ExportFormat(
+        "nir", ".nir", "NIR graph (HDF5) with dt, threshold semantics and quantization", _export_nir
+    ),
+    "onnx": ExportFormat(
+        "onnx", ".onnx", "ONNX graph unrolled over T steps: [T, B, ...] -> spikes", _export_onnx
+    ),
+}
+
+
+def get_exporter(name: str) -> ExportFormat:
+    """The registered format ``name``; :class:`ConfigError` naming the known ones otherwise."""
+    if name not in EXPORTERS:
+        close = difflib.get_close_matches(name, EXPORTERS, n=1)
+        hint = f"Did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            "unknown export format",
+            where="export",
+            field="format",
+            value=name,
+            fix=f"{hint}Use one of: {', '.join(EXPORTERS)}.",
+        )
+    return EXPORTERS[name]

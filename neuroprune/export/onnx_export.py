@@ -1,0 +1,229 @@
+"""Export a convention model to ONNX, unrolled over T time steps (layer L2).
+
+Choice: ONNX has no spiking neuron operator, so the network becomes a plain torch module
+(:class:`UnrolledSNN`) whose neuron state arithmetic is written out and unrolled over the
+``timesteps`` fixed at export (SpikingJelly eval-mode equations, hard reset to 0)::
+
+    LIF, decay_input=True :  H = V + (X - V) / tau
+    LIF, decay_input=False:  H = V * (1 - 1/tau) + X
+    IF                    :  H = V + X
+    S = (H >= v_threshold);  V = H * (1 - S);  V starts at 0
+
+Synaptic layers run on the whole sequence at once (``[T*B, ...]``), exactly as SpikingJelly's
+multi-step layers do, so the unrolled module gives the same float32 spikes as the model.
+
+Graph interface: input ``"input"`` float32 ``[T, B, *input_shape]`` with a dynamic batch axis,
+output ``"spikes"`` float32 ``[T, B, classes]``; opset :data:`ONNX_OPSET`. Exported with the
+TorchScript exporter (``torch.onnx.export(..., dynamo=False)``): the dynamo exporter needs
+``onnxscript``, which is not a dependency, and a fixed-T unrolled loop traces cleanly. Its
+deprecation warning is silenced. The model's ``metadata_props`` record ``neuroprune_version``,
+``timesteps``, ``input_shape`` and the layout.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..atomic import atomic_path
+from ..errors import ArtifactError, BackendUnavailableError
+from .stages import (
+    FlattenStage,
+    NeuronStage,
+    Stage,
+    SynapseStage,
+    check_input_shape,
+    check_timesteps,
+    model_stages,
+)
+
+ONNX_OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAME = "spikes"
+
+
+class UnrolledSNN(torch.nn.Module):
+    """Stateless module: ``[T, B, *input_shape]`` -> output spikes ``[T, B, classes]``."""
+
+    def __init__(self, steps: Sequence[torch.nn.Module], timesteps: int) -> None:
+        super().__init__()
+        self.steps = torch.nn.ModuleList(steps)
+        self.timesteps = int(timesteps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for step in self.steps:
+            x = step(x)
+        return x
+
+
+class FlattenStep(torch.nn.Module):
+    """``[T, B, C, H, W]`` -> ``[T, B, C*H*W]`` (C order)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2)
+
+
+class DenseStep(torch.nn.Module):
+    """``y = x W^T (+ b)`` on ``[T, B, in]``."""
+
+    def __init__(self, stage: SynapseStage) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.from_numpy(stage.weight.copy()))
+        bias = None if stage.bias is None else torch.from_numpy(stage.bias.copy())
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class ConvStep(torch.nn.Module):
+    """Convolution of every step and sample: ``[T, B, C, H, W]`` -> ``[T, B, C', H', W']``."""
+
+    def __init__(self, stage: SynapseStage, timesteps: int) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.from_numpy(stage.weight.copy()))
+        bias = None if stage.bias is None else torch.from_numpy(stage.bias.copy())
+        self.register_buffer("bias", bias)
+        self.stride, self.padding = stage.stride, stage.padding
+        self.timesteps, self.out_shape = int(timesteps), tuple(stage.out_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(x.flatten(0, 1), self.weight, self.bias, self.stride, self.padding)
+        return y.reshape(self.timesteps, -1, *self.out_shape)
+
+
+class NeuronStep(torch.nn.Module):
+    """LIF/IF recurrence unrolled over T (module docstring); returns spikes ``[T, B, ...]``."""
+
+    def __init__(self, stage: NeuronStage, timesteps: int) -> None:
+        super().__init__()
+        self.model, self.timesteps = stage.model, int(timesteps)
+        self.tau, self.decay_input = stage.tau, stage.decay_input
+        self.v_threshold = float(stage.v_threshold)
+
+    def charge(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.model == "IF":
+            return v + x
+        if self.decay_input:
+            return v + (x - v) / self.tau
+        return v * (1.0 - 1.0 / self.tau) + x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = torch.zeros_like(x[0])
+        spikes = []
+        for t in range(self.timesteps):
+            h = self.charge(v, x[t])
+            s = (h >= self.v_threshold).to(h.dtype)
+            v = h * (1.0 - s)
+            spikes.append(s)
+        return torch.stack(spikes)
+
+
+def build_unrolled(
+    model: torch.nn.Module, *, timesteps: int, input_shape: Sequence[int]
+) -> UnrolledSNN:
+    """The :class:`UnrolledSNN` equivalent of ``model`` for ``timesteps`` steps (eval mode)."""
+    steps_t = check_timesteps(timesteps)
+    stages = model_stages(model, check_input_shape(input_shape))
+    return UnrolledSNN([_step(stage, steps_t) for stage in stages], steps_t).eval()
+
+
+def _step(stage: Stage, timesteps: int) -> torch.nn.Module:
+    if isinstance(stage, FlattenStage):
+        return FlattenStep()
+    if isinstance(stage, NeuronStage):
+        return NeuronStep(stage, timesteps)
+    return DenseStep(stage) if stage.kind == "dense" else ConvStep(stage, timesteps)
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    *,
+    timesteps: int,
+    input_shape: Sequence[int],
+    progress: Callable[[dict], None] | None = None,
+) -> Path:
+    """Write ``model`` unrolled over ``timesteps`` as ONNX (atomically, checked with
+    ``onnx.checker``) and return the path. See the module docstring for the graph interface."""
+    onnx = _require("onnx")
+    shape = check_input_shape(input_shape)
+    unrolled = build_unrolled(model, timesteps=timesteps, input_shape=shape)
+    example = torch.zeros((unrolled.timesteps, 2, *shape), dtype=torch.float32)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        _torch_export(unrolled, example, tmp)
+        proto = onnx.load(str(tmp))
+        _add_metadata(proto, unrolled.timesteps, shape)
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, str(tmp))
+    if progress is not None:
+        progress({"event": "exported", "format": "onnx", "path": str(path), "opset": ONNX_OPSET})
+    return path
+
+
+def _torch_export(module: torch.nn.Module, example: torch.Tensor, target: Path) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(target),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {1: "batch"}, OUTPUT_NAME: {1: "batch"}},
+        )
+
+
+def _add_metadata(proto, timesteps: int, input_shape: tuple[int, ...]) -> None:
+    entries = {
+        "neuroprune_version": __version__,
+        "timesteps": str(timesteps),
+        "input_shape": ",".join(map(str, input_shape)),
+        "layout": "input [T, B, *input_shape] -> spikes [T, B, classes]",
+        "threshold": ">=",
+        "reset": "hard_zero",
+    }
+    for key, value in entries.items():
+        prop = proto.metadata_props.add()
+        prop.key, prop.value = key, value
+
+
+def run_onnx(path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
+    """Run an exported file in onnxruntime (CPU, one thread): ``[T, B, ...]`` -> spikes."""
+    ort = _require("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ArtifactError(
+            f"onnxruntime cannot load the file ({type(exc).__name__})",
+            where=str(path),
+            fix="Re-export with `neuroprune export RUN_DIR --format onnx`.",
+        ) from exc
+    return session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(x, dtype=np.float32)})[0]
+
+
+def _require(module: str):
+    try:
+        return __import__(module)
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"{module} is not installed",
+            where="export onnx",
+            field="package",
+            value=module,
+            fix=f"pip install {module}",
+        ) from exc

@@ -1,0 +1,248 @@
+"""A convention model as a flat list of export stages (layer L2, shared by NIR and ONNX export).
+
+:func:`model_stages` folds BatchNorm (``models.translate.fold_batchnorm``), checks the model
+convention (``models.zoo.parse_blocks``, docs/conventions.md §1) and returns, in order, one
+stage per ``Flatten``, synaptic layer and neuron node, with weights as ``float32`` numpy arrays
+exactly as the model computes with them (pruned zeros stay exact zeros).
+
+Quantized models (conventions §3) carry their integers along: a :class:`QuantStage` holds
+``weight_int`` (int32), the optional ``bias_int`` and the ``neuroprune_quant`` dict, and
+:func:`model_stages` proves ``weight == weight_int * weight_scale`` exactly (in float64) and
+``v_threshold == threshold_int * weight_scale`` for the neuron that follows, so what the
+exporters write is what the chip stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from spikingjelly.activation_based import layer, neuron
+
+from ..errors import ConfigError, ModelError
+from ..models.translate import WEIGHT_BITS_ATTR, fold_batchnorm
+from ..models.zoo import Block, parse_blocks
+
+QUANT_ATTR = "neuroprune_quant"
+
+
+@dataclass(frozen=True, eq=False)
+class QuantStage:
+    """Integer form of one quantized synaptic layer (conventions §3).
+
+    Attributes:
+        weight_int: int32 weights the chip stores; ``weight = weight_int * weight_scale``.
+        bias_int: optional int32 bias in weight LSBs; ``bias = bias_int * weight_scale``.
+        bits: stored weight width (``neuroprune_weight_bits``).
+        params: the ``neuroprune_quant`` dict (format, weight_scale, threshold_int, ...).
+    """
+
+    weight_int: np.ndarray
+    bias_int: np.ndarray | None
+    bits: int
+    params: Mapping[str, Any]
+
+    @property
+    def weight_scale(self) -> float:
+        """Value of one weight LSB (dimensionless potential units)."""
+        return float(self.params["weight_scale"])
+
+
+@dataclass(frozen=True, eq=False)
+class FlattenStage:
+    """C-order flatten of one sample: ``in_shape`` (C, H, W) -> (C*H*W,)."""
+
+    module: str
+    in_shape: tuple[int, ...]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (int(np.prod(self.in_shape)),)
+
+
+@dataclass(frozen=True, eq=False)
+class SynapseStage:
+    """A Linear (``kind="dense"``) or Conv2d (``kind="conv"``) layer after BN folding.
+
+    ``weight`` is ``(out, in)`` or ``(C_out, C_in, kh, kw)`` float32; ``bias`` float32 or None;
+    ``stride``/``padding`` in pixels (equal in both directions, conv only).
+    """
+
+    module: str
+    kind: str
+    weight: np.ndarray
+    bias: np.ndarray | None
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    stride: int = 1
+    padding: int = 0
+    quant: QuantStage | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class NeuronStage:
+    """A SpikingJelly LIF/IF node with hard reset to 0.
+
+    LIF (tau in time steps): ``H = V + (X - V)/tau`` (decay_input) or ``H = V(1 - 1/tau) + X``;
+    IF: ``H = V + X``. Spike ``S = H >= v_threshold``; ``V = H (1 - S)``.
+    ``threshold_int`` is ``v_threshold`` in weight LSBs for quantized models, else None.
+    """
+
+    module: str
+    model: str
+    shape: tuple[int, ...]
+    v_threshold: float
+    tau: float | None = None
+    decay_input: bool = True
+    threshold_int: int | None = None
+
+
+Stage = FlattenStage | SynapseStage | NeuronStage
+
+
+def model_stages(model: torch.nn.Module, input_shape: Sequence[int]) -> tuple[Stage, ...]:
+    """Fold BN, check the convention and list the model's stages in forward order."""
+    shape = tuple(int(s) for s in input_shape)
+    folded = fold_batchnorm(model) if _has_batchnorm(model) else model
+    blocks = {b.name: b for b in parse_blocks(folded, shape, where="export", allow_bias=True)}
+    neurons = {b.neuron_name: b for b in blocks.values()}
+    stages: list[Stage] = []
+    for name, module in folded.named_children():
+        if isinstance(module, layer.Flatten):
+            stages.append(FlattenStage(name, shape))
+            shape = stages[-1].out_shape
+        elif name in blocks:
+            stages.append(synapse_stage(blocks[name]))
+        elif name in neurons:
+            block = neurons[name]
+            stages.append(neuron_stage(block, _threshold_int(blocks[block.name])))
+            shape = block.out_shape
+    return tuple(stages)
+
+
+def _has_batchnorm(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.BatchNorm2d) for m in model.children())
+
+
+def synapse_stage(block: Block) -> SynapseStage:
+    """The block's synaptic layer as numpy arrays (plus its integers when quantized)."""
+    syn = block.synapse
+    weight = _as_numpy(syn.weight)
+    bias = None if syn.bias is None else _as_numpy(syn.bias)
+    quant = quant_stage(block.name, syn, weight, bias)
+    common = {"in_shape": block.in_shape, "out_shape": block.out_shape, "quant": quant}
+    if block.kind == "dense":
+        return SynapseStage(block.name, "dense", weight, bias, **common)
+    stride, padding = int(syn.stride[0]), int(syn.padding[0])
+    return SynapseStage(block.name, "conv", weight, bias, stride=stride, padding=padding, **common)
+
+
+def neuron_stage(block: Block, threshold_int: int | None = None) -> NeuronStage:
+    """The block's neuron node; checks ``v_threshold == threshold_int * scale`` if quantized."""
+    node = block.neuron
+    v_th = float(node.v_threshold)
+    if threshold_int is not None:
+        scale = float(getattr(block.synapse, QUANT_ATTR)["weight_scale"])
+        if v_th != threshold_int * scale:
+            raise ModelError(
+                "quantized neuron threshold is not threshold_int * weight_scale",
+                where=f"export [{block.neuron_name}]",
+                field="v_threshold",
+                value=v_th,
+                fix=f"Set v_threshold = {threshold_int} * {scale!r} (re-run quantization).",
+            )
+    if type(node) is neuron.IFNode:
+        return NeuronStage(
+            block.neuron_name, "IF", block.out_shape, v_th, None, True, threshold_int
+        )
+    tau, decay = float(node.tau), bool(node.decay_input)
+    return NeuronStage(block.neuron_name, "LIF", block.out_shape, v_th, tau, decay, threshold_int)
+
+
+def quant_stage(
+    name: str, syn: torch.nn.Module, weight: np.ndarray, bias: np.ndarray | None
+) -> QuantStage | None:
+    """Read ``weight_int``/``bias_int``/``neuroprune_quant``; None for a float layer."""
+    if getattr(syn, "weight_int", None) is None:
+        return None
+    params = getattr(syn, QUANT_ATTR, None)
+    if not isinstance(params, Mapping) or "weight_scale" not in params:
+        raise ModelError(
+            "quantized layer has weight_int but no neuroprune_quant dict with weight_scale",
+            where=f"export [{name}]",
+            field=QUANT_ATTR,
+            value=params,
+            fix="Quantize with neuroprune.quantize (conventions §3).",
+        )
+    scale = float(params["weight_scale"])
+    weight_int = _as_int32(syn.weight_int)
+    _require_exact(name, "weight", weight, weight_int, scale)
+    bias_int = None
+    if getattr(syn, "bias_int", None) is not None:
+        bias_int = _as_int32(syn.bias_int)
+        _require_exact(name, "bias", bias, bias_int, scale)
+    bits = int(getattr(syn, WEIGHT_BITS_ATTR, params.get("bits", 0)))
+    return QuantStage(weight_int, bias_int, bits, dict(params))
+
+
+def _require_exact(name: str, what: str, value, integers: np.ndarray, scale: float) -> None:
+    """Raise unless ``value == integers * scale`` exactly (float64 comparison)."""
+    ok = value is not None and value.shape == integers.shape
+    ok = ok and np.array_equal(value.astype(np.float64), integers.astype(np.float64) * scale)
+    if not ok:
+        raise ModelError(
+            f"{what} is not exactly {what}_int * weight_scale",
+            where=f"export [{name}]",
+            field=f"{what}_int",
+            value=f"scale={scale!r}",
+            fix="Use a power-of-two weight_scale and set the float weights from the integers.",
+        )
+
+
+def _threshold_int(block: Block) -> int | None:
+    params = getattr(block.synapse, QUANT_ATTR, None)
+    if getattr(block.synapse, "weight_int", None) is None or not isinstance(params, Mapping):
+        return None
+    value = params.get("threshold_int")
+    return None if value is None else int(value)
+
+
+def _as_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().to(torch.float32).numpy().copy()
+
+
+def _as_int32(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy().astype(np.int32)
+
+
+def check_timesteps(timesteps: int) -> int:
+    """``timesteps`` as an int >= 1, else :class:`ConfigError`."""
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int | np.integer) or timesteps < 1:
+        raise ConfigError(
+            "timesteps must be a positive integer",
+            where="export",
+            field="timesteps",
+            value=timesteps,
+            fix="Pass timesteps=T with T >= 1 (the number of steps per sample).",
+        )
+    return int(timesteps)
+
+
+def check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    """One sample's shape (no time, no batch) as positive ints, else :class:`ConfigError`."""
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if not shape or any(s < 1 for s in shape):
+        raise ConfigError(
+            "input_shape must be a non-empty sequence of positive sizes",
+            where="export",
+            field="input_shape",
+            value=input_shape,
+            fix="Pass one sample's shape without time and batch, e.g. (1, 8, 8).",
+        )
+    return shape
