@@ -1,0 +1,61 @@
+"""Quantization to each chip's number formats (layer L2).
+
+``QUANTIZERS`` maps ``profile.weights.format`` to a :class:`Quantizer` (one module per format:
+:mod:`.loihi`, :mod:`.uniform` (spinnaker, int, brainscales), :mod:`.truenorth`,
+:mod:`.dynapse`). :func:`quantize_model` folds BatchNorm, quantizes every layer after
+training (PTQ), fine-tunes with the weights projected onto the chip's grid after every step
+(quantization-aware, straight-through, pruning mask kept) and returns the model in the form of
+docs/conventions.md §3.
+
+Importing this package does not import torch; the torch entry points load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neuroprune.quantize import dynapse, loihi, truenorth, uniform  # noqa: F401  (registration)
+from neuroprune.quantize.base import (
+    QUANTIZERS,
+    LayerQuant,
+    Quantizer,
+    get_quantizer,
+    register_quantizer,
+    validate_format,
+)
+from neuroprune.quantize.grid import Grid, snap
+from neuroprune.quantize.neuron import NeuronParams
+
+_TORCH_API = {
+    "QuantizeResult": "neuroprune.quantize.api",
+    "quantize_model": "neuroprune.quantize.api",
+    "quantize_run": "neuroprune.quantize.api",
+    "ptq_model": "neuroprune.quantize.model",
+    "QuantAwareCallback": "neuroprune.quantize.qat",
+}
+
+__all__ = [
+    "QUANTIZERS",
+    "Grid",
+    "LayerQuant",
+    "NeuronParams",
+    "QuantAwareCallback",
+    "QuantizeResult",
+    "Quantizer",
+    "get_quantizer",
+    "ptq_model",
+    "quantize_model",
+    "quantize_run",
+    "register_quantizer",
+    "snap",
+    "validate_format",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Load the torch-based entry points lazily (keeps ``import neuroprune.quantize`` light)."""
+    if name in _TORCH_API:
+        import importlib
+
+        return getattr(importlib.import_module(_TORCH_API[name]), name)
+    raise AttributeError(f"module 'neuroprune.quantize' has no attribute {name!r}")

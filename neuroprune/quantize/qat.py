@@ -1,0 +1,141 @@
+"""Quantization-aware fine-tuning: straight-through projection onto the chip grid.
+
+The model's weights always hold grid values ``P(w)`` (the forward pass sees what the chip will
+compute); a float *latent* copy ``w`` receives the updates (BinaryConnect-style straight-through
+estimator: the gradient taken at ``P(w)`` is applied to ``w``). Per optimizer step:
+
+    before_step:  g <- g * mask;  weight <- w            (the optimizer updates the latent)
+    after_step:   w <- weight * mask;  [grid <- refit(w)];  weight <- P(w)
+
+``P`` is the nearest level of the layer's grid (the one chosen at post-training quantization);
+its scale and integer range stay frozen, so thresholds and biases keep their integers. Formats
+with data-dependent levels (TrueNorth per-neuron magnitudes, DYNAP-SE shared values) re-fit the
+levels to the latent weights after every step (``Quantizer.refit_grid``), so fine-tuning can
+move them. ``mask`` is the post-training nonzero pattern: pruned synapses and synapses that
+rounded to 0 stay 0, so the synapse count can only fall. Biases (from BN folding) are projected
+onto their own uniform grid with the same scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuroprune.models.train import Callback
+from neuroprune.profiles import ChipProfile
+from neuroprune.quantize.base import get_quantizer
+from neuroprune.quantize.grid import Grid
+from neuroprune.quantize.model import QuantizedLayer, grid_tensors
+
+Refit = Callable[[np.ndarray, Grid], Grid]
+
+
+@dataclass(eq=False)
+class Projection:
+    """Training state of one parameter kept on a grid (mutable: the grid may be re-fitted).
+
+    ``param`` holds grid values, ``latent`` the float copy the optimizer updates, ``mask`` the
+    entries allowed to be nonzero; ``refit`` re-fits a level grid to the latent weights.
+    """
+
+    param: torch.nn.Parameter
+    grid: Grid
+    mask: torch.Tensor
+    latent: torch.Tensor
+    is_weight: bool = True
+    refit: Refit | None = None
+
+    def project(self) -> None:
+        """``grid <- refit(latent * mask)`` (if any), then ``param <- P(latent * mask)``."""
+        with torch.no_grad():
+            values = self.latent * self.mask
+            if self.refit is not None:
+                self.grid = self.refit(values.detach().cpu().double().numpy(), self.grid)
+            self.param.copy_(project(values, self.grid).to(self.param.dtype))
+
+
+def project(values: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Nearest grid value of every entry (float64); zeros stay zero (same rule as ``snap``)."""
+    v = values.detach().double()
+    if grid.levels is None:
+        q = torch.clamp(torch.round(v / grid.scale), grid.int_min, grid.int_max) * grid.scale
+    else:
+        levels = grid_tensors(grid, v)
+        rows = v.reshape(v.shape[0], -1, 1)
+        table = (
+            levels.reshape(-1, 1, levels.shape[-1]) if levels.dim() == 2 else levels.view(1, 1, -1)
+        )
+        table = table.expand(rows.shape[0], 1, table.shape[-1])
+        pick = torch.argmin(torch.abs(rows - table), dim=2, keepdim=True)
+        q = torch.gather(table.expand(-1, rows.shape[1], -1), 2, pick).reshape(v.shape)
+    return torch.where(v == 0, torch.zeros_like(q), q)
+
+
+def projections(layers: Sequence[QuantizedLayer], profile: ChipProfile) -> list[Projection]:
+    """Weight (and bias) projections of every quantized layer, masks from the PTQ integers."""
+    quantizer = get_quantizer(profile.weights, profile.path)
+    params = quantizer.read_params(profile.weights, profile.path)
+
+    def refit(weight: np.ndarray, grid: Grid) -> Grid:
+        return quantizer.refit_grid(weight, grid, params)
+
+    out = []
+    for layer in layers:
+        syn, lq = layer.block.synapse, layer.quant
+        mask = torch.as_tensor(lq.weight_int != 0, device=syn.weight.device)
+        level_refit = refit if lq.grid.levels is not None else None
+        out.append(_projection(syn.weight, lq.grid, mask, is_weight=True, refit=level_refit))
+        if syn.bias is not None:
+            low, high = lq.extra["bias_range"]
+            bias_grid = Grid(scale=lq.scale, int_min=int(low), int_max=int(high))
+            everywhere = torch.ones_like(syn.bias, dtype=torch.bool)
+            out.append(_projection(syn.bias, bias_grid, everywhere, is_weight=False))
+    return out
+
+
+def _projection(param, grid: Grid, mask, *, is_weight: bool, refit=None) -> Projection:
+    latent = param.detach().clone()
+    return Projection(param, grid, mask.to(param.dtype), latent, is_weight, refit)
+
+
+class QuantAwareCallback(Callback):
+    """Training callback keeping every quantized parameter on its grid (module docstring)."""
+
+    def __init__(self, layers: Sequence[QuantizedLayer], profile: ChipProfile) -> None:
+        self.layers = tuple(layers)
+        self.profile = profile
+        self.projections: list[Projection] = []
+
+    def on_train_begin(self, model, optimizer, steps_per_epoch: int, epochs: int) -> None:
+        """Take the latent copies (after ``train`` moved the model to its device) and project."""
+        self.projections = projections(self.layers, self.profile)
+        for p in self.projections:
+            p.project()
+
+    def before_step(self) -> None:
+        with torch.no_grad():
+            for p in self.projections:
+                if p.param.grad is not None:
+                    p.param.grad.mul_(p.mask)
+                p.param.copy_(p.latent)
+
+    def after_step(self, iteration: int, lr: float) -> None:
+        with torch.no_grad():
+            for p in self.projections:
+                p.latent.copy_(p.param * p.mask)
+                p.project()
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> Mapping[str, Any]:
+        kept = sum(int(torch.count_nonzero(p.param)) for p in self.projections if p.is_weight)
+        return {"quantized_nonzero_weights": kept}
+
+    def state_of(self, param: torch.nn.Parameter) -> tuple[np.ndarray, Grid]:
+        """The masked float latent values of ``param`` (float64 numpy) and its current grid."""
+        for p in self.projections:
+            if p.param is param:
+                return (p.latent * p.mask).detach().cpu().double().numpy(), p.grid
+        raise KeyError("parameter is not projected by this callback")

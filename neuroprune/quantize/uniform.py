@@ -1,0 +1,101 @@
+"""Uniform sign-magnitude formats: SpiNNaker, generic ``int`` (Tianjic, Speck, ...) and
+BrainScaleS.
+
+All three store ``weight_int`` in ``[-q, q]`` with one scale per layer, ``weight =
+weight_int * scale``; they differ in ``q``, in how the scale is constrained and in how the sign
+is stored:
+
+* ``spinnaker``: ``q = 2**weight_bits - 1`` (16-bit unsigned magnitude; the sign is the
+  receptor type, excitatory or inhibitory, so it costs no weight bit); the scale is a power of
+  two per projection (ring-buffer left shift), chosen to minimise the squared error.
+* ``int``: symmetric two's complement, ``q = 2**(bits-1) - 1``; the scale is a per-layer float
+  ``max|w| / q`` rounded up to 8 significant bits (so ``weight_int * scale`` is exact in
+  float32 and nothing clips).
+* ``brainscales``: ``q = 2**magnitude_bits - 1`` (current-DAC code); the sign belongs to the
+  synapse row (driver), so an input with both signs needs two rows: ``row_duplication`` counts
+  the rows per input the layer needs (1 or 2). The scale is a per-layer float as for ``int``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuroprune.profiles import WeightFormat
+from neuroprune.quantize.base import Quantizer, register_quantizer
+from neuroprune.quantize.grid import Grid, best_pow2_scale, uniform_max_scale
+from neuroprune.quantize.params import param_choice, param_int
+
+
+@dataclass(frozen=True)
+class UniformParams:
+    """``magnitude_max``: largest |weight_int|."""
+
+    magnitude_max: int
+
+
+@register_quantizer("spinnaker")
+class SpinnakerQuantizer(Quantizer):
+    """16-bit magnitude, sign by receptor type, power-of-two scale per projection."""
+
+    def read_params(self, fmt: WeightFormat, where: str) -> UniformParams:
+        bits = param_int(fmt, "weight_bits", where, minimum=1)
+        param_choice(fmt, "scale", where, ("pow2_per_projection",))
+        param_choice(fmt, "sign", where, ("per_receptor",))
+        return UniformParams(magnitude_max=2**bits - 1)
+
+    def choose_grid(self, weight: np.ndarray, params: UniformParams):
+        q = params.magnitude_max
+        grid = Grid(scale=best_pow2_scale(weight, -q, q), int_min=-q, int_max=q)
+        notes = [
+            f"|weight_int| <= {q}; sign = receptor type (excitatory/inhibitory), "
+            "scale = one power of two per projection",
+        ]
+        return grid, {"sign": "per_receptor"}, notes
+
+
+@register_quantizer("int")
+class IntQuantizer(Quantizer):
+    """Symmetric signed N-bit integers with one float scale per layer."""
+
+    def read_params(self, fmt: WeightFormat, where: str) -> UniformParams:
+        bits = param_int(fmt, "bits", where, minimum=2, default=fmt.bits)
+        return UniformParams(magnitude_max=2 ** (bits - 1) - 1)
+
+    def choose_grid(self, weight: np.ndarray, params: UniformParams):
+        q = params.magnitude_max
+        grid = Grid(scale=uniform_max_scale(weight, q), int_min=-q, int_max=q)
+        notes = [
+            f"symmetric |weight_int| <= {q}, scale = max|w|/{q} rounded up to 8 significant bits"
+        ]
+        return grid, {}, notes
+
+
+@register_quantizer("brainscales")
+class BrainScalesQuantizer(Quantizer):
+    """Analog synapse: DAC magnitude code, sign per synapse row (driver)."""
+
+    def read_params(self, fmt: WeightFormat, where: str) -> UniformParams:
+        bits = param_int(fmt, "magnitude_bits", where, minimum=1)
+        param_choice(fmt, "sign", where, ("per_row",), default="per_row")
+        return UniformParams(magnitude_max=2**bits - 1)
+
+    def choose_grid(self, weight: np.ndarray, params: UniformParams):
+        q = params.magnitude_max
+        grid = Grid(scale=uniform_max_scale(weight, q), int_min=-q, int_max=q)
+        duplication = row_duplication(weight)
+        notes = [
+            f"{q.bit_length()}-bit DAC magnitude (|weight_int| <= {q}); the sign is per row, so "
+            f"inputs feeding both signs use 2 rows (row_duplication={duplication})",
+            "analog approximation: the DAC code -> current gain varies per synapse "
+            "(fixed-pattern noise, calibration) and is not modelled; scale is a toolchain unit",
+        ]
+        return grid, {"row_duplication": duplication, "sign": "per_row"}, notes
+
+
+def row_duplication(weight: np.ndarray) -> int:
+    """Rows per input a per-row-sign array needs: 2 if any input has weights of both signs."""
+    columns = np.moveaxis(weight, 1, 0).reshape(weight.shape[1], -1)
+    mixed = (columns > 0).any(axis=1) & (columns < 0).any(axis=1)
+    return 2 if bool(mixed.any()) else 1
