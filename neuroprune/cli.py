@@ -224,7 +224,7 @@ def fit(config_file, as_json, **options) -> None:
 @handle_errors
 def quantize(run_dir: str, chip: str | None) -> None:
     """Quantize a saved run's pruned model (pruned.pt) to the chip's formats."""
-    from neuroprune.pipeline import quantize_run
+    from neuroprune.quantize import quantize_run
     from neuroprune.reports.render import quantize_text
 
     _console().print(quantize_text(quantize_run(Path(run_dir), chip=chip)))

@@ -267,9 +267,8 @@ def _stage_dense(run: _Run, model, dataset):
     return model
 
 
-def _stage_prune(run: _Run, model, dataset):
+def _stage_prune(run: _Run, model, dataset, budget):
     from neuroprune.artifacts import load_model, save_model
-    from neuroprune.budget import derive_budget
     from neuroprune.models import evaluate, summarize
     from neuroprune.pruning import prune_to_budget
 
@@ -281,9 +280,6 @@ def _stage_prune(run: _Run, model, dataset):
         run.history.update(meta.get("history", {}))
         run.emit("prune", "reused pruned.pt (--resume)")
     else:
-        budget = derive_budget(run.profile, summarize(model, dataset.input_shape, cfg.timesteps),
-                               chips=cfg.chips, cores=cfg.cores, budget=cfg.budget,
-                               sparsity=cfg.sparsity)  # fmt: skip
         run.emit("prune", f"{cfg.method} to {budget.synapses:,} synapses, {cfg.prune_epochs} "
                           f"epochs + {cfg.finetune_epochs} fine-tuning epochs")  # fmt: skip
         result = prune_to_budget(
@@ -461,23 +457,6 @@ def _run_config(run_dir: Path) -> RunConfig:
     return RunConfig(**raw)
 
 
-def quantize_run(run_dir: Path, chip: str | None = None):
-    """Quantize ``run_dir/pruned.pt`` for the run's chip (or ``chip``); writes quantized.pt."""
-    from neuroprune.artifacts import load_model, save_model
-    from neuroprune.data import load_dataset
-    from neuroprune.quantize import quantize_model
-
-    cfg = _run_config(run_dir)
-    profile = load_profile(chip or cfg.chip)
-    model, _ = load_model(Path(run_dir) / "pruned.pt")
-    dataset = load_dataset(cfg.dataset, cfg.data_dir)
-    result = quantize_model(model, profile, dataset, train_config(cfg, cfg.quant_epochs),
-                            finetune_epochs=cfg.quant_epochs)  # fmt: skip
-    record = _quant_record(result)
-    save_model(Path(run_dir) / "quantized.pt", result.model, {"record": record, "chip": profile.id})
-    return record
-
-
 def _final_model(run_dir: Path):
     from neuroprune.artifacts import load_model
 
@@ -563,6 +542,6 @@ def run_sweep(chip: str, *, budgets=None, sparsities=None, method="stds", out="r
 
 
 __all__ = [
-    "RunOutcome", "check_dense", "export_run", "load_report", "quantize_run", "run_fit",
+    "RunOutcome", "check_dense", "export_run", "load_report", "run_fit",
     "run_sweep", "simulate_target", "train_config",
 ]  # fmt: skip
