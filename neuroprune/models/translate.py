@@ -1,0 +1,136 @@
+"""Torch model -> chip vocabulary (layer L2): network summary and BatchNorm folding.
+
+BatchNorm folding (eval-mode statistics), per output channel ``c``::
+
+    s[c]      = gamma[c] / sqrt(running_var[c] + eps)
+    W'[c]     = W[c] * s[c]
+    b'[c]     = (b[c] - running_mean[c]) * s[c] + beta[c]        (b = 0 without a conv bias)
+
+``BN(conv(x; W, b)) == conv(x; W', b')`` exactly in real arithmetic. Scaling never turns a zero
+weight nonzero, and a channel with ``gamma = 0`` has every synapse zero: :func:`summarize`
+counts the nonzero entries of ``W'`` in ``float32``, which is what a chip would store.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from spikingjelly.activation_based import functional, layer
+
+from ..summary import LayerSummary, NetworkSummary, conv_layer, dense_layer
+from .zoo import Block, neuron_info, parse_blocks
+
+WEIGHT_BITS_ATTR = "neuroprune_weight_bits"
+
+
+def bn_scale_shift(conv: torch.nn.Module, bn: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``(s, b')`` of the folding equations in the module docstring (float32)."""
+    with torch.no_grad():
+        gamma = bn.weight if bn.affine else torch.ones_like(bn.running_var)
+        beta = bn.bias if bn.affine else torch.zeros_like(bn.running_var)
+        scale = gamma / torch.sqrt(bn.running_var + bn.eps)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
+        shift = (bias - bn.running_mean) * scale + beta
+    return scale.detach().float(), shift.detach().float()
+
+
+def folded_weight(block: Block) -> np.ndarray:
+    """The block's weight as a chip stores it: BN-folded for conv+BN, else the raw weight."""
+    weight = block.synapse.weight.detach().float()
+    if block.batchnorm is not None:
+        scale, _ = bn_scale_shift(block.synapse, block.batchnorm)
+        weight = weight * scale.view(-1, 1, 1, 1)
+    return weight.cpu().numpy()
+
+
+def summarize(
+    model: torch.nn.Module,
+    input_shape: Sequence[int],
+    timesteps: int,
+    *,
+    name: str = "network",
+) -> NetworkSummary:
+    """:class:`NetworkSummary` of a convention model (BN folded for counting, conv unrolled).
+
+    Layer names are the synaptic children's names in the Sequential. ``weight_bits`` comes from
+    the optional ``neuroprune_weight_bits`` attribute on a Linear/Conv2d (set by quantization).
+    Accepts the biased, BN-folded form from :func:`fold_batchnorm` too (a bias is a neuron
+    property, not a synapse).
+    """
+    blocks = parse_blocks(model, input_shape, where=f"model {name}", allow_bias=True)
+    layers = tuple(_layer_summary(block) for block in blocks)
+    shape = tuple(int(s) for s in input_shape)
+    return NetworkSummary(layers=layers, input_shape=shape, timesteps=int(timesteps), name=name)
+
+
+def _layer_summary(block: Block) -> LayerSummary:
+    model_name, params = neuron_info(block.neuron)
+    bits = getattr(block.synapse, WEIGHT_BITS_ATTR, None)
+    common = {
+        "neuron_model": model_name,
+        "neuron_params": params,
+        "weight_bits": None if bits is None else int(bits),
+    }
+    weight = folded_weight(block)
+    if block.kind == "dense":
+        return dense_layer(block.name, weight, **common)
+    conv = block.synapse
+    return conv_layer(
+        block.name,
+        weight,
+        block.in_shape,
+        stride=int(conv.stride[0]),
+        padding=int(conv.padding[0]),
+        **common,
+    )
+
+
+def fold_batchnorm(model: torch.nn.Sequential) -> torch.nn.Sequential:
+    """An equivalent (eval-mode) copy with every BatchNorm2d folded into its conv.
+
+    Each ``Conv2d -> BatchNorm2d`` pair becomes one ``layer.Conv2d(bias=True)`` with ``W'`` and
+    ``b'`` (module docstring); other children are deep-copied with their names kept, and
+    ``neuroprune_*`` attributes of the conv are carried over. The copy is in multi-step mode,
+    eval mode, with neuron states reset. This biased form is for export; it is accepted by
+    :func:`summarize` and by ``parse_blocks(..., allow_bias=True)``.
+    """
+    children = list(model.named_children())
+    folded: dict[str, torch.nn.Module] = {}
+    skip = set()
+    for i, (name, module) in enumerate(children):
+        if name in skip:
+            continue
+        nxt = children[i + 1] if i + 1 < len(children) else None
+        if type(module) is layer.Conv2d and nxt is not None and type(nxt[1]) is layer.BatchNorm2d:
+            folded[name] = _fold_pair(module, nxt[1])
+            skip.add(nxt[0])
+        else:
+            folded[name] = copy.deepcopy(module)
+    out = torch.nn.Sequential(OrderedDict(folded))
+    functional.set_step_mode(out, "m")
+    functional.reset_net(out)
+    return out.eval()
+
+
+def _fold_pair(conv: torch.nn.Module, bn: torch.nn.Module) -> torch.nn.Module:
+    scale, shift = bn_scale_shift(conv, bn)
+    new = layer.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        bias=True,
+        step_mode="m",
+    ).to(device=conv.weight.device)
+    with torch.no_grad():
+        new.weight.copy_(conv.weight.detach() * scale.view(-1, 1, 1, 1))
+        new.bias.copy_(shift)
+    for attr, value in vars(conv).items():
+        if attr.startswith("neuroprune_"):
+            setattr(new, attr, value)
+    return new
