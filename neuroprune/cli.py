@@ -37,6 +37,20 @@ def _err_console():
     return _console(stderr=True)
 
 
+def _torch_threads() -> None:
+    """One torch thread by default (NEUROPRUNE_THREADS overrides): these small SNNs run as fast
+    on one thread, and results then do not depend on the machine's core count."""
+    import os
+    import warnings
+
+    warnings.filterwarnings(
+        "ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning
+    )
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("NEUROPRUNE_THREADS", "1")))
+
+
 def handle_errors(fn):
     """Turn library errors into one line on stderr and the error's exit code."""
 
@@ -131,6 +145,7 @@ def check(chip, chips, cores, model, hidden, dataset, data_dir, as_json) -> None
 
     Exit 0 when it fits, 1 when it does not.
     """
+    _torch_threads()
     from neuroprune.pipeline import check_dense
     from neuroprune.reports.render import fit_text
 
@@ -200,6 +215,8 @@ def fit(config_file, as_json, **options) -> None:
     simulation disagrees with the model, 2 on bad input, 3 when a backend is unavailable.
     """
     from neuroprune.config import resolve_config
+
+    _torch_threads()
     from neuroprune.pipeline import run_fit
     from neuroprune.reports.render import ProgressRenderer, summary_text
 
@@ -224,6 +241,7 @@ def fit(config_file, as_json, **options) -> None:
 @handle_errors
 def quantize(run_dir: str, chip: str | None) -> None:
     """Quantize a saved run's pruned model (pruned.pt) to the chip's formats."""
+    _torch_threads()
     from neuroprune.quantize import quantize_run
     from neuroprune.reports.render import quantize_text
 
@@ -239,6 +257,7 @@ def quantize(run_dir: str, chip: str | None) -> None:
 @handle_errors
 def export(run_dir: str, fmt: str, out_file: str | None) -> None:
     """Export a run's final model to NIR or ONNX."""
+    _torch_threads()
     from neuroprune.pipeline import export_run
 
     path = export_run(Path(run_dir), fmt, Path(out_file) if out_file else None)
@@ -264,6 +283,7 @@ def export(run_dir: str, fmt: str, out_file: str | None) -> None:
 def simulate(target, chip, backend, samples, fixed_point, dataset, data_dir, threshold, timeout,
              as_json) -> None:  # fmt: skip
     """Simulate RUN_DIR (its model.nir) or a FILE.nir and compare with the PyTorch model."""
+    _torch_threads()
     from neuroprune.pipeline import simulate_target
     from neuroprune.reports.render import simulation_text
 

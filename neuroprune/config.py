@@ -38,14 +38,14 @@ class RunConfig:
     data_dir: str | None = None
     method: str = "stds"
     scheduler: str | None = None
-    epochs: int = 12
+    epochs: int | None = None  # None: the model's measured default (models.train.DEFAULTS)
     prune_epochs: int = 10
     finetune_epochs: int = 3
     quant_epochs: int = 2
-    timesteps: int = 4
+    timesteps: int | None = None
     encoding: str = "direct"
-    batch_size: int = 64
-    lr: float = 5e-3
+    batch_size: int | None = None
+    lr: float | None = None
     optimizer: str = "adam"
     seed: int = 0
     device: str = "cpu"
@@ -91,10 +91,8 @@ def _one_of(cfg: RunConfig, key: str, options: tuple[str, ...]) -> None:
 
 
 def _validate(cfg: RunConfig) -> None:
-    for key in ("chips", "cores", "budget", "samples"):
+    for key in ("chips", "cores", "budget", "samples", "epochs", "timesteps", "batch_size"):
         _positive(cfg, key)
-    for key in ("epochs", "timesteps", "batch_size"):
-        _positive(cfg, key, allow_none=False)
     for key in ("prune_epochs", "finetune_epochs", "quant_epochs"):
         value = getattr(cfg, key)
         if not isinstance(value, int) or value < 0:
@@ -106,7 +104,7 @@ def _validate(cfg: RunConfig) -> None:
             "must be in [0, 1)", where="config", field="sparsity", value=cfg.sparsity,
             fix="Give the fraction of synapses to remove, e.g. --sparsity 0.9.",
         )  # fmt: skip
-    if cfg.lr <= 0:
+    if cfg.lr is not None and cfg.lr <= 0:
         raise ConfigError("must be positive", where="config", field="lr", value=cfg.lr)
     if not 0 <= cfg.agreement_threshold <= 1:
         raise ConfigError(

@@ -15,7 +15,7 @@ import json
 import platform
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +65,22 @@ def _noop(_: Mapping[str, Any]) -> None:
 # Helpers shared by commands
 
 
+def with_model_defaults(cfg: RunConfig) -> RunConfig:
+    """Fill ``epochs``, ``lr``, ``batch_size`` and ``timesteps`` left unset with the model's
+    measured defaults (``neuroprune.models.train.DEFAULTS``; user models get the mlp's)."""
+    from neuroprune.models.train import DEFAULTS
+
+    defaults = DEFAULTS.get(cfg.model, DEFAULTS["mlp"])
+    unset = {k: defaults[k] for k in ("epochs", "lr", "batch_size", "timesteps")
+             if getattr(cfg, k) is None and k in defaults}  # fmt: skip
+    return replace(cfg, **unset)
+
+
 def train_config(cfg: RunConfig, epochs: int):
     """The :class:`TrainConfig` of a stage with ``epochs`` epochs."""
     from neuroprune.models import default_config
 
+    cfg = with_model_defaults(cfg)
     return default_config(
         cfg.model if cfg.model in ("mlp", "conv") else "mlp",
         epochs=max(epochs, 1), batch_size=cfg.batch_size, lr=cfg.lr, optimizer=cfg.optimizer,
@@ -149,10 +161,12 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
     """Run every stage for ``cfg``; return the outcome (never raises for "does not fit")."""
     from neuroprune.budget import derive_budget
     from neuroprune.data import load_dataset
-    from neuroprune.models import build_model, summarize
 
     profile = load_profile(cfg.chip)
     dataset = load_dataset(cfg.dataset, cfg.data_dir)
+    from neuroprune.models import build_model, summarize  # torch only once the inputs are valid
+
+    cfg = with_model_defaults(cfg)
     model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, hidden=cfg.hidden,
                         seed=cfg.seed)  # fmt: skip
     dense_summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)

@@ -70,6 +70,9 @@ def summarize(
 def _layer_summary(block: Block) -> LayerSummary:
     model_name, params = neuron_info(block.neuron)
     bits = getattr(block.synapse, WEIGHT_BITS_ATTR, None)
+    copies = input_copies(block.synapse)
+    if copies > 1:
+        params = {**params, "input_copies": copies}
     common = {
         "neuron_model": model_name,
         "neuron_params": params,
@@ -87,6 +90,13 @@ def _layer_summary(block: Block) -> LayerSummary:
         padding=int(conv.padding[0]),
         **common,
     )
+
+
+def input_copies(synapse: torch.nn.Module) -> int:
+    """Axons each input needs on the chip: 2 when the quantized format duplicates inputs
+    (TrueNorth ternary ``axon_duplication``, BrainScaleS per-sign ``row_duplication``), else 1."""
+    quant = getattr(synapse, "neuroprune_quant", None) or {}
+    return int(max(quant.get("axon_duplication", 1) or 1, quant.get("row_duplication", 1) or 1))
 
 
 def fold_batchnorm(model: torch.nn.Sequential) -> torch.nn.Sequential:
