@@ -1,0 +1,513 @@
+"""Synapse budgets (layer L2, torch-free): how many synapses a pruned network may keep.
+
+A :class:`Budget` is the cap ``B`` on physical synapses (nonzero weights as the chip stores
+them, :data:`neuroprune.summary.COUNTING_CONVENTION`) plus the hard per-neuron fan-in cap and
+the per-layer minimums that keep every layer alive. :func:`derive_budget` takes
+
+    B = min(chip allocation, --budget N, floor((1 - S) * dense positions), fan-in capacity)
+
+and names the constraint that won (``binding``). Infeasible requests raise
+:class:`neuroprune.errors.BudgetError` before any training starts.
+
+The rest of the module is the pure logic of budget targeting (pruning_algorithms.md §7):
+
+* :func:`select_synapses` — the exact end-of-training projection: keep the highest-scoring
+  connections whose summed cost is at most ``B``, respecting per-layer minimums and the fan-in
+  cap (greedy over one global order, ties broken by index);
+* :func:`threshold_for_count` / :func:`count_above` — the knob ``D`` whose predicted final count
+  ``sum(cost[|theta| > D])`` lands on a target, and that prediction;
+* :func:`steer_knob` — the slow multiplicative controller that moves a knob toward its ideal.
+
+Per-layer minimum (our choice): the output layer keeps one synapse per output unit (a class
+neuron with no input can never fire); every other layer keeps at least
+``max(1, ceil(LAYER_MIN_FRACTION * dense positions))`` synapses, so no layer is cut off.
+Hidden neurons may lose all inputs: forcing one synapse per hidden neuron would make 99 %
+sparsity infeasible for small networks (e.g. 64-input MLPs).
+
+This module never imports torch (a test checks it in a fresh interpreter).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neuroprune.errors import BudgetError
+from neuroprune.summary import COUNTING_CONVENTION, LayerSummary, NetworkSummary
+
+LAYER_MIN_FRACTION = 0.001
+BINDINGS = ("budget", "sparsity", "chip", "fan_in_cap", "dense")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The synapse budget a pruning run must meet.
+
+    Attributes:
+        synapses: ``B``, the most physical synapses the pruned network may keep (count).
+        source: how ``B`` was derived, e.g. ``"chip:loihi cores=2"``, ``"user --budget"``,
+            ``"user --sparsity 0.9"``.
+        fan_in_cap: most nonzero inputs per neuron (``profile.neuron.fan_in_max``); ``None``
+            when the chip sets no per-neuron limit.
+        per_layer_min: layer name -> fewest synapses that layer keeps (see module docstring).
+        counting: the counting convention (:data:`neuroprune.summary.COUNTING_CONVENTION`).
+        conv_weight_sharing: True when a conv layer's synapses are its nonzero kernel entries
+            (the chip shares conv weights); False when conv layers are counted unrolled.
+        binding: which constraint set ``B``: one of :data:`BINDINGS`.
+        dense_synapses: synapses of the unpruned network under the same convention.
+    """
+
+    synapses: int
+    source: str
+    fan_in_cap: int | None = None
+    per_layer_min: Mapping[str, int] = field(default_factory=dict)
+    counting: str = COUNTING_CONVENTION
+    conv_weight_sharing: bool = False
+    binding: str = "budget"
+    dense_synapses: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive_int(self.synapses, where="budget", field_name="synapses")
+        if self.fan_in_cap is not None:
+            _check_fan_in_cap(self.fan_in_cap, where="budget")
+        if self.binding not in BINDINGS:
+            raise BudgetError(
+                "unknown binding constraint", where="budget", field="binding",
+                value=self.binding, fix=f"Use one of {list(BINDINGS)}.",
+            )  # fmt: skip
+        needed = sum(self.per_layer_min.values())
+        if needed > self.synapses:
+            raise _too_small_error(self, needed)
+
+    @property
+    def sparsity(self) -> float | None:
+        """Target sparsity ``1 - B / dense`` (None when the dense count is unknown)."""
+        if not self.dense_synapses:
+            return None
+        return max(0.0, 1.0 - self.synapses / self.dense_synapses)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view (report.json ``budget.*``)."""
+        return {
+            "synapses": self.synapses,
+            "source": self.source,
+            "binding": self.binding,
+            "fan_in_cap": self.fan_in_cap,
+            "per_layer_min": dict(self.per_layer_min),
+            "counting": self.counting,
+            "conv_weight_sharing": self.conv_weight_sharing,
+            "dense_synapses": self.dense_synapses,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Deriving B
+
+
+@dataclass(frozen=True)
+class _Limit:
+    """One candidate for B: its value, the source text, the binding key and the CLI option."""
+
+    synapses: int
+    source: str
+    binding: str
+    option: str
+    value: object
+
+
+def derive_budget(
+    profile: Any | None,
+    summary: NetworkSummary,
+    *,
+    chips: int | None = None,
+    cores: int | None = None,
+    budget: int | None = None,
+    sparsity: float | None = None,
+) -> Budget:
+    """Derive ``B`` for ``summary`` on ``profile`` (a ChipProfile, or None for no chip).
+
+    ``B = min(chip limit, budget, floor((1 - sparsity) * dense), fan-in capacity, dense)``:
+
+    * chip limit = allocated cores x :func:`neuroprune.memory.synapses_per_core` (sparse form,
+      profile weight bits); ``--cores`` wins over ``--chips``; with neither, one whole chip.
+      Where the encoding does not bound synapses per core, the chip headline synapse count is
+      used (scaled to the allocation), else there is no chip limit;
+    * dense = :meth:`NetworkSummary.dense_positions` under the chip's conv counting.
+
+    Raises BudgetError when ``budget <= 0``, ``sparsity`` is outside ``[0, 1)``, the profile's
+    fan-in cap is 0, the allocation is not positive, or B is below the per-layer minimums.
+    """
+    _check_request(chips=chips, cores=cores, budget=budget, sparsity=sparsity)
+    cap = _profile_fan_in_cap(profile)
+    sharing = bool(getattr(profile, "conv_weight_sharing", False)) if profile else False
+    dense = summary.dense_positions(sharing)
+    limits = _candidate_limits(profile, summary, chips, cores, budget, sparsity, cap, sharing)
+    chosen = min(limits, key=lambda lim: (lim.synapses, limits.index(lim)))
+    minimums = per_layer_minimums(summary, conv_weight_sharing=sharing)
+    if chosen.synapses <= 0:
+        raise BudgetError(
+            f"{chosen.source} leaves no synapse to keep",
+            where=chosen.option, field="synapses", value=chosen.synapses,
+            fix=f"Allow at least {sum(minimums.values())} synapses.",
+        )  # fmt: skip
+    needed = sum(minimums.values())
+    if chosen.synapses < needed:
+        raise _infeasible_error(chosen, needed, minimums, dense)
+    return Budget(
+        synapses=int(chosen.synapses),
+        source=chosen.source,
+        fan_in_cap=cap,
+        per_layer_min=minimums,
+        counting=COUNTING_CONVENTION,
+        conv_weight_sharing=sharing,
+        binding=chosen.binding,
+        dense_synapses=int(dense),
+    )
+
+
+def _candidate_limits(profile, summary, chips, cores, budget, sparsity, cap, sharing):
+    """Every limit that applies, in tie-break order (user requests first)."""
+    dense = summary.dense_positions(sharing)
+    limits: list[_Limit] = []
+    if budget is not None:
+        limits.append(_Limit(int(budget), "user --budget", "budget", "--budget", budget))
+    if sparsity is not None:
+        kept = math.floor((1.0 - float(sparsity)) * dense)
+        limits.append(
+            _Limit(kept, f"user --sparsity {sparsity:g}", "sparsity", "--sparsity", sparsity)
+        )
+    if profile is not None:
+        chip = chip_synapse_limit(profile, chips=chips, cores=cores)
+        if chip is not None:
+            limits.append(chip)
+    if cap is not None:
+        capacity = fan_in_capacity(summary, cap, conv_weight_sharing=sharing)
+        if capacity < dense:
+            source = f"chip:{profile.id} fan_in_max={cap}"
+            limits.append(_Limit(capacity, source, "fan_in_cap", "--chip", cap))
+    limits.append(_Limit(int(dense), "dense (no limit)", "dense", "--budget", dense))
+    return limits
+
+
+def chip_synapse_limit(profile: Any, *, chips: int | None = None, cores: int | None = None):
+    """Synapses the allocation holds: ``cores x synapses_per_core(profile, sparse=True)``.
+
+    Without a per-core figure, ``chips x synapses_headline`` (or the core share of it).
+    Returns None when the profile bounds neither.
+    """
+    from neuroprune.memory import synapses_per_core
+
+    per_core = synapses_per_core(profile, sparse=True)
+    if cores is not None:
+        alloc, label = int(cores), f"cores={int(cores)}"
+    else:
+        chips = 1 if chips is None else int(chips)
+        alloc, label = chips * int(profile.cores), f"chips={chips}"
+    option = "--cores" if cores is not None else "--chips"
+    source = f"chip:{profile.id} {label}"
+    if per_core is not None:
+        return _Limit(alloc * int(per_core), source, "chip", option, alloc)
+    headline = getattr(profile, "synapses_headline", None)
+    if headline:
+        total = int(headline) * alloc // max(int(profile.cores), 1)
+        return _Limit(total, source, "chip", option, alloc)
+    return None
+
+
+def per_layer_minimums(summary: NetworkSummary, *, conv_weight_sharing: bool) -> dict[str, int]:
+    """Fewest synapses each layer keeps (see the module docstring for the rule)."""
+    minimums = {}
+    last = len(summary.layers) - 1
+    for index, layer in enumerate(summary.layers):
+        dense = layer.dense_positions(conv_weight_sharing)
+        if index == last:
+            need = output_units(layer, conv_weight_sharing=conv_weight_sharing)
+        else:
+            need = max(1, math.ceil(LAYER_MIN_FRACTION * dense))
+        minimums[layer.name] = int(min(need, dense))
+    return minimums
+
+
+def output_units(layer: LayerSummary, *, conv_weight_sharing: bool) -> int:
+    """Synapses needed to give every output unit one input: neurons, or channels if shared."""
+    if layer.kind == "conv" and conv_weight_sharing and layer.conv:
+        return int(layer.conv["out_channels"])
+    return layer.neurons
+
+
+def fan_in_capacity(summary: NetworkSummary, cap: int, *, conv_weight_sharing: bool) -> int:
+    """Most synapses the network can keep when no neuron has more than ``cap`` inputs.
+
+    Dense: ``rows * min(cap, inputs)``. Conv: ``units * min(cap, C_in*kh*kw)`` where units are
+    neurons (unrolled) or output channels (shared), never above the dense positions. For
+    unrolled conv this is an upper bound (border neurons see fewer taps).
+    """
+    return sum(_layer_capacity(layer, cap, conv_weight_sharing) for layer in summary.layers)
+
+
+def _layer_capacity(layer: LayerSummary, cap: int, sharing: bool) -> int:
+    dense = layer.dense_positions(sharing)
+    if layer.kind == "conv" and layer.conv:
+        kh, kw = layer.conv["kernel"]
+        taps = int(layer.conv["in_channels"]) * int(kh) * int(kw)
+        return int(min(dense, output_units(layer, conv_weight_sharing=sharing) * min(cap, taps)))
+    return int(min(dense, layer.neurons * min(cap, layer.inputs)))
+
+
+# --------------------------------------------------------------------------------------------
+# Validation and error text
+
+
+def _check_positive_int(value: object, *, where: str, field_name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise BudgetError(
+            "the synapse budget must be a positive whole number",
+            where=where, field=field_name, value=value,
+            fix="Pass a positive integer, e.g. --budget 5000.",
+        )  # fmt: skip
+
+
+def _check_fan_in_cap(cap: object, *, where: str) -> None:
+    if isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap <= 0:
+        raise BudgetError(
+            "fan-in cap must be a positive number of inputs per neuron: no neuron could keep "
+            "a synapse",
+            where=where, field="neuron.fan_in_max", value=cap,
+            fix="Set neuron.fan_in_max to a positive integer, or null for no limit.",
+        )  # fmt: skip
+
+
+def _check_request(*, chips, cores, budget, sparsity) -> None:
+    if budget is not None:
+        _check_positive_int(budget, where="--budget", field_name="budget")
+    if sparsity is not None:
+        ok = isinstance(sparsity, (int, float)) and not isinstance(sparsity, bool)
+        if not ok or not (0.0 <= float(sparsity) < 1.0) or math.isnan(float(sparsity)):
+            raise BudgetError(
+                "sparsity must be in [0, 1)",
+                where="--sparsity", field="sparsity", value=sparsity,
+                fix="Pass the fraction of synapses to remove, e.g. --sparsity 0.9.",
+            )  # fmt: skip
+    for option, value in (("--chips", chips), ("--cores", cores)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value <= 0
+        ):
+            raise BudgetError(
+                "the allocation must be a positive number",
+                where=option, field=option.lstrip("-"), value=value,
+                fix=f"Pass {option} 1 or more.",
+            )  # fmt: skip
+
+
+def _profile_fan_in_cap(profile: Any | None) -> int | None:
+    if profile is None:
+        return None
+    cap = profile.neuron.fan_in_max
+    if cap is not None:
+        _check_fan_in_cap(cap, where=str(getattr(profile, "path", profile.id)))
+    return cap
+
+
+def _infeasible_error(chosen: _Limit, needed: int, minimums: Mapping[str, int], dense: int):
+    layer, most = max(minimums.items(), key=lambda item: item[1])
+    fixes = {
+        "budget": f"Pass --budget {needed} or more.",
+        "sparsity": f"Pass --sparsity {1 - needed / dense:.4f} or less.",
+        "chip": "Allocate more cores (--cores/--chips) or use a larger chip.",
+        "fan_in_cap": "Use a chip with a larger fan-in limit or a narrower model.",
+        "dense": "The model is too small to prune.",
+    }
+    return BudgetError(
+        f"budget infeasible: {chosen.source} allows {chosen.synapses} synapses but the layers "
+        f"need at least {needed} (layer {layer!r} alone needs {most})",
+        where=chosen.option, field="synapses", value=chosen.synapses,
+        fix=fixes[chosen.binding],
+    )  # fmt: skip
+
+
+def _too_small_error(budget: Budget, needed: int) -> BudgetError:
+    return BudgetError(
+        f"budget infeasible: {budget.source} allows {budget.synapses} synapses but the layers "
+        f"need at least {needed}",
+        where="budget", field="synapses", value=budget.synapses,
+        fix=f"Allow at least {needed} synapses.",
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Exact projection
+
+
+@dataclass(frozen=True, eq=False)
+class LayerScores:
+    """One prunable tensor, flattened, as the projection sees it.
+
+    Attributes:
+        name: layer name (key of ``Budget.per_layer_min``).
+        scores: importance per entry (higher is kept first): ``|theta|`` or ``theta``.
+        costs: physical synapses per entry (1 for dense layers; in-bounds output positions of
+            the tap for unrolled conv).
+        groups: postsynaptic group per entry (output row, or output channel for conv); the
+            fan-in cap limits selected entries per group.
+        keep_every_group: give every group its best entry first (the output layer).
+    """
+
+    name: str
+    scores: np.ndarray
+    costs: np.ndarray
+    groups: np.ndarray
+    keep_every_group: bool = False
+
+
+def select_synapses(layers: Sequence[LayerScores], budget: Budget) -> dict[str, np.ndarray]:
+    """Exact projection to ``budget.synapses``: boolean keep-mask per layer (flattened).
+
+    Greedy over one global order (score descending, ties by lower index):
+    1. entries ranked ``>= fan_in_cap`` within their group are not eligible;
+    2. forced: each group's best entry where ``keep_every_group``, then each layer's next best
+       entries until its cost reaches ``budget.per_layer_min``;
+    3. fill: walk the rest in order, taking every entry whose cost still fits in ``B``.
+    Result: ``sum(cost[kept]) <= B``; equal to ``B`` when all costs are 1 and enough entries are
+    eligible.
+    """
+    ranks = [_rank_in_group(layer.scores, layer.groups) for layer in layers]
+    cap = budget.fan_in_cap
+    eligible = [np.ones_like(r, dtype=bool) if cap is None else r < cap for r in ranks]
+    forced = [
+        _forced_entries(layer, rank, ok, budget.per_layer_min.get(layer.name, 0))
+        for layer, rank, ok in zip(layers, ranks, eligible, strict=True)
+    ]
+    used = sum(int(layer.costs[f].sum()) for layer, f in zip(layers, forced, strict=True))
+    if used > budget.synapses:
+        raise _too_small_error(budget, used)
+    free = [ok & ~f for ok, f in zip(eligible, forced, strict=True)]
+    filled = _greedy_fill(layers, free, budget.synapses - used)
+    return {layer.name: f | g for layer, f, g in zip(layers, forced, filled, strict=True)}
+
+
+def _descending(scores: np.ndarray) -> np.ndarray:
+    """Indices by score descending, ties by lower index (stable)."""
+    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+
+
+def _rank_in_group(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Rank of each entry within its group by score descending (0 = best; ties by index)."""
+    order = np.lexsort((np.arange(len(scores)), -np.asarray(scores, np.float64), groups))
+    sorted_groups = np.asarray(groups)[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_groups)) + 1]
+    lengths = np.diff(np.r_[starts, len(order)])
+    rank_sorted = np.arange(len(order)) - np.repeat(starts, lengths)
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = rank_sorted
+    return ranks
+
+
+def _forced_entries(layer: LayerScores, rank, eligible, minimum: int) -> np.ndarray:
+    forced = (rank == 0) if layer.keep_every_group else np.zeros(len(rank), dtype=bool)
+    short = minimum - int(layer.costs[forced].sum())
+    if short <= 0:
+        return forced
+    order = _descending(layer.scores)
+    order = order[(eligible & ~forced)[order]]
+    cumulative = np.cumsum(layer.costs[order])
+    take = int(np.searchsorted(cumulative, short)) + 1
+    forced[order[:take]] = True
+    return forced
+
+
+def _greedy_fill(layers: Sequence[LayerScores], free, room: int) -> list[np.ndarray]:
+    """Walk all free entries in global score order; keep each whose cost fits in ``room``."""
+    scores = np.concatenate([np.asarray(layer.scores, np.float64) for layer in layers])
+    costs = np.concatenate([np.asarray(layer.costs, np.int64) for layer in layers])
+    candidates = _descending(scores)
+    candidates = candidates[np.concatenate(free)[candidates]]
+    chosen = np.zeros(len(scores), dtype=bool)
+    while room > 0 and len(candidates):
+        candidates = candidates[costs[candidates] <= room]
+        cumulative = np.cumsum(costs[candidates])
+        take = int(np.searchsorted(cumulative, room, side="right"))
+        if take == 0:
+            break
+        chosen[candidates[:take]] = True
+        room -= int(cumulative[take - 1])
+        candidates = candidates[take:]
+    bounds = np.cumsum([0] + [len(layer.scores) for layer in layers])
+    return [chosen[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+# --------------------------------------------------------------------------------------------
+# Knob calibration and control
+
+
+def count_above(magnitudes: np.ndarray, costs: np.ndarray, threshold: float) -> int:
+    """Predicted final synapses ``sum(cost[m > threshold])`` (STDS/LATS: ``|theta| > D``)."""
+    return int(np.asarray(costs)[np.asarray(magnitudes) > threshold].sum())
+
+
+def threshold_for_count(magnitudes: np.ndarray, costs: np.ndarray, target: float) -> float:
+    """Smallest threshold ``D`` among the magnitudes with ``sum(cost[m > D]) <= target``.
+
+    With unit costs and distinct magnitudes this is the ``(target+1)``-th largest magnitude,
+    so exactly ``floor(target)`` entries lie above it. Returns 0.0 when everything fits.
+    """
+    magnitudes = np.asarray(magnitudes, dtype=np.float64)
+    order = np.argsort(-magnitudes, kind="stable")
+    cumulative = np.cumsum(np.asarray(costs, dtype=np.int64)[order])
+    k = int(np.searchsorted(cumulative, target, side="right"))
+    if k >= len(order):
+        return 0.0
+    return float(magnitudes[order[k]])
+
+
+@dataclass(frozen=True)
+class KnobControl:
+    """Settings of the slow multiplicative knob controller (pruning_algorithms.md §7.2–7.3).
+
+    Attributes:
+        margin: aim the predicted final count at ``margin * B`` (the projection then removes
+            the last few percent).
+        gain: fraction of the log-error corrected per update, ``0 < gain <= 1``.
+        max_ratio: largest factor the knob may change by in one update (> 1).
+        freeze_after: fraction of training after which the knob stops moving.
+    """
+
+    margin: float = 1.05
+    gain: float = 0.5
+    max_ratio: float = 1.2
+    freeze_after: float = 0.9
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("margin", self.margin >= 1.0),
+            ("gain", 0.0 < self.gain <= 1.0),
+            ("max_ratio", self.max_ratio > 1.0),
+            ("freeze_after", 0.0 <= self.freeze_after <= 1.0),
+        )
+        for name, ok in checks:
+            if not ok:
+                raise BudgetError(
+                    "invalid knob controller setting", where="pruning.control", field=name,
+                    value=getattr(self, name), fix="See neuroprune.budget.KnobControl.",
+                )  # fmt: skip
+
+    def target(self, budget: int) -> float:
+        """Count the knob aims for: ``margin * B``."""
+        return self.margin * budget
+
+
+def steer_knob(knob: float, ideal: float, control: KnobControl) -> float:
+    """Move ``knob`` toward ``ideal`` multiplicatively.
+
+    ``knob' = knob * clip((ideal / knob) ** gain, 1 / max_ratio, max_ratio)``; a non-positive
+    knob jumps to ``ideal``, a non-positive ideal leaves the knob where it is.
+    """
+    if ideal <= 0:
+        return knob
+    if knob <= 0:
+        return ideal
+    ratio = (ideal / knob) ** control.gain
+    return knob * min(max(ratio, 1.0 / control.max_ratio), control.max_ratio)

@@ -1,0 +1,400 @@
+"""The pruning interface: one :class:`PruningMethod` base class, used as a training callback.
+
+Life cycle (driven by :func:`neuroprune.pruning.prune_to_budget`)::
+
+    method = METHODS[name](budget, input_shape=(C, H, W), lr_schedule=..., scheduler=...)
+    method.attach(model)                      # reparameterise Linear/Conv2d weights
+    train(model, data, cfg, callbacks=[method])   # prune: the knob moves toward the budget
+    method.project()                          # exact projection to B, plain weights, mask frozen
+    train(model, data, ft_cfg, callbacks=[method])  # fine-tune; pruned weights stay 0
+    model = method.finalize(model)            # plain model, exact zeros, no hooks left
+
+Synapses are counted as :mod:`neuroprune.pruning.targets` explains (``Budget.counting``).
+Subclasses implement ``_install`` (the parametrization of one target), ``_begin`` (calibrate
+the knob), ``_advance`` (after each optimizer step), ``_scores`` (ranking for the projection)
+and, for indirect methods, ``trajectory_fraction``; everything else is shared.
+
+Budget controller for indirect methods (stds/slats/lats/pgh: knob ``D``; gradr: ``alpha``),
+pruning_algorithms.md §7.2 item 3: ``CHECKS_PER_EPOCH`` times per epoch, until
+``control.freeze_after`` of the steps, the current count ``c_t`` is compared with the planned
+trajectory ``B_t = N - (N - margin * B) * g_t`` (``g_t`` the method's own schedule fraction, 0 ->
+1) and ``knob <- knob * clip((c_t / B_t) ** gain, 1 / max_ratio, max_ratio)``. Count falls as
+the knob rises, so the count follows a smooth path to just above ``B``, and the network adapts
+on the way (a predictor such as ``#{|theta| > D}`` alone fed back on itself: active ``theta``
+grow with the threshold, the knob chased them, and short runs went silent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.nn.utils import parametrize
+
+from neuroprune.budget import (
+    Budget,
+    KnobControl,
+    LayerScores,
+    count_above,
+    select_synapses,
+    steer_knob,
+)
+from neuroprune.errors import ConfigError
+from neuroprune.models.train import Callback
+from neuroprune.pruning.targets import Target, find_targets
+
+REVIVE_FRACTION = 0.01
+CHECKS_PER_EPOCH = 4
+MIN_TRAJECTORY = 0.02
+LrSchedule = Callable[[int], float]
+
+
+class MaskFreezer(Callback):
+    """Keeps zero weights at zero while training (fine-tuning after the projection).
+
+    ``mask = (w != 0)`` is taken when created. A gradient hook multiplies each weight's gradient
+    by its mask, and ``after_step`` re-applies ``w *= mask`` (so momentum, weight decay or any
+    optimizer cannot revive a synapse). :meth:`release` removes the hooks.
+    """
+
+    def __init__(self, weights: Sequence[torch.nn.Parameter]) -> None:
+        self.pairs = [(w, (w.detach() != 0).to(w.dtype)) for w in weights]
+        self.handles = [w.register_hook(_mask_grad(mask)) for w, mask in self.pairs]
+
+    def after_step(self, iteration: int, lr: float) -> None:
+        with torch.no_grad():
+            for weight, mask in self.pairs:
+                weight.mul_(mask.to(weight.device))
+
+    def release(self) -> None:
+        """Remove the gradient hooks (the weights keep their zeros)."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
+def _mask_grad(mask: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda grad: grad * mask.to(grad.device)
+
+
+def freeze_mask(model: torch.nn.Module) -> MaskFreezer:
+    """Freeze the zero pattern of every Linear/Conv2d weight of ``model`` (a training callback).
+
+    Pass the result to ``train(..., callbacks=[freezer])``, then call ``freezer.release()``.
+    """
+    weights = [
+        m.weight
+        for m in model.modules()
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and m.weight.requires_grad
+    ]
+    return MaskFreezer(weights)
+
+
+class PruningMethod(Callback):
+    """Base class of every entry of :data:`neuroprune.pruning.METHODS`.
+
+    Args:
+        budget: the synapse budget (``Budget.synapses``, fan-in cap, per-layer minimums).
+        input_shape: model input ``(C, H, W)`` without time and batch (conv tap costs).
+        scheduler: threshold schedule name (:data:`neuroprune.pruning.SCHEDULERS`) where the
+            method has one.
+        lr_schedule: ``iteration -> learning rate`` actually used by training, for methods whose
+            knob follows the cumulative learning rate (lats, gradr). Without it the total is
+            estimated online as ``sum so far + current lr * steps left`` (exact for constant lr).
+        control: the knob controller settings (target ``margin * B``, gain, freeze point).
+    """
+
+    name: ClassVar[str] = ""
+    knob_name: ClassVar[str] = "knob"
+    default_scheduler: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        budget: Budget,
+        *,
+        input_shape: Sequence[int],
+        scheduler: str | None = None,
+        lr_schedule: LrSchedule | None = None,
+        control: KnobControl | None = None,
+    ) -> None:
+        self.budget = budget
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.scheduler_name = self._check_scheduler(scheduler)
+        self.lr_schedule = lr_schedule
+        self.control = control or KnobControl()
+        self.targets: list[Target] = []
+        self.model: torch.nn.Module | None = None
+        self.phase = "detached"
+        self.knob = 0.0
+        self.step = 0
+        self.total_steps = 1
+        self.check_every = 1
+        self.lr_sum = 0.0
+        self.lr_total: float | None = None
+        self.lr_now = 0.0
+        self.freezer: MaskFreezer | None = None
+
+    # ----------------------------------------------------------------------------------------
+    # Interface
+
+    def attach(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Reparameterise every Linear/Conv2d weight of ``model`` in place; returns it."""
+        sharing = self.budget.conv_weight_sharing
+        self.targets = find_targets(model, self.input_shape, conv_weight_sharing=sharing)
+        self.model = model
+        for target in self.targets:
+            self._install(target)
+        self.phase = "prune"
+        return model
+
+    def on_train_begin(self, model, optimizer, steps_per_epoch: int, epochs: int) -> None:
+        if self.phase != "prune":
+            return
+        self.total_steps = max(1, int(steps_per_epoch) * int(epochs))
+        self.check_every = max(1, int(steps_per_epoch) // CHECKS_PER_EPOCH)
+        self.step, self.lr_sum = 0, 0.0
+        self.lr_now = float(optimizer.param_groups[0]["lr"]) if optimizer is not None else 0.0
+        if self.lr_schedule is not None:
+            self.lr_total = float(sum(self.lr_schedule(k) for k in range(self.total_steps)))
+        self._begin()
+        self._refresh_cap()
+
+    def after_step(self, iteration: int, lr: float) -> None:
+        if self.phase == "finetune" and self.freezer is not None:
+            self.freezer.after_step(iteration, lr)
+            return
+        if self.phase != "prune":
+            return
+        self.step += 1
+        self.lr_sum += float(lr)
+        self.lr_now = float(lr)
+        if self.step % self.check_every == 0:
+            self._track()
+        self._advance(float(lr))
+        self._refresh_cap()
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        """Report ``phase`` (prune/finetune), counts and the knob (merged into the history)."""
+        nonzero = sum(self.counts().values())
+        dense = self.dense_synapses
+        return {
+            "phase": self.phase,
+            "nonzero": nonzero,
+            "sparsity": 1.0 - nonzero / dense if dense else 0.0,
+            "knob": float(self.knob),
+            "knob_name": self.knob_name,
+            "predicted": self.predicted() if self.phase == "prune" else nonzero,
+            "budget": self.budget.synapses,
+            **self.extra_metrics(),
+        }
+
+    def extra_metrics(self) -> dict[str, Any]:
+        """Method-specific values logged each epoch (e.g. the threshold ``d_t`` in use)."""
+        return {}
+
+    def counts(self) -> dict[str, int]:
+        """Physical nonzero synapses per layer (``Budget.counting`` convention)."""
+        return {t.name: _count(self._weight(t), t.cost) for t in self.targets}
+
+    def predicted(self) -> int:
+        """Predicted final synapse count at the current knob (method specific)."""
+        return sum(self.counts().values())
+
+    def trajectory_fraction(self) -> float | None:
+        """``g_t`` in [0, 1] of the planned count path; None: the method is not steered."""
+        return None
+
+    def count_target(self) -> float:
+        """Planned count now: ``B_t = N - (N - margin * B) * g_t``."""
+        final = min(self.control.target(self.budget.synapses), self.dense_synapses)
+        fraction = self.trajectory_fraction() or 0.0
+        return self.dense_synapses - (self.dense_synapses - final) * fraction
+
+    def _track(self) -> None:
+        """One controller update (module docstring); a no-op for unsteered methods."""
+        fraction = self.trajectory_fraction()
+        if fraction is None or fraction < MIN_TRAJECTORY:
+            return
+        if self.progress >= self.control.freeze_after or self.knob <= 0:
+            return
+        ratio = sum(self.counts().values()) / max(self.count_target(), 1.0)
+        self.knob = steer_knob(self.knob, self.knob * ratio, self.control)
+
+    def project(self, budget: Budget | None = None) -> dict[str, int]:
+        """Exact projection to ``budget`` (default: the method's), then freeze the mask.
+
+        Keeps the top entries by :meth:`_scores` (:func:`neuroprune.budget.select_synapses`:
+        per-layer minimums, fan-in cap, ``sum(cost) <= B``), removes the reparameterisation and
+        writes plain weights: kept entries take :meth:`_kept_values` (the effective weight, or
+        the refit value of soft-threshold/Grad R methods); a kept entry whose value is 0 gets
+        ``sign * REVIVE_FRACTION * mean |value|`` of its layer, so exactly the kept entries are
+        nonzero. Returns the per-layer counts.
+        """
+        budget = budget or self.budget
+        masks = select_synapses([self._layer_scores(t) for t in self.targets], budget)
+        values = [self._projected(t, masks[t.name]) for t in self.targets]
+        for target, value in zip(self.targets, values, strict=True):
+            self._remove_parametrization(target)
+            with torch.no_grad():
+                target.module.weight.copy_(value)
+        self.freezer = MaskFreezer([t.module.weight for t in self.targets])
+        self.phase = "finetune"
+        return self.counts()
+
+    def finalize(self, model: torch.nn.Module | None = None) -> torch.nn.Module:
+        """Plain model with exact zeros: projects first if needed, removes every hook."""
+        if self.phase == "prune":
+            self.project()
+        if self.freezer is not None:
+            self.freezer.after_step(self.step, 0.0)
+            self.freezer.release()
+            self.freezer = None
+        for target in self.targets:
+            self._remove_parametrization(target)
+        self.phase = "done"
+        return model if model is not None else self.model
+
+    # ----------------------------------------------------------------------------------------
+    # Shared helpers
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the pruning steps done, ``t / T``."""
+        return min(1.0, self.step / self.total_steps)
+
+    @property
+    def lr_fraction(self) -> float:
+        """``sum_{k<t} eta_k / sum_{k<T} eta_k`` (lr schedule, or the online estimate)."""
+        total = self.lr_total
+        if total is None:
+            total = self.lr_sum + self.lr_now * (self.total_steps - self.step)
+        return min(1.0, self.lr_sum / total) if total > 0 else self.progress
+
+    @property
+    def lr_remaining(self) -> float:
+        """``sum_{k>=t} eta_k`` (schedule, or the constant-lr estimate)."""
+        if self.lr_total is not None:
+            return max(0.0, self.lr_total - self.lr_sum)
+        return self.lr_now * (self.total_steps - self.step)
+
+    @property
+    def dense_synapses(self) -> int:
+        return sum(t.dense for t in self.targets)
+
+    def _weight(self, target: Target) -> torch.Tensor:
+        with torch.no_grad():
+            return target.module.weight.detach()
+
+    def _theta(self, target: Target) -> torch.Tensor:
+        """The trained tensor: the parametrization's original, or the plain weight."""
+        module = target.module
+        if parametrize.is_parametrized(module, "weight"):
+            return module.parametrizations.weight.original
+        return module.weight
+
+    def _parametrization(self, target: Target):
+        module = target.module
+        if parametrize.is_parametrized(module, "weight"):
+            return module.parametrizations.weight[0]
+        return None
+
+    def _remove_parametrization(self, target: Target) -> None:
+        if parametrize.is_parametrized(target.module, "weight"):
+            parametrize.remove_parametrizations(target.module, "weight", leave_parametrized=True)
+
+    def _flat(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
+        return np.concatenate([t.detach().flatten().cpu().double().numpy() for t in tensors])
+
+    def _costs(self) -> np.ndarray:
+        return np.concatenate([t.cost.flatten().numpy().astype(np.int64) for t in self.targets])
+
+    def _count_above(self, scores: Sequence[torch.Tensor], threshold: float) -> int:
+        return count_above(self._flat(scores), self._costs(), threshold)
+
+    def _layer_scores(self, target: Target) -> LayerScores:
+        return LayerScores(
+            name=target.name,
+            scores=self._scores(target).detach().flatten().cpu().double().numpy(),
+            costs=target.cost.flatten().numpy().astype(np.int64),
+            groups=target.group.flatten().numpy(),
+            keep_every_group=target.is_output,
+        )
+
+    def _projected(self, target: Target, keep: np.ndarray) -> torch.Tensor:
+        weight = self._kept_values(target).clone()
+        keep_t = torch.as_tensor(keep.reshape(weight.shape), device=weight.device)
+        alive = weight[weight != 0].abs()
+        size = REVIVE_FRACTION * (float(alive.mean()) if alive.numel() else 1e-3)
+        revive = keep_t & (weight == 0)
+        direction = self._direction(target).to(weight.dtype)
+        weight = torch.where(revive, direction * size, weight)
+        return torch.where(keep_t, weight, torch.zeros_like(weight))
+
+    def _kept_values(self, target: Target) -> torch.Tensor:
+        """Values the kept synapses take at the projection (default: the effective weights)."""
+        return self._weight(target)
+
+    def _direction(self, target: Target) -> torch.Tensor:
+        """Sign a revived synapse takes: ``sign(theta)`` with 0 -> +1."""
+        sign = torch.sign(self._theta(target).detach())
+        return torch.where(sign == 0, torch.ones_like(sign), sign)
+
+    def _refresh_cap(self) -> None:
+        """Fan-in cap during training: keep the top ``cap`` entries of each group by score."""
+        cap = self.budget.fan_in_cap
+        for target in self.targets:
+            param = self._parametrization(target)
+            if param is None or not hasattr(param, "set_cap_mask"):
+                continue
+            if cap is None or cap >= target.group_size:
+                continue
+            param.set_cap_mask(_top_per_group(self._scores(target).detach(), cap))
+
+    def _check_scheduler(self, scheduler: str | None) -> str | None:
+        from neuroprune.pruning.schedulers import SCHEDULERS
+
+        if scheduler is None:
+            return self.default_scheduler
+        if self.default_scheduler is None:
+            raise ConfigError(
+                f"method {self.name!r} has no threshold scheduler",
+                where="pruning", field="scheduler", value=scheduler,
+                fix="Leave --scheduler out for this method.",
+            )  # fmt: skip
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(
+                "unknown threshold scheduler", where="pruning", field="scheduler",
+                value=scheduler, fix=f"Use one of {', '.join(SCHEDULERS)}.",
+            )  # fmt: skip
+        return scheduler
+
+    # ----------------------------------------------------------------------------------------
+    # Method hooks
+
+    def _install(self, target: Target) -> None:
+        raise NotImplementedError
+
+    def _begin(self) -> None:
+        """Calibrate the knob at the start of pruning."""
+
+    def _advance(self, lr: float) -> None:
+        """Act after optimizer step ``self.step`` (1-based) that used learning rate ``lr``."""
+
+    def _scores(self, target: Target) -> torch.Tensor:
+        """Ranking of entries for the projection (higher kept first)."""
+        return self._theta(target).detach().abs()
+
+
+def _count(weight: torch.Tensor, cost: torch.Tensor) -> int:
+    return int(round(float((cost.to(weight.device) * (weight != 0)).sum())))
+
+
+def _top_per_group(scores: torch.Tensor, cap: int) -> torch.Tensor:
+    """0/1 mask keeping the ``cap`` highest scores of each output row/channel."""
+    flat = scores.reshape(scores.shape[0], -1)
+    index = flat.topk(cap, dim=1).indices
+    mask = torch.zeros_like(flat)
+    mask.scatter_(1, index, 1.0)
+    return mask.reshape(scores.shape)

@@ -1,0 +1,37 @@
+"""The registry of pruning methods: name -> :class:`PruningMethod` subclass."""
+
+from __future__ import annotations
+
+import difflib
+
+from neuroprune.errors import ConfigError
+from neuroprune.pruning.base import PruningMethod
+from neuroprune.pruning.gradr import GradR
+from neuroprune.pruning.masking import GMP, Magnitude
+from neuroprune.pruning.schedulers import get_scheduler
+from neuroprune.pruning.soft_threshold import LATS, PGH, SLATS, STDS
+
+METHODS: dict[str, type[PruningMethod]] = {
+    cls.name: cls for cls in (STDS, SLATS, LATS, PGH, GradR, GMP, Magnitude)
+}
+
+
+def method_class(name: str) -> type[PruningMethod]:
+    """The registered class for ``name``; :class:`ConfigError` naming close matches if unknown."""
+    if name in METHODS:
+        return METHODS[name]
+    close = difflib.get_close_matches(name, list(METHODS), n=1)
+    hint = f"Did you mean {close[0]!r}? " if close else ""
+    raise ConfigError(
+        "unknown pruning method", where="--method", field="method", value=name,
+        fix=f"{hint}Use one of {', '.join(METHODS)} (or METHOD-SCHEDULER, e.g. stds-linear).",
+    )  # fmt: skip
+
+
+def split_method_spec(spec: str) -> tuple[str, str | None]:
+    """``"stds-linear"`` -> ``("stds", "linear")``; ``"gradr"`` -> ``("gradr", None)``."""
+    name, _, scheduler = spec.partition("-")
+    method_class(name)
+    if scheduler:
+        get_scheduler(scheduler)
+    return name, scheduler or None

@@ -1,0 +1,97 @@
+"""The prunable tensors of a model and what each entry costs in physical synapses.
+
+A :class:`Target` is one Linear/Conv2d weight. ``cost`` has the weight's shape and holds the
+physical synapses an entry stands for under the budget's counting convention
+(:data:`neuroprune.summary.COUNTING_CONVENTION`):
+
+* Linear, or Conv2d on a chip that shares conv weights: 1 per entry;
+* Conv2d counted unrolled: tap ``(c_out, c_in, ky, kx)`` costs ``n_y(ky) * n_x(kx)``, the output
+  positions where it lands inside the input, ``n_y(ky) = #{oy : 0 <= oy*stride - pad + ky < H}``.
+
+``group`` (same shape, int64) is the postsynaptic group of the entry: its output row (Linear) or
+output channel (Conv2d). No neuron of a group receives more inputs than the group keeps entries,
+so limiting entries per group to the fan-in cap enforces the cap (exact for Linear, an upper
+bound for Conv2d whose border neurons see fewer taps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from neuroprune.models.zoo import Block, parse_blocks
+from neuroprune.summary import conv_output_size
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """One prunable weight tensor.
+
+    Attributes:
+        name: layer name (child name in the Sequential; key of ``Budget.per_layer_min``).
+        module: the Linear/Conv2d module.
+        cost: physical synapses per entry (float32, weight shape).
+        group: postsynaptic group per entry (int64, weight shape).
+        is_output: True for the last synaptic layer (every output unit keeps an input).
+    """
+
+    name: str
+    module: torch.nn.Module
+    cost: torch.Tensor
+    group: torch.Tensor
+    is_output: bool
+
+    @property
+    def dense(self) -> int:
+        """Physical synapses of this layer with nothing pruned."""
+        return int(self.cost.sum().item())
+
+    @property
+    def group_size(self) -> int:
+        """Entries per group (inputs per row, or ``C_in*kh*kw``)."""
+        return int(self.cost[0].numel())
+
+
+def find_targets(
+    model: torch.nn.Module, input_shape: Sequence[int], *, conv_weight_sharing: bool
+) -> list[Target]:
+    """Every Linear/Conv2d weight of a convention model, with costs and groups."""
+    blocks = parse_blocks(model, input_shape, where="pruning", allow_bias=True)
+    last = len(blocks) - 1
+    return [_target(block, conv_weight_sharing, i == last) for i, block in enumerate(blocks)]
+
+
+def _target(block: Block, sharing: bool, is_output: bool) -> Target:
+    weight = block.synapse.weight
+    if block.kind == "conv" and not sharing:
+        cost = unrolled_tap_cost(block.synapse, block.in_shape)
+    else:
+        cost = torch.ones(weight.shape)
+    rows = torch.arange(weight.shape[0]).view(-1, *([1] * (weight.dim() - 1)))
+    group = rows.expand(weight.shape).contiguous()
+    return Target(block.name, block.synapse, cost.float(), group, is_output)
+
+
+def unrolled_tap_cost(conv: torch.nn.Module, in_shape: Sequence[int]) -> torch.Tensor:
+    """``cost[c_out, c_in, ky, kx] = n_y(ky) * n_x(kx)`` (see module docstring)."""
+    _, h, w = (int(s) for s in in_shape)
+    kh, kw = conv.kernel_size
+    stride, pad = int(conv.stride[0]), int(conv.padding[0])
+    n_y = _landing_positions(h, kh, stride, pad)
+    n_x = _landing_positions(w, kw, stride, pad)
+    taps = torch.outer(
+        torch.tensor(n_y, dtype=torch.float32), torch.tensor(n_x, dtype=torch.float32)
+    )
+    return taps.expand(conv.out_channels, conv.in_channels, kh, kw).contiguous()
+
+
+def _landing_positions(size: int, kernel: int, stride: int, pad: int) -> list[int]:
+    """For each kernel offset, how many output positions read an in-bounds input."""
+    out = conv_output_size(size, kernel, stride, pad)
+    positions = np.arange(out) * stride - pad
+    return [
+        int(np.count_nonzero((positions + k >= 0) & (positions + k < size))) for k in range(kernel)
+    ]
