@@ -127,8 +127,13 @@ def derive_budget(
     cores: int | None = None,
     budget: int | None = None,
     sparsity: float | None = None,
+    capacity: int | None = None,
 ) -> Budget:
     """Derive ``B`` for ``summary`` on ``profile`` (a ChipProfile, or None for no chip).
+
+    ``capacity`` (optional) is what the allocation holds for this network's layer shapes, as
+    measured by ``neuroprune.fit.allocation_capacity``; when given it tightens the chip limit
+    (the per-core figure assumes perfectly filled synapse lists).
 
     ``B = min(chip limit, budget, floor((1 - sparsity) * dense), fan-in capacity, dense)``:
 
@@ -146,6 +151,10 @@ def derive_budget(
     sharing = bool(getattr(profile, "conv_weight_sharing", False)) if profile else False
     dense = summary.dense_positions(sharing)
     limits = _candidate_limits(profile, summary, chips, cores, budget, sparsity, cap, sharing)
+    if capacity is not None and profile is not None:
+        label = f"cores={cores}" if cores is not None else f"chips={chips or 1}"
+        limits.append(_Limit(int(capacity), f"chip:{profile.id} {label} (packed)", "chip",
+                             "--cores" if cores is not None else "--chips", capacity))  # fmt: skip
     chosen = min(limits, key=lambda lim: (lim.synapses, limits.index(lim)))
     minimums = per_layer_minimums(summary, conv_weight_sharing=sharing)
     if chosen.synapses <= 0:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -525,3 +525,58 @@ def _utilisation(
             chip_memory_bits(profile, summary.synapses(shared)) / profile.chip_memory_bits
         )
     return {k: round(v, 6) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Capacity of an allocation for a given network shape
+
+CAPACITY_RULES = ("cores", "core_memory", "core_input_axons", "chip_memory", "chip_neurons")
+
+
+def thinned(summary: NetworkSummary, density: float, seed: int = 0) -> NetworkSummary:
+    """A copy of ``summary`` keeping each synapse with probability ``density`` (seeded)."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for layer in summary.layers:
+        conn = layer.connectivity.copy()
+        keep = rng.random(conn.nnz) < density
+        conn.data = conn.data & keep
+        conn.eliminate_zeros()
+        layers.append(replace(layer, connectivity=conn, kernel_nonzeros=int(conn.nnz)))
+    return replace(summary, layers=tuple(layers))
+
+
+def allocation_capacity(
+    summary: NetworkSummary,
+    profile: ChipProfile,
+    *,
+    chips: int | None = None,
+    cores: int | None = None,
+    margin: float = 0.97,
+) -> int | None:
+    """Most synapses this network shape keeps while fitting the allocation's resources.
+
+    Bisection on the density ``d`` of a uniformly thinned copy (:func:`thinned`): the largest
+    ``d`` whose copy breaks none of :data:`CAPACITY_RULES` gives ``B = margin * synapses``.
+    Unlike cores x synapses-per-core, this counts block headers, word alignment and partly
+    filled lists of the real layer shapes. ``None`` when even the dense network fits (the
+    allocation does not bind); 0 when not even a nearly empty network fits.
+    """
+
+    def fits(density: float) -> tuple[bool, int]:
+        net = thinned(summary, density)
+        report = check_fit(net, profile, chips=chips, cores=cores)
+        broken = {v.rule for v in report.violations} & set(CAPACITY_RULES)
+        return not broken, net.synapses(profile.conv_weight_sharing)
+
+    if fits(1.0)[0]:
+        return None
+    lo, hi, best = 0.0, 1.0, 0
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        ok, synapses = fits(mid)
+        if ok:
+            lo, best = mid, synapses
+        else:
+            hi = mid
+    return int(best * margin)

@@ -161,6 +161,7 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
     """Run every stage for ``cfg``; return the outcome (never raises for "does not fit")."""
     from neuroprune.budget import derive_budget
     from neuroprune.data import load_dataset
+    from neuroprune.fit import allocation_capacity
 
     profile = load_profile(cfg.chip)
     dataset = load_dataset(cfg.dataset, cfg.data_dir)
@@ -170,8 +171,9 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
     model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, hidden=cfg.hidden,
                         seed=cfg.seed)  # fmt: skip
     dense_summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
+    capacity = allocation_capacity(dense_summary, profile, chips=cfg.chips, cores=cfg.cores)
     budget = derive_budget(profile, dense_summary, chips=cfg.chips, cores=cfg.cores,
-                           budget=cfg.budget, sparsity=cfg.sparsity)  # fmt: skip
+                           budget=cfg.budget, sparsity=cfg.sparsity, capacity=capacity)  # fmt: skip
     run_dir = Path(cfg.out) / cfg.run_name
     _prepare_run_dir(run_dir, cfg, profile)
     run = _Run(cfg, run_dir, profile, progress or _noop)

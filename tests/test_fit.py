@@ -178,3 +178,17 @@ def test_core_modules_do_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_allocation_capacity_counts_block_overhead():
+    """The packed capacity is below cores x per-core bound, and a thinned net at it fits."""
+    from neuroprune.fit import allocation_capacity, thinned
+
+    prof = profile(**{"chip.cores": 1, "chip.neurons_max": 16, "core.input_axons_max": 64})
+    summary = mlp(40, 12, 4, seed=3)
+    cap = allocation_capacity(summary, prof, cores=1)
+    assert cap is not None and 0 < cap < summary.synapses()
+    assert cap <= prof.synapses_per_core_sparse
+    density = cap / summary.synapses()
+    assert check_fit(thinned(summary, density), prof, cores=1).fits
+    assert allocation_capacity(mlp(8, 4), prof, cores=1) is None  # dense fits: not binding
