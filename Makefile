@@ -17,7 +17,7 @@ venv: $(STAMP)
 
 ## demo: train, prune, quantize, export, simulate on Lava and report, on the bundled digits data
 demo: $(STAMP)
-	$(VENV)/bin/neuroprune fit --chip loihi --cores 1 --out runs --name demo
+	$(VENV)/bin/neuroprune fit --chip loihi --cores 1 --hidden 512,256 --out runs --name demo
 
 ## test: lint and the test suite
 test: $(STAMP)

@@ -48,6 +48,7 @@ class _Run:
     report: dict[str, Any] = field(default_factory=dict)
     history: dict[str, list] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
+    started_bars: set[str] = field(default_factory=set)
 
     def emit(self, stage: str, message: str | None = None, **event: Any) -> None:
         if message is not None:
