@@ -22,10 +22,12 @@ from typing import Any
 from neuroprune import __version__
 from neuroprune.atomic import write_json, write_text
 from neuroprune.config import RunConfig, save_config
-from neuroprune.errors import ArtifactError, ConfigError
+from neuroprune.errors import ArtifactError, ConfigError, UnsupportedError
 from neuroprune.profiles import ChipProfile, load_profile
 
 Progress = Callable[[Mapping[str, Any]], None]
+STRUCTURED_METHODS = ("sca", "sca+stds")
+CHAIN_ONLY_STAGES = ("quantize", "export", "simulate")
 
 
 @dataclass(frozen=True)
@@ -166,11 +168,18 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
 
     profile = load_profile(cfg.chip)
     dataset = load_dataset(cfg.dataset, cfg.data_dir)
+    import torch
+
     from neuroprune.models import build_model, summarize  # torch only once the inputs are valid
 
     cfg = with_model_defaults(cfg)
     model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, hidden=cfg.hidden,
                         seed=cfg.seed)  # fmt: skip
+    if not isinstance(model, torch.nn.Sequential) and cfg.method not in STRUCTURED_METHODS:
+        raise UnsupportedError(
+            f"method {cfg.method!r} needs a Sequential chain model", where="--method",
+            field="model", value=cfg.model, fix="Use --method sca with --model sew.",
+        )  # fmt: skip
     dense_summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
     capacity = allocation_capacity(dense_summary, profile, chips=cfg.chips, cores=cfg.cores)
     budget = derive_budget(profile, dense_summary, chips=cfg.chips, cores=cfg.cores,
@@ -184,10 +193,18 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
                       f"synapses, {dense_summary.neurons:,} neurons")  # fmt: skip
     model = _stage_dense(run, model, dataset)
     model = _stage_prune(run, model, dataset, budget)
-    model = _stage_quantize(run, model, dataset)
+    chain = isinstance(model, torch.nn.Sequential)
+    if chain:
+        model = _stage_quantize(run, model, dataset)
     fit_report = _stage_fit(run, model, dataset)
-    _stage_export(run, model, dataset)
-    sim_ok = _stage_simulate(run, model, dataset)
+    sim_ok = True
+    if chain:
+        _stage_export(run, model, dataset)
+        sim_ok = _stage_simulate(run, model, dataset)
+    else:
+        why = f"not supported for the {type(model).__name__} (residual) model yet"
+        run.report["stages_not_run"] += [f"{stage}: {why}" for stage in CHAIN_ONLY_STAGES]
+        run.emit("report", f"quantization, export and simulation {why}")
     _finish_report(run)
     exit_code = 0 if fit_report.fits and sim_ok else 1
     return RunOutcome(run_dir, run.report, exit_code)
@@ -287,7 +304,6 @@ def _stage_dense(run: _Run, model, dataset):
 def _stage_prune(run: _Run, model, dataset, budget):
     from neuroprune.artifacts import load_model, save_model
     from neuroprune.models import evaluate, summarize
-    from neuroprune.pruning import prune_to_budget
 
     cfg = run.cfg
     shared = run.profile.conv_weight_sharing
@@ -299,11 +315,7 @@ def _stage_prune(run: _Run, model, dataset, budget):
     else:
         run.emit("prune", f"{cfg.method} to {budget.synapses:,} synapses, {cfg.prune_epochs} "
                           f"epochs + {cfg.finetune_epochs} fine-tuning epochs")  # fmt: skip
-        result = prune_to_budget(
-            model, dataset, train_config(cfg, cfg.prune_epochs), method=cfg.method,
-            budget=budget, scheduler=cfg.scheduler, epochs=cfg.prune_epochs,
-            finetune_epochs=cfg.finetune_epochs, progress=_epoch_progress(run, "prune"),
-        )  # fmt: skip
+        result = _prune(run, model, dataset, budget)
         model = result.model
         run.history.update(_split_history(result.history))
         save_model(run.run_dir / "pruned.pt", model, {"history": _split_history(result.history),
@@ -315,6 +327,28 @@ def _stage_prune(run: _Run, model, dataset, budget):
     run.emit("prune", f"{summary.synapses(shared):,} synapses kept, test accuracy "
                       f"{100 * accuracy:.2f} %")  # fmt: skip
     return model
+
+
+def _prune(run: _Run, model, dataset, budget):
+    """Unstructured methods go through ``prune_to_budget``; ``sca``/``sca+stds`` remove
+    whole channels (``prune_structured``) and return a narrower model."""
+    from neuroprune.pruning import prune_to_budget
+
+    cfg = run.cfg
+    common = {
+        "budget": budget,
+        "epochs": cfg.prune_epochs,
+        "finetune_epochs": cfg.finetune_epochs,
+        "progress": _epoch_progress(run, "prune"),
+    }
+    config = train_config(cfg, cfg.prune_epochs)
+    if cfg.method in STRUCTURED_METHODS:
+        from neuroprune.pruning.sca import prune_structured
+
+        return prune_structured(model, dataset, config, then_stds=cfg.method == "sca+stds",
+                                profile=run.profile, **common)  # fmt: skip
+    return prune_to_budget(model, dataset, config, method=cfg.method, scheduler=cfg.scheduler,
+                           **common)  # fmt: skip
 
 
 def _split_history(history) -> dict[str, list]:
@@ -347,7 +381,7 @@ def _stage_quantize(run: _Run, model, dataset):
         save_model(run.run_dir / "quantized.pt", qmodel, {"record": record})
     accuracy = evaluate(qmodel, dataset.x_test, dataset.y_test, cfg.timesteps, cfg.encoding)
     summary = summarize(qmodel, dataset.input_shape, cfg.timesteps)
-    run.report["quantized"] = {**record, "accuracy": accuracy,
+    run.report["quantized"] = {**record, "accuracy": accuracy, "neurons": summary.neurons,
                                "synapses": summary.synapses(run.profile.conv_weight_sharing)}  # fmt: skip
     run.emit("quantize", f"test accuracy {100 * accuracy:.2f} % ({record.get('format')})")
     return qmodel

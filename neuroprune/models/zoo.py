@@ -56,7 +56,7 @@ from spikingjelly.activation_based import functional, layer, neuron, surrogate
 from ..errors import ModelError
 from ..summary import conv_output_size
 
-MODELS = ("mlp", "conv")
+MODELS = ("mlp", "conv", "sew")
 NEURONS = ("lif", "if")
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {"hidden": (128,)},
@@ -140,6 +140,13 @@ def _build_builtin(spec, input_shape, num_classes, neuron_kind, tau, v_threshold
             field="model",
             value=spec,
             fix=f"{hint}Use one of {', '.join(MODELS)} or PATH.py:FACTORY.",
+        )
+    if spec == "sew":  # a residual network, not a Sequential chain (see models/sew.py)
+        from .sew import build_sew
+
+        stages = {} if hidden is None else {"stages": tuple((int(w), 1) for w in hidden)}
+        return build_sew(
+            input_shape, num_classes, neuron=neuron_kind, tau=tau, v_threshold=v_threshold, **stages
         )
     widths = tuple(MODEL_DEFAULTS[spec]["hidden"] if hidden is None else hidden)
     make = neuron_factory(neuron_kind, tau, v_threshold)
