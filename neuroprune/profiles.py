@@ -567,7 +567,9 @@ def _parse_weights(r: _Reader) -> WeightFormat:
         if not isinstance(allowed_node, list) or not all(
             isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in allowed_node
         ):
-            r.problem("weights.bits_allowed", f"must be a list of positive integers, got {allowed_node!r}")
+            r.problem(
+                "weights.bits_allowed", f"must be a list of positive integers, got {allowed_node!r}"
+            )
         else:
             allowed = tuple(allowed_node)
             if bits and bits not in allowed:
@@ -581,7 +583,9 @@ def _parse_weights(r: _Reader) -> WeightFormat:
         and all(isinstance(x, int) and not isinstance(x, bool) for x in scale_range)
         and scale_range[0] <= scale_range[1]
     ):
-        r.problem("weights.scale.range", f"must be [low, high] with low <= high, got {scale_range!r}")
+        r.problem(
+            "weights.scale.range", f"must be [low, high] with low <= high, got {scale_range!r}"
+        )
         scale_range = None
     params = r.node("weights.params")
     if params is _MISSING or params is None:
@@ -601,9 +605,7 @@ def _parse_weights(r: _Reader) -> WeightFormat:
         scale_kind=r.choice("weights.scale.kind", SCALE_KINDS, default="none"),
         scale_granularity=r.text("weights.scale.granularity", required=False, default="") or None,
         scale_range=tuple(scale_range) if scale_range else None,
-        distinct_values_per_neuron=r.quantity(
-            "weights.distinct_values_per_neuron", required=False
-        ),
+        distinct_values_per_neuron=r.quantity("weights.distinct_values_per_neuron", required=False),
         params=dict(params),
     )
 
@@ -630,6 +632,10 @@ def _check_consistency(r: _Reader, cores, neurons_max, core_neurons) -> None:
 def _check_encoding_memory(r: _Reader, core: CoreSpec) -> None:
     enc = core.encoding
     if enc.kind == "blocked_list" and core.synapse_memory_bits is None:
-        r.problem("core.synapse_memory_bits", "required when synapse_encoding.kind is 'blocked_list'")
+        r.problem(
+            "core.synapse_memory_bits", "required when synapse_encoding.kind is 'blocked_list'"
+        )
     if enc.kind == "dense_matrix" and core.synapse_memory_bits is None:
-        r.problem("core.synapse_memory_bits", "required when synapse_encoding.kind is 'dense_matrix'")
+        r.problem(
+            "core.synapse_memory_bits", "required when synapse_encoding.kind is 'dense_matrix'"
+        )
