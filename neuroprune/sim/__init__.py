@@ -1,0 +1,47 @@
+"""Simulate the exported artifact (a NIR graph) on Lava or a numpy reference (torch-free).
+
+Public API::
+
+    simulate(nir_path, *, x, y=None, profile=None, backend="lava", fixed_point=False,
+             samples=None, timeout=None, expected_counts=None, progress=None) -> SimulationResult
+    read_deployment(nir_path) -> DeploymentSpec
+    SIM_BACKENDS: {"lava": LavaBackend(), "reference": ReferenceBackend()}
+
+Names load lazily so that ``python -m neuroprune.sim.lava_worker`` and the custom Lava
+processes in :mod:`neuroprune.sim.lavaext` import only what they use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "simulate": "neuroprune.sim.api",
+    "SimulationResult": "neuroprune.sim.result",
+    "read_deployment": "neuroprune.sim.nir_reader",
+    "spec_from_graph": "neuroprune.sim.nir_reader",
+    "DeploymentSpec": "neuroprune.sim.spec",
+    "LayerSpec": "neuroprune.sim.spec",
+    "NeuronParams": "neuroprune.sim.spec",
+    "QuantParams": "neuroprune.sim.spec",
+    "Stimulus": "neuroprune.sim.inputs",
+    "prepare_stimulus": "neuroprune.sim.inputs",
+    "SimBackend": "neuroprune.sim.base",
+    "BackendRun": "neuroprune.sim.base",
+    "SIM_BACKENDS": "neuroprune.sim.backends",
+    "get_backend": "neuroprune.sim.backends",
+    "LavaBackend": "neuroprune.sim.lava_backend",
+    "ReferenceBackend": "neuroprune.sim.reference",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'neuroprune.sim' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,324 @@
+"""``lava`` backend (parent side): real lava-nc in a child process with a hard timeout.
+
+Lava's runtime hangs in several ways (lava_notes.md §4), so it never runs in this interpreter:
+
+1. the job (Lava-unit weights, LIF parameters, input frames) is written as ``.npz``/``.npy``
+   files to a fresh temporary directory;
+2. ``python -m neuroprune.sim.lava_worker DIR`` (``sys.executable``) starts in a new session
+   (its own process group); it never imports torch;
+3. the parent polls it until ``timeout`` seconds (default ``20 s + 50 ms x samples``), forwards
+   its progress events, then kills the whole process group with SIGKILL (always, so no Lava
+   child outlives the call), unlinks shared-memory blocks the group created, and deletes the
+   directory;
+4. a timeout or a failed worker raises :class:`~neuroprune.errors.SimulationError` with one
+   line; lava-nc missing raises :class:`~neuroprune.errors.BackendUnavailableError` (exit 3).
+
+Samples are space-batched: each chunk of ``B`` samples is one network whose Sparse weights are
+``kron(I_B, W)``; ``B`` keeps the chunk under ``max_synapses_per_chunk`` synapses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from neuroprune.errors import BackendUnavailableError, SimulationError
+from neuroprune.sim.base import BackendRun, Progress, emit
+from neuroprune.sim.inputs import CURRENT, Stimulus
+from neuroprune.sim.lava_map import LavaLayer, lava_layers
+from neuroprune.sim.spec import DeploymentSpec
+
+BASE_TIMEOUT_S = 20.0
+TIMEOUT_PER_SAMPLE_S = 0.05
+POLL_S = 0.02
+GROUP_EXIT_WAIT_S = 5.0
+WORKER_MODULE = "neuroprune.sim.lava_worker"
+SHM_DIR = Path("/dev/shm")
+TIMEOUT_FIX = "Pass a larger timeout (--timeout) or fewer samples (--samples)."
+
+
+def default_timeout(samples: int) -> float:
+    """``20 s + 50 ms x samples``: Lava import, compile and ~5 ms/sample leave a wide margin."""
+    return BASE_TIMEOUT_S + TIMEOUT_PER_SAMPLE_S * samples
+
+
+@dataclass(frozen=True)
+class LavaBackend:
+    """Runs the spec on lava-nc 0.10.0 (``Loihi2SimCfg``, floating_pt or fixed_pt).
+
+    Attributes:
+        name: registry key.
+        max_synapses_per_chunk: bound on ``B x synapses per sample`` for one network.
+        chunk_samples: force ``B`` (``None``: from ``max_synapses_per_chunk``).
+        message_bits: Sparse ``num_message_bits``. 0 takes Lava's binary path
+            ``W[:, s].sum(axis=1)``; >0 its graded path ``W.dot(s)``, which for 0/1 spikes adds
+            the same weights in the same (column) order, so counts are identical, and is faster.
+        fault: tests only: ``"raise"`` or ``"hang"`` inside a Lava process model.
+        python: interpreter for the worker (default ``sys.executable``).
+    """
+
+    name: str = "lava"
+    max_synapses_per_chunk: int = 8_000_000
+    chunk_samples: int | None = None
+    message_bits: int = 1
+    fault: str = ""
+    python: str | None = None
+
+    def check_available(self) -> None:
+        """Raise :class:`BackendUnavailableError` when lava-nc is not installed."""
+        if importlib.util.find_spec("lava") is None:
+            raise BackendUnavailableError(
+                "lava-nc is not installed",
+                where="simulate --backend lava",
+                field="backend",
+                value=self.name,
+                fix="pip install lava-nc==0.10.0 (Python 3.10, numpy<2) or use --backend reference.",
+            )
+
+    def run(
+        self,
+        spec: DeploymentSpec,
+        stimulus: Stimulus,
+        *,
+        fixed_point: bool,
+        timeout: float | None = None,
+        progress: Progress = None,
+    ) -> BackendRun:
+        """Simulate in a Lava worker; see the module docstring."""
+        self.check_available()
+        layers = lava_layers(spec, fixed_point, stimulus.current_shift)
+        limit = default_timeout(stimulus.samples) if timeout is None else float(timeout)
+        chunks = self.chunks(layers, stimulus)
+        job_dir = Path(tempfile.mkdtemp(prefix="neuroprune-lava-"))
+        try:
+            write_job(job_dir, layers, stimulus, chunks, fixed_point, self)
+            emit(
+                progress,
+                "backend_start",
+                backend=self.name,
+                samples=stimulus.samples,
+                chunks=len(chunks),
+                timeout=limit,
+            )
+            result, wall = run_worker(job_dir, limit, progress, self.python or sys.executable)
+        finally:
+            shutil.rmtree(job_dir, ignore_errors=True)
+        counts = tuple(result[f"counts{k}"].astype(np.int32) for k in range(len(layers)))
+        timings = {key[5:]: float(result[key]) for key in result if key.startswith("time_")}
+        timings["total"] = wall
+        notes = (
+            f"lava space batching: {len(chunks)} network(s) of up to "
+            f"{chunks[0][1] - chunks[0][0]} samples",
+        )
+        return BackendRun(counts=counts, timings=timings, notes=notes)
+
+    def chunks(self, layers: tuple[LavaLayer, ...], stimulus: Stimulus) -> list[tuple[int, int]]:
+        """``[(start, stop), ...]`` sample ranges, one Lava network each."""
+        skip_first = stimulus.kind == CURRENT
+        per_sample = sum(layer.weights.nnz for layer in layers[1 if skip_first else 0 :])
+        size = self.chunk_samples or self.max_synapses_per_chunk // max(per_sample, 1)
+        size = max(1, min(int(size), stimulus.samples))
+        return [(a, min(a + size, stimulus.samples)) for a in range(0, stimulus.samples, size)]
+
+
+# --------------------------------------------------------------------------------------------
+# Job files
+
+
+def write_job(job_dir: Path, layers, stimulus: Stimulus, chunks, fixed_point: bool, backend):
+    """``job.json``, ``layers.npz`` and one ``frames_c<i>.npy`` ``[T, B * width]`` per chunk."""
+    arrays = {}
+    for k, layer in enumerate(layers):
+        w = layer.weights.tocsr()
+        arrays[f"w{k}_data"] = w.data.astype(np.int32 if fixed_point else np.float64)
+        arrays[f"w{k}_indices"] = w.indices
+        arrays[f"w{k}_indptr"] = w.indptr
+        arrays[f"w{k}_shape"] = np.array(w.shape)
+        arrays[f"bias{k}"] = layer.bias_mant
+    np.savez(job_dir / "layers.npz", **arrays)
+    for index, (start, stop) in enumerate(chunks):
+        frames = _worker_frames(stimulus, layers[0], start, stop, fixed_point)
+        np.save(job_dir / f"frames_c{index}.npy", frames)
+    job = {
+        "mode": "fixed" if fixed_point else "float",
+        "stimulus": stimulus.kind,
+        "timesteps": stimulus.timesteps,
+        "chunks": [list(c) for c in chunks],
+        "message_bits": int(backend.message_bits),
+        "fault": backend.fault,
+        "layers": [_layer_scalars(layer) for layer in layers],
+    }
+    (job_dir / "job.json").write_text(json.dumps(job))
+
+
+def _worker_frames(stimulus: Stimulus, first: LavaLayer, start: int, stop: int, fixed: bool):
+    """Frames of samples ``start:stop`` flattened sample-major per step, in Lava units."""
+    frames = stimulus.frames[:, start:stop]
+    frames = frames.reshape(frames.shape[0], -1)
+    if stimulus.kind != CURRENT:
+        return np.ascontiguousarray(frames, dtype=np.uint8)
+    if fixed:
+        return np.ascontiguousarray(frames, dtype=np.int32)
+    return np.ascontiguousarray(frames * first.input_gain, dtype=np.float64)
+
+
+def _layer_scalars(layer: LavaLayer) -> dict:
+    return {
+        "du": layer.du,
+        "dv": layer.dv,
+        "vth": layer.vth,
+        "weight_exp": int(layer.weight_exp),
+        "num_weight_bits": int(layer.num_weight_bits),
+        "bias_exp": int(layer.bias_exp),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The child process
+
+
+def run_worker(job_dir: Path, timeout: float, progress: Progress, python: str):
+    """Run the worker to completion or kill its group at ``timeout``; ``(result, seconds)``."""
+    start = time.perf_counter()
+    with open(job_dir / "worker.log", "wb") as log:
+        proc = subprocess.Popen(
+            [python, "-m", WORKER_MODULE, str(job_dir)],
+            cwd=job_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=worker_env(),
+            start_new_session=True,
+        )
+    try:
+        status = _wait_unreaped(proc.pid, start + timeout, job_dir, progress)
+    finally:
+        kill_group(proc.pid)
+        proc.wait()
+        unlink_shared_memory(job_dir / "shm.txt")
+    wall = time.perf_counter() - start
+    if status is None:
+        raise SimulationError(
+            f"Lava run timed out after {timeout:.1f} s; the worker and its processes were killed",
+            where="simulate --backend lava",
+            field="timeout",
+            value=timeout,
+            fix=TIMEOUT_FIX,
+        )
+    _raise_on_failure(job_dir, status)
+    with np.load(job_dir / "result.npz") as data:
+        return {key: data[key] for key in data.files}, wall
+
+
+def worker_env() -> dict[str, str]:
+    """Environment: this package importable, one BLAS/OpenMP thread per Lava process."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = "1"
+    return env
+
+
+def _wait_unreaped(pid: int, deadline: float, job_dir: Path, progress: Progress):
+    """Poll until the worker exits (returns its waitid result, not reaped, so its pid - the
+    group id - cannot be reused before the group is killed) or the deadline passes (None)."""
+    seen = 0
+    while True:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        seen = _forward_progress(job_dir, seen, progress)
+        if info is not None and info.si_pid == pid:
+            return info
+        if time.perf_counter() > deadline:
+            return None
+        time.sleep(POLL_S)
+
+
+def _forward_progress(job_dir: Path, seen: int, progress: Progress) -> int:
+    path = job_dir / "progress.jsonl"
+    if progress is None or not path.exists():
+        return seen
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for line in lines[seen:]:
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            emit(progress, event.pop("event", "worker"), backend="lava", **event)
+    return len(lines)
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL every process of the worker's group and wait (up to 5 s) until none is alive."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    deadline = time.perf_counter() + GROUP_EXIT_WAIT_S
+    while group_members(pgid) and time.perf_counter() < deadline:
+        time.sleep(0.005)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of group ``pgid``, read from /proc (Linux)."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            members.append(int(entry.name))
+    return members
+
+
+def unlink_shared_memory(names_file: Path) -> None:
+    """Remove shared-memory blocks the worker's group created and did not release."""
+    if not names_file.exists():
+        return
+    for name in names_file.read_text(encoding="utf-8").split():
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            (SHM_DIR / name.lstrip("/")).unlink()
+
+
+def _raise_on_failure(job_dir: Path, status) -> None:
+    code = status.si_status if status.si_code == os.CLD_EXITED else -status.si_status
+    error_file = job_dir / "error.json"
+    if error_file.exists():
+        error = json.loads(error_file.read_text())
+        cls = BackendUnavailableError if error.get("kind") == "unavailable" else SimulationError
+        raise cls(
+            f"Lava worker failed: {error.get('message')}",
+            where="simulate --backend lava",
+            fix="Check the model with --backend reference; see lava_notes.md §4.",
+        )
+    if code != 0 or not (job_dir / "result.npz").exists():
+        raise SimulationError(
+            f"Lava worker died ({_describe_exit(code)}) without a result: {_last_line(job_dir)}",
+            where="simulate --backend lava",
+            fix="Check the model with --backend reference; see lava_notes.md §4.",
+        )
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+def _last_line(job_dir: Path) -> str:
+    log = job_dir / "worker.log"
+    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+    return lines[-1][:300] if lines else "no output"

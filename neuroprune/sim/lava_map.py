@@ -1,0 +1,225 @@
+"""Lava LIF/Sparse parameters for a deployment spec (torch-free and lava-free).
+
+Float (``floating_pt``, lava_notes.md §1.4), per layer with SpikingJelly ``tau``:
+
+=======================  ===============  ===  =======  ============  =============================
+neuron                   Sparse weights   du   dv       bias_mant     vth
+=======================  ===============  ===  =======  ============  =============================
+LIF ``decay_input=True``  ``W / tau``     1    1/tau    ``b / tau``   ``nextafter(v_th, -inf)``
+LIF ``decay_input=False`` ``W``           1    1/tau    ``b``         ``nextafter(v_th, -inf)``
+IF                        ``W``           1    0        ``b``         ``nextafter(v_th, -inf)``
+=======================  ===============  ===  =======  ============  =============================
+
+``v > nextafter(v_th, -inf)`` is exactly ``v >= v_th`` for floats (a strict graph keeps ``v_th``).
+
+Fixed (``fixed_pt``, bit-accurate Loihi, lava_notes.md §1.2, §1.5), in weight LSBs with
+``K = threshold_int``: Sparse weights ``2 * weight_int`` with ``weight_exp = -1`` (exact for 8-bit
+mixed-sign weights; raw odd weights would lose their LSB), ``du = 4095`` (u holds no state),
+``dv = round(4096 / tau)`` (0 for IF), ``bias_mant = bias_int``, ``bias_exp = 6`` and
+
+* LIF ``decay_input=True``: ``vth = round(K * tau)`` (v is scaled by tau instead of dividing X),
+* LIF ``decay_input=False``: ``vth = K``,
+* IF: ``vth = K - 1`` (exact ``>=`` because v stays a multiple of 64), ``K`` for a strict graph.
+
+Lava fires on ``v > vth * 64`` (v in 1/64 LSB), so LIF layers keep Loihi's strict ``>``.
+
+Host-computed first layer (analog input, :mod:`neuroprune.sim.inputs`): Loihi's synaptic input
+is an integer, so the first layer runs in units of ``2**-k`` weight LSB: the injected current is
+``rint(2**k * W_int x)``, ``vth`` and ``bias_mant`` are multiplied by ``2**k`` (IF: ``K * 2**k - 1``).
+:func:`injection_shift` picks the largest ``k <= 6`` for which vth, bias and u still fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from neuroprune.errors import UnsupportedError
+from neuroprune.sim.spec import DeploymentSpec, LayerSpec
+
+DECAY_UNITY = 4096  # 12-bit decays: dv = round(4096 / tau)
+DECAY_MAX = 4095
+VTH_MAX = 2**17 - 1  # unsigned 17-bit threshold mantissa
+BIAS_MANT_MIN, BIAS_MANT_MAX = -(2**12), 2**12 - 1  # signed 13-bit
+BIAS_EXP = 6  # bias_mant << 6 puts the bias in weight LSBs (v is in 1/64 LSB)
+WEIGHT_INT_MIN, WEIGHT_INT_MAX = -128, 127  # 2*w must fit Loihi's 9-bit mixed range
+MAX_INJECTION_SHIFT = 6  # first-layer resolution 2**-6 LSB = the 1/64 LSB of v
+INPUT_LIMIT = 2**16  # injected |a| stays below 2**16, so a << 6 is far from u's 24-bit wrap
+FIX_8BIT = "Quantize for Loihi with at most 8-bit signed weights (--chip loihi)."
+
+
+@dataclass(frozen=True, eq=False)
+class LavaLayer:
+    """Parameters of one ``Sparse -> LIFReset`` pair, in Lava's own units.
+
+    Attributes:
+        name: neuron layer name.
+        weights: ``neurons x inputs`` CSR (float64 in float mode, int64 in fixed mode).
+        weight_exp / num_weight_bits: Sparse fixed-point settings (ignored in float).
+        du, dv, vth: LIF decays and threshold (float, or 12/12/17-bit integers).
+        bias_mant: per-neuron bias mantissa; bias_exp: its exponent (fixed only).
+        input_gain: factor on a host-computed input current ``X`` (``1/tau`` with
+            decay_input in float mode, else 1), used when the first layer is injected.
+    """
+
+    name: str
+    weights: sp.csr_matrix
+    weight_exp: int
+    num_weight_bits: int
+    du: float | int
+    dv: float | int
+    vth: float | int
+    bias_mant: np.ndarray
+    bias_exp: int
+    input_gain: float = 1.0
+
+    @property
+    def neurons(self) -> int:
+        return int(self.weights.shape[0])
+
+
+def lava_layers(
+    spec: DeploymentSpec, fixed_point: bool, input_shift: int = 0
+) -> tuple[LavaLayer, ...]:
+    """Lava parameters for every layer of ``spec`` (fixed needs a quantized spec);
+    ``input_shift`` scales the first fixed layer by ``2**input_shift`` (module docstring)."""
+    if not fixed_point:
+        return tuple(float_layer(layer) for layer in spec.layers)
+    first = fixed_layer(spec.layers[0], shift=input_shift)
+    return (first, *(fixed_layer(layer) for layer in spec.layers[1:]))
+
+
+def float_layer(layer: LayerSpec) -> LavaLayer:
+    """Float mapping (table in the module docstring)."""
+    neuron = layer.neuron
+    bias = np.zeros(layer.neurons) if layer.bias is None else layer.bias
+    weights = layer.weight.astype(np.float64)
+    if neuron.model == "LIF" and neuron.decay_input:
+        weights, bias = (weights / neuron.tau).tocsr(), bias / neuron.tau
+    vth = neuron.v_threshold if neuron.strict else np.nextafter(neuron.v_threshold, -np.inf)
+    return LavaLayer(
+        name=layer.neuron_name,
+        weights=weights.tocsr(),
+        weight_exp=0,
+        num_weight_bits=8,
+        du=1.0,
+        dv=neuron.leak,
+        vth=float(vth),
+        bias_mant=np.asarray(bias, dtype=np.float64),
+        bias_exp=0,
+        input_gain=neuron.input_gain,
+    )
+
+
+def fixed_layer(layer: LayerSpec, shift: int = 0) -> LavaLayer:
+    """Loihi fixed_pt mapping (module docstring); validates every range Lava would not.
+    ``shift`` > 0 only for a first layer whose current is injected in ``2**-shift`` LSB."""
+    where = f"layer {layer.neuron_name}"
+    quant = layer.quant
+    if quant is None:
+        raise UnsupportedError(
+            "fixed-point simulation needs a quantized model",
+            where=where,
+            field="quantized",
+            value=False,
+            fix="Run the quantize stage (or drop --fixed-point).",
+        )
+    _check_weight_range(quant.weight_int, where)
+    bias = np.zeros(layer.neurons, np.int64) if quant.bias_int is None else quant.bias_int
+    bias = np.asarray(bias, dtype=np.int64) << shift
+    _check_range(bias, BIAS_MANT_MIN, BIAS_MANT_MAX, "bias_int", where)
+    return LavaLayer(
+        name=layer.neuron_name,
+        weights=(quant.weight_int.astype(np.int64) * 2).tocsr(),
+        weight_exp=-1,
+        num_weight_bits=8,
+        du=DECAY_MAX,
+        dv=fixed_dv(layer, where),
+        vth=fixed_vth(layer, quant.threshold_int, where, shift),
+        bias_mant=bias,
+        bias_exp=BIAS_EXP,
+    )
+
+
+def fixed_dv(layer: LayerSpec, where: str) -> int:
+    """``round(4096 / tau)`` for LIF (12-bit), 0 for IF."""
+    if layer.neuron.model == "IF":
+        return 0
+    dv = int(round(DECAY_UNITY / layer.neuron.tau))
+    _check_range(np.array([dv]), 0, DECAY_MAX, "dv = round(4096/tau)", where)
+    return dv
+
+
+def fixed_vth(layer: LayerSpec, threshold_int: int, where: str, shift: int = 0) -> int:
+    """Threshold mantissa (Lava compares ``v > vth << 6``); see the module docstring."""
+    neuron = layer.neuron
+    threshold = threshold_int << shift
+    if neuron.model == "IF":
+        vth = threshold if neuron.strict else threshold - 1
+    elif neuron.decay_input:
+        vth = int(round(threshold * neuron.tau))
+    else:
+        vth = threshold
+    _check_range(np.array([vth]), 0, VTH_MAX, "vth", where)
+    return int(vth)
+
+
+def injection_shift(layer: LayerSpec, max_current: float) -> int:
+    """Largest ``k`` in ``0..6`` such that the first layer, scaled by ``2**k``, keeps vth within
+    17 bits, ``bias_int << k`` within 13 bits and the injected ``|a| <= max_current * 2**k``
+    below 2**16 (0 when even ``k = 0`` does not fit; :func:`fixed_layer` then reports it)."""
+    quant = layer.quant
+    if quant is None:
+        return 0
+    bias = 0 if quant.bias_int is None else int(np.max(np.abs(quant.bias_int), initial=0))
+    for shift in range(MAX_INJECTION_SHIFT, 0, -1):
+        threshold = quant.threshold_int * 2**shift * (layer.neuron.tau or 1.0)
+        fits = threshold <= VTH_MAX and bias << shift <= BIAS_MANT_MAX
+        if fits and max_current * 2**shift < INPUT_LIMIT:
+            return shift
+    return 0
+
+
+def _check_weight_range(weight_int: sp.csr_matrix, where: str) -> None:
+    data = weight_int.data if weight_int.nnz else np.zeros(1, np.int64)
+    _check_range(data, WEIGHT_INT_MIN, WEIGHT_INT_MAX, "weight_int", where, fix=FIX_8BIT)
+
+
+def _check_range(values, low: int, high: int, field: str, where: str, fix: str | None = None):
+    lo, hi = int(np.min(values)), int(np.max(values))
+    if lo < low or hi > high:
+        raise UnsupportedError(
+            f"{field} outside Loihi's fixed-point range [{low}, {high}]",
+            where=where,
+            field=field,
+            value=(lo, hi),
+            fix=fix or "Choose a chip format whose parameters fit, or simulate in float.",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# What Lava's fixed-point Sparse does to the weights on its first step (lava_notes.md §1.3)
+
+
+def lava_effective_weights(layer: LavaLayer) -> sp.csr_matrix:
+    """Weights after Lava's sign-mode detection, 8-bit clipping and LSB truncation (int64).
+
+    Sign mode from the whole matrix (implicit zeros included): all >= 0 excitatory, all <= 0
+    inhibitory, else mixed. Clip to [-256, 255] (mixed) or [0, 255] (mirrored for inhibitory),
+    then drop ``8 - num_weight_bits + mixed`` low bits (``(w >> n) << n`` on |w| for inhibitory).
+    """
+    w = layer.weights.astype(np.int64).tocsr()
+    lo, hi = (w.min(), w.max()) if w.nnz else (0, 0)
+    excitatory = lo >= 0
+    inhibitory = not excitatory and hi <= 0
+    mixed = int(not excitatory and not inhibitory)
+    sign = -1 if inhibitory else 1
+    data = w.data * sign
+    data = np.clip(data, -256 if mixed else 0, 255)
+    drop = 8 - layer.num_weight_bits + mixed
+    data = ((data >> drop) << drop) * sign
+    out = sp.csr_matrix((data, w.indices.copy(), w.indptr.copy()), shape=w.shape)
+    out.eliminate_zeros()
+    return out

@@ -1,0 +1,281 @@
+"""Lava worker: ``python -m neuroprune.sim.lava_worker JOB_DIR`` (never imports torch).
+
+Started by :mod:`neuroprune.sim.lava_backend` in its own session. Reads ``JOB_DIR/job.json``,
+``layers.npz`` and ``frames_c<i>.npy``; for every chunk of samples builds one space-batched
+network (block-diagonal ``Sparse`` = kron(I_B, W) -> ``LIFReset`` per layer, a ``FrameSource``
+and one ``CountSink`` per layer), runs it for ``T + L (+1)`` steps with a blocking ``RunSteps``,
+and calls ``stop()`` only after ``run()`` returned. Writes ``result.npz`` (per-layer counts
+``[N, neurons]``, timings), appends progress events to ``progress.jsonl``, and on any failure
+writes a one-line ``error.json`` and leaves with ``os._exit`` (Lava may hang at exit after a
+failed run; the parent then kills the whole process group).
+
+Pipeline alignment: the source sends frame ``t-1`` at Lava step ``t``; every connection adds
+one step. Layer ``k`` (0-based) sees sample step ``s`` at Lava step ``s + k + 1 + d``, with
+``d = 1`` when spikes enter through the first Sparse and ``d = 0`` when the first layer's
+current is injected. ``LIFReset`` zeroes layer ``k`` once, right before its first real input, so
+biases integrated while the pipeline fills are discarded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+EXIT_FAILED = 1
+EXIT_UNAVAILABLE = 3
+RUNTIME_LOGGER = "lava.magma.runtime.runtime"
+MODEL_TRACEBACKS: list[str] = []
+
+
+def main(argv: list[str]) -> None:
+    """Entry point; never returns normally (``os._exit``) so Lava threads cannot block exit."""
+    job_dir = Path(argv[1])
+    try:
+        _record_shared_memory(job_dir / "shm.txt")
+        _capture_model_tracebacks()
+        job = json.loads((job_dir / "job.json").read_text())
+        try:
+            lava = _import_lava()
+        except ImportError as exc:
+            _fail(job_dir, "unavailable", f"lava-nc cannot be imported: {exc}", EXIT_UNAVAILABLE)
+        result = run_job(job_dir, job, lava)
+        _save_npz(job_dir / "result.npz", result)
+    except BaseException as exc:  # noqa: BLE001 - everything must end in error.json
+        _fail(job_dir, "failed", _one_line(exc), EXIT_FAILED)
+    os._exit(0)
+
+
+def _import_lava() -> dict:
+    """The Lava names the worker needs (ImportError when lava-nc is missing)."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.lif.process import LIFReset
+    from lava.proc.sparse.process import Sparse
+
+    from neuroprune.sim.lavaext.process import CountSink, FrameSource
+
+    return {
+        "RunSteps": RunSteps,
+        "Loihi2SimCfg": Loihi2SimCfg,
+        "LIFReset": LIFReset,
+        "Sparse": Sparse,
+        "CountSink": CountSink,
+        "FrameSource": FrameSource,
+    }
+
+
+def run_job(job_dir: Path, job: dict, lava: dict) -> dict[str, np.ndarray]:
+    """Run every chunk; return ``counts<k>`` arrays and timing scalars."""
+    layers = _load_layers(job_dir / "layers.npz", job)
+    chunks = job["chunks"]
+    parts: list[list[np.ndarray]] = [[] for _ in layers]
+    timings = {"build": 0.0, "run": 0.0, "stop": 0.0}
+    for index, (start, stop) in enumerate(chunks):
+        counts, chunk_times = run_chunk(job_dir, job, lava, layers, index, stop - start)
+        for k, block in enumerate(counts):
+            parts[k].append(block)
+        for key, value in chunk_times.items():
+            timings[key] += value
+        _progress(job_dir, "chunk_done", chunk=index + 1, chunks=len(chunks), samples=stop)
+    result = {f"counts{k}": np.concatenate(p, axis=0) for k, p in enumerate(parts)}
+    result.update({f"time_{key}": np.float64(value) for key, value in timings.items()})
+    return result
+
+
+def run_chunk(job_dir, job, lava, layers, index: int, batch: int):
+    """Build, run and stop one space-batched network of ``batch`` samples."""
+    begin = time.perf_counter()
+    windows = _windows(job, len(layers))
+    final = windows[-1][1]
+    outputs = [job_dir / f"counts_c{index}_l{k}.npy" for k in range(len(layers))]
+    source, sinks = _build(
+        job, lava, layers, batch, windows, outputs, job_dir / f"frames_c{index}.npy"
+    )
+    built = time.perf_counter()
+    run_cfg = lava["Loihi2SimCfg"](
+        select_tag="fixed_pt" if job["mode"] == "fixed" else "floating_pt"
+    )
+    source.run(condition=lava["RunSteps"](num_steps=final, blocking=True), run_cfg=run_cfg)
+    ran = time.perf_counter()
+    source.stop()  # only reached when run() returned normally
+    stopped = time.perf_counter()
+    counts = [np.load(path).reshape(batch, -1) for path in outputs]
+    times = {"build": built - begin, "run": ran - built, "stop": stopped - ran}
+    return counts, times
+
+
+def _windows(job: dict, count: int) -> list[tuple[int, int]]:
+    """Per layer ``(first_step, last_step)`` of its T counted Lava steps (module docstring)."""
+    delay = 1 if job["stimulus"] == "spikes" else 0
+    steps = int(job["timesteps"])
+    return [(k + 1 + delay, k + delay + steps) for k in range(count)]
+
+
+def _build(job, lava, layers, batch, windows, outputs, frames_path):
+    """Wire source -> [Sparse ->] LIFReset -> (Sparse -> LIFReset)* with a CountSink per layer."""
+    fixed = job["mode"] == "fixed"
+    final = windows[-1][1]
+    inject = job["stimulus"] == "current"
+    width = layers[0]["neurons"] if inject else layers[0]["inputs"]
+    source = lava["FrameSource"](
+        shape=(batch * width,), path=str(frames_path), frames=int(job["timesteps"])
+    )
+    port, sinks = source.s_out, []
+    for k, layer in enumerate(layers):
+        if not (k == 0 and inject):
+            synapse = _sparse(lava, layer, batch, fixed, job)
+            port.connect(synapse.s_in)
+            port = synapse.a_out
+        neuron = _neuron(lava, layer, batch, windows[k][0], final)
+        port.connect(neuron.a_in)
+        sink = lava["CountSink"](
+            shape=(batch * layer["neurons"],),
+            first_step=windows[k][0],
+            last_step=windows[k][1],
+            final_step=final,
+            out_path=str(outputs[k]),
+            fault=job.get("fault", "") if k == len(layers) - 1 else "",
+        )
+        neuron.s_out.connect(sink.a_in)
+        port = neuron.s_out
+        sinks.append(sink)
+    return source, sinks
+
+
+def _sparse(lava, layer: dict, batch: int, fixed: bool, job: dict):
+    """Sparse process holding ``block_diagonal(W, batch)``."""
+    blocks = block_diagonal(layer["weights"], batch)
+    kwargs = {"num_message_bits": int(job.get("message_bits", 0))}
+    if fixed:
+        blocks = blocks.astype(np.int32)
+        kwargs.update(weight_exp=layer["weight_exp"], num_weight_bits=layer["num_weight_bits"])
+    return lava["Sparse"](weights=blocks, **kwargs)
+
+
+def block_diagonal(weights: sp.csr_matrix, batch: int) -> sp.csr_matrix:
+    """``kron(I_batch, W)`` built directly from W's CSR arrays (sample-major neuron order):
+    sample ``i`` owns rows ``i*n_out ...`` and columns ``i*n_in ...``."""
+    weights = weights.tocsr()
+    rows, cols = weights.shape
+    blocks = np.arange(batch, dtype=np.int64)[:, None]
+    indices = (weights.indices[None, :] + blocks * cols).ravel()
+    indptr = (weights.indptr[None, :-1] + blocks * weights.nnz).ravel()
+    indptr = np.append(indptr, batch * weights.nnz)
+    data = np.tile(weights.data, batch)
+    return sp.csr_matrix((data, indices, indptr), shape=(batch * rows, batch * cols))
+
+
+def _neuron(lava, layer: dict, batch: int, first_step: int, final: int):
+    """LIFReset that zeroes u and v once, at ``first_step`` (interval longer than the run)."""
+    bias = np.tile(layer["bias_mant"], batch)
+    params = {"du": layer["du"], "dv": layer["dv"], "vth": layer["vth"]}
+    if layer["fixed"]:
+        bias = bias.astype(np.int32)
+        params = {key: int(value) for key, value in params.items()}
+        params["bias_exp"] = np.full(bias.shape, int(layer["bias_exp"]), dtype=np.int32)
+    return lava["LIFReset"](
+        shape=(batch * layer["neurons"],),
+        bias_mant=bias,
+        reset_interval=final + 1,
+        reset_offset=first_step,
+        **params,
+    )
+
+
+def _load_layers(path: Path, job: dict) -> list[dict]:
+    data = np.load(path)
+    fixed = job["mode"] == "fixed"
+    layers = []
+    for k, scalars in enumerate(job["layers"]):
+        shape = tuple(int(s) for s in data[f"w{k}_shape"])
+        weights = sp.csr_matrix(
+            (data[f"w{k}_data"], data[f"w{k}_indices"], data[f"w{k}_indptr"]), shape=shape
+        )
+        layers.append(
+            {
+                **scalars,
+                "fixed": fixed,
+                "weights": weights,
+                "bias_mant": data[f"bias{k}"],
+                "neurons": shape[0],
+                "inputs": shape[1],
+            }
+        )
+    return layers
+
+
+# --------------------------------------------------------------------------------------------
+# Bookkeeping
+
+
+def _record_shared_memory(path: Path) -> None:
+    """Log the name of every shared-memory block created in this process group, so the parent
+    can unlink blocks that a killed Lava runtime leaves in /dev/shm."""
+    from multiprocessing import shared_memory
+
+    original = shared_memory.SharedMemory.__init__
+
+    def recording_init(self, name=None, create=False, size=0):
+        original(self, name=name, create=create, size=size)
+        if create:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(self.name + "\n")
+
+    shared_memory.SharedMemory.__init__ = recording_init
+
+
+def _capture_model_tracebacks() -> None:
+    """Keep the process-model tracebacks that Lava's runtime logs at INFO (and its WARNING
+    level hides) before raising "N Exception(s) occurred. See output above"."""
+    logger = logging.getLogger(RUNTIME_LOGGER)
+    original = logger.info
+
+    def info(message, *args, **kwargs):
+        MODEL_TRACEBACKS.append(str(message))
+        original(message, *args, **kwargs)
+
+    logger.info = info
+
+
+def _progress(job_dir: Path, event: str, **fields) -> None:
+    with open(job_dir / "progress.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"event": event, **fields}) + "\n")
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message``; for a failed Lava run, the process model's own exception line."""
+    text = f"{type(exc).__name__}: {exc}"
+    lines = [line for tb in MODEL_TRACEBACKS for line in tb.splitlines() if line.strip()]
+    if lines:
+        text = f"exception in a Lava process model: {lines[-1]}"
+    return " ".join(text.split())[:500]
+
+
+def _fail(job_dir: Path, kind: str, message: str, code: int) -> None:
+    try:
+        (job_dir / "traceback.txt").write_text(traceback.format_exc())
+        tmp = job_dir / "error.json.part"
+        tmp.write_text(json.dumps({"kind": kind, "message": message}))
+        os.replace(tmp, job_dir / "error.json")
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,96 @@
+"""Python process models (floating_pt and fixed_pt) for :mod:`neuroprune.sim.lavaext.process`."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from neuroprune.sim.lavaext.process import CountSink, FrameSource
+
+
+class _FrameSourceModel(PyLoihiProcessModel):
+    """Row ``time_step - 1`` of the memory-mapped array, cast to the port's dtype."""
+
+    out_dtype = np.float64
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self._frames = None
+        self._zeros = np.zeros(proc_params["shape"], dtype=self.out_dtype)
+
+    def run_spk(self) -> None:
+        if self._frames is None:
+            self._frames = np.load(self.proc_params["path"], mmap_mode="r")
+        row = self.time_step - 1
+        if row < self.proc_params["frames"]:
+            self.s_out.send(np.asarray(self._frames[row], dtype=self.out_dtype))
+        else:
+            self.s_out.send(self._zeros)
+
+
+@implements(proc=FrameSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyFrameSourceFloat(_FrameSourceModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+
+@implements(proc=FrameSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "bit_accurate_loihi")
+class PyFrameSourceFixed(_FrameSourceModel):
+    out_dtype = np.int32
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+
+class _CountSinkModel(PyLoihiProcessModel):
+    """Accumulates ``a_in != 0`` inside the window and saves the counts at ``final_step``."""
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self._counts = np.zeros(proc_params["shape"], dtype=np.int32)
+
+    def run_spk(self) -> None:
+        spikes = self.a_in.recv()
+        step = self.time_step
+        params = self.proc_params
+        self._inject_fault(params["fault"], step)
+        if params["first_step"] <= step <= params["last_step"]:
+            self._counts += spikes != 0
+        if step == params["final_step"]:
+            _save_atomically(params["out_path"], self._counts)
+
+    @staticmethod
+    def _inject_fault(fault: str, step: int) -> None:
+        if fault == "raise" and step == 2:
+            raise RuntimeError("fault injected by the test suite")
+        if fault == "hang" and step == 2:
+            time.sleep(3600)
+
+
+def _save_atomically(path: str, counts: np.ndarray) -> None:
+    tmp = f"{path}.part.npy"
+    np.save(tmp, counts)
+    os.replace(tmp, path)
+
+
+@implements(proc=CountSink, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyCountSinkFloat(_CountSinkModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+
+
+@implements(proc=CountSink, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "bit_accurate_loihi")
+class PyCountSinkFixed(_CountSinkModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)

@@ -1,0 +1,179 @@
+"""``reference`` backend: vectorised numpy simulators of the NIR subset (torch-free).
+
+All samples run side by side from a zero state; layer ``k`` at step ``t`` receives layer
+``k-1``'s spikes of the same step (no pipeline delay; Lava's one-step-per-connection latency is a
+pure time shift and is undone by the Lava backend).
+
+Float mode reproduces SpikingJelly (float64 arithmetic, conventions.md §1)::
+
+    X = W s + b
+    H = V + (X - V) / tau      (LIF, decay_input=True)
+    H = V - V / tau + X        (LIF, decay_input=False)
+    H = V + X                  (IF)
+    S = H >= v_th  (or > for a strict graph);  V = H (1 - S)
+
+Fixed mode is a bit-exact emulation of Lava's Loihi ``fixed_pt`` models (lava_notes.md §1.2,
+§1.5), with the parameters of :mod:`neuroprune.sim.lava_map`; all quantities are integers, v and
+u in 1/64 weight LSB, ``trunc0`` rounds toward zero::
+
+    a = (W_eff s) >> 1                                   (W_eff = Lava-preprocessed 2 w_int)
+    u = wrap24( trunc0(u (4096 - du - 1) / 4096) + (a << 6) )
+    v = clip( trunc0(v (4096 - dv) / 4096) + u + (bias_mant << 6), -(2^23 - 1), 2^23 - 1 )
+    S = v > (vth << 6);  v[S] = 0
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from neuroprune.sim.base import BackendRun, Progress, emit
+from neuroprune.sim.inputs import CURRENT, Stimulus
+from neuroprune.sim.lava_map import LavaLayer, lava_effective_weights, lava_layers
+from neuroprune.sim.spec import DeploymentSpec, LayerSpec
+
+STATE_LIMIT = 2**23  # 24-bit signed u and v
+DECAY_SHIFT = 12
+ACT_SHIFT = 6  # synaptic input and threshold are MSB-aligned by 6 bits
+
+
+@dataclass(frozen=True)
+class ReferenceBackend:
+    """Numpy oracle: SpikingJelly semantics in float, Lava ``fixed_pt`` bit-exact in fixed."""
+
+    name: str = "reference"
+
+    def check_available(self) -> None:
+        """Always available (numpy and scipy only)."""
+
+    def run(
+        self,
+        spec: DeploymentSpec,
+        stimulus: Stimulus,
+        *,
+        fixed_point: bool,
+        timeout: float | None = None,
+        progress: Progress = None,
+    ) -> BackendRun:
+        """Simulate all samples at once; ``timeout`` is ignored (the run is bounded)."""
+        start = time.perf_counter()
+        emit(progress, "backend_start", backend=self.name, samples=stimulus.samples)
+        if fixed_point:
+            layers = lava_layers(spec, fixed_point=True, input_shift=stimulus.current_shift)
+            counts = simulate_fixed(layers, stimulus)
+        else:
+            counts = simulate_float(spec, stimulus)
+        elapsed = time.perf_counter() - start
+        emit(progress, "backend_done", backend=self.name, seconds=elapsed)
+        return BackendRun(counts=counts, timings={"run": elapsed, "total": elapsed})
+
+
+# --------------------------------------------------------------------------------------------
+# Float: SpikingJelly semantics
+
+
+def simulate_float(spec: DeploymentSpec, stimulus: Stimulus) -> tuple[np.ndarray, ...]:
+    """Per-layer spike counts ``int32 [N, neurons]`` under SpikingJelly's float dynamics."""
+    samples = stimulus.samples
+    v = [np.zeros((samples, layer.neurons)) for layer in spec.layers]
+    counts = [np.zeros((samples, layer.neurons), np.int32) for layer in spec.layers]
+    for t in range(stimulus.timesteps):
+        spikes = stimulus.frames[t]
+        for k, layer in enumerate(spec.layers):
+            if k == 0 and stimulus.kind == CURRENT:
+                current = stimulus.frames[t].astype(np.float64)
+                current = current if layer.bias is None else current + layer.bias
+            else:
+                current = float_current(layer, spikes)
+            spikes = float_step(layer, v[k], current)
+            counts[k] += spikes
+    return tuple(counts)
+
+
+def float_current(layer: LayerSpec, spikes: np.ndarray) -> np.ndarray:
+    """``X = W s + b`` for a batch ``spikes [N, inputs]`` -> ``[N, neurons]`` (float64)."""
+    current = np.asarray((layer.weight @ spikes.T.astype(np.float64)).T)
+    return current if layer.bias is None else current + layer.bias
+
+
+def float_step(layer: LayerSpec, v: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """One SpikingJelly step in place on ``v``; returns the spikes as ``uint8 [N, neurons]``."""
+    neuron = layer.neuron
+    if neuron.model == "IF":
+        h = v + x
+    elif neuron.decay_input:
+        h = v + (x - v) / neuron.tau
+    else:
+        h = v - v / neuron.tau + x
+    fired = h > neuron.v_threshold if neuron.strict else h >= neuron.v_threshold
+    v[...] = np.where(fired, 0.0, h)
+    return fired.astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Fixed: Lava fixed_pt, bit-exact
+
+
+def simulate_fixed(layers: tuple[LavaLayer, ...], stimulus: Stimulus) -> tuple[np.ndarray, ...]:
+    """Per-layer spike counts ``int32 [N, neurons]`` under Lava's Loihi fixed-point dynamics."""
+    samples = stimulus.samples
+    weights = [lava_effective_weights(layer) for layer in layers]
+    u = [np.zeros((samples, layer.neurons), np.int64) for layer in layers]
+    v = [np.zeros((samples, layer.neurons), np.int64) for layer in layers]
+    counts = [np.zeros((samples, layer.neurons), np.int32) for layer in layers]
+    for t in range(stimulus.timesteps):
+        spikes = stimulus.frames[t]
+        for k, layer in enumerate(layers):
+            if k == 0 and stimulus.kind == CURRENT:
+                activation = int32(stimulus.frames[t].astype(np.int64))
+            else:
+                activation = fixed_activation(weights[k], layer.weight_exp, spikes)
+            spikes = fixed_step(layer, u[k], v[k], activation)
+            counts[k] += spikes
+    return tuple(counts)
+
+
+def fixed_activation(weights: sp.csr_matrix, weight_exp: int, spikes: np.ndarray) -> np.ndarray:
+    """Sparse fixed_pt output ``(W s) << weight_exp`` (a negative exponent floors), as the
+    int32 that Lava's channel carries."""
+    total = np.asarray((weights @ spikes.T.astype(np.int64)).T, dtype=np.int64)
+    shifted = total << weight_exp if weight_exp > 0 else total >> -weight_exp
+    return int32(shifted)
+
+
+def fixed_step(layer: LavaLayer, u: np.ndarray, v: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """One ``PyLifModelBitAcc`` step in place on ``u``/``v``; returns ``uint8`` spikes."""
+    decayed_u = int32(trunc_decay(u, keep_factor(layer.du + 1)))
+    current = int32(decayed_u + int32(a << ACT_SHIFT))
+    u[...] = wrap24(current)
+    bias = int32(layer.bias_mant.astype(np.int64) << layer.bias_exp)
+    decayed_v = int32(trunc_decay(v, keep_factor(layer.dv)))
+    v[...] = np.clip(int32(decayed_v + u + bias), -STATE_LIMIT + 1, STATE_LIMIT - 1)
+    fired = v > (int(layer.vth) << ACT_SHIFT)
+    v[fired] = 0
+    return fired.astype(np.uint8)
+
+
+def keep_factor(decay: int) -> int:
+    """``4096 - decay``: the multiplier that keeps ``1 - decay/4096`` of a state."""
+    return (1 << DECAY_SHIFT) - int(decay)
+
+
+def trunc_decay(state: np.ndarray, keep: int) -> np.ndarray:
+    """``sign(state*keep) * (|state*keep| >> 12)``: multiply by keep/4096, round toward 0."""
+    product = state.astype(np.int64) * keep
+    return np.sign(product) * (np.abs(product) >> DECAY_SHIFT)
+
+
+def wrap24(current: np.ndarray) -> np.ndarray:
+    """Lava's 24-bit wrap of u: values above 2^23 and at or below -2^23 wrap around."""
+    wrapped = np.where(current > STATE_LIMIT, current - 2 * STATE_LIMIT, current)
+    return np.where(wrapped <= -STATE_LIMIT, current + 2 * STATE_LIMIT, wrapped)
+
+
+def int32(values: np.ndarray) -> np.ndarray:
+    """Two's-complement wrap to int32 (what Lava's int32 arrays do on overflow), as int64."""
+    return ((np.asarray(values, dtype=np.int64) + 2**31) % 2**32) - 2**31

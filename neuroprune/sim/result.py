@@ -1,0 +1,175 @@
+"""Simulation result and the figures derived from spike counts (torch-free).
+
+Definitions (N samples, T steps, layer k with n_k neurons, counts c_k[i, j] over the T steps):
+
+* spike rate of layer k: ``sum(c_k) / (N * n_k * T)`` spikes per neuron per step;
+* prediction: ``argmax_j c_L[i, j]`` of the output layer (first index wins ties);
+* layer agreement with expected counts e_k: fraction of samples i with ``c_k[i, :] == e_k[i, :]``
+  (every neuron's count equal); spike agreement = min over layers; the expected counts are
+  ``expected_counts`` (arrays, or ``"reference"``: the numpy reference in the same mode) or else
+  the counts of ``reference_model`` (the torch model) (``agreement_source`` says which);
+* synaptic operations per sample: ``mean_i sum_k sum_j pre_k[i, j] * fan_out_k[j]`` where
+  ``pre_0`` are the input events and ``pre_k = c_{k-1}``; ``fan_out_k[j]`` = nonzero weights
+  leaving input j of layer k (conv unrolled);
+* energy per sample: ``(synop_pj * synops + neuron_update_pj * neurons * T) * 1e-12`` J, ``None``
+  when the profile lacks either figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neuroprune.errors import ConfigError
+from neuroprune.sim.inputs import Stimulus
+from neuroprune.sim.spec import DeploymentSpec
+
+PICO = 1e-12
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationResult:
+    """What :func:`neuroprune.sim.simulate` returns (see the module docstring for definitions).
+
+    Attributes:
+        backend / mode: ``"lava"``/``"reference"`` and ``"float"``/``"fixed"``.
+        samples / timesteps: N and T.
+        stimulus: ``"spikes"`` (binary input) or ``"current"`` (first layer on the host).
+        layer_names / layer_neurons: neuron layers in order and their sizes.
+        spike_counts: total spikes per layer over all samples.
+        spike_rates: spikes per neuron per step, per layer.
+        counts: per layer ``int32 [N, neurons]`` spike counts (feed them to another run's
+            ``expected_counts``).
+        predictions: ``int64 [N]`` predicted classes.
+        layer_agreement / spike_agreement: against the expected counts (``None`` without).
+        agreement_source: ``"expected_counts"``, ``"reference"``, ``"reference_model"`` or None.
+        first_divergent_layer: first layer whose agreement is below 1 (``None`` if none).
+        prediction_agreement: fraction of samples whose prediction equals the expected one.
+        accuracy: fraction of correct predictions (``None`` without labels).
+        synops_per_sample: synaptic operations per sample.
+        energy_per_sample_j: energy estimate in joules (``None`` without profile figures).
+        seconds_per_sample: backend wall time / N (Lava: includes the worker's start-up).
+        wall_seconds: the whole call.
+        timings: backend durations in seconds; notes: facts a report should state.
+    """
+
+    backend: str
+    mode: str
+    samples: int
+    timesteps: int
+    stimulus: str
+    layer_names: tuple[str, ...]
+    layer_neurons: tuple[int, ...]
+    spike_counts: tuple[int, ...]
+    spike_rates: tuple[float, ...]
+    counts: tuple[np.ndarray, ...]
+    predictions: np.ndarray
+    layer_agreement: tuple[float, ...] | None
+    spike_agreement: float | None
+    agreement_source: str | None
+    first_divergent_layer: str | None
+    prediction_agreement: float | None
+    accuracy: float | None
+    synops_per_sample: float
+    energy_per_sample_j: float | None
+    seconds_per_sample: float
+    wall_seconds: float
+    timings: Mapping[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no per-sample arrays) for ``simulation.json`` / report.json."""
+        return {
+            "backend": self.backend,
+            "mode": self.mode,
+            "samples": self.samples,
+            "timesteps": self.timesteps,
+            "stimulus": self.stimulus,
+            "layers": self.layer_rows(),
+            "spike_agreement": self.spike_agreement,
+            "agreement_source": self.agreement_source,
+            "first_divergent_layer": self.first_divergent_layer,
+            "prediction_agreement": self.prediction_agreement,
+            "accuracy": self.accuracy,
+            "synops_per_sample": self.synops_per_sample,
+            "energy_per_sample_j": self.energy_per_sample_j,
+            "seconds_per_sample": self.seconds_per_sample,
+            "wall_seconds": self.wall_seconds,
+            "timings": dict(self.timings),
+            "notes": list(self.notes),
+        }
+
+    def layer_rows(self) -> list[dict[str, Any]]:
+        """Per layer: ``layer``, ``neurons``, ``spikes``, ``spikes_per_sample``, ``rate``,
+        ``agreement``."""
+        rows = []
+        for k, name in enumerate(self.layer_names):
+            rows.append({
+                "layer": name,
+                "neurons": self.layer_neurons[k],
+                "spikes": self.spike_counts[k],
+                "spikes_per_sample": self.spike_counts[k] / self.samples,
+                "rate": self.spike_rates[k],
+                "agreement": None if self.layer_agreement is None else self.layer_agreement[k],
+            })  # fmt: skip
+        return rows
+
+
+def predictions_from(counts: np.ndarray) -> np.ndarray:
+    """``argmax`` over output neurons of ``[N, classes]`` counts (first index wins ties)."""
+    return np.argmax(counts, axis=1).astype(np.int64)
+
+
+def layer_agreement(counts: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> tuple:
+    """Per layer, the fraction of samples whose per-neuron counts all match ``expected``."""
+    check_expected(counts, expected)
+    return tuple(
+        float(np.mean(np.all(np.asarray(c) == np.asarray(e), axis=1)))
+        for c, e in zip(counts, expected, strict=True)
+    )
+
+
+def check_expected(counts: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> None:
+    """Raise :class:`ConfigError` if ``expected`` does not have the shape of ``counts``."""
+    shapes = [tuple(np.shape(c)) for c in counts]
+    given = [tuple(np.shape(e)) for e in expected]
+    if given != shapes:
+        raise ConfigError(
+            "expected_counts do not match the simulated layers",
+            where="simulate",
+            field="expected_counts shapes",
+            value=given,
+            fix=f"Pass one [samples, neurons] array per layer: {shapes}.",
+        )
+
+
+def synops_per_sample(spec: DeploymentSpec, stimulus: Stimulus, counts) -> float:
+    """Mean synaptic operations per sample (module docstring)."""
+    presynaptic = [stimulus.input_events, *counts[:-1]]
+    per_sample = sum(
+        np.asarray(pre, dtype=np.float64) @ layer.fan_out.astype(np.float64)
+        for pre, layer in zip(presynaptic, spec.layers, strict=True)
+    )
+    return float(np.mean(per_sample))
+
+
+def energy_per_sample_j(profile: Any, synops: float, neurons: int, steps: int) -> float | None:
+    """``(synop_pj * synops + neuron_update_pj * neurons * T) * 1e-12`` J, or ``None``."""
+    energy = getattr(profile, "energy", None)
+    synop = _figure(getattr(energy, "synop_pj", None))
+    update = _figure(getattr(energy, "neuron_update_pj", None))
+    if synop is None or update is None:
+        return None
+    return (synop * synops + update * neurons * steps) * PICO
+
+
+def _figure(value: Any) -> float | None:
+    value = getattr(value, "value", value)
+    return None if value is None else float(value)
+
+
+def agreement_with_labels(predictions: np.ndarray, labels: np.ndarray | None) -> float | None:
+    return None if labels is None else float(np.mean(predictions == labels))

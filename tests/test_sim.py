@@ -1,0 +1,495 @@
+"""neuroprune.sim: NIR reading, the reference and Lava backends, robustness of the Lava worker.
+
+The oracle chain: SpikingJelly model (torch) == reference float (numpy) == Lava floating_pt,
+spike count for spike count per layer; reference fixed == Lava fixed_pt bit for bit on
+quantized nets. Lava tests are marked ``lava`` (and ``slow``); each Lava run takes 1-3 s.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+from neuroprune.data import encode
+from neuroprune.errors import (
+    ArtifactError,
+    BackendUnavailableError,
+    ConfigError,
+    DatasetError,
+    SimulationError,
+    UnsupportedError,
+)
+from neuroprune.export import export_nir
+from neuroprune.models.zoo import build_model
+from neuroprune.profiles import load_profile
+from neuroprune.quantize.model import ptq_model
+from neuroprune.sim import (
+    SIM_BACKENDS,
+    LavaBackend,
+    SimBackend,
+    prepare_stimulus,
+    read_deployment,
+    simulate,
+)
+from neuroprune.sim.lava_map import LavaLayer, fixed_layer, lava_effective_weights
+from neuroprune.sim.reference import trunc_decay, wrap24
+from neuroprune.sim.torch_reference import model_counts
+
+torch.set_num_threads(1)
+
+LAVA = [pytest.mark.lava, pytest.mark.slow]
+T = 8
+N = 40
+SHAPE = (1, 8, 8)
+WORKER = "neuroprune.sim.lava_worker"
+
+
+# --------------------------------------------------------------------------------------------
+# Models and NIR files (zoo + exporter; weights scaled up so that every layer spikes untrained)
+
+
+def scaled(model: torch.nn.Module, factor: float) -> torch.nn.Module:
+    """Weights times ``factor``; BatchNorm gets non-trivial statistics (a folded bias)."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (layer.Linear, layer.Conv2d)):
+                module.weight.mul_(factor)
+            if isinstance(module, layer.BatchNorm2d):
+                size = module.num_features
+                module.running_mean.copy_(0.1 * torch.randn(size, generator=gen))
+                module.running_var.copy_(0.5 + torch.rand(size, generator=gen))
+                module.bias.copy_(0.1 * torch.randn(size, generator=gen))
+    return model.eval()
+
+
+def zoo(spec: str, hidden, factor: float, neuron_kind: str = "lif") -> torch.nn.Module:
+    model = build_model(spec, SHAPE, 10, hidden=hidden, neuron=neuron_kind, seed=0)
+    return scaled(model, factor)
+
+
+def hand_quantized() -> torch.nn.Module:
+    """LIF(tau=2) with bias, then IF with bias; integer weights set by hand (convention §3)."""
+    rng = np.random.default_rng(1)
+    model = torch.nn.Sequential(
+        layer.Flatten(),
+        layer.Linear(64, 32, bias=True),
+        neuron.LIFNode(tau=2.0, v_reset=0.0, detach_reset=True, surrogate_function=surrogate.ATan()),
+        layer.Linear(32, 10, bias=True),
+        neuron.IFNode(v_reset=0.0, detach_reset=True, surrogate_function=surrogate.ATan()),
+    )  # fmt: skip
+    scale, thresholds = 2.0**-5, (60, 40)
+    for syn, node, k in ((model[1], model[2], thresholds[0]), (model[3], model[4], thresholds[1])):
+        w_int = rng.integers(-40, 41, size=tuple(syn.weight.shape)).astype(np.int32)
+        b_int = rng.integers(-4, 5, size=syn.weight.shape[0]).astype(np.int32)
+        syn.weight.data = torch.tensor(w_int * scale, dtype=torch.float32)
+        syn.bias.data = torch.tensor(b_int * scale, dtype=torch.float32)
+        syn.register_buffer("weight_int", torch.tensor(w_int))
+        syn.register_buffer("bias_int", torch.tensor(b_int))
+        syn.neuroprune_weight_bits = 8
+        syn.neuroprune_quant = {"format": "loihi", "bits": 8, "weight_scale": scale,
+                                "weight_exp": -5, "threshold_int": k, "notes": []}  # fmt: skip
+        node.v_threshold = k * scale
+    functional.set_step_mode(model, "m")
+    return model.eval()
+
+
+def write_nir(model, path: Path, encoding: str = "poisson") -> Path:
+    return export_nir(model, path, timesteps=T, encoding=encoding, input_shape=SHAPE)
+
+
+def without_decay_input(model: torch.nn.Module, path: Path, out: Path):
+    """The model with LIF ``decay_input=False`` and its NIR file (``r = tau_sj``, written by
+    patching the exported graph: the exporter only takes the convention's decay_input=True)."""
+    graph = nir.read(str(path))
+    for node in graph.nodes.values():
+        if isinstance(node, nir.LIF):
+            node.r = node.tau / 2.0**-10
+            node.metadata["decay_input"] = False
+    nir.write(str(out), graph)
+    twin = copy.deepcopy(model)
+    for module in twin.modules():
+        if isinstance(module, neuron.LIFNode):
+            module.decay_input = False
+    return twin, out
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory):
+    """Float and quantized test nets and their NIR files (exported once per module)."""
+    out = tmp_path_factory.mktemp("sim")
+    loihi = load_profile("loihi")
+    mlp = zoo("mlp", (32,), 6.0)
+    conv = zoo("conv", (4, 8), 8.0)
+    mlp_if = zoo("mlp", (32,), 2.0, "if")
+    qmlp = ptq_model(zoo("mlp", (32,), 6.0), loihi, SHAPE)[0]
+    qconv = ptq_model(zoo("conv", (4, 8), 8.0), loihi, SHAPE)[0]
+    hand = hand_quantized()
+    models = {"mlp": mlp, "conv": conv, "mlp_if": mlp_if, "qmlp": qmlp, "qconv": qconv,
+              "hand": hand}  # fmt: skip
+    files = {name: write_nir(m, out / f"{name}.nir") for name, m in models.items()}
+    for name, source in (("nodin", "mlp"), ("hand_nodin", "hand")):
+        twin, path = without_decay_input(models[source], files[source], out / f"{name}.nir")
+        models[name], files[name] = twin, path
+    return models, files
+
+
+@pytest.fixture(scope="module")
+def inputs(digits):
+    x = digits.x_test[:N]
+    return {"poisson": encode(x, T, "poisson", seed=3), "direct": encode(x, T, "direct")}
+
+
+def assert_active(counts) -> None:
+    """Every layer must spike somewhere, or the comparison would prove nothing."""
+    assert all(int(np.sum(c)) > 0 for c in counts), [int(np.sum(c)) for c in counts]
+
+
+def worker_processes() -> list[int]:
+    """Live processes running the Lava worker (forked Lava children share its cmdline)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+            state = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if WORKER.encode() in cmdline and state not in (b"Z", b"X"):
+            found.append(int(entry.name))
+    return found
+
+
+def shared_memory_blocks() -> set[str]:
+    return {name for name in os.listdir("/dev/shm") if name.startswith("psm_")}
+
+
+# --------------------------------------------------------------------------------------------
+# Package hygiene
+
+
+def test_sim_package_never_imports_torch():
+    code = (
+        "import sys, neuroprune.sim as s\n"
+        "import neuroprune.sim.api, neuroprune.sim.lava_backend, neuroprune.sim.lava_worker\n"
+        "s.simulate; s.SIM_BACKENDS; s.read_deployment\n"
+        "print('torch' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# NIR reader
+
+
+def test_reader_maps_exported_chain(nets):
+    models, files = nets
+    spec = read_deployment(files["conv"])
+    assert [layer.kind for layer in spec.layers] == ["conv", "conv", "dense"]
+    assert [layer.out_shape for layer in spec.layers] == [(4, 8, 8), (8, 4, 4), (10,)]
+    assert spec.dt == 2.0**-10 and spec.timesteps == T and spec.encoding == "poisson"
+    assert all(layer.neuron.model == "LIF" and layer.neuron.tau == 2.0 for layer in spec.layers)
+    assert not spec.quantized and spec.layer_names == ("0_neuron", "1_neuron", "2_neuron")
+
+
+def test_unrolled_conv_equals_torch_conv(nets):
+    _, files = nets
+    graph = nir.read(str(files["conv"]))
+    node = graph.nodes["1_syn"]
+    spec_layer = read_deployment(files["conv"]).layers[1]
+    x = np.random.default_rng(0).random((3, 4, 8, 8))
+    expected = torch.nn.functional.conv2d(
+        torch.tensor(x), torch.tensor(node.weight, dtype=torch.float64), torch.tensor(node.bias,
+        dtype=torch.float64), stride=tuple(node.stride), padding=tuple(node.padding))  # fmt: skip
+    got = (spec_layer.weight @ x.reshape(3, -1).T).T + spec_layer.bias
+    np.testing.assert_allclose(got, expected.reshape(3, -1).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_reader_recovers_tau_and_decay_input(tmp_path):
+    model = torch.nn.Sequential(
+        layer.Flatten(), layer.Linear(64, 10, bias=False),
+        neuron.LIFNode(tau=1.7, v_reset=0.0, detach_reset=True))  # fmt: skip
+    functional.set_step_mode(model, "m")
+    path = write_nir(model, tmp_path / "m.nir")
+    params = read_deployment(path).layers[0].neuron
+    assert (params.model, params.tau, params.decay_input, params.strict) == (
+        "LIF",
+        1.7,
+        True,
+        False,
+    )
+    _, patched = without_decay_input(model, path, tmp_path / "nodin.nir")
+    assert read_deployment(patched).layers[0].neuron.decay_input is False
+
+
+def _graph(meta=None, **overrides):
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([4])}),
+        "0_syn": nir.Linear(weight=np.ones((3, 4), np.float32)),
+        "0_neuron": nir.IF(r=np.full(3, 1024.0), v_threshold=np.ones(3), v_reset=np.zeros(3)),
+        "output": nir.Output(output_type={"output": np.array([3])}),
+    }
+    nodes.update(overrides)
+    edges = [("input", "0_syn"), ("0_syn", "0_neuron"), ("0_neuron", "output")]
+    metadata = {"dt": 2.0**-10, "threshold": ">="} if meta is None else meta
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
+
+
+@pytest.mark.parametrize(
+    ("graph", "error", "field"),
+    [
+        (lambda: _graph(meta={}), UnsupportedError, "metadata.dt"),
+        (lambda: _graph(**{"0_neuron": nir.IF(r=np.full(3, 1024.0), v_threshold=np.arange(3.0),
+                                              v_reset=np.zeros(3))}),
+         UnsupportedError, "v_threshold"),
+        (lambda: _graph(**{"0_neuron": nir.Threshold(threshold=np.ones(3))}), UnsupportedError,
+         "type"),
+        (lambda: _graph(meta={"dt": 2.0**-10, "reset": "subtract"}), UnsupportedError,
+         "metadata.reset"),
+    ],
+)  # fmt: skip
+def test_reader_rejects_what_it_cannot_simulate(tmp_path, graph, error, field):
+    path = tmp_path / "g.nir"
+    nir.write(str(path), graph())
+    with pytest.raises(error) as info:
+        read_deployment(path)
+    assert info.value.field == field and "\n" not in str(info.value)
+
+
+def test_reader_rejects_branches_and_missing_files(tmp_path):
+    graph = _graph()
+    graph.edges.append(("0_syn", "output"))
+    nir.write(str(tmp_path / "b.nir"), graph)
+    with pytest.raises(UnsupportedError, match="simple chain"):
+        read_deployment(tmp_path / "b.nir")
+    with pytest.raises(ArtifactError, match="not found"):
+        read_deployment(tmp_path / "missing.nir")
+
+
+# --------------------------------------------------------------------------------------------
+# Reference backend against SpikingJelly
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv", "mlp_if", "nodin", "hand", "hand_nodin"])
+@pytest.mark.parametrize("encoding", ["poisson", "direct"])
+def test_reference_float_equals_spikingjelly(nets, inputs, name, encoding):
+    models, files = nets
+    result = simulate(files[name], x=inputs[encoding], backend="reference",
+                      reference_model=models[name])  # fmt: skip
+    assert_active(result.counts)
+    assert result.layer_agreement == (1.0,) * len(result.counts)
+    assert result.prediction_agreement == 1.0 and result.agreement_source == "reference_model"
+
+
+def test_fixed_if_network_equals_spikingjelly_in_integer_units(tmp_path, inputs):
+    """IF with vth = K - 1 is exactly SpikingJelly's >= (v is a multiple of 64 LSB/64)."""
+    model = hand_quantized()
+    model[2] = neuron.IFNode(v_threshold=model[2].v_threshold, v_reset=0.0, detach_reset=True)
+    functional.set_step_mode(model, "m")
+    path = write_nir(model, tmp_path / "if.nir")
+    result = simulate(path, x=inputs["poisson"], backend="reference", fixed_point=True,
+                      reference_model=model)  # fmt: skip
+    assert_active(result.counts)
+    assert result.spike_agreement == 1.0
+
+
+def test_lava_weight_preprocessing_and_fixed_arithmetic():
+    def lava_layer(weights) -> LavaLayer:
+        return LavaLayer("l", sp.csr_matrix(np.array([weights])), -1, 8, 4095, 0, 10,
+                         np.zeros(1), 6)  # fmt: skip
+
+    # mixed-sign raw odd weights lose their LSB (floor to even); 2*w keeps them exact
+    assert lava_effective_weights(lava_layer([3, -5])).toarray().tolist() == [[2, -6]]
+    assert lava_effective_weights(lava_layer([6, -10])).toarray().tolist() == [[6, -10]]
+    assert lava_effective_weights(lava_layer([3, 5])).toarray().tolist() == [[3, 5]]
+    assert lava_effective_weights(lava_layer([300, -300])).toarray().tolist() == [[254, -256]]
+    assert trunc_decay(np.array([-5, 5, -4096]), 2048).tolist() == [-2, 2, -2048]
+    limit = 2**23
+    assert wrap24(np.array([limit + 3, -limit, limit])).tolist() == [-limit + 3, limit, limit]
+
+
+def test_fixed_mapping_validates_loihi_ranges(nets):
+    _, files = nets
+    spec = read_deployment(files["qmlp"])
+    assert spec.quantized and all(layer.quant.weight_int.nnz for layer in spec.layers)
+    big = spec.layers[0]
+    big_quant = type(big.quant)(**{**big.quant.__dict__, "weight_int": big.quant.weight_int * 4})
+    with pytest.raises(UnsupportedError) as info:
+        fixed_layer(type(big)(**{**big.__dict__, "quant": big_quant}))
+    assert info.value.field == "weight_int"
+    with pytest.raises(UnsupportedError, match="quantized"):
+        simulate(files["mlp"], x=np.zeros((T, 1, *SHAPE)), backend="reference", fixed_point=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling and result figures
+
+
+def test_static_input_is_encoded_like_the_data_module(nets, digits):
+    _, files = nets
+    spec = read_deployment(files["mlp"])  # exported with encoding="poisson"
+    stim = prepare_stimulus(spec, digits.x_test[:5])
+    expected = encode(digits.x_test[:5], T, "poisson", seed=0).reshape(T, 5, 64)
+    assert stim.kind == "spikes" and np.array_equal(stim.frames, expected.astype(np.uint8))
+    analog = prepare_stimulus(spec, encode(digits.x_test[:5], T, "direct"), samples=3)
+    assert analog.kind == "current" and analog.frames.shape == (T, 3, 32)
+    with pytest.raises(DatasetError) as info:
+        prepare_stimulus(spec, np.zeros((T, 2, 3, 8, 8)))
+    assert info.value.field == "x.shape"
+
+
+def test_result_figures(nets, inputs):
+    _, files = nets
+    loihi = load_profile("loihi")
+    result = simulate(files["mlp"], x=inputs["poisson"], y=np.zeros(N, int), profile=loihi,
+                      backend="reference")  # fmt: skip
+    spec = read_deployment(files["mlp"])
+    fan_out = [layer.fan_out for layer in spec.layers]
+    pre = [inputs["poisson"].reshape(T, N, -1).sum(0), result.counts[0]]
+    synops = float(np.mean(sum(p @ f for p, f in zip(pre, fan_out, strict=True))))
+    assert result.synops_per_sample == pytest.approx(synops)
+    energy = (23.6 * synops + 81 * spec.neurons * T) * 1e-12
+    assert result.energy_per_sample_j == pytest.approx(energy)
+    assert result.spike_rates[0] == pytest.approx(result.counts[0].sum() / (N * 32 * T))
+    assert result.accuracy == pytest.approx(np.mean(result.predictions == 0))
+    assert result.spike_agreement is None and result.agreement_source is None
+    record = json.loads(json.dumps(result.as_dict()))
+    assert [row["layer"] for row in record["layers"]] == ["0_neuron", "1_neuron"]
+    assert {"rate", "spikes_per_sample", "agreement"} <= set(record["layers"][0])
+    bare = simulate(files["mlp"], x=inputs["poisson"], backend="reference", profile=None)
+    assert bare.energy_per_sample_j is None
+    with pytest.raises(ConfigError):
+        simulate(files["mlp"], x=inputs["poisson"], backend="reference",
+                 expected_counts=[np.zeros((N, 3))])  # fmt: skip
+    with pytest.raises(ConfigError):
+        simulate(files["mlp"], x=inputs["poisson"], backend="nope")
+
+
+# --------------------------------------------------------------------------------------------
+# Contract over every registered backend
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=LAVA if n == "lava" else []) for n in sorted(SIM_BACKENDS)],
+)
+def test_backend_contract(nets, inputs, name):
+    backend = SIM_BACKENDS[name]
+    assert isinstance(backend, SimBackend) and backend.name == name
+    _, files = nets
+    for key, fixed in (("mlp", False), ("hand", True)):
+        result = simulate(files[key], x=inputs["poisson"][:, :12], backend=name,
+                          fixed_point=fixed, expected_counts="reference")  # fmt: skip
+        spec = read_deployment(files[key])
+        assert [c.shape for c in result.counts] == [(12, n.neurons) for n in spec.layers]
+        assert all(c.dtype == np.int32 for c in result.counts)
+        assert result.spike_agreement == 1.0 and result.samples == 12
+        assert result.seconds_per_sample > 0 and result.backend == name
+
+
+# --------------------------------------------------------------------------------------------
+# Lava
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "encoding"),
+                         [("mlp", "poisson"), ("mlp", "direct"), ("conv", "poisson"),
+                          ("conv", "direct"), ("nodin", "poisson")])  # fmt: skip
+def test_lava_float_equals_reference_and_spikingjelly(nets, inputs, name, encoding):
+    models, files = nets
+    x = inputs[encoding]
+    reference = simulate(files[name], x=x, backend="reference")
+    lava = simulate(files[name], x=x, backend="lava", reference_model=models[name])
+    assert_active(lava.counts)
+    assert lava.layer_agreement == (1.0,) * len(lava.counts)  # Lava == SpikingJelly
+    assert all(np.array_equal(a, b) for a, b in zip(lava.counts, reference.counts, strict=True))
+    assert lava.stimulus == ("spikes" if encoding == "poisson" else "current")
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "encoding"),
+                         [("qmlp", "poisson"), ("qmlp", "direct"), ("qconv", "poisson"),
+                          ("hand", "direct"), ("hand_nodin", "poisson")])  # fmt: skip
+def test_lava_fixed_equals_reference_bit_for_bit(nets, inputs, name, encoding):
+    _, files = nets
+    reference = simulate(files[name], x=inputs[encoding], backend="reference", fixed_point=True)
+    lava = simulate(files[name], x=inputs[encoding], backend="lava", fixed_point=True,
+                    expected_counts=reference.counts)  # fmt: skip
+    assert_active(lava.counts)
+    assert lava.layer_agreement == (1.0,) * len(lava.counts) and lava.mode == "fixed"
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_lava_chunks_samples_into_several_networks(nets, inputs):
+    _, files = nets
+    events = []
+    result = simulate(files["hand"], x=inputs["poisson"][:, :20], fixed_point=True,
+                      backend=LavaBackend(chunk_samples=7), expected_counts="reference",
+                      progress=events.append)  # fmt: skip
+    assert result.spike_agreement == 1.0 and "3 network(s)" in result.notes[0]
+    kinds = [event["event"] for event in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("chunk_done") == 3
+    assert all(event["stage"] == "simulate" for event in events)
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+@pytest.mark.parametrize(("fault", "timeout", "text"),
+                         [("hang", 4.0, "timed out"), ("raise", 30.0, "fault injected")])  # fmt: skip
+def test_lava_failure_is_one_line_and_leaves_nothing(nets, inputs, fault, timeout, text):
+    _, files = nets
+    shm_before = shared_memory_blocks()
+    start = time.perf_counter()
+    with pytest.raises(SimulationError) as info:
+        simulate(files["mlp"], x=inputs["poisson"][:, :10], backend=LavaBackend(fault=fault),
+                 timeout=timeout)  # fmt: skip
+    elapsed = time.perf_counter() - start
+    assert elapsed < timeout + 3.0
+    message = str(info.value)
+    assert text in message and "\n" not in message and info.value.exit_code == 3
+    assert worker_processes() == []
+    assert shared_memory_blocks() <= shm_before
+
+
+@pytest.mark.lava
+def test_lava_unavailable_raises_backend_unavailable(nets, inputs, tmp_path, monkeypatch):
+    _, files = nets
+    fake = tmp_path / "fake" / "lava"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('lava-nc broken for this test')\n")
+    monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+    with pytest.raises(BackendUnavailableError, match="cannot be imported") as info:
+        simulate(files["mlp"], x=inputs["poisson"][:, :2], backend="lava", timeout=30)
+    assert info.value.exit_code == 3
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a, **k: None)
+    with pytest.raises(BackendUnavailableError, match="not installed"):
+        simulate(files["mlp"], x=inputs["poisson"][:, :2], backend="lava")
+    assert worker_processes() == []
+
+
+def test_model_counts_match_model_output(nets, inputs):
+    models, _ = nets
+    counts = model_counts(models["mlp"], inputs["poisson"], batch=16)
+    functional.reset_net(models["mlp"])
+    with torch.no_grad():
+        out = models["mlp"](torch.tensor(inputs["poisson"])).sum(0).numpy()
+    functional.reset_net(models["mlp"])
+    assert np.array_equal(counts[-1], out.astype(np.int32))
