@@ -83,6 +83,14 @@ def report_markdown(report: Mapping[str, Any]) -> str:
                    f"prediction agreement {_pct(sim.get('prediction_agreement'))}; accuracy "
                    f"{_pct(sim.get('accuracy'))}; {_num((sim.get('seconds_per_sample') or 0) * 1000)} "
                    f"ms per sample.")  # fmt: skip
+        if sim.get("agreement_source"):
+            out.append(f"Agreement is measured against: {sim['agreement_source']} (per layer: the "
+                       "fraction of samples whose every neuron's spike count is identical).")  # fmt: skip
+        if sim.get("model_agreement") is not None:
+            drift = ", ".join(f"{100 * a:.2f} %" for a in sim["model_agreement"])
+            out.append(f"Drift of the chip arithmetic from the float PyTorch model: per-layer "
+                       f"{drift}; prediction agreement {_pct(sim.get('model_prediction_agreement'))}.")  # fmt: skip
+        out += [f"- {n}" for n in sim.get("notes", [])]
         if sim.get("synops_per_sample") is not None:
             energy = sim.get("energy_per_sample_j")
             out.append(f"Synaptic operations per sample: {_num(sim['synops_per_sample'])}"

@@ -188,6 +188,14 @@ def simulation_text(sim: Mapping[str, Any]) -> Group:
         style="bold",
     )
     parts: list[Any] = [head]
+    if sim.get("agreement_source"):
+        parts.append(Text(f"agreement measured against: {sim['agreement_source']}", style="dim"))
+    if sim.get("model_agreement") is not None:
+        per_layer = ", ".join(f"{100 * a:.2f} %" for a in sim["model_agreement"])
+        parts.append(Text(
+            f"drift from the float PyTorch model (chip arithmetic): per-layer exact-count "
+            f"agreement {per_layer}; prediction agreement {_pct(sim.get('model_prediction_agreement'))}"
+        ))  # fmt: skip
     layers = sim.get("layers") or []
     if layers:
         table = Table("layer", "spikes/sample", "rate", "agreement", title="Spiking activity")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,9 @@ def simulate(
             ``expected_counts`` is not given; it runs in this process on the same input. In
             fixed-point mode this measures the drift of Loihi arithmetic (strict ``>``, 12-bit
             decay truncation) from the float model, not the mapping: use
-            ``expected_counts="reference"`` for the bit-exact check.
+            ``expected_counts="reference"`` for the bit-exact check. When both are given, the
+            expected counts gate ``spike_agreement`` and the model's agreement is reported as
+            ``model_agreement`` (drift).
 
     Returns:
         a :class:`SimulationResult` (definitions in :mod:`neuroprune.sim.result`).
@@ -101,6 +104,13 @@ def simulate(
         backend_seconds=backend_seconds,
         wall=time.perf_counter() - start,
     )
+    if expected_counts is not None and reference_model is not None:
+        drift, _ = _expected(None, reference_model, chosen, spec, stimulus, run)
+        result = replace(
+            result,
+            model_agreement=metrics.layer_agreement(run.counts, drift),
+            model_prediction_agreement=_prediction_agreement(result.predictions, drift),
+        )
     emit(
         progress,
         "done",

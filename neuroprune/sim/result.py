@@ -54,6 +54,9 @@ class SimulationResult:
         seconds_per_sample: backend wall time / N (Lava: includes the worker's start-up).
         wall_seconds: the whole call.
         timings: backend durations in seconds; notes: facts a report should state.
+        model_agreement / model_prediction_agreement: per-layer agreement and prediction
+            agreement with the PyTorch model when it was not the gating comparison (fixed-point
+            runs gate on the bit-exact reference and report the model's drift here).
     """
 
     backend: str
@@ -79,6 +82,8 @@ class SimulationResult:
     wall_seconds: float
     timings: Mapping[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    model_agreement: tuple[float, ...] | None = None
+    model_prediction_agreement: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no per-sample arrays) for ``simulation.json`` / report.json."""
@@ -100,6 +105,11 @@ class SimulationResult:
             "wall_seconds": self.wall_seconds,
             "timings": dict(self.timings),
             "notes": list(self.notes),
+            "model_agreement": None if self.model_agreement is None else list(self.model_agreement),
+            "model_spike_agreement": None
+            if self.model_agreement is None
+            else min(self.model_agreement),
+            "model_prediction_agreement": self.model_prediction_agreement,
         }
 
     def layer_rows(self) -> list[dict[str, Any]]:
