@@ -12,7 +12,7 @@ from neuroprune.cli import main
 
 
 def run(*args):
-    return CliRunner().invoke(main, list(args))
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": "200"})
 
 
 def one_line_error(result, *needles):

@@ -118,6 +118,7 @@ def _config_error(field_name: str, value: object, fix: str) -> None:
 DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "mlp": {"epochs": 20, "lr": 0.02, "batch_size": 32, "timesteps": 8},
     "conv": {"epochs": 10, "lr": 0.01, "batch_size": 32, "timesteps": 8},
+    "sew": {"epochs": 10, "lr": 0.01, "batch_size": 32, "timesteps": 8},
 }
 
 
