@@ -284,7 +284,7 @@ def simulate(target, chip, backend, samples, fixed_point, dataset, data_dir, thr
              as_json) -> None:  # fmt: skip
     """Simulate RUN_DIR (its model.nir) or a FILE.nir and compare with the PyTorch model."""
     _torch_threads()
-    from neuroprune.pipeline import simulate_target
+    from neuroprune.pipeline import simulate_target, verification_passed
     from neuroprune.reports.render import simulation_text
 
     result = simulate_target(
@@ -296,8 +296,7 @@ def simulate(target, chip, backend, samples, fixed_point, dataset, data_dir, thr
         click.echo(json.dumps(record, indent=2, default=str))
     else:
         _console().print(simulation_text(record))
-    agreement = record.get("spike_agreement")
-    sys.exit(1 if agreement is not None and agreement < threshold else 0)
+    sys.exit(0 if verification_passed(record, threshold) else 1)
 
 
 @main.command(context_settings=CONTEXT)
