@@ -61,27 +61,6 @@ class ExportFormat:
     export: Callable[..., Path]
 
 
-def _export_nir(
-    model: torch.nn.Module,
-    path: str | os.PathLike,
-    *,
-    timesteps: int,
-    encoding: str,
-    input_shape: Sequence[int],
-    chip: str | None = None,
-    progress: Callable[[dict], None] | None = None,
-) -> Path:
-    return export_nir(
-        model,
-        path,
-        timesteps=timesteps,
-        encoding=encoding,
-        input_shape=input_shape,
-        chip=chip,
-        progress=progress,
-    )
-
-
 def _export_onnx(
     model: torch.nn.Module,
     path: str | os.PathLike,
@@ -99,7 +78,7 @@ def _export_onnx(
 
 EXPORTERS: dict[str, ExportFormat] = {
     "nir": ExportFormat(
-        "nir", ".nir", "NIR graph (HDF5) with dt, threshold semantics and quantization", _export_nir
+        "nir", ".nir", "NIR graph (HDF5) with dt, threshold semantics and quantization", export_nir
     ),
     "onnx": ExportFormat(
         "onnx", ".onnx", "ONNX graph unrolled over T steps: [T, B, ...] -> spikes", _export_onnx
