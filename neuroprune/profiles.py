@@ -169,25 +169,6 @@ class ChipProfile:
     path: str
     sha256: str
 
-    @property
-    def synapses_per_core_dense(self) -> int | None:
-        """Synapses one core holds when every stored synapse is in the cheapest (dense) form.
-
-        Equation per encoding: blocked_list ``floor(mem / ((w*B + h)/B))`` with whole words per
-        block; row_list and dense_matrix ``mem // w``; crossbar ``rows*cols``; cam
-        ``neurons_max * fan_in_max``; None where memory is per layer (conv_kernel).
-        """
-        from neuroprune.memory import synapses_per_core
-
-        return synapses_per_core(self, sparse=False)
-
-    @property
-    def synapses_per_core_sparse(self) -> int | None:
-        """Synapses one core holds when stored as sparse lists (index bits included)."""
-        from neuroprune.memory import synapses_per_core
-
-        return synapses_per_core(self, sparse=True)
-
 
 # --------------------------------------------------------------------------------------------
 # Locating profiles

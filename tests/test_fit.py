@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuroprune.fit import FIT_RULES, check_fit, pack
+from neuroprune.memory import synapses_per_core
 from neuroprune.profiles import parse_profile
 from neuroprune.summary import NetworkSummary, conv_layer, dense_layer
 
@@ -188,7 +189,7 @@ def test_allocation_capacity_counts_block_overhead():
     summary = mlp(40, 12, 4, seed=3)
     cap = allocation_capacity(summary, prof, cores=1)
     assert cap is not None and 0 < cap < summary.synapses()
-    assert cap <= prof.synapses_per_core_sparse
+    assert cap <= synapses_per_core(prof, sparse=True)
     density = cap / summary.synapses()
     assert check_fit(thinned(summary, density), prof, cores=1).fits
     assert allocation_capacity(mlp(8, 4), prof, cores=1) is None  # dense fits: not binding

@@ -3,6 +3,7 @@
 See :mod:`neuroprune.models.zoo` for the model convention every later stage relies on.
 """
 
+from . import sew  # noqa: F401  (registers the 'sew' builder)
 from .encoding import ENCODINGS, encode, make_generator
 from .train import (
     DEFAULTS,

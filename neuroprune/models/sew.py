@@ -47,8 +47,8 @@ from spikingjelly.activation_based import functional, layer
 
 from ..errors import ModelError, UnsupportedError
 from ..summary import NetworkSummary, conv_layer, conv_output_size, dense_layer
-from .translate import bn_scale_shift
-from .zoo import neuron_factory, neuron_info
+from .translate import bn_scale_shift, summarize
+from .zoo import EXTRA_BUILDERS, neuron_factory, neuron_info
 
 SEW_DEFAULT_STAGES: tuple[tuple[int, int], ...] = ((8, 1), (16, 1))
 
@@ -304,11 +304,7 @@ def folded_weight_of(model: torch.nn.Module, wired: SynapseLayer) -> np.ndarray:
 def summarize_model(
     model: torch.nn.Module, input_shape: Sequence[int], timesteps: int, *, name: str = "network"
 ) -> NetworkSummary:
-    """:func:`neuroprune.models.translate.summarize` for chains; :meth:`wiring` models otherwise."""
-    if hasattr(model, "wiring"):
-        return summarize_wiring(model, model.wiring(input_shape), input_shape, timesteps, name=name)
-    from .translate import summarize
-
+    """:func:`neuroprune.models.translate.summarize` (which also handles :meth:`wiring` models)."""
     return summarize(model, input_shape, timesteps, name=name)
 
 
@@ -328,3 +324,14 @@ def require_sequential(model: torch.nn.Module, *, stage: str) -> None:
         fix="Use --model conv or mlp for this stage; a SEW-ResNet supports training, "
         "sca pruning with channel removal, and counting/fit via summarize_model only.",
     )  # fmt: skip
+
+
+def _build_from_spec(input_shape, num_classes, neuron, tau, v_threshold, hidden):
+    """``build_model("sew", ...)``: ``hidden`` gives one single-block stage per width."""
+    stages = {} if hidden is None else {"stages": tuple((int(w), 1) for w in hidden)}
+    return build_sew(
+        input_shape, num_classes, neuron=neuron, tau=tau, v_threshold=v_threshold, **stages
+    )
+
+
+EXTRA_BUILDERS["sew"] = _build_from_spec

@@ -61,10 +61,8 @@ def summarize(
     Accepts the biased, BN-folded form from :func:`fold_batchnorm` too (a bias is a neuron
     property, not a synapse).
     """
-    if hasattr(model, "wiring"):  # residual (SEW) models describe their own wiring
-        from .sew import summarize_model
-
-        return summarize_model(model, input_shape, timesteps, name=name)
+    if hasattr(model, "wiring"):  # residual (SEW) models summarize their own wiring
+        return model.summary(input_shape, timesteps, name=name)
     blocks = parse_blocks(model, input_shape, where=f"model {name}", allow_bias=True)
     layers = tuple(_layer_summary(block) for block in blocks)
     shape = tuple(int(s) for s in input_shape)

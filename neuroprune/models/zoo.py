@@ -57,6 +57,9 @@ from ..errors import ModelError
 from ..summary import conv_output_size
 
 MODELS = ("mlp", "conv", "sew")
+# Builders of non-chain models, registered by their modules (neuroprune.models imports them):
+# name -> fn(input_shape, num_classes, neuron, tau, v_threshold, hidden) -> nn.Module
+EXTRA_BUILDERS: dict[str, Any] = {}
 NEURONS = ("lif", "if")
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {"hidden": (128,)},
@@ -141,13 +144,8 @@ def _build_builtin(spec, input_shape, num_classes, neuron_kind, tau, v_threshold
             value=spec,
             fix=f"{hint}Use one of {', '.join(MODELS)} or PATH.py:FACTORY.",
         )
-    if spec == "sew":  # a residual network, not a Sequential chain (see models/sew.py)
-        from .sew import build_sew
-
-        stages = {} if hidden is None else {"stages": tuple((int(w), 1) for w in hidden)}
-        return build_sew(
-            input_shape, num_classes, neuron=neuron_kind, tau=tau, v_threshold=v_threshold, **stages
-        )
+    if spec in EXTRA_BUILDERS:  # models that are not Sequential chains (e.g. models/sew.py)
+        return EXTRA_BUILDERS[spec](input_shape, num_classes, neuron_kind, tau, v_threshold, hidden)
     widths = tuple(MODEL_DEFAULTS[spec]["hidden"] if hidden is None else hidden)
     make = neuron_factory(neuron_kind, tau, v_threshold)
     build = build_mlp if spec == "mlp" else build_conv
