@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from neuroprune.fit import FIT_RULES, check_fit, pack
 from neuroprune.memory import synapses_per_core
-from neuroprune.profiles import parse_profile
+from neuroprune.profiles import parse_profile, shipped_profile_paths
 from neuroprune.summary import NetworkSummary, conv_layer, dense_layer
 
 BASE = {
@@ -193,3 +193,21 @@ def test_allocation_capacity_counts_block_overhead():
     density = cap / summary.synapses()
     assert check_fit(thinned(summary, density), prof, cores=1).fits
     assert allocation_capacity(mlp(8, 4), prof, cores=1) is None  # dense fits: not binding
+
+
+@pytest.mark.parametrize("chip", sorted(shipped_profile_paths()))
+def test_every_shipped_profile_judges_a_tiny_network(chip):
+    """Contract over the profile registry: a tiny 16-8-4 LIF network fits every chip (as a
+    dense layer, or a 1x1 conv on one-layer-per-core chips), and a network far beyond one chip's
+    neurons is reported, not crashed on."""
+    from neuroprune.profiles import load_profile
+
+    prof = load_profile(chip)
+    model = "LIF" if "LIF" in prof.neuron.models else prof.neuron.models[0]
+    tiny = mlp(16, 8, 4, density=0.5, seed=1, model=model)
+    report = check_fit(tiny, prof)
+    assert report.fits, (chip, [v.as_dict() for v in report.violations])
+    assert report.cores_used >= 1 and report.chips_needed == 1
+    huge = NetworkSummary((dense_layer("wide", np.eye(prof.neurons_max + 1, 4)),), input_shape=(4,))
+    verdict = check_fit(huge, prof)
+    assert not verdict.fits and "chip_neurons" in {v.rule for v in verdict.violations}
