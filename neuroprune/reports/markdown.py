@@ -88,8 +88,10 @@ def report_markdown(report: Mapping[str, Any]) -> str:
                        "fraction of samples whose every neuron's spike count is identical).")  # fmt: skip
         if sim.get("model_agreement") is not None:
             drift = ", ".join(f"{100 * a:.2f} %" for a in sim["model_agreement"])
-            out.append(f"Drift of the chip arithmetic from the float PyTorch model: per-layer "
-                       f"{drift}; prediction agreement {_pct(sim.get('model_prediction_agreement'))}.")  # fmt: skip
+            counts = ", ".join(f"{100 * a:.2f} %" for a in sim.get("model_count_agreement") or [])
+            out.append(f"Drift of the chip arithmetic from the float PyTorch model: samples with "
+                       f"identical counts per layer {drift}; identical per-neuron counts {counts}; "
+                       f"prediction agreement {_pct(sim.get('model_prediction_agreement'))}.")  # fmt: skip
         out += [f"- {n}" for n in sim.get("notes", [])]
         if sim.get("synops_per_sample") is not None:
             energy = sim.get("energy_per_sample_j")

@@ -193,9 +193,11 @@ def simulation_text(sim: Mapping[str, Any]) -> Group:
         parts.append(Text(f"agreement measured against: {sim['agreement_source']}", style="dim"))
     if sim.get("model_agreement") is not None:
         per_layer = ", ".join(f"{100 * a:.2f} %" for a in sim["model_agreement"])
+        per_count = ", ".join(f"{100 * a:.2f} %" for a in sim.get("model_count_agreement") or [])
         parts.append(Text(
-            f"drift from the float PyTorch model (chip arithmetic): per-layer exact-count "
-            f"agreement {per_layer}; prediction agreement {_pct(sim.get('model_prediction_agreement'))}"
+            f"drift from the float PyTorch model (chip arithmetic): samples with identical "
+            f"counts per layer {per_layer}; identical per-neuron counts {per_count}; prediction "
+            f"agreement {_pct(sim.get('model_prediction_agreement'))}"
         ))  # fmt: skip
     layers = sim.get("layers") or []
     if layers:

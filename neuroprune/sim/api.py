@@ -110,6 +110,7 @@ def simulate(
             result,
             model_agreement=metrics.layer_agreement(run.counts, drift),
             model_prediction_agreement=_prediction_agreement(result.predictions, drift),
+            model_count_agreement=metrics.count_agreement(run.counts, drift),
         )
     emit(
         progress,

@@ -57,6 +57,8 @@ class SimulationResult:
         model_agreement / model_prediction_agreement: per-layer agreement and prediction
             agreement with the PyTorch model when it was not the gating comparison (fixed-point
             runs gate on the bit-exact reference and report the model's drift here).
+        model_count_agreement: per layer, the fraction of (sample, neuron) spike counts equal
+            to the PyTorch model's (a finer view of the same drift).
     """
 
     backend: str
@@ -84,6 +86,7 @@ class SimulationResult:
     notes: tuple[str, ...] = ()
     model_agreement: tuple[float, ...] | None = None
     model_prediction_agreement: float | None = None
+    model_count_agreement: tuple[float, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no per-sample arrays) for ``simulation.json`` / report.json."""
@@ -110,6 +113,9 @@ class SimulationResult:
             if self.model_agreement is None
             else min(self.model_agreement),
             "model_prediction_agreement": self.model_prediction_agreement,
+            "model_count_agreement": None
+            if self.model_count_agreement is None
+            else list(self.model_count_agreement),
         }
 
     def layer_rows(self) -> list[dict[str, Any]]:
@@ -131,6 +137,14 @@ class SimulationResult:
 def predictions_from(counts: np.ndarray) -> np.ndarray:
     """``argmax`` over output neurons of ``[N, classes]`` counts (first index wins ties)."""
     return np.argmax(counts, axis=1).astype(np.int64)
+
+
+def count_agreement(counts: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> tuple:
+    """Per layer: fraction of (sample, neuron) counts equal to the expected ones."""
+    return tuple(
+        float(np.mean(np.asarray(c) == np.asarray(e)))
+        for c, e in zip(counts, expected, strict=True)
+    )
 
 
 def layer_agreement(counts: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> tuple:
