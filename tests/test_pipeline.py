@@ -39,7 +39,7 @@ def fit(tmp_path, *args):
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    result = fit(out, "--sparsity", "0.8", "--backend", "reference", "--json")
+    result = fit(out, "--sparsity", "0.8", "--backend", "reference", "--floating-point", "--json")
     return out / "run", result
 
 
