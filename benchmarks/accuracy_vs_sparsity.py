@@ -11,7 +11,9 @@ Full grid (slow; run on an idle machine)::
     python benchmarks/accuracy_vs_sparsity.py --dataset digits --models mlp conv \\
         --sparsities 0.9 0.95 0.98 0.99 \\
         --methods stds-sine stds-linear lats gradr gmp magnitude --seeds 0 1 2 \\
-        --out docs/benchmarks/accuracy_vs_sparsity.md
+        --out docs/benchmarks_pruning.md
+
+The report is rewritten after every (model, seed), so an interrupted grid keeps what it did.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-limit", type=int, default=None, help="use only N train images")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="docs/benchmarks/accuracy_vs_sparsity.md")
+    parser.add_argument("--out", default="docs/benchmarks_pruning.md")
     return parser.parse_args(argv)
 
 
@@ -107,14 +109,16 @@ def mean_std(values: list[float]) -> str:
 
 def table(rows: list[dict], methods: list[str]) -> str:
     """Markdown: one row per (model, sparsity); dense accuracy and one column per method."""
-    header = "| model | sparsity | B | max synapses kept | dense acc (%) | " + " | ".join(methods)
+    header = "| model | sparsity | B | synapses kept (min-max) | dense acc (%) | " + " | ".join(
+        methods
+    )
     lines = [header + " |", "|" + "---|" * (5 + len(methods))]
     keys = sorted({(r["model"], r["sparsity"]) for r in rows}, key=lambda k: (k[0], k[1]))
     for model, sparsity in keys:
         group = [r for r in rows if r["model"] == model and r["sparsity"] == sparsity]
         dense = mean_std([r["dense_accuracy"] for r in group if r["method"] == group[0]["method"]])
         cells = [mean_std([r["accuracy"] for r in group if r["method"] == m]) for m in methods]
-        kept = max(r["synapses"] for r in group)
+        kept = f"{min(r['synapses'] for r in group)}-{max(r['synapses'] for r in group)}"
         budget = group[0]["budget"]
         lines.append(
             f"| {model} | {sparsity:g} | {budget} | {kept} | {dense} | " + " | ".join(cells) + " |"
@@ -122,9 +126,21 @@ def table(rows: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def machine() -> str:
-    return (f"{platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
-            f"{os.cpu_count()} CPUs visible, {torch.get_num_threads()} torch thread(s)")  # fmt: skip
+    return (f"{cpu_model()}, {os.cpu_count()} CPUs visible, {platform.platform()}, Python "
+            f"{platform.python_version()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch thread(s)")  # fmt: skip
 
 
 def report(args, rows: list[dict], seconds: float) -> str:
@@ -149,14 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     dataset = limited(load_dataset(args.dataset, args.data_dir), args.train_limit)
     started = time.perf_counter()
-    rows = [
-        row
-        for model_name in args.models
-        for seed in args.seeds
-        for row in run_seed(args, dataset, model_name, seed)
-    ]
-    text = report(args, rows, time.perf_counter() - started)
-    write_text(Path(args.out), text)
+    rows: list[dict] = []
+    for model_name in args.models:
+        for seed in args.seeds:
+            rows += run_seed(args, dataset, model_name, seed)
+            text = report(args, rows, time.perf_counter() - started)
+            write_text(Path(args.out), text)
     print(text)
     return 0
 

@@ -8,7 +8,7 @@ minimum is the estimate least disturbed by other load) and the ratio to dense. W
 
 Example::
 
-    python benchmarks/overhead.py --models mlp conv --epochs 3 --out docs/benchmarks/overhead.md
+    python benchmarks/overhead.py --models mlp conv --epochs 3 --out /tmp/overhead.md
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="docs/benchmarks/overhead.md")
+    parser.add_argument("--out", default=None, help="also write the table here (Markdown)")
     return parser.parse_args(argv)
 
 
@@ -91,13 +91,26 @@ def time_model(args, dataset, model_name: str) -> list[dict]:
     return rows
 
 
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def report(args, rows: list[dict]) -> str:
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     lines = [
         "# Training overhead of pruning reparameterisations", "",
         f"- command: `{command}`",
-        f"- machine: {platform.platform()}, Python {platform.python_version()}, torch "
-        f"{torch.__version__}, {os.cpu_count()} CPUs visible, {torch.get_num_threads()} thread(s)",
+        f"- machine: {cpu_model()}, {platform.platform()}, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs visible, "
+        f"{torch.get_num_threads()} thread(s); other jobs share these CPUs, so ratios move by "
+        "a few percent between runs",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
         f"- dataset {args.dataset}; {args.epochs} epochs; T = {args.timesteps}; batch "
         f"{args.batch_size}; fastest epoch (train + test pass) over {args.repeats} interleaved "
@@ -118,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     dataset = load_dataset(args.dataset, args.data_dir)
     rows = [row for model_name in args.models for row in time_model(args, dataset, model_name)]
     text = report(args, rows)
-    write_text(Path(args.out), text)
+    if args.out:
+        write_text(Path(args.out), text)
     print(text)
     return 0
 

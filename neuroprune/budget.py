@@ -16,6 +16,7 @@ The rest of the module is the pure logic of budget targeting (pruning_algorithms
   cap (greedy over one global order, ties broken by index);
 * :func:`threshold_for_count` / :func:`count_above` — the knob ``D`` whose predicted final count
   ``sum(cost[|theta| > D])`` lands on a target, and that prediction;
+* :func:`planned_count` — the geometric count path the controller steers along;
 * :func:`steer_knob` — the slow multiplicative controller that moves a knob toward its ideal.
 
 Per-layer minimum (our choice): the output layer keeps one synapse per output unit (a class
@@ -363,6 +364,11 @@ class LayerScores:
         groups: postsynaptic group per entry (output row, or output channel for conv); the
             fan-in cap limits selected entries per group.
         keep_every_group: give every group its best entry first (the output layer).
+        excitatory: optional boolean per entry, True where the synapse is excitatory (positive
+            weight: inputs are non-negative spikes or pixels, so only these can drive the unit
+            toward its threshold). Where given, the entry forced per group is the group's best
+            *excitatory* entry (its best entry when it has none): an output unit whose inputs
+            are all inhibitory can never fire, so its class could never be predicted.
     """
 
     name: str
@@ -370,6 +376,7 @@ class LayerScores:
     costs: np.ndarray
     groups: np.ndarray
     keep_every_group: bool = False
+    excitatory: np.ndarray | None = None
 
 
 def select_synapses(layers: Sequence[LayerScores], budget: Budget) -> dict[str, np.ndarray]:
@@ -377,8 +384,9 @@ def select_synapses(layers: Sequence[LayerScores], budget: Budget) -> dict[str, 
 
     Greedy over one global order (score descending, ties by lower index):
     1. entries ranked ``>= fan_in_cap`` within their group are not eligible;
-    2. forced: each group's best entry where ``keep_every_group``, then each layer's next best
-       entries until its cost reaches ``budget.per_layer_min``;
+    2. forced: each group's best entry where ``keep_every_group`` (its best excitatory entry
+       when ``LayerScores.excitatory`` is given), then each layer's next best entries until its
+       cost reaches ``budget.per_layer_min``;
     3. fill: walk the rest in order, taking every entry whose cost still fits in ``B``.
     Result: ``sum(cost[kept]) <= B``; equal to ``B`` when all costs are 1 and enough entries are
     eligible.
@@ -416,7 +424,8 @@ def _rank_in_group(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def _forced_entries(layer: LayerScores, rank, eligible, minimum: int) -> np.ndarray:
-    forced = (rank == 0) if layer.keep_every_group else np.zeros(len(rank), dtype=bool)
+    forced = _group_leaders(layer, rank, eligible) if layer.keep_every_group else None
+    forced = np.zeros(len(rank), dtype=bool) if forced is None else forced
     short = minimum - int(layer.costs[forced].sum())
     if short <= 0:
         return forced
@@ -426,6 +435,20 @@ def _forced_entries(layer: LayerScores, rank, eligible, minimum: int) -> np.ndar
     take = int(np.searchsorted(cumulative, short)) + 1
     forced[order[:take]] = True
     return forced
+
+
+def _group_leaders(layer: LayerScores, rank: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """One entry per group: its best excitatory eligible entry if any, else its best entry."""
+    leaders = rank == 0
+    if layer.excitatory is None:
+        return leaders
+    excitatory = np.asarray(layer.excitatory, dtype=bool) & eligible
+    scores = np.where(excitatory, np.asarray(layer.scores, np.float64), -np.inf)
+    best = _rank_in_group(scores, layer.groups) == 0
+    has_excitatory = np.zeros(int(np.max(layer.groups)) + 1, dtype=bool)
+    has_excitatory[np.asarray(layer.groups)[excitatory]] = True
+    covered = has_excitatory[layer.groups]
+    return np.where(covered, best & excitatory, leaders)
 
 
 def _greedy_fill(layers: Sequence[LayerScores], free, room: int) -> list[np.ndarray]:
@@ -506,6 +529,20 @@ class KnobControl:
     def target(self, budget: int) -> float:
         """Count the knob aims for: ``margin * B``."""
         return self.margin * budget
+
+
+def planned_count(dense: float, final: float, fraction: float) -> float:
+    """Planned synapse count ``N * (F / N) ** g`` at schedule fraction ``g``: geometric from
+    ``N`` (``g = 0``) to ``F`` (``g = 1``).
+
+    It is the count a threshold ``d = D g`` leaves of Laplace-distributed magnitudes,
+    ``N exp(-d / sigma)`` with ``F = N exp(-D / sigma)``. Units: synapses. ``fraction`` is
+    clipped to [0, 1]; ``F`` above ``N`` is taken as ``N``.
+    """
+    if dense <= 0:
+        return 0.0
+    ratio = min(max(final, 1e-12), dense) / dense
+    return dense * ratio ** min(max(fraction, 0.0), 1.0)
 
 
 def steer_knob(knob: float, ideal: float, control: KnobControl) -> float:

@@ -20,6 +20,7 @@ from neuroprune.budget import (
     derive_budget,
     fan_in_capacity,
     per_layer_minimums,
+    planned_count,
     select_synapses,
     steer_knob,
     threshold_for_count,
@@ -272,6 +273,42 @@ def test_projection_is_exact_and_respects_every_constraint(seed, shapes, fractio
             assert per_group.min() >= 1
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    rows=st.integers(1, 10),
+    cols=st.integers(1, 10),
+    cap=st.one_of(st.none(), st.integers(1, 10)),
+)
+def test_every_output_unit_with_an_excitatory_candidate_keeps_one(seed, rows, cols, cap):
+    rng = np.random.default_rng(seed)
+    (layer,) = random_layers(rng, [(rows, cols)])
+    excitatory = rng.random(rows * cols) < 0.3
+    layer = dataclasses.replace(layer, excitatory=excitatory)
+    budget = Budget(synapses=rows, source="test", fan_in_cap=cap)
+    keep = select_synapses([layer], budget)[layer.name]
+    assert int(keep.sum()) == rows
+    for group in range(rows):
+        members = layer.groups == group
+        order = np.argsort(-layer.scores[members], kind="stable")
+        eligible = np.zeros(cols, dtype=bool)
+        eligible[order[: cols if cap is None else cap]] = True
+        if (excitatory[members] & eligible).any():
+            assert (keep[members] & excitatory[members]).any()
+
+
+def test_output_unit_keeps_its_best_excitatory_input_not_its_largest():
+    layer = LayerScores(
+        "out", scores=np.array([5.0, 4.0, 1.0, 3.0, 2.0, 0.5]), costs=np.ones(6, np.int64),
+        groups=np.array([0, 0, 0, 1, 1, 1]), keep_every_group=True,
+        excitatory=np.array([False, False, True, False, False, False]),
+    )  # fmt: skip
+    keep = select_synapses([layer], Budget(synapses=3, source="test"))["out"]
+    # unit 0: its excitatory entry 2 (not the larger inhibitory 0/1); unit 1 has no excitatory
+    # entry, so its best one (3); the rest of B goes by score (entry 0).
+    assert keep.tolist() == [True, False, True, True, False, False]
+
+
 def test_projection_keeps_the_top_scores_with_ties_by_index():
     layer = LayerScores("a", np.array([0.5, 0.9, 0.5, 0.1, 0.5]), np.ones(5, np.int64),
                         np.zeros(5, np.int64))  # fmt: skip
@@ -317,6 +354,18 @@ def test_steer_knob_moves_toward_ideal_within_bounds(knob, ideal):
     new = steer_knob(knob, ideal, control)
     assert knob / 1.2 * (1 - 1e-9) <= new <= knob * 1.2 * (1 + 1e-9)
     assert (new - knob) * (ideal - knob) >= 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(dense=st.integers(1, 10**7), keep=st.floats(1e-4, 1.0), a=st.floats(0, 1), b=st.floats(0, 1))
+def test_planned_count_falls_geometrically_from_dense_to_the_target(dense, keep, a, b):
+    final = keep * dense
+    a, b = sorted((a, b))
+    assert planned_count(dense, final, 0.0) == pytest.approx(dense)
+    assert planned_count(dense, final, 1.0) == pytest.approx(final)
+    assert planned_count(dense, final, a) >= planned_count(dense, final, b) * (1 - 1e-12)
+    assert planned_count(dense, final, 0.5) == pytest.approx(math.sqrt(dense * final))
+    assert planned_count(dense, 2 * dense, 0.7) == pytest.approx(dense)
 
 
 def test_knob_control_rejects_bad_settings():

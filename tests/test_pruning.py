@@ -16,10 +16,12 @@ from neuroprune.budget import Budget, KnobControl, derive_budget, fan_in_capacit
 from neuroprune.data import load_dataset
 from neuroprune.errors import ConfigError
 from neuroprune.models import TrainConfig, build_model, summarize, train
+from neuroprune.models.train import lr_at
 from neuroprune.pruning import METHODS, SCHEDULERS, freeze_mask, prune_to_budget
 from neuroprune.pruning.gradr import prior_centre, prior_step
 from neuroprune.pruning.registry import method_class, split_method_spec
 from neuroprune.pruning.reparam import signed_relu, soft_threshold
+from neuroprune.pruning.run import prune_config
 from neuroprune.pruning.schedulers import get_scheduler, gmp_sparsity, pgh
 from neuroprune.pruning.soft_threshold import layer_thresholds
 from neuroprune.pruning.targets import find_targets
@@ -335,3 +337,49 @@ def test_fan_in_cap_holds_during_pruning(name, data):
     method.on_train_begin(model, None, 4, 1)
     assert model[1].weight.ne(0).sum(1).max() <= 3
     assert model[3].weight.ne(0).sum(1).max() <= 3
+
+
+# --------------------------------------------------------------------------------------------
+# Accuracy fixes (docs/benchmarks_pruning.md): projection values, output excitation, STDS lr
+
+
+@pytest.mark.parametrize("name", ["stds", "lats", "gradr"])
+def test_projection_keeps_the_effective_weights_the_network_trained_with(name, data):
+    model = tiny_model("mlp", data)
+    method = METHODS[name](tiny_budget(model, data, sparsity=0.5), input_shape=data.input_shape,
+                           control=KnobControl(freeze_after=0.0))  # fmt: skip
+    method.attach(model)
+    drive(method, model, [0.05] * 8, steps_per_epoch=4, epochs=2, steps=6)
+    before = [model[i].weight.detach().clone() for i in (1, 3)]
+    method.project()
+    for i, old in zip((1, 3), before, strict=True):
+        kept = (model[i].weight != 0) & (old != 0)
+        assert bool(kept.any())
+        assert torch.equal(model[i].weight[kept], old[kept])
+
+
+def test_every_output_unit_keeps_an_excitatory_input(data):
+    model = tiny_model("mlp", data)
+    with torch.no_grad():  # the largest output weights are inhibitory, as in trained nets
+        model[3].weight.copy_(-model[3].weight.abs())
+        model[3].weight[:, 0] = 0.01
+    budget = tiny_budget(model, data, sparsity=0.95)
+    method = METHODS["magnitude"](budget, input_shape=data.input_shape)
+    plain = method.finalize(method.attach(model))
+    assert bool((plain[3].weight > 0).any(1).all())
+    assert summarize(plain, data.input_shape, T).synapses() <= budget.synapses
+
+
+def test_stds_prunes_at_a_constant_rate_with_the_schedules_total(data):
+    config = CONFIG.replace(lr=0.02, lr_schedule="cosine")
+    flat = prune_config(config, 5, constant=True)
+    assert flat.lr_schedule == "none" and flat.epochs == 5
+    cosine = prune_config(config, 5)
+    assert flat.lr * 5 == pytest.approx(sum(lr_at(cosine, e) for e in range(5)))
+    assert METHODS["stds"].constant_lr and not METHODS["lats"].constant_lr
+    model = tiny_model("mlp", data)
+    result = prune_to_budget(model, data, config, method="stds", budget=tiny_budget(model, data),
+                             epochs=2, finetune_epochs=1)  # fmt: skip
+    prune_lrs = [row["lr"] for row in result.history if row["stage"] == "prune"]
+    expected = prune_config(config, 2, constant=True).lr
+    assert prune_lrs == pytest.approx([expected, expected])

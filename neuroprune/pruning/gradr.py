@@ -11,8 +11,10 @@ that step::
 
 (``mu = -ln(2 s_target) / alpha`` when ``s_target < 0.5``), ``s_target = 1 - B / dense``.
 
-``refit=True`` (default) gives kept synapses ``s * max(theta + A, 0)`` at the projection,
-with ``A = sum_t eta_t alpha_t`` the total prior pull (the shrinkage is undone on the support).
+The projection keeps the effective weights ``s * max(theta, 0)`` (``refit=False``, default);
+``refit=True`` gives kept synapses ``s * max(theta + A, 0)`` with ``A = sum_t eta_t alpha_t``
+the total prior pull. The network adapts to the pull while it trains, so undoing it inflated
+every survivor and cost ~15 accuracy points at 90 % sparsity (docs/benchmarks_pruning.md).
 
 Budget targeting (§7.3): with ``mu`` far below zero the prior is a constant shrink of
 ``eta * alpha`` per step (LATS's lambda), so ``alpha`` starts where ``#{theta_0 > alpha * sum
@@ -66,7 +68,7 @@ class GradR(PruningMethod):
     name = "gradr"
     knob_name: ClassVar[str] = "alpha"
 
-    def __init__(self, budget, *, refit: bool = True, **options) -> None:
+    def __init__(self, budget, *, refit: bool = False, **options) -> None:
         super().__init__(budget, **options)
         self.refit = bool(refit)
         self.shrink_total = 0.0

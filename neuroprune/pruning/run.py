@@ -4,7 +4,8 @@ Stages (pruning_algorithms.md §7.5):
 
 1. attach the method (reparameterise Linear/Conv2d weights);
 2. train ``epochs`` epochs with the method as a callback (the knob steers the predicted final
-   count toward ``margin * B``);
+   count toward ``margin * B``), under :func:`prune_config` (the training schedule, or for a
+   method with ``constant_lr`` a constant rate with the same total ``sum eta``);
 3. project exactly to ``B`` (:meth:`PruningMethod.project`): plain weights, mask frozen;
 4. fine-tune ``finetune_epochs`` epochs at ``finetune_lr_scale * lr`` with the mask frozen;
 5. finalize: a plain model whose pruned weights are exact zeros, no hooks or parametrizations.
@@ -94,8 +95,9 @@ def prune_to_budget(
     """
     started = time.perf_counter()
     input_shape = tuple(int(s) for s in dataset.x_train.shape[1:])
-    prune_cfg = train_config.replace(epochs=max(1, int(epochs)))
-    pruner = method_class(method)(
+    cls = method_class(method)
+    prune_cfg = prune_config(train_config, epochs, constant=cls.constant_lr)
+    pruner = cls(
         budget,
         input_shape=input_shape,
         scheduler=scheduler,
@@ -147,6 +149,20 @@ def _train_stage(model, dataset, config, pruner: PruningMethod, stage, epochs, p
         return []
     result = train(model, dataset, config, callbacks=[pruner], progress=_tagged(progress, stage))
     return [{"stage": stage, **row} for row in result.history]
+
+
+def prune_config(config: TrainConfig, epochs: int, *, constant: bool = False) -> TrainConfig:
+    """Training config of the pruning stage: ``config`` for ``epochs`` epochs.
+
+    ``constant=True``: learning rate ``eta = (1/E) sum_e lr_at(e)`` every epoch
+    (``lr_schedule="none"``), the same total ``sum eta`` as the configured schedule spread evenly
+    (STDS: a sine/linear threshold under a decaying rate ends in a diverging L1 strength).
+    """
+    cfg = config.replace(epochs=max(1, int(epochs)))
+    if not constant or cfg.lr_schedule == "none":
+        return cfg
+    mean = sum(lr_at(cfg, e) for e in range(cfg.epochs)) / cfg.epochs
+    return cfg.replace(lr=float(mean), lr_schedule="none")
 
 
 def lr_schedule(config: TrainConfig, train_size: int) -> Callable[[int], float]:

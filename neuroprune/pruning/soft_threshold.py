@@ -14,9 +14,19 @@ step ``t`` of ``T`` the threshold is
 Budget targeting (§7.2): ``D`` starts at the magnitude that leaves ``margin * B`` synapses above
 it, ``D_0 = threshold_for_count(|theta_0|, cost, margin * B)``; the shared controller
 (:mod:`neuroprune.pruning.base`) then scales ``D`` so the current count follows
-``B_t = N - (N - margin * B) * d_t / D``. The projection ranks by ``|theta|`` and, with
-``refit=True``, gives the kept synapses their latent value ``theta`` (undoing the shrinkage).
-The logged ``predicted`` is ``sum(cost[|theta| > D])``.
+``B_t = N - (N - margin * B) * d_t / D``. The projection ranks by ``|theta|`` and keeps the
+effective weights ``w = S_d(theta)`` the network was trained with (``refit=True`` would give
+kept synapses their latent value ``theta = w + sign * d``; the network has adapted to the shrunk
+weights, so that inflated every survivor by ``d`` and cost 10-20 accuracy points at 90 %
+sparsity, docs/benchmarks_pruning.md). The logged ``predicted`` is ``sum(cost[|theta| > D])``.
+
+Learning rate: ``stds`` sets ``constant_lr``, so :func:`neuroprune.pruning.prune_to_budget`
+prunes it at a constant rate with the same total ``sum eta`` as the configured schedule (the
+STDS paper's CIFAR setting, constant-lr Adam). Under a decaying schedule the implied L1
+strength ``lambda_t = (d_{t+1} - d_t) / eta_t`` of a sine or linear threshold grows without
+bound at the end (pruning_algorithms.md §3.2) and the network went silent in the last epochs.
+``lats``/``slats``/``pgh`` follow the schedule they are given (their threshold is built from
+it).
 """
 
 from __future__ import annotations
@@ -36,15 +46,15 @@ from neuroprune.pruning.targets import Target
 class SoftThresholdMethod(PruningMethod):
     """Shared machinery; subclasses pick the threshold shape via :meth:`threshold_fraction`.
 
-    ``refit=True`` (default): the projection gives kept synapses their latent value ``theta``
-    (``|w| + d``), undoing the threshold's shrinkage on the chosen support (as a relaxed lasso
-    refits its support); ``refit=False`` keeps ``w = S_d(theta)``.
+    ``refit=False`` (default): the projection keeps ``w = S_d(theta)``; ``refit=True`` gives
+    kept synapses their latent value ``theta`` (``|w| + d``), a relaxed-lasso style refit that
+    only suits a network which did not adapt to the shrinkage (module docstring).
     """
 
     knob_name: ClassVar[str] = "threshold"
     default_scheduler: ClassVar[str | None] = "sine"
 
-    def __init__(self, budget, *, refit: bool = True, **options) -> None:
+    def __init__(self, budget, *, refit: bool = False, **options) -> None:
         super().__init__(budget, **options)
         self.refit = bool(refit)
 
@@ -97,9 +107,11 @@ class SoftThresholdMethod(PruningMethod):
 
 
 class STDS(SoftThresholdMethod):
-    """STDS (Chen et al., ICML 2022): ``d_t = D * f(t/T)`` with ``sine`` or ``linear``."""
+    """STDS (Chen et al., ICML 2022): ``d_t = D * f(t/T)`` with ``sine`` or ``linear``, pruned
+    at a constant learning rate (module docstring)."""
 
     name = "stds"
+    constant_lr = True
 
 
 class SLATS(SoftThresholdMethod):

@@ -36,6 +36,8 @@ class Target:
         cost: physical synapses per entry (float32, weight shape).
         group: postsynaptic group per entry (int64, weight shape).
         is_output: True for the last synaptic layer (every output unit keeps an input).
+        has_batchnorm: True when a BatchNorm follows the layer (its sign may flip a weight's
+            effect, so a positive weight is not necessarily excitatory).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Target:
     cost: torch.Tensor
     group: torch.Tensor
     is_output: bool
+    has_batchnorm: bool = False
 
     @property
     def dense(self) -> int:
@@ -72,7 +75,9 @@ def _target(block: Block, sharing: bool, is_output: bool) -> Target:
         cost = torch.ones(weight.shape)
     rows = torch.arange(weight.shape[0]).view(-1, *([1] * (weight.dim() - 1)))
     group = rows.expand(weight.shape).contiguous()
-    return Target(block.name, block.synapse, cost.float(), group, is_output)
+    return Target(
+        block.name, block.synapse, cost.float(), group, is_output, block.batchnorm is not None
+    )
 
 
 def unrolled_tap_cost(conv: torch.nn.Module, in_shape: Sequence[int]) -> torch.Tensor:
