@@ -14,6 +14,9 @@ from neuroprune.pruning.soft_threshold import LATS, PGH, SLATS, STDS
 METHODS: dict[str, type[PruningMethod]] = {
     cls.name: cls for cls in (STDS, SLATS, LATS, PGH, GradR, GMP, Magnitude)
 }
+# SCA registers itself from neuroprune/pruning/__init__.py (sca.py builds on run.py, which reads
+# this registry). 'sca+stds' is not a callback of its own: the pipeline runs sca, channel
+# removal, then stds inside the kept channels (sca.prune_structured(then_stds=True)).
 
 
 def method_class(name: str) -> type[PruningMethod]:
