@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import datetime
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -31,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import limited, machine  # noqa: E402  (benchmarks/common.py)
 
 from neuroprune.atomic import write_text
 from neuroprune.budget import derive_budget
@@ -58,15 +56,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="docs/benchmarks_pruning.md")
     return parser.parse_args(argv)
-
-
-def limited(dataset, limit: int | None):
-    """The dataset with only the first ``limit`` training images (smoke runs)."""
-    if not limit:
-        return dataset
-    return dataclasses.replace(
-        dataset, x_train=dataset.x_train[:limit], y_train=dataset.y_train[:limit]
-    )
 
 
 def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
@@ -124,23 +113,6 @@ def table(rows: list[dict], methods: list[str]) -> str:
             f"| {model} | {sparsity:g} | {budget} | {kept} | {dense} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def machine() -> str:
-    return (f"{cpu_model()}, {os.cpu_count()} CPUs visible, {platform.platform()}, Python "
-            f"{platform.python_version()}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} torch thread(s)")  # fmt: skip
 
 
 def report(args, rows: list[dict], seconds: float) -> str:

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import torch
+from common import cpu_model  # noqa: E402  (benchmarks/common.py)
 
 from neuroprune.atomic import write_text
 from neuroprune.budget import derive_budget
@@ -89,17 +90,6 @@ def time_model(args, dataset, model_name: str) -> list[dict]:
         print(f"  {model_name} {spec}: {row['seconds']:.3f} s/epoch vs dense {row['dense']:.3f} "
               f"({row['ratio']:.2f}x)", file=sys.stderr)  # fmt: skip
     return rows
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def report(args, rows: list[dict]) -> str:

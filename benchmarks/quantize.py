@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import datetime
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -33,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import limited, machine  # noqa: E402  (benchmarks/common.py)
 
 from neuroprune.atomic import write_text
 from neuroprune.budget import derive_budget
@@ -63,15 +61,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="also write the Markdown here")
     return parser.parse_args(argv)
-
-
-def limited(dataset, limit: int | None):
-    """The dataset with only the first ``limit`` training images (smoke runs)."""
-    if not limit:
-        return dataset
-    return dataclasses.replace(
-        dataset, x_train=dataset.x_train[:limit], y_train=dataset.y_train[:limit]
-    )
 
 
 def pruned_model(args, dataset, model_name: str, seed: int):
@@ -146,12 +135,6 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {model} | {chip} | {group[0]['format']} | " + " | ".join(cells)
                      + f" | {before} -> {after} | {100 * clipped:.1f} % |")  # fmt: skip
     return "\n".join(lines)
-
-
-def machine() -> str:
-    python = f"Python {platform.python_version()}, torch {torch.__version__}"
-    cpus = f"{os.cpu_count()} CPUs visible, {torch.get_num_threads()} torch thread(s)"
-    return f"{platform.platform()}, {python}, {cpus}"
 
 
 def report(args, rows: list[dict], seconds: float) -> str:

@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import datetime
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -33,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import limited, machine  # noqa: E402  (benchmarks/common.py)
 
 from neuroprune.atomic import write_text
 from neuroprune.budget import derive_budget
@@ -66,15 +64,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="docs/benchmarks/sca.md")
     return parser.parse_args(argv)
-
-
-def limited(dataset, limit: int | None):
-    """The dataset with only the first ``limit`` training images (smoke runs)."""
-    if not limit:
-        return dataset
-    return dataclasses.replace(
-        dataset, x_train=dataset.x_train[:limit], y_train=dataset.y_train[:limit]
-    )
 
 
 def prune(method: str, dense, dataset, config, budget, profile, args):
@@ -158,12 +147,6 @@ def table(rows: list[dict], methods: list[str]) -> str:
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def machine() -> str:
-    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, Python "
-            f"{platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs "
-            f"visible, {torch.get_num_threads()} torch thread(s)")  # fmt: skip
 
 
 def report(args, rows: list[dict], seconds: float) -> str:

@@ -20,8 +20,6 @@ temporary directory).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import machine  # noqa: E402  (benchmarks/common.py)
 
 from neuroprune.data import encode, load_dataset
 from neuroprune.export import export_nir
@@ -132,23 +131,6 @@ def rows_for(spec: str, dataset, args, work: Path, profile) -> list[list[str]]:
                 f"{100 * ref.accuracy:.1f} %",
             ])  # fmt: skip
     return rows
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from importlib.metadata import version
-
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    return (f"{cpu}, {os.cpu_count()} CPUs visible (load average {load}), "
-            f"Python {platform.python_version()}, lava-nc {version('lava-nc')}, "
-            f"numpy {np.__version__}, torch {torch.__version__}")  # fmt: skip
 
 
 def main(argv: list[str]) -> None:
