@@ -245,8 +245,7 @@ def test_inconsistent_formats_raise_profile_error(fmt_name, params, field):
 
 def test_profile_with_zero_weight_bits_is_rejected_at_load(tmp_path):
     shipped = sorted(profiles_dir().glob("*.yaml"))
-    if not shipped:
-        pytest.skip("no shipped profiles yet")
+    assert shipped, "no shipped profiles found"
     raw = yaml.safe_load(shipped[0].read_text())
     raw["weights"]["bits"] = 0
     bad = tmp_path / "zero_bits.yaml"
