@@ -378,7 +378,9 @@ def _stage_quantize(run: _Run, model, dataset):
                                 progress=_epoch_progress(run, "quantize"))  # fmt: skip
         qmodel = result.model
         record = _quant_record(result)
+        record["history"] = [dict(row) for row in getattr(result, "history", ())]
         save_model(run.run_dir / "quantized.pt", qmodel, {"record": record})
+    run.history["quantize"] = list(record.pop("history", []))
     accuracy = evaluate(qmodel, dataset.x_test, dataset.y_test, cfg.timesteps, cfg.encoding)
     summary = summarize(qmodel, dataset.input_shape, cfg.timesteps)
     run.report["quantized"] = {**record, "accuracy": accuracy, "neurons": summary.neurons,

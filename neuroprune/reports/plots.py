@@ -34,20 +34,17 @@ def training_curves(history: Mapping[str, Sequence[Mapping[str, Any]]], path: Pa
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     offset = 0
-    for stage, rows in history.items():
+    for k, (stage, rows) in enumerate(history.items()):
         if not rows:
             continue
+        style = {"marker": "o", "ms": 3, "label": stage, "color": f"C{k}"}  # one colour a stage
         epochs = [offset + i + 1 for i in range(len(rows))]
         acc = [r.get("test_accuracy") for r in rows]
-        axes[0].plot(
-            epochs, [a * 100 if a is not None else None for a in acc], marker="o", ms=3, label=stage
-        )
+        axes[0].plot(epochs, [a * 100 if a is not None else None for a in acc], **style)
         if any("sparsity" in r for r in rows):
-            axes[1].plot(
-                epochs, [100 * r.get("sparsity", 0) for r in rows], marker="o", ms=3, label=stage
-            )
+            axes[1].plot(epochs, [100 * r.get("sparsity", 0) for r in rows], **style)
         if any("knob" in r for r in rows):
-            axes[2].plot(epochs, [r.get("knob") for r in rows], marker="o", ms=3, label=stage)
+            axes[2].plot(epochs, [r.get("knob") for r in rows], **style)
         offset = epochs[-1]
     for ax, title, ylabel in zip(
         axes,
