@@ -136,11 +136,12 @@ def profiles_validate(file: str) -> None:
     "--model", default="mlp", show_default=True, help="mlp, conv, sew, or FILE.py:FACTORY."
 )
 @click.option("--hidden", help="Hidden widths, e.g. 128 or 128,64.")
+@click.option("--neuron", type=click.Choice(["lif", "if"]), default="lif", show_default=True)
 @click.option("--dataset", default="digits", show_default=True)
 @click.option("--data-dir", type=click.Path(), help="Folder holding the dataset files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit report as JSON.")
 @handle_errors
-def check(chip, chips, cores, model, hidden, dataset, data_dir, as_json) -> None:
+def check(chip, chips, cores, model, hidden, neuron, dataset, data_dir, as_json) -> None:
     """Fit verdict of the dense (untrained) network, before any training.
 
     Exit 0 when it fits, 1 when it does not.
@@ -151,7 +152,7 @@ def check(chip, chips, cores, model, hidden, dataset, data_dir, as_json) -> None
 
     report = check_dense(
         chip, model=model, hidden=hidden, dataset=dataset, data_dir=data_dir,
-        chips=chips, cores=cores,
+        chips=chips, cores=cores, neuron=neuron,
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
@@ -172,6 +173,7 @@ FIT_OPTIONS = [
     click.option("--sparsity", type=float, help="Fraction of synapses to remove (0..1)."),
     click.option("--model", help="mlp, conv, sew, or FILE.py:FACTORY [mlp]."),
     click.option("--hidden", help="Hidden widths for mlp, e.g. 128 or 128,64."),
+    click.option("--neuron", help="lif or if (neuron model of the built-in models) [lif]."),
     click.option("--dataset", help="digits, mnist, fashion-mnist, cifar10 [digits]."),
     click.option("--data-dir", type=click.Path(), help="Folder holding the dataset files."),
     click.option("--method", help="stds, slats, lats, pgh, gradr, gmp, magnitude, sca [stds]."),

@@ -34,6 +34,7 @@ class RunConfig:
     sparsity: float | None = None
     model: str = "mlp"
     hidden: tuple[int, ...] | None = None
+    neuron: str = "lif"
     dataset: str = "digits"
     data_dir: str | None = None
     method: str = "stds"
@@ -114,6 +115,7 @@ def _validate(cfg: RunConfig) -> None:
     _one_of(cfg, "method", METHOD_NAMES)
     _one_of(cfg, "backend", BACKENDS)
     _one_of(cfg, "encoding", ENCODINGS)
+    _one_of(cfg, "neuron", ("lif", "if"))
     _one_of(cfg, "optimizer", ("adam", "sgd"))
     _one_of(cfg, "device", ("cpu", "cuda"))
 

@@ -198,7 +198,7 @@ def pack(summary: NetworkSummary, profile: ChipProfile) -> Packing:
     placements: list[Placement] = []
     unplaceable: list[tuple[str, int, str]] = []
     for layer in summary.layers:
-        if profile.core.layers_per_core == "one" and cores[-1].neurons:
+        if cores[-1].neurons and _starts_fresh(profile, layer, cores[-1]):
             cores.append(_OpenCore(len(cores)))
         start = 0
         while start < layer.neurons:
@@ -220,6 +220,19 @@ def pack(summary: NetworkSummary, profile: ChipProfile) -> Packing:
             start = stop
     used = [c.freeze() for c in cores if c.neurons]
     return Packing(tuple(used), tuple(placements), tuple(unplaceable))
+
+
+def _starts_fresh(profile: ChipProfile, layer: LayerSummary, core: _OpenCore) -> bool:
+    """Open a new core for ``layer`` when the chip wants one layer per core, or when the whole
+    layer fits an empty core but not what is left of ``core`` (splitting it there would spread
+    its neurons, and the fan-out of the layer before, over more cores than needed)."""
+    if profile.core.layers_per_core == "one":
+        return True
+    empty = _OpenCore(-1)
+    whole = layer.neurons
+    if _largest_group(profile, layer, empty, 0) < whole:
+        return False  # the layer spans several cores anyway
+    return _largest_group(profile, layer, core, 0) < whole
 
 
 def _why_unplaceable(profile: ChipProfile, layer: LayerSummary, neuron: int) -> str:
@@ -273,7 +286,7 @@ def neuron_model(ctx: FitContext) -> list[Finding]:
             layer.name,
             "/".join(models),
             layer.neuron_model,
-            f"use a neuron model the chip runs ({', '.join(models)})",
+            f"use a neuron model the chip runs ({', '.join(models)}), e.g. --neuron if",
         )
         for layer in ctx.summary.layers
         if layer.neuron_model not in models

@@ -140,7 +140,7 @@ def _stage_record(summary, shared: bool, accuracy: float) -> dict[str, Any]:
 
 
 def check_dense(chip: str, *, model="mlp", hidden=None, dataset="digits", data_dir=None,
-                chips=None, cores=None):  # fmt: skip
+                chips=None, cores=None, neuron="lif"):  # fmt: skip
     """Fit report of the untrained dense network (every synapse present)."""
     from neuroprune.config import _parse_hidden
     from neuroprune.data import load_dataset
@@ -151,7 +151,7 @@ def check_dense(chip: str, *, model="mlp", hidden=None, dataset="digits", data_d
     from neuroprune.models import build_model, summarize  # torch only once the inputs are valid
 
     widths = _parse_hidden(hidden) if hidden else None
-    net = build_model(model, data.input_shape, data.num_classes, hidden=widths)
+    net = build_model(model, data.input_shape, data.num_classes, hidden=widths, neuron=neuron)
     summary = summarize(net, data.input_shape, 1, name=model)
     return check_fit(summary, profile, chips=chips, cores=cores)
 
@@ -174,7 +174,7 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
 
     cfg = with_model_defaults(cfg)
     model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, hidden=cfg.hidden,
-                        seed=cfg.seed)  # fmt: skip
+                        neuron=cfg.neuron, seed=cfg.seed)  # fmt: skip
     if not isinstance(model, torch.nn.Sequential) and cfg.method not in STRUCTURED_METHODS:
         raise UnsupportedError(
             f"method {cfg.method!r} needs a Sequential chain model", where="--method",

@@ -211,3 +211,12 @@ def test_every_shipped_profile_judges_a_tiny_network(chip):
     huge = NetworkSummary((dense_layer("wide", np.eye(prof.neurons_max + 1, 4)),), input_shape=(4,))
     verdict = check_fit(huge, prof)
     assert not verdict.fits and "chip_neurons" in {v.rule for v in verdict.violations}
+
+
+def test_a_layer_that_fits_one_core_is_not_split_across_two():
+    """First-fit would put a few output neurons in the partly used core and the rest in a new
+    one; a layer that fits an empty core starts there instead (fan-out stays 1 core)."""
+    prof = profile(**{"core.input_axons_max": 24, "neuron.fan_out_max": 1,
+                      "neuron.fan_out_unit": "core"})  # fmt: skip
+    report = check_fit(mlp(16, 8, 6, density=0.6, seed=2), prof)
+    assert report.core_map["fc1"] == [1] and report.fits, report.violations
