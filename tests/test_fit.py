@@ -216,7 +216,13 @@ def test_every_shipped_profile_judges_a_tiny_network(chip):
 def test_a_layer_that_fits_one_core_is_not_split_across_two():
     """First-fit would put a few output neurons in the partly used core and the rest in a new
     one; a layer that fits an empty core starts there instead (fan-out stays 1 core)."""
-    prof = profile(**{"core.input_axons_max": 24, "neuron.fan_out_max": 1,
+    from neuroprune.fit import _largest_group, _OpenCore
+
+    prof = profile(**{"core.input_axons_max": 22, "neuron.fan_out_max": 1,
                       "neuron.fan_out_unit": "core"})  # fmt: skip
-    report = check_fit(mlp(16, 8, 6, density=0.6, seed=2), prof)
+    net = mlp(16, 8, 6, density=0.6, seed=2)
+    first, second = net.layers
+    partly = _OpenCore(0, neurons=first.neurons, axons=16)
+    assert 0 < _largest_group(prof, second, partly, 0) < second.neurons  # first-fit would split
+    report = check_fit(net, prof)
     assert report.core_map["fc1"] == [1] and report.fits, report.violations
