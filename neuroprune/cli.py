@@ -321,6 +321,7 @@ def report(run_dir: str) -> None:
 @handle_errors
 def sweep(chip, budgets, sparsities, method, out) -> None:
     """Accuracy-vs-budget table and plot over several budgets (one fit run each)."""
+    _torch_threads()
     from neuroprune.pipeline import run_sweep
     from neuroprune.reports.render import sweep_table
 
