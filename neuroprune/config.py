@@ -8,7 +8,6 @@ and what is allowed. The resolved config is saved in every run directory (``conf
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from neuroprune.errors import ConfigError
+from neuroprune.errors import ConfigError, did_you_mean
 
 METHOD_NAMES = ("stds", "slats", "lats", "pgh", "gradr", "gmp", "magnitude", "sca", "sca+stds")
 BACKENDS = ("lava", "reference", "none")
@@ -83,11 +82,9 @@ def _positive(cfg: RunConfig, key: str, allow_none: bool = True) -> None:
 def _one_of(cfg: RunConfig, key: str, options: tuple[str, ...]) -> None:
     value = getattr(cfg, key)
     if value not in options:
-        close = difflib.get_close_matches(str(value), options, n=1)
-        hint = f"Did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
             "unknown value", where="config", field=key, value=value,
-            fix=f"{hint}Choose one of: {', '.join(options)}.",
+            fix=f"{did_you_mean(value, options)}Choose one of: {', '.join(options)}.",
         )  # fmt: skip
 
 
@@ -142,11 +139,9 @@ def check_keys(values: Mapping[str, Any], *, where: str) -> None:
     """Raise ConfigError for the first unknown key, suggesting the closest known one."""
     for key in values:
         if key not in KEYS:
-            close = difflib.get_close_matches(str(key), KEYS, n=1)
             raise ConfigError(
                 "unknown config key", where=where, field=str(key), value=values[key],
-                fix=(f"Did you mean {close[0]!r}? " if close else "")
-                + "Known keys: neuroprune fit --help.",
+                fix=f"{did_you_mean(key, KEYS)}Known keys: neuroprune fit --help.",
             )  # fmt: skip
 
 

@@ -20,7 +20,6 @@ Input encodings turn an image batch into ``T`` time steps ``[T, B, C, H, W]`` (s
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import io
 import pickle
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetError
+from .errors import DatasetError, did_you_mean
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 ENCODINGS = ("direct", "poisson")
@@ -158,8 +157,7 @@ def canonical_name(name: str) -> str:
     key = _ALIASES.get(key, key)
     if key in DATASETS:
         return key
-    close = difflib.get_close_matches(key, DATASETS + tuple(_ALIASES), n=1, cutoff=0.5)
-    hint = f"Did you mean {_ALIASES.get(close[0], close[0])!r}? " if close else ""
+    hint = did_you_mean(key, DATASETS + tuple(_ALIASES), cutoff=0.5)
     raise DatasetError(
         "unknown dataset",
         where="dataset",

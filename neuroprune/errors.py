@@ -10,10 +10,20 @@ Exit codes (architecture.md): 0 done and fits; 1 ran but does not fit or verific
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 EXIT_OK = 0
 EXIT_DOES_NOT_FIT = 1
 EXIT_BAD_INPUT = 2
 EXIT_BACKEND_UNAVAILABLE = 3
+
+
+def did_you_mean(name: object, options: Iterable[str], *, n: int = 1, cutoff: float = 0.6) -> str:
+    """``"Did you mean 'x'? "`` (or ``'a', 'b'``) for the closest ``options`` to ``name``; ``""``
+    when nothing is close. Every "unknown name" error builds its fix with this."""
+    close = difflib.get_close_matches(str(name), sorted(options), n=n, cutoff=cutoff)
+    return f"Did you mean {', '.join(repr(c) for c in close)}? " if close else ""
 
 
 class NeuropruneError(Exception):

@@ -12,7 +12,6 @@ mapping form everywhere (a contract test enforces that).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import math
 from collections.abc import Mapping
@@ -23,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from neuroprune.errors import ProfileError, UnknownChipError
+from neuroprune.errors import ProfileError, UnknownChipError, did_you_mean
 
 SCHEMA_VERSION = 1
 STATUSES = ("verified", "derived", "secondary", "estimate")
@@ -221,8 +220,7 @@ def resolve_chip(chip: str) -> Path:
     for name in (key, key.replace("_", "")):
         if name in table:
             return shipped_profile_paths()[table[name]]
-    close = difflib.get_close_matches(key, sorted(table), n=3, cutoff=0.5)
-    hint = f"Did you mean {', '.join(close)}? " if close else ""
+    hint = did_you_mean(key, table, n=3, cutoff=0.5)
     raise UnknownChipError(
         f"unknown chip {chip!r}",
         where="--chip",
@@ -597,9 +595,8 @@ def _check_keys(r: _Reader, node: Any, prefix: str, allowed: set[str]) -> None:
         r.problem(prefix.rstrip("."), f"must be a mapping, got {node!r}")
         return
     for key in sorted((k for k in node if k not in allowed), key=str):
-        close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        r.problem(f"{prefix}{key}", "unknown key" + hint)
+        hint = did_you_mean(key, allowed).strip().replace("Did", "did", 1)
+        r.problem(f"{prefix}{key}", "unknown key" + (f" ({hint})" if hint else ""))
 
 
 def _check_consistency(r: _Reader, cores, neurons_max, core_neurons) -> None:

@@ -12,7 +12,6 @@ graph is the network unrolled over T steps (:mod:`neuroprune.export.onnx_export`
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from .nir_export import NIR_DT, build_nir_graph, export_nir
 from .nir_import import (
     ImportedModel,
@@ -89,8 +88,7 @@ EXPORTERS: dict[str, ExportFormat] = {
 def get_exporter(name: str) -> ExportFormat:
     """The registered format ``name``; :class:`ConfigError` naming the known ones otherwise."""
     if name not in EXPORTERS:
-        close = difflib.get_close_matches(name, EXPORTERS, n=1)
-        hint = f"Did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(name, EXPORTERS)
         raise ConfigError(
             "unknown export format",
             where="export",

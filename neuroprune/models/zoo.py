@@ -41,7 +41,6 @@ multi-step mode and must satisfy the convention above (checked with a dry forwar
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib.util
 import sys
@@ -53,7 +52,7 @@ from typing import Any
 import torch
 from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
-from ..errors import ModelError
+from ..errors import ModelError, did_you_mean
 from ..summary import conv_output_size
 
 MODELS = ("mlp", "conv", "sew")
@@ -135,8 +134,7 @@ def is_user_spec(spec: str) -> bool:
 
 def _build_builtin(spec, input_shape, num_classes, neuron_kind, tau, v_threshold, hidden):
     if spec not in MODELS:
-        close = difflib.get_close_matches(spec, MODELS, n=1)
-        hint = f"Did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(spec, MODELS)
         raise ModelError(
             "unknown model",
             where="model",

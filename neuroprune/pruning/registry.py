@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
-
-from neuroprune.errors import ConfigError
+from neuroprune.errors import ConfigError, did_you_mean
 from neuroprune.pruning.base import PruningMethod
 from neuroprune.pruning.gradr import GradR
 from neuroprune.pruning.masking import GMP, Magnitude
@@ -23,8 +21,7 @@ def method_class(name: str) -> type[PruningMethod]:
     """The registered class for ``name``; :class:`ConfigError` naming close matches if unknown."""
     if name in METHODS:
         return METHODS[name]
-    close = difflib.get_close_matches(name, list(METHODS), n=1)
-    hint = f"Did you mean {close[0]!r}? " if close else ""
+    hint = did_you_mean(name, METHODS)
     raise ConfigError(
         "unknown pruning method", where="--method", field="method", value=name,
         fix=f"{hint}Use one of {', '.join(METHODS)} (or METHOD-SCHEDULER, e.g. stds-linear).",
