@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from neuroprune.errors import ConfigError
+from neuroprune.errors import ConfigError, did_you_mean
 from neuroprune.sim.base import SimBackend
 from neuroprune.sim.lava_backend import LavaBackend
 from neuroprune.sim.reference import ReferenceBackend
@@ -31,6 +31,6 @@ def get_backend(backend: str | SimBackend) -> SimBackend:
             where="simulate",
             field="backend",
             value=backend,
-            fix=f"Use one of: {', '.join(sorted(SIM_BACKENDS))}.",
+            fix=f"{did_you_mean(backend, SIM_BACKENDS)}Use one of: {', '.join(sorted(SIM_BACKENDS))}.",
         )
     return SIM_BACKENDS[backend]
