@@ -36,6 +36,7 @@ from neuroprune.export.cuba import CubaLIFNode
 from neuroprune.export.nir_export import neuron_node
 from neuroprune.export.nir_import import chain_order
 from neuroprune.export.stages import NeuronStage
+from neuroprune.models import neurons
 from neuroprune.models.translate import fold_batchnorm, summarize
 from neuroprune.models.zoo import build_model
 
@@ -44,7 +45,17 @@ torch.set_num_threads(1)
 T = 8
 SAMPLES = 48
 DATA_DIR = Path(__file__).parent / "data"
+# golden_tiny.nir (strict v > v_th). The numpy reference simulator, which shares no code with
+# the torch import, reproduces them (test_golden_spikes_equal_the_numpy_reference).
 GOLDEN_SPIKES = [
+    [[1, 0, 0], [0, 0, 0], [0, 0, 0]],
+    [[1, 1, 1], [1, 0, 1], [0, 0, 1]],
+    [[0, 0, 0], [1, 1, 1], [1, 1, 1]],
+    [[1, 1, 0], [0, 0, 1], [0, 1, 0]],
+]
+# golden_tiny_ge.nir: the same dyadic network written with threshold ">=" (before the strict
+# convention); potentials land exactly on the threshold, so steps 3 and 4 differ.
+GOLDEN_SPIKES_GE = [
     [[1, 0, 0], [0, 0, 0], [0, 0, 0]],
     [[1, 1, 1], [1, 0, 1], [0, 0, 1]],
     [[1, 0, 0], [0, 1, 1], [1, 1, 1]],
@@ -244,7 +255,7 @@ def test_nir_metadata_follows_conventions(tmp_path, inputs):
     graph = read_nir(path)
     meta = graph_metadata(graph)
     assert meta["dt"] == NIR_DT == 2.0**-10
-    assert meta["integration"] == "forward_euler" and meta["threshold"] == ">="
+    assert meta["integration"] == "forward_euler" and meta["threshold"] == ">"
     assert meta["reset"] == "hard_zero" and meta["quantized"] is False
     assert (meta["timesteps"], meta["encoding"], meta["chip"]) == (T, "poisson", "loihi")
     assert meta["input_shape"] == (1, 8, 8) and isinstance(meta["neuroprune_version"], str)
@@ -332,9 +343,9 @@ def test_neuron_mapping_round_trips_spikes(tmp_path, model, tau, decay_input):
     imported = import_nir(tmp_path / "n.nir").model
     common = {"v_threshold": 1.0, "v_reset": 0.0, "surrogate_function": surrogate.ATan()}
     node = (
-        neuron.IFNode(**common)
+        neurons.IFNode(**common)
         if model == "IF"
-        else neuron.LIFNode(tau=tau, decay_input=decay_input, **common)
+        else neurons.LIFNode(tau=tau, decay_input=decay_input, **common)
     )
     fc = layer.Linear(5, 6, bias=False)
     with torch.no_grad():
@@ -362,7 +373,7 @@ def test_foreign_nir_without_dt_needs_dt_and_uses_strict_threshold(tmp_path):
     imported = import_nir(tmp_path / "f.nir", dt=1e-3)
     node = imported.model[1]
     assert node.tau == 2.0 and node.decay_input is True
-    assert node.v_threshold == float(np.nextafter(np.float32(1.0), np.float32(2.0)))
+    assert node.v_threshold == 1.0  # NIR and neuroprune both fire on v > v_th
 
 
 def test_cuba_lif_is_imported_as_a_runnable_node(tmp_path):
@@ -418,12 +429,36 @@ def _golden_module():
     return module
 
 
-def test_golden_tiny_nir_imports_to_the_expected_spikes():
+@pytest.mark.parametrize(
+    ("file", "expected"),
+    [("golden_tiny.nir", GOLDEN_SPIKES), ("golden_tiny_ge.nir", GOLDEN_SPIKES_GE)],
+)
+def test_golden_tiny_nir_imports_to_the_expected_spikes(file, expected):
     golden = _golden_module()
-    imported = import_nir(DATA_DIR / "golden_tiny.nir")
+    imported = import_nir(DATA_DIR / file)
     spikes = neuron_spikes(imported.model, golden.golden_input())[-1]
-    assert spikes.to(torch.int64).tolist() == GOLDEN_SPIKES
+    assert spikes.to(torch.int64).tolist() == expected
     assert imported.metadata["chip"] == "loihi" and imported.metadata["quantized"] is True
+
+
+@pytest.mark.parametrize(
+    ("file", "expected"),
+    [("golden_tiny.nir", GOLDEN_SPIKES), ("golden_tiny_ge.nir", GOLDEN_SPIKES_GE)],
+)
+def test_golden_spikes_equal_the_numpy_reference(file, expected):
+    from neuroprune.sim.nir_reader import read_deployment
+    from neuroprune.sim.reference import float_current, float_step
+
+    spec = read_deployment(DATA_DIR / file)
+    x = _golden_module().golden_input().numpy().reshape(4, 3, -1)
+    v = [np.zeros((3, layer.neurons)) for layer in spec.layers]
+    out = []
+    for t in range(4):
+        spikes = x[t]
+        for k, spec_layer in enumerate(spec.layers):
+            spikes = float_step(spec_layer, v[k], float_current(spec_layer, spikes))
+        out.append(spikes.astype(np.int64).tolist())
+    assert out == expected
 
 
 def test_exporter_still_writes_the_golden_graph(tmp_path):

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from spikingjelly.activation_based import functional, layer, neuron
+from spikingjelly.activation_based import functional, layer
 
 from neuroprune.data import Dataset
 from neuroprune.errors import ArtifactError, ConfigError, ModelError
@@ -24,6 +24,7 @@ from neuroprune.models import (
     fold_batchnorm,
     load_checkpoint,
     make_generator,
+    neurons,
     parse_blocks,
     predict,
     save_checkpoint,
@@ -75,7 +76,7 @@ def test_torch_encodings():
 def test_mlp_follows_convention():
     model = build_model("mlp", (1, 8, 8), 10, seed=0)
     assert layer_types(model) == [
-        layer.Flatten, layer.Linear, neuron.LIFNode, layer.Linear, neuron.LIFNode,
+        layer.Flatten, layer.Linear, neurons.LIFNode, layer.Linear, neurons.LIFNode,
     ]  # fmt: skip
     assert all(m.step_mode == "m" for m in model)
     assert model[1].bias is None and model[1].out_features == 128
@@ -101,7 +102,7 @@ def test_conv_uses_strided_conv_and_bn():
 
 def test_build_options_and_seed():
     model = build_model("mlp", (1, 8, 8), 10, neuron="if", hidden=(16, 12), seed=1)
-    assert [type(m) for m in model[2::2]] == [neuron.IFNode] * 3
+    assert [type(m) for m in model[2::2]] == [neurons.IFNode] * 3
     same = build_model("mlp", (1, 8, 8), 10, neuron="if", hidden=(16, 12), seed=1)
     assert torch.equal(model[1].weight, same[1].weight)
     state = torch.random.get_rng_state()
@@ -123,7 +124,7 @@ def test_build_errors(kwargs, field):
 
 
 def lif():
-    return neuron.LIFNode(tau=2.0, v_reset=0.0, detach_reset=True)
+    return neurons.LIFNode(tau=2.0, v_reset=0.0, detach_reset=True)
 
 
 @pytest.mark.parametrize(
@@ -137,7 +138,7 @@ def lif():
         ([layer.Linear(64, 10, bias=False), lif()], "Flatten"),
         ([layer.Flatten(), layer.Linear(64, 7, bias=False), lif()], "10 neurons"),
         (
-            [layer.Flatten(), layer.Linear(64, 10, bias=False), neuron.LIFNode(v_reset=None)],
+            [layer.Flatten(), layer.Linear(64, 10, bias=False), neurons.LIFNode(v_reset=None)],
             "hard-reset",
         ),
     ],

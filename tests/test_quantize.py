@@ -17,9 +17,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from spikingjelly.activation_based import functional, layer, neuron, surrogate
+from spikingjelly.activation_based import functional, layer, surrogate
 
 from neuroprune.errors import EXIT_BAD_INPUT, ProfileError
+from neuroprune.models import neurons
 from neuroprune.profiles import WeightFormat, list_profiles, load_profile, profiles_dir
 from neuroprune.quantize import QUANTIZERS, NeuronParams, get_quantizer, snap, validate_format
 from neuroprune.quantize.grid import Grid
@@ -265,7 +266,7 @@ def tiny_pruned_model(conv: bool, seed: int = 0) -> torch.nn.Sequential:
     torch.manual_seed(seed)
 
     def lif():
-        return neuron.LIFNode(tau=2.0, v_threshold=1.0, v_reset=0.0, detach_reset=True,
+        return neurons.LIFNode(tau=2.0, v_threshold=1.0, v_reset=0.0, detach_reset=True,
                               surrogate_function=surrogate.ATan())  # fmt: skip
 
     if conv:
@@ -276,7 +277,7 @@ def tiny_pruned_model(conv: bool, seed: int = 0) -> torch.nn.Sequential:
                    layer.Flatten(), layer.Linear(64, 10, bias=False), lif()]  # fmt: skip
     else:
         modules = [layer.Flatten(), layer.Linear(64, 16, bias=False), lif(),
-                   layer.Linear(16, 10, bias=False), neuron.IFNode(v_reset=0.0)]  # fmt: skip
+                   layer.Linear(16, 10, bias=False), neurons.IFNode(v_reset=0.0)]  # fmt: skip
     model = torch.nn.Sequential(*modules)
     functional.set_step_mode(model, "m")
     with torch.no_grad():

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from spikingjelly.activation_based import functional, layer, neuron, surrogate
+from spikingjelly.activation_based import functional, layer, surrogate
 
 from neuroprune.data import encode
 from neuroprune.errors import (
@@ -32,6 +32,7 @@ from neuroprune.errors import (
     UnsupportedError,
 )
 from neuroprune.export import export_nir
+from neuroprune.models import neurons
 from neuroprune.models.zoo import build_model
 from neuroprune.profiles import load_profile
 from neuroprune.quantize.model import ptq_model
@@ -86,9 +87,9 @@ def hand_quantized() -> torch.nn.Module:
     model = torch.nn.Sequential(
         layer.Flatten(),
         layer.Linear(64, 32, bias=True),
-        neuron.LIFNode(tau=2.0, v_reset=0.0, detach_reset=True, surrogate_function=surrogate.ATan()),
+        neurons.LIFNode(tau=2.0, v_reset=0.0, detach_reset=True, surrogate_function=surrogate.ATan()),
         layer.Linear(32, 10, bias=True),
-        neuron.IFNode(v_reset=0.0, detach_reset=True, surrogate_function=surrogate.ATan()),
+        neurons.IFNode(v_reset=0.0, detach_reset=True, surrogate_function=surrogate.ATan()),
     )  # fmt: skip
     scale, thresholds = 2.0**-5, (60, 40)
     for syn, node, k in ((model[1], model[2], thresholds[0]), (model[3], model[4], thresholds[1])):
@@ -121,7 +122,7 @@ def without_decay_input(model: torch.nn.Module, path: Path, out: Path):
     nir.write(str(out), graph)
     twin = copy.deepcopy(model)
     for module in twin.modules():
-        if isinstance(module, neuron.LIFNode):
+        if isinstance(module, neurons.LIFNode):
             module.decay_input = False
     return twin, out
 
@@ -223,7 +224,7 @@ def test_unrolled_conv_equals_torch_conv(nets):
 def test_reader_recovers_tau_and_decay_input(tmp_path):
     model = torch.nn.Sequential(
         layer.Flatten(), layer.Linear(64, 10, bias=False),
-        neuron.LIFNode(tau=1.7, v_reset=0.0, detach_reset=True))  # fmt: skip
+        neurons.LIFNode(tau=1.7, v_reset=0.0, detach_reset=True))  # fmt: skip
     functional.set_step_mode(model, "m")
     path = write_nir(model, tmp_path / "m.nir")
     params = read_deployment(path).layers[0].neuron
@@ -231,7 +232,7 @@ def test_reader_recovers_tau_and_decay_input(tmp_path):
         "LIF",
         1.7,
         True,
-        False,
+        True,
     )
     _, patched = without_decay_input(model, path, tmp_path / "nodin.nir")
     assert read_deployment(patched).layers[0].neuron.decay_input is False
@@ -299,7 +300,7 @@ def test_reference_float_equals_spikingjelly(nets, inputs, name, encoding):
 def test_fixed_if_network_equals_spikingjelly_in_integer_units(tmp_path, inputs):
     """IF with vth = K - 1 is exactly SpikingJelly's >= (v is a multiple of 64 LSB/64)."""
     model = hand_quantized()
-    model[2] = neuron.IFNode(v_threshold=model[2].v_threshold, v_reset=0.0, detach_reset=True)
+    model[2] = neurons.IFNode(v_threshold=model[2].v_threshold, v_reset=0.0, detach_reset=True)
     functional.set_step_mode(model, "m")
     path = write_nir(model, tmp_path / "if.nir")
     result = simulate(path, x=inputs["poisson"], backend="reference", fixed_point=True,

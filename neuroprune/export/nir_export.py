@@ -127,7 +127,7 @@ def graph_metadata(
         "neuroprune_nir_format": NIR_FORMAT_VERSION,
         "dt": NIR_DT,
         "integration": "forward_euler",
-        "threshold": ">=",
+        "threshold": ">",
         "reset": "hard_zero",
         "timesteps": int(timesteps),
         "encoding": encoding,

@@ -13,9 +13,10 @@ Inverse of the mapping in :mod:`neuroprune.export.nir_export` (forward Euler, st
   ``v_leak`` and ``v_reset`` must be 0 and every parameter uniform over the layer.
 * ``IF``: needs ``r*dt == 1`` (``H = V + X``).
 * ``CubaLIF``: :class:`neuroprune.export.cuba.CubaLIFNode` (per-neuron parameters allowed).
-* Threshold: graph metadata ``threshold: ">="`` keeps ``v_threshold``; NIR's own strict ``>``
-  (a file without that key) becomes ``nextafter(float32(v_th), +inf)``, since SpikingJelly
-  compares float32 potentials with ``>=``.
+* Threshold: NIR's strict ``>`` (the default, and what neuroprune writes) keeps ``v_threshold``
+  (neuroprune's neurons fire on ``>``); a legacy ``threshold: ">="`` file becomes
+  ``nextafter(float32(v_th), -inf)``, since ``v > nextafter(v_th, -inf)`` is ``v >= v_th`` for
+  float32 potentials.
 
 A layer with an all-zero bias is imported without bias (adding 0 changes nothing). Quantized
 layers get back ``weight_int``/``bias_int`` buffers, ``neuroprune_quant`` and
@@ -38,9 +39,10 @@ import nir
 import numpy as np
 import torch
 from nir.ir.utils import calc_flatten_output, calculate_conv_output
-from spikingjelly.activation_based import functional, layer, neuron, surrogate
+from spikingjelly.activation_based import functional, layer, surrogate
 
 from ..errors import ArtifactError, ConfigError, UnsupportedError
+from ..models import neurons
 from .cuba import CubaLIFNode
 
 SUPPORTED_NODE_TYPES = (
@@ -422,7 +424,7 @@ def _restore_quant(module: torch.nn.Module, node: nir.NIRNode) -> None:
 
 
 def lif_module(name: str, node: nir.LIF, dt: float, strict: bool, where: str) -> torch.nn.Module:
-    """``neuron.LIFNode``: ``tau_sj = tau/dt``; ``r`` 1 or ``tau_sj`` picks ``decay_input``."""
+    """``neurons.LIFNode``: ``tau_sj = tau/dt``; ``r`` 1 or ``tau_sj`` picks ``decay_input``."""
     _require_zero(name, node, ("v_leak", "v_reset"), where)
     tau = _steps(_uniform(name, "tau", node.tau, where) / dt)
     r = _uniform(name, "r", node.r, where)
@@ -434,7 +436,7 @@ def lif_module(name: str, node: nir.LIF, dt: float, strict: bool, where: str) ->
         decay_input = False
     else:
         raise _unsupported_param(name, "r", r, where, "Use r = 1 or r = tau/dt.")
-    return neuron.LIFNode(
+    return neurons.LIFNode(
         tau=tau,
         decay_input=decay_input,
         v_threshold=_threshold(name, node, strict, where),
@@ -446,12 +448,12 @@ def lif_module(name: str, node: nir.LIF, dt: float, strict: bool, where: str) ->
 
 
 def if_module(name: str, node: nir.IF, dt: float, strict: bool, where: str) -> torch.nn.Module:
-    """``neuron.IFNode`` (``H = V + X``); needs ``r*dt == 1``."""
+    """``neurons.IFNode`` (``H = V + X``); needs ``r*dt == 1``."""
     _require_zero(name, node, ("v_reset",), where)
     r = _uniform(name, "r", node.r, where)
     if not math.isclose(r * dt, 1.0, rel_tol=1e-6):
         raise _unsupported_param(name, "r", r, where, f"Use r = 1/dt = {1 / dt!r}.")
-    return neuron.IFNode(
+    return neurons.IFNode(
         v_threshold=_threshold(name, node, strict, where),
         v_reset=0.0,
         detach_reset=True,
@@ -476,8 +478,8 @@ def cuba_module(name: str, node: nir.CubaLIF, dt: float, strict: bool) -> torch.
 
 def _threshold(name: str, node: nir.NIRNode, strict: bool, where: str) -> float:
     v_th = _uniform(name, "v_threshold", node.v_threshold, where)
-    if strict:
-        v_th = float(np.nextafter(np.float32(v_th), np.float32(np.inf)))
+    if not strict:
+        v_th = float(np.nextafter(np.float32(v_th), np.float32(-np.inf)))
     return v_th
 
 

@@ -7,7 +7,7 @@ Choice: ONNX has no spiking neuron operator, so the network becomes a plain torc
     LIF, decay_input=True :  H = V + (X - V) / tau
     LIF, decay_input=False:  H = V * (1 - 1/tau) + X
     IF                    :  H = V + X
-    S = (H >= v_threshold);  V = H * (1 - S);  V starts at 0
+    S = (H > v_threshold);  V = H * (1 - S);  V starts at 0      (strict, as the model)
 
 Synaptic layers run on the whole sequence at once (``[T*B, ...]``), exactly as SpikingJelly's
 multi-step layers do, so the unrolled module gives the same float32 spikes as the model.
@@ -120,7 +120,7 @@ class NeuronStep(torch.nn.Module):
         spikes = []
         for t in range(self.timesteps):
             h = self.charge(v, x[t])
-            s = (h >= self.v_threshold).to(h.dtype)
+            s = (h > self.v_threshold).to(h.dtype)
             v = h * (1.0 - s)
             spikes.append(s)
         return torch.stack(spikes)
@@ -191,7 +191,7 @@ def _add_metadata(proto, timesteps: int, input_shape: tuple[int, ...]) -> None:
         "timesteps": str(timesteps),
         "input_shape": ",".join(map(str, input_shape)),
         "layout": "input [T, B, *input_shape] -> spikes [T, B, classes]",
-        "threshold": ">=",
+        "threshold": ">",
         "reset": "hard_zero",
     }
     for key, value in entries.items():

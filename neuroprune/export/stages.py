@@ -87,7 +87,7 @@ class NeuronStage:
     """A SpikingJelly LIF/IF node with hard reset to 0.
 
     LIF (tau in time steps): ``H = V + (X - V)/tau`` (decay_input) or ``H = V(1 - 1/tau) + X``;
-    IF: ``H = V + X``. Spike ``S = H >= v_threshold``; ``V = H (1 - S)``.
+    IF: ``H = V + X``. Spike ``S = H > v_threshold`` (strict); ``V = H (1 - S)``.
     ``threshold_int`` is ``v_threshold`` in weight LSBs for quantized models, else None.
     """
 
@@ -154,7 +154,7 @@ def neuron_stage(block: Block, threshold_int: int | None = None) -> NeuronStage:
                 value=v_th,
                 fix=f"Set v_threshold = {threshold_int} * {scale!r} (re-run quantization).",
             )
-    if type(node) is neuron.IFNode:
+    if isinstance(node, neuron.IFNode):
         return NeuronStage(
             block.neuron_name, "IF", block.out_shape, v_th, None, True, threshold_int
         )

@@ -9,14 +9,16 @@ it, and :func:`parse_blocks` checks it for every model, built-in or user-supplie
 * Its children are only ``layer.Flatten`` (``start_dim=1``, C-order), ``layer.Linear``
   (``bias=False``), ``layer.Conv2d`` (``bias=False``, ``groups=1``, ``dilation=1``, integer
   stride/padding equal in both directions, zero padding), ``layer.BatchNorm2d`` (only
-  directly after a ``Conv2d``, with running statistics), ``neuron.LIFNode`` and
-  ``neuron.IFNode`` (exact classes, not subclasses).
+  directly after a ``Conv2d``, with running statistics), and neuroprune's strict-threshold
+  ``neurons.LIFNode`` / ``neurons.IFNode`` (:mod:`neuroprune.models.neurons`; a user model's
+  plain SpikingJelly LIF/IF nodes are swapped for them with the same parameters).
 * Every ``Linear``/``Conv2d`` (with its optional ``BatchNorm2d``) is followed by exactly one
   neuron node, and every neuron node follows one. A *block* is that synapse-(BN)-neuron
   group; ``Flatten`` may sit only between blocks.
 * Neurons use a hard reset to zero (``v_reset=0.0``). The LIF charge equation is SpikingJelly's
   ``decay_input=True`` form, ``H[t] = V[t-1] + (X[t] - V[t-1]) / tau``; IF is
-  ``H[t] = V[t-1] + X[t]``. A neuron spikes when ``H[t] >= v_threshold`` and then
+  ``H[t] = V[t-1] + X[t]``. A neuron spikes when ``H[t] > v_threshold`` (strict, as Loihi,
+  Lava and NIR; SpikingJelly's own nodes use ``>=``) and then
   ``V[t] = 0``, else ``V[t] = H[t]``. Potentials and thresholds are dimensionless (input units);
   ``tau`` is in time steps. Built-in models use ``detach_reset=True`` and the ATan surrogate
   (training-only choices, not checked).
@@ -54,6 +56,7 @@ from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
 from ..errors import ModelError, did_you_mean
 from ..summary import conv_output_size
+from . import neurons
 
 MODELS = ("mlp", "conv", "sew")
 # Builders of non-chain models, registered by their modules (neuroprune.models imports them):
@@ -65,11 +68,11 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "conv": {"hidden": (8, 16)},
 }
 SYNAPSE_TYPES = (layer.Linear, layer.Conv2d)
-NEURON_TYPES = (neuron.LIFNode, neuron.IFNode)
+NEURON_TYPES = neurons.STRICT_TYPES
 ALLOWED_TYPES = (layer.Flatten, *SYNAPSE_TYPES, layer.BatchNorm2d, *NEURON_TYPES)
 _ALLOWED_TEXT = (
-    "layer.Flatten, layer.Linear, layer.Conv2d, layer.BatchNorm2d, neuron.LIFNode, "
-    "neuron.IFNode (downsample with a strided Conv2d, not pooling)"
+    "layer.Flatten, layer.Linear, layer.Conv2d, layer.BatchNorm2d, neuroprune.models.neurons."
+    "LIFNode/IFNode (downsample with a strided Conv2d, not pooling)"
 )
 
 
@@ -176,8 +179,8 @@ def neuron_factory(kind: str = "lif", tau: float = 2.0, v_threshold: float = 1.0
         "surrogate_function": surrogate.ATan(),
     }
     if kind == "if":
-        return lambda: neuron.IFNode(**common)
-    return lambda: neuron.LIFNode(tau=float(tau), decay_input=True, **common)
+        return lambda: neurons.IFNode(**common)
+    return lambda: neurons.LIFNode(tau=float(tau), decay_input=True, **common)
 
 
 def build_mlp(input_shape, num_classes: int, hidden: Sequence[int], make) -> torch.nn.Sequential:
@@ -250,6 +253,7 @@ def load_user_model(spec: str, input_shape: tuple[int, ...], num_classes: int):
             value=spec,
             fix="Return torch.nn.Sequential(layer.Flatten(), layer.Linear(...), ...).",
         )
+    neurons.make_strict(model)
     functional.set_step_mode(model, "m")
     parse_blocks(model, input_shape, num_classes, where=where)
     dry_run(model, input_shape, num_classes, where=where)
@@ -376,6 +380,14 @@ class _Walker:
 
     def visit(self, name: str, module: torch.nn.Module) -> None:
         kind = type(module)
+        if kind in (neuron.LIFNode, neuron.IFNode):
+            self.fail(
+                name,
+                "SpikingJelly's own LIF/IF nodes fire on v >= v_th; the convention is strict v > v_th",
+                "type",
+                kind.__name__,
+                f"Use neuroprune.models.neurons.{kind.__name__} (or neurons.make_strict(model)).",
+            )
         if kind not in ALLOWED_TYPES:
             self.fail(
                 name, "module type not allowed", "type", kind.__name__, f"Use only {_ALLOWED_TEXT}."
@@ -512,7 +524,7 @@ def check_neuron(module: torch.nn.Module, *, where: str) -> None:
             value=module.v_reset,
             fix="Use v_reset=0.0.",
         )
-    if type(module) is neuron.LIFNode and not module.decay_input:
+    if isinstance(module, neuron.LIFNode) and not module.decay_input:
         raise ModelError(
             "LIF neurons must use decay_input=True",
             where=where,
@@ -529,6 +541,6 @@ def neuron_info(module: torch.nn.Module) -> tuple[str, dict[str, Any]]:
     """NIR-style neuron name and parameters: ``("LIF", {tau, v_threshold, v_reset, decay_input})``
     or ``("IF", {v_threshold, v_reset})``; tau in time steps, potentials dimensionless."""
     params = {"v_threshold": float(module.v_threshold), "v_reset": float(module.v_reset)}
-    if type(module) is neuron.IFNode:
+    if isinstance(module, neuron.IFNode):
         return "IF", params
     return "LIF", {"tau": float(module.tau), **params, "decay_input": bool(module.decay_input)}

@@ -49,7 +49,7 @@ class QuantizedLayer:
 
 def neuron_params(node: torch.nn.Module) -> NeuronParams:
     """:class:`NeuronParams` of a SpikingJelly LIF/IF node (tau in time steps)."""
-    if type(node) is neuron.IFNode:
+    if isinstance(node, neuron.IFNode):
         return NeuronParams(
             model="IF", tau=None, decay_input=True, v_threshold=float(node.v_threshold)
         )
@@ -142,7 +142,7 @@ def apply_layer_quant(block: Block, lq: LayerQuant) -> None:
     setattr(syn, WEIGHT_BITS_ATTR, int(lq.bits))
     setattr(syn, QUANT_ATTR, lq.quant_dict())
     node.v_threshold = lq.v_threshold
-    if lq.tau is not None and type(node) is not neuron.IFNode:
+    if lq.tau is not None and not isinstance(node, neuron.IFNode):
         node.tau = float(lq.tau)
     _check_exact(block.name, syn.weight, lq.weight_int, lq.scale)
 

@@ -55,8 +55,8 @@ def simulate(
             in the same mode.
         reference_model: the SpikingJelly model (conventions.md §1) to compare with when
             ``expected_counts`` is not given; it runs in this process on the same input. In
-            fixed-point mode this measures the drift of Loihi arithmetic (strict ``>``, 12-bit
-            decay truncation) from the float model, not the mapping: use
+            fixed-point mode this measures the drift of Loihi arithmetic (12-bit decay
+            truncation, integer input current) from the float model, not the mapping: use
             ``expected_counts="reference"`` for the bit-exact check. When both are given, the
             expected counts gate ``spike_agreement`` and the model's agreement is reported as
             ``model_agreement`` (drift).
@@ -270,6 +270,6 @@ def _notes(spec: DeploymentSpec, stimulus: Stimulus, run: BackendRun, fixed_poin
         notes.append(
             f"input has T={stimulus.timesteps}, the graph was exported with T={spec.timesteps}"
         )
-    if fixed_point and any(layer.neuron.model == "LIF" for layer in spec.layers):
-        notes.append("fixed_pt LIF fires on v > vth (Loihi); SpikingJelly fires on v >= v_th")
+    if any(not layer.neuron.strict for layer in spec.layers):
+        notes.append("legacy graph with threshold '>=': simulated as v >= v_th")
     return tuple(notes)

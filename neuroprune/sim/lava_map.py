@@ -5,12 +5,14 @@ Float (``floating_pt``, lava_notes.md §1.4), per layer with SpikingJelly ``tau`
 =======================  ===============  ===  =======  ============  =============================
 neuron                   Sparse weights   du   dv       bias_mant     vth
 =======================  ===============  ===  =======  ============  =============================
-LIF ``decay_input=True``  ``W / tau``     1    1/tau    ``b / tau``   ``nextafter(v_th, -inf)``
-LIF ``decay_input=False`` ``W``           1    1/tau    ``b``         ``nextafter(v_th, -inf)``
-IF                        ``W``           1    0        ``b``         ``nextafter(v_th, -inf)``
+LIF ``decay_input=True``  ``W / tau``     1    1/tau    ``b / tau``   ``v_th``
+LIF ``decay_input=False`` ``W``           1    1/tau    ``b``         ``v_th``
+IF                        ``W``           1    0        ``b``         ``v_th``
 =======================  ===============  ===  =======  ============  =============================
 
-``v > nextafter(v_th, -inf)`` is exactly ``v >= v_th`` for floats (a strict graph keeps ``v_th``).
+Lava, NIR and neuroprune's neurons all fire on ``v > vth``. Only a legacy graph marked
+``threshold: ">="`` gets ``vth = nextafter(v_th, -inf)`` (``v > nextafter(v_th, -inf)`` is
+exactly ``v >= v_th`` for floats).
 
 Fixed (``fixed_pt``, bit-accurate Loihi, lava_notes.md §1.2, §1.5), in weight LSBs with
 ``K = threshold_int``: Sparse weights ``2 * weight_int`` with ``weight_exp = -1`` (exact for 8-bit
@@ -19,7 +21,7 @@ mixed-sign weights; raw odd weights would lose their LSB), ``du = 4095`` (u hold
 
 * LIF ``decay_input=True``: ``vth = round(K * tau)`` (v is scaled by tau instead of dividing X),
 * LIF ``decay_input=False``: ``vth = K``,
-* IF: ``vth = K - 1`` (exact ``>=`` because v stays a multiple of 64), ``K`` for a strict graph.
+* IF: ``vth = K`` (``K - 1`` for a legacy ``">="`` graph: exact because v stays a multiple of 64).
 
 Lava fires on ``v > vth * 64`` (v in 1/64 LSB), so LIF layers keep Loihi's strict ``>``.
 

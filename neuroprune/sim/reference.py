@@ -4,13 +4,14 @@ All samples run side by side from a zero state; layer ``k`` at step ``t`` receiv
 ``k-1``'s spikes of the same step (no pipeline delay; Lava's one-step-per-connection latency is a
 pure time shift and is undone by the Lava backend).
 
-Float mode reproduces SpikingJelly (float64 arithmetic, conventions.md §1)::
+Float mode reproduces neuroprune's strict-threshold SpikingJelly nodes (float64 arithmetic,
+conventions.md §1)::
 
     X = W s + b
     H = V + (X - V) / tau      (LIF, decay_input=True)
     H = V - V / tau + X        (LIF, decay_input=False)
     H = V + X                  (IF)
-    S = H >= v_th  (or > for a strict graph);  V = H (1 - S)
+    S = H > v_th  (>= for a legacy '>=' graph);  V = H (1 - S)
 
 Fixed mode is a bit-exact emulation of Lava's Loihi ``fixed_pt`` models (lava_notes.md §1.2,
 §1.5), with the parameters of :mod:`neuroprune.sim.lava_map`; all quantities are integers, v and

@@ -9,8 +9,8 @@ layer in SpikingJelly units (conventions.md §1, §4):
 * ``LIF`` with ``decay_input=False``: ``H = V - V / tau + X``
 * ``IF``:                             ``H = V + X``
 
-with ``X[t] = W s[t] + b`` (dimensionless per step), spike ``S = H >= v_th`` (``>`` when the file
-says ``threshold: ">"``), hard reset ``V = H (1 - S)``. ``tau`` is in time steps
+with ``X[t] = W s[t] + b`` (dimensionless per step), spike ``S = H > v_th`` (NIR's strict rule,
+what neuroprune writes; ``>=`` for a legacy file that says ``threshold: ">="``), hard reset ``V = H (1 - S)``. ``tau`` is in time steps
 (``tau_sj = tau_nir / dt``).
 
 A quantized spec also holds each layer's integer weights (weight LSBs), integer bias and the
@@ -38,15 +38,15 @@ class NeuronParams:
         v_threshold: firing threshold (same units as ``X``).
         tau: membrane time constant in time steps (``None`` for IF).
         decay_input: LIF only: whether the input is divided by ``tau``.
-        strict: ``True`` fires on ``H > v_th`` (NIR/Lava), ``False`` on ``H >= v_th``
-            (SpikingJelly, the exporter's default).
+        strict: ``True`` fires on ``H > v_th`` (NIR/Lava/neuroprune's neurons), ``False`` on
+            ``H >= v_th`` (legacy files written for SpikingJelly's own nodes).
     """
 
     model: str
     v_threshold: float
     tau: float | None = None
     decay_input: bool = True
-    strict: bool = False
+    strict: bool = True
 
     @property
     def leak(self) -> float:

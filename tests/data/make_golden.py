@@ -14,6 +14,8 @@ expected spikes do not depend on summation order or platform. The script prints 
 spikes of :func:`golden_input`; ``tests/test_export.py`` holds them as ``GOLDEN_SPIKES``.
 
 Regenerate only when the NIR layout changes on purpose (and say so in the commit).
+``golden_tiny_ge.nir`` is the same network written before the strict threshold convention
+(graph metadata ``threshold: ">="``, SpikingJelly's own nodes); it stays as a legacy-file test.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from spikingjelly.activation_based import functional, layer, neuron, surrogate
+from spikingjelly.activation_based import functional, layer, surrogate
+
+from neuroprune.models import neurons
 
 GOLDEN_PATH = Path(__file__).with_name("golden_tiny.nir")
 GOLDEN_INPUT_SHAPE = (1, 4, 4)
@@ -43,10 +47,10 @@ def build_golden_model() -> torch.nn.Sequential:
     v_th = GOLDEN_THRESHOLD_INT * scale
     model = torch.nn.Sequential(
         conv,
-        neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=v_th, **common),
+        neurons.LIFNode(tau=2.0, decay_input=True, v_threshold=v_th, **common),
         layer.Flatten(),
         fc,
-        neuron.IFNode(v_threshold=v_th, **common),
+        neurons.IFNode(v_threshold=v_th, **common),
     )
     functional.set_step_mode(model, "m")
     return model.eval()

@@ -1,0 +1,216 @@
+"""Strict-threshold LIF and IF nodes with a fused multi-step loop (layer L2).
+
+SpikingJelly fires when ``H >= v_threshold``; Loihi, Lava and NIR fire when ``H > v_threshold``.
+These subclasses of SpikingJelly's multi-step nodes fire on the strict rule, so the model you
+train, the NIR file and the chip agree on ties. Per step ``t`` (potentials dimensionless, ``tau``
+in time steps; the same float expressions as SpikingJelly, so results are bit-identical off
+ties)::
+
+    H[t] = V[t-1] + (X[t] - (V[t-1] - v_reset)) / tau     LIF, decay_input=True
+    H[t] = V[t-1] - (V[t-1] - v_reset) / tau + X[t]       LIF, decay_input=False
+    H[t] = V[t-1] + X[t]                                  IF
+    S[t] = H[t] > v_threshold                             (strict)
+    V[t] = (1 - S[t]) H[t] + S[t] v_reset                 (hard reset)
+    V[t] = H[t] - S[t] v_threshold                        (soft reset, v_reset=None)
+
+(``v_reset = 0`` uses SpikingJelly's ``V + (X - V)/tau`` and ``V (1 - 1/tau) + X`` forms.)
+
+The loop over ``T`` is one autograd function (:class:`FusedSpikes`): the forward runs the
+recursion without building a graph and keeps ``H``; the backward runs it in reverse with the
+node's surrogate derivative ``sigma'(H - v_th)`` for ``dS/dH``::
+
+    dL/dH[t] = dL/dS[t] sigma' + dL/dV[t] dV/dH[t]
+    dV/dH[t] = 1 - S[t] (hard, detach_reset) or 1 - S[t] - (H[t] - v_reset) sigma' (hard)
+             = 1 (soft, detach_reset) or 1 - v_threshold sigma' (soft)
+    dL/dX[t] = dL/dH[t] * gain_x,   dL/dV[t-1] += dL/dH[t] * gain_v
+
+with ``gain_x = 1/tau`` (decay_input) or 1 and ``gain_v = 1 - 1/tau`` (LIF) or 1 (IF).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from spikingjelly.activation_based import neuron, surrogate
+
+
+def spike_derivative(fn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``d sigma(x) / dx`` of a SpikingJelly surrogate (``x = H - v_th``).
+
+    ATan in closed form, ``alpha / 2 / (1 + (pi/2 alpha x)^2)``; any other surrogate through
+    autograd on its ``primitive_function``.
+    """
+    alpha = getattr(fn, "alpha", None)
+    if type(fn) is surrogate.ATan:
+        return alpha / 2 / (1 + (math.pi / 2 * alpha * x).pow(2))
+    with torch.enable_grad():
+        xr = x.detach().requires_grad_(True)
+        y = fn.primitive_function(xr, alpha)
+        (grad,) = torch.autograd.grad(y.sum(), xr)
+    return grad
+
+
+class Dynamics:
+    """The float charge/fire/reset rule of one node (see the module docstring)."""
+
+    def __init__(self, node: neuron.BaseNode) -> None:
+        self.model = "IF" if isinstance(node, neuron.IFNode) else "LIF"
+        self.tau = None if self.model == "IF" else float(node.tau)
+        self.decay_input = bool(getattr(node, "decay_input", True))
+        self.v_threshold = float(node.v_threshold)
+        self.v_reset = None if node.v_reset is None else float(node.v_reset)
+        self.detach_reset = bool(node.detach_reset)
+        self.surrogate = node.surrogate_function
+
+    @property
+    def gain_x(self) -> float:
+        """``dH/dX``: ``1/tau`` for LIF with decay_input, else 1."""
+        return 1.0 / self.tau if self.model == "LIF" and self.decay_input else 1.0
+
+    @property
+    def gain_v(self) -> float:
+        """``dH/dV[t-1]``: ``1 - 1/tau`` for LIF, 1 for IF."""
+        return 1.0 - 1.0 / self.tau if self.model == "LIF" else 1.0
+
+    def charge(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``H[t]`` from ``V[t-1]`` and ``X[t]`` (SpikingJelly's float expressions)."""
+        if self.model == "IF":
+            return v + x
+        rest = self.v_reset or 0.0
+        if self.decay_input:
+            return v + (x - v) / self.tau if rest == 0.0 else v + (x - (v - rest)) / self.tau
+        if rest == 0.0:
+            return v * (1.0 - 1.0 / self.tau) + x
+        return v - (v - rest) / self.tau + x
+
+    def fire(self, h: torch.Tensor) -> torch.Tensor:
+        """``S[t] = H[t] > v_threshold`` as 0/1 in ``h``'s dtype."""
+        return (h > self.v_threshold).to(h.dtype)
+
+    def reset(self, h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """``V[t]`` after the spike (hard reset to ``v_reset`` or soft by ``v_threshold``)."""
+        if self.v_reset is None:
+            return h - s * self.v_threshold
+        return (1.0 - s) * h + s * self.v_reset
+
+    def reset_derivative(self, h: torch.Tensor, s: torch.Tensor, sg: torch.Tensor):
+        """``dV[t]/dH[t]`` (module docstring)."""
+        if self.v_reset is None:
+            return torch.ones_like(h) if self.detach_reset else 1.0 - self.v_threshold * sg
+        if self.detach_reset:
+            return 1.0 - s
+        return 1.0 - s - (h - self.v_reset) * sg
+
+
+def run_forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, keep_h: bool = True):
+    """The recursion without autograd: ``(spikes, h_seq or None, v_seq)``, each ``[T, ...]``."""
+    h_seq = torch.empty_like(x_seq) if keep_h else None
+    s_seq = torch.empty_like(x_seq)
+    v_seq = torch.empty_like(x_seq)
+    v = v0
+    for t in range(x_seq.shape[0]):
+        h = dyn.charge(v, x_seq[t])
+        fired = h > dyn.v_threshold
+        s_seq[t] = fired
+        if dyn.v_reset is None:
+            v = h - fired * dyn.v_threshold
+        else:  # equals (1 - S) H + S v_reset exactly
+            v = h.masked_fill(fired, dyn.v_reset)
+        v_seq[t] = v
+        if keep_h:
+            h_seq[t] = h
+    return s_seq, h_seq, v_seq
+
+
+class FusedSpikes(torch.autograd.Function):
+    """All ``T`` steps of one layer as a single autograd node (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, x_seq: torch.Tensor, v0: torch.Tensor, dyn: Dynamics):
+        s_seq, h_seq, v_seq = run_forward(dyn, x_seq, v0)
+        ctx.dyn = dyn
+        ctx.save_for_backward(h_seq, s_seq)
+        return s_seq, v_seq
+
+    @staticmethod
+    def backward(ctx, grad_s: torch.Tensor, grad_v_seq: torch.Tensor | None):
+        dyn: Dynamics = ctx.dyn
+        h_seq, s_seq = ctx.saved_tensors
+        grad_x = torch.empty_like(h_seq)
+        grad_v = torch.zeros_like(h_seq[0])
+        for t in range(h_seq.shape[0] - 1, -1, -1):
+            if grad_v_seq is not None:
+                grad_v = grad_v + grad_v_seq[t]
+            h, s = h_seq[t], s_seq[t]
+            sg = spike_derivative(dyn.surrogate, h - dyn.v_threshold)
+            grad_h = grad_s[t] * sg + grad_v * dyn.reset_derivative(h, s, sg)
+            grad_x[t] = grad_h * dyn.gain_x
+            grad_v = grad_h * dyn.gain_v
+        return grad_x, grad_v, None
+
+
+def strict_multi_step(node: neuron.BaseNode, x_seq: torch.Tensor) -> torch.Tensor:
+    """Run ``node`` over ``x_seq [T, ...]`` with the strict rule; updates ``node.v`` (and
+    ``node.v_seq`` when ``store_v_seq``) like SpikingJelly does; returns the spikes."""
+    node.v_float_to_tensor(x_seq[0])
+    dyn = Dynamics(node)
+    if torch.is_grad_enabled() and (x_seq.requires_grad or node.v.requires_grad):
+        spikes, v_seq = FusedSpikes.apply(x_seq, node.v, dyn)
+    else:
+        spikes, _, v_seq = run_forward(dyn, x_seq, node.v, keep_h=False)
+    node.v = v_seq[-1]
+    if node.store_v_seq:
+        node.v_seq = v_seq
+    return spikes
+
+
+class LIFNode(neuron.LIFNode):
+    """SpikingJelly's LIF node firing on ``H > v_threshold`` (module docstring)."""
+
+    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        return strict_multi_step(self, x_seq)
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return strict_multi_step(self, x.unsqueeze(0))[0]
+
+
+class IFNode(neuron.IFNode):
+    """SpikingJelly's IF node firing on ``H > v_threshold`` (module docstring)."""
+
+    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        return strict_multi_step(self, x_seq)
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return strict_multi_step(self, x.unsqueeze(0))[0]
+
+
+STRICT_TYPES = (LIFNode, IFNode)
+
+
+def strict_copy(node: torch.nn.Module) -> torch.nn.Module:
+    """The strict node equivalent to a plain SpikingJelly ``LIFNode``/``IFNode`` (same
+    parameters and step mode); any other module is returned unchanged."""
+    if type(node) not in (neuron.LIFNode, neuron.IFNode):
+        return node
+    common = {
+        "v_threshold": node.v_threshold,
+        "v_reset": node.v_reset,
+        "surrogate_function": node.surrogate_function,
+        "detach_reset": node.detach_reset,
+        "step_mode": node.step_mode,
+        "store_v_seq": node.store_v_seq,
+    }
+    if type(node) is neuron.IFNode:
+        return IFNode(**common)
+    return LIFNode(tau=node.tau, decay_input=node.decay_input, **common)
+
+
+def make_strict(model: torch.nn.Sequential) -> torch.nn.Sequential:
+    """Replace, in place, every plain SpikingJelly LIF/IF child of ``model`` by its strict
+    equivalent (:func:`strict_copy`); returns ``model``."""
+    for name, child in list(model.named_children()):
+        replacement = strict_copy(child)
+        if replacement is not child:
+            setattr(model, name, replacement)
+    return model
