@@ -60,15 +60,22 @@ def handle_errors(fn):
         try:
             return fn(*args, **kwargs)
         except NeuropruneError as exc:
-            if verbose:
-                traceback.print_exc()
-            click.echo(f"error: {exc.one_line()}", err=True)
+            if _is_main_process():  # under torchrun every rank meets the error; rank 0 says it
+                if verbose:
+                    traceback.print_exc()
+                click.echo(f"error: {exc.one_line()}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted: outputs written so far are complete files", err=True)
             sys.exit(130)
 
     return wrapper
+
+
+def _is_main_process() -> bool:
+    from neuroprune.distributed import is_main
+
+    return is_main()
 
 
 @click.group(context_settings=CONTEXT)
@@ -197,6 +204,7 @@ FIT_OPTIONS = [
     click.option("--name", help="Run name (folder under --out)."),
     click.option("--resume", is_flag=True, default=None, help="Continue from the last completed stage."),
     click.option("--device", help="cpu or cuda."),
+    click.option("--nproc", type=int, help="Training processes (DDP, launched with torchrun) [1]."),
 ]  # fmt: skip
 
 
@@ -215,17 +223,24 @@ def fit(config_file, as_json, **options) -> None:
 
     Exit 0 when the network fits and verification passed, 1 when it does not fit or the
     simulation disagrees with the model, 2 on bad input, 3 when a backend is unavailable.
+    `--nproc N` trains in N processes (same as `torchrun --nproc-per-node N -m neuroprune fit`).
     """
+    from neuroprune import distributed
     from neuroprune.config import resolve_config
 
+    cfg = resolve_config(config_file, options)  # bad input is answered before any launch
+    if cfg.nproc > 1 and not distributed.launched_by_torchrun():
+        sys.exit(distributed.launch(cfg.nproc, sys.argv[1:]))
     _torch_threads()
     from neuroprune.pipeline import run_fit
     from neuroprune.reports.render import ProgressRenderer, summary_text
 
-    cfg = resolve_config(config_file, options)
     console = _err_console() if as_json else _console()
-    with ProgressRenderer(console, quiet=as_json) as progress:
+    quiet = as_json or not distributed.is_main()  # under torchrun only rank 0 prints
+    with ProgressRenderer(console, quiet=quiet) as progress:
         outcome = run_fit(cfg, progress=progress)
+    if not distributed.is_main():
+        sys.exit(0)
     if as_json:
         click.echo(json.dumps(outcome.report, indent=2, default=str))
     else:

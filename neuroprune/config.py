@@ -49,6 +49,7 @@ class RunConfig:
     optimizer: str = "adam"
     seed: int = 0
     device: str = "cpu"
+    nproc: int = 1  # training processes on this machine (>1: launched with torchrun, DDP)
     backend: str = "lava"
     samples: int | None = None
     fixed_point: bool | None = None
@@ -91,6 +92,7 @@ def _one_of(cfg: RunConfig, key: str, options: tuple[str, ...]) -> None:
 def _validate(cfg: RunConfig) -> None:
     for key in ("chips", "cores", "budget", "samples", "epochs", "timesteps", "batch_size"):
         _positive(cfg, key)
+    _positive(cfg, "nproc", allow_none=False)
     for key in ("prune_epochs", "finetune_epochs", "quant_epochs"):
         value = getattr(cfg, key)
         if not isinstance(value, int) or value < 0:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from neuroprune import __version__
+from neuroprune import __version__, distributed
 from neuroprune.atomic import write_json, write_text
 from neuroprune.config import RunConfig, save_config
 from neuroprune.errors import ArtifactError, ConfigError, UnsupportedError
@@ -51,11 +51,13 @@ class _Run:
     history: dict[str, list] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
     started_bars: set[str] = field(default_factory=set)
+    writes: bool = True  # False on torchrun ranks > 0: only rank 0 writes the run directory
 
     def emit(self, stage: str, message: str | None = None, **event: Any) -> None:
         if message is not None:
             self.log_lines.append(f"{time.strftime('%H:%M:%S')} {stage}: {message}")
-            write_text(self.run_dir / "log.txt", "\n".join(self.log_lines) + "\n")
+            if self.writes:
+                write_text(self.run_dir / "log.txt", "\n".join(self.log_lines) + "\n")
             event["message"] = message
         self.progress({"stage": stage, **event})
 
@@ -161,7 +163,16 @@ def check_dense(chip: str, *, model="mlp", hidden=None, dataset="digits", data_d
 
 
 def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
-    """Run every stage for ``cfg``; return the outcome (never raises for "does not fit")."""
+    """Run every stage for ``cfg``; return the outcome (never raises for "does not fit").
+
+    Under torchrun every rank trains (``neuroprune.distributed``); ranks > 0 write nothing and
+    return after the last training stage, rank 0 goes on to fit, export, simulate and report.
+    """
+    with distributed.process_group(cfg.device):
+        return _run_fit(cfg, progress)
+
+
+def _run_fit(cfg: RunConfig, progress: Progress | None) -> RunOutcome:
     from neuroprune.budget import derive_budget
     from neuroprune.data import load_dataset
     from neuroprune.fit import allocation_capacity
@@ -185,8 +196,9 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
     budget = derive_budget(profile, dense_summary, chips=cfg.chips, cores=cfg.cores,
                            budget=cfg.budget, sparsity=cfg.sparsity, capacity=capacity)  # fmt: skip
     run_dir = Path(cfg.out) / cfg.run_name
-    _prepare_run_dir(run_dir, cfg, profile)
-    run = _Run(cfg, run_dir, profile, progress or _noop)
+    run = _Run(cfg, run_dir, profile, progress or _noop, writes=distributed.is_main())
+    if run.writes:
+        _prepare_run_dir(run_dir, cfg, profile)
     run.report = _empty_report(cfg, profile, budget)
     run.emit("setup", f"{profile.name}: budget {budget.synapses:,} synapses ({budget.source}); "
                       f"dense network {dense_summary.synapses(profile.conv_weight_sharing):,} "
@@ -196,6 +208,8 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
     chain = isinstance(model, torch.nn.Sequential)
     if chain:
         model = _stage_quantize(run, model, dataset)
+    if not run.writes:  # a torchrun worker: training is over, rank 0 does the rest
+        return RunOutcome(run_dir, run.report, 0)
     fit_report = _stage_fit(run, model, dataset)
     sim_ok = True
     if chain:
@@ -261,7 +275,8 @@ def _empty_report(cfg: RunConfig, profile: ChipProfile, budget) -> dict[str, Any
 
 def _resumable(run: _Run, name: str) -> Path | None:
     path = run.run_dir / name
-    return path if run.cfg.resume and path.is_file() else None
+    reuse = distributed.from_main(run.cfg.resume and path.is_file())  # rank 0 decides
+    return path if reuse else None
 
 
 def _stage_dense(run: _Run, model, dataset):
@@ -278,7 +293,7 @@ def _stage_dense(run: _Run, model, dataset):
     else:
         ckpt_path = run.run_dir / "dense.ckpt"
         start, opt_state, history = 0, None, []
-        if cfg.resume and ckpt_path.is_file():
+        if _resumable(run, ckpt_path.name):
             ckpt = load_checkpoint(ckpt_path)
             ckpt.restore(model)
             start, opt_state = ckpt.epoch, ckpt.optimizer_state
@@ -288,12 +303,13 @@ def _stage_dense(run: _Run, model, dataset):
                           f"(T={cfg.timesteps}, {cfg.encoding} encoding)")  # fmt: skip
         result = train(
             model, dataset, train_config(cfg, cfg.epochs),
-            callbacks=[CheckpointCallback(ckpt_path, initial_history=history)],
+            callbacks=[CheckpointCallback(ckpt_path, initial_history=history)] if run.writes else [],
             progress=_epoch_progress(run, "dense"), start_epoch=start, optimizer_state=opt_state,
         )  # fmt: skip
         run.history["dense"] = history + [dict(h) for h in result.history]
-        save_model(run.run_dir / "dense.pt", model, {"history": run.history["dense"]})
-        ckpt_path.unlink(missing_ok=True)
+        if run.writes:
+            save_model(run.run_dir / "dense.pt", model, {"history": run.history["dense"]})
+            ckpt_path.unlink(missing_ok=True)
     accuracy = evaluate(model, dataset.x_test, dataset.y_test, cfg.timesteps, cfg.encoding)
     summary = summarize(model, dataset.input_shape, cfg.timesteps)
     run.report["dense"] = _stage_record(summary, shared, accuracy)
@@ -318,8 +334,9 @@ def _stage_prune(run: _Run, model, dataset, budget):
         result = _prune(run, model, dataset, budget)
         model = result.model
         run.history.update(_split_history(result.history))
-        save_model(run.run_dir / "pruned.pt", model, {"history": _split_history(result.history),
-                                                      "method": cfg.method})  # fmt: skip
+        if run.writes:
+            meta = {"history": _split_history(result.history), "method": cfg.method}
+            save_model(run.run_dir / "pruned.pt", model, meta)
     accuracy = evaluate(model, dataset.x_test, dataset.y_test, cfg.timesteps, cfg.encoding)
     summary = summarize(model, dataset.input_shape, cfg.timesteps)
     run.report["pruned"] = {**_stage_record(summary, shared, accuracy), "method": cfg.method,
@@ -379,7 +396,8 @@ def _stage_quantize(run: _Run, model, dataset):
         qmodel = result.model
         record = _quant_record(result)
         record["history"] = [dict(row) for row in getattr(result, "history", ())]
-        save_model(run.run_dir / "quantized.pt", qmodel, {"record": record})
+        if run.writes:
+            save_model(run.run_dir / "quantized.pt", qmodel, {"record": record})
     run.history["quantize"] = list(record.pop("history", []))
     accuracy = evaluate(qmodel, dataset.x_test, dataset.y_test, cfg.timesteps, cfg.encoding)
     summary = summarize(qmodel, dataset.input_shape, cfg.timesteps)

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from spikingjelly.activation_based import functional
 
+from .. import distributed
 from ..atomic import atomic_path
 from ..errors import ArtifactError, ConfigError, ModelError
 from .encoding import encode, make_generator
@@ -325,11 +326,12 @@ def train(
     started = time.perf_counter()
     with deterministic(config.seed):
         model.to(device)
+        net = distributed.wrap(model)  # DDP under torchrun: rank 0's weights, averaged grads
         optimizer = make_optimizer(model, config)
         if optimizer_state is not None:
             _load_optimizer_state(optimizer, optimizer_state)
         data = _tensors(dataset, device)
-        steps = math.ceil(len(data[1]) / config.batch_size)
+        steps = distributed.steps_per_epoch(len(data[1]), config.batch_size)
         _call(callbacks, "on_train_begin", model, optimizer, steps, config.epochs)
         _emit(
             progress,
@@ -340,7 +342,7 @@ def train(
         )
         history = []
         for epoch in range(start_epoch, config.epochs):
-            metrics = _run_epoch(model, optimizer, data, config, epoch, callbacks, progress)
+            metrics = _run_epoch(net, optimizer, data, config, epoch, callbacks, progress)
             metrics = _epoch_extras(callbacks, epoch + 1, metrics)
             history.append(metrics)
             _emit(progress, event="epoch", **metrics)
@@ -379,19 +381,21 @@ def _tensors(dataset: Any, device: torch.device) -> tuple[torch.Tensor, ...]:
 
 
 def _run_epoch(model, optimizer, data, config, epoch, callbacks, progress) -> dict[str, Any]:
-    """One pass over the shuffled training set; returns the epoch's metrics."""
+    """One pass over the shuffled training set (this rank's share of it under torchrun);
+    returns the epoch's metrics (loss and train accuracy summed over ranks)."""
     x_train, y_train = data[0], data[1]
     t0 = time.perf_counter()
     lr = lr_at(config, epoch)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    order = np.random.default_rng([config.seed, epoch]).permutation(len(y_train))
+    order = _epoch_order(len(y_train), config.seed, epoch)
     generator = _epoch_generator(config, epoch, x_train.device)
-    steps = math.ceil(len(order) / config.batch_size)
+    batch = distributed.local_batch(config.batch_size)
+    steps = math.ceil(len(order) / batch)
     model.train()
     total_loss, correct = 0.0, 0
     for step in range(steps):
-        idx = torch.as_tensor(order[step * config.batch_size : (step + 1) * config.batch_size])
+        idx = torch.as_tensor(order[step * batch : (step + 1) * batch])
         idx = idx.to(x_train.device)
         loss, hits = _train_step(
             model, optimizer, x_train[idx], y_train[idx], config, generator, callbacks
@@ -408,14 +412,24 @@ def _run_epoch(model, optimizer, data, config, epoch, callbacks, progress) -> di
             steps=steps,
             loss=loss,
         )
+    seen, total_loss, correct = distributed.sum_across([len(order), total_loss, correct])
     return {
         "epoch": epoch + 1,
-        "loss": total_loss / len(order),
-        "train_accuracy": correct / len(order),
-        "test_accuracy": _test_accuracy(model, data, config),
+        "loss": total_loss / seen,
+        "train_accuracy": correct / seen,
+        "test_accuracy": _test_accuracy(distributed.unwrap(model), data, config),
         "lr": lr,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Sample positions of ``epoch``: a permutation seeded by ``(seed, epoch)``; under torchrun
+    this rank's ``DistributedSampler`` share instead (:func:`neuroprune.distributed.epoch_order`)."""
+    shard = distributed.epoch_order(n, seed, epoch)
+    if shard is not None:
+        return np.asarray(shard, dtype=np.int64)
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 def _epoch_generator(config: TrainConfig, epoch: int, device) -> torch.Generator | None:

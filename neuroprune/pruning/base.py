@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
+from neuroprune import distributed
 from neuroprune.budget import (
     Budget,
     KnobControl,
@@ -170,6 +171,7 @@ class PruningMethod(Callback):
         if self.lr_schedule is not None:
             self.lr_total = float(sum(self.lr_schedule(k) for k in range(self.total_steps)))
         self._begin()
+        self.knob = distributed.from_main(self.knob)  # rank 0's calibration on every rank
         self._refresh_cap()
 
     def after_step(self, iteration: int, lr: float) -> None:
@@ -233,7 +235,8 @@ class PruningMethod(Callback):
         if self.progress >= self.control.freeze_after or self.knob <= 0:
             return
         ratio = sum(self.counts().values()) / max(self.count_target(), 1.0)
-        self.knob = steer_knob(self.knob, self.knob * ratio, self.control)
+        knob = steer_knob(self.knob, self.knob * ratio, self.control)
+        self.knob = distributed.from_main(knob)  # the controller decides on rank 0
 
     def project(self, budget: Budget | None = None) -> dict[str, int]:
         """Exact projection to ``budget`` (default: the method's), then freeze the mask.
@@ -246,12 +249,15 @@ class PruningMethod(Callback):
         nonzero. Returns the per-layer counts.
         """
         budget = budget or self.budget
-        masks = select_synapses([self._layer_scores(t) for t in self.targets], budget)
+        masks = distributed.decide(  # rank 0 selects; every rank gets its mask
+            lambda: select_synapses([self._layer_scores(t) for t in self.targets], budget)
+        )
         values = [self._projected(t, masks[t.name]) for t in self.targets]
         for target, value in zip(self.targets, values, strict=True):
             self._remove_parametrization(target)
             with torch.no_grad():
                 target.module.weight.copy_(value)
+        distributed.broadcast_parameters([t.module.weight for t in self.targets])
         self.freezer = MaskFreezer([t.module.weight for t in self.targets])
         self.phase = "finetune"
         return self.counts()

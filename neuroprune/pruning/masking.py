@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
+from neuroprune import distributed
 from neuroprune.budget import Budget, select_synapses
 from neuroprune.errors import ConfigError
 from neuroprune.pruning.base import PruningMethod
@@ -49,6 +50,7 @@ class MaskMethod(PruningMethod):
         self._set_masks(masks)
 
     def _set_masks(self, masks: dict[str, np.ndarray]) -> None:
+        masks = distributed.from_main(masks)  # under torchrun rank 0's masks on every rank
         for target in self.targets:
             mask = self._parametrization(target).mask
             keep = torch.as_tensor(masks[target.name].reshape(mask.shape), device=mask.device)

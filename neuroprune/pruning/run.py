@@ -16,7 +16,6 @@ added, plus ``{"event": "prune_begin" | "projected" | "prune_end", ...}``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 
 import torch
 
+from neuroprune import distributed
 from neuroprune.budget import Budget
 from neuroprune.models.train import TrainConfig, evaluate, lr_at, train
 from neuroprune.models.translate import summarize
@@ -167,7 +167,7 @@ def prune_config(config: TrainConfig, epochs: int, *, constant: bool = False) ->
 
 def lr_schedule(config: TrainConfig, train_size: int) -> Callable[[int], float]:
     """``iteration -> learning rate`` that :func:`neuroprune.models.train.train` will use."""
-    steps = max(1, math.ceil(int(train_size) / config.batch_size))
+    steps = distributed.steps_per_epoch(int(train_size), config.batch_size)
     return lambda iteration: lr_at(config, iteration // steps)
 
 
