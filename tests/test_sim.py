@@ -159,7 +159,8 @@ def assert_active(counts) -> None:
 
 
 def worker_processes() -> list[int]:
-    """Live processes running the Lava worker (forked Lava children share its cmdline)."""
+    """Live processes running this checkout's Lava worker (forked Lava children share its
+    cmdline; other checkouts on a shared machine run theirs with their own interpreter path)."""
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -169,7 +170,8 @@ def worker_processes() -> list[int]:
             state = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
         except OSError:
             continue
-        if WORKER.encode() in cmdline and state not in (b"Z", b"X"):
+        mine = WORKER.encode() in cmdline and sys.executable.encode() in cmdline
+        if mine and state not in (b"Z", b"X"):
             found.append(int(entry.name))
     return found
 
