@@ -15,11 +15,12 @@ from typing import Any
 
 import yaml
 
+from neuroprune.data import ENCODINGS, EVENTS, IMAGE_ENCODINGS, canonical_name, is_event_dataset
 from neuroprune.errors import ConfigError, did_you_mean
+from neuroprune.events import BINNINGS, POLARITIES, EventOptions, parse_window
 
 METHOD_NAMES = ("stds", "slats", "lats", "pgh", "gradr", "gmp", "magnitude", "sca", "sca+stds")
 BACKENDS = ("lava", "reference", "none")
-ENCODINGS = ("direct", "poisson")
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,11 @@ class RunConfig:
     finetune_epochs: int = 3
     quant_epochs: int = 2
     timesteps: int | None = None
-    encoding: str = "direct"
+    encoding: str | None = None  # None: "events" for event datasets, else "direct"
+    event_binning: str = "time"
+    event_downsample: int = 1
+    event_polarity: str = "both"
+    event_window: str | None = None  # "START:STOP" in ms after the first event
     batch_size: int | None = None
     lr: float | None = None
     optimizer: str = "adam"
@@ -60,6 +65,7 @@ class RunConfig:
     resume: bool = False
 
     def __post_init__(self) -> None:
+        _resolve_encoding(self)
         _validate(self)
 
     def as_dict(self) -> dict[str, Any]:
@@ -114,9 +120,42 @@ def _validate(cfg: RunConfig) -> None:
     _one_of(cfg, "method", METHOD_NAMES)
     _one_of(cfg, "backend", BACKENDS)
     _one_of(cfg, "encoding", ENCODINGS)
+    _one_of(cfg, "event_binning", BINNINGS)
+    _one_of(cfg, "event_polarity", POLARITIES)
+    _positive(cfg, "event_downsample", allow_none=False)
+    parse_window(cfg.event_window)
     _one_of(cfg, "neuron", ("lif", "if"))
     _one_of(cfg, "optimizer", ("adam", "sgd"))
     _one_of(cfg, "device", ("cpu", "cuda"))
+
+
+def _resolve_encoding(cfg: RunConfig) -> None:
+    """Event datasets are fed as their frames (``events``); images default to ``direct``."""
+    try:
+        events = is_event_dataset(cfg.dataset)
+    except Exception:  # unknown dataset names are reported when the dataset is loaded
+        return
+    allowed = (EVENTS,) if events else IMAGE_ENCODINGS
+    if cfg.encoding is None:
+        object.__setattr__(cfg, "encoding", allowed[0])
+    elif cfg.encoding not in allowed:
+        kind = "event" if events else "image"
+        raise ConfigError(
+            f"encoding does not apply to the {kind} dataset {canonical_name(cfg.dataset)}",
+            where="config", field="encoding", value=cfg.encoding,
+            fix=f"Use one of: {', '.join(allowed)} (or leave --encoding out).",
+        )  # fmt: skip
+
+
+def event_options(cfg: RunConfig) -> EventOptions:
+    """How an event dataset of ``cfg`` is binned (T = the resolved ``timesteps``, default 8)."""
+    return EventOptions(
+        timesteps=cfg.timesteps or 8,
+        binning=cfg.event_binning,
+        downsample=cfg.event_downsample,
+        polarity=cfg.event_polarity,
+        window_ms=parse_window(cfg.event_window),
+    )
 
 
 KEYS = tuple(f.name for f in fields(RunConfig))

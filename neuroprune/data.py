@@ -14,8 +14,12 @@ Every dataset comes back as a :class:`Dataset` of ``float32`` images in ``[0, 1]
   in ``data_dir`` or ``data_dir/cifar-10-batches-py``. Pixels are divided by 255. The pickles
   are read with an unpickler that only rebuilds numpy arrays, so a hostile file cannot run code.
 
+* ``nmnist``, ``dvsgesture``, ``shd``: event recordings read with Tonic and binned into ``T``
+  binary frames (:mod:`neuroprune.events`); ``x_*`` are ``uint8 [N, T, C, H, W]``.
+
 Input encodings turn an image batch into ``T`` time steps ``[T, B, C, H, W]`` (see
-:func:`encode`; ``neuroprune.models.encoding`` is the torch twin used in training).
+:func:`encode`; ``neuroprune.models.encoding`` is the torch twin used in training). Event
+datasets use the ``events`` encoding: their frames are the time steps.
 """
 
 from __future__ import annotations
@@ -30,9 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DatasetError, did_you_mean
+from .events import EVENT_DATASETS, EventOptions, load_event_dataset
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
-ENCODINGS = ("direct", "poisson")
+IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+DATASETS = IMAGE_DATASETS + EVENT_DATASETS
+ENCODINGS = ("direct", "poisson", "latency", "events")
+IMAGE_ENCODINGS = ("direct", "poisson", "latency")
+EVENTS = "events"
 
 _ALIASES = {
     "fashion_mnist": "fashion-mnist",
@@ -40,6 +48,9 @@ _ALIASES = {
     "fmnist": "fashion-mnist",
     "cifar-10": "cifar10",
     "cifar_10": "cifar10",
+    "n-mnist": "nmnist",
+    "dvs-gesture": "dvsgesture",
+    "dvs128gesture": "dvsgesture",
 }
 
 IDX_FILES = (
@@ -72,11 +83,12 @@ _IDX_DTYPES = {
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """An image classification dataset held in memory.
+    """An image or event classification dataset held in memory.
 
     Attributes:
-        name: registry name (``"digits"``, ``"mnist"``, ...).
-        x_train / x_test: ``float32`` images in ``[0, 1]``, shape ``(N, C, H, W)``.
+        name: registry name (``"digits"``, ``"mnist"``, ``"nmnist"``, ...).
+        x_train / x_test: ``float32`` images in ``[0, 1]``, shape ``(N, C, H, W)``; or, for an
+            event dataset, ``uint8`` binary frames ``(N, T, C, H, W)``.
         y_train / y_test: ``int64`` labels in ``[0, num_classes)``, shape ``(N,)``.
         num_classes: number of classes.
         class_names: optional human-readable class names (``num_classes`` entries).
@@ -109,9 +121,19 @@ class Dataset:
             )
 
     @property
+    def is_event(self) -> bool:
+        """True for binned event frames ``(N, T, C, H, W)``."""
+        return self.x_train.ndim == 5
+
+    @property
+    def timesteps(self) -> int | None:
+        """Frames per event sample (``None`` for images)."""
+        return int(self.x_train.shape[1]) if self.is_event else None
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
-        """Shape of one sample, ``(C, H, W)``."""
-        return tuple(int(s) for s in self.x_train.shape[1:])
+        """Shape of one sample at one time step, ``(C, H, W)``."""
+        return tuple(int(s) for s in self.x_train.shape[2 if self.is_event else 1 :])
 
     @property
     def train_size(self) -> int:
@@ -126,9 +148,11 @@ def _check_split(ds: Dataset, split: str) -> None:
     """Validate one split's dtypes, shapes and label range (raises :class:`DatasetError`)."""
     x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
     where = f"dataset {ds.name}"
+    layout = "(N, T, C, H, W)" if ds.is_event else "(N, C, H, W)"
+    dtype, ndim = (np.uint8, 5) if ds.is_event else (np.float32, 4)
     problems = [
-        (x.dtype != np.float32, f"x_{split}.dtype", x.dtype, "images must be float32"),
-        (x.ndim != 4, f"x_{split}.shape", x.shape, "images must have shape (N, C, H, W)"),
+        (x.dtype != dtype, f"x_{split}.dtype", x.dtype, f"samples must be {np.dtype(dtype)}"),
+        (x.ndim != ndim, f"x_{split}.shape", x.shape, f"samples must have shape {layout}"),
         (y.dtype != np.int64, f"y_{split}.dtype", y.dtype, "labels must be int64"),
         (y.shape != x.shape[:1], f"y_{split}.shape", y.shape, "need one label per image"),
     ]
@@ -167,14 +191,25 @@ def canonical_name(name: str) -> str:
     )
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
+def load_dataset(
+    name: str, data_dir: str | Path | None = None, events: EventOptions | None = None
+) -> Dataset:
     """Load dataset ``name`` (see :data:`DATASETS`); ``data_dir`` holds the files where needed.
 
-    Never downloads. Raises :class:`DatasetError` for an unknown name, a missing folder or file
-    (naming every expected file) or a malformed file (naming the file).
+    ``events`` says how an event dataset is binned into frames (default ``EventOptions()``:
+    8 time bins, both polarities); image datasets ignore it. Never downloads. Raises
+    :class:`DatasetError` for an unknown name, a missing folder or file (naming every expected
+    file) or a malformed file (naming the file).
     """
     key = canonical_name(name)
+    if key in EVENT_DATASETS:
+        return load_event_dataset(key, data_dir, events or EventOptions())
     return _LOADERS[key](data_dir)
+
+
+def is_event_dataset(name: str) -> bool:
+    """True when ``name`` is an event dataset (its samples are frames, encoding ``events``)."""
+    return canonical_name(name) in EVENT_DATASETS
 
 
 def _load_digits(data_dir: str | Path | None = None) -> Dataset:
@@ -415,16 +450,59 @@ def check_encoding(encoding: str) -> str:
 
 
 def encode(x: np.ndarray, timesteps: int, encoding: str = "direct", *, seed: int = 0) -> np.ndarray:
-    """Encode images ``x`` ``(B, ...)`` in ``[0, 1]`` as ``T`` steps: ``float32 [T, B, ...]``.
+    """Encode a batch ``x`` as ``T`` steps: ``float32 [T, B, ...]``.
+
+    Images ``x`` ``(B, ...)`` in ``[0, 1]``:
 
     * ``direct``: the analog image is the input current at every step, ``s[t] = x``.
     * ``poisson``: Bernoulli rate coding, ``s[t] = 1 if u[t] < x else 0`` with ``u[t]`` uniform
       on ``[0, 1)`` drawn from ``numpy.random.default_rng(seed)``; the expected spike rate of a
       pixel per step equals its intensity.
+    * ``latency``: one spike per pixel with ``x > 0``, at step ``t_x = rint((1 - x) (T - 1))``
+      (float32 arithmetic, round half to even): the brightest pixels fire first (``x = 1`` at
+      step 0), a pixel of 0 never fires. Example, T = 8: x = 0.5 -> rint(3.5) = 4.
+
+    Event frames ``x`` ``(B, T, ...)`` (binary):
+
+    * ``events``: the frames are the time steps, ``s[t] = x[:, t]`` (``x.shape[1]`` must be T).
     """
     check_encoding(encoding)
+    if encoding == EVENTS:
+        return event_steps(x, timesteps)
     x = np.asarray(x, dtype=np.float32)
     if encoding == "direct":
         return np.broadcast_to(x, (timesteps, *x.shape)).copy()
+    if encoding == "latency":
+        fire_step = latency_steps(x, timesteps)
+        steps = np.arange(timesteps, dtype=np.float32).reshape(-1, *([1] * x.ndim))
+        return ((steps == fire_step) & (x > 0)).astype(np.float32)
     rng = np.random.default_rng(seed)
     return (rng.random((timesteps, *x.shape), dtype=np.float32) < x).astype(np.float32)
+
+
+def latency_steps(x: np.ndarray, timesteps: int) -> np.ndarray:
+    """``rint((1 - x) (T - 1))`` in float32: the step at which a pixel of intensity x fires."""
+    span = np.float32(timesteps - 1)
+    return np.rint((np.float32(1.0) - np.asarray(x, np.float32)) * span)
+
+
+def event_steps(x: np.ndarray, timesteps: int) -> np.ndarray:
+    """Event frames ``(B, T, ...)`` as ``float32 [T, B, ...]`` (raises if T differs)."""
+    x = np.asarray(x)
+    if x.ndim < 2 or x.shape[1] != timesteps:
+        raise DatasetError(
+            f"event samples must have {timesteps} frames",
+            where="events encoding",
+            field="x.shape",
+            value=tuple(x.shape),
+            fix="Bin the events with the model's --timesteps (load the dataset again).",
+        )
+    return np.ascontiguousarray(np.swapaxes(x, 0, 1), dtype=np.float32)
+
+
+def simulation_input(dataset: Dataset, samples: int) -> np.ndarray:
+    """The first ``samples`` test samples as a simulator takes them: images ``[N, C, H, W]``
+    (the simulator encodes them with the graph's encoding), event frames as the time steps
+    ``float32 [T, N, C, H, W]``."""
+    x = dataset.x_test[:samples]
+    return event_steps(x, dataset.timesteps) if dataset.is_event else x

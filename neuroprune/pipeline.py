@@ -21,7 +21,7 @@ from typing import Any
 
 from neuroprune import __version__, distributed
 from neuroprune.atomic import write_json, write_text
-from neuroprune.config import RunConfig, save_config
+from neuroprune.config import RunConfig, event_options, save_config
 from neuroprune.errors import ArtifactError, ConfigError, UnsupportedError
 from neuroprune.profiles import ChipProfile, load_profile
 
@@ -178,7 +178,7 @@ def _run_fit(cfg: RunConfig, progress: Progress | None) -> RunOutcome:
     from neuroprune.fit import allocation_capacity
 
     profile = load_profile(cfg.chip)
-    dataset = load_dataset(cfg.dataset, cfg.data_dir)
+    dataset = load_dataset(cfg.dataset, cfg.data_dir, event_options(cfg))
     import torch
 
     from neuroprune.models import build_model, summarize  # torch only once the inputs are valid
@@ -451,13 +451,14 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
     if cfg.backend == "none":
         run.report["stages_not_run"].append("simulation (--backend none)")
         return True
+    from neuroprune.data import simulation_input
     from neuroprune.sim import simulate
 
     fixed = cfg.fixed_point if cfg.fixed_point is not None else _fixed_by_default(run.profile)
     samples = cfg.samples or len(dataset.x_test)
     run.emit("simulate", f"{cfg.backend} backend, {'fixed' if fixed else 'floating'} point, "
                          f"{samples} test samples")  # fmt: skip
-    x, y = dataset.x_test[:samples], dataset.y_test[:samples]
+    x, y = simulation_input(dataset, samples), dataset.y_test[:samples]
     # Fixed point gates on the bit-exact integer emulation (must be 100 %) and reports the
     # drift from the float PyTorch model; floating point gates on the PyTorch model itself.
     result = simulate(run.run_dir / "model.nir", x=x, y=y, profile=run.profile,
@@ -570,7 +571,7 @@ def export_run(run_dir: Path, fmt: str, out: Path | None) -> Path:
 
     cfg = _run_config(run_dir)
     model = _final_model(run_dir)
-    shape = load_dataset(cfg.dataset, cfg.data_dir).input_shape
+    shape = load_dataset(cfg.dataset, cfg.data_dir, event_options(cfg)).input_shape
     target = out or Path(run_dir) / f"model.{fmt}"
     if fmt == "nir":
         return export_nir(model, target, timesteps=cfg.timesteps, encoding=cfg.encoding,
@@ -581,7 +582,7 @@ def export_run(run_dir: Path, fmt: str, out: Path | None) -> Path:
 def simulate_target(target: Path, *, chip=None, backend="lava", samples=None, fixed_point=None,
                     dataset=None, data_dir=None, timeout=None):  # fmt: skip
     """Simulate a run directory's model.nir or a .nir file on the dataset's test split."""
-    from neuroprune.data import load_dataset
+    from neuroprune.data import load_dataset, simulation_input
     from neuroprune.sim import simulate
 
     target = Path(target)
@@ -598,11 +599,12 @@ def simulate_target(target: Path, *, chip=None, backend="lava", samples=None, fi
         raise ArtifactError("NIR file not found", where=str(nir_path),
                             fix="Export first: neuroprune export RUN_DIR --format nir.")  # fmt: skip
     profile = load_profile(chip) if chip else None
-    data = load_dataset(dataset or "digits", data_dir)
+    events = event_options(cfg) if target.is_dir() else None
+    data = load_dataset(dataset or "digits", data_dir, events)
     n = samples or len(data.x_test)
     if fixed_point is None:
         fixed_point = bool(profile and _fixed_by_default(profile))
-    return simulate(nir_path, x=data.x_test[:n], y=data.y_test[:n], profile=profile,
+    return simulate(nir_path, x=simulation_input(data, n), y=data.y_test[:n], profile=profile,
                     backend=backend, fixed_point=fixed_point, timeout=timeout,
                     expected_counts=_bit_exact_check(backend, fixed_point),
                     reference_model=reference)  # fmt: skip

@@ -77,8 +77,12 @@ def test_digits_fixed_stratified_split(digits):
     np.testing.assert_array_equal(again.y_train, digits.y_train)
 
 
+IMAGES = ("digits", "mnist", "fashion-mnist", "cifar10")
+
+
 def test_registry_and_aliases():
-    assert DATASETS == ("digits", "mnist", "fashion-mnist", "cifar10")
+    assert DATASETS == IMAGES + ("nmnist", "dvsgesture", "shd")
+    assert data.canonical_name("N-MNIST") == "nmnist"
     assert data.canonical_name("Fashion_MNIST") == "fashion-mnist"
     assert data.canonical_name("CIFAR-10") == "cifar10"
 
@@ -234,4 +238,4 @@ def test_direct_and_poisson_encoding():
     assert not np.array_equal(spikes, encode(x, 400, "poisson", seed=8))
     np.testing.assert_allclose(spikes.mean(0), x, atol=0.1)
     with pytest.raises(DatasetError):
-        encode(x, 2, "latency")
+        encode(x, 2, "rate")

@@ -39,7 +39,7 @@ from spikingjelly.activation_based import functional
 from .. import distributed
 from ..atomic import atomic_path
 from ..errors import ArtifactError, ConfigError, ModelError
-from .encoding import encode, make_generator
+from .encoding import ENCODINGS, encode, make_generator
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "step", "none")
@@ -88,7 +88,7 @@ class TrainConfig:
             "lr_schedule": SCHEDULES,
             "loss": LOSSES,
             "device": DEVICES,
-            "encoding": ("direct", "poisson"),
+            "encoding": ENCODINGS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

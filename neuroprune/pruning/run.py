@@ -94,7 +94,7 @@ def prune_to_budget(
     replaced by ``epochs`` and ``finetune_epochs``.
     """
     started = time.perf_counter()
-    input_shape = tuple(int(s) for s in dataset.x_train.shape[1:])
+    input_shape = tuple(dataset.input_shape)
     cls = method_class(method)
     prune_cfg = prune_config(train_config, epochs, constant=cls.constant_lr)
     pruner = cls(
@@ -124,7 +124,7 @@ def _result(model, dataset, config, pruner, method, history, projected, started,
         model, dataset.x_test, dataset.y_test, config.timesteps, config.encoding, seed=config.seed
     )
     per_layer = layer_report(
-        model, tuple(dataset.x_train.shape[1:]), config.timesteps,
+        model, tuple(dataset.input_shape), config.timesteps,
         conv_weight_sharing=pruner.budget.conv_weight_sharing,
     )  # fmt: skip
     synapses = sum(row["synapses"] for row in per_layer)

@@ -662,7 +662,7 @@ def prune_structured(
     started = time.perf_counter()
     if then_stds:
         require_sequential(model, stage="sca+stds")
-    input_shape = tuple(int(s) for s in dataset.x_train.shape[1:])
+    input_shape = tuple(dataset.input_shape)
     sharing = budget.conv_weight_sharing
     before = _snapshot(model, dataset, train_config, profile, sharing)
     sca_epochs, stds_epochs = _split_epochs(epochs, then_stds, structure_fraction)
@@ -740,7 +740,7 @@ class _Snapshot:
 def _snapshot(model, dataset, config: TrainConfig, profile, sharing: bool) -> _Snapshot:
     from neuroprune.fit import check_fit
 
-    input_shape = tuple(int(s) for s in dataset.x_train.shape[1:])
+    input_shape = tuple(dataset.input_shape)
     summary = summarize_model(model, input_shape, config.timesteps)
     fit = check_fit(summary, profile) if profile is not None else None
     return _Snapshot(summary, _accuracy(model, dataset, config), fit, sharing)
@@ -806,7 +806,7 @@ def _stage(model, dataset, config, pruner, stage: str, epochs: int, progress) ->
 
 def _stds_stage(model, dataset, config, budget, epochs, finetune_epochs, lr_scale, progress):
     """STDS on the narrow model to exactly ``B`` (minimums recomputed for the new widths)."""
-    input_shape = tuple(int(s) for s in dataset.x_train.shape[1:])
+    input_shape = tuple(dataset.input_shape)
     summary = summarize_model(model, input_shape, config.timesteps)
     sharing = budget.conv_weight_sharing
     narrow = replace(

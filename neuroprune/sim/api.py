@@ -14,7 +14,7 @@ from neuroprune.errors import ConfigError, DatasetError
 from neuroprune.sim import result as metrics
 from neuroprune.sim.backends import get_backend
 from neuroprune.sim.base import BackendRun, Progress, SimBackend, emit
-from neuroprune.sim.inputs import CURRENT, Stimulus, prepare_stimulus
+from neuroprune.sim.inputs import CURRENT, Stimulus, placement, prepare_stimulus
 from neuroprune.sim.nir_reader import read_deployment
 from neuroprune.sim.reference import ReferenceBackend
 from neuroprune.sim.result import SimulationResult
@@ -169,6 +169,7 @@ def build_result(
         wall_seconds=wall,
         timings=dict(run.timings),
         notes=_notes(spec, stimulus, run, fixed_point),
+        placement=placement(spec, stimulus),
     )
 
 
@@ -262,10 +263,21 @@ def _first_divergent(spec: DeploymentSpec, agreement) -> str | None:
 
 def _notes(spec: DeploymentSpec, stimulus: Stimulus, run: BackendRun, fixed_point: bool):
     notes = list(run.notes)
+    encoding = spec.encoding or "unknown"
     if stimulus.kind == CURRENT:
         shift = stimulus.current_shift
         rounding = f", in units of 2**-{shift} weight LSB" if fixed_point else ""
-        notes.append(f"analog input: first layer's synaptic current computed on the host{rounding}")
+        notes.append(
+            f"analog input ({encoding} encoding): first layer's synaptic current "
+            f"({spec.layers[0].name}) computed on the host{rounding}; every neuron layer and "
+            "every later synaptic layer ran on the chip"
+        )
+    else:
+        notes.append(
+            f"spike input ({encoding} encoding): the input spike generator sends each step's "
+            f"frame to {spec.layers[0].name}; every synaptic and neuron layer ran on the chip, "
+            "none on the host"
+        )
     if spec.timesteps and spec.timesteps != stimulus.timesteps:
         notes.append(
             f"input has T={stimulus.timesteps}, the graph was exported with T={spec.timesteps}"

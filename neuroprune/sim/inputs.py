@@ -14,7 +14,14 @@ synaptic current is computed on the host and injected straight into the first ne
 
 A static input ``[N, *input_shape]`` (images in [0, 1]) is encoded here with the graph's
 ``timesteps`` and ``encoding``: repeated for ``direct``, or ``neuroprune.data.encode(x, T,
-"poisson", seed=0)`` for ``poisson`` (so every backend and the torch model see the same spikes).
+encoding, seed=0)`` for ``poisson`` and ``latency`` (so every backend and the torch model see
+the same spikes). An ``events`` graph takes its frames as the steps ``[T, N, *input_shape]``
+(``neuroprune.data.simulation_input``).
+
+Where each layer runs (:func:`placement`): with spike input every synaptic layer, the first
+included, runs on the chip (the spikes enter through the input spike generator,
+``neuroprune.sim.lavaext.FrameSource``, in Lava); with analog input the first synaptic layer's
+``W_1 x`` runs on the host and every neuron layer and later synaptic layer on the chip.
 """
 
 from __future__ import annotations
@@ -130,11 +137,33 @@ def encode_static(spec: DeploymentSpec, x: np.ndarray) -> np.ndarray:
             value=tuple(x.shape),
             fix="Pass encoded input [T, N, ...] (neuroprune.data.encode).",
         )
-    if spec.encoding == "poisson":
+    if spec.encoding == "events":
+        raise DatasetError(
+            "an events graph takes event frames [T, N, ...], not static images",
+            where="simulate input",
+            field="x.shape",
+            value=tuple(x.shape),
+            fix="Pass the frames as steps: neuroprune.data.simulation_input(dataset, N).",
+        )
+    if spec.encoding in ("poisson", "latency"):
         from neuroprune.data import encode
 
-        return encode(x, spec.timesteps, "poisson", seed=0)
+        return encode(x, spec.timesteps, spec.encoding, seed=0)
     return np.broadcast_to(x, (spec.timesteps, *x.shape))
+
+
+CHIP = "chip"
+HOST = "host"
+
+
+def placement(spec: DeploymentSpec, stimulus: Stimulus) -> tuple[tuple[str, str], ...]:
+    """``((node, "chip" | "host"), ...)`` for every synaptic and neuron node, in graph order
+    (module docstring): only a host-computed first-layer current puts ``0_syn`` on the host."""
+    rows = []
+    for k, layer in enumerate(spec.layers):
+        on_host = k == 0 and stimulus.kind == CURRENT
+        rows += [(layer.name, HOST if on_host else CHIP), (layer.neuron_name, CHIP)]
+    return tuple(rows)
 
 
 def _check_samples(samples: int) -> int:

@@ -59,6 +59,8 @@ class SimulationResult:
             runs gate on the bit-exact reference and report the model's drift here).
         model_count_agreement: per layer, the fraction of (sample, neuron) spike counts equal
             to the PyTorch model's (a finer view of the same drift).
+        placement: ``((node, "chip" | "host"), ...)``: where each synaptic and neuron node ran
+            (``neuroprune.sim.inputs.placement``).
     """
 
     backend: str
@@ -87,6 +89,7 @@ class SimulationResult:
     model_agreement: tuple[float, ...] | None = None
     model_prediction_agreement: float | None = None
     model_count_agreement: tuple[float, ...] | None = None
+    placement: tuple[tuple[str, str], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no per-sample arrays) for ``simulation.json`` / report.json."""
@@ -96,6 +99,7 @@ class SimulationResult:
             "samples": self.samples,
             "timesteps": self.timesteps,
             "stimulus": self.stimulus,
+            "placement": dict(self.placement),
             "layers": self.layer_rows(),
             "spike_agreement": self.spike_agreement,
             "agreement_source": self.agreement_source,
