@@ -34,6 +34,10 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, target)
+    except OSError as exc:
+        if exc.filename is None:  # write() errors (ENOSPC, EFBIG) carry no path: name the target
+            exc.filename = str(target)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -3,13 +3,17 @@
 The only module that prints or exits. Errors from the library arrive as
 :class:`neuroprune.errors.NeuropruneError` and are printed as one line (``-v`` adds the
 traceback) with the error's exit code: 0 done and fits; 1 ran but does not fit or verification
-failed; 2 bad usage or input; 3 a backend is unavailable.
+failed; 2 bad usage or input (click's usage errors too, also as one line); 3 a backend is
+unavailable or the simulator failed; 4 a file-system fault (``OSError``: the path and the OS
+error); 130 interrupted by SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -17,7 +21,7 @@ from pathlib import Path
 import click
 
 from neuroprune import __version__
-from neuroprune.errors import NeuropruneError
+from neuroprune.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_IO_ERROR, NeuropruneError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -57,17 +61,22 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         verbose = click.get_current_context().find_root().params.get("verbose", False)
+        previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             return fn(*args, **kwargs)
         except NeuropruneError as exc:
-            if _is_main_process():  # under torchrun every rank meets the error; rank 0 says it
-                if verbose:
-                    traceback.print_exc()
-                click.echo(f"error: {exc.one_line()}", err=True)
-            sys.exit(exc.exit_code)
+            if not _is_main_process():  # under torchrun every rank meets the error; rank 0 says it
+                sys.exit(exc.exit_code)
+            _fail(verbose, exc.one_line(), exc.exit_code)
+        except OSError as exc:
+            _fail(verbose, os_error_line(exc), EXIT_IO_ERROR)
+        except MemoryError:
+            _fail(verbose, "out of memory; use a smaller network or --batch-size", EXIT_BAD_INPUT)
         except KeyboardInterrupt:
             click.echo("interrupted: outputs written so far are complete files", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
@@ -78,7 +87,57 @@ def _is_main_process() -> bool:
     return is_main()
 
 
-@click.group(context_settings=CONTEXT)
+def _terminate(signum, frame):
+    """SIGTERM is handled like SIGINT: stop, clean up child processes, exit 130."""
+    raise KeyboardInterrupt
+
+
+def _fail(verbose: bool, line: str, code: int) -> None:
+    if verbose:
+        traceback.print_exc()
+    click.echo(f"error: {line}", err=True)
+    sys.exit(code)
+
+
+def os_error_line(exc: OSError) -> str:
+    """``PATH: strerror (errno NAME). fix`` for a file-system fault."""
+    name = errno.errorcode.get(exc.errno or 0, "?")
+    path = exc.filename or "(file system)"
+    fixes = {
+        "EACCES": "Check the folder's permissions or pass another --out.",
+        "EPERM": "Check the folder's permissions or pass another --out.",
+        "EROFS": "The file system is read-only: pass another --out.",
+        "ENOSPC": "The disk is full: free space or pass another --out.",
+        "EDQUOT": "The disk quota is exhausted: free space or pass another --out.",
+        "EFBIG": "A file size limit (ulimit -f) was hit: raise it or pass another --out.",
+        "ENOTDIR": "A file is where a folder is expected: remove it or pass another path.",
+        "EISDIR": "A folder is where a file is expected: remove it or pass another path.",
+    }
+    fix = fixes.get(name, "Check the path.")
+    return f"{path}: {exc.strerror or exc} (errno {name}); earlier files were kept. {fix}"
+
+
+class OneLineGroup(click.Group):
+    """A click group whose usage errors are one line (``error: ...``) with exit code 2."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            hint = f" (see 'neuroprune {exc.ctx.command_path.split(' ', 1)[-1]} --help')" if (
+                getattr(exc, "ctx", None) and " " in exc.ctx.command_path) else ""  # fmt: skip
+            message = " ".join(exc.format_message().split())
+            click.echo(f"error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(context_settings=CONTEXT, cls=OneLineGroup)
 @click.version_option(__version__, prog_name="neuroprune")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
 def main(verbose: bool) -> None:
@@ -200,6 +259,9 @@ FIT_OPTIONS = [
     click.option("--seed", type=int),
     click.option("--backend", help="Simulator for verification: lava, reference or none."),
     click.option("--samples", type=int, help="Test samples to simulate (default: all)."),
+    click.option("--sim-timeout", type=float,
+                 help="Seconds before the Lava simulation is stopped [scaled from the network's "
+                      "measured cost]."),
     click.option("--fixed-point/--floating-point", "fixed_point", default=None,
                  help="Simulate the chip's integer arithmetic (default when the format is loihi)."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False),
@@ -226,7 +288,8 @@ def fit(config_file, as_json, **options) -> None:
     """Train, prune to the chip's budget, quantize, export, simulate on Lava and report.
 
     Exit 0 when the network fits and verification passed, 1 when it does not fit or the
-    simulation disagrees with the model, 2 on bad input, 3 when a backend is unavailable.
+    simulation disagrees with the model, 2 on bad input, 3 when a backend is unavailable or
+    the simulator failed (report.json is still written), 4 on a file-system fault.
     `--nproc N` trains in N processes (same as `torchrun --nproc-per-node N -m neuroprune fit`).
     """
     from neuroprune import distributed
@@ -249,6 +312,8 @@ def fit(config_file, as_json, **options) -> None:
         click.echo(json.dumps(outcome.report, indent=2, default=str))
     else:
         console.print(summary_text(outcome.report, outcome.run_dir))
+    if outcome.error is not None:
+        click.echo(f"error: {outcome.error.one_line()} (recorded in report.json)", err=True)
     sys.exit(outcome.exit_code)
 
 
@@ -263,7 +328,7 @@ def fit(config_file, as_json, **options) -> None:
 def quantize(run_dir: str, chip: str | None) -> None:
     """Quantize a saved run's pruned model (pruned.pt) to the chip's formats."""
     _torch_threads()
-    from neuroprune.quantize import quantize_run
+    from neuroprune.pipeline import quantize_run
     from neuroprune.reports.render import quantize_text
 
     _console().print(quantize_text(quantize_run(Path(run_dir), chip=chip)))
@@ -291,14 +356,18 @@ def export(run_dir: str, fmt: str, out_file: str | None) -> None:
 @click.option(
     "--backend", type=click.Choice(["lava", "reference"]), default="lava", show_default=True
 )
-@click.option("--samples", type=int, help="Test samples to simulate (default: all).")
+@click.option("--samples", type=click.IntRange(min=1), help="Test samples to simulate [all].")
 @click.option("--fixed-point/--floating-point", "fixed_point", default=None,
               help="Bit-accurate integer arithmetic (needs a quantized model).")  # fmt: skip
 @click.option("--dataset", help="Dataset to feed (default: the run's, or digits).")
 @click.option("--data-dir", type=click.Path())
-@click.option("--threshold", type=float, default=0.99, show_default=True,
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.99, show_default=True,
               help="Minimum spike agreement; below it the command exits 1.")  # fmt: skip
-@click.option("--timeout", type=float, help="Seconds before the simulator is stopped.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds before the simulator is stopped.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
 def simulate(target, chip, backend, samples, fixed_point, dataset, data_dir, threshold, timeout,

@@ -5,7 +5,8 @@ Every error that a user can cause carries structured fields so the CLI can print
 it matches on the class and reads the fields.
 
 Exit codes (architecture.md): 0 done and fits; 1 ran but does not fit or verification failed;
-2 bad usage or input; 3 a backend is unavailable.
+2 bad usage or input; 3 a backend is unavailable or the simulator failed; 4 a file-system fault
+(read-only folder, full disk, permissions, file size limit); 130 interrupted (SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ EXIT_OK = 0
 EXIT_DOES_NOT_FIT = 1
 EXIT_BAD_INPUT = 2
 EXIT_BACKEND_UNAVAILABLE = 3
+EXIT_IO_ERROR = 4
+EXIT_INTERRUPTED = 130
 
 
 def did_you_mean(name: object, options: Iterable[str], *, n: int = 1, cutoff: float = 0.6) -> str:

@@ -11,19 +11,30 @@ model.nir, model.onnx, fit.json, simulation.json, report.json, report.md, plots/
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import math
 import platform
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from neuroprune import __version__, distributed
-from neuroprune.atomic import write_json, write_text
-from neuroprune.config import RunConfig, event_options, save_config
-from neuroprune.errors import ArtifactError, ConfigError, UnsupportedError
+from neuroprune.atomic import write_json
+from neuroprune.config import RunConfig, config_from_saved, event_options, parse_hidden
+from neuroprune.errors import (
+    ArtifactError,
+    BackendUnavailableError,
+    ConfigError,
+    NeuropruneError,
+    SimulationError,
+    UnsupportedError,
+)
 from neuroprune.profiles import ChipProfile, load_profile
+from neuroprune.rundir import CHECKPOINT, MODEL_FILES, RECORD_VERSION, RunDir, RunRecord
 
 Progress = Callable[[Mapping[str, Any]], None]
 STRUCTURED_METHODS = ("sca", "sca+stds")
@@ -32,11 +43,13 @@ CHAIN_ONLY_STAGES = ("quantize", "export", "simulate")
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What ``neuroprune fit`` returns: the run directory, report.json's content, exit code."""
+    """What ``neuroprune fit`` returns: the run directory, report.json's content, exit code,
+    and the error of a stage that failed after the run started (recorded in the report)."""
 
     run_dir: Path
     report: dict[str, Any]
     exit_code: int
+    error: NeuropruneError | None = None
 
 
 @dataclass
@@ -44,22 +57,57 @@ class _Run:
     """Mutable state of one pipeline run (internal)."""
 
     cfg: RunConfig
-    run_dir: Path
+    rundir: RunDir
     profile: ChipProfile
     progress: Progress
     report: dict[str, Any] = field(default_factory=dict)
     history: dict[str, list] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
-    started_bars: set[str] = field(default_factory=set)
+    written: set[str] = field(default_factory=lambda: {"config.yaml", "profile.yaml", "log.txt"})
     writes: bool = True  # False on torchrun ranks > 0: only rank 0 writes the run directory
+
+    @property
+    def run_dir(self) -> Path:
+        return self.rundir.path
 
     def emit(self, stage: str, message: str | None = None, **event: Any) -> None:
         if message is not None:
             self.log_lines.append(f"{time.strftime('%H:%M:%S')} {stage}: {message}")
             if self.writes:
-                write_text(self.run_dir / "log.txt", "\n".join(self.log_lines) + "\n")
+                self.rundir.write_log(self.log_lines)
             event["message"] = message
         self.progress({"stage": stage, **event})
+
+    def reusable(self, stage: str, inputs: Mapping[str, Any]):
+        """``(model, meta)`` of the stage's artifact when ``--resume`` may reuse it (made with
+        the same inputs), else None; a mismatch is logged naming the options that changed."""
+        found = self._matching(stage, inputs) if self.writes else None
+        if not distributed.from_main(found is not None):  # rank 0 decides for every rank
+            return None
+        return found or self.rundir.load_model(stage)
+
+    def _matching(self, stage: str, inputs: Mapping[str, Any]):
+        if not self.cfg.resume or not self.rundir.has_model(stage):
+            return None
+        model, meta = self.rundir.load_model(stage)
+        if meta.get("inputs_hash") == input_hash(inputs):
+            return model, meta
+        changed = ", ".join(changed_inputs(meta.get("inputs"), inputs))
+        self.emit(stage, f"--resume: rerunning, {MODEL_FILES[stage]} was made with other "
+                         f"options: {changed}")  # fmt: skip
+        return None
+
+    def save_model(self, stage: str, model, inputs: Mapping[str, Any], **meta: Any) -> None:
+        if not self.writes:
+            return
+        self.rundir.save_model(stage, model, {**meta, "inputs": dict(inputs),
+                                              "inputs_hash": input_hash(inputs)})  # fmt: skip
+        self.mark(MODEL_FILES[stage])
+        self.report["stages"][stage] = {"inputs_hash": input_hash(inputs)}
+
+    def mark(self, name: str) -> None:
+        """Record that this run wrote (or reused) the run file ``name``."""
+        self.written.add(name)
 
 
 def _noop(_: Mapping[str, Any]) -> None:
@@ -78,7 +126,7 @@ def with_model_defaults(cfg: RunConfig) -> RunConfig:
     defaults = DEFAULTS.get(cfg.model, DEFAULTS["mlp"])
     unset = {k: defaults[k] for k in ("epochs", "lr", "batch_size", "timesteps")
              if getattr(cfg, k) is None and k in defaults}  # fmt: skip
-    return replace(cfg, **unset)
+    return cfg.replace(**unset) if unset else cfg
 
 
 def train_config(cfg: RunConfig, epochs: int):
@@ -144,7 +192,6 @@ def _stage_record(summary, shared: bool, accuracy: float) -> dict[str, Any]:
 def check_dense(chip: str, *, model="mlp", hidden=None, dataset="digits", data_dir=None,
                 chips=None, cores=None, neuron="lif"):  # fmt: skip
     """Fit report of the untrained dense network (every synapse present)."""
-    from neuroprune.config import _parse_hidden
     from neuroprune.data import load_dataset
     from neuroprune.fit import check_fit
 
@@ -152,7 +199,8 @@ def check_dense(chip: str, *, model="mlp", hidden=None, dataset="digits", data_d
     data = load_dataset(dataset, data_dir)
     from neuroprune.models import build_model, summarize  # torch only once the inputs are valid
 
-    widths = _parse_hidden(hidden) if hidden else None
+    widths = parse_hidden(hidden) if hidden else None
+    check_model_size(model, widths, data.input_shape, data.num_classes)
     net = build_model(model, data.input_shape, data.num_classes, hidden=widths, neuron=neuron)
     summary = summarize(net, data.input_shape, 1, name=model)
     return check_fit(summary, profile, chips=chips, cores=cores)
@@ -167,22 +215,84 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
 
     Under torchrun every rank trains (``neuroprune.distributed``); ranks > 0 write nothing and
     return after the last training stage, rank 0 goes on to fit, export, simulate and report.
+
+    Every input is checked before the run directory is touched (:func:`_preflight`); then the
+    run's lock is taken, files of an earlier run that this run does not reuse are removed, and
+    the stages run. A simulator failure is recorded in report.json (``errors``) and returned
+    in the outcome, not raised.
     """
     with distributed.process_group(cfg.device):
-        return _run_fit(cfg, progress)
+        plan = _preflight(cfg)
+        rundir = RunDir.of(plan.cfg.out, plan.cfg.run_name)
+        if not distributed.is_main():  # a torchrun worker: trains, writes nothing
+            run = _Run(plan.cfg, rundir, plan.profile, progress or _noop, writes=False)
+            return _run_worker_rank(run, plan)
+        with rundir.lock():
+            return _run_main(plan, rundir, progress)
 
 
-def _run_fit(cfg: RunConfig, progress: Progress | None) -> RunOutcome:
+def _run_worker_rank(run: _Run, plan: _Plan) -> RunOutcome:
+    run.report = _empty_report(plan.cfg, plan.profile, plan.budget)
+    model = _stage_dense(run, plan.model, plan.dataset)
+    model = _stage_prune(run, model, plan.dataset, plan.budget)
+    if _is_chain(model):
+        _stage_quantize(run, model, plan.dataset)
+    return RunOutcome(run.run_dir, run.report, 0)
+
+
+def _is_chain(model) -> bool:
+    import torch
+
+    return isinstance(model, torch.nn.Sequential)
+
+
+def _run_main(plan: _Plan, rundir: RunDir, progress: Progress | None) -> RunOutcome:
+    """Rank 0 (or the only process), holding the run's lock: clean, run, record."""
+    cfg = plan.cfg
+    if not cfg.resume:
+        rundir.remove_files(keep=set())
+    _prepare_run_dir(rundir, cfg, plan.profile)
+    run = _Run(cfg, rundir, plan.profile, progress or _noop)
+    run.report = _empty_report(cfg, plan.profile, plan.budget)
+    run.emit("setup", f"{plan.profile.name}: budget {plan.budget.synapses:,} synapses "
+                      f"({plan.budget.source}); dense network {plan.dense_synapses:,} "
+                      f"synapses, {plan.dense_neurons:,} neurons")  # fmt: skip
+    exit_code, error = _run_stages(run, plan)
+    _finish_report(run)
+    if cfg.resume:
+        rundir.remove_files(keep=run.written)
+    return RunOutcome(rundir.path, run.report, exit_code, error)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything checked before the run directory is touched."""
+
+    cfg: RunConfig
+    profile: ChipProfile
+    dataset: Any
+    model: Any
+    budget: Any
+    dense_synapses: int
+    dense_neurons: int
+
+
+def _preflight(cfg: RunConfig) -> _Plan:
+    """Validate every input (profile, data, model, options against the registries, device,
+    budget) and build the dense model; nothing is written."""
     from neuroprune.budget import derive_budget
     from neuroprune.data import load_dataset
     from neuroprune.fit import allocation_capacity
 
     profile = load_profile(cfg.chip)
     dataset = load_dataset(cfg.dataset, cfg.data_dir, event_options(cfg))
+    check_model_size(cfg.model, cfg.hidden, dataset.input_shape, dataset.num_classes)
     import torch
 
     from neuroprune.models import build_model, summarize  # torch only once the inputs are valid
 
+    _check_method(cfg)
+    _check_device(cfg.device, torch)
     cfg = with_model_defaults(cfg)
     model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, hidden=cfg.hidden,
                         neuron=cfg.neuron, seed=cfg.seed)  # fmt: skip
@@ -191,45 +301,84 @@ def _run_fit(cfg: RunConfig, progress: Progress | None) -> RunOutcome:
             f"method {cfg.method!r} needs a Sequential chain model", where="--method",
             field="model", value=cfg.model, fix="Use --method sca with --model sew.",
         )  # fmt: skip
-    dense_summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
-    capacity = allocation_capacity(dense_summary, profile, chips=cfg.chips, cores=cfg.cores)
-    budget = derive_budget(profile, dense_summary, chips=cfg.chips, cores=cfg.cores,
+    summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
+    capacity = allocation_capacity(summary, profile, chips=cfg.chips, cores=cfg.cores)
+    budget = derive_budget(profile, summary, chips=cfg.chips, cores=cfg.cores,
                            budget=cfg.budget, sparsity=cfg.sparsity, capacity=capacity)  # fmt: skip
-    run_dir = Path(cfg.out) / cfg.run_name
-    run = _Run(cfg, run_dir, profile, progress or _noop, writes=distributed.is_main())
-    if run.writes:
-        _prepare_run_dir(run_dir, cfg, profile)
-    run.report = _empty_report(cfg, profile, budget)
-    run.emit("setup", f"{profile.name}: budget {budget.synapses:,} synapses ({budget.source}); "
-                      f"dense network {dense_summary.synapses(profile.conv_weight_sharing):,} "
-                      f"synapses, {dense_summary.neurons:,} neurons")  # fmt: skip
-    model = _stage_dense(run, model, dataset)
-    model = _stage_prune(run, model, dataset, budget)
+    shared = profile.conv_weight_sharing
+    return _Plan(cfg, profile, dataset, model, budget, summary.synapses(shared), summary.neurons)
+
+
+MAX_DENSE_WEIGHTS = 200_000_000  # 0.8 GB of float32 weights, several times that to train
+
+
+def check_model_size(model: str, hidden, input_shape, num_classes: int) -> None:
+    """Refuse an mlp whose weights alone would not fit in memory, before building it."""
+    if model != "mlp" or not hidden:
+        return
+    sizes = [math.prod(int(s) for s in input_shape), *hidden, int(num_classes)]
+    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    if weights > MAX_DENSE_WEIGHTS:
+        raise ConfigError(
+            f"the dense mlp would have {weights:,} weights (limit {MAX_DENSE_WEIGHTS:,})",
+            where="config", field="hidden", value=",".join(map(str, hidden)),
+            fix="Use narrower hidden layers.",
+        )  # fmt: skip
+
+
+def _check_method(cfg: RunConfig) -> None:
+    """The method and scheduler exist in the registries and go together."""
+    if cfg.method in STRUCTURED_METHODS:
+        return
+    from neuroprune.pruning.registry import method_class
+
+    cls = method_class(cfg.method)
+    if cfg.scheduler is not None and getattr(cls, "default_scheduler", None) is None:
+        raise ConfigError(
+            f"method {cfg.method!r} has no threshold scheduler", where="config",
+            field="scheduler", value=cfg.scheduler, fix="Leave --scheduler out for this method.",
+        )  # fmt: skip
+
+
+def _check_device(device: str, torch) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "no CUDA device is available on this machine", where="config", field="device",
+            value=device, fix="Use --device cpu.",
+        )  # fmt: skip
+
+
+def _run_stages(run: _Run, plan: _Plan) -> tuple[int, NeuropruneError | None]:
+    import torch
+
+    dataset = plan.dataset
+    model = _stage_dense(run, plan.model, dataset)
+    model = _stage_prune(run, model, dataset, plan.budget)
     chain = isinstance(model, torch.nn.Sequential)
     if chain:
         model = _stage_quantize(run, model, dataset)
-    if not run.writes:  # a torchrun worker: training is over, rank 0 does the rest
-        return RunOutcome(run_dir, run.report, 0)
     fit_report = _stage_fit(run, model, dataset)
-    sim_ok = True
-    if chain:
-        _stage_export(run, model, dataset)
-        sim_ok = _stage_simulate(run, model, dataset)
-    else:
+    if not chain:
         why = f"not supported for the {type(model).__name__} (residual) model yet"
         run.report["stages_not_run"] += [f"{stage}: {why}" for stage in CHAIN_ONLY_STAGES]
         run.emit("report", f"quantization, export and simulation {why}")
-    _finish_report(run)
-    exit_code = 0 if fit_report.fits and sim_ok else 1
-    return RunOutcome(run_dir, run.report, exit_code)
+        return (0 if fit_report.fits else 1), None
+    _stage_export(run, model, dataset)
+    try:
+        sim_ok = _stage_simulate(run, model, dataset)
+    except (SimulationError, BackendUnavailableError) as exc:
+        run.report["errors"].append(
+            {"stage": "simulate", "kind": type(exc).__name__, "message": exc.one_line()}
+        )
+        run.emit("simulate", f"failed: {exc.one_line()}")
+        return exc.exit_code, exc
+    return (0 if fit_report.fits and sim_ok else 1), None
 
 
-def _prepare_run_dir(run_dir: Path, cfg: RunConfig, profile: ChipProfile) -> None:
-    # A fresh run over an old one replaces each artifact atomically as its stage completes.
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "plots").mkdir(exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml", extra=_provenance(profile))
-    write_text(run_dir / "profile.yaml", Path(profile.path).read_text())
+def _prepare_run_dir(rundir: RunDir, cfg: RunConfig, profile: ChipProfile) -> None:
+    rundir.save_config(cfg.as_dict(), _provenance(profile))
+    rundir.save_profile(Path(profile.path).read_text())
+    rundir.plots.mkdir(exist_ok=True)
 
 
 def _provenance(profile: ChipProfile) -> dict[str, Any]:
@@ -252,6 +401,7 @@ def _provenance(profile: ChipProfile) -> dict[str, Any]:
 
 def _empty_report(cfg: RunConfig, profile: ChipProfile, budget) -> dict[str, Any]:
     return {
+        "record_version": RECORD_VERSION,
         "neuroprune_version": __version__,
         "chip": profile.id,
         "chip_name": profile.name,
@@ -270,45 +420,80 @@ def _empty_report(cfg: RunConfig, profile: ChipProfile, budget) -> dict[str, Any
         "simulation": None,
         "artifacts": {"nir": None, "onnx": None},
         "stages_not_run": [],
+        "errors": [],
+        "stages": {},
     }
 
 
-def _resumable(run: _Run, name: str) -> Path | None:
-    path = run.run_dir / name
-    reuse = distributed.from_main(run.cfg.resume and path.is_file())  # rank 0 decides
-    return path if reuse else None
+# ------------------------------------------------------------------------------------------
+# Resume: each stage's inputs
+
+DENSE_INPUTS = ("model", "hidden", "neuron", "dataset", "data_dir", "epochs", "timesteps",
+                "encoding", "event_binning", "event_downsample", "event_polarity",
+                "event_window", "batch_size", "lr", "optimizer", "seed", "nproc")  # fmt: skip
+PRUNE_INPUTS = ("chips", "cores", "budget", "sparsity", "method", "scheduler", "prune_epochs",
+                "finetune_epochs")  # fmt: skip
+QUANT_INPUTS = ("quant_epochs",)
+
+
+def stage_inputs(cfg: RunConfig, profile: ChipProfile, stage: str) -> dict[str, Any]:
+    """The options (and chip profile hash) a stage's artifact depends on; a stage depends on
+    everything its earlier stages depend on."""
+    keys = DENSE_INPUTS
+    if stage in ("pruned", "quantized"):
+        keys += PRUNE_INPUTS
+    if stage == "quantized":
+        keys += QUANT_INPUTS
+    values = cfg.as_dict()
+    inputs = {key: values[key] for key in keys}
+    if stage != "dense":
+        inputs["chip"] = profile.id
+        inputs["profile_sha256"] = profile.sha256
+    return inputs
+
+
+def input_hash(inputs: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``inputs`` (16 hex digits)."""
+    text = json.dumps(inputs, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def changed_inputs(saved: Mapping[str, Any] | None, now: Mapping[str, Any]) -> list[str]:
+    """``["hidden (128 -> 32)", ...]``: options that differ between ``saved`` and ``now``."""
+    if not isinstance(saved, Mapping):
+        return ["(no record of the options it was made with)"]
+    keys = sorted(set(saved) | set(now))
+    return [f"{k} ({saved.get(k)!r} -> {now.get(k)!r})" for k in keys if saved.get(k) != now.get(k)]
 
 
 def _stage_dense(run: _Run, model, dataset):
-    from neuroprune.artifacts import load_model, save_model
-    from neuroprune.models import CheckpointCallback, evaluate, load_checkpoint, summarize, train
+    from neuroprune.models import CheckpointCallback, evaluate, summarize, train
 
     cfg = run.cfg
     shared = run.profile.conv_weight_sharing
-    done = _resumable(run, "dense.pt")
+    inputs = stage_inputs(cfg, run.profile, "dense")
+    done = run.reusable("dense", inputs)
     if done:
-        model, meta = load_model(done)
+        model, meta = done
         run.history["dense"] = meta.get("history", [])
+        run.mark("dense.pt")
+        run.report["stages"]["dense"] = {"inputs_hash": input_hash(inputs), "reused": True}
         run.emit("dense", "reused dense.pt (--resume)")
     else:
-        ckpt_path = run.run_dir / "dense.ckpt"
-        start, opt_state, history = 0, None, []
-        if _resumable(run, ckpt_path.name):
-            ckpt = load_checkpoint(ckpt_path)
-            ckpt.restore(model)
-            start, opt_state = ckpt.epoch, ckpt.optimizer_state
-            history = list(ckpt.meta.get("history", []))
-            run.emit("dense", f"resuming dense training after epoch {start}")
+        ckpt_path = run.rundir.checkpoint_path
+        start, opt_state, history = _dense_checkpoint(run, model, inputs)
         run.emit("dense", f"training {cfg.model} on {cfg.dataset} for {cfg.epochs} epochs "
                           f"(T={cfg.timesteps}, {cfg.encoding} encoding)")  # fmt: skip
+        callback = CheckpointCallback(ckpt_path, meta={"inputs_hash": input_hash(inputs)},
+                                      initial_history=history)  # fmt: skip
         result = train(
             model, dataset, train_config(cfg, cfg.epochs),
-            callbacks=[CheckpointCallback(ckpt_path, initial_history=history)] if run.writes else [],
+            callbacks=[callback] if run.writes else [],
             progress=_epoch_progress(run, "dense"), start_epoch=start, optimizer_state=opt_state,
         )  # fmt: skip
         run.history["dense"] = history + [dict(h) for h in result.history]
+        run.save_model("dense", model, inputs, history=run.history["dense"])
         if run.writes:
-            save_model(run.run_dir / "dense.pt", model, {"history": run.history["dense"]})
             ckpt_path.unlink(missing_ok=True)
     accuracy = evaluate(model, dataset.x_test, dataset.y_test, cfg.timesteps, cfg.encoding)
     summary = summarize(model, dataset.input_shape, cfg.timesteps)
@@ -317,16 +502,37 @@ def _stage_dense(run: _Run, model, dataset):
     return model
 
 
+def _dense_checkpoint(run: _Run, model, inputs) -> tuple[int, Any, list]:
+    """``(start_epoch, optimizer_state, history)`` from dense.ckpt when ``--resume`` may use it
+    (same dense inputs); ``(0, None, [])`` otherwise."""
+    from neuroprune.models import load_checkpoint
+
+    path = run.rundir.checkpoint_path
+    usable = run.cfg.resume and path.is_file()
+    if usable and load_checkpoint(path).meta.get("inputs_hash") != input_hash(inputs):
+        run.emit("dense", "--resume: dense.ckpt was made with other options; training anew")
+        usable = False
+    if not distributed.from_main(bool(usable)):  # rank 0 decides for every rank
+        return 0, None, []
+    ckpt = load_checkpoint(path)
+    ckpt.restore(model)
+    run.mark(CHECKPOINT)
+    run.emit("dense", f"resuming dense training after epoch {ckpt.epoch}")
+    return ckpt.epoch, ckpt.optimizer_state, list(ckpt.meta.get("history", []))
+
+
 def _stage_prune(run: _Run, model, dataset, budget):
-    from neuroprune.artifacts import load_model, save_model
     from neuroprune.models import evaluate, summarize
 
     cfg = run.cfg
     shared = run.profile.conv_weight_sharing
-    done = _resumable(run, "pruned.pt")
+    inputs = stage_inputs(cfg, run.profile, "pruned")
+    done = run.reusable("pruned", inputs)
     if done:
-        model, meta = load_model(done)
+        model, meta = done
         run.history.update(meta.get("history", {}))
+        run.mark("pruned.pt")
+        run.report["stages"]["pruned"] = {"inputs_hash": input_hash(inputs), "reused": True}
         run.emit("prune", "reused pruned.pt (--resume)")
     else:
         run.emit("prune", f"{cfg.method} to {budget.synapses:,} synapses, {cfg.prune_epochs} "
@@ -334,9 +540,8 @@ def _stage_prune(run: _Run, model, dataset, budget):
         result = _prune(run, model, dataset, budget)
         model = result.model
         run.history.update(_split_history(result.history))
-        if run.writes:
-            meta = {"history": _split_history(result.history), "method": cfg.method}
-            save_model(run.run_dir / "pruned.pt", model, meta)
+        run.save_model("pruned", model, inputs, history=_split_history(result.history),
+                       method=cfg.method)  # fmt: skip
     accuracy = evaluate(model, dataset.x_test, dataset.y_test, cfg.timesteps, cfg.encoding)
     summary = summarize(model, dataset.input_shape, cfg.timesteps)
     run.report["pruned"] = {**_stage_record(summary, shared, accuracy), "method": cfg.method,
@@ -377,15 +582,17 @@ def _split_history(history) -> dict[str, list]:
 
 
 def _stage_quantize(run: _Run, model, dataset):
-    from neuroprune.artifacts import load_model, save_model
     from neuroprune.models import evaluate, summarize
     from neuroprune.quantize import quantize_model
 
     cfg = run.cfg
-    done = _resumable(run, "quantized.pt")
+    inputs = stage_inputs(cfg, run.profile, "quantized")
+    done = run.reusable("quantized", inputs)
     if done:
-        qmodel, meta = load_model(done)
-        record = meta.get("record", {})
+        qmodel, meta = done
+        record = dict(meta.get("record", {}))
+        run.mark("quantized.pt")
+        run.report["stages"]["quantized"] = {"inputs_hash": input_hash(inputs), "reused": True}
         run.emit("quantize", "reused quantized.pt (--resume)")
     else:
         run.emit("quantize", f"to {run.profile.weights.format} ({run.profile.weights.bits} bits) "
@@ -394,10 +601,8 @@ def _stage_quantize(run: _Run, model, dataset):
                                 finetune_epochs=cfg.quant_epochs,
                                 progress=_epoch_progress(run, "quantize"))  # fmt: skip
         qmodel = result.model
-        record = _quant_record(result)
-        record["history"] = [dict(row) for row in getattr(result, "history", ())]
-        if run.writes:
-            save_model(run.run_dir / "quantized.pt", qmodel, {"record": record})
+        record = quant_record(result)
+        run.save_model("quantized", qmodel, inputs, record=record)
     run.history["quantize"] = list(record.pop("history", []))
     accuracy = evaluate(qmodel, dataset.x_test, dataset.y_test, cfg.timesteps, cfg.encoding)
     summary = summarize(qmodel, dataset.input_shape, cfg.timesteps)
@@ -407,14 +612,17 @@ def _stage_quantize(run: _Run, model, dataset):
     return qmodel
 
 
-def _quant_record(result) -> dict[str, Any]:
+def quant_record(result) -> dict[str, Any]:
+    """The quantized.pt ``record`` (one shape, whichever command wrote it)."""
     return {
+        "chip": result.chip,
         "format": result.format,
         "accuracy_float": result.accuracy_float,
         "accuracy_ptq": result.accuracy_ptq,
         "accuracy_qat": result.accuracy_qat,
         "layers": [dict(row) for row in result.layers],
         "notes": list(result.notes),
+        "history": [dict(row) for row in getattr(result, "history", ())],
     }
 
 
@@ -425,7 +633,8 @@ def _stage_fit(run: _Run, model, dataset):
     summary = summarize(model, dataset.input_shape, run.cfg.timesteps)
     report = check_fit(summary, run.profile, chips=run.cfg.chips, cores=run.cfg.cores)
     data = report.as_dict()
-    write_json(run.run_dir / "fit.json", data)
+    run.rundir.write_json("fit.json", data)
+    run.mark("fit.json")
     run.report["fit"] = data
     verdict = "fits" if report.fits else f"does NOT fit ({len(report.violations)} violations)"
     run.emit("fit", f"{verdict}: {report.cores_used} core(s), {report.chips_needed} chip(s)")
@@ -436,11 +645,13 @@ def _stage_export(run: _Run, model, dataset) -> None:
     from neuroprune.export import export_nir, export_onnx
 
     cfg = run.cfg
-    nir_path = export_nir(model, run.run_dir / "model.nir", timesteps=cfg.timesteps,
+    nir_path = export_nir(model, run.rundir.model_file("nir"), timesteps=cfg.timesteps,
                           encoding=cfg.encoding, input_shape=dataset.input_shape,
                           chip=run.profile.id)  # fmt: skip
-    onnx_path = export_onnx(model, run.run_dir / "model.onnx", timesteps=cfg.timesteps,
+    onnx_path = export_onnx(model, run.rundir.model_file("onnx"), timesteps=cfg.timesteps,
                             input_shape=dataset.input_shape)  # fmt: skip
+    run.mark(nir_path.name)
+    run.mark(onnx_path.name)
     run.report["artifacts"] = {"nir": nir_path.name, "onnx": onnx_path.name}
     run.emit("export", f"wrote {nir_path.name} and {onnx_path.name}")
 
@@ -459,14 +670,20 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
     run.emit("simulate", f"{cfg.backend} backend, {'fixed' if fixed else 'floating'} point, "
                          f"{samples} test samples")  # fmt: skip
     x, y = simulation_input(dataset, samples), dataset.y_test[:samples]
+    timeout = cfg.sim_timeout
+    if timeout is None and cfg.backend == "lava":
+        timeout = calibrated_timeout(run.rundir.model_file("nir"), x, fixed)
+        run.emit("simulate", f"Lava time limit {timeout:.0f} s, scaled from the network's "
+                             f"measured cost (--sim-timeout overrides)")  # fmt: skip
     # Fixed point gates on the bit-exact integer emulation (must be 100 %) and reports the
     # drift from the float PyTorch model; floating point gates on the PyTorch model itself.
-    result = simulate(run.run_dir / "model.nir", x=x, y=y, profile=run.profile,
-                      backend=cfg.backend, fixed_point=fixed, timeout=cfg.sim_timeout,
+    result = simulate(run.rundir.model_file("nir"), x=x, y=y, profile=run.profile,
+                      backend=cfg.backend, fixed_point=fixed, timeout=timeout,
                       expected_counts=_bit_exact_check(cfg.backend, fixed),
                       reference_model=model)  # fmt: skip
     data = result.as_dict()
-    write_json(run.run_dir / "simulation.json", data)
+    run.rundir.write_json("simulation.json", data)
+    run.mark("simulation.json")
     run.report["simulation"] = data
     agreement = data.get("spike_agreement")
     drift = data.get("model_spike_agreement")
@@ -475,6 +692,20 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
     run.emit("simulate", f"spike agreement {100 * (agreement or 0):.2f} % vs {versus}{extra}, "
                          f"{1000 * (data.get('seconds_per_sample') or 0):.2f} ms/sample")  # fmt: skip
     return verification_passed(data, cfg.agreement_threshold)
+
+
+CALIBRATION_SAMPLES = 8
+
+
+def calibrated_timeout(nir_path: Path, x, fixed: bool) -> float:
+    """Lava's time limit for ``len(x)`` samples, scaled from the measured cost of this network:
+    the numpy reference simulates ``CALIBRATION_SAMPLES`` samples first
+    (:func:`neuroprune.sim.lava_backend.scaled_timeout` turns that into seconds)."""
+    from neuroprune.sim import simulate
+    from neuroprune.sim.lava_backend import scaled_timeout
+
+    probe = simulate(nir_path, x=x[:CALIBRATION_SAMPLES], backend="reference", fixed_point=fixed)
+    return scaled_timeout(len(x), probe.as_dict()["seconds_per_sample"])
 
 
 def verification_passed(sim: Mapping[str, Any], threshold: float) -> bool:
@@ -504,7 +735,7 @@ def _finish_report(run: _Run) -> None:
     from neuroprune.reports.markdown import report_markdown
     from neuroprune.reports.plots import core_usage, layer_sparsity, spike_rates, training_curves
 
-    plots = run.run_dir / "plots"
+    plots = run.rundir.plots
     files = [training_curves(run.history, plots / "training.png")]
     if run.report.get("pruned"):
         files.append(layer_sparsity(run.report["pruned"]["layers"], plots / "layer_sparsity.png"))
@@ -518,8 +749,10 @@ def _finish_report(run: _Run) -> None:
         files.append(core_usage(run.report["fit"]["per_core"], limits, plots / "cores.png"))
     run.report["history"] = run.history
     run.report["plots"] = [str(p.relative_to(run.run_dir)) for p in files]
-    write_json(run.run_dir / "report.json", run.report)
-    write_text(run.run_dir / "report.md", report_markdown(run.report))
+    record = RunRecord.model_validate(run.report)
+    run.report = record.as_dict()
+    run.rundir.write_record(record, report_markdown(run.report))
+    run.written |= {"report.json", "report.md", *run.report["plots"]}
     run.emit("report", f"wrote report.json, report.md and {len(files)} plots")
 
 
@@ -528,40 +761,14 @@ def _finish_report(run: _Run) -> None:
 
 
 def load_report(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "report.json"
-    if not path.is_file():
-        raise ArtifactError("no report.json in this run directory", where=str(run_dir),
-                            fix="Run 'neuroprune fit' first, or check the path.")  # fmt: skip
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"report.json is corrupt ({exc.msg})", where=str(path)) from exc
+    """report.json of a run, checked against :class:`RunRecord`."""
+    return RunDir(run_dir).load_record().as_dict()
 
 
-def _run_config(run_dir: Path) -> RunConfig:
-    import yaml
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ArtifactError("not a run directory (no config.yaml)", where=str(run_dir),
-                            fix="Pass a folder written by 'neuroprune fit'.")  # fmt: skip
-    try:
-        raw = yaml.safe_load(path.read_text())["config"]
-    except Exception as exc:
-        raise ArtifactError("config.yaml is unreadable", where=str(path)) from exc
-    raw["hidden"] = tuple(raw["hidden"]) if raw.get("hidden") else None
-    return RunConfig(**raw)
-
-
-def _final_model(run_dir: Path):
-    from neuroprune.artifacts import load_model
-
-    for name in ("quantized.pt", "pruned.pt", "dense.pt"):
-        path = Path(run_dir) / name
-        if path.is_file():
-            return load_model(path)[0]
-    raise ArtifactError("no model in this run directory", where=str(run_dir),
-                        fix="Run 'neuroprune fit' first.")  # fmt: skip
+def saved_config(rundir: RunDir) -> RunConfig:
+    """The resolved config a run was made with (``config.yaml``), with model defaults filled."""
+    values = rundir.load_config()
+    return with_model_defaults(config_from_saved(values, where=str(rundir / "config.yaml")))
 
 
 def export_run(run_dir: Path, fmt: str, out: Path | None) -> Path:
@@ -569,14 +776,44 @@ def export_run(run_dir: Path, fmt: str, out: Path | None) -> Path:
     from neuroprune.data import load_dataset
     from neuroprune.export import export_nir, export_onnx
 
-    cfg = _run_config(run_dir)
-    model = _final_model(run_dir)
+    rundir = RunDir(run_dir)
+    cfg = saved_config(rundir)
     shape = load_dataset(cfg.dataset, cfg.data_dir, event_options(cfg)).input_shape
-    target = out or Path(run_dir) / f"model.{fmt}"
-    if fmt == "nir":
-        return export_nir(model, target, timesteps=cfg.timesteps, encoding=cfg.encoding,
-                          input_shape=shape, chip=Path(cfg.chip).stem)  # fmt: skip
-    return export_onnx(model, target, timesteps=cfg.timesteps, input_shape=shape)
+    with contextlib.ExitStack() as stack:
+        if out is None:
+            stack.enter_context(rundir.lock())
+        model = rundir.final_model()
+        target = out or rundir.model_file(fmt)
+        if fmt == "nir":
+            return export_nir(model, target, timesteps=cfg.timesteps, encoding=cfg.encoding,
+                              input_shape=shape, chip=Path(cfg.chip).stem)  # fmt: skip
+        return export_onnx(model, target, timesteps=cfg.timesteps, input_shape=shape)
+
+
+def quantize_run(run_dir: Path, chip: str | None = None, *, finetune_epochs: int | None = None,
+                 progress: Progress | None = None):  # fmt: skip
+    """``neuroprune quantize RUN_DIR``: quantize the run's pruned.pt for ``chip`` (default: the
+    run's profile.yaml) with the run's own dataset and training options (config.yaml), and write
+    quantized.pt. ``finetune_epochs`` overrides the run's ``quant_epochs``."""
+    from neuroprune.data import load_dataset
+    from neuroprune.quantize import quantize_model
+
+    rundir = RunDir(run_dir)
+    cfg = saved_config(rundir)
+    profile = load_profile(chip or rundir.profile_path)
+    dataset = load_dataset(cfg.dataset, cfg.data_dir, event_options(cfg))
+    epochs = cfg.quant_epochs if finetune_epochs is None else int(finetune_epochs)
+    with rundir.lock():
+        if not rundir.has_model("pruned"):
+            raise ArtifactError("no pruned.pt in this run directory", where=str(rundir.path),
+                                fix="Run 'neuroprune fit' first.")  # fmt: skip
+        model, _ = rundir.load_model("pruned")
+        result = quantize_model(model, profile, dataset, train_config(cfg, epochs),
+                                finetune_epochs=epochs, progress=progress)  # fmt: skip
+        inputs = stage_inputs(cfg.replace(quant_epochs=epochs), profile, "quantized")
+        rundir.save_model("quantized", result.model, {"record": quant_record(result),
+                          "inputs": inputs, "inputs_hash": input_hash(inputs)})  # fmt: skip
+    return result
 
 
 def simulate_target(target: Path, *, chip=None, backend="lava", samples=None, fixed_point=None,
@@ -586,22 +823,23 @@ def simulate_target(target: Path, *, chip=None, backend="lava", samples=None, fi
     from neuroprune.sim import simulate
 
     target = Path(target)
-    reference = None
+    reference, events = None, None
     if target.is_dir():
-        cfg = _run_config(target)
+        rundir = RunDir(target)
+        cfg = saved_config(rundir)
         chip, dataset = chip or cfg.chip, dataset or cfg.dataset
         data_dir = data_dir or cfg.data_dir
-        nir_path = target / "model.nir"
-        reference = _final_model(target)
+        nir_path = rundir.model_file("nir")
+        reference = rundir.final_model()
+        events = event_options(cfg)
     else:
         nir_path = target
     if not nir_path.is_file():
         raise ArtifactError("NIR file not found", where=str(nir_path),
                             fix="Export first: neuroprune export RUN_DIR --format nir.")  # fmt: skip
     profile = load_profile(chip) if chip else None
-    events = event_options(cfg) if target.is_dir() else None
     data = load_dataset(dataset or "digits", data_dir, events)
-    n = samples or len(data.x_test)
+    n = min(samples or len(data.x_test), len(data.x_test))
     if fixed_point is None:
         fixed_point = bool(profile and _fixed_by_default(profile))
     return simulate(nir_path, x=simulation_input(data, n), y=data.y_test[:n], profile=profile,

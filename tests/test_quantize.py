@@ -373,19 +373,6 @@ def test_quantize_model_finetunes_and_keeps_the_mask(fmt):
     assert set(result.as_dict()) >= {"accuracy_float", "accuracy_ptq", "accuracy_qat", "layers"}
 
 
-@pytest.mark.skipif(not SHIPPED, reason="no shipped profiles yet")
-def test_quantize_run_writes_quantized_pt(tmp_path):
-    from neuroprune.artifacts import load_model, save_model
-    from neuroprune.quantize import quantize_run
-
-    save_model(tmp_path / "pruned.pt", tiny_pruned_model(conv=False))
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"dataset": "digits", "timesteps": 2}))
-    result = quantize_run(tmp_path, chip="loihi", finetune_epochs=0)
-    qmodel, meta = load_model(tmp_path / "quantized.pt")
-    assert meta["record"]["format"] == "loihi" and result.accuracy_qat == result.accuracy_ptq
-    assert all(hasattr(m, "weight_int") for m in qmodel if isinstance(m, layer.Linear))
-
-
 def test_importing_the_package_does_not_import_torch():
     code = "import sys, neuroprune.quantize; print('torch' in sys.modules)"
     root = Path(__file__).resolve().parents[1]

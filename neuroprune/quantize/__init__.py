@@ -29,7 +29,6 @@ from neuroprune.quantize.neuron import NeuronParams
 _TORCH_API = {
     "QuantizeResult": "neuroprune.quantize.api",
     "quantize_model": "neuroprune.quantize.api",
-    "quantize_run": "neuroprune.quantize.api",
     "ptq_model": "neuroprune.quantize.model",
     "QuantAwareCallback": "neuroprune.quantize.qat",
 }
@@ -45,7 +44,6 @@ __all__ = [
     "get_quantizer",
     "ptq_model",
     "quantize_model",
-    "quantize_run",
     "register_quantizer",
     "snap",
     "validate_format",

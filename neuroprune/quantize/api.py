@@ -1,4 +1,5 @@
-"""Library entry points: :func:`quantize_model` and :func:`quantize_run`.
+"""Library entry point: :func:`quantize_model` (``neuroprune quantize RUN`` is
+:func:`neuroprune.pipeline.quantize_run`, which owns the run files through ``RunDir``).
 
 Steps of :func:`quantize_model`:
 
@@ -16,13 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from neuroprune.models.train import TrainConfig, evaluate, train
-from neuroprune.profiles import ChipProfile, load_profile
+from neuroprune.profiles import ChipProfile
 from neuroprune.quantize.model import QuantizedLayer, layer_row, ptq_model, requantize_layer
 from neuroprune.quantize.qat import QuantAwareCallback
 
@@ -153,55 +153,3 @@ def merged_notes(rows: list[dict[str, Any]]) -> tuple[str, ...]:
         note if len(names) == every else f"{', '.join(names)}: {note}"
         for note, names in owners.items()
     )
-
-
-def quantize_run(
-    run_dir: str | Path,
-    chip: str | None = None,
-    *,
-    finetune_epochs: int | None = None,
-    progress: Progress | None = None,
-) -> QuantizeResult:
-    """``neuroprune quantize RUN_DIR``: quantize ``RUN_DIR/pruned.pt``, write ``quantized.pt``.
-
-    The chip is ``chip``, else the run's ``profile.yaml``. The run's ``config.yaml`` gives the
-    dataset and training options (``dataset``, ``data_dir``, ``timesteps``, ``encoding``,
-    ``seed``, ``batch_size``, ``lr``, ``quant_epochs``); digits and the training defaults when
-    absent. ``finetune_epochs`` overrides ``quant_epochs`` (default 2).
-    """
-    from neuroprune.artifacts import load_model, save_model
-    from neuroprune.data import load_dataset
-    from neuroprune.models.train import default_config
-
-    run_dir = Path(run_dir)
-    cfg = _run_config(run_dir / "config.yaml")
-    profile = load_profile(chip or run_dir / "profile.yaml")
-    model, _ = load_model(run_dir / "pruned.pt")
-    dataset = load_dataset(cfg.get("dataset", "digits"), cfg.get("data_dir"))
-    options = ("timesteps", "encoding", "seed", "batch_size", "lr")
-    train_config = default_config(**{k: cfg[k] for k in options if cfg.get(k) is not None})
-    epochs = finetune_epochs if finetune_epochs is not None else int(cfg.get("quant_epochs", 2))
-    result = quantize_model(model, profile, dataset, train_config, finetune_epochs=epochs,
-                            progress=progress)  # fmt: skip
-    save_model(run_dir / "quantized.pt", result.model, {"record": result.as_dict()})
-    return result
-
-
-def _run_config(path: Path) -> dict[str, Any]:
-    """The run's config.yaml as a dict ({} when absent); ArtifactError when unreadable."""
-    import yaml
-
-    from neuroprune.errors import ArtifactError
-
-    if not path.is_file():
-        return {}
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ArtifactError("config.yaml is unreadable", where=str(path), fix=_RERUN) from exc
-    if not isinstance(raw, dict):
-        raise ArtifactError("config.yaml is not a mapping", where=str(path), fix=_RERUN)
-    return raw
-
-
-_RERUN = "Rerun neuroprune fit for this run directory."

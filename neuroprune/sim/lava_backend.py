@@ -46,12 +46,30 @@ POLL_S = 0.02
 GROUP_EXIT_WAIT_S = 5.0
 WORKER_MODULE = "neuroprune.sim.lava_worker"
 SHM_DIR = Path("/dev/shm")
+OWNER_ENV = "NEUROPRUNE_LAVA_OWNER"
 TIMEOUT_FIX = "Pass a larger timeout (--timeout) or fewer samples (--samples)."
 
 
 def default_timeout(samples: int) -> float:
-    """``20 s + 50 ms x samples``: Lava import, compile and ~5 ms/sample leave a wide margin."""
+    """``20 s + 50 ms x samples``: Lava import, compile and ~5 ms/sample leave a wide margin
+    for small networks (``simulate --backend lava`` without ``--timeout``)."""
     return BASE_TIMEOUT_S + TIMEOUT_PER_SAMPLE_S * samples
+
+
+LAVA_OVER_REFERENCE = 40.0  # measured 10x (review.md: Lava vs the numpy reference), 4x margin
+SCALED_BASE_S = 60.0
+
+
+def scaled_timeout(samples: int, reference_seconds_per_sample: float) -> float:
+    """Time limit from the network's measured cost (``fit`` without ``--sim-timeout``):
+
+    ``60 s + samples x max(50 ms, 40 x t_ref)`` where ``t_ref`` (s/sample) is the numpy
+    reference's measured time on a few samples of the same network.
+    """
+    per_sample = max(
+        TIMEOUT_PER_SAMPLE_S, LAVA_OVER_REFERENCE * float(reference_seconds_per_sample)
+    )
+    return SCALED_BASE_S + samples * per_sample
 
 
 @dataclass(frozen=True)
@@ -229,6 +247,7 @@ def worker_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = "1"
+    env[OWNER_ENV] = str(os.getpid())  # inherited by Lava's children: whose worker this is
     return env
 
 
