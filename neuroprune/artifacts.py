@@ -32,6 +32,7 @@ from spikingjelly.activation_based import layer, neuron, surrogate
 
 from neuroprune.atomic import write_bytes
 from neuroprune.errors import ArtifactError
+from neuroprune.models import neurons
 
 MODEL_FORMAT = "neuroprune-model"
 MODEL_VERSION = 2
@@ -143,6 +144,15 @@ LEAVES: dict[str, LeafKind] = {
         lambda k: _build_neuron(neuron.LIFNode, k),
     ),
     "sj.IFNode": LeafKind(neuron.IFNode, _neuron_common, lambda k: _build_neuron(neuron.IFNode, k)),
+    # neuroprune's strict-threshold nodes (fire on v > v_th): same parameters as SpikingJelly's
+    "np.LIFNode": LeafKind(
+        neurons.LIFNode,
+        lambda m: {"tau": float(m.tau), "decay_input": bool(m.decay_input), **_neuron_common(m)},
+        lambda k: _build_neuron(neurons.LIFNode, k),
+    ),
+    "np.IFNode": LeafKind(
+        neurons.IFNode, _neuron_common, lambda k: _build_neuron(neurons.IFNode, k)
+    ),
 }
 
 
