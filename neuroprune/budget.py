@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from neuroprune.capacity import capacity_model
 from neuroprune.errors import BudgetError
 from neuroprune.summary import COUNTING_CONVENTION, LayerSummary, NetworkSummary
 
@@ -138,7 +139,7 @@ def derive_budget(
 
     ``B = min(chip limit, budget, floor((1 - sparsity) * dense), fan-in capacity, dense)``:
 
-    * chip limit = allocated cores x :func:`neuroprune.memory.synapses_per_core` (sparse form,
+    * chip limit = allocated cores x :meth:`neuroprune.capacity.CapacityModel.synapses_per_core` (sparse form,
       profile weight bits); ``--cores`` wins over ``--chips``; with neither, one whole chip.
       Where the encoding does not bound synapses per core, the chip headline synapse count is
       used (scaled to the allocation), else there is no chip limit;
@@ -209,9 +210,7 @@ def chip_synapse_limit(profile: Any, *, chips: int | None = None, cores: int | N
     Without a per-core figure, ``chips x synapses_headline`` (or the core share of it).
     Returns None when the profile bounds neither.
     """
-    from neuroprune.memory import synapses_per_core
-
-    per_core = synapses_per_core(profile, sparse=True)
+    per_core = capacity_model(profile).synapses_per_core(sparse=True)
     if cores is not None:
         alloc, label = int(cores), f"cores={int(cores)}"
     else:

@@ -1,9 +1,14 @@
 """Fit analysis (layer L2, torch-free): does a network fit a chip allocation, and how?
 
-1. :func:`pack` places every layer's neurons on cores, first-fit in layer order: a core takes
-   consecutive neurons while its neuron count, distinct input axons and synaptic memory stay
-   within the profile's per-core limits (``layers_per_core: one`` opens a new core per layer).
-   A neuron that cannot fit even an empty core is recorded as unplaceable.
+1. :func:`pack` places every layer's neurons on cores. Whether a set of layer groups fits a
+   core is asked of the profile's capacity model (:mod:`neuroprune.capacity`), which costs the
+   core from everything on it (the union of its input axons and all its neurons). Cores are
+   numbered across chips (``chip = core // chip.cores``); a chip also caps its neurons and, for
+   ``row_list`` chips, its shared synapse memory. Several placements are tried (next-fit in
+   layer order, first-fit in layer order, first-fit by decreasing layer size) and the one
+   with the fewest broken limits, then the fewest cores, is kept. A neuron (or, on
+   ``conv_kernel`` chips, a layer) that does not fit even an empty core is placed alone, and
+   the recount of its core reports it.
 2. Each rule in :data:`FIT_RULES` is a small named function ``rule(ctx) -> list[Finding]``.
 3. :func:`check_fit` runs them all and returns a :class:`FitReport`. "Does not fit" is a report
    and an exit code (1), never an exception.
@@ -17,12 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from neuroprune.memory import (
-    chip_memory_bits,
-    conv_kernel_entries,
-    conv_neuron_entries,
-    core_memory_bits,
-)
+from neuroprune.capacity import CapacityModel, Excess, Group, Load, capacity_model, sources
 from neuroprune.profiles import ChipProfile
 from neuroprune.summary import LayerSummary, NetworkSummary
 
@@ -49,13 +49,16 @@ class Finding:
 
 @dataclass(frozen=True)
 class CoreLoad:
-    """What one core holds after packing."""
+    """What one core holds after packing, recounted by the capacity model from its content."""
 
     index: int
+    chip: int
     neurons: int
     input_axons: int
     memory_bits: int
+    synapses: int
     layers: tuple[str, ...]
+    excess: tuple[Excess, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,12 @@ class Placement:
 
 @dataclass(frozen=True)
 class Packing:
+    """Cores used (in index order), where every neuron lives, and the strategy that won."""
+
     cores: tuple[CoreLoad, ...]
     placements: tuple[Placement, ...]
-    unplaceable: tuple[tuple[str, int, str], ...]  # (layer, neuron index, reason)
+    strategy: str = "next_fit"
+    cores_per_chip: int = 1
 
     def core_map(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
@@ -81,6 +87,23 @@ class Packing:
             if p.core not in cores:
                 cores.append(p.core)
         return out
+
+    def chip_map(self) -> dict[str, list[int]]:
+        """Layer -> chips its neurons live on."""
+        return {
+            layer: sorted({c // self.cores_per_chip for c in cores})
+            for layer, cores in self.core_map().items()
+        }
+
+    def cores_per_chip_used(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for core in self.cores:
+            out[core.chip] = out.get(core.chip, 0) + 1
+        return out
+
+    @property
+    def chips_used(self) -> int:
+        return len({core.chip for core in self.cores})
 
     def core_of_neuron(self, layer: LayerSummary) -> np.ndarray:
         owner = np.full(layer.neurons, -1, dtype=np.int64)
@@ -106,6 +129,7 @@ class FitReport:
     synapses: int
     neurons: int
     packing: Packing = field(repr=False)
+    cores_lower_bound: int = 1
 
     def as_dict(self) -> dict:
         """JSON-ready dict (report.json ``fit.*``)."""
@@ -114,19 +138,29 @@ class FitReport:
             "fits": self.fits,
             "cores": self.cores_used,
             "cores_allocated": self.cores_allocated,
+            "cores_lower_bound": self.cores_lower_bound,
             "chips": self.chips_needed,
             "chips_allocated": self.chips_allocated,
             "synapses": self.synapses,
             "neurons": self.neurons,
             "violations": [v.as_dict() for v in self.violations],
             "core_map": self.core_map,
+            "chip_map": self.packing.chip_map(),
+            "cores_per_chip": {str(k): v for k, v in self.packing.cores_per_chip_used().items()},
+            "packing": self.packing.strategy,
             "utilisation": self.utilisation,
+            "placements": [
+                {"layer": p.layer, "core": p.core, "start": p.start, "stop": p.stop}
+                for p in self.packing.placements
+            ],
             "per_core": [
                 {
                     "core": c.index,
+                    "chip": c.chip,
                     "neurons": c.neurons,
                     "input_axons": c.input_axons,
                     "memory_bits": c.memory_bits,
+                    "synapses": c.synapses,
                     "layers": list(c.layers),
                 }
                 for c in self.packing.cores
@@ -138,111 +172,203 @@ class FitReport:
 # Packing
 
 
-def _input_copies(layer: LayerSummary) -> int:
-    """Axons per input (2 when a ternary TrueNorth mapping duplicates every input axon)."""
-    return int(layer.neuron_params.get("input_copies", 1)) if layer.neuron_params else 1
-
-
-def _group_cost(
-    profile: ChipProfile, layer: LayerSummary, start: int, stop: int
-) -> tuple[int, int]:
-    """(distinct input axons, memory bits) of neurons ``start:stop`` of ``layer`` in one core."""
-    conn = layer.connectivity
-    cols = conn.indices[conn.indptr[start] : conn.indptr[stop]]
-    per_axon = np.bincount(cols, minlength=layer.inputs)
-    copies = _input_copies(layer)
-    if copies > 1:  # each input drives `copies` axons (upper bound: every copy used)
-        per_axon = np.repeat(per_axon, copies)
-    axons = int(np.count_nonzero(per_axon))
-    return axons, core_memory_bits(profile, per_axon, stop - start)
-
-
 @dataclass
 class _OpenCore:
     index: int
+    chip: int
+    load: Load = field(default_factory=Load)
+    groups: list[Group] = field(default_factory=list)
+
+
+@dataclass
+class _ChipState:
+    cores: int = 0
     neurons: int = 0
-    axons: int = 0
-    memory: int = 0
-    layers: list[str] = field(default_factory=list)
-
-    def freeze(self) -> CoreLoad:
-        return CoreLoad(self.index, self.neurons, self.axons, self.memory, tuple(self.layers))
+    synapses: int = 0
 
 
-def _fits(profile: ChipProfile, core: _OpenCore, neurons: int, axons: int, memory: int) -> bool:
-    c = profile.core
-    if core.neurons + neurons > c.neurons_max:
-        return False
-    if c.input_axons_max is not None and core.axons + axons > c.input_axons_max:
-        return False
-    return not (c.synapse_memory_bits is not None and core.memory + memory > c.synapse_memory_bits)
+class _Packer:
+    """Places groups of neurons on cores, asking the capacity model whether a core holds them."""
 
+    def __init__(self, summary: NetworkSummary, model: CapacityModel, *, first_fit: bool):
+        self.summary = summary
+        self.model = model
+        self.profile = model.profile
+        self.first_fit = first_fit
+        self.sources = sources(summary)
+        self.cores: list[_OpenCore] = []
+        self.not_full: list[_OpenCore] = []  # cores with room for another neuron
+        self.chips: list[_ChipState] = [_ChipState()]
+        self.placements: list[Placement] = []
 
-def _largest_group(profile: ChipProfile, layer: LayerSummary, core: _OpenCore, start: int) -> int:
-    """Largest ``stop`` such that neurons ``start:stop`` still fit in ``core`` (binary search;
-    every cost is monotone in ``stop``). Returns ``start`` when not even one neuron fits."""
-    lo, hi = start, min(layer.neurons, start + profile.core.neurons_max - core.neurons)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        axons, memory = _group_cost(profile, layer, start, mid)
-        if _fits(profile, core, mid - start, axons, memory):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    # -- cores and chips ----------------------------------------------------------------------
+    def _open_core(self, *, new_chip: bool = False) -> _OpenCore:
+        if new_chip or self.chips[-1].cores >= self.profile.cores:
+            self.chips.append(_ChipState())
+        chip = len(self.chips) - 1
+        core = _OpenCore(chip * self.profile.cores + self.chips[chip].cores, chip)
+        self.chips[chip].cores += 1
+        self.cores.append(core)
+        self.not_full.append(core)
+        return core
 
+    def _drop_if_empty(self, core: _OpenCore) -> None:
+        if not core.groups and self.cores and self.cores[-1] is core:
+            self.cores.pop()
+            self.not_full.remove(core)
+            self.chips[core.chip].cores -= 1
 
-def pack(summary: NetworkSummary, profile: ChipProfile) -> Packing:
-    """Place all neurons on cores (first-fit, layer order). See the module docstring."""
-    cores: list[_OpenCore] = [_OpenCore(0)]
-    placements: list[Placement] = []
-    unplaceable: list[tuple[str, int, str]] = []
-    for layer in summary.layers:
-        if cores[-1].neurons and _starts_fresh(profile, layer, cores[-1]):
-            cores.append(_OpenCore(len(cores)))
-        start = 0
+    def _chip_holds(self, chip: int, load: Load) -> bool:
+        return self._state_holds(self.chips[chip], load)
+
+    def _state_holds(self, state: _ChipState, load: Load) -> bool:
+        """Does a chip with ``state`` still hold ``load`` (neurons, shared synapse memory)?"""
+        if state.neurons + load.neurons > self.profile.neurons_max:
+            return False
+        limit = self.profile.chip_memory_bits
+        need = self.model.chip_memory_bits(state.synapses + load.synapses)
+        return limit is None or need is None or need <= limit
+
+    def holds(self, core: _OpenCore, group: Group) -> bool:
+        load = self.model.group_load(group)
+        return self.model.holds(core.load + load) and self._chip_holds(core.chip, load)
+
+    def largest(self, core: _OpenCore, layer: LayerSummary, start: int) -> int:
+        """Largest ``stop`` with neurons ``start:stop`` held by ``core`` (binary search; every
+        cost grows with ``stop``); ``start`` when not even one neuron fits."""
+        source = self.sources[layer.name]
+        if not self.model.splits_layers:
+            whole = Group(layer, source, 0, layer.neurons)
+            return layer.neurons if self.holds(core, whole) else start
+        lo, hi = start, min(layer.neurons, start + self.model.neurons_max)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.holds(core, Group(layer, source, start, mid)):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def put(self, core: _OpenCore, layer: LayerSummary, start: int, stop: int) -> None:
+        group = Group(layer, self.sources[layer.name], start, stop)
+        load = self.model.group_load(group)
+        core.load = core.load + load
+        core.groups.append(group)
+        state = self.chips[core.chip]
+        state.neurons += load.neurons
+        state.synapses += load.synapses
+        if core.load.neurons >= self.model.neurons_max:
+            self.not_full.remove(core)
+        self.placements.append(Placement(layer.name, core.index, start, stop))
+
+    # -- layers -------------------------------------------------------------------------------
+    def candidates(self) -> list[_OpenCore]:
+        if self.profile.core.layers_per_core == "one":
+            return []
+        if self.first_fit:
+            return list(self.not_full)
+        return [c for c in self.cores[-1:] if c in self.not_full]
+
+    def place_layer(self, layer: LayerSummary) -> None:
+        """Place ``layer``'s neurons in order; a core that refuses a group of this layer is not
+        asked again for the same layer (keeps first-fit linear in the number of cores)."""
+        start, first = 0, True
+        refused: set[int] = set()
         while start < layer.neurons:
-            core = cores[-1]
-            stop = _largest_group(profile, layer, core, start)
-            if stop == start and core.neurons:
-                cores.append(_OpenCore(len(cores)))
-                continue
-            if stop == start:  # one neuron alone exceeds an empty core
-                stop = start + 1
-                unplaceable.append((layer.name, start, _why_unplaceable(profile, layer, start)))
-            axons, memory = _group_cost(profile, layer, start, stop)
-            core.neurons += stop - start
-            core.axons += axons
-            core.memory += memory
-            if layer.name not in core.layers:
-                core.layers.append(layer.name)
-            placements.append(Placement(layer.name, core.index, start, stop))
-            start = stop
-    used = [c.freeze() for c in cores if c.neurons]
-    return Packing(tuple(used), tuple(placements), tuple(unplaceable))
+            options = self.candidates() if not first else self._whole_layer_cores(layer)
+            stop, core = start, None
+            for core in (c for c in options if c.index not in refused):
+                stop = self.largest(core, layer, start)
+                if stop > start:
+                    break
+                refused.add(core.index)
+            if stop == start:
+                core, stop = self._fresh_core(layer, start)
+            self.put(core, layer, start, stop)
+            start, first = stop, False
+
+    def _whole_layer_cores(self, layer: LayerSummary) -> list[_OpenCore]:
+        """Cores for a layer's first group: where the whole layer fits, if it fits an empty
+        core at all (splitting it would spread its neurons, and the fan-out of the layer before,
+        over more cores than needed); otherwise the usual candidates."""
+        options = self.candidates()
+        whole = self.model.group_load(Group(layer, self.sources[layer.name], 0, layer.neurons))
+        if not (self.model.holds(whole) and self._state_holds(_ChipState(), whole)):
+            return options
+        return [c for c in options if self.largest(c, layer, 0) == layer.neurons]
+
+    def _fresh_core(self, layer: LayerSummary, start: int) -> tuple[_OpenCore, int]:
+        """A new core for neurons from ``start``; on a new chip when the current chip's limits
+        block it; alone (one neuron, or the whole layer) when not even an empty core holds it."""
+        core = self._open_core()
+        stop = self.largest(core, layer, start)
+        if stop == start and self.chips[core.chip].neurons:
+            self._drop_if_empty(core)
+            core = self._open_core(new_chip=True)
+            stop = self.largest(core, layer, start)
+        if stop == start:
+            stop = start + 1 if self.model.splits_layers else layer.neurons
+        return core, stop
+
+    def freeze(self, strategy: str) -> Packing:
+        used = sorted((c for c in self.cores if c.groups), key=lambda c: c.index)
+        loads = tuple(self._core_load(c) for c in used)
+        return Packing(loads, tuple(self.placements), strategy, self.profile.cores)
+
+    def _core_load(self, core: _OpenCore) -> CoreLoad:
+        usage = self.model.usage(core.load)
+        layers = tuple(dict.fromkeys(g.layer.name for g in core.groups))
+        return CoreLoad(core.index, core.chip, usage.neurons, usage.input_axons,
+                        usage.memory_bits or 0, core.load.synapses, layers,
+                        tuple(self.model.excess(usage)))  # fmt: skip
 
 
-def _starts_fresh(profile: ChipProfile, layer: LayerSummary, core: _OpenCore) -> bool:
-    """Open a new core for ``layer`` when the chip wants one layer per core, or when the whole
-    layer fits an empty core but not what is left of ``core`` (splitting it there would spread
-    its neurons, and the fan-out of the layer before, over more cores than needed)."""
-    if profile.core.layers_per_core == "one":
-        return True
-    empty = _OpenCore(-1)
-    whole = layer.neurons
-    if _largest_group(profile, layer, empty, 0) < whole:
-        return False  # the layer spans several cores anyway
-    return _largest_group(profile, layer, core, 0) < whole
+PACKING_STRATEGIES = ("next_fit", "first_fit", "first_fit_decreasing")
+"""Placements :func:`pack` tries: next-fit in layer order (only the last opened core takes
+more neurons), first-fit in layer order (any open core), first-fit by decreasing layer size."""
 
 
-def _why_unplaceable(profile: ChipProfile, layer: LayerSummary, neuron: int) -> str:
-    axons, memory = _group_cost(profile, layer, neuron, neuron + 1)
-    c = profile.core
-    if c.input_axons_max is not None and axons > c.input_axons_max:
-        return "input_axons"
-    if c.synapse_memory_bits is not None and memory > c.synapse_memory_bits:
-        return "memory"
-    return "neurons"
+def pack_with(summary: NetworkSummary, profile: ChipProfile, strategy: str) -> Packing:
+    """Place all neurons on cores with one strategy of :data:`PACKING_STRATEGIES`."""
+    model = capacity_model(profile)
+    packer = _Packer(summary, model, first_fit=strategy != "next_fit")
+    layers = list(summary.layers)
+    if strategy == "first_fit_decreasing":
+        layers.sort(key=lambda layer: -layer.neurons)
+    for layer in layers:
+        packer.place_layer(layer)
+    return packer.freeze(strategy)
+
+
+def pack(summary: NetworkSummary, profile: ChipProfile, strategy: str = "best") -> Packing:
+    """Place all neurons on cores. ``best`` tries every strategy and keeps the packing with the
+    fewest broken per-core limits and fan-out violations, then the fewest cores and chips
+    (earlier strategies win ties)."""
+    if strategy != "best":
+        return pack_with(summary, profile, strategy)
+    tried = [pack_with(summary, profile, name) for name in PACKING_STRATEGIES]
+    return min(tried, key=lambda p: _packing_cost(summary, profile, p))
+
+
+def _packing_cost(summary: NetworkSummary, profile: ChipProfile, packing: Packing):
+    broken = sum(len(core.excess) for core in packing.cores)
+    cap = profile.neuron.fan_out_max
+    fan_out = 0
+    if cap is not None and (profile.neuron.fan_out_unit or "core") != "layer":
+        fan_out = sum(fan_out_cores(layer, packing) > cap for layer in summary.layers[1:])
+    return (broken, fan_out, len(packing.cores), packing.chips_used)
+
+
+def fan_out_cores(layer: LayerSummary, packing: Packing) -> int:
+    """Most distinct cores that one input of ``layer`` drives (its targets' cores)."""
+    owner = packing.core_of_neuron(layer)
+    csc = layer.connectivity.tocsc()
+    worst = 0
+    for col in range(layer.inputs):
+        rows = csc.indices[csc.indptr[col] : csc.indptr[col + 1]]
+        if rows.size:
+            worst = max(worst, len(np.unique(owner[rows])))
+    return worst
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,6 +382,7 @@ class FitContext:
     packing: Packing
     chips: int
     cores: int
+    model: CapacityModel
 
     @property
     def shared(self) -> bool:
@@ -295,78 +422,75 @@ def neuron_model(ctx: FitContext) -> list[Finding]:
 
 @rule("chip_neurons")
 def chip_neurons(ctx: FitContext) -> list[Finding]:
-    """Total neurons <= neurons per chip x chips."""
-    limit = ctx.profile.neurons_max * ctx.chips
-    if ctx.summary.neurons <= limit:
-        return []
-    return [
-        Finding(
-            "chip_neurons",
-            "network",
-            limit,
-            ctx.summary.neurons,
-            "remove channels/neurons (sca) or allocate more chips (--chips)",
-        )  # fmt: skip
-    ]
+    """Neurons on each chip <= chip.neurons_max, and in all <= neurons per chip x chips."""
+    limit = ctx.profile.neurons_max
+    hint = "remove channels/neurons (sca) or allocate more chips (--chips)"
+    out = []
+    if ctx.summary.neurons > limit * ctx.chips:
+        out.append(Finding("chip_neurons", "network", limit * ctx.chips, ctx.summary.neurons, hint))
+    per_chip: dict[int, int] = {}
+    for core in ctx.packing.cores:
+        per_chip[core.chip] = per_chip.get(core.chip, 0) + core.neurons
+    for chip, neurons in sorted(per_chip.items()):
+        if neurons > limit:
+            out.append(Finding("chip_neurons", f"chip {chip}", limit, neurons, hint))
+    return out
 
 
 @rule("cores")
 def cores(ctx: FitContext) -> list[Finding]:
-    """Cores used by the packing <= cores allocated."""
-    used = len(ctx.packing.cores)
-    if used <= ctx.cores:
-        return []
-    return [
-        Finding(
-            "cores",
-            "network",
-            ctx.cores,
-            used,
-            "prune harder (lower --budget/--sparsity) or allocate more cores/chips",
-        )  # fmt: skip
-    ]
+    """Cores used by the packing <= cores allocated; chips used <= chips allocated."""
+    used, chips = len(ctx.packing.cores), ctx.packing.chips_used
+    hint = "prune harder (lower --budget/--sparsity) or allocate more cores/chips"
+    out = []
+    if used > ctx.cores:
+        out.append(Finding("cores", "network", ctx.cores, used, hint))
+    if chips > ctx.chips:
+        out.append(Finding("cores", "network (chips)", ctx.chips, chips, hint))
+    return out
 
 
 @rule("core_input_axons")
 def core_input_axons(ctx: FitContext) -> list[Finding]:
-    """A single neuron's inputs must fit one core's input axons."""
-    return _unplaceable_findings(ctx, "input_axons", "core_input_axons",
-                                 ctx.profile.core.input_axons_max,
-                                 "lower this layer's fan-in (prune it, or split the layer)")  # fmt: skip
+    """Distinct input axons of every core (union over all it holds) <= the core's limit."""
+    return _core_findings(ctx, "input_axons", "core_input_axons",
+                          "lower this layer's fan-in (prune it, or split the layer)")  # fmt: skip
 
 
 @rule("core_memory")
 def core_memory(ctx: FitContext) -> list[Finding]:
-    """A single neuron's synapses must fit one core's synaptic memory."""
-    return _unplaceable_findings(ctx, "memory", "core_memory",
-                                 ctx.profile.core.synapse_memory_bits,
-                                 "prune this layer or use fewer weight bits")  # fmt: skip
+    """Synaptic memory of every core (costed from everything on it) <= the core's memory."""
+    if ctx.model.kind == "conv_kernel":
+        return []
+    return _core_findings(ctx, "memory_bits", "core_memory",
+                          "prune this layer or use fewer weight bits")  # fmt: skip
 
 
-def _unplaceable_findings(
-    ctx: FitContext, reason: str, name: str, limit, hint: str
-) -> list[Finding]:
+def _core_findings(ctx: FitContext, resource: str, name: str, hint: str) -> list[Finding]:
+    """One finding per core whose recount breaks ``resource`` (such a core holds a neuron, or a
+    layer, that does not fit even an empty core)."""
     out = []
-    for layer_name in dict.fromkeys(n for n, _, r in ctx.packing.unplaceable if r == reason):
-        layer = ctx.summary.layer(layer_name)
-        bad = [i for n, i, r in ctx.packing.unplaceable if n == layer_name and r == reason]
-        actual = max(_group_cost(ctx.profile, layer, i, i + 1)[0 if reason == "input_axons" else 1]
-                     for i in bad)  # fmt: skip
-        out.append(Finding(name, layer_name, limit, actual, f"{len(bad)} neuron(s): {hint}"))
+    for core in ctx.packing.cores:
+        for excess in core.excess:
+            if excess.resource == resource:
+                where = ",".join(core.layers)
+                out.append(Finding(name, where, excess.limit, excess.used,
+                                   f"core {core.index}: {hint}"))  # fmt: skip
     return out
 
 
 @rule("fan_in")
 def fan_in(ctx: FitContext) -> list[Finding]:
-    """Largest fan-in per neuron <= neuron.fan_in_max."""
+    """Largest fan-in per neuron, in axons (inputs x input copies), <= neuron.fan_in_max."""
     cap = ctx.profile.neuron.fan_in_max
     if cap is None:
         return []
     out = []
     for layer in ctx.summary.layers:
-        actual = layer.max_fan_in * _input_copies(layer)
+        copies = ctx.model.input_copies(layer)
+        actual = layer.max_fan_in * copies
         if actual > cap:
-            over = int(np.count_nonzero(layer.fan_in * _input_copies(layer) > cap))
+            over = int(np.count_nonzero(layer.fan_in * copies > cap))
             out.append(Finding("fan_in", layer.name, cap, actual,
                                f"{over} neuron(s) over the cap: prune with the fan-in cap on"))  # fmt: skip
     return out
@@ -390,13 +514,7 @@ def fan_out(ctx: FitContext) -> list[Finding]:
             out if cap >= 1 else [Finding("fan_out", "network", cap, 1, "chip cannot chain layers")]
         )
     for layer in ctx.summary.layers[1:]:
-        owner = ctx.packing.core_of_neuron(layer)
-        csc = layer.connectivity.tocsc()
-        worst = 0
-        for col in range(layer.inputs):
-            rows = csc.indices[csc.indptr[col] : csc.indptr[col + 1]]
-            if rows.size:
-                worst = max(worst, len(np.unique(owner[rows])))
+        worst = fan_out_cores(layer, ctx.packing)
         if worst > cap:
             out.append(Finding("fan_out", layer.name, cap, worst,
                                "targets of one neuron span several cores: add splitter neurons "
@@ -406,14 +524,21 @@ def fan_out(ctx: FitContext) -> list[Finding]:
 
 @rule("chip_memory")
 def chip_memory(ctx: FitContext) -> list[Finding]:
-    """Chip-level synapse memory (SpiNNaker SDRAM rows) <= chip memory x chips."""
-    if ctx.profile.chip_memory_bits is None:
+    """Chip-level synapse memory (SpiNNaker SDRAM rows), per chip: synapses stored on the
+    chip's cores x bits <= chip.memory_bits."""
+    limit = ctx.profile.chip_memory_bits
+    if limit is None:
         return []
-    need = chip_memory_bits(ctx.profile, ctx.summary.synapses(ctx.shared))
-    limit = ctx.profile.chip_memory_bits * ctx.chips
-    if need <= limit:
-        return []
-    return [Finding("chip_memory", "network", limit, need, "prune to fewer synapses or add chips")]
+    per_chip: dict[int, int] = {}
+    for core in ctx.packing.cores:
+        per_chip[core.chip] = per_chip.get(core.chip, 0) + core.synapses
+    out = []
+    for chip, synapses in sorted(per_chip.items()):
+        need = ctx.model.chip_memory_bits(synapses)
+        if need is not None and need > limit:
+            out.append(Finding("chip_memory", f"chip {chip}", limit, need,
+                               "prune to fewer synapses or add chips"))  # fmt: skip
+    return out
 
 
 @rule("weight_bits")
@@ -454,31 +579,21 @@ def distinct_weights(ctx: FitContext) -> list[Finding]:
 
 @rule("layer_memory")
 def layer_memory(ctx: FitContext) -> list[Finding]:
-    """Per-layer kernel and neuron-state memory (``conv_kernel`` encodings, e.g. DYNAP-CNN).
-
-    Kernel entries ``c_in * 2^(ceil log2(kh*kw) + ceil log2 c_out)``; neuron entries
-    ``c_out * 2^(ceil log2 H_out + ceil log2 W_out)``; a dense layer counts as a 1x1 conv.
-    """
-    if ctx.profile.core.encoding.kind != "conv_kernel":
+    """Per-layer kernel and neuron-state memory on ``conv_kernel`` chips (DYNAP-CNN), from the
+    capacity model's recount of each core (one whole layer per core):
+    kernel ``c_in * 2^(ceil log2(kh*kw) + ceil log2 c_out)`` entries of ``w`` bits,
+    neurons ``c_out * 2^(ceil log2 H_out + ceil log2 W_out)``; a dense layer is a 1x1 conv."""
+    if ctx.model.kind != "conv_kernel":
         return []
-    mem = ctx.profile.core.synapse_memory_bits
     out = []
-    for layer in ctx.summary.layers:
-        if layer.kind == "conv":
-            c_out, h, w = layer.out_shape
-            kh, kw = layer.conv["kernel"]
-            kernel = conv_kernel_entries(layer.conv["in_channels"], c_out, kh, kw)
-        else:
-            c_out, h, w = layer.neurons, 1, 1
-            kernel = conv_kernel_entries(layer.inputs, c_out, 1, 1)
-        bits = kernel * ctx.profile.weights.bits
-        if mem is not None and bits > mem:
-            out.append(Finding("layer_memory", layer.name, mem, bits,
-                               "remove channels (sca) or shrink the kernel"))  # fmt: skip
-        entries = conv_neuron_entries(c_out, h, w)
-        if entries > ctx.profile.core.neurons_max:
-            out.append(Finding("layer_neurons", layer.name, ctx.profile.core.neurons_max,
-                               entries, "remove channels or lower the feature-map size"))  # fmt: skip
+    for core in ctx.packing.cores:
+        for excess in core.excess:
+            if excess.resource == "memory_bits":
+                out.append(Finding("layer_memory", ",".join(core.layers), excess.limit,
+                                   excess.used, "remove channels (sca) or shrink the kernel"))  # fmt: skip
+            elif excess.resource == "neurons":
+                out.append(Finding("layer_neurons", ",".join(core.layers), excess.limit,
+                                   excess.used, "remove channels or lower the feature-map size"))  # fmt: skip
     return out
 
 
@@ -488,6 +603,7 @@ def check_fit(
     *,
     chips: int | None = None,
     cores: int | None = None,
+    strategy: str = "best",
 ) -> FitReport:
     """Judge ``summary`` against ``profile`` for an allocation of ``chips`` or ``cores``.
 
@@ -496,47 +612,42 @@ def check_fit(
     """
     chips_alloc = chips or (math.ceil(cores / profile.cores) if cores else 1)
     cores_alloc = cores or chips_alloc * profile.cores
-    packing = pack(summary, profile)
-    ctx = FitContext(summary, profile, packing, chips_alloc, cores_alloc)
+    model = capacity_model(profile)
+    packing = pack(summary, profile, strategy)
+    ctx = FitContext(summary, profile, packing, chips_alloc, cores_alloc, model)
     violations = tuple(f for fn in FIT_RULES.values() for f in fn(ctx))
-    used = len(packing.cores)
-    chips_needed = max(
-        math.ceil(used / profile.cores),
-        math.ceil(summary.neurons / profile.neurons_max),
-    )
+    chips_needed = max(packing.chips_used, math.ceil(summary.neurons / profile.neurons_max))
     return FitReport(
         chip=profile.id,
         fits=not violations,
         violations=violations,
-        cores_used=used,
+        cores_used=len(packing.cores),
         cores_allocated=cores_alloc,
         chips_needed=chips_needed,
         chips_allocated=chips_alloc,
         core_map=packing.core_map(),
-        utilisation=_utilisation(profile, packing, summary, ctx.shared),
+        utilisation=_utilisation(model, packing),
         synapses=summary.synapses(ctx.shared),
         neurons=summary.neurons,
         packing=packing,
+        cores_lower_bound=model.cores_lower_bound(summary),
     )
 
 
-def _utilisation(
-    profile: ChipProfile, packing: Packing, summary: NetworkSummary, shared: bool
-) -> dict[str, float]:
-    """Fractions of the used cores' capacity: neurons, input axons, synaptic memory."""
+def _utilisation(model: CapacityModel, packing: Packing) -> dict[str, float]:
+    """Fractions of the used cores' (and chips') capacity: neurons, input axons, memory."""
     n = max(len(packing.cores), 1)
-    c = profile.core
-    out = {"neurons": sum(k.neurons for k in packing.cores) / (n * c.neurons_max)}
-    if c.input_axons_max:
-        out["input_axons"] = sum(k.input_axons for k in packing.cores) / (n * c.input_axons_max)
-    if c.synapse_memory_bits and profile.core.encoding.kind in ("blocked_list", "dense_matrix"):
+    out = {"neurons": sum(k.neurons for k in packing.cores) / (n * model.neurons_max)}
+    if model.input_axons_max:
+        out["input_axons"] = sum(k.input_axons for k in packing.cores) / (n * model.input_axons_max)
+    if model.memory_bits_max:
         out["synapse_memory"] = sum(k.memory_bits for k in packing.cores) / (
-            n * c.synapse_memory_bits
+            n * model.memory_bits_max
         )
-    if profile.chip_memory_bits:
-        out["chip_memory"] = (
-            chip_memory_bits(profile, summary.synapses(shared)) / profile.chip_memory_bits
-        )
+    chip_limit = model.profile.chip_memory_bits
+    need = model.chip_memory_bits(sum(k.synapses for k in packing.cores))
+    if chip_limit and need is not None:
+        out["chip_memory"] = need / (chip_limit * max(packing.chips_used, 1))
     return {k: round(v, 6) for k, v in out.items()}
 
 

@@ -92,11 +92,11 @@ def test_no_limit_keeps_the_dense_network():
 
 
 def test_chip_allocation_binds_a_large_network(loihi):
-    from neuroprune.memory import synapses_per_core
+    from neuroprune.capacity import capacity_model
 
     summary = mlp_summary(n_in=400, hidden=300)
     budget = derive_budget(loihi, summary, cores=1)
-    assert budget.synapses == synapses_per_core(loihi, sparse=True)
+    assert budget.synapses == capacity_model(loihi).synapses_per_core()
     assert (budget.binding, budget.source) == ("chip", "chip:loihi cores=1")
     assert derive_budget(loihi, summary, cores=1, budget=1000).binding == "budget"
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from neuroprune.capacity import capacity_model
 from neuroprune.fit import FIT_RULES, check_fit, pack
-from neuroprune.memory import synapses_per_core
 from neuroprune.profiles import parse_profile, shipped_profile_paths
 from neuroprune.summary import NetworkSummary, conv_layer, dense_layer
 
@@ -81,8 +81,8 @@ BREAKERS = {
         profile(**{"neuron.fan_out_max": 1, "neuron.fan_out_unit": "core"}),
         {},
     ),
-    "chip_memory": lambda: (
-        mlp(8, 16, 16),
+    "chip_memory": lambda: (  # one neuron's 40 synapses x 32 bits > a whole chip's 1000 bits
+        mlp(40, 2),
         profile(
             **{
                 "core.synapse_encoding": {"kind": "row_list", "bits_per_synapse": 32},
@@ -160,22 +160,22 @@ def test_packing_never_exceeds_a_core_limit(sizes, density, seed, neurons_max, a
     )
     summary = mlp(*sizes, density=density, seed=seed)
     packing = pack(summary, prof)
-    single = {(layer, n) for layer, n, _ in packing.unplaceable}
     placed = sum(p.stop - p.start for p in packing.placements)
     assert placed == summary.neurons
     for core in packing.cores:
         assert core.neurons <= neurons_max
         in_core = [p for p in packing.placements if p.core == core.index]
-        alone = len(in_core) == 1 and (in_core[0].layer, in_core[0].start) in single
-        if not alone:
+        alone = len(in_core) == 1 and in_core[0].stop - in_core[0].start == 1
+        if not alone:  # only a neuron that no empty core holds may break a limit, alone
             assert core.input_axons <= axons_max
             assert core.memory_bits <= memory
+            assert not core.excess
 
 
 def test_core_modules_do_not_import_torch():
     code = (
         "import sys; import neuroprune.profiles, neuroprune.summary, neuroprune.fit, "
-        "neuroprune.memory, neuroprune.errors; "
+        "neuroprune.capacity, neuroprune.errors; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -189,7 +189,7 @@ def test_allocation_capacity_counts_block_overhead():
     summary = mlp(40, 12, 4, seed=3)
     cap = allocation_capacity(summary, prof, cores=1)
     assert cap is not None and 0 < cap < summary.synapses()
-    assert cap <= synapses_per_core(prof, sparse=True)
+    assert cap <= capacity_model(prof).synapses_per_core()
     density = cap / summary.synapses()
     assert check_fit(thinned(summary, density), prof, cores=1).fits
     assert allocation_capacity(mlp(8, 4), prof, cores=1) is None  # dense fits: not binding
@@ -214,15 +214,25 @@ def test_every_shipped_profile_judges_a_tiny_network(chip):
 
 
 def test_a_layer_that_fits_one_core_is_not_split_across_two():
-    """First-fit would put a few output neurons in the partly used core and the rest in a new
+    """Next-fit would put a few output neurons in the partly used core and the rest in a new
     one; a layer that fits an empty core starts there instead (fan-out stays 1 core)."""
-    from neuroprune.fit import _largest_group, _OpenCore
-
     prof = profile(**{"core.input_axons_max": 22, "neuron.fan_out_max": 1,
                       "neuron.fan_out_unit": "core"})  # fmt: skip
     net = mlp(16, 8, 6, density=0.6, seed=2)
-    first, second = net.layers
-    partly = _OpenCore(0, neurons=first.neurons, axons=16)
-    assert 0 < _largest_group(prof, second, partly, 0) < second.neurons  # first-fit would split
-    report = check_fit(net, prof)
-    assert report.core_map["fc1"] == [1] and report.fits, report.violations
+    for strategy in ("next_fit", "first_fit", "best"):
+        report = check_fit(net, prof, strategy=strategy)
+        assert report.core_map["fc1"] == [1] and report.fits, (strategy, report.violations)
+
+
+def test_first_fit_fills_earlier_cores_where_next_fit_opens_new_ones():
+    # Core: 16 neurons, 32 input axons (memory does not bind). fc0 (4 -> 20): core 0 takes 16
+    # neurons, core 1 the other 4 (4 axons). fc1 (20 -> 14) fits an empty core but not core 1
+    # (18 neurons): core 2 (20 axons). fc2 (14 -> 2): next-fit only tries core 2 (20 + 14 = 34
+    # axons > 32) and opens core 3: 4 cores. First-fit puts fc2 on core 1 (6 neurons, 18 axons):
+    # 3 cores = the lower bound ceil(36 neurons / 16).
+    net = mlp(4, 20, 14, 2)
+    prof = profile(**{"core.synapse_memory_bits": 10**6})
+    assert check_fit(net, prof, strategy="next_fit").cores_used == 4
+    best = check_fit(net, prof)
+    assert best.cores_used == 3 == best.cores_lower_bound and best.fits
+    assert best.core_map["fc2"] == [1]

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from neuroprune.memory import synapses_per_core
+from neuroprune.capacity import capacity_model
 from neuroprune.profiles import ChipProfile
 
 
@@ -47,7 +47,7 @@ def profile_rows(profiles: Iterable[ChipProfile]) -> list[dict[str, Any]]:
             "cores": p.cores,
             "neurons": p.neurons_max,
             "synapses": p.synapses_headline,
-            "synapses_per_core": synapses_per_core(p, sparse=True),
+            "synapses_per_core": capacity_model(p).synapses_per_core(sparse=True),
             "weight_bits": p.weights.bits,
             "weight_format": p.weights.format,
             "fan_in": p.neuron.fan_in_max,
@@ -81,9 +81,10 @@ def profile_detail(profile: ChipProfile) -> Group:
         table.add_row(
             path, _fmt(q.value), q.unit or "", q.status or "", q.source or "", q.note or ""
         )
-    derived = Table("derived limit", "value", title="Derived (neuroprune.memory)")
-    derived.add_row("synapses per core, dense form", _fmt(synapses_per_core(profile, sparse=False)))
-    derived.add_row("synapses per core, sparse form", _fmt(synapses_per_core(profile, sparse=True)))
+    derived = Table("derived limit", "value", title="Derived (neuroprune.capacity)")
+    model = capacity_model(profile)
+    derived.add_row("synapses per core, dense form", _fmt(model.synapses_per_core(sparse=False)))
+    derived.add_row("synapses per core, sparse form", _fmt(model.synapses_per_core(sparse=True)))
     derived.add_row("weight format", f"{profile.weights.format}, {profile.weights.bits} bits, "
                     f"sign {profile.weights.sign}, scale {profile.weights.scale_kind}")  # fmt: skip
     derived.add_row("synapse encoding", profile.core.encoding.kind)
