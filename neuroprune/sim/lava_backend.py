@@ -13,8 +13,15 @@ Lava's runtime hangs in several ways (lava_notes.md §4), so it never runs in th
 4. a timeout or a failed worker raises :class:`~neuroprune.errors.SimulationError` with one
    line; lava-nc missing raises :class:`~neuroprune.errors.BackendUnavailableError` (exit 3).
 
-Samples are space-batched: each chunk of ``B`` samples is one network whose Sparse weights are
-``kron(I_B, W)``; ``B`` keeps the chunk under ``max_synapses_per_chunk`` synapses.
+Samples are space-batched: each chunk of ``B`` samples is one network computing what a Sparse
+process with weights ``kron(I_B, W)`` computes, with ``W`` stored once
+(:class:`~neuroprune.sim.lavaext.process.BatchedSparse`). The weights no longer grow with ``B``,
+so a chunk's memory is the per-sample state: ``B`` is chosen from a measured cost per neuron and
+sample (:data:`BYTES_PER_NEURON_SAMPLE`) and the memory available now (:func:`chunk_size`).
+Fewer chunks mean fewer Lava compilations, so simulation time grows with synapses, not faster.
+
+:func:`calibrate` measures Lava's fixed cost and seconds per sample on a few samples and
+:meth:`LavaCalibration.time_budget` turns them into a timeout for ``N`` samples.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +55,12 @@ WORKER_MODULE = "neuroprune.sim.lava_worker"
 SHM_DIR = Path("/dev/shm")
 OWNER_ENV = "NEUROPRUNE_LAVA_OWNER"
 TIMEOUT_FIX = "Pass a larger timeout (--timeout) or fewer samples (--samples)."
+# Peak PSS of the worker's process tree grows by about 1.4 MB per sample for a 64-4096-4096-10
+# net (8,266 neurons: 545 MB from 128 to 512 samples, benchmarks/lava_scale.py): ~170 B per
+# neuron and sample (channel slots, LIF state, products). 256 B leaves a margin.
+BYTES_PER_NEURON_SAMPLE = 256
+MEMORY_FRACTION = 0.5  # of MemAvailable a chunk may take
+FALLBACK_MEMORY_BYTES = 2 * 2**30  # when /proc/meminfo cannot be read
 
 
 def default_timeout(samples: int) -> float:
@@ -78,8 +91,9 @@ class LavaBackend:
 
     Attributes:
         name: registry key.
-        max_synapses_per_chunk: bound on ``B x synapses per sample`` for one network.
-        chunk_samples: force ``B`` (``None``: from ``max_synapses_per_chunk``).
+        max_chunk_bytes: bound on one network's per-sample memory (``None``: half of the
+            memory available when the run starts).
+        chunk_samples: force ``B`` (``None``: :func:`chunk_size`).
         message_bits: Sparse ``num_message_bits``. 0 takes Lava's binary path
             ``W[:, s].sum(axis=1)``; >0 its graded path ``W.dot(s)``, which for 0/1 spikes adds
             the same weights in the same (column) order, so counts are identical, and is faster.
@@ -88,7 +102,7 @@ class LavaBackend:
     """
 
     name: str = "lava"
-    max_synapses_per_chunk: int = 8_000_000
+    max_chunk_bytes: int | None = None
     chunk_samples: int | None = None
     message_bits: int = 1
     fault: str = ""
@@ -138,17 +152,41 @@ class LavaBackend:
         timings["total"] = wall
         notes = (
             f"lava space batching: {len(chunks)} network(s) of up to "
-            f"{chunks[0][1] - chunks[0][0]} samples",
+            f"{max(stop - start for start, stop in chunks)} samples",
         )
         return BackendRun(counts=counts, timings=timings, notes=notes)
 
     def chunks(self, layers: tuple[LavaLayer, ...], stimulus: Stimulus) -> list[tuple[int, int]]:
         """``[(start, stop), ...]`` sample ranges, one Lava network each."""
-        skip_first = stimulus.kind == CURRENT
-        per_sample = sum(layer.weights.nnz for layer in layers[1 if skip_first else 0 :])
-        size = self.chunk_samples or self.max_synapses_per_chunk // max(per_sample, 1)
+        width = stimulus.frames[0, 0].size
+        per_sample = sample_bytes(layers, width, stimulus.timesteps)
+        budget = self.max_chunk_bytes or int(MEMORY_FRACTION * available_memory())
+        size = self.chunk_samples or chunk_size(per_sample, budget)
         size = max(1, min(int(size), stimulus.samples))
         return [(a, min(a + size, stimulus.samples)) for a in range(0, stimulus.samples, size)]
+
+
+def sample_bytes(layers: tuple[LavaLayer, ...], input_width: int, timesteps: int) -> int:
+    """Memory one sample adds to a chunk: ``BYTES_PER_NEURON_SAMPLE x (neurons + inputs)``
+    plus its input frames (``T x input_width x 8`` bytes)."""
+    neurons = sum(layer.neurons for layer in layers) + input_width
+    return BYTES_PER_NEURON_SAMPLE * neurons + 8 * timesteps * input_width
+
+
+def chunk_size(per_sample_bytes: int, budget_bytes: int) -> int:
+    """Samples per network: as many as ``budget_bytes`` holds (at least 1)."""
+    return max(1, budget_bytes // max(per_sample_bytes, 1))
+
+
+def available_memory() -> int:
+    """``MemAvailable`` from /proc/meminfo in bytes (2 GiB when it cannot be read)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return FALLBACK_MEMORY_BYTES
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,3 +379,76 @@ def _last_line(job_dir: Path) -> str:
     log = job_dir / "worker.log"
     lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
     return lines[-1][:300] if lines else "no output"
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration: a measured time budget instead of a constant
+
+CALIBRATION_MARGIN = 3.0  # budget = margin x predicted time (shared cores, noisy neighbours)
+CALIBRATION_FLOOR_S = 10.0
+
+
+@dataclass(frozen=True)
+class LavaCalibration:
+    """Lava's cost for one network, measured by :func:`calibrate`.
+
+    Attributes:
+        startup_s: worker start (interpreter, Lava import) and clean-up, once per run (s).
+        network_s: build, compile and process start of one chunk's network (s).
+        per_sample_s: simulated seconds per sample inside a chunk (s/sample).
+        samples_per_chunk: ``B`` the backend would choose for the full run.
+    """
+
+    startup_s: float
+    network_s: float
+    per_sample_s: float
+    samples_per_chunk: int
+
+    def predict(self, samples: int) -> float:
+        """``startup + ceil(N / B) x network + N x per_sample`` seconds for ``N`` samples."""
+        networks = -(-samples // max(self.samples_per_chunk, 1))
+        return self.startup_s + networks * self.network_s + samples * self.per_sample_s
+
+    def time_budget(self, samples: int, margin: float = CALIBRATION_MARGIN) -> float:
+        """A timeout for ``N`` samples: ``max(10 s, margin x predict(N))``."""
+        return max(CALIBRATION_FLOOR_S, margin * self.predict(samples))
+
+
+def calibrate(
+    spec: DeploymentSpec,
+    stimulus: Stimulus,
+    *,
+    fixed_point: bool,
+    backend: LavaBackend | None = None,
+    probe: int = 16,
+) -> LavaCalibration:
+    """Measure Lava on the first ``probe`` samples of ``stimulus`` (one network, one worker).
+
+    The worker times the network's first step (compile, process start) apart from the other
+    ``S - 1`` steps (``S = T + layers - 1``, one more for spike input), so ``per_sample = run x S / (S - 1) / probe``,
+    ``network = build + start + stop`` and ``startup = wall - network - run``.
+    """
+    backend = backend or LavaBackend()
+    small = _first_samples(stimulus, probe)
+    run = backend.run(spec, small, fixed_point=fixed_point)
+    times = run.timings
+    steps = stimulus.timesteps + len(spec.layers) - 1 + (stimulus.kind != CURRENT)
+    network = times["build"] + times["start"] + times["stop"]
+    layers = lava_layers(spec, fixed_point, stimulus.current_shift)
+    return LavaCalibration(
+        startup_s=max(0.0, times["total"] - network - times["run"]),
+        network_s=network,
+        per_sample_s=times["run"] * steps / max(steps - 1, 1) / small.samples,
+        samples_per_chunk=backend.chunks(layers, stimulus)[0][1],
+    )
+
+
+def _first_samples(stimulus: Stimulus, count: int) -> Stimulus:
+    count = min(count, stimulus.samples)
+    inputs = None if stimulus.inputs is None else stimulus.inputs[:, :count]
+    return replace(
+        stimulus,
+        frames=stimulus.frames[:, :count],
+        input_events=stimulus.input_events[:count],
+        inputs=inputs,
+    )

@@ -6,14 +6,17 @@ import os
 import time
 
 import numpy as np
+import scipy.sparse as sp
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.sparse.models import AbstractPySparseModelBitAcc, AbstractPySparseModelFloat
+from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
-from neuroprune.sim.lavaext.process import CountSink, FrameSource
+from neuroprune.sim.lavaext.process import BatchedSparse, CountSink, FrameSource
 
 
 class _FrameSourceModel(PyLoihiProcessModel):
@@ -94,3 +97,60 @@ class PyCountSinkFloat(_CountSinkModel):
 @tag("fixed_pt", "bit_accurate_loihi")
 class PyCountSinkFixed(_CountSinkModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+
+
+SPARSE_INPUT_DENSITY = 0.25  # below this fraction of nonzero inputs, multiply sparse x sparse
+
+
+def batched_dot(weights, spikes: np.ndarray, batch: int) -> np.ndarray:
+    """``kron(I_batch, W) @ spikes`` without building the block matrix: ``(W S)^T`` flattened,
+    with ``S = spikes.reshape(batch, n_in).T`` (sample-major in and out).
+
+    When fewer than 25 % of the inputs are nonzero (spikes usually are), ``S`` is made a CSR
+    matrix and the product costs one multiply-add per synaptic event instead of one per
+    synapse. Either way each output sums its row's entries in ``W``'s column order, as
+    ``W.dot`` does for one sample (zero terms skipped), so the result is the same number.
+    """
+    columns = spikes.reshape(batch, -1).T
+    if np.count_nonzero(columns) < SPARSE_INPUT_DENSITY * columns.size:
+        product = (weights @ sp.csr_matrix(columns)).toarray()
+    else:
+        product = weights @ np.ascontiguousarray(columns)
+    return np.ascontiguousarray(product.T).ravel()
+
+
+@implements(proc=BatchedSparse, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyBatchedSparseFloat(AbstractPySparseModelFloat):
+    """Lava's float Sparse model (port and Var types inherited); ``W.dot`` batched."""
+
+    def run_spk(self) -> None:
+        self.a_out.send(self.a_buff)
+        self.a_buff = batched_dot(self.weights, self.s_in.recv(), self.proc_params["batch"])
+
+
+@implements(proc=BatchedSparse, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "bit_accurate_loihi")
+class PyBatchedSparseBitAcc(AbstractPySparseModelBitAcc):
+    """Lava's bit-accurate Sparse model: its first-step weight clipping and truncation
+    (``clip_weights``, ``truncate_weights``, sign mode from the weights) and its
+    ``weight_exp`` shift, around the batched product."""
+
+    def run_spk(self) -> None:
+        params = self.proc_params
+        if not self.weights_set:
+            sign_mode = params.get("sign_mode") or determine_sign_mode(self.weights)
+            self.weights = clip_weights(self.weights, sign_mode, num_bits=8)
+            self.weights = truncate_weights(
+                self.weights, sign_mode, params.get("num_weight_bits", 8)
+            )
+            self.weights_set = True
+        self.a_out.send(self.a_buff)
+        accumulated = batched_dot(self.weights, self.s_in.recv(), params["batch"])
+        exp = params.get("weight_exp", 0)
+        if exp > 0:
+            self.a_buff = np.left_shift(accumulated, exp)
+        else:
+            self.a_buff = np.right_shift(accumulated, -exp)

@@ -1,9 +1,11 @@
-"""Custom Lava processes: a file-backed frame source and a per-neuron spike-count sink."""
+"""Custom Lava processes: a file-backed frame source, a per-neuron spike-count sink and a
+sample-batched Sparse."""
 
 from __future__ import annotations
 
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
 
 
 class FrameSource(AbstractProcess):
@@ -47,3 +49,41 @@ class CountSink(AbstractProcess):
             fault=fault,
         )
         self.a_in = InPort(shape=shape)
+
+
+class BatchedSparse(AbstractProcess):
+    """Lava's ``Sparse`` for ``batch`` independent samples that share one weight matrix.
+
+    ``a_out = kron(I_batch, W) s_in`` (sample-major: sample ``i`` owns inputs
+    ``i*n_in ... (i+1)*n_in - 1`` and outputs ``i*n_out ...``), computed as ``W S`` with
+    ``S = s_in.reshape(batch, n_in).T``, so ``W`` is stored once instead of ``batch`` times.
+    The process models subclass Lava's own Sparse models and keep their arithmetic (float
+    ``W.dot``; fixed point: Lava's sign-mode detection, 8-bit clipping, LSB truncation and
+    ``weight_exp`` shift); only the product is batched (same per-row summation order).
+
+    Parameters: ``weights`` (``n_out x n_in`` CSR), ``batch``, and Sparse's
+    ``num_message_bits``, ``weight_exp``, ``num_weight_bits``.
+    """
+
+    def __init__(
+        self,
+        *,
+        weights,
+        batch: int,
+        num_message_bits: int = 1,
+        weight_exp: int = 0,
+        num_weight_bits: int = 8,
+    ) -> None:
+        super().__init__(
+            batch=batch,
+            num_message_bits=num_message_bits,
+            weight_exp=weight_exp,
+            num_weight_bits=num_weight_bits,
+        )
+        weights = weights.tocsr()
+        rows, cols = weights.shape
+        self.s_in = InPort(shape=(batch * cols,))
+        self.a_out = OutPort(shape=(batch * rows,))
+        self.weights = Var(shape=weights.shape, init=weights)
+        self.a_buff = Var(shape=(batch * rows,), init=0)
+        self.num_message_bits = Var(shape=(1,), init=num_message_bits)
