@@ -151,7 +151,7 @@ def measure(root: Path, hidden: int, args, workdir: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
     command = [sys.executable, __file__, "--child", str(hidden), str(out)]
     command += ["--samples", str(args.samples), "--timesteps", str(args.timesteps)]
-    command += ["--density", str(args.density)]
+    command += ["--density", str(args.density)] + (["--loihi-cores"] if args.loihi_cores else [])
     proc = subprocess.Popen(command, env=env, cwd=root)
     peak = 0
     while proc.poll() is None:

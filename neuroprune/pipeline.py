@@ -290,6 +290,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
     import torch
 
     from neuroprune.models import build_model, summarize  # torch only once the inputs are valid
+    from neuroprune.models.zoo import has_pooling
 
     _check_method(cfg)
     _check_device(cfg.device, torch)
@@ -300,6 +301,11 @@ def _preflight(cfg: RunConfig) -> _Plan:
         raise UnsupportedError(
             f"method {cfg.method!r} needs a Sequential chain model", where="--method",
             field="model", value=cfg.model, fix="Use --method sca with --model sew.",
+        )  # fmt: skip
+    if has_pooling(model) and cfg.method in STRUCTURED_METHODS:
+        raise UnsupportedError(
+            f"method {cfg.method!r} does not handle pooling layers yet", where="--method",
+            field="model", value=cfg.model, fix="Use an unstructured method (e.g. --method stds).",
         )  # fmt: skip
     summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
     capacity = allocation_capacity(summary, profile, chips=cfg.chips, cores=cfg.cores)
@@ -351,15 +357,18 @@ def _check_device(device: str, torch) -> None:
 def _run_stages(run: _Run, plan: _Plan) -> tuple[int, NeuropruneError | None]:
     import torch
 
+    from neuroprune.models.zoo import has_pooling
+
     dataset = plan.dataset
     model = _stage_dense(run, plan.model, dataset)
     model = _stage_prune(run, model, dataset, plan.budget)
-    chain = isinstance(model, torch.nn.Sequential)
+    chain = isinstance(model, torch.nn.Sequential) and not has_pooling(model)
     if chain:
         model = _stage_quantize(run, model, dataset)
     fit_report = _stage_fit(run, model, dataset)
     if not chain:
-        why = f"not supported for the {type(model).__name__} (residual) model yet"
+        kind = "pooling" if has_pooling(model) else f"{type(model).__name__} (residual)"
+        why = f"not supported for the {kind} model yet"
         run.report["stages_not_run"] += [f"{stage}: {why}" for stage in CHAIN_ONLY_STAGES]
         run.emit("report", f"quantization, export and simulation {why}")
         return (0 if fit_report.fits else 1), None

@@ -12,12 +12,19 @@ in-bounds kernel taps. Conv on a chip with weight sharing: nonzero kernel entrie
 
 Build layers with :func:`dense_layer` and :func:`conv_layer` from numpy weights; the torch
 translator in ``neuroprune.models`` only extracts weights and calls these.
+
+Pooling (average or sum, ``k x k``, stride ``k``, no padding) of spikes is not a neuron: on a
+chip without pooling hardware it is a fixed-weight sparse projection ``P`` that the next layer's
+weights ``W`` absorb, so the chip wires ``W P`` (:func:`pooled_layer`). Each pre-pool input lies
+in exactly one window, so ``W P`` holds ``k^2`` copies of every nonzero of ``W`` (scaled by
+``1/k^2`` for average pooling): a pooled layer has ``k^2`` times the synapses and fan-in of the
+same layer reading the pooled map. With conv weight sharing the kernel count is unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -254,3 +261,33 @@ def conv_layer(
             "dense_unrolled": int(positions),
         },
     )
+
+
+def pool_projection(in_shape: Sequence[int], kernel: int) -> sp.csr_matrix:
+    """0/1 matrix ``(C*H'*W') x (C*H*W)`` of ``k x k`` sum pooling with stride ``k``, no
+    padding, ``H' = floor(H / k)`` (C-order on both sides; inputs past the last full window
+    are read by no one)."""
+    c, h, w = (int(v) for v in in_shape)
+    h_out, w_out = h // kernel, w // kernel
+    ch, oy, ox, ky, kx = np.meshgrid(
+        np.arange(c), np.arange(h_out), np.arange(w_out), np.arange(kernel), np.arange(kernel),
+        indexing="ij",
+    )  # fmt: skip
+    rows = ((ch * h_out + oy) * w_out + ox).ravel()
+    cols = ((ch * h + oy * kernel + ky) * w + ox * kernel + kx).ravel()
+    data = np.ones(rows.size, dtype=np.int8)
+    return sp.csr_matrix((data, (rows, cols)), shape=(c * h_out * w_out, c * h * w))
+
+
+def pooled_layer(layer: LayerSummary, pre_pool_shape: Sequence[int], kernel: int) -> LayerSummary:
+    """``layer`` (built on the pooled map) as the chip wires it when it reads ``k x k``-pooled
+    spikes of shape ``pre_pool_shape``: connectivity ``W P`` (module docstring), unrolled dense
+    positions times ``k^2``; kernel counts (weight sharing) unchanged."""
+    projection = pool_projection(pre_pool_shape, kernel)
+    conn = (layer.connectivity.astype(np.int32) @ projection.astype(np.int32)).astype(bool)
+    conv = None
+    if layer.conv is not None:
+        dense = int(layer.conv.get("dense_unrolled", layer.unrolled_synapses))
+        conv = {**layer.conv, "dense_unrolled": dense * kernel**2, "pool_kernel": kernel}
+    shape = tuple(int(v) for v in pre_pool_shape)
+    return replace(layer, in_shape=shape, connectivity=conn.tocsr(), conv=conv)

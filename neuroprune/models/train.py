@@ -120,6 +120,7 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "mlp": {"epochs": 20, "lr": 0.02, "batch_size": 32, "timesteps": 8},
     "conv": {"epochs": 10, "lr": 0.01, "batch_size": 32, "timesteps": 8},
     "sew": {"epochs": 10, "lr": 0.01, "batch_size": 32, "timesteps": 8},
+    "vgg": {"epochs": 10, "lr": 0.01, "batch_size": 32, "timesteps": 8},  # conv's, untuned
 }
 
 

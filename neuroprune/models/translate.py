@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from spikingjelly.activation_based import functional, layer
 
-from ..summary import LayerSummary, NetworkSummary, conv_layer, dense_layer
+from ..summary import LayerSummary, NetworkSummary, conv_layer, dense_layer, pooled_layer
 from .zoo import Block, neuron_info, parse_blocks
 
 WEIGHT_BITS_ATTR = "neuroprune_weight_bits"
@@ -63,13 +63,23 @@ def summarize(
     """
     if hasattr(model, "wiring"):  # residual (SEW) models summarize their own wiring
         return model.summary(input_shape, timesteps, name=name)
-    blocks = parse_blocks(model, input_shape, where=f"model {name}", allow_bias=True)
+    blocks = parse_blocks(
+        model, input_shape, where=f"model {name}", allow_bias=True, allow_pooling=True
+    )
     layers = tuple(_layer_summary(block) for block in blocks)
     shape = tuple(int(s) for s in input_shape)
     return NetworkSummary(layers=layers, input_shape=shape, timesteps=int(timesteps), name=name)
 
 
 def _layer_summary(block: Block) -> LayerSummary:
+    """The block's summary; a block reading pooled spikes is wired as ``W P`` (summary)."""
+    summary = _synapse_summary(block)
+    if block.pool is None:
+        return summary
+    return pooled_layer(summary, block.pool_in_shape, block.pool_kernel)
+
+
+def _synapse_summary(block: Block) -> LayerSummary:
     model_name, params = neuron_info(block.neuron)
     bits = getattr(block.synapse, WEIGHT_BITS_ATTR, None)
     copies = input_copies(block.synapse)

@@ -6,7 +6,10 @@ it, and :func:`parse_blocks` checks it for every model, built-in or user-supplie
 * The model is a ``torch.nn.Sequential`` in SpikingJelly multi-step mode
   (``functional.set_step_mode(net, "m")``). Input: ``[T, B, C, H, W]`` (time first); output:
   the spikes of the last neuron layer, ``[T, B, num_classes]``.
-* Its children are only ``layer.Flatten`` (``start_dim=1``, C-order), ``layer.Linear``
+* Its children are only ``layer.Flatten`` (``start_dim=1``, C-order), ``layer.AvgPool2d(k)``
+  (square, stride = kernel, no padding; only between blocks, on a conv block's spikes, and
+  only where a stage accepts pooling: training, counting/fit and unstructured pruning;
+  ``MaxPool2d`` is refused), ``layer.Linear``
   (``bias=False``), ``layer.Conv2d`` (``bias=False``, ``groups=1``, ``dilation=1``, integer
   stride/padding equal in both directions, zero padding), ``layer.BatchNorm2d`` (only
   directly after a ``Conv2d``, with running statistics), and neuroprune's strict-threshold
@@ -35,6 +38,11 @@ Built-in models (:data:`MODELS`):
   has stride 1, every later conv stride 2 (8x8 digits: 8x8 -> 4x4). Downsampling uses strided
   convolutions, never pooling: pooled spikes are graded values that chips carrying binary
   spikes cannot transmit.
+* ``vgg``: ``[Conv2d 3x3 (pad 1, stride 1) -> BatchNorm2d -> LIF] per channel count with
+  ``AvgPool2d(2)`` between consecutive conv blocks -> Flatten -> Linear -> LIF``; ``hidden`` =
+  channels, default ``(8, 16)`` (8x8 digits: 8 -> 4; 32x32: 32 -> 16). The pooled
+  spike counts are graded, so a chip without pooling wires each pooled layer as ``W P``
+  (``k^2`` synapses per weight, :func:`neuroprune.summary.pooled_layer`).
 
 User models: ``spec = "path/to/file.py:factory"``. The file is imported and called as
 ``factory(input_shape=(C, H, W), num_classes=K) -> torch.nn.Sequential``; the result is put in
@@ -54,11 +62,11 @@ from typing import Any
 import torch
 from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
-from ..errors import ModelError, did_you_mean
+from ..errors import ModelError, UnsupportedError, did_you_mean
 from ..summary import conv_output_size
 from . import neurons
 
-MODELS = ("mlp", "conv", "sew")
+MODELS = ("mlp", "conv", "vgg", "sew")
 # Builders of non-chain models, registered by their modules (neuroprune.models imports them):
 # name -> fn(input_shape, num_classes, neuron, tau, v_threshold, hidden) -> nn.Module
 EXTRA_BUILDERS: dict[str, Any] = {}
@@ -66,7 +74,10 @@ NEURONS = ("lif", "if")
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {"hidden": (128,)},
     "conv": {"hidden": (8, 16)},
+    "vgg": {"hidden": (8, 16)},
 }
+POOL_TYPES = (layer.AvgPool2d,)
+MAX_POOL_TYPES = (layer.MaxPool2d, torch.nn.MaxPool2d, torch.nn.AdaptiveMaxPool2d)
 SYNAPSE_TYPES = (layer.Linear, layer.Conv2d)
 NEURON_TYPES = neurons.STRICT_TYPES
 ALLOWED_TYPES = (layer.Flatten, *SYNAPSE_TYPES, layer.BatchNorm2d, *NEURON_TYPES)
@@ -81,7 +92,8 @@ class Block:
     """One synaptic layer, its optional BatchNorm and its neuron node.
 
     ``name``/``neuron_name`` are the child names in the Sequential; shapes exclude time and
-    batch (``(F,)`` or ``(C, H, W)``).
+    batch (``(F,)`` or ``(C, H, W)``). ``in_shape`` is what the synapse reads; when an
+    ``AvgPool2d`` precedes the block (``pool``), ``pool_in_shape`` is the spike map it pools.
     """
 
     name: str
@@ -91,6 +103,13 @@ class Block:
     neuron: torch.nn.Module
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
+    pool: torch.nn.Module | None = None
+    pool_in_shape: tuple[int, ...] | None = None
+
+    @property
+    def pool_kernel(self) -> int:
+        """``k`` of the ``k x k`` average pooling this block's synapse reads (1: none)."""
+        return 1 if self.pool is None else int(_pair(self.pool.kernel_size)[0])
 
     @property
     def kind(self) -> str:
@@ -149,10 +168,10 @@ def _build_builtin(spec, input_shape, num_classes, neuron_kind, tau, v_threshold
         return EXTRA_BUILDERS[spec](input_shape, num_classes, neuron_kind, tau, v_threshold, hidden)
     widths = tuple(MODEL_DEFAULTS[spec]["hidden"] if hidden is None else hidden)
     make = neuron_factory(neuron_kind, tau, v_threshold)
-    build = build_mlp if spec == "mlp" else build_conv
+    build = {"mlp": build_mlp, "conv": build_conv, "vgg": build_vgg}[spec]
     model = build(input_shape, num_classes, widths, make)
     functional.set_step_mode(model, "m")
-    parse_blocks(model, input_shape, num_classes, where=f"model {spec}")
+    parse_blocks(model, input_shape, num_classes, where=f"model {spec}", allow_pooling=True)
     return model
 
 
@@ -211,6 +230,37 @@ def build_conv(input_shape, num_classes: int, channels: Sequence[int], make) -> 
     return torch.nn.Sequential(*modules)
 
 
+def build_vgg(input_shape, num_classes: int, channels: Sequence[int], make) -> torch.nn.Sequential:
+    """``Conv3x3 -> BN -> neuron`` per channel count, with ``AvgPool2d(2)`` of the spikes between
+    consecutive conv blocks, then ``Flatten -> Linear -> neuron``: a VGG-style stack of stride-1
+    convs (8x8 digits with two convs: 8 -> 4; 28x28: 28 -> 14; 32x32: 32 -> 16). The classifier
+    reads the last conv's spikes unpooled, so its synapses stay one per weight and an exact
+    synapse budget can be met. Pooling is skipped where the map is already below 2x2.
+    """
+    c, h, w = input_shape
+    modules: list[torch.nn.Module] = []
+    for i, c_out in enumerate(channels):
+        if i > 0 and h >= 2 and w >= 2:
+            modules.append(layer.AvgPool2d(2))
+            h, w = h // 2, w // 2
+        modules += [layer.Conv2d(c, c_out, 3, padding=1, bias=False), layer.BatchNorm2d(c_out)]
+        modules.append(make())
+        c = c_out
+    modules += [layer.Flatten(), layer.Linear(c * h * w, num_classes, bias=False), make()]
+    return torch.nn.Sequential(*modules)
+
+
+def has_pooling(model: torch.nn.Module) -> bool:
+    """True when a Sequential model holds an ``AvgPool2d`` child (see the convention)."""
+    return isinstance(model, torch.nn.Sequential) and any(
+        isinstance(child, POOL_TYPES) for child in model.children()
+    )
+
+
+def _pair(value) -> tuple[int, int]:
+    return (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
+
+
 def _prod(shape: Sequence[int]) -> int:
     out = 1
     for s in shape:
@@ -255,7 +305,7 @@ def load_user_model(spec: str, input_shape: tuple[int, ...], num_classes: int):
         )
     neurons.make_strict(model)
     functional.set_step_mode(model, "m")
-    parse_blocks(model, input_shape, num_classes, where=where)
+    parse_blocks(model, input_shape, num_classes, where=where, allow_pooling=True)
     dry_run(model, input_shape, num_classes, where=where)
     return model
 
@@ -341,17 +391,20 @@ def parse_blocks(
     *,
     where: str = "model",
     allow_bias: bool = False,
+    allow_pooling: bool = False,
 ) -> list[Block]:
     """Check the model convention and return its blocks in order.
 
     ``allow_bias=True`` accepts biased layers (the BN-folded export form made by
-    ``translate.fold_batchnorm``). Raises :class:`ModelError` naming the offending child.
+    ``translate.fold_batchnorm``). ``allow_pooling=True`` accepts ``AvgPool2d`` between blocks
+    (stages that handle it: training, counting, unstructured pruning); elsewhere a pooling layer
+    raises :class:`UnsupportedError`. Raises :class:`ModelError` naming the offending child.
     """
     if not isinstance(model, torch.nn.Sequential):
         raise ModelError(
             "model must be a torch.nn.Sequential", where=where, field="type", value=type(model)
         )
-    walker = _Walker(tuple(int(s) for s in input_shape), where, allow_bias)
+    walker = _Walker(tuple(int(s) for s in input_shape), where, allow_bias, allow_pooling)
     for name, module in model.named_children():
         walker.visit(name, module)
     return walker.finish(num_classes)
@@ -360,10 +413,14 @@ def parse_blocks(
 class _Walker:
     """State machine over the Sequential's children (see :func:`parse_blocks`)."""
 
-    def __init__(self, shape: tuple[int, ...], where: str, allow_bias: bool) -> None:
+    def __init__(
+        self, shape: tuple[int, ...], where: str, allow_bias: bool, allow_pooling: bool = False
+    ) -> None:
         self.shape = shape
         self.where = where
         self.allow_bias = allow_bias
+        self.allow_pooling = allow_pooling
+        self.pool: tuple[torch.nn.Module, tuple[int, ...]] | None = None
         self.pending: dict[str, Any] | None = None
         self.blocks: list[Block] = []
 
@@ -388,6 +445,17 @@ class _Walker:
                 kind.__name__,
                 f"Use neuroprune.models.neurons.{kind.__name__} (or neurons.make_strict(model)).",
             )
+        if isinstance(module, MAX_POOL_TYPES):
+            self.fail(
+                name,
+                "max pooling is not supported: the max of spike trains is not a weighted sum, "
+                "so no chip synapse can compute it and no exact conversion exists",
+                "type",
+                kind.__name__,
+                "Use layer.AvgPool2d(k) (kernel = stride, no padding) or a strided Conv2d.",
+            )
+        if kind in POOL_TYPES:
+            return self.pooling(name, module)
         if kind not in ALLOWED_TYPES:
             self.fail(
                 name, "module type not allowed", "type", kind.__name__, f"Use only {_ALLOWED_TEXT}."
@@ -417,6 +485,38 @@ class _Walker:
             )
         self.shape = (_prod(self.shape),)
 
+    def pooling(self, name: str, module) -> None:
+        """``AvgPool2d(k)`` of a block's spikes (kernel = stride, no padding), read by the next
+        synaptic layer (which the chip wires as ``W P``, :func:`neuroprune.summary.pooled_layer`)."""
+        if not self.allow_pooling:
+            raise UnsupportedError(
+                f"pooling layers are not supported by {self.where.split()[0]} yet",
+                where=f"{self.where} [{name}]",
+                field="type",
+                value=type(module).__name__,
+                fix="Use a model without pooling (--model conv: strided convolutions).",
+            )
+        if self.pending is not None or self.pool is not None or len(self.shape) != 3:
+            self.fail(name, "AvgPool2d must follow a neuron node of a conv block")
+        kernel, stride = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
+        regular = kernel[0] == kernel[1] == stride[0] == stride[1] and _pair(module.padding) == (
+            0,
+            0,
+        )
+        if not regular or module.ceil_mode or module.divisor_override is not None:
+            self.fail(
+                name,
+                "AvgPool2d must be square with stride = kernel, no padding, floor mode",
+                "kernel_size",
+                module.kernel_size,
+                "Use layer.AvgPool2d(k).",
+            )
+        c, h, w = self.shape
+        if h < kernel[0] or w < kernel[0]:
+            self.fail(name, "pooling window larger than the map", "kernel_size", kernel[0])
+        self.pool = (module, self.shape)
+        self.shape = (c, h // kernel[0], w // kernel[0])
+
     def _start_block(self, name: str, module, out_shape: tuple[int, ...]) -> None:
         if self.pending is not None:
             self.fail(name, "two synaptic layers without a neuron node between them")
@@ -428,7 +528,15 @@ class _Walker:
                 True,
                 "Create the layer with bias=False.",
             )
-        self.pending = {"name": name, "synapse": module, "bn": None, "out": out_shape}
+        self.pending = {
+            "name": name,
+            "synapse": module,
+            "bn": None,
+            "out": out_shape,
+            "in": self.shape,
+            "pool": self.pool,
+        }
+        self.pool = None
 
     def linear(self, name: str, module) -> None:
         if len(self.shape) != 1 or self.shape[0] != module.in_features:
@@ -494,9 +602,9 @@ class _Walker:
             self.fail(name, "neuron node without a Linear/Conv2d before it")
         check_neuron(module, where=f"{self.where} [{name}]")
         pend, self.pending = self.pending, None
-        self.blocks.append(
-            Block(pend["name"], pend["synapse"], pend["bn"], name, module, self.shape, pend["out"])
-        )
+        pool, pool_in = pend["pool"] if pend["pool"] else (None, None)
+        parts = (pend["name"], pend["synapse"], pend["bn"], name, module, pend["in"], pend["out"])
+        self.blocks.append(Block(*parts, pool=pool, pool_in_shape=pool_in))
         self.shape = pend["out"]
 
     def finish(self, num_classes: int | None) -> list[Block]:
@@ -504,6 +612,8 @@ class _Walker:
             self.fail(self.pending["name"], "the last synaptic layer has no neuron node after it")
         if not self.blocks:
             self.fail("-", "model has no Linear/Conv2d + neuron block")
+        if self.pool is not None:
+            self.fail("-", "AvgPool2d after the last block: no synaptic layer reads it")
         if num_classes is not None and self.shape != (num_classes,):
             self.fail(
                 self.blocks[-1].name,

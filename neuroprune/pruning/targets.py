@@ -6,7 +6,9 @@ physical synapses an entry stands for under the budget's counting convention
 
 * Linear, or Conv2d on a chip that shares conv weights: 1 per entry;
 * Conv2d counted unrolled: tap ``(c_out, c_in, ky, kx)`` costs ``n_y(ky) * n_x(kx)``, the output
-  positions where it lands inside the input, ``n_y(ky) = #{oy : 0 <= oy*stride - pad + ky < H}``.
+  positions where it lands inside the input, ``n_y(ky) = #{oy : 0 <= oy*stride - pad + ky < H}``;
+* a layer reading ``k x k`` average-pooled spikes: ``k^2`` times the above (the chip wires
+  ``W P``, :func:`neuroprune.summary.pooled_layer`), except conv with weight sharing.
 
 ``group`` (same shape, int64) is the postsynaptic group of the entry: its output row (Linear) or
 output channel (Conv2d). No neuron of a group receives more inputs than the group keeps entries,
@@ -62,7 +64,7 @@ def find_targets(
     model: torch.nn.Module, input_shape: Sequence[int], *, conv_weight_sharing: bool
 ) -> list[Target]:
     """Every Linear/Conv2d weight of a convention model, with costs and groups."""
-    blocks = parse_blocks(model, input_shape, where="pruning", allow_bias=True)
+    blocks = parse_blocks(model, input_shape, where="pruning", allow_bias=True, allow_pooling=True)
     last = len(blocks) - 1
     return [_target(block, conv_weight_sharing, i == last) for i, block in enumerate(blocks)]
 
@@ -73,6 +75,8 @@ def _target(block: Block, sharing: bool, is_output: bool) -> Target:
         cost = unrolled_tap_cost(block.synapse, block.in_shape)
     else:
         cost = torch.ones(weight.shape)
+    if not (block.kind == "conv" and sharing):
+        cost = cost * block.pool_kernel**2  # pooled input: the chip wires W P (summary.py)
     rows = torch.arange(weight.shape[0]).view(-1, *([1] * (weight.dim() - 1)))
     group = rows.expand(weight.shape).contiguous()
     return Target(
