@@ -133,7 +133,7 @@ def lif():
         ([layer.Flatten(), layer.Linear(64, 10), lif()], "bias=False"),
         ([layer.Flatten(), layer.Linear(64, 10, bias=False)], "no neuron"),
         ([layer.Flatten(), lif()], "neuron node without"),
-        ([layer.Conv2d(1, 2, 3, bias=False), layer.MaxPool2d(2)], "not allowed"),
+        ([layer.Conv2d(1, 2, 3, bias=False), layer.MaxPool2d(2)], "max pooling is not supported"),
         ([layer.Flatten(), layer.Linear(64, 10, bias=False), layer.BatchNorm2d(10)], "follow"),
         ([layer.Linear(64, 10, bias=False), lif()], "Flatten"),
         ([layer.Flatten(), layer.Linear(64, 7, bias=False), lif()], "10 neurons"),
