@@ -126,6 +126,20 @@ LEAVES: dict[str, LeafKind] = {
         lambda k: layer.Linear(**k),
     ),
     "sj.Conv2d": LeafKind(layer.Conv2d, _conv_args, _build_conv),
+    "sj.AvgPool2d": LeafKind(
+        layer.AvgPool2d,
+        lambda m: {
+            "kernel_size": m.kernel_size,
+            "stride": m.stride,
+            "padding": m.padding,
+            "ceil_mode": bool(m.ceil_mode),
+            "count_include_pad": bool(m.count_include_pad),
+            "step_mode": m.step_mode,
+        },
+        lambda k: layer.AvgPool2d(
+            **{key: tuple(v) if isinstance(v, list) else v for key, v in k.items()}
+        ),
+    ),
     "sj.BatchNorm2d": LeafKind(
         layer.BatchNorm2d,
         lambda m: {

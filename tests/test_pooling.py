@@ -129,3 +129,14 @@ def test_vgg_through_fit_on_digits_keeps_the_exact_budget(tmp_path):
     assert report["pruned"]["synapses"] == report["budget"]["synapses"]
     assert report["fit"]["fits"] is True
     assert any(s.startswith("quantize: not supported") for s in report["stages_not_run"])
+
+
+def test_vgg_artifact_round_trip(tmp_path):
+    from neuroprune.artifacts import load_model, save_model
+
+    model = build_model("vgg", (1, 8, 8), 10, hidden=(3, 4), seed=2).eval()
+    x = torch.rand(4, 2, 1, 8, 8)
+    expected = model(x)
+    functional.reset_net(model)
+    loaded, _ = load_model(save_model(tmp_path / "vgg.pt", model))
+    assert has_pooling(loaded) and torch.equal(loaded.eval()(x), expected)
