@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from neuroprune.arithmetic import ARITHMETICS
 from neuroprune.errors import ProfileError, UnknownChipError, did_you_mean
 
 SCHEMA_VERSION = 1
@@ -114,6 +115,7 @@ class NeuronSpec:
     threshold_bits: int | None = None
     decay_bits: int | None = None
     bias_bits: int | None = None
+    arithmetic: str | None = None  # neuroprune.arithmetic.ARITHMETICS; None: float neurons
 
 
 @dataclass(frozen=True)
@@ -337,6 +339,25 @@ class _Reader:
             return default
         return node
 
+    def declared_name(self, path: str, options: tuple[str, ...]) -> str | None:
+        """An optional name from ``options``, bare or as ``{value, status, source, note}``."""
+        node = self.node(path)
+        if isinstance(node, Mapping):
+            unknown = set(node) - {"value", "status", "source", "note"}
+            if unknown:
+                self.problem(path, f"unknown keys {sorted(unknown)}")
+            keys = ("status", "source", "note")
+            self.quantities[path] = Quantity(
+                value=node.get("value"), **{k: node.get(k) for k in keys}
+            )
+            node = node.get("value")
+        if node is _MISSING or node is None:
+            return None
+        if node not in options:
+            self.problem(path, f"must be one of {list(options)}, got {node!r}")
+            return None
+        return node
+
     def text(self, path: str, *, required: bool = True, default: str = "") -> str:
         node = self.node(path)
         if node is _MISSING or node is None:
@@ -391,7 +412,7 @@ _SECTION_KEYS = {
     },
     "neuron": {
         "models", "fan_in_max", "fan_out_max", "fan_out_unit", "reset_modes", "state_bits",
-        "threshold_bits", "decay_bits", "bias_bits",
+        "threshold_bits", "decay_bits", "bias_bits", "arithmetic",
     },
     "weights": {
         "format", "bits", "bits_allowed", "sign", "sign_costs_bit", "scale",
@@ -453,6 +474,7 @@ def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> Chip
         threshold_bits=r.quantity("neuron.threshold_bits", required=False),
         decay_bits=r.quantity("neuron.decay_bits", required=False),
         bias_bits=r.quantity("neuron.bias_bits", required=False),
+        arithmetic=r.declared_name("neuron.arithmetic", ARITHMETICS),
     )
     if not neuron.models:
         r.problem("neuron.models", f"missing: list at least one of {list(NEURON_MODELS)}")

@@ -34,6 +34,8 @@ import math
 import torch
 from spikingjelly.activation_based import neuron, surrogate
 
+from neuroprune import arithmetic
+
 
 def spike_derivative(fn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``d sigma(x) / dx`` of a SpikingJelly surrogate (``x = H - v_th``).
@@ -135,19 +137,24 @@ class FusedSpikes(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_s: torch.Tensor, grad_v_seq: torch.Tensor | None):
-        dyn: Dynamics = ctx.dyn
         h_seq, s_seq = ctx.saved_tensors
-        grad_x = torch.empty_like(h_seq)
-        grad_v = torch.zeros_like(h_seq[0])
-        for t in range(h_seq.shape[0] - 1, -1, -1):
-            if grad_v_seq is not None:
-                grad_v = grad_v + grad_v_seq[t]
-            h, s = h_seq[t], s_seq[t]
-            sg = spike_derivative(dyn.surrogate, h - dyn.v_threshold)
-            grad_h = grad_s[t] * sg + grad_v * dyn.reset_derivative(h, s, sg)
-            grad_x[t] = grad_h * dyn.gain_x
-            grad_v = grad_h * dyn.gain_v
+        grad_x, grad_v = bptt(ctx.dyn, h_seq, s_seq, grad_s, grad_v_seq)
         return grad_x, grad_v, None
+
+
+def bptt(dyn: Dynamics, h_seq, s_seq, grad_s, grad_v_seq=None):
+    """Backpropagation through the ``T`` steps (module docstring): ``(dL/dX, dL/dV[-1])``."""
+    grad_x = torch.empty_like(h_seq)
+    grad_v = torch.zeros_like(h_seq[0])
+    for t in range(h_seq.shape[0] - 1, -1, -1):
+        if grad_v_seq is not None:
+            grad_v = grad_v + grad_v_seq[t]
+        h, s = h_seq[t], s_seq[t]
+        sg = spike_derivative(dyn.surrogate, h - dyn.v_threshold)
+        grad_h = grad_s[t].to(h.dtype) * sg + grad_v * dyn.reset_derivative(h, s, sg)
+        grad_x[t] = grad_h * dyn.gain_x
+        grad_v = grad_h * dyn.gain_v
+    return grad_x, grad_v
 
 
 def strict_multi_step(node: neuron.BaseNode, x_seq: torch.Tensor) -> torch.Tensor:
@@ -214,3 +221,150 @@ def make_strict(model: torch.nn.Sequential) -> torch.nn.Sequential:
         if replacement is not child:
             setattr(model, name, replacement)
     return model
+
+
+# --------------------------------------------------------------------------------------------
+# Chip arithmetic: the integer dynamics of a chip, for training and evaluation
+
+
+class ChipDynamics(Dynamics):
+    """A chip neuron's integer dynamics (:mod:`neuroprune.arithmetic`) and the float view its
+    surrogate gradient uses.
+
+    The synaptic current ``X`` (model units, ``W = weight_int * scale``) reaches the chip as the
+    integer ``a = round(2**k X / scale)`` (exact for spike inputs; ``k`` > 0 only for a
+    host-injected analog first layer). The chip's potential ``v`` (in ``2**-(6+k)`` LSB, times
+    ``fold = tau`` for LIF with decay_input) maps back to model units as
+    ``H = v scale / (2**(6+k) fold)``; the surrogate is taken at ``H - vth scale / (2**k fold)``,
+    whose sign is exactly the chip's spike decision. ``dH/dV = 1 - dv/4096``, ``dH/dX = 1/fold``.
+    """
+
+    def __init__(self, node: neuron.BaseNode, chip: dict) -> None:
+        super().__init__(node)
+        if chip["arithmetic"] != arithmetic.LOIHI:
+            raise ValueError(f"unknown chip arithmetic {chip['arithmetic']!r}")
+        self.scale = float(chip["weight_scale"])
+        self.shift = int(chip.get("input_shift", 0))
+        self.fold = self.tau if self.model == "LIF" and self.decay_input else 1.0
+        self.chip = arithmetic.loihi_neuron(
+            self.model, self.tau, self.decay_input, int(chip["threshold_int"]), self.shift
+        )
+        self.unit = self.scale / (2.0 ** (arithmetic.ACT_SHIFT + self.shift) * self.fold)
+        self.v_threshold = self.chip.threshold * self.unit
+        self.v_reset = 0.0
+
+    @property
+    def gain_x(self) -> float:
+        return 1.0 / self.fold
+
+    @property
+    def gain_v(self) -> float:
+        return arithmetic.keep_factor(self.chip.dv) / arithmetic.DECAY_UNITY
+
+    def current(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Integer input ``round(2**k X / scale)`` (int64, round half to even like numpy)."""
+        return torch.round(x_seq.double() * (2.0**self.shift / self.scale)).to(torch.int64)
+
+    def run(self, x_seq: torch.Tensor, u0, v0):
+        """``(spikes, H_seq, u, v)``: the integer recursion and the float view of its potential."""
+        a = self.current(x_seq)
+        u, v = u0, v0
+        h_seq = torch.empty_like(x_seq)
+        s_seq = torch.empty_like(x_seq)
+        for t in range(a.shape[0]):
+            u, v = self.chip.charge(u, v, a[t])
+            fired = self.chip.fire(v)
+            h_seq[t] = v.to(x_seq.dtype) * self.unit
+            s_seq[t] = fired
+            v = self.chip.reset(v, fired)
+        return s_seq, h_seq, u, v
+
+
+class ChipSpikes(torch.autograd.Function):
+    """All ``T`` steps of a chip-arithmetic layer: integer forward, surrogate backward."""
+
+    @staticmethod
+    def forward(ctx, x_seq, u0, v0, dyn: ChipDynamics):
+        s_seq, h_seq, u, v = dyn.run(x_seq, u0, v0)
+        ctx.dyn = dyn
+        ctx.save_for_backward(h_seq, s_seq)
+        ctx.mark_non_differentiable(u, v)
+        return s_seq, u, v
+
+    @staticmethod
+    def backward(ctx, grad_s, _grad_u, _grad_v):
+        h_seq, s_seq = ctx.saved_tensors
+        grad_x, _ = bptt(ctx.dyn, h_seq, s_seq, grad_s)
+        return grad_x, None, None, None
+
+
+def chip_multi_step(node, x_seq: torch.Tensor) -> torch.Tensor:
+    """Run a chip-arithmetic node over ``x_seq [T, ...]``; keeps its integer state."""
+    dyn = ChipDynamics(node, node.chip)
+    zeros = torch.zeros(x_seq.shape[1:], dtype=torch.int64, device=x_seq.device)
+    u0 = node.chip_u if isinstance(node.chip_u, torch.Tensor) else zeros
+    v0 = node.chip_v if isinstance(node.chip_v, torch.Tensor) else zeros
+    spikes, node.chip_u, node.chip_v = ChipSpikes.apply(x_seq, u0, v0, dyn)
+    node.v = node.chip_v.to(x_seq.dtype) * dyn.unit
+    out_dtype = torch.get_default_dtype() if x_seq.dtype == torch.float64 else x_seq.dtype
+    return spikes.to(out_dtype)
+
+
+class _ChipMixin:
+    """Shared by :class:`ChipLIFNode` and :class:`ChipIFNode`: ``chip`` holds the arithmetic
+    name, ``threshold_int``, ``weight_scale`` and ``input_shift`` of the layer."""
+
+    chip: dict
+
+    def _init_chip(self, chip: dict) -> None:
+        self.chip = dict(chip)
+        self.register_memory("chip_u", 0)
+        self.register_memory("chip_v", 0)
+
+    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        return chip_multi_step(self, x_seq)
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return chip_multi_step(self, x.unsqueeze(0))[0]
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, chip={self.chip}"
+
+
+class ChipLIFNode(_ChipMixin, LIFNode):
+    """A LIF node that computes its chip's integer arithmetic (:class:`ChipDynamics`)."""
+
+    def __init__(self, chip: dict, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._init_chip(chip)
+
+
+class ChipIFNode(_ChipMixin, IFNode):
+    """An IF node that computes its chip's integer arithmetic (:class:`ChipDynamics`)."""
+
+    def __init__(self, chip: dict, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._init_chip(chip)
+
+
+CHIP_TYPES = (ChipLIFNode, ChipIFNode)
+
+
+def chip_copy(node: neuron.BaseNode, chip: dict) -> neuron.BaseNode:
+    """The chip-arithmetic node with ``node``'s parameters and the layer facts ``chip``."""
+    common = {
+        "v_threshold": node.v_threshold,
+        "v_reset": node.v_reset,
+        "surrogate_function": node.surrogate_function,
+        "detach_reset": node.detach_reset,
+        "step_mode": node.step_mode,
+    }
+    if isinstance(node, neuron.IFNode):
+        return ChipIFNode(chip, **common)
+    return ChipLIFNode(chip, tau=node.tau, decay_input=node.decay_input, **common)
+
+
+def float64_input(_module: torch.nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: the layer computes in float64 (a host-injected first layer, so its
+    current rounds like the simulator's float64 ``W_int x``)."""
+    return tuple(a.double() if torch.is_tensor(a) else a for a in args)

@@ -79,7 +79,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 POOL_TYPES = (layer.AvgPool2d,)
 MAX_POOL_TYPES = (layer.MaxPool2d, torch.nn.MaxPool2d, torch.nn.AdaptiveMaxPool2d)
 SYNAPSE_TYPES = (layer.Linear, layer.Conv2d)
-NEURON_TYPES = neurons.STRICT_TYPES
+NEURON_TYPES = (*neurons.STRICT_TYPES, *neurons.CHIP_TYPES)
 ALLOWED_TYPES = (layer.Flatten, *SYNAPSE_TYPES, layer.BatchNorm2d, *NEURON_TYPES)
 _ALLOWED_TEXT = (
     "layer.Flatten, layer.Linear, layer.Conv2d, layer.BatchNorm2d, neuroprune.models.neurons."

@@ -5,28 +5,38 @@ Steps of :func:`quantize_model`:
 
 1. accuracy of the pruned float model (``accuracy_float``);
 2. post-training quantization (BN folded, every layer snapped to the chip grid, thresholds,
-   decays and biases in the chip's precision) -> ``accuracy_ptq``;
-3. ``finetune_epochs`` of quantization-aware fine-tuning on the frozen grids with the pruning
-   mask kept (:mod:`neuroprune.quantize.qat`) -> ``accuracy_qat``; the final integers are the
-   fine-tuned latent weights snapped to the same grids.
+   decays and biases in the chip's precision); for a chip that declares its neuron arithmetic
+   the neurons become chip-arithmetic nodes (:mod:`neuroprune.quantize.chip`), so every
+   accuracy below is under the chip's integer arithmetic -> ``accuracy_ptq``;
+3. up to ``finetune_epochs`` of quantization-aware fine-tuning on the frozen grids with the
+   pruning mask kept (:mod:`neuroprune.quantize.qat`), trained on the training split minus a
+   held-out validation part (:func:`neuroprune.models.train.validation_split`). After every
+   epoch the validation accuracy decides: the best epoch is remembered, and training stops
+   after :data:`PATIENCE` epochs without improvement. The fine-tune is **kept only if its best
+   validation accuracy beats post-training quantization's**; otherwise the PTQ model is kept
+   (``qat.decision = "reverted"``). The test split is only reported, never used to decide.
 
-Accuracies are test accuracies (0..1) with the training config's timesteps and encoding.
+Accuracies are test accuracies (0..1) with the training config's timesteps and encoding;
+``validation`` holds the validation accuracies that took the decisions.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from neuroprune.models.train import TrainConfig, evaluate, train
+from neuroprune.models.train import TrainConfig, evaluate, train, validation_split
 from neuroprune.profiles import ChipProfile
+from neuroprune.quantize.chip import sync_chip_nodes, use_chip_arithmetic
 from neuroprune.quantize.model import QuantizedLayer, layer_row, ptq_model, requantize_layer
 from neuroprune.quantize.qat import QuantAwareCallback
 
 Progress = Callable[[dict[str, Any]], None]
+PATIENCE = 1  # epochs without a better validation accuracy before fine-tuning stops
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,11 +51,16 @@ class QuantizeResult:
             weights they were snapped from), ``nonzero_before``/``nonzero_after``, ``notes``,
             and the post-training figures under ``ptq``.
         accuracy_float / accuracy_ptq / accuracy_qat: test accuracy (0..1) of the pruned float
-            model, after post-training quantization, after fine-tuning (= PTQ when no epochs).
+            model, after post-training quantization, after fine-tuning (its best validation
+            epoch; = PTQ when no epochs). Reported only.
         format: the weight format name.
         notes: every layer note once, prefixed with the layers it applies to.
         chip: profile id.
-        history: per-epoch metrics of the fine-tuning.
+        history: per-epoch metrics of the fine-tuning (with ``val_accuracy``).
+        arithmetic: the chip neuron arithmetic the model runs, or ``None`` (float neurons).
+        qat: the decision: ``decision`` ("kept", "reverted" or "not run"), ``val_ptq``,
+            ``val_qat`` (validation accuracies), ``val_samples``, ``epochs_run``,
+            ``best_epoch``.
     """
 
     model: torch.nn.Module
@@ -57,15 +72,19 @@ class QuantizeResult:
     notes: tuple[str, ...] = ()
     chip: str = ""
     history: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    arithmetic: str | None = None
+    qat: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Everything but the model, JSON-serialisable."""
         return {
             "chip": self.chip,
             "format": self.format,
+            "arithmetic": self.arithmetic,
             "accuracy_float": self.accuracy_float,
             "accuracy_ptq": self.accuracy_ptq,
             "accuracy_qat": self.accuracy_qat,
+            "qat": dict(self.qat),
             "layers": [dict(row) for row in self.layers],
             "notes": list(self.notes),
             "history": [dict(row) for row in self.history],
@@ -89,14 +108,28 @@ def quantize_model(
     """
     acc_float = _accuracy(model, dataset, train_config)
     qmodel, layers = ptq_model(model, profile, dataset.input_shape, progress=progress)
+    analog = dataset.x_train if train_config.encoding == "direct" else None
+    layers, arithmetic, chip_notes = use_chip_arithmetic(
+        qmodel, layers, profile, analog_images=analog
+    )
+    fit_part, x_val, y_val = validation_split(dataset, seed=train_config.seed)
+    val_ptq = _score(qmodel, x_val, y_val, train_config)
     acc_ptq = _accuracy(qmodel, dataset, train_config)
-    _emit(progress, event="ptq", accuracy=acc_ptq, accuracy_float=acc_float)
+    _emit(progress, event="ptq", accuracy=acc_ptq, accuracy_float=acc_float, val_accuracy=val_ptq)
     ptq_rows = [layer_row(layer.block, layer.quant) for layer in layers]
+    qat = {"decision": "not run", "val_ptq": val_ptq, "val_qat": None, "val_samples": len(y_val),
+           "epochs_run": 0, "best_epoch": 0}  # fmt: skip
     history: tuple[dict[str, Any], ...] = ()
+    acc_qat = acc_ptq
     if finetune_epochs > 0:
-        layers, history = _finetune(qmodel, layers, profile, dataset, train_config,
-                                    finetune_epochs, progress)  # fmt: skip
-    acc_qat = _accuracy(qmodel, dataset, train_config) if finetune_epochs > 0 else acc_ptq
+        saved = copy.deepcopy((qmodel, layers))
+        tuned, history, best = _finetune(qmodel, layers, profile, fit_part, (x_val, y_val),
+                                         train_config, finetune_epochs, progress)  # fmt: skip
+        acc_qat = _accuracy(qmodel, dataset, train_config)
+        keep = best["val"] > val_ptq
+        qat.update(decision="kept" if keep else "reverted", val_qat=best["val"],
+                   epochs_run=len(history), best_epoch=best["epoch"])  # fmt: skip
+        qmodel, layers = (qmodel, tuned) if keep else saved
     rows = [_final_row(layer, ptq) for layer, ptq in zip(layers, ptq_rows, strict=True)]
     return QuantizeResult(
         model=qmodel.cpu().eval(),
@@ -105,24 +138,50 @@ def quantize_model(
         accuracy_ptq=acc_ptq,
         accuracy_qat=acc_qat,
         format=profile.weights.format,
-        notes=merged_notes(rows),
+        notes=merged_notes(rows) + tuple(chip_notes),
         chip=profile.id,
         history=history,
+        arithmetic=arithmetic,
+        qat=qat,
     )
 
 
-def _finetune(qmodel, layers, profile, dataset, config, epochs, progress):
-    """Quantization-aware fine-tuning, then re-snap the latent weights onto the frozen grids."""
+def _finetune(qmodel, layers, profile, fit_part, val, config, epochs, progress):
+    """Fine-tune epoch by epoch; keep the latent weights of the best validation epoch and stop
+    after :data:`PATIENCE` epochs without improvement; re-snap the best onto the grids.
+
+    Returns ``(layers, history, {"val": best validation accuracy, "epoch": its epoch})``.
+    """
     callback = QuantAwareCallback(layers, profile)
-    result = train(qmodel, dataset, config.replace(epochs=epochs), callbacks=(callback,),
-                   progress=progress)  # fmt: skip
-    final: list[QuantizedLayer] = []
-    for layer in layers:
-        syn = layer.block.synapse
-        weight, grid = callback.state_of(syn.weight)
-        bias = None if syn.bias is None else callback.state_of(syn.bias)[0]
-        final.append(requantize_layer(layer, profile, weight, bias, grid))
-    return final, tuple(dict(row) for row in result.history)
+    best = {"val": -1.0, "epoch": 0, "state": None}
+    history, optimizer_state = [], None
+    for epoch in range(epochs):
+        result = train(qmodel, fit_part, config.replace(epochs=epoch + 1), callbacks=(callback,),
+                       progress=progress, start_epoch=epoch,
+                       optimizer_state=optimizer_state)  # fmt: skip
+        optimizer_state = result.optimizer_state
+        score = _score(qmodel, val[0], val[1], config)
+        history.append({**result.history[-1], "val_accuracy": score})
+        _emit(progress, event="qat_validation", epoch=epoch + 1, val_accuracy=score)
+        if score > best["val"]:
+            best = {"val": score, "epoch": epoch + 1, "state": callback.snapshot()}
+        elif epoch + 1 - best["epoch"] >= PATIENCE:
+            break
+    final = [_requantize(layer, profile, best["state"]) for layer in layers]
+    sync_chip_nodes(final)
+    return final, tuple(history), {"val": best["val"], "epoch": best["epoch"]}
+
+
+def _requantize(layer: QuantizedLayer, profile: ChipProfile, state) -> QuantizedLayer:
+    syn = layer.block.synapse
+    weight, grid = state[id(syn.weight)]
+    bias = None if syn.bias is None else state[id(syn.bias)][0]
+    return requantize_layer(layer, profile, weight, bias, grid)
+
+
+def _score(model, x, y, config: TrainConfig) -> float:
+    """Validation accuracy (0..1)."""
+    return evaluate(model, x, y, config.timesteps, config.encoding, seed=config.seed)
 
 
 def _final_row(layer: QuantizedLayer, ptq_row: dict[str, Any]) -> dict[str, Any]:

@@ -111,7 +111,10 @@ class QuantAwareCallback(Callback):
         self.projections: list[Projection] = []
 
     def on_train_begin(self, model, optimizer, steps_per_epoch: int, epochs: int) -> None:
-        """Take the latent copies (after ``train`` moved the model to its device) and project."""
+        """Take the latent copies (after ``train`` moved the model to its device) and project;
+        a later ``train`` call (one epoch at a time) keeps the latent copies."""
+        if self.projections:
+            return
         self.projections = projections(self.layers, self.profile)
         for p in self.projections:
             p.project()
@@ -132,6 +135,10 @@ class QuantAwareCallback(Callback):
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> Mapping[str, Any]:
         kept = sum(int(torch.count_nonzero(p.param)) for p in self.projections if p.is_weight)
         return {"quantized_nonzero_weights": kept}
+
+    def snapshot(self) -> dict[int, tuple[np.ndarray, Grid]]:
+        """Every projected parameter's :meth:`state_of`, keyed by ``id(param)``."""
+        return {id(p.param): self.state_of(p.param) for p in self.projections}
 
     def state_of(self, param: torch.nn.Parameter) -> tuple[np.ndarray, Grid]:
         """The masked float latent values of ``param`` (float64 numpy) and its current grid."""

@@ -9,7 +9,8 @@ synaptic current is computed on the host and injected straight into the first ne
   charge; Lava receives ``input_gain * I`` (``1/tau`` with decay_input) and adds the bias itself.
 * fixed: ``I[t] = rint(2**k W_1,int x[t])``: Loihi's synaptic input is an integer, so the first
   layer runs in units of ``2**-k`` weight LSB (its threshold and bias scaled by ``2**k``,
-  :func:`neuroprune.sim.lava_map.injection_shift` picks ``k <= 6``); the only rounding is to
+  :func:`neuroprune.sim.lava_map.injection_shift` picks ``k <= 6``, unless quantization fixed
+  it as ``neuroprune_quant["input_shift"]`` for chip-arithmetic training); the only rounding is to
   ``2**-k`` LSB (none for digits with k >= 4). Reference and Lava receive the same integers.
 
 A static input ``[N, *input_shape]`` (images in [0, 1]) is encoded here with the graph's
@@ -92,7 +93,9 @@ def prepare_stimulus(
     current = first_layer_current(spec, flat, fixed_point)
     if not (fixed_point and spec.layers[0].quant is not None):
         return Stimulus(CURRENT, current, events, fixed_point, inputs)
-    shift = injection_shift(spec.layers[0], float(np.max(np.abs(current), initial=0.0)))
+    shift = spec.layers[0].quant.input_shift
+    if shift is None:
+        shift = injection_shift(spec.layers[0], float(np.max(np.abs(current), initial=0.0)))
     current = np.rint(current * 2.0**shift).astype(np.int64)
     return Stimulus(CURRENT, current, events, fixed_point, inputs, shift)
 

@@ -38,17 +38,21 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from neuroprune.arithmetic import (
+    ACT_SHIFT,
+    BIAS_MANT_MAX,
+    DECAY_MAX,
+    VTH_MAX,
+    loihi_dv,
+    loihi_input_shift,
+    loihi_vth,
+)
 from neuroprune.errors import UnsupportedError
 from neuroprune.sim.spec import DeploymentSpec, LayerSpec
 
-DECAY_UNITY = 4096  # 12-bit decays: dv = round(4096 / tau)
-DECAY_MAX = 4095
-VTH_MAX = 2**17 - 1  # unsigned 17-bit threshold mantissa
-BIAS_MANT_MIN, BIAS_MANT_MAX = -(2**12), 2**12 - 1  # signed 13-bit
-BIAS_EXP = 6  # bias_mant << 6 puts the bias in weight LSBs (v is in 1/64 LSB)
+BIAS_MANT_MIN = -(2**12)  # signed 13-bit
+BIAS_EXP = ACT_SHIFT  # bias_mant << 6 puts the bias in weight LSBs (v is in 1/64 LSB)
 WEIGHT_INT_MIN, WEIGHT_INT_MAX = -128, 127  # 2*w must fit Loihi's 9-bit mixed range
-MAX_INJECTION_SHIFT = 6  # first-layer resolution 2**-6 LSB = the 1/64 LSB of v
-INPUT_LIMIT = 2**16  # injected |a| stays below 2**16, so a << 6 is far from u's 24-bit wrap
 FIX_8BIT = "Quantize for Loihi with at most 8-bit signed weights (--chip loihi)."
 
 
@@ -146,10 +150,8 @@ def fixed_layer(layer: LayerSpec, shift: int = 0) -> LavaLayer:
 
 
 def fixed_dv(layer: LayerSpec, where: str) -> int:
-    """``round(4096 / tau)`` for LIF (12-bit), 0 for IF."""
-    if layer.neuron.model == "IF":
-        return 0
-    dv = int(round(DECAY_UNITY / layer.neuron.tau))
+    """``round(4096 / tau)`` for LIF (12-bit), 0 for IF (:func:`neuroprune.arithmetic.loihi_dv`)."""
+    dv = loihi_dv(layer.neuron.model, layer.neuron.tau)
     _check_range(np.array([dv]), 0, DECAY_MAX, "dv = round(4096/tau)", where)
     return dv
 
@@ -157,13 +159,9 @@ def fixed_dv(layer: LayerSpec, where: str) -> int:
 def fixed_vth(layer: LayerSpec, threshold_int: int, where: str, shift: int = 0) -> int:
     """Threshold mantissa (Lava compares ``v > vth << 6``); see the module docstring."""
     neuron = layer.neuron
-    threshold = threshold_int << shift
-    if neuron.model == "IF":
-        vth = threshold if neuron.strict else threshold - 1
-    elif neuron.decay_input:
-        vth = int(round(threshold * neuron.tau))
-    else:
-        vth = threshold
+    vth = loihi_vth(neuron.model, neuron.tau, neuron.decay_input, threshold_int, shift)
+    if neuron.model == "IF" and not neuron.strict:
+        vth -= 1  # legacy ">=" graph: v stays a multiple of 64, so v > (K-1)*64 is v >= K*64
     _check_range(np.array([vth]), 0, VTH_MAX, "vth", where)
     return int(vth)
 
@@ -176,12 +174,7 @@ def injection_shift(layer: LayerSpec, max_current: float) -> int:
     if quant is None:
         return 0
     bias = 0 if quant.bias_int is None else int(np.max(np.abs(quant.bias_int), initial=0))
-    for shift in range(MAX_INJECTION_SHIFT, 0, -1):
-        threshold = quant.threshold_int * 2**shift * (layer.neuron.tau or 1.0)
-        fits = threshold <= VTH_MAX and bias << shift <= BIAS_MANT_MAX
-        if fits and max_current * 2**shift < INPUT_LIMIT:
-            return shift
-    return 0
+    return loihi_input_shift(quant.threshold_int, layer.neuron.tau, bias, max_current)
 
 
 def _check_weight_range(weight_int: sp.csr_matrix, where: str) -> None:

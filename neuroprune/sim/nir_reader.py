@@ -347,6 +347,7 @@ def _quant(node: Any, kind: str, shape, meta, where: str) -> dict[str, Any]:
         "threshold_int": info.get("threshold_int"),
         "bits": int(node_meta.get("bits", info.get("bits", 8))),
         "format": str(node_meta.get("format") or info.get("format") or "int"),
+        "input_shift": None if info.get("input_shift") is None else int(info["input_shift"]),
     }
 
 

@@ -15,7 +15,8 @@ conventions.md §1)::
 
 Fixed mode is a bit-exact emulation of Lava's Loihi ``fixed_pt`` models (lava_notes.md §1.2,
 §1.5), with the parameters of :mod:`neuroprune.sim.lava_map`; all quantities are integers, v and
-u in 1/64 weight LSB, ``trunc0`` rounds toward zero::
+u in 1/64 weight LSB. The neuron step is :class:`neuroprune.arithmetic.LoihiNeuron`, the same
+code the chip-arithmetic training neuron runs::
 
     a = (W_eff s) >> 1                                   (W_eff = Lava-preprocessed 2 w_int)
     u = wrap24( trunc0(u (4096 - du - 1) / 4096) + (a << 6) )
@@ -31,14 +32,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from neuroprune.arithmetic import ACT_SHIFT, LoihiNeuron, int32, trunc_decay, wrap24
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
 from neuroprune.sim.lava_map import LavaLayer, lava_effective_weights, lava_layers
 from neuroprune.sim.spec import DeploymentSpec, LayerSpec
 
-STATE_LIMIT = 2**23  # 24-bit signed u and v
-DECAY_SHIFT = 12
-ACT_SHIFT = 6  # synaptic input and threshold are MSB-aligned by 6 bits
+__all__ = ["ReferenceBackend", "int32", "simulate_fixed", "simulate_float", "trunc_decay", "wrap24"]
 
 
 @dataclass(frozen=True)
@@ -147,34 +147,9 @@ def fixed_activation(weights: sp.csr_matrix, weight_exp: int, spikes: np.ndarray
 
 def fixed_step(layer: LavaLayer, u: np.ndarray, v: np.ndarray, a: np.ndarray) -> np.ndarray:
     """One ``PyLifModelBitAcc`` step in place on ``u``/``v``; returns ``uint8`` spikes."""
-    decayed_u = int32(trunc_decay(u, keep_factor(layer.du + 1)))
-    current = int32(decayed_u + int32(a << ACT_SHIFT))
-    u[...] = wrap24(current)
-    bias = int32(layer.bias_mant.astype(np.int64) << layer.bias_exp)
-    decayed_v = int32(trunc_decay(v, keep_factor(layer.dv)))
-    v[...] = np.clip(int32(decayed_v + u + bias), -STATE_LIMIT + 1, STATE_LIMIT - 1)
-    fired = v > (int(layer.vth) << ACT_SHIFT)
-    v[fired] = 0
+    if layer.bias_exp != ACT_SHIFT:
+        raise ValueError(f"fixed-point bias_exp must be {ACT_SHIFT}, got {layer.bias_exp}")
+    neuron = LoihiNeuron(du=int(layer.du), dv=int(layer.dv), vth=int(layer.vth))
+    bias = layer.bias_mant.astype(np.int64)
+    u[...], v[...], fired = neuron.step(u, v, np.asarray(a, dtype=np.int64), bias)
     return fired.astype(np.uint8)
-
-
-def keep_factor(decay: int) -> int:
-    """``4096 - decay``: the multiplier that keeps ``1 - decay/4096`` of a state."""
-    return (1 << DECAY_SHIFT) - int(decay)
-
-
-def trunc_decay(state: np.ndarray, keep: int) -> np.ndarray:
-    """``sign(state*keep) * (|state*keep| >> 12)``: multiply by keep/4096, round toward 0."""
-    product = state.astype(np.int64) * keep
-    return np.sign(product) * (np.abs(product) >> DECAY_SHIFT)
-
-
-def wrap24(current: np.ndarray) -> np.ndarray:
-    """Lava's 24-bit wrap of u: values above 2^23 and at or below -2^23 wrap around."""
-    wrapped = np.where(current > STATE_LIMIT, current - 2 * STATE_LIMIT, current)
-    return np.where(wrapped <= -STATE_LIMIT, current + 2 * STATE_LIMIT, wrapped)
-
-
-def int32(values: np.ndarray) -> np.ndarray:
-    """Two's-complement wrap to int32 (what Lava's int32 arrays do on overflow), as int64."""
-    return ((np.asarray(values, dtype=np.int64) + 2**31) % 2**32) - 2**31

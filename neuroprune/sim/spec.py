@@ -73,6 +73,9 @@ class QuantParams:
         threshold_int: the following neuron's threshold in weight LSBs.
         bits: stored weight width.
         format: weight format name (``"loihi"``, ...).
+        input_shift: first layer only: ``k`` of a host-injected analog current, in ``2**-k``
+            weight LSB, fixed at quantization (chip-arithmetic training used it); ``None``:
+            chosen from the simulated data.
     """
 
     weight_int: sp.csr_matrix
@@ -81,6 +84,7 @@ class QuantParams:
     threshold_int: int
     bits: int
     format: str
+    input_shift: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
