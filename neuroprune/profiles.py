@@ -42,6 +42,7 @@ UNITS = {
     "core.output_axons_max": "axons", "core.synapse_memory_bits": "bits",
     "neuron.fan_in_max": "synapses", "neuron.state_bits": "bits", "neuron.threshold_bits": "bits",
     "neuron.decay_bits": "bits", "neuron.bias_bits": "bits", "weights.bits": "bits",
+    "neuron.arithmetic": "arithmetic",
     "weights.distinct_values_per_neuron": "values",
     "energy.synop_pj": "pJ", "energy.neuron_update_pj": "pJ",
 }  # fmt: skip
@@ -340,13 +341,16 @@ class _Reader:
         return node
 
     def declared_name(self, path: str, options: tuple[str, ...]) -> str | None:
-        """An optional name from ``options``, bare or as ``{value, status, source, note}``."""
+        """An optional name from ``options``, bare or as ``{value, unit, status, source, note}``
+        (the unit is the schema's, e.g. ``arithmetic``)."""
         node = self.node(path)
         if isinstance(node, Mapping):
-            unknown = set(node) - {"value", "status", "source", "note"}
+            unknown = set(node) - {"value", "unit", "status", "source", "note"}
             if unknown:
                 self.problem(path, f"unknown keys {sorted(unknown)}")
-            keys = ("status", "source", "note")
+            if node.get("unit") not in (None, UNITS[path]):
+                self.problem(path + ".unit", f"must be {UNITS[path]!r}, got {node.get('unit')!r}")
+            keys = ("unit", "status", "source", "note")
             self.quantities[path] = Quantity(
                 value=node.get("value"), **{k: node.get(k) for k in keys}
             )
