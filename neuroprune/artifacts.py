@@ -167,6 +167,22 @@ LEAVES: dict[str, LeafKind] = {
     "np.IFNode": LeafKind(
         neurons.IFNode, _neuron_common, lambda k: _build_neuron(neurons.IFNode, k)
     ),
+    # chip-arithmetic nodes (neuroprune.quantize.chip): the same plus the layer's chip facts
+    "np.ChipLIFNode": LeafKind(
+        neurons.ChipLIFNode,
+        lambda m: {
+            "tau": float(m.tau),
+            "decay_input": bool(m.decay_input),
+            "chip": dict(m.chip),
+            **_neuron_common(m),
+        },  # fmt: skip
+        lambda k: _build_neuron(neurons.ChipLIFNode, k),
+    ),
+    "np.ChipIFNode": LeafKind(
+        neurons.ChipIFNode,
+        lambda m: {"chip": dict(m.chip), **_neuron_common(m)},
+        lambda k: _build_neuron(neurons.ChipIFNode, k),
+    ),
 }
 
 
@@ -242,6 +258,7 @@ def _build_node(desc: Any, path: str, state: dict[str, torch.Tensor]) -> torch.n
             if attr not in QUANT_ATTRS:
                 raise ValueError(f"{path}: attribute {attr!r} is not allowed")
             setattr(module, attr, value)
+        neurons.restore_chip_input(module)
         return module
     containers = _containers()
     cls = containers[_choice(kind, containers, "module kind")]

@@ -145,3 +145,17 @@ def test_chip_model_equals_lava_fixed_point(tmp_path):
                       input_shape=SHAPE, chip="loihi")  # fmt: skip
     result = simulate(path, x=images, backend="lava", fixed_point=True, reference_model=qmodel)
     assert list(result.layer_agreement) == [1.0] * len(result.layer_agreement)
+
+
+def test_chip_model_survives_save_and_load(tmp_path):
+    from neuroprune.artifacts import load_model, save_model
+
+    images = _images("mnist")
+    qmodel = _chip_model("mlp", "lif", 3.3, images, (24,))
+    save_model(tmp_path / "q.pt", qmodel, {})
+    loaded, _ = load_model(tmp_path / "q.pt")
+    assert isinstance(loaded[2], CHIP_TYPES) and loaded[2].chip == qmodel[2].chip
+    assert loaded[1].weight.dtype == torch.float64  # the injected first layer, as the simulator
+    x = np.broadcast_to(images, (T, *images.shape))
+    for a, b in zip(model_counts(qmodel, x), model_counts(loaded, x), strict=True):
+        np.testing.assert_array_equal(a, b)

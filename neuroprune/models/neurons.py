@@ -364,6 +364,21 @@ def chip_copy(node: neuron.BaseNode, chip: dict) -> neuron.BaseNode:
     return ChipLIFNode(chip, tau=node.tau, decay_input=node.decay_input, **common)
 
 
+def compute_in_float64(synapse: torch.nn.Module) -> None:
+    """Make a host-injected first layer compute in float64 (see :func:`float64_input`)."""
+    synapse.double()
+    synapse.register_forward_pre_hook(float64_input)
+
+
+def restore_chip_input(module: torch.nn.Module) -> None:
+    """After loading: a synaptic layer whose ``neuroprune_quant`` fixes an ``input_shift``
+    computes in float64 again (the file holds its tensors, not its forward hooks)."""
+    quant = getattr(module, "neuroprune_quant", None)
+    fixed = isinstance(quant, dict) and quant.get("input_shift") is not None
+    if fixed and not module._forward_pre_hooks:
+        compute_in_float64(module)
+
+
 def float64_input(_module: torch.nn.Module, args: tuple) -> tuple:
     """Forward pre-hook: the layer computes in float64 (a host-injected first layer, so its
     current rounds like the simulator's float64 ``W_int x``)."""

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from neuroprune.arithmetic import loihi_input_shift
-from neuroprune.models.neurons import CHIP_TYPES, chip_copy, float64_input
+from neuroprune.models.neurons import CHIP_TYPES, chip_copy, compute_in_float64
 from neuroprune.profiles import ChipProfile
 from neuroprune.quantize.model import QUANT_ATTR, QuantizedLayer
 
@@ -51,7 +51,7 @@ def use_chip_arithmetic(
     shift = 0
     if analog_images is not None:
         shift = _input_shift(qmodel, layers[0], analog_images)
-        _compute_in_float64(layers[0].block.synapse)
+        compute_in_float64(layers[0].block.synapse)
     out = []
     for i, layer in enumerate(layers):
         k = shift if i == 0 else 0
@@ -93,11 +93,6 @@ def sync_chip_nodes(layers: Sequence[QuantizedLayer]) -> None:
                 "threshold_int": int(quant["threshold_int"]),
                 "weight_scale": float(quant["weight_scale"]),
             }
-
-
-def _compute_in_float64(syn: torch.nn.Module) -> None:
-    syn.double()
-    syn.register_forward_pre_hook(float64_input)
 
 
 def _input_shift(qmodel, first: QuantizedLayer, images: np.ndarray) -> int:
