@@ -496,3 +496,17 @@ def test_model_counts_match_model_output(nets, inputs):
         out = models["mlp"](torch.tensor(inputs["poisson"])).sum(0).numpy()
     functional.reset_net(models["mlp"])
     assert np.array_equal(counts[-1], out.astype(np.int32))
+
+
+@pytest.mark.slow
+def test_chip_model_equals_lava_fixed_point(tmp_path):
+    """The chip-arithmetic trained model (issue 12) against Lava's bit-accurate Loihi model,
+    the independent oracle: tau != 2 and MNIST-scaled x/255 input, every layer 100 %."""
+    import test_chip_arithmetic as chip
+
+    images = chip._images("mnist", 24)
+    qmodel = chip._chip_model("mlp", "lif", 3.3, images, (20,))
+    path = export_nir(qmodel, tmp_path / "l.nir", timesteps=chip.T, encoding="direct",
+                      input_shape=chip.SHAPE, chip="loihi")  # fmt: skip
+    result = simulate(path, x=images, backend="lava", fixed_point=True, reference_model=qmodel)
+    assert list(result.layer_agreement) == [1.0] * len(result.layer_agreement)
