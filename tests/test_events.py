@@ -327,3 +327,25 @@ def test_dataset_rejects_non_binary_dtype_for_frames():
     frames = np.zeros((2, T, 2, 4, 4), np.float32)
     with pytest.raises(DatasetError, match="uint8"):
         Dataset("bad", frames, np.zeros(2, np.int64), frames, np.zeros(2, np.int64), 2)
+
+
+def test_lava_input_generator_emits_the_frames_the_model_trains_on(folders, tmp_path):
+    """The ``frames_c0.npy`` the Lava worker's FrameSource streams (step ``t`` sends row
+    ``t - 1``) equals the model's input ``[T, N, ...]``, sample-major per row."""
+    from neuroprune.data import simulation_input
+    from neuroprune.sim import LavaBackend, prepare_stimulus, read_deployment
+    from neuroprune.sim.lava_backend import write_job
+    from neuroprune.sim.lava_map import lava_layers
+
+    data = load_dataset("nmnist", folders["nmnist"][0], EventOptions(timesteps=T))
+    model = build_model("mlp", data.input_shape, 10, hidden=(8,), seed=0).eval()
+    path = _export(model, tmp_path / "m.nir", data.input_shape, "events")
+    spec = read_deployment(path)
+    stimulus = prepare_stimulus(spec, simulation_input(data, 6))
+    backend = LavaBackend(chunk_samples=6)
+    layers = lava_layers(spec, False)
+    write_job(tmp_path, layers, stimulus, backend.chunks(layers, stimulus), False, backend)
+    streamed = np.load(tmp_path / "frames_c0.npy")
+    trained_on = torch_encode(torch.from_numpy(data.x_test[:6]), T, "events").numpy()
+    np.testing.assert_array_equal(streamed, trained_on.reshape(T, -1))
+    assert streamed.dtype == np.uint8 and streamed.any()
