@@ -159,21 +159,35 @@ def assert_active(counts) -> None:
 
 
 def worker_processes() -> list[int]:
-    """Live processes running this checkout's Lava worker (forked Lava children share its
-    cmdline; other checkouts on a shared machine run theirs with their own interpreter path)."""
+    """Live processes running a Lava worker started by this test process (forked Lava children
+    share its cmdline). Other checkouts run theirs with their own interpreter path; another
+    pytest-xdist worker's Lava run has a live session leader whose parent is that process."""
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+            stat = _stat_fields(entry.name)
         except OSError:
             continue
         mine = WORKER.encode() in cmdline and sys.executable.encode() in cmdline
-        if mine and state not in (b"Z", b"X"):
+        if mine and stat[0] not in (b"Z", b"X") and _session_started_here(int(stat[3])):
             found.append(int(entry.name))
     return found
+
+
+def _stat_fields(pid: str) -> list[bytes]:
+    """``/proc/PID/stat`` after the command name: state, ppid, pgrp, session, ..."""
+    return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+
+
+def _session_started_here(session: int) -> bool:
+    """The worker session's leader is gone (orphans count) or is a child of this process."""
+    try:
+        return int(_stat_fields(str(session))[1]) == os.getpid()
+    except OSError:
+        return True
 
 
 def shared_memory_blocks() -> set[str]:
