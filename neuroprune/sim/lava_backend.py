@@ -45,6 +45,7 @@ from neuroprune.errors import BackendUnavailableError, SimulationError
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
 from neuroprune.sim.lava_map import LavaLayer, lava_layers
+from neuroprune.sim.lava_worker import OWNER_ENV, WATCHDOG_ENV
 from neuroprune.sim.spec import DeploymentSpec
 
 BASE_TIMEOUT_S = 20.0
@@ -53,7 +54,8 @@ POLL_S = 0.02
 GROUP_EXIT_WAIT_S = 5.0
 WORKER_MODULE = "neuroprune.sim.lava_worker"
 SHM_DIR = Path("/dev/shm")
-OWNER_ENV = "NEUROPRUNE_LAVA_OWNER"
+JOB_PREFIX = "neuroprune-lava-"
+OWNER_FILE = "owner.json"
 TIMEOUT_FIX = "Pass a larger timeout (--timeout) or fewer samples (--samples)."
 # Peak PSS of the worker's process tree grows by about 1.4 MB per sample for a 64-4096-4096-10
 # net (8,266 neurons: 545 MB from 128 to 512 samples, benchmarks/lava_scale.py): ~170 B per
@@ -133,7 +135,8 @@ class LavaBackend:
         layers = lava_layers(spec, fixed_point, stimulus.current_shift)
         limit = default_timeout(stimulus.samples) if timeout is None else float(timeout)
         chunks = self.chunks(layers, stimulus)
-        job_dir = Path(tempfile.mkdtemp(prefix="neuroprune-lava-"))
+        sweep_stale_jobs()
+        job_dir = Path(tempfile.mkdtemp(prefix=JOB_PREFIX))
         try:
             write_job(job_dir, layers, stimulus, chunks, fixed_point, self)
             emit(
@@ -248,21 +251,28 @@ def _layer_scalars(layer: LavaLayer) -> dict:
 def run_worker(job_dir: Path, timeout: float, progress: Progress, python: str):
     """Run the worker to completion or kill its group at ``timeout``; ``(result, seconds)``."""
     start = time.perf_counter()
-    with open(job_dir / "worker.log", "wb") as log:
-        proc = subprocess.Popen(
-            [python, "-m", WORKER_MODULE, str(job_dir)],
-            cwd=job_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=worker_env(),
-            start_new_session=True,
-        )
+    watch_read, watch_write = os.pipe()  # the worker dies when this process's end closes
+    try:
+        with open(job_dir / "worker.log", "wb") as log:
+            proc = subprocess.Popen(
+                [python, "-m", WORKER_MODULE, str(job_dir)],
+                cwd=job_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**worker_env(), WATCHDOG_ENV: str(watch_read)},
+                pass_fds=(watch_read,),
+                start_new_session=True,
+            )
+    finally:
+        os.close(watch_read)
+    _write_owner(job_dir, proc.pid)
     try:
         status = _wait_unreaped(proc.pid, start + timeout, job_dir, progress)
     finally:
         kill_group(proc.pid)
         proc.wait()
+        os.close(watch_write)
         unlink_shared_memory(job_dir / "shm.txt")
     wall = time.perf_counter() - start
     if status is None:
@@ -276,6 +286,39 @@ def run_worker(job_dir: Path, timeout: float, progress: Progress, python: str):
     _raise_on_failure(job_dir, status)
     with np.load(job_dir / "result.npz") as data:
         return {key: data[key] for key in data.files}, wall
+
+
+def _write_owner(job_dir: Path, worker_pid: int) -> None:
+    """``owner.json``: whose job this is, so a later run can prove it dead and sweep it."""
+    data = {"parent": os.getpid(), "worker_group": worker_pid}
+    (job_dir / OWNER_FILE).write_text(json.dumps(data), encoding="utf-8")
+
+
+def sweep_stale_jobs(root: Path | None = None) -> list[Path]:
+    """Remove job directories (and the shared memory they list) of runs proven dead: the
+    parent pid is gone and no process of the worker's group is alive. Returns what went."""
+    swept = []
+    for job_dir in Path(root or tempfile.gettempdir()).glob(f"{JOB_PREFIX}*"):
+        try:
+            owner = json.loads((job_dir / OWNER_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not started yet, or not ours: leave it
+        if _alive(int(owner["parent"])) or group_members(int(owner["worker_group"])):
+            continue
+        unlink_shared_memory(job_dir / "shm.txt")
+        shutil.rmtree(job_dir, ignore_errors=True)
+        swept.append(job_dir)
+    return swept
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def worker_env() -> dict[str, str]:

@@ -18,6 +18,7 @@ biases integrated while the pipeline fills are discarded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ def main(argv: list[str]) -> None:
     """Entry point; never returns normally (``os._exit``) so Lava threads cannot block exit."""
     job_dir = Path(argv[1])
     try:
+        die_with_parent(job_dir)
         _record_shared_memory(job_dir / "shm.txt")
         _capture_model_tracebacks()
         job = json.loads((job_dir / "job.json").read_text())
@@ -212,6 +214,82 @@ def _load_layers(path: Path, job: dict) -> list[dict]:
             }
         )
     return layers
+
+
+# --------------------------------------------------------------------------------------------
+# Dying with the parent
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+OWNER_ENV = "NEUROPRUNE_LAVA_OWNER"  # the parent's pid (lava_backend.worker_env)
+WATCHDOG_ENV = "NEUROPRUNE_LAVA_WATCHDOG_FD"  # read end of a pipe the parent holds open
+
+
+def die_with_parent(job_dir: Path) -> None:
+    """However the parent dies (SIGKILL included), this worker's whole process group goes too,
+    and its shared memory and job directory are removed:
+
+    1. ``prctl(PR_SET_PDEATHSIG, SIGTERM)``: the kernel signals this process when the parent
+       dies; the handler runs :func:`abandon`;
+    2. a watchdog thread blocks on a pipe whose write end only the parent holds: end-of-file
+       means the parent is gone (also covers a parent that died before step 1);
+    Lava's forked children do not inherit either, so :func:`abandon` kills the group.
+    """
+    import ctypes
+    import signal
+    import threading
+
+    owner = int(os.environ.get(OWNER_ENV, "0"))
+    signal.signal(signal.SIGTERM, lambda signum, frame: abandon(job_dir))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if owner and os.getppid() != owner:  # the parent died before prctl took effect
+        abandon(job_dir)
+    fd = os.environ.get(WATCHDOG_ENV)
+    if fd is not None:
+        threading.Thread(target=_watch, args=(int(fd), job_dir), daemon=True).start()
+
+
+def _watch(fd: int, job_dir: Path) -> None:
+    while True:
+        try:
+            if not os.read(fd, 1):  # EOF: the parent closed its end or died
+                abandon(job_dir)
+        except OSError:
+            abandon(job_dir)
+
+
+def abandon(job_dir: Path) -> None:
+    """Kill the rest of this process group, unlink its shared memory, delete the job
+    directory, and exit (the parent is gone: nobody will read the result)."""
+    import shutil
+    import signal
+
+    me = os.getpid()
+    for pid in _group_members(os.getpgid(0)):
+        if pid != me:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    names = job_dir / "shm.txt"
+    if names.exists():
+        for name in names.read_text(encoding="utf-8").split():
+            with contextlib.suppress(OSError):
+                os.unlink("/dev/shm/" + name.lstrip("/"))
+    shutil.rmtree(job_dir, ignore_errors=True)
+    os._exit(EXIT_FAILED)
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                    fields = handle.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                members.append(int(entry.name))
+    return members
 
 
 # --------------------------------------------------------------------------------------------
