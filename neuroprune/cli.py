@@ -266,7 +266,7 @@ FIT_OPTIONS = [
                  help="Simulate the chip's integer arithmetic (default when the format is loihi)."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False),
                  help="YAML file of options; command-line options override it."),
-    click.option("--out", type=click.Path(file_okay=False), help="Parent folder of runs [runs]."),
+    click.option("--out", help="Parent folder of runs [runs]."),
     click.option("--name", help="Run name (folder under --out)."),
     click.option("--resume", is_flag=True, default=None, help="Continue from the last completed stage."),
     click.option("--device", help="cpu or cuda."),

@@ -241,7 +241,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
     except OSError as exc:
-        raise ConfigError(f"cannot read config: {exc.strerror}", where=str(path)) from exc
+        raise ConfigError(
+            f"cannot read config: {exc.strerror}", where=str(path),
+            fix="Check the path of --config.",
+        ) from exc  # fmt: skip
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"not a UTF-8 text file (byte {exc.start})", where=str(path),
@@ -271,12 +274,13 @@ def resolve_config(config_file: str | Path | None, overrides: Mapping[str, Any])
     check_keys(overrides, where="command line")
     given = {k: v for k, v in overrides.items() if v is not None}
     values.update(given)
-    where = str(config_file) if config_file else "command line"
     try:
-        return RunConfig.model_validate(values)
-    except ValidationError as exc:
-        key = exc.errors()[0]["loc"][0] if exc.errors()[0]["loc"] else None
-        raise config_error(exc, where="command line" if key in given else where) from None
+        return RunConfig(**values)
+    except ConfigError as exc:  # say where the offending value came from
+        key = exc.field.split(".")[0] if exc.field else None
+        from_file = config_file is not None and key not in given
+        exc.where = str(config_file) if from_file else "command line"
+        raise
 
 
 def parse_hidden(value: Any) -> tuple[int, ...]:

@@ -809,13 +809,13 @@ def quantize_run(run_dir: Path, chip: str | None = None, *, finetune_epochs: int
 
     rundir = RunDir(run_dir)
     cfg = saved_config(rundir)
+    if not rundir.has_model("pruned"):
+        raise ArtifactError("no pruned.pt in this run directory", where=str(rundir.path),
+                            fix="Run 'neuroprune fit' first.")  # fmt: skip
     profile = load_profile(chip or rundir.profile_path)
     dataset = load_dataset(cfg.dataset, cfg.data_dir, event_options(cfg))
     epochs = cfg.quant_epochs if finetune_epochs is None else int(finetune_epochs)
     with rundir.lock():
-        if not rundir.has_model("pruned"):
-            raise ArtifactError("no pruned.pt in this run directory", where=str(rundir.path),
-                                fix="Run 'neuroprune fit' first.")  # fmt: skip
         model, _ = rundir.load_model("pruned")
         result = quantize_model(model, profile, dataset, train_config(cfg, epochs),
                                 finetune_epochs=epochs, progress=progress)  # fmt: skip

@@ -240,9 +240,14 @@ def load_profile(chip: str | Path) -> ChipProfile:
     """Load and validate a profile by chip name, alias or path."""
     path = resolve_chip(str(chip))
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ProfileError(f"cannot read profile: {exc.strerror}", where=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ProfileError(
+            f"not a UTF-8 text file (byte {exc.start})", where=str(path),
+            fix="Pass a profile YAML file (see hardware_profiles/README.md).",
+        ) from exc  # fmt: skip
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -325,7 +325,10 @@ class RunDir:
         try:
             return RunRecord.model_validate(json.loads(path.read_bytes().decode("utf-8")))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ArtifactError("report.json is corrupt", where=str(path)) from exc
+            raise ArtifactError(
+                f"report.json is corrupt ({type(exc).__name__})", where=str(path),
+                fix="Rerun neuroprune fit for this run directory.",
+            ) from exc  # fmt: skip
         except ValidationError as exc:
             first = exc.errors()[0]
             raise ArtifactError(

@@ -286,7 +286,7 @@ def load_user_model(spec: str, input_shape: tuple[int, ...], num_classes: int):
         )
     try:
         model = factory(input_shape=tuple(input_shape), num_classes=int(num_classes))
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a factory calling sys.exit() is an error too
         raise ModelError(
             f"factory {factory_name}() raised {type(exc).__name__}: {exc}",
             where=str(path),
@@ -342,7 +342,7 @@ def _import_file(path: Path, spec: str):
     sys.modules[module_name] = module
     try:
         module_spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a file calling sys.exit() is an error too
         sys.modules.pop(module_name, None)
         raise ModelError(
             f"importing the model file failed: {type(exc).__name__}: {exc}",
