@@ -205,9 +205,17 @@ def profiles_validate(file: str) -> None:
 @click.option("--neuron", type=click.Choice(["lif", "if"]), default="lif", show_default=True)
 @click.option("--dataset", default="digits", show_default=True)
 @click.option("--data-dir", type=click.Path(), help="Folder holding the dataset files.")
+@click.option(
+    "--from",
+    "from_nir",
+    type=click.Path(dir_okay=False),
+    help="Judge this NIR graph (e.g. exported by snnTorch or Norse) instead of --model.",
+)
+@click.option("--nir-dt", type=float, help="With --from: seconds per step if the file has none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit report as JSON.")
 @handle_errors
-def check(chip, chips, cores, model, hidden, neuron, dataset, data_dir, as_json) -> None:
+def check(chip, chips, cores, model, hidden, neuron, dataset, data_dir, from_nir, nir_dt,
+          as_json) -> None:  # fmt: skip
     """Fit verdict of the dense (untrained) network, before any training.
 
     Exit 0 when it fits, 1 when it does not.
@@ -218,7 +226,7 @@ def check(chip, chips, cores, model, hidden, neuron, dataset, data_dir, as_json)
 
     report = check_dense(
         chip, model=model, hidden=hidden, dataset=dataset, data_dir=data_dir,
-        chips=chips, cores=cores, neuron=neuron,
+        chips=chips, cores=cores, neuron=neuron, from_nir=from_nir, nir_dt=nir_dt,
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
@@ -264,6 +272,13 @@ FIT_OPTIONS = [
                       "measured cost]."),
     click.option("--fixed-point/--floating-point", "fixed_point", default=None,
                  help="Simulate the chip's integer arithmetic (default when the format is loihi)."),
+    click.option("--nir-dt", type=float,
+                 help="Seconds per step written to model.nir [2**-10]; snnTorch needs 1e-4. "
+                      "With --from: the step of a file that does not state one."),
+    click.option("--from", "from_nir", type=click.Path(dir_okay=False),
+                 help="Start from this NIR graph (e.g. exported by snnTorch or Norse)."),
+    click.option("--train-dense", is_flag=True, default=None,
+                 help="With --from: train the imported network before pruning."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False),
                  help="YAML file of options; command-line options override it."),
     click.option("--out", help="Parent folder of runs [runs]."),
@@ -340,13 +355,14 @@ def quantize(run_dir: str, chip: str | None) -> None:
     "--format", "fmt", type=click.Choice(["nir", "onnx"]), default="nir", show_default=True
 )
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Output file.")
+@click.option("--dt", type=float, help="NIR: seconds per step [2**-10]; snnTorch needs 1e-4.")
 @handle_errors
-def export(run_dir: str, fmt: str, out_file: str | None) -> None:
+def export(run_dir: str, fmt: str, out_file: str | None, dt: float | None) -> None:
     """Export a run's final model to NIR or ONNX."""
     _torch_threads()
     from neuroprune.pipeline import export_run
 
-    path = export_run(Path(run_dir), fmt, Path(out_file) if out_file else None)
+    path = export_run(Path(run_dir), fmt, Path(out_file) if out_file else None, dt=dt)
     click.echo(f"wrote {path}")
 
 

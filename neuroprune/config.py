@@ -121,6 +121,9 @@ class RunConfig(BaseModel):
     fixed_point: StrictBool | None = None
     agreement_threshold: Annotated[Float, Field(ge=0, le=1)] = 0.99
     sim_timeout: Annotated[Float, Field(gt=0)] | None = None
+    nir_dt: Annotated[Float, Field(gt=0)] | None = None  # seconds per step in model.nir
+    from_nir: str | None = None  # start from this NIR graph instead of --model
+    train_dense: StrictBool = False  # with from_nir: also train the imported network densely
     out: str = Field("runs", min_length=1)
     name: str | None = None
     resume: StrictBool = False
@@ -183,7 +186,8 @@ class RunConfig(BaseModel):
 
     @property
     def run_name(self) -> str:
-        return self.name or f"{Path(self.chip).stem}-{self.model}-{self.method}-s{self.seed}"
+        model = Path(self.from_nir).stem if self.from_nir else self.model
+        return self.name or f"{Path(self.chip).stem}-{model}-{self.method}-s{self.seed}"
 
 
 KEYS = tuple(RunConfig.model_fields)

@@ -190,8 +190,9 @@ def _stage_record(summary, shared: bool, accuracy: float) -> dict[str, Any]:
 
 
 def check_dense(chip: str, *, model="mlp", hidden=None, dataset="digits", data_dir=None,
-                chips=None, cores=None, neuron="lif"):  # fmt: skip
-    """Fit report of the untrained dense network (every synapse present)."""
+                chips=None, cores=None, neuron="lif", from_nir=None, nir_dt=None):  # fmt: skip
+    """Fit report of the untrained dense network (every synapse present), or of the network in
+    the NIR file ``from_nir`` (with its weights: zeros there are not synapses)."""
     from neuroprune.data import load_dataset
     from neuroprune.fit import check_fit
 
@@ -199,9 +200,12 @@ def check_dense(chip: str, *, model="mlp", hidden=None, dataset="digits", data_d
     data = load_dataset(dataset, data_dir)
     from neuroprune.models import build_model, summarize  # torch only once the inputs are valid
 
-    widths = parse_hidden(hidden) if hidden else None
-    check_model_size(model, widths, data.input_shape, data.num_classes)
-    net = build_model(model, data.input_shape, data.num_classes, hidden=widths, neuron=neuron)
+    if from_nir:
+        net, model = _nir_model(from_nir, data, nir_dt).model, Path(from_nir).stem
+    else:
+        widths = parse_hidden(hidden) if hidden else None
+        check_model_size(model, widths, data.input_shape, data.num_classes)
+        net = build_model(model, data.input_shape, data.num_classes, hidden=widths, neuron=neuron)
     summary = summarize(net, data.input_shape, 1, name=model)
     return check_fit(summary, profile, chips=chips, cores=cores)
 
@@ -294,9 +298,14 @@ def _preflight(cfg: RunConfig) -> _Plan:
 
     _check_method(cfg)
     _check_device(cfg.device, torch)
+    if cfg.from_nir:
+        imported = _nir_model(cfg.from_nir, dataset, cfg.nir_dt)
+        cfg = cfg.replace(timesteps=cfg.timesteps or imported.timesteps)
+        model = imported.model.train()
     cfg = with_model_defaults(cfg)
-    model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, hidden=cfg.hidden,
-                        neuron=cfg.neuron, seed=cfg.seed)  # fmt: skip
+    if not cfg.from_nir:
+        model = build_model(cfg.model, dataset.input_shape, dataset.num_classes,
+                            hidden=cfg.hidden, neuron=cfg.neuron, seed=cfg.seed)  # fmt: skip
     if not isinstance(model, torch.nn.Sequential) and cfg.method not in STRUCTURED_METHODS:
         raise UnsupportedError(
             f"method {cfg.method!r} needs a Sequential chain model", where="--method",
@@ -384,6 +393,14 @@ def _run_stages(run: _Run, plan: _Plan) -> tuple[int, NeuropruneError | None]:
     return (0 if fit_report.fits and sim_ok else 1), None
 
 
+def _nir_model(path, dataset, dt):
+    """``--from FILE.nir``: the graph as a SpikingJelly model for ``dataset``."""
+    from neuroprune.models.nir_model import load_nir_model
+
+    return load_nir_model(path, input_shape=dataset.input_shape,
+                          num_classes=dataset.num_classes, dt=dt)  # fmt: skip
+
+
 def _prepare_run_dir(rundir: RunDir, cfg: RunConfig, profile: ChipProfile) -> None:
     rundir.save_config(cfg.as_dict(), _provenance(profile))
     rundir.save_profile(Path(profile.path).read_text())
@@ -439,7 +456,8 @@ def _empty_report(cfg: RunConfig, profile: ChipProfile, budget) -> dict[str, Any
 
 DENSE_INPUTS = ("model", "hidden", "neuron", "dataset", "data_dir", "epochs", "timesteps",
                 "encoding", "event_binning", "event_downsample", "event_polarity",
-                "event_window", "batch_size", "lr", "optimizer", "seed", "nproc")  # fmt: skip
+                "event_window", "batch_size", "lr", "optimizer", "seed", "nproc", "from_nir",
+                "nir_dt", "train_dense")  # fmt: skip
 PRUNE_INPUTS = ("chips", "cores", "budget", "sparsity", "method", "scheduler", "prune_epochs",
                 "finetune_epochs")  # fmt: skip
 QUANT_INPUTS = ("quant_epochs",)
@@ -488,6 +506,10 @@ def _stage_dense(run: _Run, model, dataset):
         run.mark("dense.pt")
         run.report["stages"]["dense"] = {"inputs_hash": input_hash(inputs), "reused": True}
         run.emit("dense", "reused dense.pt (--resume)")
+    elif cfg.from_nir and not cfg.train_dense:
+        run.history["dense"] = []
+        run.save_model("dense", model, inputs, history=[])
+        run.emit("dense", f"imported {cfg.from_nir} with its weights (no dense training)")
     else:
         ckpt_path = run.rundir.checkpoint_path
         start, opt_state, history = _dense_checkpoint(run, model, inputs)
@@ -656,7 +678,7 @@ def _stage_export(run: _Run, model, dataset) -> None:
     cfg = run.cfg
     nir_path = export_nir(model, run.rundir.model_file("nir"), timesteps=cfg.timesteps,
                           encoding=cfg.encoding, input_shape=dataset.input_shape,
-                          chip=run.profile.id)  # fmt: skip
+                          chip=run.profile.id, dt=cfg.nir_dt)  # fmt: skip
     onnx_path = export_onnx(model, run.rundir.model_file("onnx"), timesteps=cfg.timesteps,
                             input_shape=dataset.input_shape)  # fmt: skip
     run.mark(nir_path.name)
@@ -780,8 +802,9 @@ def saved_config(rundir: RunDir) -> RunConfig:
     return with_model_defaults(config_from_saved(values, where=str(rundir / "config.yaml")))
 
 
-def export_run(run_dir: Path, fmt: str, out: Path | None) -> Path:
-    """Export the run's final model (quantized, else pruned, else dense) to NIR or ONNX."""
+def export_run(run_dir: Path, fmt: str, out: Path | None, dt: float | None = None) -> Path:
+    """Export the run's final model (quantized, else pruned, else dense) to NIR or ONNX;
+    ``dt`` is the NIR file's seconds per step (default 2**-10)."""
     from neuroprune.data import load_dataset
     from neuroprune.export import export_nir, export_onnx
 
@@ -795,7 +818,7 @@ def export_run(run_dir: Path, fmt: str, out: Path | None) -> Path:
         target = out or rundir.model_file(fmt)
         if fmt == "nir":
             return export_nir(model, target, timesteps=cfg.timesteps, encoding=cfg.encoding,
-                              input_shape=shape, chip=Path(cfg.chip).stem)  # fmt: skip
+                              input_shape=shape, chip=Path(cfg.chip).stem, dt=dt)  # fmt: skip
         return export_onnx(model, target, timesteps=cfg.timesteps, input_shape=shape)
 
 

@@ -20,15 +20,9 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, did_you_mean
+from ..models.nir_model import ImportedModel, import_nir
+from ..nirgraph import graph_metadata, node_metadata, read_graph, read_network
 from .nir_export import NIR_DT, build_nir_graph, export_nir
-from .nir_import import (
-    ImportedModel,
-    count_nir_nonzero,
-    graph_metadata,
-    import_nir,
-    node_metadata,
-    read_nir,
-)
 from .onnx_export import build_unrolled, export_onnx, run_onnx
 
 __all__ = [
@@ -45,7 +39,8 @@ __all__ = [
     "graph_metadata",
     "import_nir",
     "node_metadata",
-    "read_nir",
+    "read_graph",
+    "read_network",
     "run_onnx",
 ]
 
@@ -83,6 +78,14 @@ EXPORTERS: dict[str, ExportFormat] = {
         "onnx", ".onnx", "ONNX graph unrolled over T steps: [T, B, ...] -> spikes", _export_onnx
     ),
 }
+
+
+def count_nir_nonzero(path: str | os.PathLike) -> int:
+    """Nonzero weights over all synaptic nodes of a NIR file (kernel entries, not unrolled;
+    biases are not synapses)."""
+    from ..nirgraph import count_nonzero
+
+    return count_nonzero(read_network(path))
 
 
 def get_exporter(name: str) -> ExportFormat:

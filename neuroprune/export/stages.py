@@ -15,92 +15,29 @@ exporters write is what the chip stores.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from spikingjelly.activation_based import layer, neuron
 
 from ..errors import ConfigError, ModelError
+from ..models import neurons
 from ..models.translate import WEIGHT_BITS_ATTR, fold_batchnorm
 from ..models.zoo import Block, parse_blocks
+from ..nirgraph import FlattenStage, NeuronStage, QuantStage, Stage, SynapseStage
+
+__all__ = [
+    "FlattenStage",
+    "NeuronStage",
+    "QuantStage",
+    "Stage",
+    "SynapseStage",
+    "check_input_shape",
+    "check_timesteps",
+    "model_stages",
+]
 
 QUANT_ATTR = "neuroprune_quant"
-
-
-@dataclass(frozen=True, eq=False)
-class QuantStage:
-    """Integer form of one quantized synaptic layer (conventions §3).
-
-    Attributes:
-        weight_int: int32 weights the chip stores; ``weight = weight_int * weight_scale``.
-        bias_int: optional int32 bias in weight LSBs; ``bias = bias_int * weight_scale``.
-        bits: stored weight width (``neuroprune_weight_bits``).
-        params: the ``neuroprune_quant`` dict (format, weight_scale, threshold_int, ...).
-    """
-
-    weight_int: np.ndarray
-    bias_int: np.ndarray | None
-    bits: int
-    params: Mapping[str, Any]
-
-    @property
-    def weight_scale(self) -> float:
-        """Value of one weight LSB (dimensionless potential units)."""
-        return float(self.params["weight_scale"])
-
-
-@dataclass(frozen=True, eq=False)
-class FlattenStage:
-    """C-order flatten of one sample: ``in_shape`` (C, H, W) -> (C*H*W,)."""
-
-    module: str
-    in_shape: tuple[int, ...]
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return (int(np.prod(self.in_shape)),)
-
-
-@dataclass(frozen=True, eq=False)
-class SynapseStage:
-    """A Linear (``kind="dense"``) or Conv2d (``kind="conv"``) layer after BN folding.
-
-    ``weight`` is ``(out, in)`` or ``(C_out, C_in, kh, kw)`` float32; ``bias`` float32 or None;
-    ``stride``/``padding`` in pixels (equal in both directions, conv only).
-    """
-
-    module: str
-    kind: str
-    weight: np.ndarray
-    bias: np.ndarray | None
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    stride: int = 1
-    padding: int = 0
-    quant: QuantStage | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class NeuronStage:
-    """A SpikingJelly LIF/IF node with hard reset to 0.
-
-    LIF (tau in time steps): ``H = V + (X - V)/tau`` (decay_input) or ``H = V(1 - 1/tau) + X``;
-    IF: ``H = V + X``. Spike ``S = H > v_threshold`` (strict); ``V = H (1 - S)``.
-    ``threshold_int`` is ``v_threshold`` in weight LSBs for quantized models, else None.
-    """
-
-    module: str
-    model: str
-    shape: tuple[int, ...]
-    v_threshold: float
-    tau: float | None = None
-    decay_input: bool = True
-    threshold_int: int | None = None
-
-
-Stage = FlattenStage | SynapseStage | NeuronStage
 
 
 def model_stages(model: torch.nn.Module, input_shape: Sequence[int]) -> tuple[Stage, ...]:
@@ -154,12 +91,21 @@ def neuron_stage(block: Block, threshold_int: int | None = None) -> NeuronStage:
                 value=v_th,
                 fix=f"Set v_threshold = {threshold_int} * {scale!r} (re-run quantization).",
             )
+    strict = fires_strictly(node)
     if isinstance(node, neuron.IFNode):
         return NeuronStage(
-            block.neuron_name, "IF", block.out_shape, v_th, None, True, threshold_int
+            block.neuron_name, "IF", block.out_shape, v_th, None, True, threshold_int, strict
         )
     tau, decay = float(node.tau), bool(node.decay_input)
-    return NeuronStage(block.neuron_name, "LIF", block.out_shape, v_th, tau, decay, threshold_int)
+    return NeuronStage(
+        block.neuron_name, "LIF", block.out_shape, v_th, tau, decay, threshold_int, strict
+    )
+
+
+def fires_strictly(node: torch.nn.Module) -> bool:
+    """True for neuroprune's strict nodes (``v > v_th``, :mod:`neuroprune.models.neurons`);
+    SpikingJelly's own nodes fire on ``v >= v_th``."""
+    return isinstance(node, neurons.STRICT_TYPES)
 
 
 def quant_stage(

@@ -18,8 +18,8 @@ import importlib
 _EXPORTS = {
     "simulate": "neuroprune.sim.api",
     "SimulationResult": "neuroprune.sim.result",
-    "read_deployment": "neuroprune.sim.nir_reader",
-    "spec_from_graph": "neuroprune.sim.nir_reader",
+    "read_deployment": "neuroprune.sim.spec",
+    "spec_from_graph": "neuroprune.sim.spec",
     "DeploymentSpec": "neuroprune.sim.spec",
     "LayerSpec": "neuroprune.sim.spec",
     "NeuronParams": "neuroprune.sim.spec",

@@ -15,10 +15,9 @@ from neuroprune.sim import result as metrics
 from neuroprune.sim.backends import get_backend
 from neuroprune.sim.base import BackendRun, Progress, SimBackend, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus, placement, prepare_stimulus
-from neuroprune.sim.nir_reader import read_deployment
 from neuroprune.sim.reference import ReferenceBackend
 from neuroprune.sim.result import SimulationResult
-from neuroprune.sim.spec import DeploymentSpec
+from neuroprune.sim.spec import DeploymentSpec, read_deployment
 
 REFERENCE = "reference"
 

@@ -1,4 +1,7 @@
-"""Deployment spec (layer L2, torch-free): what the simulators run, read from a NIR chain.
+"""Deployment spec (layer L2, torch-free): what the simulators run, compiled from a NIR chain.
+
+:func:`read_deployment` reads the file through :mod:`neuroprune.nirgraph` (the one NIR reader)
+and compiles its stages: conv layers unrolled to CSR, integer views for quantized layers.
 
 A :class:`DeploymentSpec` is the chain ``input -> (syn -> neuron) x L -> output`` with every
 synaptic layer as one ``neurons x inputs`` CSR matrix (conv layers unrolled, C-order
@@ -19,12 +22,24 @@ threshold in weight LSBs (conventions.md §3), which the fixed-point simulators 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+
+from neuroprune.errors import ArtifactError, UnsupportedError
+from neuroprune.nirgraph import (
+    FlattenStage,
+    NeuronStage,
+    NirNetwork,
+    SynapseStage,
+    network_from_graph,
+    read_network,
+)
+from neuroprune.summary import unrolled_conv
 
 NEURON_MODELS = ("LIF", "IF")
 
@@ -166,3 +181,117 @@ class DeploymentSpec:
     @property
     def layer_names(self) -> tuple[str, ...]:
         return tuple(layer.neuron_name for layer in self.layers)
+
+
+# --------------------------------------------------------------------------------------------
+# Compiling a NIR network
+
+
+def read_deployment(path: str | os.PathLike) -> DeploymentSpec:
+    """Read ``path`` (a ``.nir`` file) into a deployment spec."""
+    return spec_from_network(read_network(path))
+
+
+def spec_from_graph(graph: Any, *, source: str = "<memory>") -> DeploymentSpec:
+    """Compile an in-memory ``nir.NIRGraph`` chain."""
+    return spec_from_network(network_from_graph(graph, source=source))
+
+
+def spec_from_network(network: NirNetwork) -> DeploymentSpec:
+    """Pair every synaptic stage with the neuron stage after it and compile the pair."""
+    layers: list[LayerSpec] = []
+    pending: tuple[str, SynapseStage] | None = None
+    for name, stage in zip(network.names, network.stages, strict=True):
+        if isinstance(stage, FlattenStage):
+            continue
+        if isinstance(stage, SynapseStage):
+            if pending is not None:
+                raise _chain_error(network.source, name, "two synaptic nodes follow each other")
+            pending = (name, stage)
+        elif pending is None:
+            raise _chain_error(network.source, name, "a neuron node must follow a synaptic node")
+        else:
+            layers.append(compile_layer(*pending, name, stage, network.source))
+            pending = None
+    if pending is not None or not layers:
+        raise _chain_error(network.source, "output", "the chain must end with a neuron layer")
+    return DeploymentSpec(
+        layers=tuple(layers),
+        input_shape=network.input_shape,
+        dt=network.dt,
+        timesteps=network.timesteps,
+        encoding=network.encoding,
+        quantized=network.quantized,
+        source=network.source,
+        metadata=network.metadata,
+    )
+
+
+def _chain_error(source: str, name: str, text: str) -> UnsupportedError:
+    return UnsupportedError(
+        text,
+        where=f"{source}: node {name}",
+        fix="Export a chain of (synapse, neuron) pairs: `neuroprune export RUN --format nir`.",
+    )
+
+
+def compile_layer(
+    syn_name: str, syn: SynapseStage, name: str, node: NeuronStage, source: str
+) -> LayerSpec:
+    """One synaptic stage and its neurons as a :class:`LayerSpec` (conv unrolled, C-order)."""
+    weight, bias = _matrix(syn, syn.weight), syn.bias
+    if bias is not None and syn.kind == "conv":
+        bias = np.repeat(bias, int(np.prod(syn.out_shape[1:])))
+    params = NeuronParams(node.model, node.v_threshold, node.tau, node.decay_input, node.strict)
+    return LayerSpec(
+        name=syn_name,
+        neuron_name=name,
+        kind=syn.kind,
+        in_shape=syn.in_shape,
+        out_shape=syn.out_shape,
+        weight=weight.astype(np.float64),
+        bias=None if bias is None else bias.astype(np.float64),
+        neuron=params,
+        quant=_quant_params(syn, node, f"{source}: node {name}"),
+    )
+
+
+def _matrix(syn: SynapseStage, weight: np.ndarray) -> sp.csr_matrix:
+    if syn.kind == "conv":
+        matrix, _ = unrolled_conv(weight, tuple(syn.in_shape), syn.stride, syn.padding)
+    else:
+        matrix = sp.csr_matrix(weight)
+    matrix = matrix.tocsr()
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def _quant_params(syn: SynapseStage, node: NeuronStage, where: str) -> QuantParams | None:
+    quant = syn.quant
+    if quant is None:
+        return None
+    threshold_int = node.threshold_int
+    if threshold_int is None:
+        threshold_int = quant.params.get("threshold_int")
+    if threshold_int is None:
+        raise ArtifactError(
+            "quantized layer without threshold_int metadata",
+            where=where,
+            field="metadata.threshold_int",
+            fix="Re-export the quantized model with `neuroprune export RUN --format nir`.",
+        )
+    shift = quant.params.get("input_shift")
+    bias_int = quant.bias_int
+    if bias_int is not None and not np.any(bias_int):
+        bias_int = None
+    if bias_int is not None and syn.kind == "conv":
+        bias_int = np.repeat(bias_int, int(np.prod(syn.out_shape[1:])))
+    return QuantParams(
+        weight_int=_matrix(syn, quant.weight_int.astype(np.int64)).astype(np.int64),
+        bias_int=None if bias_int is None else bias_int.astype(np.int64),
+        weight_scale=quant.weight_scale,
+        threshold_int=int(threshold_int),
+        bits=int(quant.bits or 8),
+        format=str(quant.params.get("format") or "int"),
+        input_shift=None if shift is None else int(shift),
+    )

@@ -1,0 +1,189 @@
+"""A NIR file as a SpikingJelly model (layer L2): the torch side of the NIR reader.
+
+:func:`neuroprune.nirgraph.read_network` reads and checks the file (node types, order, shapes,
+metadata, neuron mapping); this module only turns its stages into modules:
+``FlattenStage`` -> ``layer.Flatten``, dense -> ``layer.Linear``, conv -> ``layer.Conv2d``
+(bias only when nonzero), ``NeuronStage`` -> ``neuron.LIFNode``/``IFNode`` with hard reset to 0.
+
+Threshold: neuroprune's neurons fire on NIR's strict ``v > v_th`` and keep the file's value; a
+legacy ``>=`` file gets ``v_th = nextafter32(v_threshold, -inf)`` (the same float32 potentials
+fire). Quantized layers get back ``weight_int``/
+``bias_int`` buffers, ``neuroprune_quant`` and ``neuroprune_weight_bits`` (conventions §3).
+A leading flatten is restored when the file's ``input_shape`` (or the dataset's, for files
+other tools wrote) is not flat, so the model takes the same input as the one exported.
+:func:`load_nir_model` is what ``neuroprune fit/check --from FILE.nir`` start from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from spikingjelly.activation_based import functional, layer, surrogate
+
+from ..errors import ConfigError
+from ..nirgraph import (
+    FlattenStage,
+    NeuronStage,
+    NirNetwork,
+    Stage,
+    SynapseStage,
+    read_network,
+    with_decay_input,
+)
+from . import neurons
+
+
+@dataclass(frozen=True, eq=False)
+class ImportedModel:
+    """A NIR graph as a multi-step SpikingJelly model (eval mode, states reset).
+
+    ``metadata`` is the decoded graph metadata; ``timesteps`` and ``encoding`` come from it
+    (None for graphs written by other tools); ``input_shape`` is one sample's shape.
+    """
+
+    model: torch.nn.Sequential
+    metadata: Mapping[str, Any]
+    timesteps: int | None
+    encoding: str | None
+    input_shape: tuple[int, ...] = ()
+    dt: float = 0.0
+
+
+def import_nir(path: str | os.PathLike, *, dt: float | None = None) -> ImportedModel:
+    """Read ``path`` and rebuild the network; ``dt`` (seconds per step) for files without one."""
+    return model_from_network(read_network(path, dt=dt))
+
+
+def load_nir_model(
+    path: str | os.PathLike,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    dt: float | None = None,
+) -> ImportedModel:
+    """A NIR file (neuroprune's or another tool's) as a model for a dataset of samples shaped
+    ``input_shape`` with ``num_classes`` classes; checks both and the model convention."""
+    from .zoo import parse_blocks
+
+    network = with_decay_input(read_network(path, dt=dt))
+    shape = tuple(int(s) for s in input_shape)
+    first = _in_shape(network.stages[0]) if network.stages else ()
+    if int(np.prod(first)) != int(np.prod(shape)):
+        raise _mismatch(path, "input", first, shape, "samples of the dataset")
+    out = _out_size(network)
+    if out != num_classes:
+        raise _mismatch(path, "output", (out,), (num_classes,), "classes of the dataset")
+    imported = model_from_network(network, input_shape=shape)
+    parse_blocks(imported.model, shape, num_classes, where=str(path), allow_bias=True)
+    return imported
+
+
+def _out_size(network: NirNetwork) -> int:
+    last = network.stages[-1] if network.stages else None
+    return int(np.prod(last.shape)) if isinstance(last, NeuronStage) else -1
+
+
+def _mismatch(path, node: str, got, want, what: str) -> ConfigError:
+    return ConfigError(
+        f"the graph's {node} shape {tuple(got)} does not match the {want} {what}",
+        where=str(path),
+        field=node,
+        value=tuple(got),
+        fix="Use the dataset the network was trained on (--dataset), or export it for this one.",
+    )
+
+
+def model_from_network(
+    network: NirNetwork, input_shape: tuple[int, ...] | None = None
+) -> ImportedModel:
+    """The SpikingJelly Sequential of ``network``'s stages (module docstring); ``input_shape``
+    overrides the file's sample shape (for files other tools wrote)."""
+    modules: OrderedDict[str, torch.nn.Module] = OrderedDict()
+    stages = list(network.stages)
+    shape = tuple(input_shape) if input_shape is not None else network.input_shape
+    if _needs_leading_flatten(shape, stages):
+        stages.insert(0, FlattenStage("flatten", shape))
+    for index, stage in enumerate(stages):
+        name = stage.module if stage.module and "." not in stage.module else f"n{index}"
+        modules[name if name not in modules else f"{name}_{index}"] = build_module(stage)
+    model = torch.nn.Sequential(modules)
+    functional.set_step_mode(model, "m")
+    functional.reset_net(model)
+    return ImportedModel(
+        model.eval(),
+        network.metadata,
+        network.timesteps,
+        network.encoding,
+        shape,
+        network.dt,
+    )
+
+
+def _needs_leading_flatten(input_shape: tuple[int, ...], stages: list[Stage]) -> bool:
+    """The file's first node takes a flat sample but the model's input is (C, H, W)."""
+    if len(input_shape) < 2 or not stages or isinstance(stages[0], FlattenStage):
+        return False
+    return len(_in_shape(stages[0])) == 1
+
+
+def _in_shape(stage: Stage) -> tuple[int, ...]:
+    return stage.shape if isinstance(stage, NeuronStage) else stage.in_shape
+
+
+def build_module(stage: Stage) -> torch.nn.Module:
+    """The SpikingJelly module of one stage."""
+    if isinstance(stage, FlattenStage):
+        return layer.Flatten(step_mode="m")
+    if isinstance(stage, SynapseStage):
+        return synapse_module(stage)
+    return neuron_module(stage)
+
+
+def synapse_module(stage: SynapseStage) -> torch.nn.Module:
+    """``layer.Linear``/``layer.Conv2d`` with the stage's float32 weights (and integers)."""
+    bias = stage.bias is not None
+    if stage.kind == "dense":
+        out, inp = stage.weight.shape
+        module = layer.Linear(inp, out, bias=bias, step_mode="m")
+    else:
+        c_out, c_in, kh, kw = stage.weight.shape
+        module = layer.Conv2d(
+            c_in, c_out, (kh, kw), stride=stage.stride, padding=stage.padding, bias=bias,
+            step_mode="m",
+        )  # fmt: skip
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(np.asarray(stage.weight, np.float32)))
+        if bias:
+            module.bias.copy_(torch.from_numpy(np.asarray(stage.bias, np.float32)))
+    if stage.quant is not None:
+        quant = stage.quant
+        module.register_buffer("weight_int", torch.from_numpy(quant.weight_int.astype(np.int32)))
+        if quant.bias_int is not None:
+            module.register_buffer("bias_int", torch.from_numpy(quant.bias_int.astype(np.int32)))
+        module.neuroprune_quant = dict(quant.params)
+        module.neuroprune_weight_bits = int(quant.bits)
+    return module
+
+
+def neuron_module(stage: NeuronStage) -> torch.nn.Module:
+    """Strict ``neurons.LIFNode``/``IFNode`` (hard reset to 0) firing where the stage fires:
+    a ``>=`` stage (a legacy file) gets ``v_th = nextafter32(v_threshold, -inf)``."""
+    v_th = stage.v_threshold
+    if not stage.strict:
+        v_th = float(np.nextafter(np.float32(v_th), np.float32(-np.inf)))
+    common = {
+        "v_threshold": v_th,
+        "v_reset": 0.0,
+        "detach_reset": True,
+        "surrogate_function": surrogate.ATan(),
+        "step_mode": "m",
+    }
+    if stage.model == "IF":
+        return neurons.IFNode(**common)
+    return neurons.LIFNode(tau=float(stage.tau), decay_input=bool(stage.decay_input), **common)

@@ -1,0 +1,96 @@
+"""Run a .nir file in the importers users have: snnTorch, Norse, Sinabs (test and benchmark aid).
+
+Each runner reads the file with ``nir.read`` (nothing of neuroprune's), builds the tool's own
+module with its public importer and drives it over the ``T`` steps of ``x [T, N, *shape]``
+(reshaped, C-order, to the file's Input shape). It returns the output layer's spike counts
+``[N, classes]``.
+
+* snnTorch ``snntorch.import_nir.import_from_nir(graph)``: ``out, state = net(x_t, state)``.
+* Norse ``norse.torch.from_nir(graph, dt=...)``: same calling convention.
+* Sinabs ``sinabs.from_nir(graph, batch_size=N)``: input ``[N*T, ...]`` (batch-major).
+
+snnTorch and Norse build ``torch.nn.Flatten(start_dim=0)`` from NIR's Flatten, which merges the
+batch into the features, so graphs with a Flatten node run one sample at a time there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+
+import numpy as np
+
+IMPORTERS = ("snntorch", "norse", "sinabs")
+
+
+def output_counts(tool: str, path, x: np.ndarray, *, dt: float | None = None) -> np.ndarray:
+    """Output spike counts ``[N, classes]`` of the file at ``path`` run in ``tool``."""
+    import nir
+
+    graph = nir.read(str(path))
+    shape = tuple(int(s) for s in np.asarray(graph.nodes["input"].input_type["input"]).ravel())
+    x = np.ascontiguousarray(x, dtype=np.float32).reshape(x.shape[0], x.shape[1], *shape)
+    per_sample = any(type(n).__name__ == "Flatten" for n in graph.nodes.values())
+    with _quiet():
+        if tool == "sinabs":
+            return _run_sinabs(graph, x)
+        build = _snntorch_net if tool == "snntorch" else _norse_net(dt)
+        if not per_sample:
+            return _run_stepwise(build(graph), x)
+        return np.concatenate(
+            [_run_stepwise(build(graph), x[:, i : i + 1]) for i in range(x.shape[1])]
+        )
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The importers print and log warnings for every node; keep test output readable."""
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _snntorch_net(graph):
+    from snntorch.import_nir import import_from_nir
+
+    return import_from_nir(graph)
+
+
+def _norse_net(dt: float | None):
+    def build(graph):
+        import norse.torch
+
+        step = float(dt if dt is not None else graph.metadata.get("dt", 1e-3))
+        return norse.torch.from_nir(graph, dt=step)
+
+    return build
+
+
+def _run_stepwise(net, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    state, total = None, 0.0
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            out, state = net(torch.from_numpy(x[t]), state)
+            total = total + out.reshape(x.shape[1], -1).double()
+    return np.rint(total.numpy()).astype(np.int64)
+
+
+def _run_sinabs(graph, x: np.ndarray) -> np.ndarray:
+    import sinabs
+    import torch
+
+    steps, n = x.shape[:2]
+    net = sinabs.from_nir(graph, batch_size=n)
+    batch_major = np.swapaxes(x, 0, 1).reshape(n * steps, *x.shape[2:])
+    with torch.no_grad():
+        out = net(torch.from_numpy(np.ascontiguousarray(batch_major)))
+    out = out[0] if isinstance(out, tuple) else out
+    return np.rint(out.reshape(n, steps, -1).sum(1).double().numpy()).astype(np.int64)
