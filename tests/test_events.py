@@ -222,10 +222,10 @@ def test_every_encoding_reports_where_each_layer_ran(encoding, tmp_path):
     result = simulate(path, x=x, backend="reference", reference_model=model)
     on_host = result.as_dict()["placement"]
     assert on_host == {
-        "0_syn": "host" if encoding == "direct" else "chip",
-        "0_neuron": "chip",
-        "1_syn": "chip",
-        "1_neuron": "chip",
+        "l00_1_syn": "host" if encoding == "direct" else "chip",
+        "l00_2_neuron": "chip",
+        "l01_1_syn": "chip",
+        "l01_2_neuron": "chip",
     }
     assert result.stimulus == ("current" if encoding == "direct" else "spikes")
     assert any(encoding in note and ("host" in note) for note in result.notes)
@@ -300,7 +300,7 @@ def run_fit(tmp_path, *args):
 
 def assert_first_layer_on_chip(sim):
     assert sim["backend"] == "lava" and sim["mode"] == "fixed"
-    assert sim["stimulus"] == "spikes" and sim["placement"]["0_syn"] == "chip"
+    assert sim["stimulus"] == "spikes" and sim["placement"]["l00_1_syn"] == "chip"
     assert sim["spike_agreement"] == 1.0 and sim["agreement_source"] == "reference"
     assert sim["layers"][0]["spikes"] > 0, "a silent first layer would prove nothing"
 

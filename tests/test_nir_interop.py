@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -19,14 +18,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 from interop_runners import output_counts
+from nir_spec import read as spec_read
 from nir_spec import simulate as spec_simulate
-from spikingjelly.activation_based import functional, layer, neuron
+from spikingjelly.activation_based import functional, layer
 from test_export import T, make_active, make_graph, make_model, neuron_spikes, reference
 
 from neuroprune.cli import main
 from neuroprune.data import encode, load_dataset
 from neuroprune.errors import UnsupportedError
 from neuroprune.export import export_nir
+from neuroprune.models import neurons
 from neuroprune.models.nir_model import load_nir_model
 from neuroprune.models.zoo import build_model
 
@@ -72,15 +73,15 @@ def _tie_model() -> torch.nn.Sequential:
         fc1.weight.copy_(torch.randint(-1, 3, (24, 64), generator=gen).float())
         fc2.weight.copy_(torch.randint(-1, 3, (10, 24), generator=gen).float())
     model = torch.nn.Sequential(
-        layer.Flatten(), fc1, neuron.IFNode(v_threshold=4.0, v_reset=0.0), fc2,
-        neuron.IFNode(v_threshold=3.0, v_reset=0.0),
+        layer.Flatten(), fc1, neurons.IFNode(v_threshold=4.0, v_reset=0.0), fc2,
+        neurons.IFNode(v_threshold=3.0, v_reset=0.0),
     )  # fmt: skip
     functional.set_step_mode(model, "m")
     return model.eval()
 
 
 def test_ties_on_the_threshold_fire_as_in_the_model(tmp_path):
-    """SpikingJelly fires on v >= v_th, NIR on v > v_th: the file must still agree exactly."""
+    """Potentials that land exactly on v_th must not fire, in the model and in the file."""
     x = (torch.rand(T, 32, 1, 8, 8, generator=torch.Generator().manual_seed(1)) < 0.3).float()
     model = _tie_model()
     path = _export(model, tmp_path / "tie.nir")
@@ -175,12 +176,9 @@ FOREIGN_DT = {"snntorch": 1e-4, "norse": 1e-6, "sinabs": 1.0}  # see the README'
 @pytest.mark.parametrize("tool", sorted(FOREIGN_DT))
 def test_foreign_graph_is_rebuilt_with_its_weights(tool, inputs):
     """The rebuilt SpikingJelly model spikes as NIR's equations say the file does."""
-    import nir
-
     path = FOREIGN / f"{tool}_mlp.nir"
     imported = load_nir_model(path, input_shape=(1, 8, 8), num_classes=10, dt=FOREIGN_DT[tool])
-    extra = {"type_check": False} if "type_check" in inspect.signature(nir.read).parameters else {}
-    graph = nir.read(str(path), **extra)  # Norse 1.1 writes the batch into the Input shape
+    graph = spec_read(path)  # Norse 1.1 writes the batch into the Input shape: no type check
     want = spec_simulate(graph, inputs.numpy().reshape(T, -1, 64), FOREIGN_DT[tool])
     want = next(v for k, v in want.items() if k == "output").sum(0).reshape(-1, 10)
     got = neuron_spikes(imported.model, inputs)[-1].sum(0).numpy()

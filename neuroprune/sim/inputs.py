@@ -161,7 +161,7 @@ HOST = "host"
 
 def placement(spec: DeploymentSpec, stimulus: Stimulus) -> tuple[tuple[str, str], ...]:
     """``((node, "chip" | "host"), ...)`` for every synaptic and neuron node, in graph order
-    (module docstring): only a host-computed first-layer current puts ``0_syn`` on the host."""
+    (module docstring): only a host-computed first-layer current puts the first synaptic layer on the host."""
     rows = []
     for k, layer in enumerate(spec.layers):
         on_host = k == 0 and stimulus.kind == CURRENT
