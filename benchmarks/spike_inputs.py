@@ -36,7 +36,7 @@ def row(encoding: str, report: dict) -> str:
     pct = lambda v: "–" if v is None else f"{100 * v:.2f} %"  # noqa: E731
     return (
         f"| {encoding} | {pct(report['dense']['accuracy'])} | {pct(report['pruned']['accuracy'])}"
-        f" | {pct(report['quantized']['accuracy'])} | {sim.get('placement', {}).get('0_syn')}"
+        f" | {pct(report['quantized']['accuracy'])} | {sim.get('placement', {}).get('l00_1_syn')}"
         f" | {pct(sim.get('spike_agreement'))} | {1000 * sim.get('seconds_per_sample', 0):.2f}"
         f" | {sim.get('synops_per_sample', 0):,.0f} |"
     )
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> None:
     out = args.out or tempfile.mkdtemp(prefix="spike-inputs-")
     extra = {"epochs": args.epochs} if args.epochs else {}
     print(machine())
-    print("| encoding | dense | pruned | quantized | 0_syn on | Lava agreement | ms/sample "
+    print("| encoding | dense | pruned | quantized | first synapses on | Lava agreement | ms/sample "
           "| synops/sample |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
     for encoding in ENCODINGS:

@@ -107,8 +107,8 @@ class LayerSpec:
     """One synaptic layer and the spiking neurons it feeds.
 
     Attributes:
-        name: synaptic node name in the NIR graph (``"0_syn"``).
-        neuron_name: neuron node name (``"0_neuron"``).
+        name: synaptic node name in the NIR graph (``"l00_1_syn"``).
+        neuron_name: neuron node name (``"l00_2_neuron"``).
         kind: ``"dense"`` or ``"conv"``.
         in_shape / out_shape: shapes without time and batch (``(64,)``, ``(8, 8, 8)``).
         weight: ``neurons x inputs`` float64 CSR (conv unrolled), zeros dropped.
