@@ -59,7 +59,7 @@ DT_FIX = (
     "Pass the file's time step: --nir-dt SECONDS (snnTorch writes 1e-4 s, Norse 1e-3 s, "
     "Sinabs 1 step = 1)."
 )
-REEXPORT = "Re-export the model with `neuroprune export RUN_DIR --format nir`."
+REEXPORT = "Export the model again with `neuroprune export RUN_DIR --format nir`."
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,7 +527,7 @@ def topological_order(graph, where: str) -> list[str]:
             where=where,
             field=f"{stuck}.edges",
             value=", ".join(f"{a}->{b}" for a, b in graph.edges if b == stuck),
-            fix="Only feed-forward graphs can be imported (no recurrent connections).",
+            fix="Use a feed-forward graph (no recurrent connections).",
         )
     return order
 
@@ -624,7 +624,7 @@ def _check_semantics(meta: Mapping[str, Any], where: str) -> None:
                 where=where,
                 field=f"metadata.{key}",
                 value=meta[key],
-                fix=f"Only {key}={value!r} (NIR's semantics) can be read. {REEXPORT}",
+                fix=f"Use {key}={value!r} (NIR's semantics). {REEXPORT}",
             )
 
 
@@ -700,7 +700,7 @@ def _flatten_stage(name, node, shape, node_meta, where) -> FlattenStage:
             where=where,
             field=f"{name}.start_dim",
             value=f"{start}..{int(node.end_dim)} over {shape}",
-            fix="Flatten all of one sample (NIR shapes exclude the batch).",
+            fix="Use start_dim=0, end_dim=-1 (NIR shapes exclude the batch).",
         )
     return FlattenStage(str(node_meta.get("module", name)), shape)
 
