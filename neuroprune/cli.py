@@ -5,7 +5,7 @@ The only module that prints or exits. Errors from the library arrive as
 traceback) with the error's exit code: 0 done and fits; 1 ran but does not fit or verification
 failed; 2 bad usage or input (click's usage errors too, also as one line); 3 a backend is
 unavailable or the simulator failed; 4 a file-system fault (``OSError``: the path and the OS
-error); 130 interrupted by SIGINT or SIGTERM.
+error); 5 an internal error (a bug); 130 interrupted by SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ from pathlib import Path
 import click
 
 from neuroprune import __version__
-from neuroprune.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_IO_ERROR, NeuropruneError
+from neuroprune.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_IO_ERROR,
+    NeuropruneError,
+)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -75,6 +81,10 @@ def handle_errors(fn):
         except KeyboardInterrupt:
             click.echo("interrupted: outputs written so far are complete files", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # a bug: never exit 1 ("does not fit") on a crash
+            text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            _fail(verbose, f"internal error: {text}. Run again with -v for the traceback "
+                           "and report it.", EXIT_INTERNAL)  # fmt: skip
         finally:
             signal.signal(signal.SIGTERM, previous)
 

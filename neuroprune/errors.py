@@ -6,7 +6,8 @@ it matches on the class and reads the fields.
 
 Exit codes (architecture.md): 0 done and fits; 1 ran but does not fit or verification failed;
 2 bad usage or input; 3 a backend is unavailable or the simulator failed; 4 a file-system fault
-(read-only folder, full disk, permissions, file size limit); 130 interrupted (SIGINT/SIGTERM).
+(read-only folder, full disk, permissions, file size limit); 5 an internal error (a bug: the
+command line prints one line, ``-v`` the traceback); 130 interrupted (SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ EXIT_DOES_NOT_FIT = 1
 EXIT_BAD_INPUT = 2
 EXIT_BACKEND_UNAVAILABLE = 3
 EXIT_IO_ERROR = 4
+EXIT_INTERNAL = 5
 EXIT_INTERRUPTED = 130
 
 

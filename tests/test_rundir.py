@@ -318,3 +318,29 @@ def test_lock_file_of_a_dead_process_is_taken_over(tmp_path):
     with rd.lock():
         assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
     assert time.perf_counter() - started < 5
+
+
+# --------------------------------------------------------------------------------------------
+# A failed simulation still leaves a complete report
+
+
+@pytest.mark.slow
+def test_failed_simulation_is_recorded_in_a_complete_report(tmp_path, monkeypatch):
+    import neuroprune.sim as sim
+    from neuroprune.errors import SimulationError
+
+    def crash(*args, **kwargs):
+        raise SimulationError("Lava worker died (signal SIGKILL) without a result",
+                              where="simulate --backend lava", fix="Check the model.")  # fmt: skip
+
+    monkeypatch.setattr(sim, "simulate", crash)
+    result = fit(tmp_path, "--sparsity", "0.8", "--backend", "reference", "--json")
+    assert result.exit_code == 3, result.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report == json.loads(result.stdout)
+    assert report["simulation"] is None and report["fit"] is not None
+    assert report["errors"][0]["stage"] == "simulate"
+    assert "SIGKILL" in report["errors"][0]["message"]
+    assert (tmp_path / "run" / "report.md").is_file()
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "recorded in report.json" in lines[0]
