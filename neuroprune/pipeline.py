@@ -651,6 +651,8 @@ def quant_record(result) -> dict[str, Any]:
         "accuracy_float": result.accuracy_float,
         "accuracy_ptq": result.accuracy_ptq,
         "accuracy_qat": result.accuracy_qat,
+        "arithmetic": getattr(result, "arithmetic", None),
+        "qat": dict(getattr(result, "qat", {}) or {}),
         "layers": [dict(row) for row in result.layers],
         "notes": list(result.notes),
         "history": [dict(row) for row in getattr(result, "history", ())],
@@ -707,11 +709,14 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
         run.emit("simulate", f"Lava time limit {timeout:.0f} s, scaled from the network's "
                              f"measured cost (--sim-timeout overrides)")  # fmt: skip
     # Fixed point gates on the bit-exact integer emulation (must be 100 %) and reports the
-    # drift from the float PyTorch model; floating point gates on the PyTorch model itself.
+    # agreement of the trained quantized model (chip arithmetic where the profile declares it)
+    # and the float-to-chip drift; floating point gates on the PyTorch model itself.
+    from neuroprune.models.neurons import float_twin
+
     result = simulate(run.rundir.model_file("nir"), x=x, y=y, profile=run.profile,
                       backend=cfg.backend, fixed_point=fixed, timeout=timeout,
                       expected_counts=_bit_exact_check(cfg.backend, fixed),
-                      reference_model=model)  # fmt: skip
+                      reference_model=model, float_model=float_twin(model))  # fmt: skip
     data = result.as_dict()
     run.rundir.write_json("simulation.json", data)
     run.mark("simulation.json")
@@ -719,7 +724,10 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
     agreement = data.get("spike_agreement")
     drift = data.get("model_spike_agreement")
     versus = "the bit-exact emulation" if fixed else "the PyTorch model"
-    extra = f"; {100 * drift:.2f} % vs the float PyTorch model" if drift is not None else ""
+    extra = f"; {100 * drift:.2f} % vs the trained PyTorch model" if drift is not None else ""
+    if data.get("float_drift"):
+        floats = min(data["float_drift"]["layer_agreement"])
+        extra += f" ({100 * floats:.2f} % vs its weights on float neurons)"
     run.emit("simulate", f"spike agreement {100 * (agreement or 0):.2f} % vs {versus}{extra}, "
                          f"{1000 * (data.get('seconds_per_sample') or 0):.2f} ms/sample")  # fmt: skip
     return verification_passed(data, cfg.agreement_threshold)

@@ -148,3 +148,29 @@ def test_chip_model_survives_save_and_load(tmp_path):
     x = np.broadcast_to(images, (T, *images.shape))
     for a, b in zip(model_counts(qmodel, x), model_counts(loaded, x), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_qat_decisions_never_look_at_the_test_split():
+    """Scrambling the test labels changes the reported test accuracies, never the decision or
+    the weights kept (validation split carved from the training data)."""
+    import dataclasses
+
+    from neuroprune.data import load_dataset
+    from neuroprune.models.train import default_config, train
+    from neuroprune.quantize.api import quantize_model
+
+    data = load_dataset("digits")
+    data = dataclasses.replace(data, x_train=data.x_train[:300], y_train=data.y_train[:300],
+                               x_test=data.x_test[:100], y_test=data.y_test[:100])  # fmt: skip
+    scrambled = dataclasses.replace(data, y_test=np.roll(data.y_test, 1))
+    config = default_config(timesteps=4, batch_size=64, seed=0)
+    model = build_model("mlp", SHAPE, 10, hidden=(32,), seed=0)
+    train(model, data, config.replace(epochs=3))
+    runs = [quantize_model(model, load_profile("loihi"), d, config, finetune_epochs=2)
+            for d in (data, scrambled)]  # fmt: skip
+    assert runs[0].qat == runs[1].qat and runs[0].qat["decision"] in ("kept", "reverted")
+    assert runs[0].accuracy_ptq != runs[1].accuracy_ptq  # the test split did change
+    for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert runs[0].arithmetic == "loihi_fixed_pt"

@@ -29,6 +29,7 @@ with ``gain_x = 1/tau`` (decay_input) or 1 and ``gain_v = 1 - 1/tau`` (LIF) or 1
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -383,3 +384,33 @@ def float64_input(_module: torch.nn.Module, args: tuple) -> tuple:
     """Forward pre-hook: the layer computes in float64 (a host-injected first layer, so its
     current rounds like the simulator's float64 ``W_int x``)."""
     return tuple(a.double() if torch.is_tensor(a) else a for a in args)
+
+
+def float_twin(model: torch.nn.Module) -> torch.nn.Module | None:
+    """A copy of a chip-arithmetic model with its neurons back in float (strict ``>``, same
+    tau and threshold, float32 everywhere): the float-to-chip drift reference. ``None`` when
+    the model has no chip-arithmetic node."""
+    if not any(isinstance(m, CHIP_TYPES) for m in model.modules()):
+        return None
+    twin = copy.deepcopy(model)
+    for parent in twin.modules():
+        for name, child in list(parent.named_children()):
+            if isinstance(child, CHIP_TYPES):
+                setattr(parent, name, _float_node(child))
+            elif child._forward_pre_hooks:
+                child._forward_pre_hooks.clear()
+                child.float()
+    return twin
+
+
+def _float_node(node: neuron.BaseNode) -> neuron.BaseNode:
+    common = {
+        "v_threshold": node.v_threshold,
+        "v_reset": node.v_reset,
+        "surrogate_function": node.surrogate_function,
+        "detach_reset": node.detach_reset,
+        "step_mode": node.step_mode,
+    }
+    if isinstance(node, neuron.IFNode):
+        return IFNode(**common)
+    return LIFNode(tau=node.tau, decay_input=node.decay_input, **common)

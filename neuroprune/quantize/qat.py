@@ -4,8 +4,12 @@ The model's weights always hold grid values ``P(w)`` (the forward pass sees what
 compute); a float *latent* copy ``w`` receives the updates (BinaryConnect-style straight-through
 estimator: the gradient taken at ``P(w)`` is applied to ``w``). Per optimizer step:
 
-    before_step:  g <- g * mask;  weight <- w            (the optimizer updates the latent)
-    after_step:   w <- weight * mask;  [grid <- refit(w)];  weight <- P(w)
+    before_step:  g <- g * mask;  weight[kept] <- w      (the optimizer updates the latent)
+    after_step:   w <- weight[kept];  [grid <- refit(w)];  weight[kept] <- P(w)
+
+Only the kept synapses are gathered and projected, in the weights' own dtype (exact for the
+power-of-two scales of Loihi and SpiNNaker), so a step costs O(kept), not a float64 pass over
+every weight.
 
 ``P`` is the nearest level of the layer's grid (the one chosen at post-training quantization);
 its scale and integer range stay frozen, so thresholds and biases keep their integers. Formats
@@ -18,6 +22,7 @@ onto their own uniform grid with the same scale.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,8 +43,11 @@ Refit = Callable[[np.ndarray, Grid], Grid]
 class Projection:
     """Training state of one parameter kept on a grid (mutable: the grid may be re-fitted).
 
-    ``param`` holds grid values, ``latent`` the float copy the optimizer updates, ``mask`` the
-    entries allowed to be nonzero; ``refit`` re-fits a level grid to the latent weights.
+    ``param`` holds grid values, ``mask`` the entries allowed to be nonzero and ``kept`` their
+    flat indices; ``latent`` is the float copy of the kept entries (``param``'s dtype) that the
+    optimizer updates; ``refit`` re-fits a level grid to the latent weights. Only kept entries
+    are ever touched: pruned ones hold 0 and get no gradient (``mask``), so the optimizer
+    leaves them at 0.
     """
 
     param: torch.nn.Parameter
@@ -48,14 +56,47 @@ class Projection:
     latent: torch.Tensor
     is_weight: bool = True
     refit: Refit | None = None
+    kept: torch.Tensor | None = None
 
     def project(self) -> None:
-        """``grid <- refit(latent * mask)`` (if any), then ``param <- P(latent * mask)``."""
+        """``grid <- refit(latent)`` (if any), then ``param[kept] <- P(latent)``."""
         with torch.no_grad():
-            values = self.latent * self.mask
             if self.refit is not None:
-                self.grid = self.refit(values.detach().cpu().double().numpy(), self.grid)
-            self.param.copy_(project(values, self.grid).to(self.param.dtype))
+                self.grid = self.refit(self.masked_latent().cpu().double().numpy(), self.grid)
+            if self.grid.levels is None:
+                values = project_kept(self.latent, self.grid)
+            else:  # per-neuron level tables need the parameter's shape
+                values = project(self.masked_latent(), self.grid).view(-1)[self.kept]
+            self.param.view(-1).index_copy_(0, self.kept, values.to(self.param.dtype))
+
+    def load_latent(self) -> None:
+        """``param[kept] <- latent`` (before the optimizer step: it updates the latent)."""
+        self.param.view(-1).index_copy_(0, self.kept, self.latent)
+
+    def take_latent(self) -> None:
+        """``latent <- param[kept]`` (after the optimizer step)."""
+        torch.index_select(self.param.view(-1), 0, self.kept, out=self.latent)
+
+    def masked_latent(self) -> torch.Tensor:
+        """The latent values in the parameter's shape, 0 at pruned entries."""
+        full = torch.zeros_like(self.param).view(-1)
+        full[self.kept] = self.latent
+        return full.view_as(self.param)
+
+
+def project_kept(values: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Nearest value of a uniform grid for a flat vector of kept entries: in their own dtype
+    when the scale is a power of two (``round(v / scale) * scale`` is then exact in float32),
+    else through :func:`project` (float64)."""
+    if not _is_pow2(grid.scale):
+        return project(values, grid)
+    q = torch.round(values / grid.scale).clamp_(grid.int_min, grid.int_max).mul_(grid.scale)
+    return torch.where(values == 0, torch.zeros_like(q), q)
+
+
+def _is_pow2(scale: float) -> bool:
+    mantissa, _ = math.frexp(scale)
+    return scale > 0 and mantissa == 0.5
 
 
 def project(values: torch.Tensor, grid: Grid) -> torch.Tensor:
@@ -98,8 +139,9 @@ def projections(layers: Sequence[QuantizedLayer], profile: ChipProfile) -> list[
 
 
 def _projection(param, grid: Grid, mask, *, is_weight: bool, refit=None) -> Projection:
-    latent = param.detach().clone()
-    return Projection(param, grid, mask.to(param.dtype), latent, is_weight, refit)
+    kept = torch.nonzero(mask.reshape(-1), as_tuple=False).view(-1)
+    latent = param.detach().reshape(-1)[kept].clone()
+    return Projection(param, grid, mask.to(param.dtype), latent, is_weight, refit, kept)
 
 
 class QuantAwareCallback(Callback):
@@ -124,12 +166,12 @@ class QuantAwareCallback(Callback):
             for p in self.projections:
                 if p.param.grad is not None:
                     p.param.grad.mul_(p.mask)
-                p.param.copy_(p.latent)
+                p.load_latent()
 
     def after_step(self, iteration: int, lr: float) -> None:
         with torch.no_grad():
             for p in self.projections:
-                p.latent.copy_(p.param * p.mask)
+                p.take_latent()
                 p.project()
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -144,5 +186,5 @@ class QuantAwareCallback(Callback):
         """The masked float latent values of ``param`` (float64 numpy) and its current grid."""
         for p in self.projections:
             if p.param is param:
-                return (p.latent * p.mask).detach().cpu().double().numpy(), p.grid
+                return p.masked_latent().detach().cpu().double().numpy(), p.grid
         raise KeyError("parameter is not projected by this callback")

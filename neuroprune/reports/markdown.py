@@ -62,9 +62,18 @@ def report_markdown(report: Mapping[str, Any]) -> str:
               r.get("max_abs_error"), r.get("mean_abs_error")] for r in quant["layers"]],
         ))  # fmt: skip
         out.append("")
-        out.append(f"Accuracy: float {_pct(quant.get('accuracy_float'))}, post-training "
+        arith = quant.get("arithmetic")
+        out.append(f"Test accuracy ({'chip arithmetic ' + arith if arith else 'float neurons'}): "
+                   f"float {_pct(quant.get('accuracy_float'))}, post-training "
                    f"{_pct(quant.get('accuracy_ptq'))}, after fine-tuning "
                    f"{_pct(quant.get('accuracy_qat'))}.")  # fmt: skip
+        qat = quant.get("qat") or {}
+        if qat.get("decision") in ("kept", "reverted"):
+            out.append(f"Fine-tuning {qat['decision']} on the validation split "
+                       f"({qat.get('val_samples')} training samples held out): validation "
+                       f"{_pct(qat.get('val_ptq'))} post-training vs {_pct(qat.get('val_qat'))} "
+                       f"fine-tuned (best of {qat.get('epochs_run')} epochs: "
+                       f"{qat.get('best_epoch')}).")  # fmt: skip
         out += [f"- {n}" for n in quant.get("notes", [])]
     if fit:
         out += ["", "## Fit", ""]
@@ -89,9 +98,16 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         if sim.get("model_agreement") is not None:
             drift = ", ".join(f"{100 * a:.2f} %" for a in sim["model_agreement"])
             counts = ", ".join(f"{100 * a:.2f} %" for a in sim.get("model_count_agreement") or [])
-            out.append(f"Drift of the chip arithmetic from the float PyTorch model: samples with "
-                       f"identical counts per layer {drift}; identical per-neuron counts {counts}; "
+            out.append(f"Trained quantized PyTorch model vs this run: samples with identical "
+                       f"counts per layer {drift}; identical per-neuron counts {counts}; "
                        f"prediction agreement {_pct(sim.get('model_prediction_agreement'))}.")  # fmt: skip
+        if sim.get("float_drift"):
+            fd = sim["float_drift"]
+            layers = ", ".join(f"{100 * a:.2f} %" for a in fd["layer_agreement"])
+            out.append(f"Float-to-chip drift (the same weights on float neurons): samples with "
+                       f"identical counts per layer {layers}; prediction agreement "
+                       f"{_pct(fd.get('prediction_agreement'))}; float accuracy "
+                       f"{_pct(fd.get('accuracy'))}.")  # fmt: skip
         out += [f"- {n}" for n in sim.get("notes", [])]
         if sim.get("synops_per_sample") is not None:
             energy = sim.get("energy_per_sample_j")

@@ -196,9 +196,16 @@ def simulation_text(sim: Mapping[str, Any]) -> Group:
         per_layer = ", ".join(f"{100 * a:.2f} %" for a in sim["model_agreement"])
         per_count = ", ".join(f"{100 * a:.2f} %" for a in sim.get("model_count_agreement") or [])
         parts.append(Text(
-            f"drift from the float PyTorch model (chip arithmetic): samples with identical "
+            f"trained quantized PyTorch model vs this run: samples with identical "
             f"counts per layer {per_layer}; identical per-neuron counts {per_count}; prediction "
             f"agreement {_pct(sim.get('model_prediction_agreement'))}"
+        ))  # fmt: skip
+    if sim.get("float_drift"):
+        fd = sim["float_drift"]
+        layers = ", ".join(f"{100 * a:.2f} %" for a in fd["layer_agreement"])
+        parts.append(Text(
+            f"float-to-chip drift (same weights, float neurons): identical counts per layer "
+            f"{layers}; prediction agreement {_pct(fd.get('prediction_agreement'))}"
         ))  # fmt: skip
     layers = sim.get("layers") or []
     if layers:

@@ -34,6 +34,7 @@ def simulate(
     timeout: float | None = None,
     expected_counts: Sequence[np.ndarray] | str | None = None,
     reference_model: Any = None,
+    float_model: Any = None,
     progress: Progress = None,
 ) -> SimulationResult:
     """Simulate the network in ``nir_path`` on ``backend`` and report counts and agreement.
@@ -59,6 +60,9 @@ def simulate(
             ``expected_counts="reference"`` for the bit-exact check. When both are given, the
             expected counts gate ``spike_agreement`` and the model's agreement is reported as
             ``model_agreement`` (drift).
+        float_model: optional second torch model, the chip-arithmetic ``reference_model``'s
+            weights on float neurons; its agreement with this run is ``float_drift`` (the
+            float-to-chip drift, reported, never gated on).
 
     Returns:
         a :class:`SimulationResult` (definitions in :mod:`neuroprune.sim.result`).
@@ -111,6 +115,9 @@ def simulate(
             model_prediction_agreement=_prediction_agreement(result.predictions, drift),
             model_count_agreement=metrics.count_agreement(run.counts, drift),
         )
+    if float_model is not None:
+        result = replace(result, float_drift=_float_drift(float_model, chosen, spec, stimulus, run,
+                                                          result, labels))  # fmt: skip
     emit(
         progress,
         "done",
@@ -209,6 +216,18 @@ def _labels(y: np.ndarray | None, samples: int) -> np.ndarray | None:
             fix=f"Pass {samples} labels.",
         )
     return labels[:samples].astype(np.int64)
+
+
+def _float_drift(float_model, chosen, spec, stimulus, run, result, labels) -> dict[str, Any]:
+    """Agreement of the float-neuron twin with this run (see ``simulate(float_model=...)``)."""
+    counts, _ = _expected(None, float_model, chosen, spec, stimulus, run)
+    predictions = metrics.predictions_from(counts[-1])
+    return {
+        "layer_agreement": list(metrics.layer_agreement(run.counts, counts)),
+        "count_agreement": list(metrics.count_agreement(run.counts, counts)),
+        "prediction_agreement": _prediction_agreement(result.predictions, counts),
+        "accuracy": metrics.agreement_with_labels(predictions, labels),
+    }
 
 
 def _expected(expected_counts, reference_model, chosen, spec, stimulus, run):

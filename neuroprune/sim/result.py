@@ -61,6 +61,10 @@ class SimulationResult:
             to the PyTorch model's (a finer view of the same drift).
         placement: ``((node, "chip" | "host"), ...)``: where each synaptic and neuron node ran
             (``neuroprune.sim.inputs.placement``).
+        float_drift: when ``simulate(float_model=...)`` was given (a model trained with the
+            chip's arithmetic, compared with the same weights on float neurons):
+            ``layer_agreement``, ``count_agreement`` (per layer), ``prediction_agreement`` and
+            ``accuracy`` of the float model against this run: the float-to-chip drift.
     """
 
     backend: str
@@ -90,6 +94,7 @@ class SimulationResult:
     model_prediction_agreement: float | None = None
     model_count_agreement: tuple[float, ...] | None = None
     placement: tuple[tuple[str, str], ...] = ()
+    float_drift: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no per-sample arrays) for ``simulation.json`` / report.json."""
@@ -120,6 +125,7 @@ class SimulationResult:
             "model_count_agreement": None
             if self.model_count_agreement is None
             else list(self.model_count_agreement),
+            "float_drift": None if self.float_drift is None else dict(self.float_drift),
         }
 
     def layer_rows(self) -> list[dict[str, Any]]:
