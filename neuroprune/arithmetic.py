@@ -81,11 +81,22 @@ class LoihiNeuron:
         """``vth << 6``: v must exceed this to fire."""
         return int(self.vth) << ACT_SHIFT
 
-    def charge(self, u, v, a, bias=0):
+    def charge(self, u, v, a, bias=0, *, small: bool = False):
         """``(u, v)`` after one step's input ``a`` (int64 arrays; ``bias`` per neuron or 0),
-        before the spike check."""
-        decayed_u = int32(trunc_decay(u, keep_factor(self.du + 1)))
-        u = wrap24(int32(decayed_u + int32(a << ACT_SHIFT)))
+        before the spike check.
+
+        ``small=True`` is for callers that checked ``|u| + |a| + |bias| < 2**16`` (weight LSBs,
+        u and the input scaled by 64 then stay below 2**23): the int32 and 24-bit wraps are then
+        identities and are skipped (same result, fewer operations).
+        """
+        keep_u = keep_factor(self.du + 1)
+        decayed_u = trunc_decay(u, keep_u) if keep_u else 0
+        if small:
+            u = decayed_u + (a << ACT_SHIFT)
+            decayed_v = trunc_decay(v, keep_factor(self.dv))
+            v = (decayed_v + u + (bias << ACT_SHIFT)).clip(-STATE_LIMIT + 1, STATE_LIMIT - 1)
+            return u, v
+        u = wrap24(int32(int32(decayed_u) + int32(a << ACT_SHIFT)))
         decayed_v = int32(trunc_decay(v, keep_factor(self.dv)))
         v = int32(decayed_v + u + int32(bias << ACT_SHIFT)).clip(-STATE_LIMIT + 1, STATE_LIMIT - 1)
         return u, v
