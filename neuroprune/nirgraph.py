@@ -56,8 +56,8 @@ NODES_KEY = "neuroprune_nodes"
 SUPPORTED_TYPES = ("Input", "Output", "Affine", "Linear", "Conv2d", "Flatten", "LIF", "IF")
 MAPPABLE_TYPES = (*SUPPORTED_TYPES, "CubaLIF")
 DT_FIX = (
-    "Pass the file's time step: --nir-dt SECONDS (snnTorch writes 1e-4 s, Norse 1e-3 s, "
-    "Sinabs 1 step = 1)."
+    "Pass the file's time step: --nir-dt SECONDS (snnTorch 1.0 exports: 1e-4; Norse 1.1 "
+    "exports: dt squared, 1e-6 for its default dt; Sinabs: 1)."
 )
 REEXPORT = "Export the model again with `neuroprune export RUN_DIR --format nir`."
 
