@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DatasetError, did_you_mean
-from .events import EVENT_DATASETS, EventOptions, load_event_dataset
+from .events import EVENT_DATASETS, EventOptions, describe_event_dataset, load_event_dataset
 
 IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 DATASETS = IMAGE_DATASETS + EVENT_DATASETS
@@ -205,6 +205,18 @@ def load_dataset(
     if key in EVENT_DATASETS:
         return load_event_dataset(key, data_dir, events or EventOptions())
     return _LOADERS[key](data_dir)
+
+
+def dataset_shape(
+    name: str, data_dir: str | Path | None = None, events: EventOptions | None = None
+) -> tuple[tuple[int, ...], int]:
+    """``(input_shape, num_classes)`` of dataset ``name``; an event dataset's folder is checked
+    but its recordings are not read (images are loaded: they are small)."""
+    key = canonical_name(name)
+    if key in EVENT_DATASETS:
+        return describe_event_dataset(key, data_dir, events or EventOptions())
+    data = _LOADERS[key](data_dir)
+    return data.input_shape, data.num_classes
 
 
 def is_event_dataset(name: str) -> bool:

@@ -323,6 +323,19 @@ def load_event_dataset(name: str, data_dir: str | Path | None, options: EventOpt
     return Dataset(name, x_tr, y_tr, x_te, y_te, len(fmt.classes), fmt.classes)
 
 
+def describe_event_dataset(
+    name: str, data_dir: str | Path | None, options: EventOptions
+) -> tuple[tuple[int, int, int], int]:
+    """``(frame shape (C, H, W), classes)`` after checking that the folder holds train and test
+    recordings, without reading or binning them (for ``check``)."""
+    fmt = FORMATS[name]
+    root = _find_root(fmt, data_dir)
+    for train in (True, False):
+        if not fmt.list_split(root, train):
+            raise _missing(fmt, root, "train" if train else "test")
+    return frame_shape(fmt.sensor, options), len(fmt.classes)
+
+
 def _find_root(fmt: EventFormat, data_dir: str | Path | None) -> Path:
     fix = f"Pass --data-dir DIR holding {fmt.expected} (neuroprune never downloads)."
     if data_dir is None:

@@ -193,20 +193,23 @@ def check_dense(chip: str, *, model="mlp", hidden=None, dataset="digits", data_d
                 chips=None, cores=None, neuron="lif", from_nir=None, nir_dt=None):  # fmt: skip
     """Fit report of the untrained dense network (every synapse present), or of the network in
     the NIR file ``from_nir`` (with its weights: zeros there are not synapses)."""
-    from neuroprune.data import load_dataset
+    from neuroprune.data import dataset_shape
     from neuroprune.fit import check_fit
 
     profile = load_profile(chip)
-    data = load_dataset(dataset, data_dir)
+    shape, classes = dataset_shape(dataset, data_dir)
     from neuroprune.models import build_model, summarize  # torch only once the inputs are valid
 
     if from_nir:
-        net, model = _nir_model(from_nir, data, nir_dt).model, Path(from_nir).stem
+        from neuroprune.models.nir_model import load_nir_model
+
+        net = load_nir_model(from_nir, input_shape=shape, num_classes=classes, dt=nir_dt).model
+        model = Path(from_nir).stem
     else:
         widths = parse_hidden(hidden) if hidden else None
-        check_model_size(model, widths, data.input_shape, data.num_classes)
-        net = build_model(model, data.input_shape, data.num_classes, hidden=widths, neuron=neuron)
-    summary = summarize(net, data.input_shape, 1, name=model)
+        check_model_size(model, widths, shape, classes)
+        net = build_model(model, shape, classes, hidden=widths, neuron=neuron)
+    summary = summarize(net, shape, 1, name=model)
     return check_fit(summary, profile, chips=chips, cores=cores)
 
 
@@ -859,7 +862,7 @@ def quantize_run(run_dir: Path, chip: str | None = None, *, finetune_epochs: int
 def simulate_target(target: Path, *, chip=None, backend="lava", samples=None, fixed_point=None,
                     dataset=None, data_dir=None, timeout=None):  # fmt: skip
     """Simulate a run directory's model.nir or a .nir file on the dataset's test split."""
-    from neuroprune.data import load_dataset, simulation_input
+    from neuroprune.data import is_event_dataset, load_dataset, simulation_input
     from neuroprune.sim import simulate
 
     target = Path(target)
@@ -877,6 +880,8 @@ def simulate_target(target: Path, *, chip=None, backend="lava", samples=None, fi
     if not nir_path.is_file():
         raise ArtifactError("NIR file not found", where=str(nir_path),
                             fix="Export first: neuroprune export RUN_DIR --format nir.")  # fmt: skip
+    if events is None and is_event_dataset(dataset or "digits"):
+        events = _graph_event_options(nir_path)
     profile = load_profile(chip) if chip else None
     data = load_dataset(dataset or "digits", data_dir, events)
     n = min(samples or len(data.x_test), len(data.x_test))
@@ -886,6 +891,14 @@ def simulate_target(target: Path, *, chip=None, backend="lava", samples=None, fi
                     backend=backend, fixed_point=fixed_point, timeout=timeout,
                     expected_counts=_bit_exact_check(backend, fixed_point),
                     reference_model=reference)  # fmt: skip
+
+
+def _graph_event_options(nir_path: Path):
+    """Event binning for a bare ``.nir`` file: T frames, T = the graph's ``timesteps``."""
+    from neuroprune.events import EventOptions
+    from neuroprune.sim import read_deployment
+
+    return EventOptions(timesteps=read_deployment(nir_path).timesteps or 8)
 
 
 def run_sweep(chip: str, *, budgets=None, sparsities=None, method="stds", out="runs"):

@@ -349,3 +349,33 @@ def test_lava_input_generator_emits_the_frames_the_model_trains_on(folders, tmp_
     trained_on = torch_encode(torch.from_numpy(data.x_test[:6]), T, "events").numpy()
     np.testing.assert_array_equal(streamed, trained_on.reshape(T, -1))
     assert streamed.dtype == np.uint8 and streamed.any()
+
+
+def test_check_reads_no_recordings(folders, monkeypatch):
+    import neuroprune.events
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("check must not bin the recordings")
+
+    monkeypatch.setattr(neuroprune.events, "load_event_dataset", refuse)
+    monkeypatch.setattr("neuroprune.data.load_event_dataset", refuse)
+    argv = ["check", "--chip", "loihi", "--dataset", "nmnist", "--model", "mlp", "--hidden", "8"]
+    result = CliRunner().invoke(main, [*argv, "--data-dir", str(folders["nmnist"][0])])
+    assert result.exit_code == 0, result.output
+    missing = CliRunner().invoke(main, [*argv, "--data-dir", str(folders["shd"][0])])
+    assert missing.exit_code == 2 and "Train/<0..9>/*.bin" in missing.output
+
+
+def test_simulate_a_bare_nir_file_bins_events_with_the_graph_timesteps(folders, tmp_path):
+    data = load_dataset("nmnist", folders["nmnist"][0], EventOptions(timesteps=3))
+    model = build_model("mlp", data.input_shape, 10, hidden=(8,), seed=0).eval()
+    from neuroprune.export import export_nir
+
+    path = export_nir(model, tmp_path / "m.nir", timesteps=3, encoding="events",
+                      input_shape=data.input_shape)  # fmt: skip
+    from neuroprune.pipeline import simulate_target
+
+    result = simulate_target(path, backend="reference", dataset="nmnist", samples=4,
+                             data_dir=folders["nmnist"][0])  # fmt: skip
+    assert result.timesteps == 3 and result.samples == 4
+    assert not any("exported with T=" in note for note in result.notes)
