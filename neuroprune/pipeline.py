@@ -63,7 +63,6 @@ class _Run:
     report: dict[str, Any] = field(default_factory=dict)
     history: dict[str, list] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
-    written: set[str] = field(default_factory=lambda: {"config.yaml", "profile.yaml", "log.txt"})
     writes: bool = True  # False on torchrun ranks > 0: only rank 0 writes the run directory
 
     @property
@@ -102,12 +101,11 @@ class _Run:
             return
         self.rundir.save_model(stage, model, {**meta, "inputs": dict(inputs),
                                               "inputs_hash": input_hash(inputs)})  # fmt: skip
-        self.mark(MODEL_FILES[stage])
         self.report["stages"][stage] = {"inputs_hash": input_hash(inputs)}
 
     def mark(self, name: str) -> None:
-        """Record that this run wrote (or reused) the run file ``name``."""
-        self.written.add(name)
+        """Record that this run reused the run file ``name``."""
+        self.rundir.mark(name)
 
 
 def _noop(_: Mapping[str, Any]) -> None:
@@ -267,7 +265,7 @@ def _run_main(plan: _Plan, rundir: RunDir, progress: Progress | None) -> RunOutc
     exit_code, error = _run_stages(run, plan)
     _finish_report(run)
     if cfg.resume:
-        rundir.remove_files(keep=run.written)
+        rundir.remove_files(keep=rundir.written)
     return RunOutcome(rundir.path, run.report, exit_code, error)
 
 
@@ -669,8 +667,7 @@ def _stage_fit(run: _Run, model, dataset):
     summary = summarize(model, dataset.input_shape, run.cfg.timesteps)
     report = check_fit(summary, run.profile, chips=run.cfg.chips, cores=run.cfg.cores)
     data = report.as_dict()
-    run.rundir.write_json("fit.json", data)
-    run.mark("fit.json")
+    run.rundir.write_fit(data)
     run.report["fit"] = data
     verdict = "fits" if report.fits else f"does NOT fit ({len(report.violations)} violations)"
     run.emit("fit", f"{verdict}: {report.cores_used} core(s), {report.chips_needed} chip(s)")
@@ -721,8 +718,7 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
                       expected_counts=_bit_exact_check(cfg.backend, fixed),
                       reference_model=model, float_model=float_twin(model))  # fmt: skip
     data = result.as_dict()
-    run.rundir.write_json("simulation.json", data)
-    run.mark("simulation.json")
+    run.rundir.write_simulation(data)
     run.report["simulation"] = data
     agreement = data.get("spike_agreement")
     drift = data.get("model_spike_agreement")
@@ -794,7 +790,8 @@ def _finish_report(run: _Run) -> None:
     record = RunRecord.model_validate(run.report)
     run.report = record.as_dict()
     run.rundir.write_record(record, report_markdown(run.report))
-    run.written |= {"report.json", "report.md", *run.report["plots"]}
+    for plot in run.report["plots"]:
+        run.rundir.mark(plot)
     run.emit("report", f"wrote report.json, report.md and {len(files)} plots")
 
 

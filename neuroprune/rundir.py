@@ -157,6 +157,11 @@ class RunDir:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._lock_fd: int | None = None
+        self.written: set[str] = set()  # run files written (or reused) by this process
+
+    def mark(self, name: str) -> None:
+        """Record that this run wrote or reused the run file ``name`` (see :meth:`remove_files`)."""
+        self.written.add(name)
 
     @classmethod
     def of(cls, out: str | os.PathLike, name: str) -> RunDir:
@@ -231,6 +236,7 @@ class RunDir:
         """``config.yaml``: ``config:`` (the resolved settings), then provenance keys."""
         body = {"config": dict(config), **dict(provenance)}
         write_text(self / "config.yaml", yaml.safe_dump(body, sort_keys=False))
+        self.mark("config.yaml")
 
     def load_config(self) -> dict[str, Any]:
         """The ``config:`` mapping of ``config.yaml`` (ArtifactError when absent or broken)."""
@@ -262,6 +268,7 @@ class RunDir:
 
     def save_profile(self, text: str) -> None:
         write_text(self / "profile.yaml", text)
+        self.mark("profile.yaml")
 
     @property
     def profile_path(self) -> Path:
@@ -284,6 +291,7 @@ class RunDir:
     def save_model(self, stage: str, model, meta: Mapping[str, Any]) -> Path:
         from neuroprune.artifacts import save_model
 
+        self.mark(MODEL_FILES[stage])
         return save_model(self.model_path(stage), model, dict(meta))
 
     def load_model(self, stage: str):
@@ -308,12 +316,18 @@ class RunDir:
 
     # ---- records ----------------------------------------------------------------------------
 
-    def write_json(self, name: str, data: Any) -> Path:
-        return write_json(self / name, data)
+    def write_fit(self, data: Mapping[str, Any]) -> Path:
+        self.mark("fit.json")
+        return write_json(self / "fit.json", data)
+
+    def write_simulation(self, data: Mapping[str, Any]) -> Path:
+        self.mark("simulation.json")
+        return write_json(self / "simulation.json", data)
 
     def write_record(self, record: RunRecord, markdown: str) -> None:
         write_json(self / "report.json", record.as_dict())
         write_text(self / "report.md", markdown)
+        self.written |= {"report.json", "report.md"}
 
     def load_record(self) -> RunRecord:
         path = self / "report.json"
@@ -339,6 +353,7 @@ class RunDir:
 
     def write_log(self, lines: list[str]) -> None:
         write_text(self / "log.txt", "\n".join(lines) + "\n")
+        self.mark("log.txt")
 
     @property
     def plots(self) -> Path:

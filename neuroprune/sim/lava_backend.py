@@ -56,7 +56,9 @@ WORKER_MODULE = "neuroprune.sim.lava_worker"
 SHM_DIR = Path("/dev/shm")
 JOB_PREFIX = "neuroprune-lava-"
 OWNER_FILE = "owner.json"
-TIMEOUT_FIX = "Pass a larger timeout (--timeout) or fewer samples (--samples)."
+TIMEOUT_FIX = (
+    "Pass a larger time limit (simulate --timeout, fit --sim-timeout) or fewer samples (--samples)."
+)
 # Peak PSS of the worker's process tree grows by about 1.4 MB per sample for a 64-4096-4096-10
 # net (8,266 neurons: 545 MB from 128 to 512 samples, benchmarks/lava_scale.py): ~170 B per
 # neuron and sample (channel slots, LIF state, products). 256 B leaves a margin.
