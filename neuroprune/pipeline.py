@@ -307,7 +307,8 @@ def _preflight(cfg: RunConfig) -> _Plan:
     if not cfg.from_nir:
         model = build_model(cfg.model, dataset.input_shape, dataset.num_classes,
                             hidden=cfg.hidden, neuron=cfg.neuron, seed=cfg.seed)  # fmt: skip
-    if not isinstance(model, torch.nn.Sequential) and cfg.method not in STRUCTURED_METHODS:
+    chain_or_wired = isinstance(model, torch.nn.Sequential) or hasattr(model, "wiring")
+    if not chain_or_wired and cfg.method not in STRUCTURED_METHODS:
         raise UnsupportedError(
             f"method {cfg.method!r} needs a Sequential chain model", where="--method",
             field="model", value=cfg.model, fix="Use --method sca with --model sew.",

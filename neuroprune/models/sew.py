@@ -27,9 +27,12 @@ Pipeline support, plainly:
   :class:`~neuroprune.summary.NetworkSummary` that ``fit.check_fit`` and ``derive_budget``
   accept. ``models.translate.summarize`` itself does **not**: it walks a Sequential and raises
   ``ModelError`` ("model must be a torch.nn.Sequential");
-* unstructured pruning (``prune_to_budget``, ``sca+stds``), BN folding, quantization, NIR/ONNX
-  export and simulation: **not supported** (they walk a Sequential chain). Call
-  :func:`require_sequential` there: it raises :class:`~neuroprune.errors.UnsupportedError`.
+* unstructured pruning (``prune_to_budget``: stds, slats, lats, pgh, gradr, gmp, magnitude):
+  yes; :func:`neuroprune.pruning.targets.wiring_targets` costs each weight ``k`` times when its
+  layer reads ``k`` ADDed sources, so the budget is met to within one entry's cost;
+* ``sca+stds``, BN folding, quantization, NIR/ONNX export and simulation: **not supported**
+  (they walk a Sequential chain). Call :func:`require_sequential` there: it raises
+  :class:`~neuroprune.errors.UnsupportedError`.
 
 :class:`SynapseLayer` describes one synaptic layer of any such model (what it reads, what it
 writes, how many spike sources are summed at its input); a model that is not a Sequential chain

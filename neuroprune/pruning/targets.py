@@ -63,7 +63,10 @@ class Target:
 def find_targets(
     model: torch.nn.Module, input_shape: Sequence[int], *, conv_weight_sharing: bool
 ) -> list[Target]:
-    """Every Linear/Conv2d weight of a convention model, with costs and groups."""
+    """Every Linear/Conv2d weight of a convention model (or of a model with ``wiring()``, e.g.
+    SEW-ResNet), with costs and groups."""
+    if hasattr(model, "wiring"):
+        return wiring_targets(model, input_shape, conv_weight_sharing)
     blocks = parse_blocks(model, input_shape, where="pruning", allow_bias=True, allow_pooling=True)
     last = len(blocks) - 1
     return [_target(block, conv_weight_sharing, i == last) for i, block in enumerate(blocks)]
@@ -82,6 +85,28 @@ def _target(block: Block, sharing: bool, is_output: bool) -> Target:
     return Target(
         block.name, block.synapse, cost.float(), group, is_output, block.batchnorm is not None
     )
+
+
+def wiring_targets(model: torch.nn.Module, input_shape, sharing: bool) -> list[Target]:
+    """Targets of a residual model from its ``wiring()``: a layer reading ``k`` spike sources
+    summed by ADDs is wired once per source (``models.sew``), so every entry costs ``k`` times
+    its single-source cost."""
+    layers = model.wiring(tuple(int(s) for s in input_shape))
+    targets = []
+    for i, wired in enumerate(layers):
+        module = model.get_submodule(wired.name)
+        if wired.kind == "conv" and not sharing:
+            cost = unrolled_tap_cost(module, wired.in_shape)
+        else:
+            cost = torch.ones(module.weight.shape)
+        rows = torch.arange(module.weight.shape[0]).view(-1, *([1] * (module.weight.dim() - 1)))
+        group = rows.expand(module.weight.shape).contiguous()
+        is_output = i == len(layers) - 1
+        has_bn = wired.batchnorm is not None
+        targets.append(
+            Target(wired.name, module, (cost * wired.sources).float(), group, is_output, has_bn)
+        )
+    return targets
 
 
 def unrolled_tap_cost(conv: torch.nn.Module, in_shape: Sequence[int]) -> torch.Tensor:
