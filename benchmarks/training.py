@@ -10,7 +10,8 @@ measured (this one, "after", and ``--before ROOT``), alternating row by row:
    the zoo ``conv`` model (8, 16 channels) on random 28x28x1 and 32x32x3 batches, measured
    against the *same architecture built from plain SpikingJelly* (``neuron.LIFNode``
    multi-step, torch backend, ATan surrogate) in the same child with the same loop,
-   alternating, fastest of ``--repeats`` blocks;
+   alternating, fastest of ``--repeats`` blocks; and the zoo model with its weights in
+   ``torch.channels_last`` memory format;
 3. **conv epoch**: one epoch of ``neuroprune.models.train.train`` on ``--images`` random
    28x28 images (batch 32, T = 8, direct encoding), the time ``train`` reports.
 
@@ -104,6 +105,9 @@ def child_steps(args) -> dict:
         nets = {
             "neuroprune": build_model("conv", shape, 10, seed=0),
             "spikingjelly": plain_spikingjelly_conv(shape, 10),
+            "neuroprune channels-last": build_model("conv", shape, 10, seed=0).to(
+                memory_format=torch.channels_last
+            ),
         }
         x = torch.rand(args.timesteps, args.batch, *shape)
         y = torch.randint(0, 10, (args.batch,))
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         + " |"
     )
     for shape in results["steps"]["after"]:
-        for net in ("neuroprune", "spikingjelly"):
+        for net in ("neuroprune", "spikingjelly", "neuroprune channels-last"):
             cells = [f"{results['steps'][n][shape][net]:.2f}" for n in roots]
             print(f"| steps/s {shape} ({net} conv) | " + " | ".join(cells) + " |")
     return 0
