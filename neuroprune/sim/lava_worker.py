@@ -1,10 +1,12 @@
 """Lava worker: ``python -m neuroprune.sim.lava_worker JOB_DIR`` (never imports torch).
 
 Started by :mod:`neuroprune.sim.lava_backend` in its own session. Reads ``JOB_DIR/job.json``,
-``layers.npz`` and ``frames_c<i>.npy``; for every chunk of samples builds one space-batched
-network (block-diagonal ``Sparse`` = kron(I_B, W) -> ``LIFReset`` per layer, a ``FrameSource``
-and one ``CountSink`` per layer), runs it for ``T + L (+1)`` steps with a blocking ``RunSteps``,
-(the first step alone, then the rest) and calls ``stop()`` only after ``run()`` returned. Writes ``result.npz`` (per-layer counts
+``layers.npz`` and ``frames_c<i>.npy``; for every chunk of ``B`` samples builds one
+space-batched network (``BatchedSparse``, i.e. what ``Sparse(kron(I_B, W))`` computes with
+``W`` stored once, -> ``LIFReset`` per layer, a ``FrameSource`` and one ``CountSink`` per
+layer, Lava channels of 2 slots), runs it for ``T + L (+1)`` steps with blocking ``RunSteps``
+(the first step alone, so compile and process start are timed apart, then the rest) and calls
+``stop()`` only after ``run()`` returned. Writes ``result.npz`` (per-layer counts
 ``[N, neurons]``, timings), appends progress events to ``progress.jsonl``, and on any failure
 writes a one-line ``error.json`` and leaves with ``os._exit`` (Lava may hang at exit after a
 failed run; the parent then kills the whole process group).
