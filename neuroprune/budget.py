@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroprune.capacity import capacity_model
+from neuroprune.capacity import InputBlocks, capacity_model
 from neuroprune.errors import BudgetError
 from neuroprune.summary import COUNTING_CONVENTION, LayerSummary, NetworkSummary
 
@@ -61,6 +61,10 @@ class Budget:
             (the chip shares conv weights); False when conv layers are counted unrolled.
         binding: which constraint set ``B``: one of :data:`BINDINGS`.
         dense_synapses: synapses of the unpruned network under the same convention.
+        input_blocks: layer name -> the core blocks the projection prunes it into
+            (:class:`neuroprune.capacity.InputBlocks`: every input feeds one block, a block
+            keeps at most ``inputs_per_block`` inputs), on chips whose fan-out is limited in
+            cores (TrueNorth: a neuron's targets all sit in one core).
     """
 
     synapses: int
@@ -71,6 +75,7 @@ class Budget:
     conv_weight_sharing: bool = False
     binding: str = "budget"
     dense_synapses: int | None = None
+    input_blocks: Mapping[str, InputBlocks] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_positive_int(self.synapses, where="budget", field_name="synapses")
@@ -103,6 +108,7 @@ class Budget:
             "counting": self.counting,
             "conv_weight_sharing": self.conv_weight_sharing,
             "dense_synapses": self.dense_synapses,
+            "input_blocks": {k: v.as_dict() for k, v in self.input_blocks.items()},
         }
 
 
@@ -149,7 +155,10 @@ def derive_budget(
     fan-in cap is 0, the allocation is not positive, or B is below the per-layer minimums.
     """
     _check_request(chips=chips, cores=cores, budget=budget, sparsity=sparsity)
-    cap = _profile_fan_in_cap(profile)
+    cap = _profile_fan_in_cap(profile, summary)
+    blocks = capacity_model(profile).input_blocks(summary) if profile is not None else {}
+    if profile is not None:
+        _check_prunable(profile, summary, chips=chips, cores=cores)
     sharing = bool(getattr(profile, "conv_weight_sharing", False)) if profile else False
     dense = summary.dense_positions(sharing)
     limits = _candidate_limits(profile, summary, chips, cores, budget, sparsity, cap, sharing)
@@ -177,6 +186,7 @@ def derive_budget(
         conv_weight_sharing=sharing,
         binding=chosen.binding,
         dense_synapses=int(dense),
+        input_blocks=blocks,
     )
 
 
@@ -198,7 +208,7 @@ def _candidate_limits(profile, summary, chips, cores, budget, sparsity, cap, sha
     if cap is not None:
         capacity = fan_in_capacity(summary, cap, conv_weight_sharing=sharing)
         if capacity < dense:
-            source = f"chip:{profile.id} fan_in_max={cap}"
+            source = _fan_in_source(profile, cap)
             limits.append(_Limit(capacity, source, "fan_in_cap", "--chip", cap))
     limits.append(_Limit(int(dense), "dense (no limit)", "dense", "--budget", dense))
     return limits
@@ -312,13 +322,43 @@ def _check_request(*, chips, cores, budget, sparsity) -> None:
             )  # fmt: skip
 
 
-def _profile_fan_in_cap(profile: Any | None) -> int | None:
+def _profile_fan_in_cap(profile: Any | None, summary: NetworkSummary) -> int | None:
+    """Inputs one neuron may keep on this chip, anticipating what comes after pruning:
+    :meth:`neuroprune.capacity.CapacityModel.neuron_input_cap` (fan-in and core input axons,
+    divided by the input copies the quantizer will make, e.g. TrueNorth's positive and negative
+    axon per input). None when the chip sets no cap that this network could reach."""
     if profile is None:
         return None
     cap = profile.neuron.fan_in_max
     if cap is not None:
         _check_fan_in_cap(cap, where=str(getattr(profile, "path", profile.id)))
-    return cap
+    effective = capacity_model(profile).neuron_input_cap()
+    widest = max((layer.inputs for layer in summary.layers), default=0)
+    if cap is None and (effective is None or effective >= widest):
+        return None
+    return effective
+
+
+def _fan_in_source(profile: Any, cap: int) -> str:
+    """``chip:ID fan-in cap N`` and where N comes from when input copies halve it."""
+    copies = capacity_model(profile).input_copies()
+    limit = profile.neuron.fan_in_max or profile.core.input_axons_max
+    why = f" (fan_in_max {limit} / {copies} input copies)" if copies > 1 else ""
+    return f"chip:{profile.id} fan-in cap {cap}{why}"
+
+
+def _check_prunable(profile: Any, summary: NetworkSummary, *, chips, cores) -> None:
+    """Say before training when no synapse budget can make the network fit (the limit named)."""
+    cores_alloc = cores if cores is not None else (chips or 1) * profile.cores
+    chips_alloc = chips if chips is not None else -(-cores_alloc // profile.cores)
+    problems = capacity_model(profile).unprunable_excess(summary, cores_alloc, chips_alloc)
+    if problems:
+        raise BudgetError(
+            f"no synapse budget can make this network fit {profile.id}: " + "; ".join(problems),
+            where="--chip", field=problems[0].split(":")[0], value=profile.id,
+            fix="Use a narrower model (--hidden), allocate more cores/chips, or remove "
+            "channels (--method sca).",
+        )  # fmt: skip
 
 
 def _infeasible_error(chosen: _Limit, needed: int, minimums: Mapping[str, int], dense: int):
@@ -390,9 +430,13 @@ def select_synapses(layers: Sequence[LayerScores], budget: Budget) -> dict[str, 
     Result: ``sum(cost[kept]) <= B``; equal to ``B`` when all costs are 1 and enough entries are
     eligible.
     """
-    ranks = [_rank_in_group(layer.scores, layer.groups) for layer in layers]
+    allowed = [block_mask(layer, budget.input_blocks.get(layer.name)) for layer in layers]
+    ranks = [
+        _rank_in_group(np.where(ok, np.asarray(layer.scores, np.float64), -np.inf), layer.groups)
+        for layer, ok in zip(layers, allowed, strict=True)
+    ]
     cap = budget.fan_in_cap
-    eligible = [np.ones_like(r, dtype=bool) if cap is None else r < cap for r in ranks]
+    eligible = [ok if cap is None else ok & (r < cap) for ok, r in zip(allowed, ranks, strict=True)]
     forced = [
         _forced_entries(layer, rank, ok, budget.per_layer_min.get(layer.name, 0))
         for layer, rank, ok in zip(layers, ranks, eligible, strict=True)
@@ -403,6 +447,29 @@ def select_synapses(layers: Sequence[LayerScores], budget: Budget) -> dict[str, 
     free = [ok & ~f for ok, f in zip(eligible, forced, strict=True)]
     filled = _greedy_fill(layers, free, budget.synapses - used)
     return {layer.name: f | g for layer, f, g in zip(layers, forced, filled, strict=True)}
+
+
+def block_mask(layer: LayerScores, blocks: InputBlocks | None) -> np.ndarray:
+    """Entries a dense layer may keep under its core blocks (all True without blocks).
+
+    Each input goes to one block, greedily by affinity: the block whose neurons' summed scores
+    for that input are highest among blocks with room (``inputs_per_block``), pairs taken in
+    descending affinity. Entry ``(i, j)`` stays eligible iff input ``j`` went to neuron ``i``'s
+    block. Entries are the flattened ``(neurons, inputs)`` matrix.
+    """
+    n = len(layer.scores)
+    if blocks is None or n != blocks.neurons * blocks.inputs:
+        return np.ones(n, dtype=bool)
+    scores = np.asarray(layer.scores, np.float64).reshape(blocks.neurons, blocks.inputs)
+    block_of = np.arange(blocks.neurons) // blocks.size
+    affinity = np.stack([scores[block_of == b].sum(axis=0) for b in range(blocks.blocks)])
+    owner = np.full(blocks.inputs, -1)
+    room = np.full(blocks.blocks, blocks.inputs_per_block)
+    for flat in np.argsort(-affinity, axis=None, kind="stable"):
+        b, j = divmod(int(flat), blocks.inputs)
+        if owner[j] < 0 and room[b] > 0:
+            owner[j], room[b] = b, room[b] - 1
+    return (owner[None, :] == block_of[:, None]).reshape(-1)
 
 
 def _descending(scores: np.ndarray) -> np.ndarray:

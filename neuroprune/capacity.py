@@ -108,6 +108,29 @@ class CoreUsage:
 
 
 @dataclass(frozen=True)
+class InputBlocks:
+    """Core blocks a layer must be pruned into so that its sources each drive one core.
+
+    The layer's ``neurons`` are cut into ``blocks`` contiguous blocks (block ``b`` holds
+    neurons ``b*size : (b+1)*size`` with ``size = ceil(neurons / blocks)``); every input may
+    feed one block only, and a block keeps at most ``inputs_per_block`` distinct inputs, so one
+    core holds a block: ``inputs_per_block x input copies <= input axons per core``.
+    """
+
+    blocks: int
+    inputs_per_block: int
+    neurons: int
+    inputs: int
+
+    @property
+    def size(self) -> int:
+        return -(-self.neurons // self.blocks)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"blocks": self.blocks, "inputs_per_block": self.inputs_per_block}
+
+
+@dataclass(frozen=True)
 class Excess:
     """One resource over its per-core limit."""
 
@@ -147,6 +170,59 @@ class CapacityModel:
         if params and params.get("input_copies"):
             return int(params["input_copies"])
         return 2 if self.profile.weights.sign in ("per_axon_type", "per_row") else 1
+
+    def neuron_input_cap(self) -> int | None:
+        """Most inputs one neuron may keep once its inputs are duplicated:
+        ``min(neuron.fan_in_max, input axons per core) // input copies`` (None: no cap)."""
+        caps = [c for c in (self.profile.neuron.fan_in_max, self.input_axons_max) if c]
+        if not caps:
+            return None
+        return max(1, min(caps) // self.input_copies())
+
+    def fan_out_cores(self) -> int | None:
+        """Most cores one neuron's targets may span (None: unlimited or counted per layer)."""
+        neuron = self.profile.neuron
+        if neuron.fan_out_max is None or (neuron.fan_out_unit or "core") not in ("core", "axon"):
+            return None
+        return neuron.fan_out_max
+
+    def input_blocks(self, summary: NetworkSummary) -> dict[str, InputBlocks]:
+        """Block structure each dense layer with on-chip sources needs when the chip limits
+        fan-out in cores and the layer cannot sit in one core (too many neurons, or more
+        input axons than a core has): ``blocks = max(ceil(neurons / neurons_max),
+        ceil(inputs / inputs_per_block))`` (at most one block per neuron), with
+        ``inputs_per_block = input axons per core // copies``. Disjoint inputs per block keep
+        every source's targets in one core (conservative where ``fan_out_max > 1``)."""
+        axons = self.input_axons_max
+        if self.fan_out_cores() is None or axons is None:
+            return {}
+        per_block = max(1, axons // self.input_copies())
+        out = {}
+        for layer in summary.layers[1:]:
+            if layer.kind != "dense":
+                continue
+            in_one_core = layer.neurons <= self.neurons_max and layer.inputs <= per_block
+            if in_one_core:
+                continue
+            blocks = max(-(-layer.neurons // self.neurons_max), -(-layer.inputs // per_block))
+            out[layer.name] = InputBlocks(min(blocks, layer.neurons), per_block,
+                                          layer.neurons, layer.inputs)  # fmt: skip
+        return out
+
+    def unprunable_excess(self, summary: NetworkSummary, cores: int, chips: int) -> list[str]:
+        """Limits that no pruning of synapses can meet (neurons stay): one line each, naming
+        the limit. Pruning removes synapses only, so neurons per chip, the cores the neurons
+        alone need, and padded per-layer memory are fixed before training."""
+        out = []
+        limit = self.profile.neurons_max * chips
+        if summary.neurons > limit:
+            out.append(f"chip.neurons_max: {summary.neurons} neurons > {limit} "
+                       f"({chips} chip(s) x {self.profile.neurons_max})")  # fmt: skip
+        need = -(-summary.neurons // self.neurons_max)
+        if self.splits_layers and need > cores:
+            out.append(f"core.neurons_max: {summary.neurons} neurons need {need} cores of "
+                       f"{self.neurons_max}, {cores} allocated")  # fmt: skip
+        return out
 
     # -- loads --------------------------------------------------------------------------------
     def group_load(self, group: Group) -> Load:
@@ -384,6 +460,23 @@ class ConvKernel(CapacityModel):
 
     def usage(self, load: Load) -> CoreUsage:
         return CoreUsage(load.neurons, 0, self.memory_bits(load))
+
+    def unprunable_excess(self, summary: NetworkSummary, cores: int, chips: int) -> list[str]:
+        """Padded kernel and neuron memory depend on shapes only: no unstructured pruning
+        changes them (only removing channels does)."""
+        out = super().unprunable_excess(summary, cores, chips)
+        for layer in summary.layers:
+            kernel, neurons = layer_entries(layer)
+            if self.memory_bits_max is not None and kernel * self.w > self.memory_bits_max:
+                out.append(f"core.synapse_memory_bits: layer {layer.name} kernel "
+                           f"{kernel * self.w} bits > {self.memory_bits_max}")  # fmt: skip
+            if neurons > self.neurons_max:
+                out.append(f"core.neurons_max: layer {layer.name} needs {neurons} neuron "
+                           f"entries > {self.neurons_max}")  # fmt: skip
+        if len(summary.layers) > cores:
+            out.append(f"chip.cores: {len(summary.layers)} layers need one core each, "
+                       f"{cores} allocated")  # fmt: skip
+        return out
 
 
 def conv_kernel_entries(c_in: int, c_out: int, kh: int, kw: int) -> int:

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from neuroprune.capacity import CapacityModel, Excess, Group, Load, capacity_model, sources
+from neuroprune.capacity import (
+    INPUT,
+    CapacityModel,
+    Excess,
+    Group,
+    Load,
+    capacity_model,
+    sources,
+)
 from neuroprune.profiles import ChipProfile
 from neuroprune.summary import LayerSummary, NetworkSummary
 
@@ -200,6 +208,7 @@ class _Packer:
         self.not_full: list[_OpenCore] = []  # cores with room for another neuron
         self.chips: list[_ChipState] = [_ChipState()]
         self.placements: list[Placement] = []
+        self._spans: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- cores and chips ----------------------------------------------------------------------
     def _open_core(self, *, new_chip: bool = False) -> _OpenCore:
@@ -278,7 +287,7 @@ class _Packer:
             options = self.candidates() if not first else self._whole_layer_cores(layer)
             stop, core = start, None
             for core in (c for c in options if c.index not in refused):
-                stop = self.largest(core, layer, start)
+                stop = self._clean_cut(core, layer, start, self.largest(core, layer, start))
                 if stop > start:
                     break
                 refused.add(core.index)
@@ -286,6 +295,36 @@ class _Packer:
                 core, stop = self._fresh_core(layer, start)
             self.put(core, layer, start, stop)
             start, first = stop, False
+
+    def _clean_cut(self, core: _OpenCore, layer: LayerSummary, start: int, stop: int) -> int:
+        """On chips that limit fan-out in cores, end the group where no input of the layer
+        feeds neurons on both sides of the cut (so each source keeps its targets in one core):
+        the largest clean cut in ``(start, stop]``. A partly used core takes nothing when there
+        is none; an empty core keeps ``stop`` (the split is unavoidable)."""
+        limited = self.model.fan_out_cores() is not None
+        if not limited or stop in (start, layer.neurons) or self.sources[layer.name] == INPUT:
+            return stop
+        first, last = self._target_span(layer)
+        spans = (first >= start) & (first < last)
+        size = layer.neurons + 2
+        marks = np.bincount(first[spans] + 1, minlength=size) - np.bincount(
+            last[spans] + 1, minlength=size
+        )
+        clean = np.flatnonzero(np.cumsum(marks)[start + 1 : stop + 1] == 0)
+        if clean.size:
+            return start + 1 + int(clean[-1])
+        return stop if not core.groups else start
+
+    def _target_span(self, layer: LayerSummary) -> tuple[np.ndarray, np.ndarray]:
+        """Per input of ``layer``: its first and last target neuron (cached per layer)."""
+        if layer.name not in self._spans:
+            coo = layer.connectivity.tocoo()
+            first = np.full(layer.inputs, layer.neurons, dtype=np.int64)
+            last = np.full(layer.inputs, -1, dtype=np.int64)
+            np.minimum.at(first, coo.col, coo.row)
+            np.maximum.at(last, coo.col, coo.row)
+            self._spans[layer.name] = (first, last)
+        return self._spans[layer.name]
 
     def _whole_layer_cores(self, layer: LayerSummary) -> list[_OpenCore]:
         """Cores for a layer's first group: where the whole layer fits, if it fits an empty
@@ -308,7 +347,7 @@ class _Packer:
             stop = self.largest(core, layer, start)
         if stop == start:
             stop = start + 1 if self.model.splits_layers else layer.neurons
-        return core, stop
+        return core, self._clean_cut(core, layer, start, stop)
 
     def freeze(self, strategy: str) -> Packing:
         used = sorted((c for c in self.cores if c.groups), key=lambda c: c.index)
@@ -657,13 +696,23 @@ def _utilisation(model: CapacityModel, packing: Packing) -> dict[str, float]:
 CAPACITY_RULES = ("cores", "core_memory", "core_input_axons", "chip_memory", "chip_neurons")
 
 
-def thinned(summary: NetworkSummary, density: float, seed: int = 0) -> NetworkSummary:
-    """A copy of ``summary`` keeping each synapse with probability ``density`` (seeded)."""
+def thinned(
+    summary: NetworkSummary, density: float, seed: int = 0, cap: int | None = None
+) -> NetworkSummary:
+    """A copy of ``summary`` keeping each synapse with probability ``density`` (seeded), and
+    at most ``cap`` (random) synapses per neuron when ``cap`` is given (as pruning with the
+    budget's fan-in cap does)."""
     rng = np.random.default_rng(seed)
     layers = []
     for layer in summary.layers:
         conn = layer.connectivity.copy()
         keep = rng.random(conn.nnz) < density
+        if cap is not None:
+            rows = np.repeat(np.arange(layer.neurons), np.diff(conn.indptr))
+            order = np.lexsort((rng.random(conn.nnz), ~keep, rows))
+            rank = np.empty(conn.nnz, dtype=np.int64)
+            rank[order] = np.arange(conn.nnz) - conn.indptr[rows[order]]
+            keep &= rank < cap
         conn.data = conn.data & keep
         conn.eliminate_zeros()
         layers.append(replace(layer, connectivity=conn, kernel_nonzeros=int(conn.nnz)))
@@ -680,16 +729,20 @@ def allocation_capacity(
 ) -> int | None:
     """Most synapses this network shape keeps while fitting the allocation's resources.
 
-    Bisection on the density ``d`` of a uniformly thinned copy (:func:`thinned`): the largest
-    ``d`` whose copy breaks none of :data:`CAPACITY_RULES` gives ``B = margin * synapses``.
+    Bisection on the density ``d`` of a uniformly thinned copy (:func:`thinned`, with the
+    per-neuron input cap the budget will impose, :meth:`CapacityModel.neuron_input_cap`): the
+    largest ``d`` whose copy breaks none of :data:`CAPACITY_RULES` under next-fit packing (a
+    placement the final check can only improve on) gives ``B = margin * synapses``.
     Unlike cores x synapses-per-core, this counts block headers, word alignment and partly
     filled lists of the real layer shapes. ``None`` when even the dense network fits (the
     allocation does not bind); 0 when not even a nearly empty network fits.
     """
 
+    cap = capacity_model(profile).neuron_input_cap()
+
     def fits(density: float) -> tuple[bool, int]:
-        net = thinned(summary, density)
-        report = check_fit(net, profile, chips=chips, cores=cores)
+        net = thinned(summary, density, cap=cap)
+        report = check_fit(net, profile, chips=chips, cores=cores, strategy="next_fit")
         broken = {v.rule for v in report.violations} & set(CAPACITY_RULES)
         return not broken, net.synapses(profile.conv_weight_sharing)
 

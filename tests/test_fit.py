@@ -236,3 +236,92 @@ def test_first_fit_fills_earlier_cores_where_next_fit_opens_new_ones():
     best = check_fit(net, prof)
     assert best.cores_used == 3 == best.cores_lower_bound and best.fits
     assert best.core_map["fc2"] == [1]
+
+
+# --------------------------------------------------------------------------------------------
+# Budgets that anticipate what comes after pruning (TrueNorth: duplicated inputs, one target
+# core per neuron)
+
+
+def test_truenorth_budget_halves_the_fan_in_for_duplicated_inputs():
+    """fan_in_max 256 axons, and the ternary quantizer drives 2 axons per input: 128 inputs."""
+    from neuroprune.budget import derive_budget
+    from neuroprune.profiles import load_profile
+
+    prof = load_profile("truenorth")
+    net = mlp(784, 128, 10)
+    budget = derive_budget(prof, net)
+    assert budget.fan_in_cap == 128
+    assert budget.synapses == 128 * 128 + 10 * 128
+    assert budget.source == "chip:truenorth fan-in cap 128 (fan_in_max 256 / 2 input copies)"
+    # fc1: 128 hidden sources x 2 axons = 256 axons and 10 neurons: one core holds it whole, so
+    # it needs no blocks (its sources then drive that one core)
+    assert budget.input_blocks == {}
+
+
+def test_blocks_keep_each_source_in_one_core():
+    """A layer pruned into its input blocks packs one block per core: every source's targets
+    sit in one core (TrueNorth's fan-out), and the recount agrees."""
+    from neuroprune.budget import Budget, LayerScores, select_synapses
+    from neuroprune.capacity import capacity_model
+    from neuroprune.profiles import load_profile
+
+    prof = load_profile("truenorth")
+    net = mlp(64, 512, 256, 10, seed=4)
+    blocks = capacity_model(prof).input_blocks(net)
+    # 512 sources -> 256 neurons: 128 inputs per block (256 axons / 2 copies), 4 blocks of 64
+    # neurons; 256 -> 10: 2 blocks of 5 neurons.
+    assert {k: (v.blocks, v.size) for k, v in blocks.items()} == {"fc1": (4, 64), "fc2": (2, 5)}
+    rng = np.random.default_rng(0)
+    layers = [LayerScores(layer.name, rng.random(layer.neurons * layer.inputs),
+                          np.ones(layer.neurons * layer.inputs, np.int64),
+                          np.repeat(np.arange(layer.neurons), layer.inputs))
+              for layer in net.layers]  # fmt: skip
+    budget = Budget(10**6, "test", fan_in_cap=128, input_blocks=blocks)
+    masks = select_synapses(layers, budget)
+    pruned = NetworkSummary(tuple(dense_layer(layer.name, masks[layer.name].reshape(
+        layer.neurons, layer.inputs).astype(float)) for layer in net.layers), input_shape=(64,))  # fmt: skip
+    report = check_fit(pruned, prof)
+    assert report.fits, report.violations
+    assert sorted(len(report.core_map[name]) for name in ("fc1", "fc2")) == [2, 4]
+
+
+def test_no_budget_makes_too_many_neurons_fit():
+    from neuroprune.budget import derive_budget
+    from neuroprune.errors import BudgetError
+
+    prof = profile(**{"chip.neurons_max": 20, "chip.cores": 2, "core.neurons_max": 16})
+    with pytest.raises(BudgetError) as info:
+        derive_budget(prof, mlp(8, 30, 4))
+    assert info.value.field == "chip.neurons_max" and "34 neurons > 20" in str(info.value)
+
+
+MNIST_LIKE = {"dataset": "mnist", "hidden": None}
+DIGITS_WIDE = {"dataset": "digits", "hidden": (512, 256)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case", [MNIST_LIKE, DIGITS_WIDE], ids=["mnist-784-128-10", "digits-512-256"]
+)
+def test_truenorth_runs_fit_with_default_options(tmp_path, case):
+    """Issue 11: TrueNorth runs with default options (small epochs) end with a network that
+    fits: 784-128-10 on MNIST-shaped input (a synthetic IDX fixture), and 64-512-256-10."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from test_data import write_mnist
+
+    from neuroprune.config import RunConfig
+    from neuroprune.pipeline import run_fit
+
+    data_dir = None
+    if case["dataset"] == "mnist":
+        data_dir = tmp_path / "mnist"
+        write_mnist(data_dir, n_train=60, n_test=20, size=28)
+    cfg = RunConfig(chip="truenorth", dataset=case["dataset"], data_dir=data_dir and str(data_dir),
+                    hidden=case["hidden"], epochs=1, prune_epochs=1, finetune_epochs=1,
+                    quant_epochs=1, backend="none", out=str(tmp_path), name="tn")  # fmt: skip
+    fit = run_fit(cfg).report["fit"]
+    assert fit["fits"], fit["violations"]
+    assert fit["chips"] == 1 and fit["cores"] <= 4096
