@@ -48,6 +48,25 @@ UNITS = {
 }  # fmt: skip
 """The unit each numeric field must be written in (``neuron.fan_out_max``: ``<fan_out_unit>s``)."""
 
+CEILINGS = {
+    "chip.cores": 10**6, "chip.neurons_max": 10**9, "chip.synapses_headline": 10**12,
+    "chip.memory_bits": 2**43, "chip.chips_per_system_max": 10**6,
+    "core.neurons_max": 10**7, "core.input_axons_max": 10**7, "core.output_axons_max": 10**7,
+    "core.synapse_memory_bits": 2**36, "neuron.fan_in_max": 10**7, "neuron.fan_out_max": 10**7,
+    "neuron.state_bits": 64, "neuron.threshold_bits": 64, "neuron.decay_bits": 64,
+    "neuron.bias_bits": 64, "weights.bits": 64, "weights.distinct_values_per_neuron": 2**32,
+    "energy.synop_pj": 10**6, "energy.neuron_update_pj": 10**6,
+    "core.synapse_encoding.block_synapses": 2**20, "core.synapse_encoding.block_header_bits": 2**16,
+    "core.synapse_encoding.word_bits": 2**16, "core.synapse_encoding.index_bits": 64,
+    "core.synapse_encoding.extra_bits_per_synapse": 64,
+    "core.synapse_encoding.bits_per_synapse": 256, "core.synapse_encoding.max_row_length": 2**20,
+    "core.synapse_encoding.rows": 2**20, "core.synapse_encoding.cols": 2**20,
+}  # fmt: skip
+"""Largest plausible value of each field, far above any physical chip (largest known: 4,096
+TrueNorth cores, 1 Mbit of synaptic memory per Loihi core, 1 GiB of SDRAM per SpiNNaker board,
+150,000 neurons in Darwin II's one modelled core). A value above it is a unit slip or a typo
+(bytes or KiB for bits, an extra zero); the error says so."""
+
 
 @dataclass(frozen=True)
 class Quantity:
@@ -327,7 +346,14 @@ class _Reader:
             self.problem(path, f"must be a whole number, got {value!r}")
             return None
         if positive and value <= 0:
-            self.problem(path, f"must be positive, got {value!r}")
+            hint = "" if required else " (null for no limit)"
+            self.problem(path, f"must be positive{hint}, got {value!r}")
+            return None
+        ceiling = CEILINGS.get(path)
+        if ceiling is not None and value > ceiling:
+            unit = UNITS.get(path, "")
+            self.problem(path, f"{value:g} {unit} is beyond any physical chip (at most "
+                               f"{ceiling:g}): check the unit and the number of digits")  # fmt: skip
             return None
         if not positive and value < 0:
             self.problem(path, f"must not be negative, got {value!r}")
@@ -387,6 +413,11 @@ class _Reader:
             return default
         if node < 0 or (positive and node == 0):
             self.problem(path, f"must be {'positive' if positive else 'non-negative'}, got {node}")
+            return default
+        ceiling = CEILINGS.get(path)
+        if ceiling is not None and node > ceiling:
+            self.problem(path, f"{node} is beyond any physical chip (at most {ceiling}): check "
+                               "the number")  # fmt: skip
             return default
         return node
 
@@ -475,8 +506,8 @@ def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> Chip
     )
     neuron = NeuronSpec(
         models=r.str_list("neuron.models", NEURON_MODELS),
-        fan_in_max=r.quantity("neuron.fan_in_max", required=False, positive=False),
-        fan_out_max=r.quantity("neuron.fan_out_max", required=False, positive=False),
+        fan_in_max=r.quantity("neuron.fan_in_max", required=False),
+        fan_out_max=r.quantity("neuron.fan_out_max", required=False),
         fan_out_unit=r.choice("neuron.fan_out_unit", FAN_OUT_UNITS, default="") or None,
         reset_modes=r.str_list("neuron.reset_modes") or ("zero",),
         state_bits=r.quantity("neuron.state_bits", required=False),

@@ -372,3 +372,47 @@ def test_example_user_profile_loads() -> None:
 
 def test_example_resolves_as_a_path_string() -> None:
     assert resolve_chip(str(EXAMPLE)) == EXAMPLE
+
+
+@pytest.mark.parametrize(
+    "path,value,text",
+    [
+        ("neuron.fan_in_max", 0, "neuron.fan_in_max: must be positive (null for no limit), got 0"),
+        ("neuron.fan_out_max", -1, "neuron.fan_out_max: must be positive (null for no limit)"),
+        ("core.synapse_memory_bits", 1e300, "core.synapse_memory_bits: 1e+300 bits is beyond any"),
+        ("chip.memory_bits", 2**50, "chip.memory_bits: 1.1259e+15 bits is beyond any physical"),
+        ("weights.bits", 512, "weights.bits: 512 bits is beyond any physical chip"),
+        ("core.neurons_max", 10**9, "core.neurons_max: 1e+09 neurons is beyond any physical"),
+    ],
+)
+def test_absurd_values_are_rejected_with_the_field(path, value, text):
+    """Issue 11: zero or negative caps and values no physical chip has are errors, named by
+    field, before anything runs."""
+    from neuroprune.errors import ProfileError
+    from neuroprune.profiles import parse_profile
+
+    raw = {
+        "schema_version": 1, "id": "x", "name": "x",
+        "chip": {"cores": 4, "neurons_max": 64}, "core": {"neurons_max": 16},
+        "neuron": {"models": ["LIF"]}, "weights": {"bits": 8},
+    }  # fmt: skip
+    raw["core"]["synapse_encoding"] = {"kind": "cam"}
+    section, key = path.split(".")
+    raw.setdefault(section, {})[key] = value
+    with pytest.raises(ProfileError) as info:
+        parse_profile(raw)
+    assert text in str(info.value), str(info.value)
+
+
+def test_absurd_encoding_parameter_is_rejected():
+    from neuroprune.errors import ProfileError
+    from neuroprune.profiles import parse_profile
+
+    raw = {
+        "schema_version": 1, "id": "x", "name": "x",
+        "chip": {"cores": 4, "neurons_max": 64}, "core": {"neurons_max": 16},
+        "neuron": {"models": ["LIF"]}, "weights": {"bits": 8},
+    }  # fmt: skip
+    raw["core"]["synapse_encoding"] = {"kind": "crossbar", "rows": 10**9, "cols": 256}
+    with pytest.raises(ProfileError, match="core.synapse_encoding.rows: 1000000000 is beyond"):
+        parse_profile(raw)
