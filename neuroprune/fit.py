@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -757,3 +757,51 @@ def allocation_capacity(
         else:
             hi = mid
     return int(best * margin)
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-chip partition: where layers live and the spikes that cross chip boundaries
+
+
+def chip_traffic(
+    summary: NetworkSummary, packing: Packing, spikes_per_sample: Sequence[np.ndarray]
+) -> dict:
+    """Layer -> chips, cores per chip, and spikes per sample crossing chip boundaries.
+
+    ``spikes_per_sample[k]``: mean spike count per sample of each neuron of layer ``k`` (from a
+    simulation). A spike of source neuron ``j`` (layer ``k-1``, on chip ``c_j``) is sent once to
+    every other chip that holds a target of ``j`` in layer ``k``:
+
+        crossing_k = sum_j r_j * |chips(targets of j in layer k) - {c_j}|   (spikes / sample)
+
+    Links ``"a->b"`` sum the same spikes per ordered chip pair. Spikes into the first layer come
+    from off-chip and are not counted here.
+    """
+    chip_of = {}
+    for layer in summary.layers:
+        owner = packing.core_of_neuron(layer)
+        chip_of[layer.name] = np.where(owner >= 0, owner // packing.cores_per_chip, -1)
+    per_layer: dict[str, float] = {}
+    links: dict[str, float] = {}
+    for k in range(1, len(summary.layers)):
+        source, layer = summary.layers[k - 1], summary.layers[k]
+        rates = np.asarray(spikes_per_sample[k - 1], dtype=np.float64)
+        csc = layer.connectivity.tocsc()
+        target_chips = chip_of[layer.name]
+        total = 0.0
+        for j in range(layer.inputs):
+            rows = csc.indices[csc.indptr[j] : csc.indptr[j + 1]]
+            home = int(chip_of[source.name][j])
+            for chip in {int(c) for c in target_chips[rows]} - {home}:
+                key = f"{home}->{chip}"
+                links[key] = links.get(key, 0.0) + float(rates[j])
+                total += float(rates[j])
+        per_layer[layer.name] = round(total, 6)
+    return {
+        "chips_used": packing.chips_used,
+        "layer_chips": packing.chip_map(),
+        "cores_per_chip": {str(k): v for k, v in packing.cores_per_chip_used().items()},
+        "inter_chip_spikes_per_sample": round(sum(per_layer.values()), 6),
+        "per_layer": per_layer,
+        "links": {k: round(v, 6) for k, v in sorted(links.items())},
+    }

@@ -64,6 +64,7 @@ class _Run:
     history: dict[str, list] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
     writes: bool = True  # False on torchrun ranks > 0: only rank 0 writes the run directory
+    fitted: tuple[Any, Any] | None = None  # (summary, packing) of the fit check, for traffic
 
     @property
     def run_dir(self) -> Path:
@@ -670,6 +671,7 @@ def _stage_fit(run: _Run, model, dataset):
     data = report.as_dict()
     run.rundir.write_fit(data)
     run.report["fit"] = data
+    run.fitted = (summary, report.packing)
     verdict = "fits" if report.fits else f"does NOT fit ({len(report.violations)} violations)"
     run.emit("fit", f"{verdict}: {report.cores_used} core(s), {report.chips_needed} chip(s)")
     return report
@@ -721,6 +723,7 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
     data = result.as_dict()
     run.rundir.write_simulation(data)
     run.report["simulation"] = data
+    _chip_traffic(run, result.counts)
     agreement = data.get("spike_agreement")
     drift = data.get("model_spike_agreement")
     versus = "the bit-exact emulation" if fixed else "the PyTorch model"
@@ -731,6 +734,19 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
     run.emit("simulate", f"spike agreement {100 * (agreement or 0):.2f} % vs {versus}{extra}, "
                          f"{1000 * (data.get('seconds_per_sample') or 0):.2f} ms/sample")  # fmt: skip
     return verification_passed(data, cfg.agreement_threshold)
+
+
+def _chip_traffic(run: _Run, counts) -> None:
+    """report.json ``fit.partition``: layer -> chips, cores per chip and the simulated spikes
+    per sample crossing chip boundaries (:func:`neuroprune.fit.chip_traffic`)."""
+    from neuroprune.fit import chip_traffic
+
+    if run.fitted is None or not counts:
+        return
+    summary, packing = run.fitted
+    rates = [c.mean(axis=0) for c in counts]
+    run.report["fit"]["partition"] = chip_traffic(summary, packing, rates)
+    run.rundir.write_json("fit.json", run.report["fit"])
 
 
 CALIBRATION_SAMPLES = 8
@@ -772,7 +788,13 @@ def _fixed_by_default(profile: ChipProfile) -> bool:
 
 def _finish_report(run: _Run) -> None:
     from neuroprune.reports.markdown import report_markdown
-    from neuroprune.reports.plots import core_usage, layer_sparsity, spike_rates, training_curves
+    from neuroprune.reports.plots import (
+        chip_partition,
+        core_usage,
+        layer_sparsity,
+        spike_rates,
+        training_curves,
+    )
 
     plots = run.rundir.plots
     files = [training_curves(run.history, plots / "training.png")]
@@ -786,6 +808,9 @@ def _finish_report(run: _Run) -> None:
         limits = {"neurons": core.neurons_max, "input_axons": core.input_axons_max,
                   "memory_bits": core.synapse_memory_bits}  # fmt: skip
         files.append(core_usage(run.report["fit"]["per_core"], limits, plots / "cores.png"))
+        partition = run.report["fit"].get("partition")
+        if partition and partition["chips_used"] > 1:
+            files.append(chip_partition(partition, plots / "chips.png"))
     run.report["history"] = run.history
     run.report["plots"] = [str(p.relative_to(run.run_dir)) for p in files]
     record = RunRecord.model_validate(run.report)

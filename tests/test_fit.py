@@ -325,3 +325,20 @@ def test_truenorth_runs_fit_with_default_options(tmp_path, case):
     fit = run_fit(cfg).report["fit"]
     assert fit["fits"], fit["violations"]
     assert fit["chips"] == 1 and fit["cores"] <= 4096
+
+
+def test_chip_traffic_counts_spikes_crossing_chips():
+    # Chip: 2 cores of 4 neurons, but only 4 neurons per chip, so each layer fills a chip.
+    # fc0: 2 -> 4 neurons (chip 0); fc1: 4 -> 4 neurons (chip 1). Source neuron j of fc0 fires
+    # r_j = (1, 2, 0, 3) spikes/sample; fc1 is dense, so each source sends its spikes once to
+    # chip 1: 1 + 2 + 0 + 3 = 6 spikes/sample cross, all on link 0->1.
+    from neuroprune.fit import chip_traffic
+
+    prof = profile(**{"chip.cores": 2, "chip.neurons_max": 4, "core.neurons_max": 4})
+    net = mlp(2, 4, 4)
+    report = check_fit(net, prof, chips=2)
+    assert report.fits and report.packing.chip_map() == {"fc0": [0], "fc1": [1]}
+    traffic = chip_traffic(net, report.packing, [np.array([1, 2, 0, 3]), np.zeros(4)])
+    assert traffic["inter_chip_spikes_per_sample"] == 6.0
+    assert traffic["links"] == {"0->1": 6.0} and traffic["per_layer"] == {"fc1": 6.0}
+    assert traffic["cores_per_chip"] == {"0": 1, "1": 1}

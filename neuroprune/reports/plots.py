@@ -115,6 +115,24 @@ def core_usage(
     return _save(fig, path)
 
 
+def chip_partition(partition: Mapping[str, Any], path: Path) -> Path:
+    """Multi-chip partition: cores per chip, and spikes per sample on each chip-to-chip link."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
+    chips = sorted(partition["cores_per_chip"], key=int)
+    left.bar(chips, [partition["cores_per_chip"][c] for c in chips])
+    left.set_xlabel("chip")
+    left.set_ylabel("cores used")
+    left.set_title("Cores per chip")
+    links = partition["links"]
+    right.bar(list(links) or ["none"], list(links.values()) or [0.0])
+    right.set_xlabel("link (source chip -> target chip)")
+    right.set_ylabel("spikes / sample")
+    total = partition["inter_chip_spikes_per_sample"]
+    right.set_title(f"Inter-chip traffic ({total:.1f} spikes/sample)")
+    return _save(fig, path)
+
+
 def sweep_plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """Accuracy vs synapse budget (Pareto view) for a sweep."""
     plt = _pyplot()
