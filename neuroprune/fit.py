@@ -785,6 +785,8 @@ def chip_traffic(
     links: dict[str, float] = {}
     for k in range(1, len(summary.layers)):
         source, layer = summary.layers[k - 1], summary.layers[k]
+        if layer.inputs != source.neurons:  # not a chain step (residual wiring): not counted
+            continue
         rates = np.asarray(spikes_per_sample[k - 1], dtype=np.float64)
         csc = layer.connectivity.tocsc()
         target_chips = chip_of[layer.name]
