@@ -746,7 +746,7 @@ def _chip_traffic(run: _Run, counts) -> None:
     summary, packing = run.fitted
     rates = [c.mean(axis=0) for c in counts]
     run.report["fit"]["partition"] = chip_traffic(summary, packing, rates)
-    run.rundir.write_json("fit.json", run.report["fit"])
+    run.rundir.write_fit(run.report["fit"])
 
 
 CALIBRATION_SAMPLES = 8
