@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from neuroprune import __version__, distributed
-from neuroprune.atomic import write_json
 from neuroprune.config import RunConfig, config_from_saved, event_options, parse_hidden
 from neuroprune.errors import (
     ArtifactError,
@@ -924,36 +923,7 @@ def _graph_event_options(nir_path: Path):
     return EventOptions(timesteps=read_deployment(nir_path).timesteps or 8)
 
 
-def run_sweep(chip: str, *, budgets=None, sparsities=None, method="stds", out="runs"):
-    """One fit run per budget (or sparsity); returns table rows and the plot path."""
-    from neuroprune.reports.plots import sweep_plot
-
-    values = [v for v in (budgets or sparsities).split(",") if v.strip()]
-    key = "budget" if budgets else "sparsity"
-    rows = []
-    for value in values:
-        try:
-            parsed = int(value) if key == "budget" else float(value)
-        except ValueError as exc:
-            raise ConfigError(f"not a number in --{key}s", field=key, value=value) from exc
-        cfg = RunConfig(chip=chip, method=method, out=out, backend="none",
-                        name=f"sweep-{Path(chip).stem}-{method}-{key}{value}",
-                        **{key: parsed})  # fmt: skip
-        report = run_fit(cfg).report
-        pruned, quant = report["pruned"], report["quantized"]
-        rows.append({
-            "budget": report["budget"]["synapses"],
-            "sparsity": 1 - pruned["synapses"] / max(report["dense"]["synapses"], 1),
-            "accuracy": pruned["accuracy"],
-            "quantized_accuracy": quant and quant["accuracy"],
-            "fits": report["fit"]["fits"],
-        })  # fmt: skip
-    plot = sweep_plot(rows, Path(out) / f"sweep-{Path(chip).stem}-{method}.png")
-    write_json(Path(out) / f"sweep-{Path(chip).stem}-{method}.json", rows)
-    return rows, plot
-
-
 __all__ = [
     "RunOutcome", "check_dense", "export_run", "load_report", "run_fit", "verification_passed",
-    "run_sweep", "simulate_target", "train_config",
+    "simulate_target", "train_config",
 ]  # fmt: skip

@@ -109,29 +109,3 @@ def test_fit_on_lava_fixed_point(tmp_path):
     assert sim["backend"] == "lava" and sim["mode"] == "fixed"
     assert sim["spike_agreement"] == 1.0 and sim["agreement_source"] == "reference"
     assert sim["model_prediction_agreement"] is not None
-
-
-def test_sweep_runs_one_fit_per_value_and_plots(tmp_path, monkeypatch):
-    """The sweep wiring (the fit runs themselves are covered above): one run per value, a row
-    each with the measured figures, a JSON table and a plot."""
-    import neuroprune.pipeline as pipeline
-
-    seen = []
-
-    def fake_fit(cfg, progress=None):
-        seen.append(cfg.sparsity)
-        report = {
-            "budget": {"synapses": round(1000 * (1 - cfg.sparsity))},
-            "dense": {"synapses": 1000},
-            "pruned": {"synapses": round(1000 * (1 - cfg.sparsity)), "accuracy": 0.9},
-            "quantized": {"accuracy": 0.89},
-            "fit": {"fits": True},
-        }
-        return pipeline.RunOutcome(tmp_path, report, 0)
-
-    monkeypatch.setattr(pipeline, "run_fit", fake_fit)
-    rows, plot = pipeline.run_sweep("loihi", sparsities="0.5,0.9", out=str(tmp_path))
-    assert seen == [0.5, 0.9] and [r["budget"] for r in rows] == [500, 100]
-    assert plot.is_file() and (tmp_path / "sweep-loihi-stds.json").is_file()
-    with pytest.raises(Exception, match="sparsity"):
-        pipeline.run_sweep("loihi", sparsities="0.5,x", out=str(tmp_path))

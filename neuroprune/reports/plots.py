@@ -133,20 +133,43 @@ def chip_partition(partition: Mapping[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def sweep_plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Accuracy vs synapse budget (Pareto view) for a sweep."""
+def pareto_plot(
+    rows: Sequence[Mapping[str, Any]],
+    front: Mapping[str, Sequence[str]],
+    path: Path,
+    title: str = "",
+) -> Path:
+    """One chip's sweep: test accuracy against synapses (left) and against energy per sample
+    (right), one marker colour per method; the Pareto front (``front[objective]``: trial names,
+    fewest synapses / least energy first) circled and joined by a dashed line."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    rows = sorted(rows, key=lambda r: r["budget"])
-    ax.plot(
-        [r["budget"] for r in rows], [100 * r["accuracy"] for r in rows], marker="o", label="pruned"
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    panels = (
+        (axes[0], "synapses", "synapses", 1.0, "synapses (as the chip stores them)"),
+        (axes[1], "energy", "energy_per_sample_j", 1e9, "energy per sample (nJ, profile figures)"),
     )
-    if any(r.get("quantized_accuracy") is not None for r in rows):
-        ax.plot([r["budget"] for r in rows], [100 * (r.get("quantized_accuracy") or 0) for r in rows],
-                marker="s", label="quantized")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("synapse budget")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    methods = sorted({str(r.get("method")) for r in rows})
+    for ax, objective, key, scale, label in panels:
+        usable = [r for r in rows if r.get(key) is not None and r.get("accuracy") is not None]
+        for k, method in enumerate(methods):
+            mine = [r for r in usable if str(r.get("method")) == method]
+            ax.scatter([r[key] * scale for r in mine], [100 * r["accuracy"] for r in mine],
+                       color=f"C{k}", label=method, zorder=3)  # fmt: skip
+        by_name = {r["trial"]: r for r in usable}
+        best = [by_name[n] for n in front.get(objective, ()) if n in by_name]
+        if best:
+            xs, ys = [r[key] * scale for r in best], [100 * r["accuracy"] for r in best]
+            ax.plot(xs, ys, "k--", lw=1, zorder=2)
+            ax.scatter(xs, ys, s=130, facecolors="none", edgecolors="k", label="Pareto front",
+                       zorder=4)  # fmt: skip
+        if not usable:
+            ax.text(0.5, 0.5, "no figures (simulation off or no\nenergy figures in the profile)",
+                    ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        if ax.collections:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)

@@ -223,11 +223,18 @@ def simulation_text(sim: Mapping[str, Any]) -> Group:
     return Group(*parts)
 
 
-def sweep_table(rows: list[Mapping[str, Any]]) -> Table:
-    table = Table("budget", "sparsity", "accuracy", "quantized", "fits", title="Sweep")
+def sweep_table(rows: list[Mapping[str, Any]], pareto: Mapping[str, Any] | None = None) -> Table:
+    """One row per sweep trial; ``*`` marks a trial on its chip's accuracy-vs-synapses front."""
+    front = {name for chip in (pareto or {}).values() for name in chip.get("synapses", ())}
+    table = Table("trial", "chip", "method", "budget", "synapses", "accuracy", "cores",
+                  "energy/sample", "fits", "status", title="Sweep (* Pareto: accuracy vs synapses)")  # fmt: skip
     for r in rows:
-        table.add_row(_fmt(r.get("budget")), _pct(r.get("sparsity")), _pct(r.get("accuracy")),
-                      _pct(r.get("quantized_accuracy")), _fmt(r.get("fits")))  # fmt: skip
+        energy = r.get("energy_per_sample_j")
+        mark = "*" if r.get("trial") in front else ""
+        table.add_row(f"{r.get('trial')}{mark}", _fmt(r.get("chip")), _fmt(r.get("method")),
+                      _fmt(r.get("budget")), _fmt(r.get("synapses")), _pct(r.get("accuracy")),
+                      _fmt(r.get("cores")), f"{energy * 1e9:.3g} nJ" if energy else "-",
+                      _fmt(r.get("fits")), r.get("error") or _fmt(r.get("status")))  # fmt: skip
     return table
 
 

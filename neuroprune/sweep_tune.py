@@ -1,0 +1,158 @@
+"""The Ray Tune side of sweeps (layer L4): Ray session, the trainable, progress, Optuna.
+
+Kept apart from :mod:`neuroprune.sweep` so planning, rows and Pareto fronts import without Ray
+(``import ray.tune`` takes seconds). Tune pickles its run configuration, so the progress
+callback is a top-level class that leaves the driver's progress sink out of its pickled state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ray import tune
+from ray.tune import Callback
+
+from neuroprune.config import RunConfig
+from neuroprune.errors import NeuropruneError
+from neuroprune.sweep import (
+    OBJECTIVES,
+    Progress,
+    SweepPlan,
+    Trial,
+    finished_report,
+    name_of,
+    space_config,
+    trial_row,
+)
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None) -> Iterator[None]:
+    """An embedded local Ray (the machine's cores, no dashboard) or the cluster at
+    ``address``; shut down on exit when this call started it (nothing is left running)."""
+    import ray
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # run dirs hold results
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 then prints no tables
+    if ray.is_initialized():
+        yield
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    else:
+        temp = tempfile.mkdtemp(prefix="np-ray-", dir="/tmp")  # short: socket paths <= 107
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, _temp_dir=temp)  # fmt: skip
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def run_trials(
+    plan: SweepPlan, space: dict[str, Any], count: int, emit: Progress
+) -> dict[str, str]:
+    """Run the trials of ``space`` on Ray Tune (``count`` samples for Optuna, else the grid);
+    returns ``{trial name: error line}`` for trials that failed."""
+    with ray_session(plan.ray_address):
+        workers = plan.workers or (None if plan.ray_address else os.cpu_count() or 1)
+        tune_config = tune.TuneConfig(
+            max_concurrent_trials=workers, num_samples=count if plan.search == "optuna" else 1,
+            search_alg=optuna_search(plan) if plan.search == "optuna" else None,
+            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
+        )  # fmt: skip
+        run_config = tune.RunConfig(
+            name=plan.name, storage_path=str((plan.sweep_dir / "ray").resolve()), verbose=0,
+            callbacks=[ProgressCallback(emit)],
+        )  # fmt: skip
+        trainable = tune.with_resources(trial_entry, {"cpu": 1})
+        grid = tune.Tuner(trainable, param_space=space, tune_config=tune_config,
+                          run_config=run_config).fit()  # fmt: skip
+    errors = {}
+    for result in grid:
+        if result.error is not None:
+            errors[name_of(result.config)] = str(result.error).strip().splitlines()[-1][:300]
+        elif (result.metrics or {}).get("error"):
+            errors[name_of(result.config)] = str(result.metrics["error"])
+    return errors
+
+
+def optuna_search(plan: SweepPlan):
+    """Optuna's NSGA-II sampler through Ray Tune: maximise accuracy, minimise the objective."""
+    from optuna.samplers import NSGAIISampler
+    from ray.tune.search.optuna import OptunaSearch
+
+    seed = plan.trials[0].config.seed
+    return OptunaSearch(metric=["accuracy", OBJECTIVES[plan.objective]], mode=["max", "min"],
+                        sampler=NSGAIISampler(seed=seed))  # fmt: skip
+
+
+def trial_entry(space: dict[str, Any]) -> None:
+    """The trainable: one fit run (or its finished report with ``resume``); reports accuracy,
+    synapses, cores and energy per sample (``inf`` where a figure is missing)."""
+    config = space_config(space)
+    _torch_setup()
+    try:
+        report = _fit_or_reuse(config)
+    except NeuropruneError as exc:
+        tune.report({"error": exc.one_line(), "accuracy": 0.0,
+                     **dict.fromkeys(OBJECTIVES.values(), math.inf)})  # fmt: skip
+        return
+    row = trial_row(config.run_name, config, report, "done", None)
+    tune.report({k: _metric(row.get(k)) for k in ("accuracy", *OBJECTIVES.values())})
+
+
+def _metric(value: Any) -> float:
+    return float(value) if value is not None else math.inf
+
+
+def _fit_or_reuse(config: RunConfig) -> dict[str, Any]:
+    from neuroprune.pipeline import run_fit
+
+    report = finished_report(Trial(config.run_name, config, "")) if config.resume else None
+    return report if report is not None else run_fit(config).report
+
+
+def _torch_setup() -> None:
+    """One torch thread per trial (NEUROPRUNE_THREADS overrides), as ``fit`` does."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("NEUROPRUNE_THREADS", "1")))
+
+
+def _trial_name(trial) -> str:
+    return name_of(trial.config)
+
+
+class ProgressCallback(Callback):
+    """Driver-side trial events (started / finished with its accuracy / failed) as progress
+    events ``{"stage": "sweep", "message": ..., "advance": 1}``."""
+
+    def __init__(self, emit: Progress | None = None) -> None:
+        self.emit = emit
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"emit": None}  # the driver's console is not part of Tune's saved state
+
+    def _send(self, event: Mapping[str, Any]) -> None:
+        if self.emit is not None:
+            self.emit({"stage": "sweep", **event})
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._send({"message": f"{name_of(trial.config)}: started"})
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        text = result.get("error") or f"accuracy {100 * result.get('accuracy', 0):.2f} %"
+        self._send({"advance": 1, "message": f"{name_of(trial.config)}: {text}"})
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._send({"advance": 1, "message": f"{name_of(trial.config)}: failed"})
