@@ -129,6 +129,8 @@ def plan_sweep(
         for chip in chip_list for method in method_list for value in values
     )  # fmt: skip
     _check_data_and_budgets(trials)
+    if search == "optuna" and objective == "energy":
+        _check_energy_figures(chip_list, base.backend)
     return SweepPlan(name, sweep_dir, trials, tuple(chip_list), tuple(method_list), value_key,
                      tuple(values), workers, ray_address, search, samples, objective, resume)  # fmt: skip
 
@@ -202,6 +204,24 @@ def _check_chips(chips: Sequence[str]) -> None:
 
     for chip in chips:
         load_profile(chip)  # UnknownChipError names close matches
+
+
+def _check_energy_figures(chips: Sequence[str], backend: str) -> None:
+    """Optimising energy needs a simulation (spike counts) and both energy figures per chip."""
+    from neuroprune.profiles import load_profile
+
+    if backend == "none":
+        raise ConfigError("energy per sample needs a simulation", where="--objective",
+                          field="backend", value=backend,
+                          fix="Use --backend reference (or lava), or another --objective.")  # fmt: skip
+    for chip in chips:
+        energy = load_profile(chip).energy
+        if energy.synop_pj is None or energy.neuron_update_pj is None:
+            raise ConfigError(
+                "the profile has no complete energy figures (energy.synop_pj and "
+                "energy.neuron_update_pj)", where="--objective", field="chip", value=chip,
+                fix="Leave this chip out, or use --objective synapses or cores.",
+            )  # fmt: skip
 
 
 def _default_name(chips: Sequence[str], methods: Sequence[str], key: str) -> str:

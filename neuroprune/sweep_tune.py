@@ -8,7 +8,6 @@ callback is a top-level class that leaves the driver's progress sink out of its 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -18,7 +17,6 @@ from ray import tune
 from ray.tune import Callback
 
 from neuroprune.config import RunConfig
-from neuroprune.errors import NeuropruneError
 from neuroprune.sweep import (
     OBJECTIVES,
     Progress,
@@ -37,7 +35,6 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     ``address``; shut down on exit when this call started it (nothing is left running)."""
     import ray
 
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # run dirs hold results
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 then prints no tables
     if ray.is_initialized():
         yield
@@ -77,8 +74,6 @@ def run_trials(
     for result in grid:
         if result.error is not None:
             errors[name_of(result.config)] = str(result.error).strip().splitlines()[-1][:300]
-        elif (result.metrics or {}).get("error"):
-            errors[name_of(result.config)] = str(result.metrics["error"])
     return errors
 
 
@@ -93,22 +88,15 @@ def optuna_search(plan: SweepPlan):
 
 
 def trial_entry(space: dict[str, Any]) -> None:
-    """The trainable: one fit run (or its finished report with ``resume``); reports accuracy,
-    synapses, cores and energy per sample (``inf`` where a figure is missing)."""
+    """The trainable: one fit run (or its finished report with ``resume``); reports accuracy
+    and whichever of synapses, cores and energy per sample the run measured. A failing run
+    raises, so Tune (and Optuna) record the trial as failed."""
     config = space_config(space)
     _torch_setup()
-    try:
-        report = _fit_or_reuse(config)
-    except NeuropruneError as exc:
-        tune.report({"error": exc.one_line(), "accuracy": 0.0,
-                     **dict.fromkeys(OBJECTIVES.values(), math.inf)})  # fmt: skip
-        return
+    report = _fit_or_reuse(config)
     row = trial_row(config.run_name, config, report, "done", None)
-    tune.report({k: _metric(row.get(k)) for k in ("accuracy", *OBJECTIVES.values())})
-
-
-def _metric(value: Any) -> float:
-    return float(value) if value is not None else math.inf
+    keys = ("accuracy", *OBJECTIVES.values())
+    tune.report({k: float(row[k]) for k in keys if row.get(k) is not None})
 
 
 def _fit_or_reuse(config: RunConfig) -> dict[str, Any]:
@@ -150,9 +138,9 @@ class ProgressCallback(Callback):
         self._send({"message": f"{name_of(trial.config)}: started"})
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        result = trial.last_result or {}
-        text = result.get("error") or f"accuracy {100 * result.get('accuracy', 0):.2f} %"
-        self._send({"advance": 1, "message": f"{name_of(trial.config)}: {text}"})
+        accuracy = (trial.last_result or {}).get("accuracy", 0.0)
+        self._send({"advance": 1, "message": f"{name_of(trial.config)}: accuracy "
+                                             f"{100 * accuracy:.2f} %"})  # fmt: skip
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._send({"advance": 1, "message": f"{name_of(trial.config)}: failed"})

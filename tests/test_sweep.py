@@ -71,6 +71,18 @@ def test_unknown_chip_and_unholdable_budget_fail_before_any_trial(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_optimising_energy_needs_a_simulation_and_energy_figures(tmp_path):
+    optuna = {"sparsities": "0.8,0.9", "search": "optuna", "samples": 4, "objective": "energy"}
+    plan = plan_sweep(chips="loihi", base=base(tmp_path), **optuna)
+    assert plan.search == "optuna" and plan.samples == 4
+    with pytest.raises(ConfigError) as info:  # TrueNorth's profile has no neuron-update energy
+        plan_sweep(chips="loihi,truenorth", base=base(tmp_path), **optuna)
+    assert info.value.value == "truenorth"
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(chips="loihi", base=base(tmp_path, backend="none"), **optuna)
+    assert info.value.field == "backend"
+
+
 def test_cli_bad_value_exits_2_with_one_line(tmp_path):
     result = CliRunner().invoke(main, ["sweep", "--chips", "loihi", "--sparsities", "0.9,abc",
                                        "--out", str(tmp_path)])  # fmt: skip
