@@ -26,12 +26,11 @@ or for a chip without those figures.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -236,13 +235,12 @@ def _trial(base, sweep_dir, chip, method, key, value, resume) -> Trial:
     name = f"{Path(chip).stem}-{method}-{_value_label(key, value)}"
     other = "sparsity" if key == "budget" else "budget"
     try:
-        config = replace(base, chip=chip, method=method, out=str(sweep_dir), name=name,
-                         resume=resume, nproc=1, **{key: value, other: None})  # fmt: skip
+        config = base.replace(chip=chip, method=method, out=str(sweep_dir), name=name,
+                              resume=resume, nproc=1, **{key: value, other: None})  # fmt: skip
     except ConfigError as exc:  # name the sweep's option, not the fit config key
         option = {"method": "--methods", "sparsity": "--sparsities", "budget": "--budgets"}
-        where = option.get(exc.field or "", exc.where)
-        raise ConfigError(exc.message, where=where, field=exc.field, value=exc.value,
-                          fix=exc.fix) from exc  # fmt: skip
+        raise ConfigError(exc.message, where=option.get(exc.field or "", "sweep"),
+                          field=exc.field, value=exc.value, fix=exc.fix) from None  # fmt: skip
     return Trial(name, config, key)
 
 
@@ -391,11 +389,10 @@ def space_config(space: Mapping[str, Any]) -> RunConfig:
 
 
 def _config_of(values: Mapping[str, Any]) -> RunConfig:
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    values = {k: v for k, v in values.items() if k in known}
-    if values.get("hidden") is not None:
-        values["hidden"] = tuple(values["hidden"])
-    return RunConfig(**values)
+    from neuroprune.config import config_from_saved
+
+    known = {k: v for k, v in values.items() if k in RunConfig.model_fields}
+    return config_from_saved(known, where="sweep trial")
 
 
 def name_of(space: Mapping[str, Any] | None) -> str:
