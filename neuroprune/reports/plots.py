@@ -153,6 +153,8 @@ def pareto_plot(
         usable = [r for r in rows if r.get(key) is not None and r.get("accuracy") is not None]
         for k, method in enumerate(methods):
             mine = [r for r in usable if str(r.get("method")) == method]
+            if not mine:
+                continue
             ax.scatter([r[key] * scale for r in mine], [100 * r["accuracy"] for r in mine],
                        color=f"C{k}", label=method, zorder=3)  # fmt: skip
         by_name = {r["trial"]: r for r in usable}
@@ -165,6 +167,8 @@ def pareto_plot(
         if not usable:
             ax.text(0.5, 0.5, "no figures (simulation off or no\nenergy figures in the profile)",
                     ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+            ax.set_xticks([])
+            ax.set_yticks([])
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
