@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -39,6 +40,7 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    temp = None
     if address:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:
@@ -49,6 +51,8 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+        if temp is not None:  # Ray's session files (logs, sockets) of the embedded Ray
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 def run_trials(
