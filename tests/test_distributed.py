@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -20,6 +21,14 @@ from neuroprune import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("stds", "gmp")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _default_multiprocessing_context_left_unset():
+    """Launchers may fix this process's default multiprocessing start method; Lava sets its own
+    ('fork') when imported later in the same pytest worker, so leave it unset afterwards."""
+    yield
+    multiprocessing.context._default_context._actual_context = None
 
 
 def _digest(tensors, nonzero: bool) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -16,6 +17,14 @@ from neuroprune.sweep import finished_report, pareto_by_chip, pareto_front, plan
 
 TINY = {"hidden": (32,), "epochs": 2, "prune_epochs": 1, "finetune_epochs": 1,
         "quant_epochs": 1, "backend": "reference", "samples": 50}  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _default_multiprocessing_context_left_unset():
+    """Launchers may fix this process's default multiprocessing start method; Lava sets its own
+    ('fork') when imported later in the same pytest worker, so leave it unset afterwards."""
+    yield
+    multiprocessing.context._default_context._actual_context = None
 
 
 def base(tmp_path: Path, **changes) -> RunConfig:
