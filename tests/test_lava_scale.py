@@ -1,7 +1,7 @@
-"""Lava at scale: the batched Sparse product, memory-based space batching, time calibration.
+"""Lava at scale: the batched Sparse product and memory-based space batching.
 
 Oracles: ``scipy.sparse.kron(I_B, W) @ s`` (what Lava's own Sparse computes on a block-diagonal
-matrix), hand-computed byte counts, and a real Lava run for the calibration.
+matrix), and hand-computed byte counts.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from neuroprune.sim.inputs import prepare_stimulus
 from neuroprune.sim.lava_backend import (
     BYTES_PER_NEURON_SAMPLE,
     LavaBackend,
-    LavaCalibration,
-    calibrate,
     chunk_size,
     sample_bytes,
 )
@@ -69,26 +67,3 @@ def test_space_batching_is_chosen_from_memory():
     chunks = LavaBackend(max_chunk_bytes=10 * per_sample).chunks(layers, stimulus)
     assert chunks == [(0, 10), (10, 20), (20, 23)]
     assert LavaBackend().chunks(layers, stimulus) == [(0, 23)]  # GBs available: one network
-
-
-def test_calibration_predicts_and_budgets():
-    calibration = LavaCalibration(
-        startup_s=2.0, network_s=1.5, per_sample_s=0.01, samples_per_chunk=100
-    )
-    # 250 samples: 3 networks -> 2 + 3 x 1.5 + 250 x 0.01 = 9.0 s
-    assert calibration.predict(250) == pytest.approx(9.0)
-    assert calibration.time_budget(250) == pytest.approx(27.0)
-    assert calibration.time_budget(1, margin=1.0) == 10.0  # floor
-
-
-@pytest.mark.lava
-@pytest.mark.slow
-def test_calibrate_measures_a_real_lava_run():
-    pytest.importorskip("lava")
-    spec = random_spec()
-    stimulus = prepare_stimulus(spec, np.random.default_rng(1).random((40, 64)))
-    calibration = calibrate(spec, stimulus, fixed_point=False, probe=8)
-    assert calibration.startup_s > 0 and calibration.network_s > 0
-    assert calibration.per_sample_s > 0 and calibration.samples_per_chunk == 40
-    assert calibration.predict(400) > calibration.predict(40)
-    assert calibration.time_budget(40) >= 3 * calibration.predict(40)

@@ -6,7 +6,8 @@ Lava's runtime hangs in several ways (lava_notes.md §4), so it never runs in th
    files to a fresh temporary directory;
 2. ``python -m neuroprune.sim.lava_worker DIR`` (``sys.executable``) starts in a new session
    (its own process group); it never imports torch;
-3. the parent polls it until ``timeout`` seconds (default ``20 s + 50 ms x samples``), forwards
+3. the parent polls it until ``timeout`` seconds (``fit``'s default: :func:`scaled_timeout`,
+   from the network's measured cost on the numpy reference), forwards
    its progress events, then kills the whole process group with SIGKILL (always, so no Lava
    child outlives the call), unlinks shared-memory blocks the group created, and deletes the
    directory;
@@ -20,8 +21,8 @@ so a chunk's memory is the per-sample state: ``B`` is chosen from a measured cos
 sample (:data:`BYTES_PER_NEURON_SAMPLE`) and the memory available now (:func:`chunk_size`).
 Fewer chunks mean fewer Lava compilations, so simulation time grows with synapses, not faster.
 
-:func:`calibrate` measures Lava's fixed cost and seconds per sample on a few samples and
-:meth:`LavaCalibration.time_budget` turns them into a timeout for ``N`` samples.
+One model of Lava's cost sets the time limit: :func:`scaled_timeout` (the pipeline measures the
+numpy reference on a few samples of the same network and passes its seconds per sample).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -424,76 +425,3 @@ def _last_line(job_dir: Path) -> str:
     log = job_dir / "worker.log"
     lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
     return lines[-1][:300] if lines else "no output"
-
-
-# --------------------------------------------------------------------------------------------
-# Calibration: a measured time budget instead of a constant
-
-CALIBRATION_MARGIN = 3.0  # budget = margin x predicted time (shared cores, noisy neighbours)
-CALIBRATION_FLOOR_S = 10.0
-
-
-@dataclass(frozen=True)
-class LavaCalibration:
-    """Lava's cost for one network, measured by :func:`calibrate`.
-
-    Attributes:
-        startup_s: worker start (interpreter, Lava import) and clean-up, once per run (s).
-        network_s: build, compile and process start of one chunk's network (s).
-        per_sample_s: simulated seconds per sample inside a chunk (s/sample).
-        samples_per_chunk: ``B`` the backend would choose for the full run.
-    """
-
-    startup_s: float
-    network_s: float
-    per_sample_s: float
-    samples_per_chunk: int
-
-    def predict(self, samples: int) -> float:
-        """``startup + ceil(N / B) x network + N x per_sample`` seconds for ``N`` samples."""
-        networks = -(-samples // max(self.samples_per_chunk, 1))
-        return self.startup_s + networks * self.network_s + samples * self.per_sample_s
-
-    def time_budget(self, samples: int, margin: float = CALIBRATION_MARGIN) -> float:
-        """A timeout for ``N`` samples: ``max(10 s, margin x predict(N))``."""
-        return max(CALIBRATION_FLOOR_S, margin * self.predict(samples))
-
-
-def calibrate(
-    spec: DeploymentSpec,
-    stimulus: Stimulus,
-    *,
-    fixed_point: bool,
-    backend: LavaBackend | None = None,
-    probe: int = 16,
-) -> LavaCalibration:
-    """Measure Lava on the first ``probe`` samples of ``stimulus`` (one network, one worker).
-
-    The worker times the network's first step (compile, process start) apart from the other
-    ``S - 1`` steps (``S = T + layers - 1``, one more for spike input), so ``per_sample = run x S / (S - 1) / probe``,
-    ``network = build + start + stop`` and ``startup = wall - network - run``.
-    """
-    backend = backend or LavaBackend()
-    small = _first_samples(stimulus, probe)
-    run = backend.run(spec, small, fixed_point=fixed_point)
-    times = run.timings
-    steps = stimulus.timesteps + len(spec.layers) - 1 + (stimulus.kind != CURRENT)
-    network = times["build"] + times["start"] + times["stop"]
-    layers = lava_layers(spec, fixed_point, stimulus.current_shift)
-    return LavaCalibration(
-        startup_s=max(0.0, times["total"] - network - times["run"]),
-        network_s=network,
-        per_sample_s=times["run"] * steps / max(steps - 1, 1) / small.samples,
-        samples_per_chunk=backend.chunks(layers, stimulus)[0][1],
-    )
-
-
-def _first_samples(stimulus: Stimulus, count: int) -> Stimulus:
-    count = min(count, stimulus.samples)
-    inputs = None if stimulus.inputs is None else stimulus.inputs[:, :count]
-    return replace(
-        stimulus,
-        frames=stimulus.frames[:, :count],
-        input_events=stimulus.input_events[:count],
-        inputs=inputs,
-    )
