@@ -6,7 +6,6 @@ import os
 import time
 
 import numpy as np
-import scipy.sparse as sp
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
@@ -16,6 +15,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.sparse.models import AbstractPySparseModelBitAcc, AbstractPySparseModelFloat
 from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
+from neuroprune.sim.batching import batched_dot
 from neuroprune.sim.lavaext.process import BatchedSparse, CountSink, FrameSource
 
 
@@ -97,26 +97,6 @@ class PyCountSinkFloat(_CountSinkModel):
 @tag("fixed_pt", "bit_accurate_loihi")
 class PyCountSinkFixed(_CountSinkModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-
-
-SPARSE_INPUT_DENSITY = 0.25  # below this fraction of nonzero inputs, multiply sparse x sparse
-
-
-def batched_dot(weights, spikes: np.ndarray, batch: int) -> np.ndarray:
-    """``kron(I_batch, W) @ spikes`` without building the block matrix: ``(W S)^T`` flattened,
-    with ``S = spikes.reshape(batch, n_in).T`` (sample-major in and out).
-
-    When fewer than 25 % of the inputs are nonzero (spikes usually are), ``S`` is made a CSR
-    matrix and the product costs one multiply-add per synaptic event instead of one per
-    synapse. Either way each output sums its row's entries in ``W``'s column order, as
-    ``W.dot`` does for one sample (zero terms skipped), so the result is the same number.
-    """
-    columns = spikes.reshape(batch, -1).T
-    if np.count_nonzero(columns) < SPARSE_INPUT_DENSITY * columns.size:
-        product = (weights @ sp.csr_matrix(columns)).toarray()
-    else:
-        product = weights @ np.ascontiguousarray(columns)
-    return np.ascontiguousarray(product.T).ravel()
 
 
 @implements(proc=BatchedSparse, protocol=LoihiProtocol)
