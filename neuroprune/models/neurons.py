@@ -196,19 +196,23 @@ class IFNode(neuron.IFNode):
 STRICT_TYPES = (LIFNode, IFNode)
 
 
-def strict_copy(node: torch.nn.Module) -> torch.nn.Module:
-    """The strict node equivalent to a plain SpikingJelly ``LIFNode``/``IFNode`` (same
-    parameters and step mode); any other module is returned unchanged."""
-    if type(node) not in (neuron.LIFNode, neuron.IFNode):
-        return node
-    common = {
+def _shared_node_args(node: neuron.BaseNode) -> dict:
+    """Constructor arguments every LIF/IF node shares (threshold, reset, surrogate, mode)."""
+    return {
         "v_threshold": node.v_threshold,
         "v_reset": node.v_reset,
         "surrogate_function": node.surrogate_function,
         "detach_reset": node.detach_reset,
         "step_mode": node.step_mode,
-        "store_v_seq": node.store_v_seq,
     }
+
+
+def strict_copy(node: torch.nn.Module) -> torch.nn.Module:
+    """The strict node equivalent to a plain SpikingJelly ``LIFNode``/``IFNode`` (same
+    parameters and step mode); any other module is returned unchanged."""
+    if type(node) not in (neuron.LIFNode, neuron.IFNode):
+        return node
+    common = {**_shared_node_args(node), "store_v_seq": node.store_v_seq}
     if type(node) is neuron.IFNode:
         return IFNode(**common)
     return LIFNode(tau=node.tau, decay_input=node.decay_input, **common)
@@ -355,13 +359,7 @@ CHIP_TYPES = (ChipLIFNode, ChipIFNode)
 
 def chip_copy(node: neuron.BaseNode, chip: dict) -> neuron.BaseNode:
     """The chip-arithmetic node with ``node``'s parameters and the layer facts ``chip``."""
-    common = {
-        "v_threshold": node.v_threshold,
-        "v_reset": node.v_reset,
-        "surrogate_function": node.surrogate_function,
-        "detach_reset": node.detach_reset,
-        "step_mode": node.step_mode,
-    }
+    common = _shared_node_args(node)
     if isinstance(node, neuron.IFNode):
         return ChipIFNode(chip, **common)
     return ChipLIFNode(chip, tau=node.tau, decay_input=node.decay_input, **common)
@@ -406,13 +404,7 @@ def float_twin(model: torch.nn.Module) -> torch.nn.Module | None:
 
 
 def _float_node(node: neuron.BaseNode) -> neuron.BaseNode:
-    common = {
-        "v_threshold": node.v_threshold,
-        "v_reset": node.v_reset,
-        "surrogate_function": node.surrogate_function,
-        "detach_reset": node.detach_reset,
-        "step_mode": node.step_mode,
-    }
+    common = _shared_node_args(node)
     if isinstance(node, neuron.IFNode):
         return IFNode(**common)
     return LIFNode(tau=node.tau, decay_input=node.decay_input, **common)
