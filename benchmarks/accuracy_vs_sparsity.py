@@ -61,9 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
     """Dense training, then every (sparsity, method) pruning run for one model and seed."""
     config = default_config(
-        model_name, epochs=args.dense_epochs, batch_size=args.batch_size,
-        timesteps=args.timesteps, seed=seed,
-    )  # fmt: skip
+        model_name,
+        epochs=args.dense_epochs,
+        batch_size=args.batch_size,
+        timesteps=args.timesteps,
+        seed=seed,
+    )
     dense = build_model(model_name, dataset.input_shape, dataset.num_classes, seed=seed)
     dense_acc = train(dense, dataset, config).test_accuracy
     summary = summarize(dense, dataset.input_shape, args.timesteps)
@@ -74,18 +77,33 @@ def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
             name, scheduler = split_method_spec(spec)
             started = time.perf_counter()
             result = prune_to_budget(
-                copy.deepcopy(dense), dataset, config, method=name, budget=budget,
-                scheduler=scheduler, epochs=args.prune_epochs,
+                copy.deepcopy(dense),
+                dataset,
+                config,
+                method=name,
+                budget=budget,
+                scheduler=scheduler,
+                epochs=args.prune_epochs,
                 finetune_epochs=args.finetune_epochs,
-            )  # fmt: skip
-            rows.append({
-                "model": model_name, "seed": seed, "sparsity": sparsity, "method": spec,
-                "budget": budget.synapses, "synapses": result.synapses,
-                "dense_accuracy": dense_acc, "accuracy": result.accuracy,
-                "seconds": time.perf_counter() - started,
-            })  # fmt: skip
-            print(f"  {model_name} seed={seed} S={sparsity} {spec}: acc={result.accuracy:.3f} "
-                  f"synapses={result.synapses}/{budget.synapses}", file=sys.stderr)  # fmt: skip
+            )
+            rows.append(
+                {
+                    "model": model_name,
+                    "seed": seed,
+                    "sparsity": sparsity,
+                    "method": spec,
+                    "budget": budget.synapses,
+                    "synapses": result.synapses,
+                    "dense_accuracy": dense_acc,
+                    "accuracy": result.accuracy,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
+            print(
+                f"  {model_name} seed={seed} S={sparsity} {spec}: acc={result.accuracy:.3f} "
+                f"synapses={result.synapses}/{budget.synapses}",
+                file=sys.stderr,
+            )
     return rows
 
 
@@ -117,19 +135,24 @@ def table(rows: list[dict], methods: list[str]) -> str:
 
 def report(args, rows: list[dict], seconds: float) -> str:
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    return "\n".join([
-        "# Accuracy vs sparsity at exact synapse budgets", "",
-        f"- command: `{command}`",
-        f"- machine: {machine()}",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; wall time {seconds:.0f} s",
-        f"- dataset: {args.dataset}; dense {args.dense_epochs} epochs, prune {args.prune_epochs} + "
-        f"fine-tune {args.finetune_epochs} epochs; T = {args.timesteps}; batch {args.batch_size}"
-        + (f"; first {args.train_limit} train images" if args.train_limit else ""),
-        "- B = floor((1 - sparsity) x dense synapses); synapses counted as nonzero weights "
-        "after BN folding, conv unrolled; every run keeps <= B synapses.",
-        "- cells: test accuracy (%) mean ± std over seeds " + ", ".join(map(str, args.seeds)), "",
-        table(rows, args.methods), "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "# Accuracy vs sparsity at exact synapse budgets",
+            "",
+            f"- command: `{command}`",
+            f"- machine: {machine()}",
+            f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; wall time {seconds:.0f} s",
+            f"- dataset: {args.dataset}; dense {args.dense_epochs} epochs, prune {args.prune_epochs} + "
+            f"fine-tune {args.finetune_epochs} epochs; T = {args.timesteps}; batch {args.batch_size}"
+            + (f"; first {args.train_limit} train images" if args.train_limit else ""),
+            "- B = floor((1 - sparsity) x dense synapses); synapses counted as nonzero weights "
+            "after BN folding, conv unrolled; every run keeps <= B synapses.",
+            "- cells: test accuracy (%) mean ± std over seeds " + ", ".join(map(str, args.seeds)),
+            "",
+            table(rows, args.methods),
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,8 +53,11 @@ def step_seconds(hidden: tuple[int, ...], epochs: int, batch_size: int) -> dict:
         result = train(model, data, config)
         steps = distributed.steps_per_epoch(len(data.y_train), batch_size)
         fastest = min(row["seconds"] for row in result.history)
-        return {"seconds_per_step": fastest / steps, "steps": steps,
-                "world": distributed.world_size()}  # fmt: skip
+        return {
+            "seconds_per_step": fastest / steps,
+            "steps": steps,
+            "world": distributed.world_size(),
+        }
 
 
 def main(argv: list[str] | None = None) -> str:

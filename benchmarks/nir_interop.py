@@ -46,8 +46,14 @@ def rows_for_run(run_dir: Path, tmp: Path) -> list[str]:
         model = load_model(run_dir / file)[0].eval()
         want = model_counts(model, x)[-1].astype(np.int64)
         for tool in IMPORTERS:
-            path = export_nir(model, tmp / f"{run_dir.name}-{file}-{tool}.nir", timesteps=steps,
-                              encoding="direct", input_shape=data.input_shape, dt=DT_FOR[tool])  # fmt: skip
+            path = export_nir(
+                model,
+                tmp / f"{run_dir.name}-{file}-{tool}.nir",
+                timesteps=steps,
+                encoding="direct",
+                input_shape=data.input_shape,
+                dt=DT_FOR[tool],
+            )
             begin = time.perf_counter()
             try:
                 got = output_counts(tool, path, x)

@@ -63,9 +63,11 @@ def timed_epoch(args, dataset, model_name: str, config, spec: str | None, budget
     if spec is not None:
         name, scheduler = split_method_spec(spec)
         method = method_class(name)(
-            budget, input_shape=dataset.input_shape, scheduler=scheduler,
+            budget,
+            input_shape=dataset.input_shape,
+            scheduler=scheduler,
             lr_schedule=lr_schedule(config, len(dataset.y_train)),
-        )  # fmt: skip
+        )
         method.attach(model)
         callbacks = [method]
     return epoch_seconds(train(model, dataset, config, callbacks=callbacks).history)
@@ -87,15 +89,19 @@ def time_model(args, dataset, model_name: str) -> list[dict]:
         row = {"model": model_name, "method": spec, "dense": min(dense), "seconds": min(pruned)}
         row["ratio"] = row["seconds"] / row["dense"]
         rows.append(row)
-        print(f"  {model_name} {spec}: {row['seconds']:.3f} s/epoch vs dense {row['dense']:.3f} "
-              f"({row['ratio']:.2f}x)", file=sys.stderr)  # fmt: skip
+        print(
+            f"  {model_name} {spec}: {row['seconds']:.3f} s/epoch vs dense {row['dense']:.3f} "
+            f"({row['ratio']:.2f}x)",
+            file=sys.stderr,
+        )
     return rows
 
 
 def report(args, rows: list[dict]) -> str:
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     lines = [
-        "# Training overhead of pruning reparameterisations", "",
+        "# Training overhead of pruning reparameterisations",
+        "",
         f"- command: `{command}`",
         f"- machine: {cpu_model()}, {platform.platform()}, Python {platform.python_version()}, "
         f"torch {torch.__version__}, {os.cpu_count()} CPUs visible, "
@@ -105,8 +111,10 @@ def report(args, rows: list[dict]) -> str:
         f"- dataset {args.dataset}; {args.epochs} epochs; T = {args.timesteps}; batch "
         f"{args.batch_size}; fastest epoch (train + test pass) over {args.repeats} interleaved "
         "repeats of dense and reparameterised runs; target <= 1.10x",
-        "", "| model | method | dense s/epoch | method s/epoch | x dense |", "|---|---|---|---|---|",
-    ]  # fmt: skip
+        "",
+        "| model | method | dense s/epoch | method s/epoch | x dense |",
+        "|---|---|---|---|---|",
+    ]
     for row in rows:
         lines.append(
             f"| {row['model']} | {row['method']} | {row['dense']:.3f} | {row['seconds']:.3f} "

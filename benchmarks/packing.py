@@ -24,8 +24,16 @@ from neuroprune.fit import check_fit, thinned
 from neuroprune.profiles import load_profile, parse_profile
 from neuroprune.summary import NetworkSummary, conv_layer, dense_layer
 
-CHIPS = ("loihi", "loihi2", "truenorth", "tianjic", "brainscales2", "dynapse", "spinnaker",
-         "user_crossbar")  # fmt: skip
+CHIPS = (
+    "loihi",
+    "loihi2",
+    "truenorth",
+    "tianjic",
+    "brainscales2",
+    "dynapse",
+    "spinnaker",
+    "user_crossbar",
+)
 
 
 def mlp(widths: tuple[int, ...], seed: int = 0) -> NetworkSummary:
@@ -62,12 +70,18 @@ def mnist_shaped(seed: int = 0) -> NetworkSummary:
 
 
 USER_CROSSBAR = {
-    "schema_version": 1, "id": "user_crossbar", "name": "issue-11 user dense_matrix chip",
+    "schema_version": 1,
+    "id": "user_crossbar",
+    "name": "issue-11 user dense_matrix chip",
     "chip": {"cores": 8, "neurons_max": 2048},
-    "core": {"neurons_max": 256, "synapse_memory_bits": 98304,
-             "synapse_encoding": {"kind": "dense_matrix", "bits_per_synapse": 6}},
-    "neuron": {"models": ["LIF"], "fan_in_max": 100}, "weights": {"bits": 6},
-}  # fmt: skip
+    "core": {
+        "neurons_max": 256,
+        "synapse_memory_bits": 98304,
+        "synapse_encoding": {"kind": "dense_matrix", "bits_per_synapse": 6},
+    },
+    "neuron": {"models": ["LIF"], "fan_in_max": 100},
+    "weights": {"bits": 6},
+}
 
 
 def chip_profile(chip: str):
@@ -110,15 +124,19 @@ def main() -> None:
     parser.add_argument("--chips", default=",".join(CHIPS))
     args = parser.parse_args()
     print(f"machine: {machine()}\n")
-    print("| network | chip | lower bound | before (next-fit) | after (best) | strategy | "
-          "after / bound | pack s |")  # fmt: skip
+    print(
+        "| network | chip | lower bound | before (next-fit) | after (best) | strategy | "
+        "after / bound | pack s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for net_name in NETWORKS:
         for chip in args.chips.split(","):
             r = row(net_name, chip)
-            print(f"| {r['network']} | {r['chip']} | {r['bound']} | {r['before']} | "
-                  f"{r['after']} | {r['strategy']} | {r['after'] / r['bound']:.2f} | "
-                  f"{r['seconds']:.2f} |")  # fmt: skip
+            print(
+                f"| {r['network']} | {r['chip']} | {r['bound']} | {r['before']} | "
+                f"{r['after']} | {r['strategy']} | {r['after'] / r['bound']:.2f} | "
+                f"{r['seconds']:.2f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -72,10 +72,14 @@ def variants(hidden, data, config, keep: float):
     prune_by_magnitude(model, keep)
     qmodel, layers = ptq_model(model, profile, data.input_shape)
     chip_model, chip_layers = copy.deepcopy((qmodel, layers))
-    chip_layers, _, _ = use_chip_arithmetic(chip_model, chip_layers, profile,
-                                            analog_images=data.x_train)  # fmt: skip
-    return profile, {"float": (model, None), "qat": (qmodel, layers),
-                     "chip": (chip_model, chip_layers)}  # fmt: skip
+    chip_layers, _, _ = use_chip_arithmetic(
+        chip_model, chip_layers, profile, analog_images=data.x_train
+    )
+    return profile, {
+        "float": (model, None),
+        "qat": (qmodel, layers),
+        "chip": (chip_model, chip_layers),
+    }
 
 
 def epoch_seconds(setup, profile, data, config) -> float:

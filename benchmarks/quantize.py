@@ -65,15 +65,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def pruned_model(args, dataset, model_name: str, seed: int):
     """Dense training then pruning to the sparsity's exact budget; returns (model, config)."""
-    config = default_config(model_name, epochs=args.dense_epochs, timesteps=args.timesteps,
-                            seed=seed)  # fmt: skip
+    config = default_config(
+        model_name, epochs=args.dense_epochs, timesteps=args.timesteps, seed=seed
+    )
     dense = build_model(model_name, dataset.input_shape, dataset.num_classes, seed=seed)
     train(dense, dataset, config)
     summary = summarize(dense, dataset.input_shape, args.timesteps)
     budget = derive_budget(None, summary, sparsity=args.sparsity)
-    result = prune_to_budget(copy.deepcopy(dense), dataset, config, method=args.method,
-                             budget=budget, epochs=args.prune_epochs,
-                             finetune_epochs=args.finetune_epochs)  # fmt: skip
+    result = prune_to_budget(
+        copy.deepcopy(dense),
+        dataset,
+        config,
+        method=args.method,
+        budget=budget,
+        epochs=args.prune_epochs,
+        finetune_epochs=args.finetune_epochs,
+    )
     return result.model, config
 
 
@@ -97,18 +104,27 @@ def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
         profile = load_profile(chip)
         started = time.perf_counter()
         result = quantize_model(model, profile, dataset, config, finetune_epochs=args.qat_epochs)
-        rows.append({
-            "model": model_name, "seed": seed, "chip": profile.id, "format": result.format,
-            "float": result.accuracy_float, "ptq": result.accuracy_ptq, "qat": result.accuracy_qat,
-            "control": control,
-            "before": sum(r["nonzero_before"] for r in result.layers),
-            "after": sum(r["nonzero_after"] for r in result.layers),
-            "clipped": max(r["ptq"]["clipped_fraction"] for r in result.layers),
-            "seconds": time.perf_counter() - started,
-        })  # fmt: skip
-        print(f"  {model_name} seed={seed} {profile.id}: float={result.accuracy_float:.3f} "
-              f"ptq={result.accuracy_ptq:.3f} qat={result.accuracy_qat:.3f}",
-              file=sys.stderr)  # fmt: skip
+        rows.append(
+            {
+                "model": model_name,
+                "seed": seed,
+                "chip": profile.id,
+                "format": result.format,
+                "float": result.accuracy_float,
+                "ptq": result.accuracy_ptq,
+                "qat": result.accuracy_qat,
+                "control": control,
+                "before": sum(r["nonzero_before"] for r in result.layers),
+                "after": sum(r["nonzero_after"] for r in result.layers),
+                "clipped": max(r["ptq"]["clipped_fraction"] for r in result.layers),
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        print(
+            f"  {model_name} seed={seed} {profile.id}: float={result.accuracy_float:.3f} "
+            f"ptq={result.accuracy_ptq:.3f} qat={result.accuracy_qat:.3f}",
+            file=sys.stderr,
+        )
     return rows
 
 
@@ -132,29 +148,38 @@ def table(rows: list[dict]) -> str:
         cells = [mean_std([r[k] for r in group]) for k in ("float", "control", "ptq", "qat")]
         before, after = max(r["before"] for r in group), max(r["after"] for r in group)
         clipped = max(r["clipped"] for r in group)
-        lines.append(f"| {model} | {chip} | {group[0]['format']} | " + " | ".join(cells)
-                     + f" | {before} -> {after} | {100 * clipped:.1f} % |")  # fmt: skip
+        lines.append(
+            f"| {model} | {chip} | {group[0]['format']} | "
+            + " | ".join(cells)
+            + f" | {before} -> {after} | {100 * clipped:.1f} % |"
+        )
     return "\n".join(lines)
 
 
 def report(args, rows: list[dict], seconds: float) -> str:
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    return "\n".join([
-        "# Quantization to chip formats: pruned float vs quantized accuracy", "",
-        f"- command: `{command}`",
-        f"- machine: {machine()}",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; "
-        f"wall time {seconds:.0f} s",
-        f"- dataset: {args.dataset}; dense {args.dense_epochs} epochs; {args.method} to sparsity "
-        f"{args.sparsity:g} ({args.prune_epochs} + {args.finetune_epochs} epochs); quantization-"
-        f"aware fine-tuning {args.qat_epochs} epochs; T = {args.timesteps}"
-        + (f"; first {args.train_limit} train images" if args.train_limit else ""),
-        "- accuracies: test accuracy (%) mean ± std over seeds " + ", ".join(map(str, args.seeds)),
-        "- nonzero weights: after BN folding, kernel entries (conv not unrolled); a weight that "
-        "rounds to 0 is pruned, so the count can only fall (TrueNorth's ternary levels prune "
-        "most). TrueNorth also doubles input axons (axon_duplication = 2).",
-        "", table(rows), "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "# Quantization to chip formats: pruned float vs quantized accuracy",
+            "",
+            f"- command: `{command}`",
+            f"- machine: {machine()}",
+            f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; "
+            f"wall time {seconds:.0f} s",
+            f"- dataset: {args.dataset}; dense {args.dense_epochs} epochs; {args.method} to sparsity "
+            f"{args.sparsity:g} ({args.prune_epochs} + {args.finetune_epochs} epochs); quantization-"
+            f"aware fine-tuning {args.qat_epochs} epochs; T = {args.timesteps}"
+            + (f"; first {args.train_limit} train images" if args.train_limit else ""),
+            "- accuracies: test accuracy (%) mean ± std over seeds "
+            + ", ".join(map(str, args.seeds)),
+            "- nonzero weights: after BN folding, kernel entries (conv not unrolled); a weight that "
+            "rounds to 0 is pruned, so the count can only fall (TrueNorth's ternary levels prune "
+            "most). TrueNorth also doubles input axons (axon_duplication = 2).",
+            "",
+            table(rows),
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -162,8 +187,12 @@ def main(argv: list[str] | None = None) -> str:
     torch.set_num_threads(args.threads)
     dataset = limited(load_dataset(args.dataset, args.data_dir), args.train_limit)
     started = time.perf_counter()
-    rows = [row for model in args.models for seed in args.seeds
-            for row in run_seed(args, dataset, model, seed)]  # fmt: skip
+    rows = [
+        row
+        for model in args.models
+        for seed in args.seeds
+        for row in run_seed(args, dataset, model, seed)
+    ]
     text = report(args, rows, time.perf_counter() - started)
     if args.out:
         write_text(Path(args.out), text)

@@ -68,14 +68,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def prune(method: str, dense, dataset, config, budget, profile, args):
     """One pruning run; returns the pruned model and its test accuracy."""
-    common = {"budget": budget, "epochs": args.prune_epochs,
-              "finetune_epochs": args.finetune_epochs}  # fmt: skip
+    common = {
+        "budget": budget,
+        "epochs": args.prune_epochs,
+        "finetune_epochs": args.finetune_epochs,
+    }
     model = copy.deepcopy(dense)
     if method == "stds":
         result = prune_to_budget(model, dataset, config, method="stds", **common)
     else:
-        result = prune_structured(model, dataset, config, p=args.p, q=args.q, profile=profile,
-                                  then_stds=method == "sca+stds", **common)  # fmt: skip
+        result = prune_structured(
+            model,
+            dataset,
+            config,
+            p=args.p,
+            q=args.q,
+            profile=profile,
+            then_stds=method == "sca+stds",
+            **common,
+        )
     return result.model, result.accuracy
 
 
@@ -84,34 +95,60 @@ def measure(model, dataset, timesteps: int, profile) -> dict:
     summary = summarize(model, dataset.input_shape, timesteps)
     fit = check_fit(summary, profile)
     shared = profile.conv_weight_sharing
-    return {"synapses": summary.synapses(shared), "neurons": summary.neurons,
-            "cores": fit.cores_used, "fits": fit.fits}  # fmt: skip
+    return {
+        "synapses": summary.synapses(shared),
+        "neurons": summary.neurons,
+        "cores": fit.cores_used,
+        "fits": fit.fits,
+    }
 
 
 def run_seed(args, dataset, profile, seed: int) -> list[dict]:
     """Dense training, then every (sparsity, method) run for one seed."""
-    config = default_config("conv", epochs=args.dense_epochs, batch_size=args.batch_size,
-                            timesteps=args.timesteps, seed=seed)  # fmt: skip
-    dense = build_model("conv", dataset.input_shape, dataset.num_classes, hidden=args.hidden,
-                        seed=seed)  # fmt: skip
+    config = default_config(
+        "conv",
+        epochs=args.dense_epochs,
+        batch_size=args.batch_size,
+        timesteps=args.timesteps,
+        seed=seed,
+    )
+    dense = build_model(
+        "conv", dataset.input_shape, dataset.num_classes, hidden=args.hidden, seed=seed
+    )
     dense_acc = train(dense, dataset, config).test_accuracy
     summary = summarize(dense, dataset.input_shape, args.timesteps)
-    rows = [{"seed": seed, "sparsity": 0.0, "method": "dense", "budget": None,
-             "accuracy": dense_acc, "seconds": 0.0,
-             **measure(dense, dataset, args.timesteps, profile)}]  # fmt: skip
+    rows = [
+        {
+            "seed": seed,
+            "sparsity": 0.0,
+            "method": "dense",
+            "budget": None,
+            "accuracy": dense_acc,
+            "seconds": 0.0,
+            **measure(dense, dataset, args.timesteps, profile),
+        }
+    ]
     for sparsity in args.sparsities:
         budget = derive_budget(profile, summary, sparsity=sparsity)
         for method in args.methods:
             started = time.perf_counter()
             model, accuracy = prune(method, dense, dataset, config, budget, profile, args)
-            row = {"seed": seed, "sparsity": sparsity, "method": method,
-                   "budget": budget.synapses, "accuracy": accuracy,
-                   "seconds": time.perf_counter() - started,
-                   **measure(model, dataset, args.timesteps, profile)}  # fmt: skip
+            row = {
+                "seed": seed,
+                "sparsity": sparsity,
+                "method": method,
+                "budget": budget.synapses,
+                "accuracy": accuracy,
+                "seconds": time.perf_counter() - started,
+                **measure(model, dataset, args.timesteps, profile),
+            }
             rows.append(row)
-            print(f"  seed={seed} S={sparsity} {method}: acc={accuracy:.3f} "
-                  f"synapses={row['synapses']}/{budget.synapses} neurons={row['neurons']} "
-                  f"cores={row['cores']}", file=sys.stderr)  # fmt: skip
+            print(
+                f"  seed={seed} S={sparsity} {method}: acc={accuracy:.3f} "
+                f"synapses={row['synapses']}/{budget.synapses} neurons={row['neurons']} "
+                f"cores={row['cores']}",
+                file=sys.stderr,
+            )
     return rows
 
 
@@ -129,45 +166,54 @@ def table(rows: list[dict], methods: list[str]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     keys = [(0.0, "dense")] + [
-        (s, m) for s in sorted({r["sparsity"] for r in rows if r["method"] != "dense"})
+        (s, m)
+        for s in sorted({r["sparsity"] for r in rows if r["method"] != "dense"})
         for m in methods
-    ]  # fmt: skip
+    ]
     for sparsity, method in keys:
         group = [r for r in rows if r["sparsity"] == sparsity and r["method"] == method]
         if not group:
             continue
         budget = group[0]["budget"] if group[0]["budget"] is not None else "-"
         cells = [
-            f"{sparsity:g}", str(budget), method, mean_std([r["accuracy"] for r in group], 100),
+            f"{sparsity:g}",
+            str(budget),
+            method,
+            mean_std([r["accuracy"] for r in group], 100),
             mean_std([r["synapses"] for r in group], digits=0),
             mean_std([r["neurons"] for r in group], digits=0),
             mean_std([r["cores"] for r in group], digits=1),
             "/".join("yes" if r["fits"] else "no" for r in group),
             f"{statistics.fmean(r['seconds'] for r in group):.1f}",
-        ]  # fmt: skip
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def report(args, rows: list[dict], seconds: float) -> str:
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    return "\n".join([
-        "# SCA vs SCA+STDS vs STDS at equal synapse budgets", "",
-        f"- command: `{command}`",
-        f"- machine: {machine()}",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; wall time "
-        f"{seconds:.0f} s",
-        f"- dataset: {args.dataset}; model conv {tuple(args.hidden)}; dense {args.dense_epochs} "
-        f"epochs; every method prune {args.prune_epochs} + fine-tune {args.finetune_epochs} "
-        f"epochs (sca+stds: half the prune epochs SCA, half STDS); T = {args.timesteps}; batch "
-        f"{args.batch_size}; SCA p = {args.p}, q = {args.q}"
-        + (f"; first {args.train_limit} train images" if args.train_limit else ""),
-        f"- chip profile: {args.chip} (cores from neuroprune.fit.check_fit on the pruned model)",
-        "- B = floor((1 - sparsity) x dense synapses); synapses = nonzero weights after BN "
-        "folding, conv unrolled; neurons = spiking units (fall only with channel pruning).",
-        "- cells: mean ± std over seeds " + ", ".join(map(str, args.seeds)), "",
-        table(rows, args.methods), "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "# SCA vs SCA+STDS vs STDS at equal synapse budgets",
+            "",
+            f"- command: `{command}`",
+            f"- machine: {machine()}",
+            f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; wall time "
+            f"{seconds:.0f} s",
+            f"- dataset: {args.dataset}; model conv {tuple(args.hidden)}; dense {args.dense_epochs} "
+            f"epochs; every method prune {args.prune_epochs} + fine-tune {args.finetune_epochs} "
+            f"epochs (sca+stds: half the prune epochs SCA, half STDS); T = {args.timesteps}; batch "
+            f"{args.batch_size}; SCA p = {args.p}, q = {args.q}"
+            + (f"; first {args.train_limit} train images" if args.train_limit else ""),
+            f"- chip profile: {args.chip} (cores from neuroprune.fit.check_fit on the pruned model)",
+            "- B = floor((1 - sparsity) x dense synapses); synapses = nonzero weights after BN "
+            "folding, conv unrolled; neurons = spiking units (fall only with channel pruning).",
+            "- cells: mean ± std over seeds " + ", ".join(map(str, args.seeds)),
+            "",
+            table(rows, args.methods),
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,8 +101,17 @@ def timed_lava(path: Path, x: np.ndarray, fixed: bool, repeats: int, model):
     """Float: compared with the SpikingJelly model itself; fixed: with the bit-exact emulation
     (and the float model's drift reported alongside)."""
     expected = "reference" if fixed else None
-    runs = [simulate(path, x=x, backend="lava", fixed_point=fixed, expected_counts=expected,
-                     reference_model=model) for _ in range(repeats)]  # fmt: skip
+    runs = [
+        simulate(
+            path,
+            x=x,
+            backend="lava",
+            fixed_point=fixed,
+            expected_counts=expected,
+            reference_model=model,
+        )
+        for _ in range(repeats)
+    ]
     best = runs[0]
     return best, statistics.median(r.seconds_per_sample for r in runs)
 
@@ -116,20 +125,33 @@ def rows_for(spec: str, dataset, args, work: Path, profile) -> list[list[str]]:
         for mode in args.modes.split(","):
             fixed = mode == "fixed"
             net = ptq_model(sparse, profile, dataset.input_shape)[0] if fixed else sparse
-            path = export_nir(net, work / f"{spec}_{sparsity}_{mode}.nir",
-                              timesteps=args.timesteps, encoding=args.encoding,
-                              input_shape=dataset.input_shape)  # fmt: skip
-            ref = simulate(path, x=x, y=dataset.y_test[: args.samples], backend="reference",
-                           fixed_point=fixed)  # fmt: skip
+            path = export_nir(
+                net,
+                work / f"{spec}_{sparsity}_{mode}.nir",
+                timesteps=args.timesteps,
+                encoding=args.encoding,
+                input_shape=dataset.input_shape,
+            )
+            ref = simulate(
+                path, x=x, y=dataset.y_test[: args.samples], backend="reference", fixed_point=fixed
+            )
             lava, lava_s = timed_lava(path, x, fixed, args.repeats, net)
-            rows.append([
-                spec, f"{100 * sparsity:.0f} %", mode, str(sum(ref.layer_neurons)),
-                f"{ref.synops_per_sample:.0f}", f"{1e3 * lava_s:.2f}",
-                f"{1e3 * ref.seconds_per_sample:.3f}", f"{100 * lava.spike_agreement:.2f} %",
-                "—" if lava.model_agreement is None else
-                f"{100 * min(lava.model_agreement):.2f} % / {100 * min(lava.model_count_agreement):.2f} %",
-                f"{100 * ref.accuracy:.1f} %",
-            ])  # fmt: skip
+            rows.append(
+                [
+                    spec,
+                    f"{100 * sparsity:.0f} %",
+                    mode,
+                    str(sum(ref.layer_neurons)),
+                    f"{ref.synops_per_sample:.0f}",
+                    f"{1e3 * lava_s:.2f}",
+                    f"{1e3 * ref.seconds_per_sample:.3f}",
+                    f"{100 * lava.spike_agreement:.2f} %",
+                    "—"
+                    if lava.model_agreement is None
+                    else f"{100 * min(lava.model_agreement):.2f} % / {100 * min(lava.model_count_agreement):.2f} %",
+                    f"{100 * ref.accuracy:.1f} %",
+                ]
+            )
     return rows
 
 
@@ -139,16 +161,28 @@ def main(argv: list[str]) -> None:
     dataset = load_dataset("digits")
     args.samples = min(args.samples, dataset.test_size)
     profile = load_profile("loihi")
-    header = ["model", "sparsity", "mode", "neurons", "synops/sample", "Lava ms/sample",
-              "reference ms/sample", "Lava agreement", "fixed vs float model (samples / neuron counts)", "accuracy"]  # fmt: skip
+    header = [
+        "model",
+        "sparsity",
+        "mode",
+        "neurons",
+        "synops/sample",
+        "Lava ms/sample",
+        "reference ms/sample",
+        "Lava agreement",
+        "fixed vs float model (samples / neuron counts)",
+        "accuracy",
+    ]
     rows = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="np-bench-sim-") as tmp:
         for spec in args.models.split(","):
             rows += rows_for(spec, dataset, args, Path(tmp), profile)
     command = "PYTHONPATH=. python benchmarks/simulate.py " + " ".join(argv)
-    print(f"### Simulation speed (digits test split, {args.samples} samples, T={args.timesteps}, "
-          f"{args.encoding} encoding)\n")  # fmt: skip
+    print(
+        f"### Simulation speed (digits test split, {args.samples} samples, T={args.timesteps}, "
+        f"{args.encoding} encoding)\n"
+    )
     print(f"Command: `{command.strip()}`  ")
     print(f"Machine: {machine()}  ")
     print(f"Total benchmark time: {time.perf_counter() - start:.0f} s\n")

@@ -26,8 +26,15 @@ ENCODINGS = ("direct", "poisson", "latency")
 
 
 def fit(encoding: str, out: str, extra: dict) -> dict:
-    options = {"chip": "loihi", "cores": 1, "hidden": "512,256", "encoding": encoding,
-               "out": out, "name": encoding, **extra}  # fmt: skip
+    options = {
+        "chip": "loihi",
+        "cores": 1,
+        "hidden": "512,256",
+        "encoding": encoding,
+        "out": out,
+        "name": encoding,
+        **extra,
+    }
     return run_fit(resolve_config(None, options)).report
 
 
@@ -50,8 +57,10 @@ def main(argv: list[str]) -> None:
     out = args.out or tempfile.mkdtemp(prefix="spike-inputs-")
     extra = {"epochs": args.epochs} if args.epochs else {}
     print(machine())
-    print("| encoding | dense | pruned | quantized | first synapses on | Lava agreement | ms/sample "
-          "| synops/sample |")  # fmt: skip
+    print(
+        "| encoding | dense | pruned | quantized | first synapses on | Lava agreement | ms/sample "
+        "| synops/sample |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for encoding in ENCODINGS:
         print(row(encoding, fit(encoding, out, extra)), flush=True)

@@ -43,12 +43,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def timed_sweep(args: argparse.Namespace, workers: int) -> tuple[float, int]:
     """Wall seconds of one sweep into a fresh folder, and the trials that finished."""
     folder = tempfile.mkdtemp(prefix="np-sweep-bench-")
-    base = RunConfig(out=folder, hidden=args.hidden, epochs=args.epochs,
-                     prune_epochs=args.prune_epochs, finetune_epochs=1, quant_epochs=1,
-                     backend="reference", samples=100)  # fmt: skip
+    base = RunConfig(
+        out=folder,
+        hidden=args.hidden,
+        epochs=args.epochs,
+        prune_epochs=args.prune_epochs,
+        finetune_epochs=1,
+        quant_epochs=1,
+        backend="reference",
+        samples=100,
+    )
     start = time.perf_counter()
-    plan = plan_sweep(chips=args.chips, methods=args.methods, sparsities=args.sparsities,
-                      base=base, workers=workers)  # fmt: skip
+    plan = plan_sweep(
+        chips=args.chips,
+        methods=args.methods,
+        sparsities=args.sparsities,
+        base=base,
+        workers=workers,
+    )
     result = run_sweep(plan)
     return time.perf_counter() - start, sum(r["status"] == "done" for r in result.rows)
 

@@ -59,10 +59,12 @@ def _surrogate_of(module: torch.nn.Module) -> dict[str, Any]:
         if type(fn) is cls:
             return {"name": name, "alpha": float(fn.alpha), "spiking": bool(fn.spiking)}
     raise ArtifactError(
-        "cannot describe this surrogate function", where="save model",
-        field="surrogate_function", value=type(fn).__name__,
+        "cannot describe this surrogate function",
+        where="save model",
+        field="surrogate_function",
+        value=type(fn).__name__,
         fix=f"Use one of: {', '.join(SURROGATES)} (spikingjelly.activation_based.surrogate).",
-    )  # fmt: skip
+    )
 
 
 def _make_surrogate(desc: dict[str, Any]):
@@ -175,7 +177,7 @@ LEAVES: dict[str, LeafKind] = {
             "decay_input": bool(m.decay_input),
             "chip": dict(m.chip),
             **_neuron_common(m),
-        },  # fmt: skip
+        },
         lambda k: _build_neuron(neurons.ChipLIFNode, k),
     ),
     "np.ChipIFNode": LeafKind(
@@ -214,10 +216,12 @@ def describe_model(model: torch.nn.Module) -> dict[str, Any]:
             children = [[name, describe_model(child)] for name, child in model.named_children()]
             return {"kind": kind, "children": children}
     raise ArtifactError(
-        "cannot save a model with this module type", where="save model",
-        field="module", value=type(model).__name__,
+        "cannot save a model with this module type",
+        where="save model",
+        field="module",
+        value=type(model).__name__,
         fix="Build the model from the documented layers (docs/conventions.md §1).",
-    )  # fmt: skip
+    )
 
 
 def _leaf_description(kind: str, leaf: LeafKind, module: torch.nn.Module) -> dict[str, Any]:
@@ -319,16 +323,22 @@ def load_model(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     except Exception as exc:
         raise ArtifactError(
             "model file is corrupt, truncated, or holds objects other than tensors "
-            f"({type(exc).__name__}); it was not executed", where=str(path),
-            field="size_bytes", value=path.stat().st_size, fix=_FIX,
-        ) from exc  # fmt: skip
+            f"({type(exc).__name__}); it was not executed",
+            where=str(path),
+            field="size_bytes",
+            value=path.stat().st_size,
+            fix=_FIX,
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ArtifactError("not a neuroprune model file", where=str(path), fix=_FIX)
     if payload.get("version") != MODEL_VERSION:
         raise ArtifactError(
-            "model file of another format version", where=str(path), field="version",
-            value=payload.get("version"), fix=_FIX,
-        )  # fmt: skip
+            "model file of another format version",
+            where=str(path),
+            field="version",
+            value=payload.get("version"),
+            fix=_FIX,
+        )
     try:
         model = build_from_description(json.loads(payload["architecture"]), payload["state"])
         meta = json.loads(payload.get("meta") or "{}")

@@ -83,9 +83,12 @@ class Budget:
             _check_fan_in_cap(self.fan_in_cap, where="budget")
         if self.binding not in BINDINGS:
             raise BudgetError(
-                "unknown binding constraint", where="budget", field="binding",
-                value=self.binding, fix=f"Use one of {list(BINDINGS)}.",
-            )  # fmt: skip
+                "unknown binding constraint",
+                where="budget",
+                field="binding",
+                value=self.binding,
+                fix=f"Use one of {list(BINDINGS)}.",
+            )
         needed = sum(self.per_layer_min.values())
         if needed > self.synapses:
             raise _too_small_error(self, needed)
@@ -164,16 +167,25 @@ def derive_budget(
     limits = _candidate_limits(profile, summary, chips, cores, budget, sparsity, cap, sharing)
     if capacity is not None and profile is not None:
         label = f"cores={cores}" if cores is not None else f"chips={chips or 1}"
-        limits.append(_Limit(int(capacity), f"chip:{profile.id} {label} (packed)", "chip",
-                             "--cores" if cores is not None else "--chips", capacity))  # fmt: skip
+        limits.append(
+            _Limit(
+                int(capacity),
+                f"chip:{profile.id} {label} (packed)",
+                "chip",
+                "--cores" if cores is not None else "--chips",
+                capacity,
+            )
+        )
     chosen = min(limits, key=lambda lim: (lim.synapses, limits.index(lim)))
     minimums = per_layer_minimums(summary, conv_weight_sharing=sharing)
     if chosen.synapses <= 0:
         raise BudgetError(
             f"{chosen.source} leaves no synapse to keep",
-            where=chosen.option, field="synapses", value=chosen.synapses,
+            where=chosen.option,
+            field="synapses",
+            value=chosen.synapses,
             fix=f"Allow at least {sum(minimums.values())} synapses.",
-        )  # fmt: skip
+        )
     needed = sum(minimums.values())
     if chosen.synapses < needed:
         raise _infeasible_error(chosen, needed, minimums, dense)
@@ -285,9 +297,11 @@ def _check_positive_int(value: object, *, where: str, field_name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise BudgetError(
             "the synapse budget must be a positive whole number",
-            where=where, field=field_name, value=value,
+            where=where,
+            field=field_name,
+            value=value,
             fix="Pass a positive integer, e.g. --budget 5000.",
-        )  # fmt: skip
+        )
 
 
 def _check_fan_in_cap(cap: object, *, where: str) -> None:
@@ -295,9 +309,11 @@ def _check_fan_in_cap(cap: object, *, where: str) -> None:
         raise BudgetError(
             "fan-in cap must be a positive number of inputs per neuron: no neuron could keep "
             "a synapse",
-            where=where, field="neuron.fan_in_max", value=cap,
+            where=where,
+            field="neuron.fan_in_max",
+            value=cap,
             fix="Set neuron.fan_in_max to a positive integer, or null for no limit.",
-        )  # fmt: skip
+        )
 
 
 def _check_request(*, chips, cores, budget, sparsity) -> None:
@@ -308,18 +324,22 @@ def _check_request(*, chips, cores, budget, sparsity) -> None:
         if not ok or not (0.0 <= float(sparsity) < 1.0) or math.isnan(float(sparsity)):
             raise BudgetError(
                 "sparsity must be in [0, 1)",
-                where="--sparsity", field="sparsity", value=sparsity,
+                where="--sparsity",
+                field="sparsity",
+                value=sparsity,
                 fix="Pass the fraction of synapses to remove, e.g. --sparsity 0.9.",
-            )  # fmt: skip
+            )
     for option, value in (("--chips", chips), ("--cores", cores)):
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value <= 0
         ):
             raise BudgetError(
                 "the allocation must be a positive number",
-                where=option, field=option.lstrip("-"), value=value,
+                where=option,
+                field=option.lstrip("-"),
+                value=value,
                 fix=f"Pass {option} 1 or more.",
-            )  # fmt: skip
+            )
 
 
 def _profile_fan_in_cap(profile: Any | None, summary: NetworkSummary) -> int | None:
@@ -355,10 +375,12 @@ def _check_prunable(profile: Any, summary: NetworkSummary, *, chips, cores) -> N
     if problems:
         raise BudgetError(
             f"no synapse budget can make this network fit {profile.id}: " + "; ".join(problems),
-            where="--chip", field=problems[0].split(":")[0], value=profile.id,
+            where="--chip",
+            field=problems[0].split(":")[0],
+            value=profile.id,
             fix="Use a narrower model (--hidden), allocate more cores/chips, or remove "
             "channels (--method sca).",
-        )  # fmt: skip
+        )
 
 
 def _infeasible_error(chosen: _Limit, needed: int, minimums: Mapping[str, int], dense: int):
@@ -373,18 +395,22 @@ def _infeasible_error(chosen: _Limit, needed: int, minimums: Mapping[str, int], 
     return BudgetError(
         f"budget infeasible: {chosen.source} allows {chosen.synapses} synapses but the layers "
         f"need at least {needed} (layer {layer!r} alone needs {most})",
-        where=chosen.option, field="synapses", value=chosen.synapses,
+        where=chosen.option,
+        field="synapses",
+        value=chosen.synapses,
         fix=fixes[chosen.binding],
-    )  # fmt: skip
+    )
 
 
 def _too_small_error(budget: Budget, needed: int) -> BudgetError:
     return BudgetError(
         f"budget infeasible: {budget.source} allows {budget.synapses} synapses but the layers "
         f"need at least {needed}",
-        where="budget", field="synapses", value=budget.synapses,
+        where="budget",
+        field="synapses",
+        value=budget.synapses,
         fix=f"Allow at least {needed} synapses.",
-    )  # fmt: skip
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -588,9 +614,12 @@ class KnobControl:
         for name, ok in checks:
             if not ok:
                 raise BudgetError(
-                    "invalid knob controller setting", where="pruning.control", field=name,
-                    value=getattr(self, name), fix="See neuroprune.budget.KnobControl.",
-                )  # fmt: skip
+                    "invalid knob controller setting",
+                    where="pruning.control",
+                    field=name,
+                    value=getattr(self, name),
+                    fix="See neuroprune.budget.KnobControl.",
+                )
 
     def target(self, budget: int) -> float:
         """Count the knob aims for: ``margin * B``."""

@@ -205,8 +205,9 @@ class CapacityModel:
             if in_one_core:
                 continue
             blocks = max(-(-layer.neurons // self.neurons_max), -(-layer.inputs // per_block))
-            out[layer.name] = InputBlocks(min(blocks, layer.neurons), per_block,
-                                          layer.neurons, layer.inputs)  # fmt: skip
+            out[layer.name] = InputBlocks(
+                min(blocks, layer.neurons), per_block, layer.neurons, layer.inputs
+            )
         return out
 
     def unprunable_excess(self, summary: NetworkSummary, cores: int, chips: int) -> list[str]:
@@ -216,12 +217,16 @@ class CapacityModel:
         out = []
         limit = self.profile.neurons_max * chips
         if summary.neurons > limit:
-            out.append(f"chip.neurons_max: {summary.neurons} neurons > {limit} "
-                       f"({chips} chip(s) x {self.profile.neurons_max})")  # fmt: skip
+            out.append(
+                f"chip.neurons_max: {summary.neurons} neurons > {limit} "
+                f"({chips} chip(s) x {self.profile.neurons_max})"
+            )
         need = -(-summary.neurons // self.neurons_max)
         if self.splits_layers and need > cores:
-            out.append(f"core.neurons_max: {summary.neurons} neurons need {need} cores of "
-                       f"{self.neurons_max}, {cores} allocated")  # fmt: skip
+            out.append(
+                f"core.neurons_max: {summary.neurons} neurons need {need} cores of "
+                f"{self.neurons_max}, {cores} allocated"
+            )
         return out
 
     # -- loads --------------------------------------------------------------------------------
@@ -385,8 +390,10 @@ class DenseMatrix(CapacityModel):
 
     def core_resources(self, summary: NetworkSummary) -> dict[str, tuple[int, int]]:
         out = super().core_resources(summary)
-        out["memory_bits"] = (summary.synapses(False) * self.bits_per_position,
-                              self.memory_bits_max)  # fmt: skip
+        out["memory_bits"] = (
+            summary.synapses(False) * self.bits_per_position,
+            self.memory_bits_max,
+        )
         return out
 
 
@@ -468,14 +475,19 @@ class ConvKernel(CapacityModel):
         for layer in summary.layers:
             kernel, neurons = layer_entries(layer)
             if self.memory_bits_max is not None and kernel * self.w > self.memory_bits_max:
-                out.append(f"core.synapse_memory_bits: layer {layer.name} kernel "
-                           f"{kernel * self.w} bits > {self.memory_bits_max}")  # fmt: skip
+                out.append(
+                    f"core.synapse_memory_bits: layer {layer.name} kernel "
+                    f"{kernel * self.w} bits > {self.memory_bits_max}"
+                )
             if neurons > self.neurons_max:
-                out.append(f"core.neurons_max: layer {layer.name} needs {neurons} neuron "
-                           f"entries > {self.neurons_max}")  # fmt: skip
+                out.append(
+                    f"core.neurons_max: layer {layer.name} needs {neurons} neuron "
+                    f"entries > {self.neurons_max}"
+                )
         if len(summary.layers) > cores:
-            out.append(f"chip.cores: {len(summary.layers)} layers need one core each, "
-                       f"{cores} allocated")  # fmt: skip
+            out.append(
+                f"chip.cores: {len(summary.layers)} layers need one core each, {cores} allocated"
+            )
         return out
 
 

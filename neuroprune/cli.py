@@ -83,8 +83,11 @@ def handle_errors(fn):
             sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # a bug: never exit 1 ("does not fit") on a crash
             text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            _fail(verbose, f"internal error: {text}. Run again with -v for the traceback "
-                           "and report it.", EXIT_INTERNAL)  # fmt: skip
+            _fail(
+                verbose,
+                f"internal error: {text}. Run again with -v for the traceback and report it.",
+                EXIT_INTERNAL,
+            )
         finally:
             signal.signal(signal.SIGTERM, previous)
 
@@ -136,8 +139,11 @@ class OneLineGroup(click.Group):
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except click.ClickException as exc:
-            hint = f" (see 'neuroprune {exc.ctx.command_path.split(' ', 1)[-1]} --help')" if (
-                getattr(exc, "ctx", None) and " " in exc.ctx.command_path) else ""  # fmt: skip
+            hint = (
+                f" (see 'neuroprune {exc.ctx.command_path.split(' ', 1)[-1]} --help')"
+                if (getattr(exc, "ctx", None) and " " in exc.ctx.command_path)
+                else ""
+            )
             message = " ".join(exc.format_message().split())
             click.echo(f"error: {message}{hint}", err=True)
             sys.exit(exc.exit_code)
@@ -224,8 +230,9 @@ def profiles_validate(file: str) -> None:
 @click.option("--nir-dt", type=float, help="With --from: seconds per step if the file has none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit report as JSON.")
 @handle_errors
-def check(chip, chips, cores, model, hidden, neuron, dataset, data_dir, from_nir, nir_dt,
-          as_json) -> None:  # fmt: skip
+def check(
+    chip, chips, cores, model, hidden, neuron, dataset, data_dir, from_nir, nir_dt, as_json
+) -> None:
     """Fit verdict of the dense (untrained) network, before any training.
 
     Exit 0 when it fits, 1 when it does not.
@@ -235,9 +242,17 @@ def check(chip, chips, cores, model, hidden, neuron, dataset, data_dir, from_nir
     from neuroprune.reports.render import fit_text
 
     report = check_dense(
-        chip, model=model, hidden=hidden, dataset=dataset, data_dir=data_dir,
-        chips=chips, cores=cores, neuron=neuron, from_nir=from_nir, nir_dt=nir_dt,
-    )  # fmt: skip
+        chip,
+        model=model,
+        hidden=hidden,
+        dataset=dataset,
+        data_dir=data_dir,
+        chips=chips,
+        cores=cores,
+        neuron=neuron,
+        from_nir=from_nir,
+        nir_dt=nir_dt,
+    )
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
     else:
@@ -258,7 +273,9 @@ FIT_OPTIONS = [
     click.option("--model", help="mlp, conv, sew, or FILE.py:FACTORY [mlp]."),
     click.option("--hidden", help="Hidden widths for mlp, e.g. 128 or 128,64."),
     click.option("--neuron", help="lif or if (neuron model of the built-in models) [lif]."),
-    click.option("--dataset", help="digits, mnist, fashion-mnist, cifar10, nmnist, dvsgesture, shd [digits]."),
+    click.option(
+        "--dataset", help="digits, mnist, fashion-mnist, cifar10, nmnist, dvsgesture, shd [digits]."
+    ),
     click.option("--data-dir", type=click.Path(), help="Folder holding the dataset files."),
     click.option("--method", help="stds, slats, lats, pgh, gradr, gmp, magnitude, sca [stds]."),
     click.option("--scheduler", help="Threshold scheduler for stds: sine or linear [sine]."),
@@ -267,9 +284,15 @@ FIT_OPTIONS = [
     click.option("--finetune-epochs", type=int, help="Fine-tuning epochs with the mask frozen."),
     click.option("--quant-epochs", type=int, help="Quantization-aware fine-tuning epochs."),
     click.option("--timesteps", type=int, help="Time steps T per sample."),
-    click.option("--encoding", help="Images: direct, poisson or latency [direct]; event data: events."),
-    click.option("--event-binning", help="Event frames: equal time or equal event count bins [time]."),
-    click.option("--event-downsample", type=int, help="Spatial factor f: a side W becomes ceil(W/f) [1]."),
+    click.option(
+        "--encoding", help="Images: direct, poisson or latency [direct]; event data: events."
+    ),
+    click.option(
+        "--event-binning", help="Event frames: equal time or equal event count bins [time]."
+    ),
+    click.option(
+        "--event-downsample", type=int, help="Spatial factor f: a side W becomes ceil(W/f) [1]."
+    ),
     click.option("--event-polarity", help="both (2 channels), merge, on or off [both]."),
     click.option("--event-window", help="Keep events START:STOP ms after the first one."),
     click.option("--batch-size", type=int),
@@ -277,26 +300,50 @@ FIT_OPTIONS = [
     click.option("--seed", type=int),
     click.option("--backend", help="Simulator for verification: lava, reference or none."),
     click.option("--samples", type=int, help="Test samples to simulate (default: all)."),
-    click.option("--sim-timeout", type=float,
-                 help="Seconds before the Lava simulation is stopped [scaled from the network's "
-                      "measured cost]."),
-    click.option("--fixed-point/--floating-point", "fixed_point", default=None,
-                 help="Simulate the chip's integer arithmetic (default when the format is loihi)."),
-    click.option("--nir-dt", type=float,
-                 help="Seconds per step written to model.nir [2**-10]; snnTorch needs 1e-4. "
-                      "With --from: the step of a file that does not state one."),
-    click.option("--from", "from_nir", type=click.Path(dir_okay=False),
-                 help="Start from this NIR graph (e.g. exported by snnTorch or Norse)."),
-    click.option("--train-dense", is_flag=True, default=None,
-                 help="With --from: train the imported network before pruning."),
-    click.option("--config", "config_file", type=click.Path(dir_okay=False),
-                 help="YAML file of options; command-line options override it."),
+    click.option(
+        "--sim-timeout",
+        type=float,
+        help="Seconds before the Lava simulation is stopped [scaled from the network's "
+        "measured cost].",
+    ),
+    click.option(
+        "--fixed-point/--floating-point",
+        "fixed_point",
+        default=None,
+        help="Simulate the chip's integer arithmetic (default when the format is loihi).",
+    ),
+    click.option(
+        "--nir-dt",
+        type=float,
+        help="Seconds per step written to model.nir [2**-10]; snnTorch needs 1e-4. "
+        "With --from: the step of a file that does not state one.",
+    ),
+    click.option(
+        "--from",
+        "from_nir",
+        type=click.Path(dir_okay=False),
+        help="Start from this NIR graph (e.g. exported by snnTorch or Norse).",
+    ),
+    click.option(
+        "--train-dense",
+        is_flag=True,
+        default=None,
+        help="With --from: train the imported network before pruning.",
+    ),
+    click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        help="YAML file of options; command-line options override it.",
+    ),
     click.option("--out", help="Parent folder of runs [runs]."),
     click.option("--name", help="Run name (folder under --out)."),
-    click.option("--resume", is_flag=True, default=None, help="Continue from the last completed stage."),
+    click.option(
+        "--resume", is_flag=True, default=None, help="Continue from the last completed stage."
+    ),
     click.option("--device", help="cpu or cuda."),
     click.option("--nproc", type=int, help="Training processes (DDP, launched with torchrun) [1]."),
-]  # fmt: skip
+]
 
 
 def fit_options(fn):
@@ -383,12 +430,21 @@ def export(run_dir: str, fmt: str, out_file: str | None, dt: float | None) -> No
     "--backend", type=click.Choice(["lava", "reference"]), default="lava", show_default=True
 )
 @click.option("--samples", type=click.IntRange(min=1), help="Test samples to simulate [all].")
-@click.option("--fixed-point/--floating-point", "fixed_point", default=None,
-              help="Bit-accurate integer arithmetic (needs a quantized model).")  # fmt: skip
+@click.option(
+    "--fixed-point/--floating-point",
+    "fixed_point",
+    default=None,
+    help="Bit-accurate integer arithmetic (needs a quantized model).",
+)
 @click.option("--dataset", help="Dataset to feed (default: the run's, or digits).")
 @click.option("--data-dir", type=click.Path())
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.99, show_default=True,
-              help="Minimum spike agreement; below it the command exits 1.")  # fmt: skip
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=0.99,
+    show_default=True,
+    help="Minimum spike agreement; below it the command exits 1.",
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -396,17 +452,24 @@ def export(run_dir: str, fmt: str, out_file: str | None, dt: float | None) -> No
 )
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def simulate(target, chip, backend, samples, fixed_point, dataset, data_dir, threshold, timeout,
-             as_json) -> None:  # fmt: skip
+def simulate(
+    target, chip, backend, samples, fixed_point, dataset, data_dir, threshold, timeout, as_json
+) -> None:
     """Simulate RUN_DIR (its model.nir) or a FILE.nir and compare with the PyTorch model."""
     _torch_threads()
     from neuroprune.pipeline import simulate_target, verification_passed
     from neuroprune.reports.render import simulation_text
 
     result = simulate_target(
-        Path(target), chip=chip, backend=backend, samples=samples, fixed_point=fixed_point,
-        dataset=dataset, data_dir=data_dir, timeout=timeout,
-    )  # fmt: skip
+        Path(target),
+        chip=chip,
+        backend=backend,
+        samples=samples,
+        fixed_point=fixed_point,
+        dataset=dataset,
+        data_dir=data_dir,
+        timeout=timeout,
+    )
     record = result.as_dict()
     if as_json:
         click.echo(json.dumps(record, indent=2, default=str))
@@ -435,16 +498,29 @@ def report(run_dir: str) -> None:
 @click.option("--sparsities", help="Comma-separated sparsities, e.g. 0.8,0.9,0.95.")
 @click.option("--workers", type=int, help="Trials at once [the machine's cores].")
 @click.option("--ray-address", help="Ray cluster to run on (default: an embedded local Ray).")
-@click.option("--search", type=click.Choice(["grid", "optuna"]), default="grid", show_default=True,
-              help="Every combination, or Optuna's multi-objective search.")  # fmt: skip
+@click.option(
+    "--search",
+    type=click.Choice(["grid", "optuna"]),
+    default="grid",
+    show_default=True,
+    help="Every combination, or Optuna's multi-objective search.",
+)
 @click.option("--trials", "trials", type=int, help="Trials Optuna runs (--search optuna).")
-@click.option("--objective", type=click.Choice(["synapses", "cores", "energy"]),
-              default="synapses", show_default=True,
-              help="What Optuna minimises while it maximises accuracy.")  # fmt: skip
+@click.option(
+    "--objective",
+    type=click.Choice(["synapses", "cores", "energy"]),
+    default="synapses",
+    show_default=True,
+    help="What Optuna minimises while it maximises accuracy.",
+)
 @click.option("--name", help="Sweep name (folder under --out).")
 @click.option("--resume", is_flag=True, help="Skip finished trials; continue unfinished ones.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="YAML file of fit options shared by every trial.")  # fmt: skip
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="YAML file of fit options shared by every trial.",
+)
 @click.option("--model", help="mlp, conv, sew, or FILE.py:FACTORY [mlp].")
 @click.option("--hidden", help="Hidden widths for mlp, e.g. 128 or 128,64.")
 @click.option("--dataset", help="digits, mnist, fashion-mnist, cifar10 [digits].")
@@ -455,14 +531,34 @@ def report(run_dir: str) -> None:
 @click.option("--quant-epochs", type=int, help="Quantization-aware fine-tuning epochs.")
 @click.option("--timesteps", type=int, help="Time steps T per sample.")
 @click.option("--seed", type=int)
-@click.option("--backend", default="reference", show_default=True,
-              help="Simulator per trial (energy per sample): reference, lava or none.")  # fmt: skip
+@click.option(
+    "--backend",
+    default="reference",
+    show_default=True,
+    help="Simulator per trial (energy per sample): reference, lava or none.",
+)
 @click.option("--samples", type=int, help="Test samples each trial simulates (default: all).")
 @click.option("--out", default="runs", show_default=True, help="Parent folder of sweeps.")
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout, nothing else.")
 @handle_errors
-def sweep(chips, one_chip, methods, one_method, budgets, sparsities, workers, ray_address,
-          search, trials, objective, name, resume, config_file, as_json, **fit) -> None:  # fmt: skip
+def sweep(
+    chips,
+    one_chip,
+    methods,
+    one_method,
+    budgets,
+    sparsities,
+    workers,
+    ray_address,
+    search,
+    trials,
+    objective,
+    name,
+    resume,
+    config_file,
+    as_json,
+    **fit,
+) -> None:
     """One fit per chip x method x budget (or sparsity) on Ray Tune; table, JSON, Pareto plots.
 
     Exit 0 when every trial finished, 1 when one failed (its row says why), 2 on bad input.
@@ -475,11 +571,19 @@ def sweep(chips, one_chip, methods, one_method, budgets, sparsities, workers, ra
 
     base = resolve_config(config_file, fit)
     plan = plan_sweep(
-        chips=chips or one_chip or "loihi", methods=methods or one_method or "stds",
-        budgets=budgets, sparsities=sparsities, base=base, name=name, workers=workers,
-        ray_address=ray_address, search=search, samples=trials, objective=objective,
+        chips=chips or one_chip or "loihi",
+        methods=methods or one_method or "stds",
+        budgets=budgets,
+        sparsities=sparsities,
+        base=base,
+        name=name,
+        workers=workers,
+        ray_address=ray_address,
+        search=search,
+        samples=trials,
+        objective=objective,
         resume=resume,
-    )  # fmt: skip
+    )
     _torch_threads()
     from neuroprune.reports.render import ProgressRenderer, sweep_table
 
@@ -491,8 +595,10 @@ def sweep(chips, one_chip, methods, one_method, budgets, sparsities, workers, ra
         click.echo(result.json_path.read_text())
         sys.exit(1 if failed else 0)
     console.print(sweep_table(list(result.rows), result.pareto))
-    click.echo(f"{result.ran} trial(s) run, {result.skipped} skipped, {result.seconds:.1f} s; "
-               f"results: {result.json_path}")  # fmt: skip
+    click.echo(
+        f"{result.ran} trial(s) run, {result.skipped} skipped, {result.seconds:.1f} s; "
+        f"results: {result.json_path}"
+    )
     for plot in result.plots:
         click.echo(f"plot: {plot}")
     sys.exit(1 if failed else 0)

@@ -161,9 +161,11 @@ class RunConfig(BaseModel):
             kind = "event" if events else "image"
             raise ConfigError(
                 f"encoding does not apply to the {kind} dataset {canonical_name(self.dataset)}",
-                where="config", field="encoding", value=self.encoding,
+                where="config",
+                field="encoding",
+                value=self.encoding,
                 fix=f"Use one of: {', '.join(allowed)} (or leave --encoding out).",
-            )  # fmt: skip
+            )
         return self
 
     @model_validator(mode="after")
@@ -214,9 +216,12 @@ def config_error(exc: ValidationError, *, where: str) -> ConfigError:
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         return ConfigError(
-            "unknown config key", where=where, field=key, value=value,
+            "unknown config key",
+            where=where,
+            field=key,
+            value=value,
             fix=f"{did_you_mean(key, KEYS)}Known keys: neuroprune fit --help.",
-        )  # fmt: skip
+        )
     if key is None:  # a model-level rule (option compatibility)
         return ConfigError(message, where=where, fix="Change one of the options named.")
     more = f" ({len(errors) - 1} more problem(s) after this one)" if len(errors) > 1 else ""
@@ -246,14 +251,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
     except OSError as exc:
         raise ConfigError(
-            f"cannot read config: {exc.strerror}", where=str(path),
+            f"cannot read config: {exc.strerror}",
+            where=str(path),
             fix="Check the path of --config.",
-        ) from exc  # fmt: skip
+        ) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"not a UTF-8 text file (byte {exc.start})", where=str(path),
+            f"not a UTF-8 text file (byte {exc.start})",
+            where=str(path),
             fix="Pass a YAML file of key: value lines.",
-        ) from exc  # fmt: skip
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"malformed YAML: {exc}", where=str(path)) from exc
     if not isinstance(raw, Mapping):
@@ -267,9 +274,12 @@ def check_keys(values: Mapping[str, Any], *, where: str) -> None:
     for key in values:
         if key not in KEYS:
             raise ConfigError(
-                "unknown config key", where=where, field=str(key), value=values[key],
+                "unknown config key",
+                where=where,
+                field=str(key),
+                value=values[key],
                 fix=f"{did_you_mean(key, KEYS)}Known keys: neuroprune fit --help.",
-            )  # fmt: skip
+            )
 
 
 def resolve_config(config_file: str | Path | None, overrides: Mapping[str, Any]) -> RunConfig:

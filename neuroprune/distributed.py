@@ -237,8 +237,11 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default, without its banner
     argv = without_option(argv, "--nproc")  # torchrun's parser would take it for its own
     try:
-        run(parse_args(["--standalone", f"--nproc-per-node={int(nproc)}", "-m", "neuroprune",
-                        *argv]))  # fmt: skip
+        run(
+            parse_args(
+                ["--standalone", f"--nproc-per-node={int(nproc)}", "-m", "neuroprune", *argv]
+            )
+        )
     except ChildFailedError as exc:
         return _rank0_exit_code(exc.failures)
     return 0
@@ -264,10 +267,16 @@ def run_function(nproc: int, fn: Callable[..., T], *args: Any) -> dict[int, T]:
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     config = LaunchConfig(
-        min_nodes=1, max_nodes=1, nproc_per_node=int(nproc), rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0", run_id=f"neuroprune-{os.getpid()}", max_restarts=0,
-        monitor_interval=0.1, start_method="spawn",
-    )  # fmt: skip
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=int(nproc),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        run_id=f"neuroprune-{os.getpid()}",
+        max_restarts=0,
+        monitor_interval=0.1,
+        start_method="spawn",
+    )
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     return elastic_launch(config, fn)(*args)
 
@@ -279,7 +288,22 @@ def _rank0_exit_code(failures: dict[int, Any]) -> int:
 
 
 __all__ = [
-    "active", "backend_for", "decide", "epoch_order", "from_main", "is_main", "launch",
-    "launched_by_torchrun", "local_batch", "process_group", "rank", "run_function", "steps_per_epoch",
-    "sum_across", "unwrap", "world_size", "wrap", "broadcast_parameters",
-]  # fmt: skip
+    "active",
+    "backend_for",
+    "decide",
+    "epoch_order",
+    "from_main",
+    "is_main",
+    "launch",
+    "launched_by_torchrun",
+    "local_batch",
+    "process_group",
+    "rank",
+    "run_function",
+    "steps_per_epoch",
+    "sum_across",
+    "unwrap",
+    "world_size",
+    "wrap",
+    "broadcast_parameters",
+]

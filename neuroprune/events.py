@@ -258,9 +258,18 @@ def _shd_read(item: tuple[Path, int]) -> np.ndarray:
 
 
 GESTURE_CLASSES = (
-    "hand clap", "right hand wave", "left hand wave", "right arm cw", "right arm ccw",
-    "left arm cw", "left arm ccw", "arm roll", "air drums", "air guitar", "other",
-)  # fmt: skip
+    "hand clap",
+    "right hand wave",
+    "left hand wave",
+    "right arm cw",
+    "right arm ccw",
+    "left arm cw",
+    "left arm ccw",
+    "arm roll",
+    "air drums",
+    "air guitar",
+    "other",
+)
 
 FORMATS: dict[str, EventFormat] = {
     "nmnist": EventFormat(
@@ -349,9 +358,12 @@ def _find_root(fmt: EventFormat, data_dir: str | Path | None) -> Path:
     root = Path(data_dir)
     if not root.is_dir():
         raise DatasetError(
-            "data folder does not exist", where=f"dataset {fmt.name}", field="data_dir",
-            value=str(root), fix=fix,
-        )  # fmt: skip
+            "data folder does not exist",
+            where=f"dataset {fmt.name}",
+            field="data_dir",
+            value=str(root),
+            fix=fix,
+        )
     for folder in (root, root / fmt.tonic_folder):
         if fmt.is_root(folder):
             return folder

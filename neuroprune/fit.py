@@ -357,9 +357,16 @@ class _Packer:
     def _core_load(self, core: _OpenCore) -> CoreLoad:
         usage = self.model.usage(core.load)
         layers = tuple(dict.fromkeys(g.layer.name for g in core.groups))
-        return CoreLoad(core.index, core.chip, usage.neurons, usage.input_axons,
-                        usage.memory_bits or 0, core.load.synapses, layers,
-                        tuple(self.model.excess(usage)))  # fmt: skip
+        return CoreLoad(
+            core.index,
+            core.chip,
+            usage.neurons,
+            usage.input_axons,
+            usage.memory_bits or 0,
+            core.load.synapses,
+            layers,
+            tuple(self.model.excess(usage)),
+        )
 
 
 PACKING_STRATEGIES = ("next_fit", "first_fit", "first_fit_decreasing")
@@ -492,8 +499,12 @@ def cores(ctx: FitContext) -> list[Finding]:
 @rule("core_input_axons")
 def core_input_axons(ctx: FitContext) -> list[Finding]:
     """Distinct input axons of every core (union over all it holds) <= the core's limit."""
-    return _core_findings(ctx, "input_axons", "core_input_axons",
-                          "lower this layer's fan-in (prune it, or split the layer)")  # fmt: skip
+    return _core_findings(
+        ctx,
+        "input_axons",
+        "core_input_axons",
+        "lower this layer's fan-in (prune it, or split the layer)",
+    )
 
 
 @rule("core_memory")
@@ -501,8 +512,9 @@ def core_memory(ctx: FitContext) -> list[Finding]:
     """Synaptic memory of every core (costed from everything on it) <= the core's memory."""
     if ctx.model.kind == "conv_kernel":
         return []
-    return _core_findings(ctx, "memory_bits", "core_memory",
-                          "prune this layer or use fewer weight bits")  # fmt: skip
+    return _core_findings(
+        ctx, "memory_bits", "core_memory", "prune this layer or use fewer weight bits"
+    )
 
 
 def _core_findings(ctx: FitContext, resource: str, name: str, hint: str) -> list[Finding]:
@@ -513,8 +525,9 @@ def _core_findings(ctx: FitContext, resource: str, name: str, hint: str) -> list
         for excess in core.excess:
             if excess.resource == resource:
                 where = ",".join(core.layers)
-                out.append(Finding(name, where, excess.limit, excess.used,
-                                   f"core {core.index}: {hint}"))  # fmt: skip
+                out.append(
+                    Finding(name, where, excess.limit, excess.used, f"core {core.index}: {hint}")
+                )
     return out
 
 
@@ -530,8 +543,15 @@ def fan_in(ctx: FitContext) -> list[Finding]:
         actual = layer.max_fan_in * copies
         if actual > cap:
             over = int(np.count_nonzero(layer.fan_in * copies > cap))
-            out.append(Finding("fan_in", layer.name, cap, actual,
-                               f"{over} neuron(s) over the cap: prune with the fan-in cap on"))  # fmt: skip
+            out.append(
+                Finding(
+                    "fan_in",
+                    layer.name,
+                    cap,
+                    actual,
+                    f"{over} neuron(s) over the cap: prune with the fan-in cap on",
+                )
+            )
     return out
 
 
@@ -555,9 +575,16 @@ def fan_out(ctx: FitContext) -> list[Finding]:
     for layer in ctx.summary.layers[1:]:
         worst = fan_out_cores(layer, ctx.packing)
         if worst > cap:
-            out.append(Finding("fan_out", layer.name, cap, worst,
-                               "targets of one neuron span several cores: add splitter neurons "
-                               "or prune so each source feeds one core"))  # fmt: skip
+            out.append(
+                Finding(
+                    "fan_out",
+                    layer.name,
+                    cap,
+                    worst,
+                    "targets of one neuron span several cores: add splitter neurons "
+                    "or prune so each source feeds one core",
+                )
+            )
     return out
 
 
@@ -575,8 +602,15 @@ def chip_memory(ctx: FitContext) -> list[Finding]:
     for chip, synapses in sorted(per_chip.items()):
         need = ctx.model.chip_memory_bits(synapses)
         if need is not None and need > limit:
-            out.append(Finding("chip_memory", f"chip {chip}", limit, need,
-                               "prune to fewer synapses or add chips"))  # fmt: skip
+            out.append(
+                Finding(
+                    "chip_memory",
+                    f"chip {chip}",
+                    limit,
+                    need,
+                    "prune to fewer synapses or add chips",
+                )
+            )
     return out
 
 
@@ -591,7 +625,7 @@ def weight_bits(ctx: FitContext) -> list[Finding]:
             cap,
             layer.weight_bits,
             f"quantize to the chip format ({ctx.profile.weights.format}, {cap} bits)",
-        )  # fmt: skip
+        )
         for layer in ctx.summary.layers
         if layer.weight_bits is not None and layer.weight_bits > cap
     ]
@@ -610,7 +644,7 @@ def distinct_weights(ctx: FitContext) -> list[Finding]:
             cap,
             layer.distinct_values_max,
             "quantize with the chip's per-neuron value table (e.g. ternary)",
-        )  # fmt: skip
+        )
         for layer in ctx.summary.layers
         if layer.distinct_values_max is not None and layer.distinct_values_max > cap
     ]
@@ -628,11 +662,25 @@ def layer_memory(ctx: FitContext) -> list[Finding]:
     for core in ctx.packing.cores:
         for excess in core.excess:
             if excess.resource == "memory_bits":
-                out.append(Finding("layer_memory", ",".join(core.layers), excess.limit,
-                                   excess.used, "remove channels (sca) or shrink the kernel"))  # fmt: skip
+                out.append(
+                    Finding(
+                        "layer_memory",
+                        ",".join(core.layers),
+                        excess.limit,
+                        excess.used,
+                        "remove channels (sca) or shrink the kernel",
+                    )
+                )
             elif excess.resource == "neurons":
-                out.append(Finding("layer_neurons", ",".join(core.layers), excess.limit,
-                                   excess.used, "remove channels or lower the feature-map size"))  # fmt: skip
+                out.append(
+                    Finding(
+                        "layer_neurons",
+                        ",".join(core.layers),
+                        excess.limit,
+                        excess.used,
+                        "remove channels or lower the feature-map size",
+                    )
+                )
     return out
 
 

@@ -839,9 +839,11 @@ def _neuron_stage(
 
 
 def _neuron_fields(node) -> tuple[str, ...]:
-    fields = ("r", "v_threshold", "v_reset") if type(node).__name__ == "IF" else (
-        "tau", "r", "v_leak", "v_threshold", "v_reset"
-    )  # fmt: skip
+    fields = (
+        ("r", "v_threshold", "v_reset")
+        if type(node).__name__ == "IF"
+        else ("tau", "r", "v_leak", "v_threshold", "v_reset")
+    )
     return tuple(f for f in fields if getattr(node, f, None) is not None)
 
 

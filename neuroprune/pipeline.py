@@ -92,15 +92,18 @@ class _Run:
         if meta.get("inputs_hash") == input_hash(inputs):
             return model, meta
         changed = ", ".join(changed_inputs(meta.get("inputs"), inputs))
-        self.emit(stage, f"--resume: rerunning, {MODEL_FILES[stage]} was made with other "
-                         f"options: {changed}")  # fmt: skip
+        self.emit(
+            stage,
+            f"--resume: rerunning, {MODEL_FILES[stage]} was made with other options: {changed}",
+        )
         return None
 
     def save_model(self, stage: str, model, inputs: Mapping[str, Any], **meta: Any) -> None:
         if not self.writes:
             return
-        self.rundir.save_model(stage, model, {**meta, "inputs": dict(inputs),
-                                              "inputs_hash": input_hash(inputs)})  # fmt: skip
+        self.rundir.save_model(
+            stage, model, {**meta, "inputs": dict(inputs), "inputs_hash": input_hash(inputs)}
+        )
         self.report["stages"][stage] = {"inputs_hash": input_hash(inputs)}
 
     def mark(self, name: str) -> None:
@@ -122,8 +125,11 @@ def with_model_defaults(cfg: RunConfig) -> RunConfig:
     from neuroprune.models.train import DEFAULTS
 
     defaults = DEFAULTS.get(cfg.model, DEFAULTS["mlp"])
-    unset = {k: defaults[k] for k in ("epochs", "lr", "batch_size", "timesteps")
-             if getattr(cfg, k) is None and k in defaults}  # fmt: skip
+    unset = {
+        k: defaults[k]
+        for k in ("epochs", "lr", "batch_size", "timesteps")
+        if getattr(cfg, k) is None and k in defaults
+    }
     return cfg.replace(**unset) if unset else cfg
 
 
@@ -134,9 +140,15 @@ def train_config(cfg: RunConfig, epochs: int):
     cfg = with_model_defaults(cfg)
     return default_config(
         cfg.model if cfg.model in ("mlp", "conv") else "mlp",
-        epochs=max(epochs, 1), batch_size=cfg.batch_size, lr=cfg.lr, optimizer=cfg.optimizer,
-        timesteps=cfg.timesteps, encoding=cfg.encoding, seed=cfg.seed, device=cfg.device,
-    )  # fmt: skip
+        epochs=max(epochs, 1),
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        optimizer=cfg.optimizer,
+        timesteps=cfg.timesteps,
+        encoding=cfg.encoding,
+        seed=cfg.seed,
+        device=cfg.device,
+    )
 
 
 def _epoch_progress(run: _Run, stage: str) -> Progress:
@@ -160,16 +172,18 @@ def _layer_rows(summary, shared: bool) -> list[dict[str, Any]]:
     rows = []
     for layer in summary.layers:
         synapses, dense = layer.synapses(shared), layer.dense_positions(shared)
-        rows.append({
-            "layer": layer.name,
-            "kind": layer.kind,
-            "neurons": layer.neurons,
-            "synapses": synapses,
-            "dense": dense,
-            "sparsity": 1 - synapses / dense if dense else 0.0,
-            "max_fan_in": layer.max_fan_in,
-            "mean_fan_in": round(layer.mean_fan_in, 3),
-        })  # fmt: skip
+        rows.append(
+            {
+                "layer": layer.name,
+                "kind": layer.kind,
+                "neurons": layer.neurons,
+                "synapses": synapses,
+                "dense": dense,
+                "sparsity": 1 - synapses / dense if dense else 0.0,
+                "max_fan_in": layer.max_fan_in,
+                "mean_fan_in": round(layer.mean_fan_in, 3),
+            }
+        )
     return rows
 
 
@@ -187,8 +201,19 @@ def _stage_record(summary, shared: bool, accuracy: float) -> dict[str, Any]:
 # check
 
 
-def check_dense(chip: str, *, model="mlp", hidden=None, dataset="digits", data_dir=None,
-                chips=None, cores=None, neuron="lif", from_nir=None, nir_dt=None):  # fmt: skip
+def check_dense(
+    chip: str,
+    *,
+    model="mlp",
+    hidden=None,
+    dataset="digits",
+    data_dir=None,
+    chips=None,
+    cores=None,
+    neuron="lif",
+    from_nir=None,
+    nir_dt=None,
+):
     """Fit report of the untrained dense network (every synapse present), or of the network in
     the NIR file ``from_nir`` (with its weights: zeros there are not synapses)."""
     from neuroprune.data import dataset_shape
@@ -259,9 +284,12 @@ def _run_main(plan: _Plan, rundir: RunDir, progress: Progress | None) -> RunOutc
     _prepare_run_dir(rundir, cfg, plan.profile)
     run = _Run(cfg, rundir, plan.profile, progress or _noop)
     run.report = _empty_report(cfg, plan.profile, plan.budget)
-    run.emit("setup", f"{plan.profile.name}: budget {plan.budget.synapses:,} synapses "
-                      f"({plan.budget.source}); dense network {plan.dense_synapses:,} "
-                      f"synapses, {plan.dense_neurons:,} neurons")  # fmt: skip
+    run.emit(
+        "setup",
+        f"{plan.profile.name}: budget {plan.budget.synapses:,} synapses "
+        f"({plan.budget.source}); dense network {plan.dense_synapses:,} "
+        f"synapses, {plan.dense_neurons:,} neurons",
+    )
     exit_code, error = _run_stages(run, plan)
     _finish_report(run)
     if cfg.resume:
@@ -305,23 +333,42 @@ def _preflight(cfg: RunConfig) -> _Plan:
         model = imported.model.train()
     cfg = with_model_defaults(cfg)
     if not cfg.from_nir:
-        model = build_model(cfg.model, dataset.input_shape, dataset.num_classes,
-                            hidden=cfg.hidden, neuron=cfg.neuron, seed=cfg.seed)  # fmt: skip
+        model = build_model(
+            cfg.model,
+            dataset.input_shape,
+            dataset.num_classes,
+            hidden=cfg.hidden,
+            neuron=cfg.neuron,
+            seed=cfg.seed,
+        )
     chain_or_wired = isinstance(model, torch.nn.Sequential) or hasattr(model, "wiring")
     if not chain_or_wired and cfg.method not in STRUCTURED_METHODS:
         raise UnsupportedError(
-            f"method {cfg.method!r} needs a Sequential chain model", where="--method",
-            field="model", value=cfg.model, fix="Use --method sca with --model sew.",
-        )  # fmt: skip
+            f"method {cfg.method!r} needs a Sequential chain model",
+            where="--method",
+            field="model",
+            value=cfg.model,
+            fix="Use --method sca with --model sew.",
+        )
     if has_pooling(model) and cfg.method in STRUCTURED_METHODS:
         raise UnsupportedError(
-            f"method {cfg.method!r} does not handle pooling layers yet", where="--method",
-            field="model", value=cfg.model, fix="Use an unstructured method (e.g. --method stds).",
-        )  # fmt: skip
+            f"method {cfg.method!r} does not handle pooling layers yet",
+            where="--method",
+            field="model",
+            value=cfg.model,
+            fix="Use an unstructured method (e.g. --method stds).",
+        )
     summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
     capacity = allocation_capacity(summary, profile, chips=cfg.chips, cores=cfg.cores)
-    budget = derive_budget(profile, summary, chips=cfg.chips, cores=cfg.cores,
-                           budget=cfg.budget, sparsity=cfg.sparsity, capacity=capacity)  # fmt: skip
+    budget = derive_budget(
+        profile,
+        summary,
+        chips=cfg.chips,
+        cores=cfg.cores,
+        budget=cfg.budget,
+        sparsity=cfg.sparsity,
+        capacity=capacity,
+    )
     shared = profile.conv_weight_sharing
     return _Plan(cfg, profile, dataset, model, budget, summary.synapses(shared), summary.neurons)
 
@@ -338,9 +385,11 @@ def check_model_size(model: str, hidden, input_shape, num_classes: int) -> None:
     if weights > MAX_DENSE_WEIGHTS:
         raise ConfigError(
             f"the dense mlp would have {weights:,} weights (limit {MAX_DENSE_WEIGHTS:,})",
-            where="config", field="hidden", value=",".join(map(str, hidden)),
+            where="config",
+            field="hidden",
+            value=",".join(map(str, hidden)),
             fix="Use narrower hidden layers.",
-        )  # fmt: skip
+        )
 
 
 def _check_method(cfg: RunConfig) -> None:
@@ -352,17 +401,23 @@ def _check_method(cfg: RunConfig) -> None:
     cls = method_class(cfg.method)
     if cfg.scheduler is not None and getattr(cls, "default_scheduler", None) is None:
         raise ConfigError(
-            f"method {cfg.method!r} has no threshold scheduler", where="config",
-            field="scheduler", value=cfg.scheduler, fix="Leave --scheduler out for this method.",
-        )  # fmt: skip
+            f"method {cfg.method!r} has no threshold scheduler",
+            where="config",
+            field="scheduler",
+            value=cfg.scheduler,
+            fix="Leave --scheduler out for this method.",
+        )
 
 
 def _check_device(device: str, torch) -> None:
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
-            "no CUDA device is available on this machine", where="config", field="device",
-            value=device, fix="Use --device cpu.",
-        )  # fmt: skip
+            "no CUDA device is available on this machine",
+            where="config",
+            field="device",
+            value=device,
+            fix="Use --device cpu.",
+        )
 
 
 def _run_stages(run: _Run, plan: _Plan) -> tuple[int, NeuropruneError | None]:
@@ -399,8 +454,9 @@ def _nir_model(path, dataset, dt):
     """``--from FILE.nir``: the graph as a SpikingJelly model for ``dataset``."""
     from neuroprune.models.nir_model import load_nir_model
 
-    return load_nir_model(path, input_shape=dataset.input_shape,
-                          num_classes=dataset.num_classes, dt=dt)  # fmt: skip
+    return load_nir_model(
+        path, input_shape=dataset.input_shape, num_classes=dataset.num_classes, dt=dt
+    )
 
 
 def _prepare_run_dir(rundir: RunDir, cfg: RunConfig, profile: ChipProfile) -> None:
@@ -456,12 +512,38 @@ def _empty_report(cfg: RunConfig, profile: ChipProfile, budget) -> dict[str, Any
 # ------------------------------------------------------------------------------------------
 # Resume: each stage's inputs
 
-DENSE_INPUTS = ("model", "hidden", "neuron", "dataset", "data_dir", "epochs", "timesteps",
-                "encoding", "event_binning", "event_downsample", "event_polarity",
-                "event_window", "batch_size", "lr", "optimizer", "seed", "nproc", "from_nir",
-                "nir_dt", "train_dense")  # fmt: skip
-PRUNE_INPUTS = ("chips", "cores", "budget", "sparsity", "method", "scheduler", "prune_epochs",
-                "finetune_epochs")  # fmt: skip
+DENSE_INPUTS = (
+    "model",
+    "hidden",
+    "neuron",
+    "dataset",
+    "data_dir",
+    "epochs",
+    "timesteps",
+    "encoding",
+    "event_binning",
+    "event_downsample",
+    "event_polarity",
+    "event_window",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "seed",
+    "nproc",
+    "from_nir",
+    "nir_dt",
+    "train_dense",
+)
+PRUNE_INPUTS = (
+    "chips",
+    "cores",
+    "budget",
+    "sparsity",
+    "method",
+    "scheduler",
+    "prune_epochs",
+    "finetune_epochs",
+)
 QUANT_INPUTS = ("quant_epochs",)
 
 
@@ -515,15 +597,23 @@ def _stage_dense(run: _Run, model, dataset):
     else:
         ckpt_path = run.rundir.checkpoint_path
         start, opt_state, history = _dense_checkpoint(run, model, inputs)
-        run.emit("dense", f"training {cfg.model} on {cfg.dataset} for {cfg.epochs} epochs "
-                          f"(T={cfg.timesteps}, {cfg.encoding} encoding)")  # fmt: skip
-        callback = CheckpointCallback(ckpt_path, meta={"inputs_hash": input_hash(inputs)},
-                                      initial_history=history)  # fmt: skip
+        run.emit(
+            "dense",
+            f"training {cfg.model} on {cfg.dataset} for {cfg.epochs} epochs "
+            f"(T={cfg.timesteps}, {cfg.encoding} encoding)",
+        )
+        callback = CheckpointCallback(
+            ckpt_path, meta={"inputs_hash": input_hash(inputs)}, initial_history=history
+        )
         result = train(
-            model, dataset, train_config(cfg, cfg.epochs),
+            model,
+            dataset,
+            train_config(cfg, cfg.epochs),
             callbacks=[callback] if run.writes else [],
-            progress=_epoch_progress(run, "dense"), start_epoch=start, optimizer_state=opt_state,
-        )  # fmt: skip
+            progress=_epoch_progress(run, "dense"),
+            start_epoch=start,
+            optimizer_state=opt_state,
+        )
         run.history["dense"] = history + [dict(h) for h in result.history]
         run.save_model("dense", model, inputs, history=run.history["dense"])
         if run.writes:
@@ -568,19 +658,27 @@ def _stage_prune(run: _Run, model, dataset, budget):
         run.report["stages"]["pruned"] = {"inputs_hash": input_hash(inputs), "reused": True}
         run.emit("prune", "reused pruned.pt (--resume)")
     else:
-        run.emit("prune", f"{cfg.method} to {budget.synapses:,} synapses, {cfg.prune_epochs} "
-                          f"epochs + {cfg.finetune_epochs} fine-tuning epochs")  # fmt: skip
+        run.emit(
+            "prune",
+            f"{cfg.method} to {budget.synapses:,} synapses, {cfg.prune_epochs} "
+            f"epochs + {cfg.finetune_epochs} fine-tuning epochs",
+        )
         result = _prune(run, model, dataset, budget)
         model = result.model
         run.history.update(_split_history(result.history))
-        run.save_model("pruned", model, inputs, history=_split_history(result.history),
-                       method=cfg.method)  # fmt: skip
+        run.save_model(
+            "pruned", model, inputs, history=_split_history(result.history), method=cfg.method
+        )
     accuracy = evaluate(model, dataset.x_test, dataset.y_test, cfg.timesteps, cfg.encoding)
     summary = summarize(model, dataset.input_shape, cfg.timesteps)
-    run.report["pruned"] = {**_stage_record(summary, shared, accuracy), "method": cfg.method,
-                            "scheduler": cfg.scheduler}  # fmt: skip
-    run.emit("prune", f"{summary.synapses(shared):,} synapses kept, test accuracy "
-                      f"{100 * accuracy:.2f} %")  # fmt: skip
+    run.report["pruned"] = {
+        **_stage_record(summary, shared, accuracy),
+        "method": cfg.method,
+        "scheduler": cfg.scheduler,
+    }
+    run.emit(
+        "prune", f"{summary.synapses(shared):,} synapses kept, test accuracy {100 * accuracy:.2f} %"
+    )
     return model
 
 
@@ -600,10 +698,17 @@ def _prune(run: _Run, model, dataset, budget):
     if cfg.method in STRUCTURED_METHODS:
         from neuroprune.pruning.sca import prune_structured
 
-        return prune_structured(model, dataset, config, then_stds=cfg.method == "sca+stds",
-                                profile=run.profile, **common)  # fmt: skip
-    return prune_to_budget(model, dataset, config, method=cfg.method, scheduler=cfg.scheduler,
-                           **common)  # fmt: skip
+        return prune_structured(
+            model,
+            dataset,
+            config,
+            then_stds=cfg.method == "sca+stds",
+            profile=run.profile,
+            **common,
+        )
+    return prune_to_budget(
+        model, dataset, config, method=cfg.method, scheduler=cfg.scheduler, **common
+    )
 
 
 def _split_history(history) -> dict[str, list]:
@@ -628,19 +733,31 @@ def _stage_quantize(run: _Run, model, dataset):
         run.report["stages"]["quantized"] = {"inputs_hash": input_hash(inputs), "reused": True}
         run.emit("quantize", "reused quantized.pt (--resume)")
     else:
-        run.emit("quantize", f"to {run.profile.weights.format} ({run.profile.weights.bits} bits) "
-                             f"+ {cfg.quant_epochs} fine-tuning epochs")  # fmt: skip
-        result = quantize_model(model, run.profile, dataset, train_config(cfg, cfg.quant_epochs),
-                                finetune_epochs=cfg.quant_epochs,
-                                progress=_epoch_progress(run, "quantize"))  # fmt: skip
+        run.emit(
+            "quantize",
+            f"to {run.profile.weights.format} ({run.profile.weights.bits} bits) "
+            f"+ {cfg.quant_epochs} fine-tuning epochs",
+        )
+        result = quantize_model(
+            model,
+            run.profile,
+            dataset,
+            train_config(cfg, cfg.quant_epochs),
+            finetune_epochs=cfg.quant_epochs,
+            progress=_epoch_progress(run, "quantize"),
+        )
         qmodel = result.model
         record = quant_record(result)
         run.save_model("quantized", qmodel, inputs, record=record)
     run.history["quantize"] = list(record.pop("history", []))
     accuracy = evaluate(qmodel, dataset.x_test, dataset.y_test, cfg.timesteps, cfg.encoding)
     summary = summarize(qmodel, dataset.input_shape, cfg.timesteps)
-    run.report["quantized"] = {**record, "accuracy": accuracy, "neurons": summary.neurons,
-                               "synapses": summary.synapses(run.profile.conv_weight_sharing)}  # fmt: skip
+    run.report["quantized"] = {
+        **record,
+        "accuracy": accuracy,
+        "neurons": summary.neurons,
+        "synapses": summary.synapses(run.profile.conv_weight_sharing),
+    }
     run.emit("quantize", f"test accuracy {100 * accuracy:.2f} % ({record.get('format')})")
     return qmodel
 
@@ -680,11 +797,21 @@ def _stage_export(run: _Run, model, dataset) -> None:
     from neuroprune.export import export_nir, export_onnx
 
     cfg = run.cfg
-    nir_path = export_nir(model, run.rundir.model_file("nir"), timesteps=cfg.timesteps,
-                          encoding=cfg.encoding, input_shape=dataset.input_shape,
-                          chip=run.profile.id, dt=cfg.nir_dt)  # fmt: skip
-    onnx_path = export_onnx(model, run.rundir.model_file("onnx"), timesteps=cfg.timesteps,
-                            input_shape=dataset.input_shape)  # fmt: skip
+    nir_path = export_nir(
+        model,
+        run.rundir.model_file("nir"),
+        timesteps=cfg.timesteps,
+        encoding=cfg.encoding,
+        input_shape=dataset.input_shape,
+        chip=run.profile.id,
+        dt=cfg.nir_dt,
+    )
+    onnx_path = export_onnx(
+        model,
+        run.rundir.model_file("onnx"),
+        timesteps=cfg.timesteps,
+        input_shape=dataset.input_shape,
+    )
     run.mark(nir_path.name)
     run.mark(onnx_path.name)
     run.report["artifacts"] = {"nir": nir_path.name, "onnx": onnx_path.name}
@@ -702,23 +829,36 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
 
     fixed = cfg.fixed_point if cfg.fixed_point is not None else _fixed_by_default(run.profile)
     samples = cfg.samples or len(dataset.x_test)
-    run.emit("simulate", f"{cfg.backend} backend, {'fixed' if fixed else 'floating'} point, "
-                         f"{samples} test samples")  # fmt: skip
+    run.emit(
+        "simulate",
+        f"{cfg.backend} backend, {'fixed' if fixed else 'floating'} point, {samples} test samples",
+    )
     x, y = simulation_input(dataset, samples), dataset.y_test[:samples]
     timeout = cfg.sim_timeout
     if timeout is None and cfg.backend == "lava":
         timeout = calibrated_timeout(run.rundir.model_file("nir"), x, fixed)
-        run.emit("simulate", f"Lava time limit {timeout:.0f} s, scaled from the network's "
-                             f"measured cost (--sim-timeout overrides)")  # fmt: skip
+        run.emit(
+            "simulate",
+            f"Lava time limit {timeout:.0f} s, scaled from the network's "
+            f"measured cost (--sim-timeout overrides)",
+        )
     # Fixed point gates on the bit-exact integer emulation (must be 100 %) and reports the
     # agreement of the trained quantized model (chip arithmetic where the profile declares it)
     # and the float-to-chip drift; floating point gates on the PyTorch model itself.
     from neuroprune.models.neurons import float_twin
 
-    result = simulate(run.rundir.model_file("nir"), x=x, y=y, profile=run.profile,
-                      backend=cfg.backend, fixed_point=fixed, timeout=timeout,
-                      expected_counts=_bit_exact_check(cfg.backend, fixed),
-                      reference_model=model, float_model=float_twin(model))  # fmt: skip
+    result = simulate(
+        run.rundir.model_file("nir"),
+        x=x,
+        y=y,
+        profile=run.profile,
+        backend=cfg.backend,
+        fixed_point=fixed,
+        timeout=timeout,
+        expected_counts=_bit_exact_check(cfg.backend, fixed),
+        reference_model=model,
+        float_model=float_twin(model),
+    )
     data = result.as_dict()
     run.rundir.write_simulation(data)
     run.report["simulation"] = data
@@ -730,8 +870,11 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
     if data.get("float_drift"):
         floats = min(data["float_drift"]["layer_agreement"])
         extra += f" ({100 * floats:.2f} % vs its weights on float neurons)"
-    run.emit("simulate", f"spike agreement {100 * (agreement or 0):.2f} % vs {versus}{extra}, "
-                         f"{1000 * (data.get('seconds_per_sample') or 0):.2f} ms/sample")  # fmt: skip
+    run.emit(
+        "simulate",
+        f"spike agreement {100 * (agreement or 0):.2f} % vs {versus}{extra}, "
+        f"{1000 * (data.get('seconds_per_sample') or 0):.2f} ms/sample",
+    )
     return verification_passed(data, cfg.agreement_threshold)
 
 
@@ -804,8 +947,11 @@ def _finish_report(run: _Run) -> None:
         files.append(spike_rates(sim["layers"], plots / "spike_rates.png"))
     if run.report.get("fit"):
         core = run.profile.core
-        limits = {"neurons": core.neurons_max, "input_axons": core.input_axons_max,
-                  "memory_bits": core.synapse_memory_bits}  # fmt: skip
+        limits = {
+            "neurons": core.neurons_max,
+            "input_axons": core.input_axons_max,
+            "memory_bits": core.synapse_memory_bits,
+        }
         files.append(core_usage(run.report["fit"]["per_core"], limits, plots / "cores.png"))
         partition = run.report["fit"].get("partition")
         if partition and partition["chips_used"] > 1:
@@ -850,13 +996,25 @@ def export_run(run_dir: Path, fmt: str, out: Path | None, dt: float | None = Non
         model = rundir.final_model()
         target = out or rundir.model_file(fmt)
         if fmt == "nir":
-            return export_nir(model, target, timesteps=cfg.timesteps, encoding=cfg.encoding,
-                              input_shape=shape, chip=Path(cfg.chip).stem, dt=dt)  # fmt: skip
+            return export_nir(
+                model,
+                target,
+                timesteps=cfg.timesteps,
+                encoding=cfg.encoding,
+                input_shape=shape,
+                chip=Path(cfg.chip).stem,
+                dt=dt,
+            )
         return export_onnx(model, target, timesteps=cfg.timesteps, input_shape=shape)
 
 
-def quantize_run(run_dir: Path, chip: str | None = None, *, finetune_epochs: int | None = None,
-                 progress: Progress | None = None):  # fmt: skip
+def quantize_run(
+    run_dir: Path,
+    chip: str | None = None,
+    *,
+    finetune_epochs: int | None = None,
+    progress: Progress | None = None,
+):
     """``neuroprune quantize RUN_DIR``: quantize the run's pruned.pt for ``chip`` (default: the
     run's profile.yaml) with the run's own dataset and training options (config.yaml), and write
     quantized.pt. ``finetune_epochs`` overrides the run's ``quant_epochs``."""
@@ -866,23 +1024,44 @@ def quantize_run(run_dir: Path, chip: str | None = None, *, finetune_epochs: int
     rundir = RunDir(run_dir)
     cfg = saved_config(rundir)
     if not rundir.has_model("pruned"):
-        raise ArtifactError("no pruned.pt in this run directory", where=str(rundir.path),
-                            fix="Run 'neuroprune fit' first.")  # fmt: skip
+        raise ArtifactError(
+            "no pruned.pt in this run directory",
+            where=str(rundir.path),
+            fix="Run 'neuroprune fit' first.",
+        )
     profile = load_profile(chip or rundir.profile_path)
     dataset = load_dataset(cfg.dataset, cfg.data_dir, event_options(cfg))
     epochs = cfg.quant_epochs if finetune_epochs is None else int(finetune_epochs)
     with rundir.lock():
         model, _ = rundir.load_model("pruned")
-        result = quantize_model(model, profile, dataset, train_config(cfg, epochs),
-                                finetune_epochs=epochs, progress=progress)  # fmt: skip
+        result = quantize_model(
+            model,
+            profile,
+            dataset,
+            train_config(cfg, epochs),
+            finetune_epochs=epochs,
+            progress=progress,
+        )
         inputs = stage_inputs(cfg.replace(quant_epochs=epochs), profile, "quantized")
-        rundir.save_model("quantized", result.model, {"record": quant_record(result),
-                          "inputs": inputs, "inputs_hash": input_hash(inputs)})  # fmt: skip
+        rundir.save_model(
+            "quantized",
+            result.model,
+            {"record": quant_record(result), "inputs": inputs, "inputs_hash": input_hash(inputs)},
+        )
     return result
 
 
-def simulate_target(target: Path, *, chip=None, backend="lava", samples=None, fixed_point=None,
-                    dataset=None, data_dir=None, timeout=None):  # fmt: skip
+def simulate_target(
+    target: Path,
+    *,
+    chip=None,
+    backend="lava",
+    samples=None,
+    fixed_point=None,
+    dataset=None,
+    data_dir=None,
+    timeout=None,
+):
     """Simulate a run directory's model.nir or a .nir file on the dataset's test split."""
     from neuroprune.data import is_event_dataset, load_dataset, simulation_input
     from neuroprune.sim import simulate
@@ -900,8 +1079,11 @@ def simulate_target(target: Path, *, chip=None, backend="lava", samples=None, fi
     else:
         nir_path = target
     if not nir_path.is_file():
-        raise ArtifactError("NIR file not found", where=str(nir_path),
-                            fix="Export first: neuroprune export RUN_DIR --format nir.")  # fmt: skip
+        raise ArtifactError(
+            "NIR file not found",
+            where=str(nir_path),
+            fix="Export first: neuroprune export RUN_DIR --format nir.",
+        )
     if events is None and is_event_dataset(dataset or "digits"):
         events = _graph_event_options(nir_path)
     profile = load_profile(chip) if chip else None
@@ -909,10 +1091,17 @@ def simulate_target(target: Path, *, chip=None, backend="lava", samples=None, fi
     n = min(samples or len(data.x_test), len(data.x_test))
     if fixed_point is None:
         fixed_point = bool(profile and _fixed_by_default(profile))
-    return simulate(nir_path, x=simulation_input(data, n), y=data.y_test[:n], profile=profile,
-                    backend=backend, fixed_point=fixed_point, timeout=timeout,
-                    expected_counts=_bit_exact_check(backend, fixed_point),
-                    reference_model=reference)  # fmt: skip
+    return simulate(
+        nir_path,
+        x=simulation_input(data, n),
+        y=data.y_test[:n],
+        profile=profile,
+        backend=backend,
+        fixed_point=fixed_point,
+        timeout=timeout,
+        expected_counts=_bit_exact_check(backend, fixed_point),
+        reference_model=reference,
+    )
 
 
 def _graph_event_options(nir_path: Path):
@@ -924,6 +1113,12 @@ def _graph_event_options(nir_path: Path):
 
 
 __all__ = [
-    "RunOutcome", "check_dense", "export_run", "load_report", "run_fit", "verification_passed",
-    "simulate_target", "train_config",
-]  # fmt: skip
+    "RunOutcome",
+    "check_dense",
+    "export_run",
+    "load_report",
+    "run_fit",
+    "verification_passed",
+    "simulate_target",
+    "train_config",
+]

@@ -36,32 +36,58 @@ NEURON_MODELS = ("LIF", "CubaLIF", "IF", "LI", "AdEx", "Izhikevich", "programmab
 LAYERS_PER_CORE = ("many", "one")
 FAN_OUT_UNITS = ("axon", "core", "layer", "chip")
 UNITS = {
-    "chip.cores": "cores", "chip.neurons_max": "neurons", "chip.synapses_headline": "synapses",
-    "chip.memory_bits": "bits", "chip.chips_per_system_max": "chips",
-    "core.neurons_max": "neurons", "core.input_axons_max": "axons",
-    "core.output_axons_max": "axons", "core.synapse_memory_bits": "bits",
-    "neuron.fan_in_max": "synapses", "neuron.state_bits": "bits", "neuron.threshold_bits": "bits",
-    "neuron.decay_bits": "bits", "neuron.bias_bits": "bits", "weights.bits": "bits",
+    "chip.cores": "cores",
+    "chip.neurons_max": "neurons",
+    "chip.synapses_headline": "synapses",
+    "chip.memory_bits": "bits",
+    "chip.chips_per_system_max": "chips",
+    "core.neurons_max": "neurons",
+    "core.input_axons_max": "axons",
+    "core.output_axons_max": "axons",
+    "core.synapse_memory_bits": "bits",
+    "neuron.fan_in_max": "synapses",
+    "neuron.state_bits": "bits",
+    "neuron.threshold_bits": "bits",
+    "neuron.decay_bits": "bits",
+    "neuron.bias_bits": "bits",
+    "weights.bits": "bits",
     "neuron.arithmetic": "arithmetic",
     "weights.distinct_values_per_neuron": "values",
-    "energy.synop_pj": "pJ", "energy.neuron_update_pj": "pJ",
-}  # fmt: skip
+    "energy.synop_pj": "pJ",
+    "energy.neuron_update_pj": "pJ",
+}
 """The unit each numeric field must be written in (``neuron.fan_out_max``: ``<fan_out_unit>s``)."""
 
 CEILINGS = {
-    "chip.cores": 10**6, "chip.neurons_max": 10**9, "chip.synapses_headline": 10**12,
-    "chip.memory_bits": 2**43, "chip.chips_per_system_max": 10**6,
-    "core.neurons_max": 10**7, "core.input_axons_max": 10**7, "core.output_axons_max": 10**7,
-    "core.synapse_memory_bits": 2**36, "neuron.fan_in_max": 10**7, "neuron.fan_out_max": 10**7,
-    "neuron.state_bits": 64, "neuron.threshold_bits": 64, "neuron.decay_bits": 64,
-    "neuron.bias_bits": 64, "weights.bits": 64, "weights.distinct_values_per_neuron": 2**32,
-    "energy.synop_pj": 10**6, "energy.neuron_update_pj": 10**6,
-    "core.synapse_encoding.block_synapses": 2**20, "core.synapse_encoding.block_header_bits": 2**16,
-    "core.synapse_encoding.word_bits": 2**16, "core.synapse_encoding.index_bits": 64,
+    "chip.cores": 10**6,
+    "chip.neurons_max": 10**9,
+    "chip.synapses_headline": 10**12,
+    "chip.memory_bits": 2**43,
+    "chip.chips_per_system_max": 10**6,
+    "core.neurons_max": 10**7,
+    "core.input_axons_max": 10**7,
+    "core.output_axons_max": 10**7,
+    "core.synapse_memory_bits": 2**36,
+    "neuron.fan_in_max": 10**7,
+    "neuron.fan_out_max": 10**7,
+    "neuron.state_bits": 64,
+    "neuron.threshold_bits": 64,
+    "neuron.decay_bits": 64,
+    "neuron.bias_bits": 64,
+    "weights.bits": 64,
+    "weights.distinct_values_per_neuron": 2**32,
+    "energy.synop_pj": 10**6,
+    "energy.neuron_update_pj": 10**6,
+    "core.synapse_encoding.block_synapses": 2**20,
+    "core.synapse_encoding.block_header_bits": 2**16,
+    "core.synapse_encoding.word_bits": 2**16,
+    "core.synapse_encoding.index_bits": 64,
     "core.synapse_encoding.extra_bits_per_synapse": 64,
-    "core.synapse_encoding.bits_per_synapse": 256, "core.synapse_encoding.max_row_length": 2**20,
-    "core.synapse_encoding.rows": 2**20, "core.synapse_encoding.cols": 2**20,
-}  # fmt: skip
+    "core.synapse_encoding.bits_per_synapse": 256,
+    "core.synapse_encoding.max_row_length": 2**20,
+    "core.synapse_encoding.rows": 2**20,
+    "core.synapse_encoding.cols": 2**20,
+}
 """Largest plausible value of each field, far above any physical chip (largest known: 4,096
 TrueNorth cores, 1 Mbit of synaptic memory per Loihi core, 1 GiB of SDRAM per SpiNNaker board,
 150,000 neurons in Darwin II's one modelled core). A value above it is a unit slip or a typo
@@ -264,9 +290,10 @@ def load_profile(chip: str | Path) -> ChipProfile:
         raise ProfileError(f"cannot read profile: {exc.strerror}", where=str(path)) from exc
     except UnicodeDecodeError as exc:
         raise ProfileError(
-            f"not a UTF-8 text file (byte {exc.start})", where=str(path),
+            f"not a UTF-8 text file (byte {exc.start})",
+            where=str(path),
             fix="Pass a profile YAML file (see hardware_profiles/README.md).",
-        ) from exc  # fmt: skip
+        ) from exc
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -352,8 +379,11 @@ class _Reader:
         ceiling = CEILINGS.get(path)
         if ceiling is not None and value > ceiling:
             unit = UNITS.get(path, "")
-            self.problem(path, f"{value:g} {unit} is beyond any physical chip (at most "
-                               f"{ceiling:g}): check the unit and the number of digits")  # fmt: skip
+            self.problem(
+                path,
+                f"{value:g} {unit} is beyond any physical chip (at most "
+                f"{ceiling:g}): check the unit and the number of digits",
+            )
             return None
         if not positive and value < 0:
             self.problem(path, f"must not be negative, got {value!r}")
@@ -416,8 +446,9 @@ class _Reader:
             return default
         ceiling = CEILINGS.get(path)
         if ceiling is not None and node > ceiling:
-            self.problem(path, f"{node} is beyond any physical chip (at most {ceiling}): check "
-                               "the number")  # fmt: skip
+            self.problem(
+                path, f"{node} is beyond any physical chip (at most {ceiling}): check the number"
+            )
             return default
         return node
 
@@ -437,31 +468,70 @@ class _Reader:
 
 _MISSING = object()
 _TOP_KEYS = {
-    "schema_version", "id", "name", "vendor", "aliases", "implementation", "summary", "chip",
-    "core", "neuron", "weights", "connectivity", "energy", "sources", "notes",
-}  # fmt: skip
+    "schema_version",
+    "id",
+    "name",
+    "vendor",
+    "aliases",
+    "implementation",
+    "summary",
+    "chip",
+    "core",
+    "neuron",
+    "weights",
+    "connectivity",
+    "energy",
+    "sources",
+    "notes",
+}
 _SECTION_KEYS = {
     "chip": {"cores", "neurons_max", "synapses_headline", "memory_bits", "chips_per_system_max"},
     "core": {
-        "neurons_max", "input_axons_max", "output_axons_max", "synapse_memory_bits",
-        "synapse_encoding", "layers_per_core",
+        "neurons_max",
+        "input_axons_max",
+        "output_axons_max",
+        "synapse_memory_bits",
+        "synapse_encoding",
+        "layers_per_core",
     },
     "core.synapse_encoding": {
-        "kind", "block_synapses", "block_header_bits", "word_bits", "index_bits",
-        "extra_bits_per_synapse", "bits_per_synapse", "max_row_length", "rows", "cols",
+        "kind",
+        "block_synapses",
+        "block_header_bits",
+        "word_bits",
+        "index_bits",
+        "extra_bits_per_synapse",
+        "bits_per_synapse",
+        "max_row_length",
+        "rows",
+        "cols",
     },
     "neuron": {
-        "models", "fan_in_max", "fan_out_max", "fan_out_unit", "reset_modes", "state_bits",
-        "threshold_bits", "decay_bits", "bias_bits", "arithmetic",
+        "models",
+        "fan_in_max",
+        "fan_out_max",
+        "fan_out_unit",
+        "reset_modes",
+        "state_bits",
+        "threshold_bits",
+        "decay_bits",
+        "bias_bits",
+        "arithmetic",
     },
     "weights": {
-        "format", "bits", "bits_allowed", "sign", "sign_costs_bit", "scale",
-        "distinct_values_per_neuron", "params",
+        "format",
+        "bits",
+        "bits_allowed",
+        "sign",
+        "sign_costs_bit",
+        "scale",
+        "distinct_values_per_neuron",
+        "params",
     },
     "weights.scale": {"kind", "granularity", "range"},
     "connectivity": {"conv_weight_sharing"},
     "energy": {"synop_pj", "neuron_update_pj"},
-}  # fmt: skip
+}
 _PROVENANCE = {"note", "source"}  # allowed in every section: where its non-numeric facts come from
 
 

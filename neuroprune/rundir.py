@@ -37,10 +37,20 @@ CHECKPOINT = "dense.ckpt"
 # Every file a run writes (plots are matched by folder); anything else in the folder is the
 # user's and is never touched.
 RUN_FILES = (
-    "config.yaml", "profile.yaml", "dense.pt", CHECKPOINT, "pruned.pt", "quantized.pt",
-    "model.nir", "model.onnx", "fit.json", "simulation.json", "report.json", "report.md",
+    "config.yaml",
+    "profile.yaml",
+    "dense.pt",
+    CHECKPOINT,
+    "pruned.pt",
+    "quantized.pt",
+    "model.nir",
+    "model.onnx",
+    "fit.json",
+    "simulation.json",
+    "report.json",
+    "report.md",
     "log.txt",
-)  # fmt: skip
+)
 PLOTS = "plots"
 
 
@@ -170,9 +180,12 @@ class RunDir:
             check_run_name(name)
         except ValueError as exc:
             raise ConfigError(
-                str(exc), where="--name", field="name", value=name,
+                str(exc),
+                where="--name",
+                field="name",
+                value=name,
                 fix="Give a plain folder name (no '/', not '.' or '..'); --out sets the parent.",
-            ) from None  # fmt: skip
+            ) from None
         return cls(Path(out) / name)
 
     def __truediv__(self, name: str) -> Path:
@@ -201,10 +214,12 @@ class RunDir:
                 holder = _read_pid(fd)
                 os.close(fd)
                 raise RunLockedError(
-                    "another neuroprune process is writing this run directory", where=str(self.path),
-                    field="pid", value=holder,
+                    "another neuroprune process is writing this run directory",
+                    where=str(self.path),
+                    field="pid",
+                    value=holder,
                     fix="Wait for it to finish, or pass another --name.",
-                ) from None  # fmt: skip
+                ) from None
             if _same_file(fd, lock):
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()}\n".encode())
@@ -228,7 +243,7 @@ class RunDir:
                     "a file is in the way of the run directory (errno ENOTDIR)",
                     where=str(parent),
                     fix="Remove or rename that file, or pass another --out/--name.",
-                )  # fmt: skip
+                )
 
     # ---- config and profile ----------------------------------------------------------------
 
@@ -243,27 +258,31 @@ class RunDir:
         path = self / "config.yaml"
         if not self.path.is_dir():
             raise ArtifactError(
-                "not a run directory", where=str(self.path),
+                "not a run directory",
+                where=str(self.path),
                 fix="Pass a folder written by 'neuroprune fit'.",
-            )  # fmt: skip
+            )
         if not path.is_file():
             raise ArtifactError(
-                "not a run directory (no config.yaml)", where=str(self.path),
+                "not a run directory (no config.yaml)",
+                where=str(self.path),
                 fix="Pass a folder written by 'neuroprune fit'.",
-            )  # fmt: skip
+            )
         try:
             raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
         except (UnicodeDecodeError, yaml.YAMLError) as exc:
             raise ArtifactError(
-                f"config.yaml is unreadable ({type(exc).__name__})", where=str(path),
+                f"config.yaml is unreadable ({type(exc).__name__})",
+                where=str(path),
                 fix="Rerun neuroprune fit for this run directory.",
-            ) from exc  # fmt: skip
+            ) from exc
         section = raw.get("config") if isinstance(raw, Mapping) else None
         if not isinstance(section, Mapping):
             raise ArtifactError(
-                "config.yaml has no 'config:' mapping", where=str(path),
+                "config.yaml has no 'config:' mapping",
+                where=str(path),
                 fix="Rerun neuroprune fit for this run directory.",
-            )  # fmt: skip
+            )
         return dict(section)
 
     def save_profile(self, text: str) -> None:
@@ -283,9 +302,10 @@ class RunDir:
         path = self.model_path(stage)
         if path.exists() and not path.is_file():
             raise ArtifactError(
-                "expected a model file, found something else", where=str(path),
+                "expected a model file, found something else",
+                where=str(path),
                 fix="Remove it and rerun the stage that writes it.",
-            )  # fmt: skip
+            )
         return path.is_file()
 
     def save_model(self, stage: str, model, meta: Mapping[str, Any]) -> Path:
@@ -306,9 +326,10 @@ class RunDir:
             if self.has_model(stage):
                 return self.load_model(stage)[0]
         raise ArtifactError(
-            "no model in this run directory", where=str(self.path),
+            "no model in this run directory",
+            where=str(self.path),
             fix="Run 'neuroprune fit' first.",
-        )  # fmt: skip
+        )
 
     @property
     def checkpoint_path(self) -> Path:
@@ -333,23 +354,27 @@ class RunDir:
         path = self / "report.json"
         if not path.is_file():
             raise ArtifactError(
-                "no report.json in this run directory", where=str(self.path),
+                "no report.json in this run directory",
+                where=str(self.path),
                 fix="Run 'neuroprune fit' first, or check the path.",
-            )  # fmt: skip
+            )
         try:
             return RunRecord.model_validate(json.loads(path.read_bytes().decode("utf-8")))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ArtifactError(
-                f"report.json is corrupt ({type(exc).__name__})", where=str(path),
+                f"report.json is corrupt ({type(exc).__name__})",
+                where=str(path),
                 fix="Rerun neuroprune fit for this run directory.",
-            ) from exc  # fmt: skip
+            ) from exc
         except ValidationError as exc:
             first = exc.errors()[0]
             raise ArtifactError(
                 f"report.json does not match the record schema ({first['msg']})",
-                where=str(path), field=".".join(map(str, first["loc"])),
-                value=first.get("input"), fix="Rerun neuroprune fit for this run directory.",
-            ) from None  # fmt: skip
+                where=str(path),
+                field=".".join(map(str, first["loc"])),
+                value=first.get("input"),
+                fix="Rerun neuroprune fit for this run directory.",
+            ) from None
 
     def write_log(self, lines: list[str]) -> None:
         write_text(self / "log.txt", "\n".join(lines) + "\n")

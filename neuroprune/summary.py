@@ -202,9 +202,14 @@ def unrolled_conv(
     h_out = conv_output_size(h, kh, stride, padding)
     w_out = conv_output_size(w, kw, stride, padding)
     co, oy, ox, ci, ky, kx = np.meshgrid(
-        np.arange(c_out), np.arange(h_out), np.arange(w_out),
-        np.arange(c_in), np.arange(kh), np.arange(kw), indexing="ij",
-    )  # fmt: skip
+        np.arange(c_out),
+        np.arange(h_out),
+        np.arange(w_out),
+        np.arange(c_in),
+        np.arange(kh),
+        np.arange(kw),
+        indexing="ij",
+    )
     iy = oy * stride - padding + ky
     ix = ox * stride - padding + kx
     inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
@@ -270,9 +275,13 @@ def pool_projection(in_shape: Sequence[int], kernel: int) -> sp.csr_matrix:
     c, h, w = (int(v) for v in in_shape)
     h_out, w_out = h // kernel, w // kernel
     ch, oy, ox, ky, kx = np.meshgrid(
-        np.arange(c), np.arange(h_out), np.arange(w_out), np.arange(kernel), np.arange(kernel),
+        np.arange(c),
+        np.arange(h_out),
+        np.arange(w_out),
+        np.arange(kernel),
+        np.arange(kernel),
         indexing="ij",
-    )  # fmt: skip
+    )
     rows = ((ch * h_out + oy) * w_out + ox).ravel()
     cols = ((ch * h + oy * kernel + ky) * w + ox * kernel + kx).ravel()
     data = np.ones(rows.size, dtype=np.int8)

@@ -125,25 +125,50 @@ def plan_sweep(
     sweep_dir = Path(base.out) / name
     trials = tuple(
         _trial(base, sweep_dir, chip, method, value_key, value, resume)
-        for chip in chip_list for method in method_list for value in values
-    )  # fmt: skip
+        for chip in chip_list
+        for method in method_list
+        for value in values
+    )
     _check_data_and_budgets(trials)
     if search == "optuna" and objective == "energy":
         _check_energy_figures(chip_list, base.backend)
-    return SweepPlan(name, sweep_dir, trials, tuple(chip_list), tuple(method_list), value_key,
-                     tuple(values), workers, ray_address, search, samples, objective, resume)  # fmt: skip
+    return SweepPlan(
+        name,
+        sweep_dir,
+        trials,
+        tuple(chip_list),
+        tuple(method_list),
+        value_key,
+        tuple(values),
+        workers,
+        ray_address,
+        search,
+        samples,
+        objective,
+        resume,
+    )
 
 
 def _names(value: str | Sequence[str], option: str) -> list[str]:
     items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
     items = [v for v in items if v]
     if not items:
-        raise ConfigError("needs at least one name", where=option, field=option.lstrip("-"),
-                          value=value, fix=f"For example {option} loihi,truenorth.")  # fmt: skip
+        raise ConfigError(
+            "needs at least one name",
+            where=option,
+            field=option.lstrip("-"),
+            value=value,
+            fix=f"For example {option} loihi,truenorth.",
+        )
     duplicates = sorted({v for v in items if items.count(v) > 1})
     if duplicates:
-        raise ConfigError("a name is given twice", where=option, field=option.lstrip("-"),
-                          value=",".join(duplicates), fix="List each name once.")  # fmt: skip
+        raise ConfigError(
+            "a name is given twice",
+            where=option,
+            field=option.lstrip("-"),
+            value=",".join(duplicates),
+            fix="List each name once.",
+        )
     return items
 
 
@@ -151,10 +176,12 @@ def _values(budgets, sparsities) -> tuple[str, list[float]]:
     """``("budget", ints)`` or ``("sparsity", floats)``; each entry parsed and range-checked."""
     if (budgets is None) == (sparsities is None):
         raise ConfigError(
-            "give exactly one of --budgets and --sparsities", where="sweep", field="values",
+            "give exactly one of --budgets and --sparsities",
+            where="sweep",
+            field="values",
             value=None if budgets is None else "both",
             fix="For example --sparsities 0.8,0.9,0.95 or --budgets 20000,10000.",
-        )  # fmt: skip
+        )
     key, raw = ("budget", budgets) if budgets is not None else ("sparsity", sparsities)
     option = "--budgets" if key == "budget" else "--sparsities"
     items = [v.strip() for v in raw.split(",") if v.strip()] if isinstance(raw, str) else raw
@@ -162,8 +189,13 @@ def _values(budgets, sparsities) -> tuple[str, list[float]]:
         raise ConfigError("needs at least one value", where=option, field=key, value=raw)
     parsed = [_number(item, key, option) for item in items]
     if len(set(parsed)) != len(parsed):
-        raise ConfigError("a value is given twice", where=option, field=key, value=raw,
-                          fix="List each value once.")  # fmt: skip
+        raise ConfigError(
+            "a value is given twice",
+            where=option,
+            field=key,
+            value=raw,
+            fix="List each value once.",
+        )
     return key, parsed
 
 
@@ -172,30 +204,55 @@ def _number(item: Any, key: str, option: str) -> float:
         number = int(item) if key == "budget" else float(item)
     except (TypeError, ValueError) as exc:
         what = "an integer synapse count" if key == "budget" else "a fraction in [0, 1)"
-        raise ConfigError("not a number", where=option, field=key, value=item,
-                          fix=f"Give {what}, e.g. {option} "
-                              f"{'20000,10000' if key == 'budget' else '0.8,0.9'}.") from exc  # fmt: skip
+        raise ConfigError(
+            "not a number",
+            where=option,
+            field=key,
+            value=item,
+            fix=f"Give {what}, e.g. {option} {'20000,10000' if key == 'budget' else '0.8,0.9'}.",
+        ) from exc
     if key == "budget" and number <= 0:
         raise ConfigError("must be a positive integer", where=option, field=key, value=item)
     if key == "sparsity" and not 0 <= number < 1:
-        raise ConfigError("must be in [0, 1)", where=option, field=key, value=item,
-                          fix="Give the fraction of synapses to remove, e.g. 0.9.")  # fmt: skip
+        raise ConfigError(
+            "must be in [0, 1)",
+            where=option,
+            field=key,
+            value=item,
+            fix="Give the fraction of synapses to remove, e.g. 0.9.",
+        )
     return number
 
 
 def _check_search(search: str, samples: int | None, objective: str, workers: int | None) -> None:
     if search not in SEARCHES:
-        raise ConfigError("unknown search", where="--search", field="search", value=search,
-                          fix=f"Use one of: {', '.join(SEARCHES)}.")  # fmt: skip
+        raise ConfigError(
+            "unknown search",
+            where="--search",
+            field="search",
+            value=search,
+            fix=f"Use one of: {', '.join(SEARCHES)}.",
+        )
     if objective not in OBJECTIVES:
-        raise ConfigError("unknown objective", where="--objective", field="objective",
-                          value=objective, fix=f"Use one of: {', '.join(OBJECTIVES)}.")  # fmt: skip
+        raise ConfigError(
+            "unknown objective",
+            where="--objective",
+            field="objective",
+            value=objective,
+            fix=f"Use one of: {', '.join(OBJECTIVES)}.",
+        )
     if search == "optuna" and (samples is None or samples < 1):
-        raise ConfigError("Optuna search needs a number of trials", where="--trials",
-                          field="trials", value=samples, fix="Add e.g. --trials 12.")  # fmt: skip
+        raise ConfigError(
+            "Optuna search needs a number of trials",
+            where="--trials",
+            field="trials",
+            value=samples,
+            fix="Add e.g. --trials 12.",
+        )
     if workers is not None and workers < 1:
-        raise ConfigError("must be a positive integer", where="--workers", field="workers",
-                          value=workers)  # fmt: skip
+        raise ConfigError(
+            "must be a positive integer", where="--workers", field="workers", value=workers
+        )
 
 
 def _check_chips(chips: Sequence[str]) -> None:
@@ -210,17 +267,24 @@ def _check_energy_figures(chips: Sequence[str], backend: str) -> None:
     from neuroprune.profiles import load_profile
 
     if backend == "none":
-        raise ConfigError("energy per sample needs a simulation", where="--objective",
-                          field="backend", value=backend,
-                          fix="Use --backend reference (or lava), or another --objective.")  # fmt: skip
+        raise ConfigError(
+            "energy per sample needs a simulation",
+            where="--objective",
+            field="backend",
+            value=backend,
+            fix="Use --backend reference (or lava), or another --objective.",
+        )
     for chip in chips:
         energy = load_profile(chip).energy
         if energy.synop_pj is None or energy.neuron_update_pj is None:
             raise ConfigError(
                 "the profile has no complete energy figures (energy.synop_pj and "
-                "energy.neuron_update_pj)", where="--objective", field="chip", value=chip,
+                "energy.neuron_update_pj)",
+                where="--objective",
+                field="chip",
+                value=chip,
                 fix="Leave this chip out, or use --objective synapses or cores.",
-            )  # fmt: skip
+            )
 
 
 def _default_name(chips: Sequence[str], methods: Sequence[str], key: str) -> str:
@@ -235,12 +299,24 @@ def _trial(base, sweep_dir, chip, method, key, value, resume) -> Trial:
     name = f"{Path(chip).stem}-{method}-{_value_label(key, value)}"
     other = "sparsity" if key == "budget" else "budget"
     try:
-        config = base.replace(chip=chip, method=method, out=str(sweep_dir), name=name,
-                              resume=resume, nproc=1, **{key: value, other: None})  # fmt: skip
+        config = base.replace(
+            chip=chip,
+            method=method,
+            out=str(sweep_dir),
+            name=name,
+            resume=resume,
+            nproc=1,
+            **{key: value, other: None},
+        )
     except ConfigError as exc:  # name the sweep's option, not the fit config key
         option = {"method": "--methods", "sparsity": "--sparsities", "budget": "--budgets"}
-        raise ConfigError(exc.message, where=option.get(exc.field or "", "sweep"),
-                          field=exc.field, value=exc.value, fix=exc.fix) from None  # fmt: skip
+        raise ConfigError(
+            exc.message,
+            where=option.get(exc.field or "", "sweep"),
+            field=exc.field,
+            value=exc.value,
+            fix=exc.fix,
+        ) from None
     return Trial(name, config, key)
 
 
@@ -256,15 +332,28 @@ def _check_data_and_budgets(trials: Sequence[Trial]) -> None:
     data = load_dataset(first.dataset, first.data_dir)
     from neuroprune.models import build_model, summarize  # torch once the inputs are valid
 
-    model = build_model(first.model, data.input_shape, data.num_classes, hidden=first.hidden,
-                        neuron=first.neuron, seed=first.seed)  # fmt: skip
+    model = build_model(
+        first.model,
+        data.input_shape,
+        data.num_classes,
+        hidden=first.hidden,
+        neuron=first.neuron,
+        seed=first.seed,
+    )
     summary = summarize(model, data.input_shape, 1, name=first.model)
     for trial in trials:
         cfg = trial.config
         profile = load_profile(cfg.chip)
         capacity = allocation_capacity(summary, profile, chips=cfg.chips, cores=cfg.cores)
-        derive_budget(profile, summary, chips=cfg.chips, cores=cfg.cores, budget=cfg.budget,
-                      sparsity=cfg.sparsity, capacity=capacity)  # fmt: skip
+        derive_budget(
+            profile,
+            summary,
+            chips=cfg.chips,
+            cores=cfg.cores,
+            budget=cfg.budget,
+            sparsity=cfg.sparsity,
+            capacity=capacity,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,24 +499,34 @@ def name_of(space: Mapping[str, Any] | None) -> str:
 # Rows, Pareto fronts, files
 
 
-def trial_row(name: str, config: RunConfig, report: Mapping[str, Any] | None, status: str,
-              error: str | None) -> dict[str, Any]:  # fmt: skip
+def trial_row(
+    name: str, config: RunConfig, report: Mapping[str, Any] | None, status: str, error: str | None
+) -> dict[str, Any]:
     """One results row from a trial's report.json (module docstring for accuracy/synapses)."""
     report = report or {}
     pruned, quant = report.get("pruned") or {}, report.get("quantized") or {}
     fit, sim = report.get("fit") or {}, report.get("simulation") or {}
     deployed = quant if quant.get("accuracy") is not None else pruned
     return {
-        "trial": name, "status": status, "error": error, "chip": Path(config.chip).stem,
-        "method": config.method, "sparsity": config.sparsity, "budget_requested": config.budget,
+        "trial": name,
+        "status": status,
+        "error": error,
+        "chip": Path(config.chip).stem,
+        "method": config.method,
+        "sparsity": config.sparsity,
+        "budget_requested": config.budget,
         "budget": (report.get("budget") or {}).get("synapses"),
-        "synapses": deployed.get("synapses"), "accuracy": deployed.get("accuracy"),
+        "synapses": deployed.get("synapses"),
+        "accuracy": deployed.get("accuracy"),
         "dense_accuracy": (report.get("dense") or {}).get("accuracy"),
-        "pruned_accuracy": pruned.get("accuracy"), "quantized_accuracy": quant.get("accuracy"),
-        "cores": fit.get("cores"), "chips": fit.get("chips"), "fits": fit.get("fits"),
+        "pruned_accuracy": pruned.get("accuracy"),
+        "quantized_accuracy": quant.get("accuracy"),
+        "cores": fit.get("cores"),
+        "chips": fit.get("chips"),
+        "fits": fit.get("fits"),
         "energy_per_sample_j": sim.get("energy_per_sample_j"),
         "run_dir": str(Path(config.out) / name),
-    }  # fmt: skip
+    }
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -461,16 +560,25 @@ def _write_results(plan: SweepPlan, rows, seconds: float, skipped: int) -> Sweep
 
     pareto = pareto_by_chip(rows)
     plots = tuple(
-        pareto_plot([r for r in rows if r.get("chip") == chip], pareto[chip],
-                    plan.sweep_dir / f"pareto-{chip}.png", title=f"{chip}: {plan.name}")
+        pareto_plot(
+            [r for r in rows if r.get("chip") == chip],
+            pareto[chip],
+            plan.sweep_dir / f"pareto-{chip}.png",
+            title=f"{chip}: {plan.name}",
+        )
         for chip in pareto
-    )  # fmt: skip
+    )
     record = {
-        "sweep": plan.name, "search": plan.search, "objective": plan.objective,
-        "workers": plan.workers, "ray_address": plan.ray_address, "seconds": seconds,
-        "trials": list(rows), "pareto": pareto,
+        "sweep": plan.name,
+        "search": plan.search,
+        "objective": plan.objective,
+        "workers": plan.workers,
+        "ray_address": plan.ray_address,
+        "seconds": seconds,
+        "trials": list(rows),
+        "pareto": pareto,
         "plots": [p.name for p in plots],
-    }  # fmt: skip
+    }
     json_path = write_json(plan.sweep_dir / "sweep.json", record)
     ran = sum(r.get("status") == "done" for r in rows)
     return SweepResult(plan.sweep_dir, rows, pareto, Path(json_path), plots, seconds, ran, skipped)
@@ -484,6 +592,17 @@ def _read_report(run_dir: Path) -> dict[str, Any] | None:
 
 
 __all__ = [
-    "OBJECTIVES", "SEARCHES", "SweepPlan", "SweepResult", "Trial", "finished_report",
-    "pareto_by_chip", "pareto_front", "name_of", "plan_sweep", "run_sweep", "space_config", "trial_row",
-]  # fmt: skip
+    "OBJECTIVES",
+    "SEARCHES",
+    "SweepPlan",
+    "SweepResult",
+    "Trial",
+    "finished_report",
+    "pareto_by_chip",
+    "pareto_front",
+    "name_of",
+    "plan_sweep",
+    "run_sweep",
+    "space_config",
+    "trial_row",
+]

@@ -45,8 +45,13 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:
         temp = tempfile.mkdtemp(prefix="np-ray-", dir="/tmp")  # short: socket paths <= 107
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, _temp_dir=temp)  # fmt: skip
+        ray.init(
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            _temp_dir=temp,
+        )
     try:
         yield
     finally:
@@ -63,17 +68,22 @@ def run_trials(
     with ray_session(plan.ray_address):
         workers = plan.workers or (None if plan.ray_address else os.cpu_count() or 1)
         tune_config = tune.TuneConfig(
-            max_concurrent_trials=workers, num_samples=count if plan.search == "optuna" else 1,
+            max_concurrent_trials=workers,
+            num_samples=count if plan.search == "optuna" else 1,
             search_alg=optuna_search(plan) if plan.search == "optuna" else None,
-            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
-        )  # fmt: skip
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        )
         run_config = tune.RunConfig(
-            name=plan.name, storage_path=str((plan.sweep_dir / "ray").resolve()), verbose=0,
+            name=plan.name,
+            storage_path=str((plan.sweep_dir / "ray").resolve()),
+            verbose=0,
             callbacks=[ProgressCallback(emit)],
-        )  # fmt: skip
+        )
         trainable = tune.with_resources(trial_entry, {"cpu": 1})
-        grid = tune.Tuner(trainable, param_space=space, tune_config=tune_config,
-                          run_config=run_config).fit()  # fmt: skip
+        grid = tune.Tuner(
+            trainable, param_space=space, tune_config=tune_config, run_config=run_config
+        ).fit()
     errors = {}
     for result in grid:
         if result.error is not None:
@@ -87,8 +97,11 @@ def optuna_search(plan: SweepPlan):
     from ray.tune.search.optuna import OptunaSearch
 
     seed = plan.trials[0].config.seed
-    return OptunaSearch(metric=["accuracy", OBJECTIVES[plan.objective]], mode=["max", "min"],
-                        sampler=NSGAIISampler(seed=seed))  # fmt: skip
+    return OptunaSearch(
+        metric=["accuracy", OBJECTIVES[plan.objective]],
+        mode=["max", "min"],
+        sampler=NSGAIISampler(seed=seed),
+    )
 
 
 def trial_entry(space: dict[str, Any]) -> None:
@@ -143,8 +156,9 @@ class ProgressCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         accuracy = (trial.last_result or {}).get("accuracy", 0.0)
-        self._send({"advance": 1, "message": f"{name_of(trial.config)}: accuracy "
-                                             f"{100 * accuracy:.2f} %"})  # fmt: skip
+        self._send(
+            {"advance": 1, "message": f"{name_of(trial.config)}: accuracy {100 * accuracy:.2f} %"}
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._send({"advance": 1, "message": f"{name_of(trial.config)}: failed"})

@@ -260,8 +260,12 @@ def test_projection_is_exact_and_respects_every_constraint(seed, shapes, fractio
     last_rows = shapes[-1][0]
     capacity = sum(r * (c if cap is None else min(cap, c)) for r, c in shapes)
     synapses = max(last_rows, math.floor(fraction * capacity))
-    budget = Budget(synapses=synapses, source="test", fan_in_cap=cap,
-                    per_layer_min={str(len(shapes) - 1): last_rows})  # fmt: skip
+    budget = Budget(
+        synapses=synapses,
+        source="test",
+        fan_in_cap=cap,
+        per_layer_min={str(len(shapes) - 1): last_rows},
+    )
     masks = select_synapses(layers, budget)
     kept = sum(int(m.sum()) for m in masks.values())
     assert kept == synapses
@@ -299,10 +303,13 @@ def test_every_output_unit_with_an_excitatory_candidate_keeps_one(seed, rows, co
 
 def test_output_unit_keeps_its_best_excitatory_input_not_its_largest():
     layer = LayerScores(
-        "out", scores=np.array([5.0, 4.0, 1.0, 3.0, 2.0, 0.5]), costs=np.ones(6, np.int64),
-        groups=np.array([0, 0, 0, 1, 1, 1]), keep_every_group=True,
+        "out",
+        scores=np.array([5.0, 4.0, 1.0, 3.0, 2.0, 0.5]),
+        costs=np.ones(6, np.int64),
+        groups=np.array([0, 0, 0, 1, 1, 1]),
+        keep_every_group=True,
         excitatory=np.array([False, False, True, False, False, False]),
-    )  # fmt: skip
+    )
     keep = select_synapses([layer], Budget(synapses=3, source="test"))["out"]
     # unit 0: its excitatory entry 2 (not the larger inhibitory 0/1); unit 1 has no excitatory
     # entry, so its best one (3); the rest of B goes by score (entry 0).
@@ -310,8 +317,9 @@ def test_output_unit_keeps_its_best_excitatory_input_not_its_largest():
 
 
 def test_projection_keeps_the_top_scores_with_ties_by_index():
-    layer = LayerScores("a", np.array([0.5, 0.9, 0.5, 0.1, 0.5]), np.ones(5, np.int64),
-                        np.zeros(5, np.int64))  # fmt: skip
+    layer = LayerScores(
+        "a", np.array([0.5, 0.9, 0.5, 0.1, 0.5]), np.ones(5, np.int64), np.zeros(5, np.int64)
+    )
     masks = select_synapses([layer], Budget(synapses=3, source="test"))
     assert masks["a"].tolist() == [True, True, True, False, False]
 

@@ -17,22 +17,73 @@ from click.testing import CliRunner
 from neuroprune.cli import main
 from neuroprune.errors import EXIT_IO_ERROR
 
-FIX_WORDS = ("Use ", "Give ", "Pass ", "Choose ", "Run ", "Rerun ", "Check ", "Did you mean",
-             "Remove ", "Wait ", "See ", "see ", "Leave ", "Export ", "Define ", "For example",
-             "--help", "Make ", "Return ", "Put ", "Fix ", "Add ", "Example", "Set ", "Expected",
-             "expected", "Copy ", "Install ", "Download ", "Raise ", "pass ", "must ", "Free ",
-             "Lower ", "Start ", "Keep ", "Write ", "Change ", "narrower", "plain", "Create ",
-             "Replace ")  # fmt: skip
-TINY = ["--hidden", "8", "--epochs", "1", "--prune-epochs", "1", "--finetune-epochs", "0",
-        "--quant-epochs", "0", "--backend", "none"]  # fmt: skip
+FIX_WORDS = (
+    "Use ",
+    "Give ",
+    "Pass ",
+    "Choose ",
+    "Run ",
+    "Rerun ",
+    "Check ",
+    "Did you mean",
+    "Remove ",
+    "Wait ",
+    "See ",
+    "see ",
+    "Leave ",
+    "Export ",
+    "Define ",
+    "For example",
+    "--help",
+    "Make ",
+    "Return ",
+    "Put ",
+    "Fix ",
+    "Add ",
+    "Example",
+    "Set ",
+    "Expected",
+    "expected",
+    "Copy ",
+    "Install ",
+    "Download ",
+    "Raise ",
+    "pass ",
+    "must ",
+    "Free ",
+    "Lower ",
+    "Start ",
+    "Keep ",
+    "Write ",
+    "Change ",
+    "narrower",
+    "plain",
+    "Create ",
+    "Replace ",
+)
+TINY = [
+    "--hidden",
+    "8",
+    "--epochs",
+    "1",
+    "--prune-epochs",
+    "1",
+    "--finetune-epochs",
+    "0",
+    "--quant-epochs",
+    "0",
+    "--backend",
+    "none",
+]
 
 GOOD_PROFILE = Path(__file__).resolve().parents[1] / "examples" / "mychip.yaml"
 
 
 def _idx(array: np.ndarray) -> bytes:
     """IDX: two zero bytes, dtype code 0x08 (uint8), ndim, big-endian uint32 sizes, data."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big")
-                                                        for d in array.shape)  # fmt: skip
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
     return header + array.tobytes()
 
 
@@ -104,14 +155,23 @@ def lab(tmp_path_factory) -> Path:
         raw["chip"]["cores"] = -4
     (lab / "negative_cores.yaml").write_text(yaml.safe_dump(raw))
     configs = {
-        "c_epocs": "epocs: 3\n", "c_seed": "seed: abc\n", "c_resume": "resume: 'no'\n",
-        "c_sparsity": "sparsity: x\n", "c_timeout": "sim_timeout: -5\n",
-        "c_fixed": "fixed_point: maybe\n", "c_lrnan": "lr: .nan\n", "c_lrinf": "lr: .inf\n",
-        "c_hidden": "hidden: [32, -1]\n", "c_method": "method: stdz\n",
-        "c_name": "name: ../escape\n", "c_agree": "agreement_threshold: 2\n",
-        "c_prune": "prune_epochs: -1\n", "c_batch": "batch_size: 0\n",
-        "c_sched": "method: gmp\nscheduler: linear\n", "c_bool_int": "epochs: true\n",
-    }  # fmt: skip
+        "c_epocs": "epocs: 3\n",
+        "c_seed": "seed: abc\n",
+        "c_resume": "resume: 'no'\n",
+        "c_sparsity": "sparsity: x\n",
+        "c_timeout": "sim_timeout: -5\n",
+        "c_fixed": "fixed_point: maybe\n",
+        "c_lrnan": "lr: .nan\n",
+        "c_lrinf": "lr: .inf\n",
+        "c_hidden": "hidden: [32, -1]\n",
+        "c_method": "method: stdz\n",
+        "c_name": "name: ../escape\n",
+        "c_agree": "agreement_threshold: 2\n",
+        "c_prune": "prune_epochs: -1\n",
+        "c_batch": "batch_size: 0\n",
+        "c_sched": "method: gmp\nscheduler: linear\n",
+        "c_bool_int": "epochs: true\n",
+    }
     for name, body in configs.items():
         (lab / f"{name}.yaml").write_text(body)
     (lab / "mnist_empty").mkdir()
@@ -124,8 +184,12 @@ def lab(tmp_path_factory) -> Path:
     (lab / "file_out").write_text("a file, not a folder")
     (lab / "out").mkdir()
     (lab / "out" / "taken").write_text("a file where the run folder would go")
-    existing = _run_dir(lab / "out" / "existing", report__json='{"chip": "loihi"}',
-                        dense__pt=b"not really a model", log__txt="old log\n")  # fmt: skip
+    existing = _run_dir(
+        lab / "out" / "existing",
+        report__json='{"chip": "loihi"}',
+        dense__pt=b"not really a model",
+        log__txt="old log\n",
+    )
     (existing / "plots").mkdir()
     (existing / "plots" / "training.png").write_bytes(b"\x89PNG old")
     _run_dir(lab / "runs" / "no_config_dir", config="")
@@ -188,10 +252,18 @@ CASES = [
     ("profile-missing-file", ["profiles", "validate", "{lab}/nope.yaml"], 2, ["nope.yaml"]),
     ("profile-binary", ["profiles", "validate", "{lab}/garbage.bin"], 2, ["garbage.bin"]),
     ("profile-malformed", ["profiles", "validate", "{lab}/malformed.yaml"], 2, ["malformed.yaml"]),
-    ("profile-missing-field", ["profiles", "validate", "{lab}/missing_field.yaml"], 2,
-     ["missing_field.yaml", "neurons_max"]),
-    ("profile-negative-cores", ["check", "--chip", "{lab}/negative_cores.yaml"], 2,
-     ["chip.cores", "-4"]),
+    (
+        "profile-missing-field",
+        ["profiles", "validate", "{lab}/missing_field.yaml"],
+        2,
+        ["missing_field.yaml", "neurons_max"],
+    ),
+    (
+        "profile-negative-cores",
+        ["check", "--chip", "{lab}/negative_cores.yaml"],
+        2,
+        ["chip.cores", "-4"],
+    ),
     ("profile-list", ["profiles", "validate", "{lab}/list.yaml"], 2, ["list.yaml"]),
     ("profile-empty", ["profiles", "validate", "{lab}/empty.yaml"], 2, ["empty.yaml"]),
     ("fit-profile-missing", [*FIT, "--chip", "{lab}/nope.yaml"], 2, ["nope.yaml"]),
@@ -199,25 +271,66 @@ CASES = [
     ("profiles-show-unknown", ["profiles", "show", "truenorht"], 2, ["truenorht", "truenorth"]),
     # ---- config files
     ("config-unknown-key", [*FIT, "--config", "{lab}/c_epocs.yaml"], 2, ["epocs", "'epochs'"]),
-    ("config-seed-text", [*FIT, "--config", "{lab}/c_seed.yaml"], 2, ["c_seed.yaml", "seed", "abc"]),
+    (
+        "config-seed-text",
+        [*FIT, "--config", "{lab}/c_seed.yaml"],
+        2,
+        ["c_seed.yaml", "seed", "abc"],
+    ),
     ("config-resume-text", [*FIT, "--config", "{lab}/c_resume.yaml"], 2, ["resume", "'no'"]),
     ("config-sparsity-text", [*FIT, "--config", "{lab}/c_sparsity.yaml"], 2, ["sparsity", "'x'"]),
-    ("config-timeout-negative", [*FIT, "--config", "{lab}/c_timeout.yaml"], 2,
-     ["sim_timeout", "-5"]),
+    (
+        "config-timeout-negative",
+        [*FIT, "--config", "{lab}/c_timeout.yaml"],
+        2,
+        ["sim_timeout", "-5"],
+    ),
     ("config-fixed-maybe", [*FIT, "--config", "{lab}/c_fixed.yaml"], 2, ["fixed_point", "maybe"]),
     ("config-lr-nan", [*FIT, "--config", "{lab}/c_lrnan.yaml"], 2, ["lr", "nan"]),
     ("config-lr-inf", [*FIT, "--config", "{lab}/c_lrinf.yaml"], 2, ["lr", "inf"]),
-    ("config-hidden-negative", [*fit_without("--hidden"), "--config", "{lab}/c_hidden.yaml"], 2, ["hidden", "-1"]),
+    (
+        "config-hidden-negative",
+        [*fit_without("--hidden"), "--config", "{lab}/c_hidden.yaml"],
+        2,
+        ["hidden", "-1"],
+    ),
     ("config-method-typo", [*FIT, "--config", "{lab}/c_method.yaml"], 2, ["stdz", "'stds'"]),
-    ("config-name-escapes", ["fit", "--out", "{lab}/out", *TINY, "--config", "{lab}/c_name.yaml"],
-     2, ["name", "../escape"]),
+    (
+        "config-name-escapes",
+        ["fit", "--out", "{lab}/out", *TINY, "--config", "{lab}/c_name.yaml"],
+        2,
+        ["name", "../escape"],
+    ),
     ("config-agreement", [*FIT, "--config", "{lab}/c_agree.yaml"], 2, ["agreement_threshold", "2"]),
-    ("config-prune-epochs", [*fit_without("--prune-epochs"), "--config", "{lab}/c_prune.yaml"], 2, ["prune_epochs", "-1"]),
+    (
+        "config-prune-epochs",
+        [*fit_without("--prune-epochs"), "--config", "{lab}/c_prune.yaml"],
+        2,
+        ["prune_epochs", "-1"],
+    ),
     ("config-batch-zero", [*FIT, "--config", "{lab}/c_batch.yaml"], 2, ["batch_size", "0"]),
-    ("config-scheduler-pair", ["fit", "--out", "{lab}/out", "--name", "existing", "--hidden", "8",
-                               "--config", "{lab}/c_sched.yaml"], 2, ["scheduler", "gmp"]),
-    ("config-epochs-bool", [*fit_without("--epochs"), "--config", "{lab}/c_bool_int.yaml"], 2,
-     ["epochs", "True"]),
+    (
+        "config-scheduler-pair",
+        [
+            "fit",
+            "--out",
+            "{lab}/out",
+            "--name",
+            "existing",
+            "--hidden",
+            "8",
+            "--config",
+            "{lab}/c_sched.yaml",
+        ],
+        2,
+        ["scheduler", "gmp"],
+    ),
+    (
+        "config-epochs-bool",
+        [*fit_without("--epochs"), "--config", "{lab}/c_bool_int.yaml"],
+        2,
+        ["epochs", "True"],
+    ),
     ("config-binary", [*FIT, "--config", "{lab}/garbage.bin"], 2, ["garbage.bin"]),
     ("config-list", [*FIT, "--config", "{lab}/list.yaml"], 2, ["list.yaml"]),
     ("config-malformed", [*FIT, "--config", "{lab}/malformed.yaml"], 2, ["malformed.yaml"]),
@@ -228,13 +341,25 @@ CASES = [
     ("opt-lr-negative", [*FIT, "--lr", "-1"], 2, ["lr", "-1"]),
     ("opt-gmp-linear", [*FIT, "--method", "gmp", "--scheduler", "linear"], 2, ["scheduler", "gmp"]),
     ("opt-scheduler-typo", [*FIT, "--scheduler", "foo"], 2, ["scheduler", "foo"]),
-    ("opt-hidden-huge", [*fit_without("--hidden"), "--hidden", "100000000"], 2,
-     ["hidden", "100000000"]),
-    ("opt-hidden-wide-net", [*fit_without("--hidden"), "--hidden", "60000,60000"], 2,
-     ["hidden", "60000,60000"]),
+    (
+        "opt-hidden-huge",
+        [*fit_without("--hidden"), "--hidden", "100000000"],
+        2,
+        ["hidden", "100000000"],
+    ),
+    (
+        "opt-hidden-wide-net",
+        [*fit_without("--hidden"), "--hidden", "60000,60000"],
+        2,
+        ["hidden", "60000,60000"],
+    ),
     ("opt-hidden-text", [*fit_without("--hidden"), "--hidden", "a,b"], 2, ["hidden", "a,b"]),
-    ("opt-name-escapes", ["fit", "--out", "{lab}/out", "--name", "../../x", *TINY], 2,
-     ["name", "../../x"]),
+    (
+        "opt-name-escapes",
+        ["fit", "--out", "{lab}/out", "--name", "../../x", *TINY],
+        2,
+        ["name", "../../x"],
+    ),
     ("opt-name-dotdot", ["fit", "--out", "{lab}/out", "--name", "..", *TINY], 2, ["name", ".."]),
     ("opt-sparsity-range", [*FIT, "--sparsity", "1.5"], 2, ["sparsity", "1.5"]),
     ("opt-cores-negative", [*FIT, "--cores", "-2"], 2, ["cores", "-2"]),
@@ -245,37 +370,82 @@ CASES = [
     ("opt-timesteps-zero", [*FIT, "--timesteps", "0"], 2, ["timesteps", "0"]),
     ("opt-encoding", [*FIT, "--encoding", "foo"], 2, ["encoding", "foo"]),
     ("opt-neuron", [*FIT, "--neuron", "izh"], 2, ["neuron", "izh"]),
-    ("opt-backend", [*fit_without("--backend"), "--backend", "lavaa"], 2, ["backend", "lavaa", "'lava'"]),
+    (
+        "opt-backend",
+        [*fit_without("--backend"), "--backend", "lavaa"],
+        2,
+        ["backend", "lavaa", "'lava'"],
+    ),
     ("opt-seed-negative", [*FIT, "--seed", "-1"], 2, ["seed", "-1"]),
     ("opt-samples-zero", [*FIT, "--samples", "0"], 2, ["samples", "0"]),
     ("opt-sim-timeout-zero", [*FIT, "--sim-timeout", "0"], 2, ["sim_timeout", "0"]),
     ("opt-nproc-zero", [*FIT, "--nproc", "0"], 2, ["nproc", "0"]),
     ("opt-dataset-typo", [*FIT, "--dataset", "mnits"], 2, ["mnits", "mnist"]),
     ("opt-unknown-option", [*FIT, "--epoch", "3"], 2, ["--epoch"]),
-    ("simulate-samples-negative", ["simulate", "{lab}/garbage.nir", "--samples", "-1"], 2,
-     ["--samples", "-1"]),
-    ("simulate-threshold-range", ["simulate", "{lab}/garbage.nir", "--threshold", "2"], 2,
-     ["--threshold", "2"]),
-    ("simulate-timeout-negative", ["simulate", "{lab}/garbage.nir", "--timeout", "-1"], 2,
-     ["--timeout", "-1"]),
+    (
+        "simulate-samples-negative",
+        ["simulate", "{lab}/garbage.nir", "--samples", "-1"],
+        2,
+        ["--samples", "-1"],
+    ),
+    (
+        "simulate-threshold-range",
+        ["simulate", "{lab}/garbage.nir", "--threshold", "2"],
+        2,
+        ["--threshold", "2"],
+    ),
+    (
+        "simulate-timeout-negative",
+        ["simulate", "{lab}/garbage.nir", "--timeout", "-1"],
+        2,
+        ["--timeout", "-1"],
+    ),
     ("export-format", ["export", f"{RUN}/no_model", "--format", "xyz"], 2, ["--format", "xyz"]),
     # ---- data folders
-    ("data-mnist-empty", [*FIT, "--dataset", "mnist", "--data-dir", "{lab}/mnist_empty"], 2,
-     ["train-images-idx3-ubyte"]),
-    ("data-mnist-missing-dir", [*FIT, "--dataset", "mnist", "--data-dir", "{lab}/nowhere"], 2,
-     ["nowhere"]),
-    ("data-mnist-truncated", [*FIT, "--dataset", "mnist", "--data-dir", "{lab}/mnist_truncated"],
-     2, ["images-idx3-ubyte"]),
-    ("data-mnist-magic", [*FIT, "--dataset", "mnist", "--data-dir", "{lab}/mnist_magic"], 2,
-     ["images-idx3-ubyte"]),
-    ("data-mnist-count", [*FIT, "--dataset", "mnist", "--data-dir", "{lab}/mnist_count"], 2,
-     ["mnist_count"]),
-    ("data-cifar-empty", [*FIT, "--dataset", "cifar10", "--data-dir", "{lab}/cifar_empty"], 2,
-     ["cifar_empty"]),
+    (
+        "data-mnist-empty",
+        [*FIT, "--dataset", "mnist", "--data-dir", "{lab}/mnist_empty"],
+        2,
+        ["train-images-idx3-ubyte"],
+    ),
+    (
+        "data-mnist-missing-dir",
+        [*FIT, "--dataset", "mnist", "--data-dir", "{lab}/nowhere"],
+        2,
+        ["nowhere"],
+    ),
+    (
+        "data-mnist-truncated",
+        [*FIT, "--dataset", "mnist", "--data-dir", "{lab}/mnist_truncated"],
+        2,
+        ["images-idx3-ubyte"],
+    ),
+    (
+        "data-mnist-magic",
+        [*FIT, "--dataset", "mnist", "--data-dir", "{lab}/mnist_magic"],
+        2,
+        ["images-idx3-ubyte"],
+    ),
+    (
+        "data-mnist-count",
+        [*FIT, "--dataset", "mnist", "--data-dir", "{lab}/mnist_count"],
+        2,
+        ["mnist_count"],
+    ),
+    (
+        "data-cifar-empty",
+        [*FIT, "--dataset", "cifar10", "--data-dir", "{lab}/cifar_empty"],
+        2,
+        ["cifar_empty"],
+    ),
     # ---- user models
     ("model-sys-exit", [*FIT, "--model", "{lab}/exits.py:make"], 2, ["exits.py", "SystemExit"]),
-    ("model-exit-on-import", [*FIT, "--model", "{lab}/exits_on_import.py:make"], 2,
-     ["exits_on_import.py", "SystemExit"]),
+    (
+        "model-exit-on-import",
+        [*FIT, "--model", "{lab}/exits_on_import.py:make"],
+        2,
+        ["exits_on_import.py", "SystemExit"],
+    ),
     ("model-raises", [*FIT, "--model", "{lab}/raises.py:make"], 2, ["raises.py", "bad width"]),
     ("model-returns-none", [*FIT, "--model", "{lab}/none.py:make"], 2, ["none.py", "NoneType"]),
     ("model-syntax", [*FIT, "--model", "{lab}/syntax.py:make"], 2, ["syntax.py", "SyntaxError"]),
@@ -295,30 +465,51 @@ CASES = [
     ("run-truncated-model", ["export", f"{RUN}/truncated"], 2, ["quantized.pt"]),
     ("run-pickle-payload", ["export", f"{RUN}/pickled"], 2, ["quantized.pt", "not executed"]),
     ("run-foreign-pt", ["export", f"{RUN}/wrong_format"], 2, ["quantized.pt"]),
-    ("run-simulate-no-model", ["simulate", f"{RUN}/no_model", "--backend", "reference"], 2,
-     ["no_model"]),
+    (
+        "run-simulate-no-model",
+        ["simulate", f"{RUN}/no_model", "--backend", "reference"],
+        2,
+        ["no_model"],
+    ),
     ("run-quantize-no-pruned", ["quantize", f"{RUN}/no_model"], 2, ["pruned.pt"]),
     ("run-report-missing", ["report", f"{RUN}/no_report"], 2, ["no_report", "report.json"]),
     ("run-report-corrupt", ["report", f"{RUN}/bad_report"], 2, ["report.json"]),
     ("run-report-schema", ["report", f"{RUN}/report_schema"], 2, ["report.json", "chip"]),
     ("run-report-binary", ["report", f"{RUN}/binary_report"], 2, ["report.json"]),
-    ("run-out-is-file", ["fit", "--out", "{lab}/file_out", "--name", "r", *TINY], EXIT_IO_ERROR,
-     ["file_out", "ENOTDIR"]),
-    ("run-name-is-file", ["fit", "--out", "{lab}/out", "--name", "taken", *TINY], EXIT_IO_ERROR,
-     ["taken", "ENOTDIR"]),
+    (
+        "run-out-is-file",
+        ["fit", "--out", "{lab}/file_out", "--name", "r", *TINY],
+        EXIT_IO_ERROR,
+        ["file_out", "ENOTDIR"],
+    ),
+    (
+        "run-name-is-file",
+        ["fit", "--out", "{lab}/out", "--name", "taken", *TINY],
+        EXIT_IO_ERROR,
+        ["taken", "ENOTDIR"],
+    ),
     # ---- NIR files
     ("nir-missing", ["simulate", "{lab}/nope.nir", "--backend", "reference"], 2, ["nope.nir"]),
-    ("nir-garbage", ["simulate", "{lab}/garbage.nir", "--backend", "reference"], 2,
-     ["garbage.nir"]),
+    (
+        "nir-garbage",
+        ["simulate", "{lab}/garbage.nir", "--backend", "reference"],
+        2,
+        ["garbage.nir"],
+    ),
     ("nir-empty", ["simulate", "{lab}/empty.nir", "--backend", "reference"], 2, ["empty.nir"]),
-    ("nir-not-nir-hdf5", ["simulate", "{lab}/not_nir.nir", "--backend", "reference"], 2,
-     ["not_nir.nir"]),
-]  # fmt: skip
+    (
+        "nir-not-nir-hdf5",
+        ["simulate", "{lab}/not_nir.nir", "--backend", "reference"],
+        2,
+        ["not_nir.nir"],
+    ),
+]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def test_catalogue_is_large_and_unique():
@@ -328,8 +519,9 @@ def test_catalogue_is_large_and_unique():
     assert {"profile", "config", "opt", "data", "model", "run", "nir"} <= groups
 
 
-@pytest.mark.parametrize(("argv", "code", "needles"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("argv", "code", "needles"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_bad_input(lab, argv, code, needles):
     if "cuda" in argv and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -90,14 +90,15 @@ def _images(kind: str, n: int = 40) -> np.ndarray:
         ("conv", "lif", 2.7, "mnist", (4, 6)),
     ],
 )
-def test_chip_model_equals_the_fixed_point_emulation(tmp_path, model_kind, neuron, tau, pixels,
-                                                     hidden):  # fmt: skip
+def test_chip_model_equals_the_fixed_point_emulation(
+    tmp_path, model_kind, neuron, tau, pixels, hidden
+):
     images = _images(pixels)
     qmodel = _chip_model(model_kind, neuron, tau or 2.0, images, hidden)
-    path = export_nir(qmodel, tmp_path / "m.nir", timesteps=T, encoding="direct",
-                      input_shape=SHAPE, chip="loihi")  # fmt: skip
-    result = simulate(path, x=images, backend="reference", fixed_point=True,
-                      reference_model=qmodel)  # fmt: skip
+    path = export_nir(
+        qmodel, tmp_path / "m.nir", timesteps=T, encoding="direct", input_shape=SHAPE, chip="loihi"
+    )
+    result = simulate(path, x=images, backend="reference", fixed_point=True, reference_model=qmodel)
     assert result.agreement_source == "reference_model"
     assert list(result.layer_agreement) == [1.0] * len(result.layer_agreement)
     assert all(count > 0 for count in result.spike_counts), result.spike_counts  # all active
@@ -110,10 +111,10 @@ def test_poisson_input_needs_no_shift(tmp_path):
     rng = np.random.default_rng(1)
     spikes = (rng.random((T, 30, *SHAPE)) < 0.3).astype(np.float32)
     qmodel = _chip_model("mlp", "lif", 2.5, None, (20,))
-    path = export_nir(qmodel, tmp_path / "p.nir", timesteps=T, encoding="poisson",
-                      input_shape=SHAPE, chip="loihi")  # fmt: skip
-    result = simulate(path, x=spikes, backend="reference", fixed_point=True,
-                      reference_model=qmodel)  # fmt: skip
+    path = export_nir(
+        qmodel, tmp_path / "p.nir", timesteps=T, encoding="poisson", input_shape=SHAPE, chip="loihi"
+    )
+    result = simulate(path, x=spikes, backend="reference", fixed_point=True, reference_model=qmodel)
     assert result.spike_agreement == 1.0
 
 
@@ -161,14 +162,21 @@ def test_qat_decisions_never_look_at_the_test_split():
     from neuroprune.quantize.api import quantize_model
 
     data = load_dataset("digits")
-    data = dataclasses.replace(data, x_train=data.x_train[:300], y_train=data.y_train[:300],
-                               x_test=data.x_test[:100], y_test=data.y_test[:100])  # fmt: skip
+    data = dataclasses.replace(
+        data,
+        x_train=data.x_train[:300],
+        y_train=data.y_train[:300],
+        x_test=data.x_test[:100],
+        y_test=data.y_test[:100],
+    )
     scrambled = dataclasses.replace(data, y_test=np.roll(data.y_test, 1))
     config = default_config(timesteps=4, batch_size=64, seed=0)
     model = build_model("mlp", SHAPE, 10, hidden=(32,), seed=0)
     train(model, data, config.replace(epochs=3))
-    runs = [quantize_model(model, load_profile("loihi"), d, config, finetune_epochs=2)
-            for d in (data, scrambled)]  # fmt: skip
+    runs = [
+        quantize_model(model, load_profile("loihi"), d, config, finetune_epochs=2)
+        for d in (data, scrambled)
+    ]
     assert runs[0].qat == runs[1].qat and runs[0].qat["decision"] in ("kept", "reverted")
     assert runs[0].accuracy_ptq != runs[1].accuracy_ptq  # the test split did change
     for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters(), strict=True):

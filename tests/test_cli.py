@@ -78,8 +78,10 @@ def test_unknown_dataset():
 
 
 def test_missing_data_files(tmp_path):
-    one_line_error(run("check", "--chip", "loihi", "--dataset", "mnist", "--data-dir", str(tmp_path)),
-                   "train-images-idx3-ubyte")  # fmt: skip
+    one_line_error(
+        run("check", "--chip", "loihi", "--dataset", "mnist", "--data-dir", str(tmp_path)),
+        "train-images-idx3-ubyte",
+    )
 
 
 def test_missing_model_factory(tmp_path):

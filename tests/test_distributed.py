@@ -59,11 +59,22 @@ def prune_worker(methods=METHODS) -> dict:
         dense = train(model, data, config)
         summary = summarize(model, data.input_shape, config.timesteps)
         budget = derive_budget(load_profile("loihi"), summary, sparsity=0.8)
-        out = {"rank": distributed.rank(), "distributed": distributed_run,
-               "dense_accuracy": dense.test_accuracy, "budget": budget.synapses}  # fmt: skip
+        out = {
+            "rank": distributed.rank(),
+            "distributed": distributed_run,
+            "dense_accuracy": dense.test_accuracy,
+            "budget": budget.synapses,
+        }
         for method in methods:
-            result = prune_to_budget(copy.deepcopy(model), data, config, method=method,
-                                     budget=budget, epochs=3, finetune_epochs=1)  # fmt: skip
+            result = prune_to_budget(
+                copy.deepcopy(model),
+                data,
+                config,
+                method=method,
+                budget=budget,
+                epochs=3,
+                finetune_epochs=1,
+            )
             weights = [p for p in result.model.parameters()]
             out[method] = {
                 "mask": _digest(weights, nonzero=True),
@@ -124,8 +135,14 @@ def test_nproc_is_removed_before_torchrun_parses_the_command():
 
 def _cli(*args, timeout=600):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "neuroprune", *args], capture_output=True,
-                          text=True, env=env, timeout=timeout, cwd=ROOT)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "neuroprune", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def test_nproc_bad_input_is_answered_before_any_launch(tmp_path):
@@ -138,10 +155,31 @@ def test_nproc_bad_input_is_answered_before_any_launch(tmp_path):
 @pytest.mark.slow
 def test_fit_nproc_2_trains_every_stage_and_only_rank_0_writes(tmp_path):
     result = _cli(
-        "fit", "--chip", "loihi", "--out", str(tmp_path), "--name", "ddp", "--hidden", "32",
-        "--epochs", "2", "--prune-epochs", "1", "--finetune-epochs", "1", "--quant-epochs", "1",
-        "--sparsity", "0.8", "--backend", "none", "--nproc", "2", "--json",
-    )  # fmt: skip
+        "fit",
+        "--chip",
+        "loihi",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "ddp",
+        "--hidden",
+        "32",
+        "--epochs",
+        "2",
+        "--prune-epochs",
+        "1",
+        "--finetune-epochs",
+        "1",
+        "--quant-epochs",
+        "1",
+        "--sparsity",
+        "0.8",
+        "--backend",
+        "none",
+        "--nproc",
+        "2",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)  # one JSON document: only rank 0 printed
     assert report["pruned"]["synapses"] == report["budget"]["synapses"]

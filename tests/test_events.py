@@ -270,12 +270,14 @@ def test_every_method_prunes_event_inputs(kind, tiny_events):
 
     config = TrainConfig(epochs=1, batch_size=32, timesteps=T, lr=3e-3, encoding="events")
     for name in sorted(METHODS):
-        model = build_model(kind, tiny_events.input_shape, 4, hidden=(16,) if kind == "mlp"
-                            else (2, 4), seed=0)  # fmt: skip
+        model = build_model(
+            kind, tiny_events.input_shape, 4, hidden=(16,) if kind == "mlp" else (2, 4), seed=0
+        )
         dense = summarize(model, tiny_events.input_shape, T)
         budget = derive_budget(None, dense, sparsity=0.5)
-        result = prune_to_budget(model, tiny_events, config, method=name, budget=budget,
-                                 epochs=1, finetune_epochs=0)  # fmt: skip
+        result = prune_to_budget(
+            model, tiny_events, config, method=name, budget=budget, epochs=1, finetune_epochs=0
+        )
         pruned = summarize(result.model, tiny_events.input_shape, T)
         assert result.synapses == pruned.synapses() <= budget.synapses, name
         if getattr(METHODS[name], "structured", False):  # SCA: channels ranked by activity
@@ -286,9 +288,29 @@ def test_every_method_prunes_event_inputs(kind, tiny_events):
 # --------------------------------------------------------------------------------------------
 # fit end to end on Lava: the first layer on the chip, 100 % agreement
 
-FIT = ["--chip", "loihi", "--hidden", "24", "--epochs", "4", "--batch-size", "8",
-       "--prune-epochs", "1", "--finetune-epochs", "0", "--quant-epochs", "0",
-       "--sparsity", "0.3", "--timesteps", str(T), "--samples", "20", "--json"]  # fmt: skip
+FIT = [
+    "--chip",
+    "loihi",
+    "--hidden",
+    "24",
+    "--epochs",
+    "4",
+    "--batch-size",
+    "8",
+    "--prune-epochs",
+    "1",
+    "--finetune-epochs",
+    "0",
+    "--quant-epochs",
+    "0",
+    "--sparsity",
+    "0.3",
+    "--timesteps",
+    str(T),
+    "--samples",
+    "20",
+    "--json",
+]
 
 
 def run_fit(tmp_path, *args):
@@ -371,11 +393,13 @@ def test_simulate_a_bare_nir_file_bins_events_with_the_graph_timesteps(folders, 
     model = build_model("mlp", data.input_shape, 10, hidden=(8,), seed=0).eval()
     from neuroprune.export import export_nir
 
-    path = export_nir(model, tmp_path / "m.nir", timesteps=3, encoding="events",
-                      input_shape=data.input_shape)  # fmt: skip
+    path = export_nir(
+        model, tmp_path / "m.nir", timesteps=3, encoding="events", input_shape=data.input_shape
+    )
     from neuroprune.pipeline import simulate_target
 
-    result = simulate_target(path, backend="reference", dataset="nmnist", samples=4,
-                             data_dir=folders["nmnist"][0])  # fmt: skip
+    result = simulate_target(
+        path, backend="reference", dataset="nmnist", samples=4, data_dir=folders["nmnist"][0]
+    )
     assert result.timesteps == 3 and result.samples == 4
     assert not any("exported with T=" in note for note in result.notes)

@@ -387,9 +387,13 @@ def test_foreign_nir_without_dt_needs_dt_and_uses_strict_threshold(tmp_path):
 
 def _cuba(tau_syn: float) -> nir.CubaLIF:
     return nir.CubaLIF(
-        tau_syn=np.full(2, tau_syn), tau_mem=np.full(2, 4 * NIR_DT), r=np.full(2, 1.0),
-        v_leak=np.zeros(2), v_threshold=np.ones(2), w_in=np.full(2, 2.0),
-    )  # fmt: skip
+        tau_syn=np.full(2, tau_syn),
+        tau_mem=np.full(2, 4 * NIR_DT),
+        r=np.full(2, 1.0),
+        v_leak=np.zeros(2),
+        v_threshold=np.ones(2),
+        w_in=np.full(2, 2.0),
+    )
 
 
 def test_cuba_lif_with_an_instant_synapse_is_a_lif(tmp_path):
@@ -560,9 +564,14 @@ def test_every_exporter_writes_one_file_atomically_and_reports_progress(tmp_path
     model = make_model("mlp", "float", inputs)
     target = tmp_path / f"model{fmt.suffix}"
     out = fmt.export(
-        model, target, timesteps=4, encoding="direct", input_shape=(1, 8, 8), chip=None,
+        model,
+        target,
+        timesteps=4,
+        encoding="direct",
+        input_shape=(1, 8, 8),
+        chip=None,
         progress=events.append,
-    )  # fmt: skip
+    )
     assert out == target and target.stat().st_size > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
     assert len(events) == 1 and events[0]["format"] == name and events[0]["path"] == str(target)

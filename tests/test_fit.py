@@ -216,8 +216,9 @@ def test_every_shipped_profile_judges_a_tiny_network(chip):
 def test_a_layer_that_fits_one_core_is_not_split_across_two():
     """Next-fit would put a few output neurons in the partly used core and the rest in a new
     one; a layer that fits an empty core starts there instead (fan-out stays 1 core)."""
-    prof = profile(**{"core.input_axons_max": 22, "neuron.fan_out_max": 1,
-                      "neuron.fan_out_unit": "core"})  # fmt: skip
+    prof = profile(
+        **{"core.input_axons_max": 22, "neuron.fan_out_max": 1, "neuron.fan_out_unit": "core"}
+    )
     net = mlp(16, 8, 6, density=0.6, seed=2)
     for strategy in ("next_fit", "first_fit", "best"):
         report = check_fit(net, prof, strategy=strategy)
@@ -273,14 +274,26 @@ def test_blocks_keep_each_source_in_one_core():
     # neurons; 256 -> 10: 2 blocks of 5 neurons.
     assert {k: (v.blocks, v.size) for k, v in blocks.items()} == {"fc1": (4, 64), "fc2": (2, 5)}
     rng = np.random.default_rng(0)
-    layers = [LayerScores(layer.name, rng.random(layer.neurons * layer.inputs),
-                          np.ones(layer.neurons * layer.inputs, np.int64),
-                          np.repeat(np.arange(layer.neurons), layer.inputs))
-              for layer in net.layers]  # fmt: skip
+    layers = [
+        LayerScores(
+            layer.name,
+            rng.random(layer.neurons * layer.inputs),
+            np.ones(layer.neurons * layer.inputs, np.int64),
+            np.repeat(np.arange(layer.neurons), layer.inputs),
+        )
+        for layer in net.layers
+    ]
     budget = Budget(10**6, "test", fan_in_cap=128, input_blocks=blocks)
     masks = select_synapses(layers, budget)
-    pruned = NetworkSummary(tuple(dense_layer(layer.name, masks[layer.name].reshape(
-        layer.neurons, layer.inputs).astype(float)) for layer in net.layers), input_shape=(64,))  # fmt: skip
+    pruned = NetworkSummary(
+        tuple(
+            dense_layer(
+                layer.name, masks[layer.name].reshape(layer.neurons, layer.inputs).astype(float)
+            )
+            for layer in net.layers
+        ),
+        input_shape=(64,),
+    )
     report = check_fit(pruned, prof)
     assert report.fits, report.violations
     assert sorted(len(report.core_map[name]) for name in ("fc1", "fc2")) == [2, 4]
@@ -319,9 +332,19 @@ def test_truenorth_runs_fit_with_default_options(tmp_path, case):
     if case["dataset"] == "mnist":
         data_dir = tmp_path / "mnist"
         write_mnist(data_dir, n_train=60, n_test=20, size=28)
-    cfg = RunConfig(chip="truenorth", dataset=case["dataset"], data_dir=data_dir and str(data_dir),
-                    hidden=case["hidden"], epochs=1, prune_epochs=1, finetune_epochs=1,
-                    quant_epochs=1, backend="none", out=str(tmp_path), name="tn")  # fmt: skip
+    cfg = RunConfig(
+        chip="truenorth",
+        dataset=case["dataset"],
+        data_dir=data_dir and str(data_dir),
+        hidden=case["hidden"],
+        epochs=1,
+        prune_epochs=1,
+        finetune_epochs=1,
+        quant_epochs=1,
+        backend="none",
+        out=str(tmp_path),
+        name="tn",
+    )
     fit = run_fit(cfg).report["fit"]
     assert fit["fits"], fit["violations"]
     assert fit["chips"] == 1 and fit["cores"] <= 4096

@@ -188,13 +188,25 @@ def make_profile(kind: str, **over) -> object:
         "weights": {"bits": over.pop("bits", 8), "sign": over.pop("sign", "signed")},
     }
     enc = raw["core"]["synapse_encoding"]
-    for key in ("block_synapses", "block_header_bits", "word_bits", "index_bits",
-                "bits_per_synapse", "rows", "cols"):  # fmt: skip
+    for key in (
+        "block_synapses",
+        "block_header_bits",
+        "word_bits",
+        "index_bits",
+        "bits_per_synapse",
+        "rows",
+        "cols",
+    ):
         if key in over:
             enc[key] = over.pop(key)
-    for key, section in (("input_axons_max", "core"), ("synapse_memory_bits", "core"),
-                         ("layers_per_core", "core"), ("memory_bits", "chip"),
-                         ("fan_in_max", "neuron"), ("fan_out_max", "neuron")):  # fmt: skip
+    for key, section in (
+        ("input_axons_max", "core"),
+        ("synapse_memory_bits", "core"),
+        ("layers_per_core", "core"),
+        ("memory_bits", "chip"),
+        ("fan_in_max", "neuron"),
+        ("fan_out_max", "neuron"),
+    ):
         if over.get(key) is not None:
             raw[section][key] = over.pop(key)
         over.pop(key, None)
@@ -207,8 +219,11 @@ def make_profile(kind: str, **over) -> object:
 
 @st.composite
 def chip_and_net(draw):
-    kind = draw(st.sampled_from(["blocked_list", "dense_matrix", "crossbar", "cam", "row_list",
-                                 "conv_kernel"]))  # fmt: skip
+    kind = draw(
+        st.sampled_from(
+            ["blocked_list", "dense_matrix", "crossbar", "cam", "row_list", "conv_kernel"]
+        )
+    )
     cores = draw(st.integers(1, 6))
     core_neurons = draw(st.integers(1, 24))
     opts: dict = {"cores": cores, "core_neurons": core_neurons}
@@ -217,23 +232,37 @@ def chip_and_net(draw):
     opts["fan_in_max"] = draw(st.none() | st.integers(1, 60))
     opts["fan_out_max"] = draw(st.none() | st.integers(1, 3))
     if kind == "blocked_list":
-        opts.update(block_synapses=draw(st.integers(1, 16)), word_bits=draw(st.integers(1, 64)),
-                    block_header_bits=draw(st.integers(0, 12)),
-                    index_bits=draw(st.integers(0, 10)),
-                    synapse_memory_bits=draw(st.integers(16, 20_000)))  # fmt: skip
+        opts.update(
+            block_synapses=draw(st.integers(1, 16)),
+            word_bits=draw(st.integers(1, 64)),
+            block_header_bits=draw(st.integers(0, 12)),
+            index_bits=draw(st.integers(0, 10)),
+            synapse_memory_bits=draw(st.integers(16, 20_000)),
+        )
     if kind == "dense_matrix":
-        opts.update(bits_per_synapse=draw(st.integers(1, 8)),
-                    synapse_memory_bits=draw(st.integers(8, 20_000)),
-                    sign=draw(st.sampled_from(["signed", "per_row"])))  # fmt: skip
+        opts.update(
+            bits_per_synapse=draw(st.integers(1, 8)),
+            synapse_memory_bits=draw(st.integers(8, 20_000)),
+            sign=draw(st.sampled_from(["signed", "per_row"])),
+        )
     if kind == "crossbar":
-        opts.update(rows=draw(st.integers(1, 64)), cols=draw(st.integers(1, 32)),
-                    sign=draw(st.sampled_from(["signed", "per_axon_type"])))  # fmt: skip
+        opts.update(
+            rows=draw(st.integers(1, 64)),
+            cols=draw(st.integers(1, 32)),
+            sign=draw(st.sampled_from(["signed", "per_axon_type"])),
+        )
     if kind == "row_list":
-        opts.update(bits_per_synapse=draw(st.integers(8, 32)),
-                    memory_bits=draw(st.none() | st.integers(32, 40_000)))  # fmt: skip
+        opts.update(
+            bits_per_synapse=draw(st.integers(8, 32)),
+            memory_bits=draw(st.none() | st.integers(32, 40_000)),
+        )
     if kind == "conv_kernel":
-        opts.update(synapse_memory_bits=draw(st.integers(64, 20_000)), layers_per_core="one",
-                    input_axons_max=None, fan_out_max=None)  # fmt: skip
+        opts.update(
+            synapse_memory_bits=draw(st.integers(64, 20_000)),
+            layers_per_core="one",
+            input_axons_max=None,
+            fan_out_max=None,
+        )
     sizes = draw(st.lists(st.integers(1, 40), min_size=2, max_size=4))
     density = draw(st.floats(0.05, 1.0))
     seed = draw(st.integers(0, 10_000))
@@ -251,8 +280,9 @@ def test_verdict_agrees_with_an_independent_recount(case):
     net = mlp(sizes, density, seed, fan_in)
     kwargs = {} if alloc == "chip" else {alloc: amount}
     report = check_fit(net, prof, **kwargs)
-    broken = recount(net, prof, report.as_dict(), chips=report.chips_allocated,
-                     cores=report.cores_allocated)  # fmt: skip
+    broken = recount(
+        net, prof, report.as_dict(), chips=report.chips_allocated, cores=report.cores_allocated
+    )
     assert report.fits == (not broken), (kind, broken, [v.as_dict() for v in report.violations])
     assert report.cores_used == len({p["core"] for p in report.as_dict()["placements"]})
 
@@ -276,8 +306,14 @@ def test_worked_blocked_list():
     # (ceil(16/16)*16 = 16) = 64 bits/axon -> 640 bits. With 500 bits per core a core takes 4
     # neurons; the other 2 (10 axons x ceil(24/16)*16 = 320 bits) go to a second core: 2 cores.
     net = NetworkSummary((dense("fc0", 6, 10),), input_shape=(10,))
-    prof = make_profile("blocked_list", block_synapses=4, word_bits=16, block_header_bits=8,
-                        index_bits=4, synapse_memory_bits=500)  # fmt: skip
+    prof = make_profile(
+        "blocked_list",
+        block_synapses=4,
+        word_bits=16,
+        block_header_bits=8,
+        index_bits=4,
+        synapse_memory_bits=500,
+    )
     report = check_fit(net, prof)
     assert report.fits and report.cores_used == 2
     assert sorted(c.memory_bits for c in report.packing.cores) == [320, 480]
@@ -304,11 +340,16 @@ def test_worked_crossbar_with_duplicated_inputs():
     # axons): fan-in 6 x 2 = 12 breaks the rows. With inputs 0..3 only (8 axons): 10 neurons >
     # 8 columns -> 2 cores (8 + 2), then fc1 (10 -> 2, each output reads 4 hidden neurons,
     # 8 axons) -> 1 core: 3 cores.
-    net = NetworkSummary((dense("fc0", 10, 4), dense("fc1", 2, 10, [(0, i) for i in range(4)]
-                                                      + [(1, i) for i in range(4)])),
-                         input_shape=(4,))  # fmt: skip
-    prof = make_profile("crossbar", rows=8, cols=8, core_neurons=8, chip_neurons=32,
-                        sign="per_axon_type")  # fmt: skip
+    net = NetworkSummary(
+        (
+            dense("fc0", 10, 4),
+            dense("fc1", 2, 10, [(0, i) for i in range(4)] + [(1, i) for i in range(4)]),
+        ),
+        input_shape=(4,),
+    )
+    prof = make_profile(
+        "crossbar", rows=8, cols=8, core_neurons=8, chip_neurons=32, sign="per_axon_type"
+    )
     report = check_fit(net, prof)
     assert report.fits and report.cores_used == 3
     too_wide = NetworkSummary((dense("fc0", 10, 6),), input_shape=(6,))
@@ -331,8 +372,9 @@ def test_worked_row_list_spans_chips():
     # per chip, 2 cores x 16 neurons per chip. fc0: 8 inputs -> 20 neurons, dense = 160
     # synapses: a chip takes 8 neurons (64 synapses), so 20 neurons need ceil(20/8) = 3 chips
     # (cores 0, 2, 4: one core per chip).
-    prof = make_profile("row_list", cores=2, core_neurons=16, chip_neurons=32,
-                        bits_per_synapse=32, memory_bits=2048)  # fmt: skip
+    prof = make_profile(
+        "row_list", cores=2, core_neurons=16, chip_neurons=32, bits_per_synapse=32, memory_bits=2048
+    )
     net = NetworkSummary((dense("fc0", 20, 8),), input_shape=(8,))
     report = check_fit(net, prof, chips=3)
     assert report.fits and report.chips_needed == 3
@@ -399,13 +441,28 @@ def test_issue_crossbar_case_needs_six_cores_not_five():
     layer separately and summed: it said "fits in 5 cores" with the core map below (measured
     with main at a9d2b74). The recount of that map breaks the memory of cores 0-3; the verdict
     now is 6 cores, and its map passes the recount."""
-    prof = make_profile("dense_matrix", cores=8, core_neurons=256, chip_neurons=2048,
-                        bits_per_synapse=6, synapse_memory_bits=98_304, fan_in_max=100, bits=6)  # fmt: skip
+    prof = make_profile(
+        "dense_matrix",
+        cores=8,
+        core_neurons=256,
+        chip_neurons=2048,
+        bits_per_synapse=6,
+        synapse_memory_bits=98_304,
+        fan_in_max=100,
+        bits=6,
+    )
     net = mnist_shaped_mlp()
-    old = [("fc0", 0, 0, 30), ("fc0", 1, 30, 60), ("fc0", 2, 60, 91), ("fc0", 3, 91, 122),
-           ("fc0", 4, 122, 128), ("fc1", 4, 0, 10)]  # fmt: skip
-    old_map = {"placements": [dict(zip(("layer", "core", "start", "stop"), p, strict=True))
-                              for p in old]}  # fmt: skip
+    old = [
+        ("fc0", 0, 0, 30),
+        ("fc0", 1, 30, 60),
+        ("fc0", 2, 60, 91),
+        ("fc0", 3, 91, 122),
+        ("fc0", 4, 122, 128),
+        ("fc1", 4, 0, 10),
+    ]
+    old_map = {
+        "placements": [dict(zip(("layer", "core", "start", "stop"), p, strict=True)) for p in old]
+    }
     broken = recount(net, prof, old_map, chips=1, cores=8)
     assert broken and all("bits" in b for b in broken), broken
     report = check_fit(net, prof)

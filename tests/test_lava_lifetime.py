@@ -83,8 +83,12 @@ def wait_for(condition, seconds: float):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_parent_leaves_no_worker_and_no_shared_memory(tmp_path, sig):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path / "m.nir")], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(tmp_path / "m.nir")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         job = wait_for(lambda: job_dir_of(parent.pid), 120)
         assert job is not None, parent.stderr.read1().decode() if parent.poll() else "no job"

@@ -76,8 +76,12 @@ def test_torch_encodings():
 def test_mlp_follows_convention():
     model = build_model("mlp", (1, 8, 8), 10, seed=0)
     assert layer_types(model) == [
-        layer.Flatten, layer.Linear, neurons.LIFNode, layer.Linear, neurons.LIFNode,
-    ]  # fmt: skip
+        layer.Flatten,
+        layer.Linear,
+        neurons.LIFNode,
+        layer.Linear,
+        neurons.LIFNode,
+    ]
     assert all(m.step_mode == "m" for m in model)
     assert model[1].bias is None and model[1].out_features == 128
     lif = model[2]
@@ -251,8 +255,12 @@ def test_summarize_conv_unrolled_and_bn_gamma_zero():
     assert conv.kind == "conv" and conv.out_shape == (2, 4, 4)
     assert conv.synapses() == 100 and conv.dense_positions() == 200
     assert conv.synapses(conv_weight_sharing=True) == 9
-    assert conv.neuron_params == {"tau": 2.0, "v_threshold": 1.0, "v_reset": 0.0,
-                                  "decay_input": True}  # fmt: skip
+    assert conv.neuron_params == {
+        "tau": 2.0,
+        "v_threshold": 1.0,
+        "v_reset": 0.0,
+        "decay_input": True,
+    }
 
 
 def test_fold_batchnorm_is_equivalent_in_eval():

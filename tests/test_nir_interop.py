@@ -73,9 +73,12 @@ def _tie_model() -> torch.nn.Sequential:
         fc1.weight.copy_(torch.randint(-1, 3, (24, 64), generator=gen).float())
         fc2.weight.copy_(torch.randint(-1, 3, (10, 24), generator=gen).float())
     model = torch.nn.Sequential(
-        layer.Flatten(), fc1, neurons.IFNode(v_threshold=4.0, v_reset=0.0), fc2,
+        layer.Flatten(),
+        fc1,
+        neurons.IFNode(v_threshold=4.0, v_reset=0.0),
+        fc2,
         neurons.IFNode(v_threshold=3.0, v_reset=0.0),
-    )  # fmt: skip
+    )
     functional.set_step_mode(model, "m")
     return model.eval()
 
@@ -193,9 +196,18 @@ def test_foreign_graph_without_dt_asks_for_it():
 
 def test_check_from_a_foreign_graph_judges_its_synapses():
     result = CliRunner().invoke(
-        main, ["check", "--chip", "loihi", "--from", str(FOREIGN / "snntorch_mlp.nir"),
-               "--nir-dt", "1e-4", "--json"],
-    )  # fmt: skip
+        main,
+        [
+            "check",
+            "--chip",
+            "loihi",
+            "--from",
+            str(FOREIGN / "snntorch_mlp.nir"),
+            "--nir-dt",
+            "1e-4",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert '"fits": true' in result.output
 
@@ -220,10 +232,32 @@ def test_from_an_unsupported_graph_is_one_line_and_exit_2(tmp_path):
 
 @pytest.mark.slow
 def test_fit_from_a_snntorch_graph_skips_dense_training(tmp_path):
-    args = ["fit", "--chip", "loihi", "--cores", "1", "--from", str(FOREIGN / "snntorch_mlp.nir"),
-            "--nir-dt", "1e-4", "--prune-epochs", "1", "--finetune-epochs", "0", "--quant-epochs",
-            "0", "--backend", "reference", "--samples", "40", "--out", str(tmp_path), "--name", "r",
-            "--json"]  # fmt: skip
+    args = [
+        "fit",
+        "--chip",
+        "loihi",
+        "--cores",
+        "1",
+        "--from",
+        str(FOREIGN / "snntorch_mlp.nir"),
+        "--nir-dt",
+        "1e-4",
+        "--prune-epochs",
+        "1",
+        "--finetune-epochs",
+        "0",
+        "--quant-epochs",
+        "0",
+        "--backend",
+        "reference",
+        "--samples",
+        "40",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "r",
+        "--json",
+    ]
     result = CliRunner().invoke(main, args)
     report = json.loads(result.stdout)
     assert report["dense"]["accuracy"] > 0.5, report["dense"]

@@ -10,17 +10,46 @@ from click.testing import CliRunner
 
 from neuroprune.cli import main
 
-TINY = ["--hidden", "32", "--epochs", "3", "--prune-epochs", "2", "--finetune-epochs", "1",
-        "--quant-epochs", "1", "--seed", "0"]  # fmt: skip
+TINY = [
+    "--hidden",
+    "32",
+    "--epochs",
+    "3",
+    "--prune-epochs",
+    "2",
+    "--finetune-epochs",
+    "1",
+    "--quant-epochs",
+    "1",
+    "--seed",
+    "0",
+]
 
 STABLE_KEYS = [
-    "chip", "budget.synapses", "budget.source", "dense.accuracy", "dense.synapses",
-    "dense.neurons", "pruned.accuracy", "pruned.synapses", "pruned.max_fan_in", "pruned.neurons",
-    "quantized.accuracy", "quantized.format", "fit.fits", "fit.cores", "fit.chips",
-    "fit.violations", "simulation.backend", "simulation.samples", "simulation.spike_agreement",
-    "simulation.prediction_agreement", "simulation.seconds_per_sample", "artifacts.nir",
+    "chip",
+    "budget.synapses",
+    "budget.source",
+    "dense.accuracy",
+    "dense.synapses",
+    "dense.neurons",
+    "pruned.accuracy",
+    "pruned.synapses",
+    "pruned.max_fan_in",
+    "pruned.neurons",
+    "quantized.accuracy",
+    "quantized.format",
+    "fit.fits",
+    "fit.cores",
+    "fit.chips",
+    "fit.violations",
+    "simulation.backend",
+    "simulation.samples",
+    "simulation.spike_agreement",
+    "simulation.prediction_agreement",
+    "simulation.seconds_per_sample",
+    "artifacts.nir",
     "artifacts.onnx",
-]  # fmt: skip
+]
 
 
 def lookup(report, dotted):
@@ -55,9 +84,20 @@ def test_fit_writes_run_directory_and_report(reference_run):
     assert report["quantized"]["synapses"] <= report["pruned"]["synapses"]
     assert report["dense"]["accuracy"] > 0.5
     assert report["simulation"]["spike_agreement"] == 1.0  # float reference vs SpikingJelly
-    for name in ("config.yaml", "profile.yaml", "dense.pt", "pruned.pt", "quantized.pt",
-                 "model.nir", "model.onnx", "fit.json", "simulation.json", "report.md",
-                 "log.txt", "plots/training.png"):  # fmt: skip
+    for name in (
+        "config.yaml",
+        "profile.yaml",
+        "dense.pt",
+        "pruned.pt",
+        "quantized.pt",
+        "model.nir",
+        "model.onnx",
+        "fit.json",
+        "simulation.json",
+        "report.md",
+        "log.txt",
+        "plots/training.png",
+    ):
         assert (run_dir / name).is_file(), name
     assert not list(run_dir.glob(".*")), "temporary files left behind"
 

@@ -63,8 +63,9 @@ def chip_connectivity(model, shape) -> list[np.ndarray]:
                 x = F.avg_pool2d(x.view(1, *block.pool_in_shape), k)
             syn = block.synapse
             if block.kind == "conv":
-                return F.conv2d(x.view(1, *block.in_shape), syn.weight, None, syn.stride,
-                                syn.padding).flatten()  # fmt: skip
+                return F.conv2d(
+                    x.view(1, *block.in_shape), syn.weight, None, syn.stride, syn.padding
+                ).flatten()
             return F.linear(x.flatten(), syn.weight)
 
         x = torch.rand(int(np.prod(source)))
@@ -134,8 +135,19 @@ def write_cifar_folder(folder: Path, n: int = 8) -> None:
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
 
 
-FAST = ["--epochs", "1", "--prune-epochs", "1", "--finetune-epochs", "1", "--seed", "0",
-        "--backend", "reference", "--json"]  # fmt: skip
+FAST = [
+    "--epochs",
+    "1",
+    "--prune-epochs",
+    "1",
+    "--finetune-epochs",
+    "1",
+    "--seed",
+    "0",
+    "--backend",
+    "reference",
+    "--json",
+]
 
 
 UNSTRUCTURED = [name for name in METHODS if name != "sca"]
@@ -150,9 +162,27 @@ def test_deep_models_through_fit_keep_the_exact_budget(tmp_path, model, method, 
     if dataset == "cifar10":
         write_cifar_folder(tmp_path / "data" / "cifar-10-batches-py")
         data = ["--data-dir", str(tmp_path / "data")]
-    argv = ["fit", "--chip", "loihi", "--model", model, "--hidden", "4,8", "--method", method,
-            "--sparsity", "0.8", "--dataset", dataset, *data, *FAST,
-            "--out", str(tmp_path), "--name", "run"]  # fmt: skip
+    argv = [
+        "fit",
+        "--chip",
+        "loihi",
+        "--model",
+        model,
+        "--hidden",
+        "4,8",
+        "--method",
+        method,
+        "--sparsity",
+        "0.8",
+        "--dataset",
+        dataset,
+        *data,
+        *FAST,
+        "--out",
+        str(tmp_path),
+        "--name",
+        "run",
+    ]
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "run" / "report.json").read_text())

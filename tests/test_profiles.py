@@ -28,9 +28,19 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mychip.yaml"
 SHIPPED = shipped_profile_paths()
 REQUIRED_IDS = {
-    "loihi", "loihi2", "truenorth", "spinnaker", "spinnaker2", "tianjic", "dynapse",
-    "dynapse2", "brainscales", "brainscales2", "darwin2", "speck",
-}  # fmt: skip
+    "loihi",
+    "loihi2",
+    "truenorth",
+    "spinnaker",
+    "spinnaker2",
+    "tianjic",
+    "dynapse",
+    "dynapse2",
+    "brainscales",
+    "brainscales2",
+    "darwin2",
+    "speck",
+}
 
 # Numbers allowed outside the quantity form: format constants and lists, not chip facts.
 STRUCTURAL_PREFIXES = (
@@ -44,22 +54,38 @@ STRUCTURAL_PREFIXES = (
 # Parameter names each quantizer format needs in weights.params (optional ones may be added).
 WEIGHT_PARAMS = {
     "loihi": {
-        "mantissa_bits", "exponent_range", "mixed_sign_drops_lsb", "threshold_mantissa_bits",
-        "threshold_shift", "decay_bits", "bias_mantissa_bits", "bias_exponent_bits", "state_bits",
+        "mantissa_bits",
+        "exponent_range",
+        "mixed_sign_drops_lsb",
+        "threshold_mantissa_bits",
+        "threshold_shift",
+        "decay_bits",
+        "bias_mantissa_bits",
+        "bias_exponent_bits",
+        "state_bits",
     },
     "truenorth": {"axon_types", "type_weight_bits", "mapping"},
     "spinnaker": {"weight_bits", "scale", "sign"},
     "int": {"bits"},
     "dynapse": {"shared_values_per_core", "connection_bits"},
     "brainscales": {"magnitude_bits", "sign"},
-}  # fmt: skip
+}
 WEIGHT_PARAMS["loihi2"] = WEIGHT_PARAMS["loihi"]
 
 CONV_SHARING = {
-    "loihi": False, "loihi2": True, "truenorth": False, "spinnaker": False,
-    "spinnaker2": False, "tianjic": False, "dynapse": False, "dynapse2": False,
-    "brainscales": False, "brainscales2": False, "darwin2": False, "speck": True,
-}  # fmt: skip
+    "loihi": False,
+    "loihi2": True,
+    "truenorth": False,
+    "spinnaker": False,
+    "spinnaker2": False,
+    "tianjic": False,
+    "dynapse": False,
+    "dynapse2": False,
+    "brainscales": False,
+    "brainscales2": False,
+    "darwin2": False,
+    "speck": True,
+}
 
 
 def _raw(path: Path) -> dict[str, Any]:
@@ -392,10 +418,14 @@ def test_absurd_values_are_rejected_with_the_field(path, value, text):
     from neuroprune.profiles import parse_profile
 
     raw = {
-        "schema_version": 1, "id": "x", "name": "x",
-        "chip": {"cores": 4, "neurons_max": 64}, "core": {"neurons_max": 16},
-        "neuron": {"models": ["LIF"]}, "weights": {"bits": 8},
-    }  # fmt: skip
+        "schema_version": 1,
+        "id": "x",
+        "name": "x",
+        "chip": {"cores": 4, "neurons_max": 64},
+        "core": {"neurons_max": 16},
+        "neuron": {"models": ["LIF"]},
+        "weights": {"bits": 8},
+    }
     raw["core"]["synapse_encoding"] = {"kind": "cam"}
     section, key = path.split(".")
     raw.setdefault(section, {})[key] = value
@@ -409,10 +439,14 @@ def test_absurd_encoding_parameter_is_rejected():
     from neuroprune.profiles import parse_profile
 
     raw = {
-        "schema_version": 1, "id": "x", "name": "x",
-        "chip": {"cores": 4, "neurons_max": 64}, "core": {"neurons_max": 16},
-        "neuron": {"models": ["LIF"]}, "weights": {"bits": 8},
-    }  # fmt: skip
+        "schema_version": 1,
+        "id": "x",
+        "name": "x",
+        "chip": {"cores": 4, "neurons_max": 64},
+        "core": {"neurons_max": 16},
+        "neuron": {"models": ["LIF"]},
+        "weights": {"bits": 8},
+    }
     raw["core"]["synapse_encoding"] = {"kind": "crossbar", "rows": 10**9, "cols": 256}
     with pytest.raises(ProfileError, match="core.synapse_encoding.rows: 1000000000 is beyond"):
         parse_profile(raw)

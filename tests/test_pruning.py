@@ -37,9 +37,11 @@ def data():
     full = load_dataset("digits")
     return dataclasses.replace(
         full,
-        x_train=full.x_train[:192], y_train=full.y_train[:192],
-        x_test=full.x_test[:64], y_test=full.y_test[:64],
-    )  # fmt: skip
+        x_train=full.x_train[:192],
+        y_train=full.y_train[:192],
+        x_test=full.x_test[:64],
+        y_test=full.y_test[:64],
+    )
 
 
 def tiny_model(kind: str, data, seed: int = 0):
@@ -55,8 +57,12 @@ def tiny_budget(model, data, *, sparsity=0.8, cap=None, sharing=False) -> Budget
         budget = dataclasses.replace(budget, synapses=min(budget.synapses, room))
     if sharing:
         dense = summary.dense_positions(True)
-        budget = dataclasses.replace(budget, conv_weight_sharing=True, dense_synapses=dense,
-                                     synapses=math.floor((1 - sparsity) * dense))  # fmt: skip
+        budget = dataclasses.replace(
+            budget,
+            conv_weight_sharing=True,
+            dense_synapses=dense,
+            synapses=math.floor((1 - sparsity) * dense),
+        )
     return dataclasses.replace(budget, fan_in_cap=cap)
 
 
@@ -83,13 +89,20 @@ def test_method_contract(name, kind, data):
     model = tiny_model(kind, data)
     # channel removal cannot lower the fan-in that the input image or the readout imposes, so
     # structured methods get no fan-in cap here (tests/test_sca.py covers their budgets)
-    budget = (tiny_budget(model, data, sparsity=0.5) if structured
-              else tiny_budget(model, data, cap=CAP))  # fmt: skip
+    budget = (
+        tiny_budget(model, data, sparsity=0.5) if structured else tiny_budget(model, data, cap=CAP)
+    )
     events = []
     result = prune_to_budget(
-        model, data, CONFIG, method=name, budget=budget, epochs=2, finetune_epochs=1,
+        model,
+        data,
+        CONFIG,
+        method=name,
+        budget=budget,
+        epochs=2,
+        finetune_epochs=1,
         progress=events.append,
-    )  # fmt: skip
+    )
     summary = summarize(result.model, data.input_shape, T)
     assert result.synapses == summary.synapses() <= budget.synapses
     if structured:  # whole channels removed: at most B (sca+stds fills B, see test_sca.py)
@@ -111,8 +124,9 @@ def test_method_contract(name, kind, data):
 def test_conv_counts_agree_with_summarize_under_weight_sharing(data):
     model = tiny_model("conv", data)
     budget = tiny_budget(model, data, sharing=True)
-    result = prune_to_budget(model, data, CONFIG, method="magnitude", budget=budget, epochs=1,
-                             finetune_epochs=0)  # fmt: skip
+    result = prune_to_budget(
+        model, data, CONFIG, method="magnitude", budget=budget, epochs=1, finetune_epochs=0
+    )
     assert result.synapses == summarize(result.model, data.input_shape, T).synapses(True)
     assert budget.synapses * 0.99 <= result.synapses <= budget.synapses
 
@@ -149,8 +163,9 @@ def test_freeze_mask_keeps_zeros_through_training(data):
 def test_gmp_reaches_b_before_the_projection(data):
     model = tiny_model("mlp", data)
     budget = tiny_budget(model, data, sparsity=0.9)
-    result = prune_to_budget(model, data, CONFIG, method="gmp", budget=budget, epochs=2,
-                             finetune_epochs=0)  # fmt: skip
+    result = prune_to_budget(
+        model, data, CONFIG, method="gmp", budget=budget, epochs=2, finetune_epochs=0
+    )
     assert result.history[-1]["nonzero"] == budget.synapses
 
 
@@ -232,9 +247,11 @@ def test_lats_threshold_is_d_times_the_lr_fraction(lrs, steps):
     model = tiny_model("mlp", data)
     budget = tiny_budget(model, data)
     method = METHODS["lats"](
-        budget, input_shape=data.input_shape, lr_schedule=lambda k: lrs[k],
+        budget,
+        input_shape=data.input_shape,
+        lr_schedule=lambda k: lrs[k],
         control=KnobControl(freeze_after=0.0),
-    )  # fmt: skip
+    )
     method.attach(model)
     drive(method, model, lrs, steps_per_epoch=4, epochs=2, steps=steps)
     expected = method.knob * sum(lrs[:steps]) / sum(lrs)
@@ -244,8 +261,11 @@ def test_lats_threshold_is_d_times_the_lr_fraction(lrs, steps):
 
 def test_lats_estimates_the_total_online_for_a_constant_lr(data):
     model = tiny_model("mlp", data)
-    method = METHODS["lats"](tiny_budget(model, data), input_shape=data.input_shape,
-                             control=KnobControl(freeze_after=0.0))  # fmt: skip
+    method = METHODS["lats"](
+        tiny_budget(model, data),
+        input_shape=data.input_shape,
+        control=KnobControl(freeze_after=0.0),
+    )
     method.attach(model)
     drive(method, model, [0.01] * 10, steps_per_epoch=5, epochs=2, steps=4)
     assert method.threshold == pytest.approx(method.knob * 0.4)
@@ -253,8 +273,12 @@ def test_lats_estimates_the_total_online_for_a_constant_lr(data):
 
 def test_stds_threshold_follows_its_schedule(data):
     model = tiny_model("mlp", data)
-    method = METHODS["stds"](tiny_budget(model, data), input_shape=data.input_shape,
-                             scheduler="linear", control=KnobControl(freeze_after=0.0))  # fmt: skip
+    method = METHODS["stds"](
+        tiny_budget(model, data),
+        input_shape=data.input_shape,
+        scheduler="linear",
+        control=KnobControl(freeze_after=0.0),
+    )
     method.attach(model)
     drive(method, model, [0.01] * 10, steps_per_epoch=5, epochs=2, steps=3)
     assert list(layer_thresholds(method).values()) == pytest.approx([method.knob * 0.3] * 2)
@@ -288,8 +312,11 @@ def test_gradr_freezes_signs_and_shrinks_by_the_prior(data):
 
 def test_gradr_prior_is_applied_after_the_optimizer_step(data):
     model = tiny_model("mlp", data)
-    method = METHODS["gradr"](tiny_budget(model, data), input_shape=data.input_shape,
-                              control=KnobControl(freeze_after=0.0))  # fmt: skip
+    method = METHODS["gradr"](
+        tiny_budget(model, data),
+        input_shape=data.input_shape,
+        control=KnobControl(freeze_after=0.0),
+    )
     method.attach(model)
     method.on_train_begin(model, None, 4, 1)
     theta = method._theta(method.targets[0])
@@ -330,8 +357,16 @@ def test_projection_under_a_binding_cap_keeps_one_input_per_neuron(data):
 def test_layerwise_gmp_gives_every_layer_the_same_sparsity(data):
     model = tiny_model("mlp", data)
     budget = tiny_budget(model, data, sparsity=0.75)
-    result = prune_to_budget(model, data, CONFIG, method="gmp", budget=budget, epochs=2,
-                             finetune_epochs=0, options={"scope": "layer"})  # fmt: skip
+    result = prune_to_budget(
+        model,
+        data,
+        CONFIG,
+        method="gmp",
+        budget=budget,
+        epochs=2,
+        finetune_epochs=0,
+        options={"scope": "layer"},
+    )
     assert [row["synapses"] for row in result.per_layer] == [256, 40]
     assert result.synapses == budget.synapses
 
@@ -353,8 +388,11 @@ def test_fan_in_cap_holds_during_pruning(name, data):
 @pytest.mark.parametrize("name", ["stds", "lats", "gradr"])
 def test_projection_keeps_the_effective_weights_the_network_trained_with(name, data):
     model = tiny_model("mlp", data)
-    method = METHODS[name](tiny_budget(model, data, sparsity=0.5), input_shape=data.input_shape,
-                           control=KnobControl(freeze_after=0.0))  # fmt: skip
+    method = METHODS[name](
+        tiny_budget(model, data, sparsity=0.5),
+        input_shape=data.input_shape,
+        control=KnobControl(freeze_after=0.0),
+    )
     method.attach(model)
     drive(method, model, [0.05] * 8, steps_per_epoch=4, epochs=2, steps=6)
     before = [model[i].weight.detach().clone() for i in (1, 3)]
@@ -385,8 +423,15 @@ def test_stds_prunes_at_a_constant_rate_with_the_schedules_total(data):
     assert flat.lr * 5 == pytest.approx(sum(lr_at(cosine, e) for e in range(5)))
     assert METHODS["stds"].constant_lr and not METHODS["lats"].constant_lr
     model = tiny_model("mlp", data)
-    result = prune_to_budget(model, data, config, method="stds", budget=tiny_budget(model, data),
-                             epochs=2, finetune_epochs=1)  # fmt: skip
+    result = prune_to_budget(
+        model,
+        data,
+        config,
+        method="stds",
+        budget=tiny_budget(model, data),
+        epochs=2,
+        finetune_epochs=1,
+    )
     prune_lrs = [row["lr"] for row in result.history if row["stage"] == "prune"]
     expected = prune_config(config, 2, constant=True).lr
     assert prune_lrs == pytest.approx([expected, expected])

@@ -30,10 +30,16 @@ from neuroprune.quantize.qat import project
 torch.set_num_threads(1)
 
 LOIHI_PARAMS = {
-    "mantissa_bits": 8, "exponent_range": [-8, 7], "mixed_sign_drops_lsb": True,
-    "threshold_mantissa_bits": 17, "threshold_shift": 6, "decay_bits": 12,
-    "bias_mantissa_bits": 13, "bias_exponent_bits": 3, "state_bits": 24,
-}  # fmt: skip
+    "mantissa_bits": 8,
+    "exponent_range": [-8, 7],
+    "mixed_sign_drops_lsb": True,
+    "threshold_mantissa_bits": 17,
+    "threshold_shift": 6,
+    "decay_bits": 12,
+    "bias_mantissa_bits": 13,
+    "bias_exponent_bits": 3,
+    "state_bits": 24,
+}
 FORMATS = {
     "loihi": (8, LOIHI_PARAMS),
     "loihi2": (8, LOIHI_PARAMS),
@@ -51,8 +57,9 @@ FORMATS = {
 def weight_format(name: str) -> WeightFormat:
     bits, params = FORMATS[name]
     registry_name = {"int4": "int", "dynapse_mask": "dynapse"}.get(name, name)
-    return WeightFormat(format=registry_name, bits=bits, bits_allowed=(bits,), sign="signed",
-                        params=dict(params))  # fmt: skip
+    return WeightFormat(
+        format=registry_name, bits=bits, bits_allowed=(bits,), sign="signed", params=dict(params)
+    )
 
 
 def test_every_registered_format_is_tested():
@@ -137,8 +144,10 @@ def test_threshold_and_bias_are_integers_in_weight_lsbs(name, v_threshold, bias)
     assert lq.v_threshold == lq.threshold_int * lq.scale
     low, high = lq.extra["bias_range"]
     assert lq.bias_int.min() >= low and lq.bias_int.max() <= high
-    assert np.all(np.abs(lq.bias_int * lq.scale - bias)[np.abs(bias) <= high * lq.scale]
-                  <= lq.scale / 2 * (1 + 1e-12))  # fmt: skip
+    assert np.all(
+        np.abs(lq.bias_int * lq.scale - bias)[np.abs(bias) <= high * lq.scale]
+        <= lq.scale / 2 * (1 + 1e-12)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,16 +236,25 @@ def test_missing_loihi_parameter_names_the_field_and_file():
     ("fmt_name", "params", "field"),
     [
         ("int", {"bits": 0}, "weights.params.bits"),
-        ("spinnaker", {"weight_bits": 16, "scale": "float", "sign": "per_receptor"},
-         "weights.params.scale"),
-        ("truenorth", {"axon_types": 4, "type_weight_bits": 9, "mapping": "binary"},
-         "weights.params.mapping"),
-        ("dynapse", {"shared_values_per_core": 2, "connection_bits": 4},
-         "weights.params.connection_bits"),
+        (
+            "spinnaker",
+            {"weight_bits": 16, "scale": "float", "sign": "per_receptor"},
+            "weights.params.scale",
+        ),
+        (
+            "truenorth",
+            {"axon_types": 4, "type_weight_bits": 9, "mapping": "binary"},
+            "weights.params.mapping",
+        ),
+        (
+            "dynapse",
+            {"shared_values_per_core": 2, "connection_bits": 4},
+            "weights.params.connection_bits",
+        ),
         ("loihi", {**LOIHI_PARAMS, "exponent_range": [7, -8]}, "weights.params.exponent_range"),
         ("nope", {}, "weights.format"),
     ],
-)  # fmt: skip
+)
 def test_inconsistent_formats_raise_profile_error(fmt_name, params, field):
     fmt = WeightFormat(fmt_name, 8, (8,), "signed", params=params)
     with pytest.raises(ProfileError) as info:
@@ -266,18 +284,34 @@ def tiny_pruned_model(conv: bool, seed: int = 0) -> torch.nn.Sequential:
     torch.manual_seed(seed)
 
     def lif():
-        return neurons.LIFNode(tau=2.0, v_threshold=1.0, v_reset=0.0, detach_reset=True,
-                              surrogate_function=surrogate.ATan())  # fmt: skip
+        return neurons.LIFNode(
+            tau=2.0,
+            v_threshold=1.0,
+            v_reset=0.0,
+            detach_reset=True,
+            surrogate_function=surrogate.ATan(),
+        )
 
     if conv:
         bn = layer.BatchNorm2d(4)
         bn.running_mean.uniform_(-0.2, 0.2)
         bn.running_var.uniform_(0.5, 2.0)
-        modules = [layer.Conv2d(1, 4, 3, stride=2, padding=1, bias=False), bn, lif(),
-                   layer.Flatten(), layer.Linear(64, 10, bias=False), lif()]  # fmt: skip
+        modules = [
+            layer.Conv2d(1, 4, 3, stride=2, padding=1, bias=False),
+            bn,
+            lif(),
+            layer.Flatten(),
+            layer.Linear(64, 10, bias=False),
+            lif(),
+        ]
     else:
-        modules = [layer.Flatten(), layer.Linear(64, 16, bias=False), lif(),
-                   layer.Linear(16, 10, bias=False), neurons.IFNode(v_reset=0.0)]  # fmt: skip
+        modules = [
+            layer.Flatten(),
+            layer.Linear(64, 16, bias=False),
+            lif(),
+            layer.Linear(16, 10, bias=False),
+            neurons.IFNode(v_reset=0.0),
+        ]
     model = torch.nn.Sequential(*modules)
     functional.set_step_mode(model, "m")
     with torch.no_grad():
@@ -343,8 +377,14 @@ def small_digits(train: int = 240, test: int = 120):
     from neuroprune.data import Dataset, load_dataset
 
     full = load_dataset("digits")
-    return Dataset("digits-small", full.x_train[:train], full.y_train[:train],
-                   full.x_test[:test], full.y_test[:test], full.num_classes)  # fmt: skip
+    return Dataset(
+        "digits-small",
+        full.x_train[:train],
+        full.y_train[:train],
+        full.x_test[:test],
+        full.y_test[:test],
+        full.num_classes,
+    )
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no shipped profiles yet")
@@ -356,8 +396,14 @@ def test_quantize_model_finetunes_and_keeps_the_mask(fmt):
     profile = next(p for p in SHIPPED if p.weights.format == fmt)
     model = tiny_pruned_model(conv=False)
     events = []
-    result = quantize_model(model, profile, small_digits(), TrainConfig(epochs=1, timesteps=4),
-                            finetune_epochs=1, progress=events.append)  # fmt: skip
+    result = quantize_model(
+        model,
+        profile,
+        small_digits(),
+        TrainConfig(epochs=1, timesteps=4),
+        finetune_epochs=1,
+        progress=events.append,
+    )
     assert result.model is not model and result.format == fmt and result.chip == profile.id
     for acc in (result.accuracy_float, result.accuracy_ptq, result.accuracy_qat):
         assert 0.0 <= acc <= 1.0
@@ -376,6 +422,12 @@ def test_quantize_model_finetunes_and_keeps_the_mask(fmt):
 def test_importing_the_package_does_not_import_torch():
     code = "import sys, neuroprune.quantize; print('torch' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=root, env={"PYTHONPATH": str(root)}, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={"PYTHONPATH": str(root)},
+        check=True,
+    )
     assert out.stdout.strip() == "False"

@@ -23,8 +23,22 @@ from neuroprune.errors import EXIT_BAD_INPUT, EXIT_IO_ERROR
 from neuroprune.rundir import LOCK_NAME, RunDir, RunLockedError
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--hidden", "32", "--epochs", "1", "--prune-epochs", "1", "--finetune-epochs", "1",
-        "--quant-epochs", "1", "--timesteps", "4", "--seed", "0"]  # fmt: skip
+TINY = [
+    "--hidden",
+    "32",
+    "--epochs",
+    "1",
+    "--prune-epochs",
+    "1",
+    "--finetune-epochs",
+    "1",
+    "--quant-epochs",
+    "1",
+    "--timesteps",
+    "4",
+    "--seed",
+    "0",
+]
 
 
 def cli(*args):
@@ -44,8 +58,9 @@ def one_line(result, code):
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -81,17 +96,38 @@ def test_crafted_pickle_never_runs(tiny_run, tmp_path, victim):
     order = ["dense.pt", "pruned.pt", "quantized.pt"]
     for later in order[order.index(victim) + 1 :]:
         (run_dir / later).unlink()
-    torch.save({"format": "neuroprune-model", "version": 2, "model": _Payload(marker),
-                "architecture": _Payload(marker), "state": {}, "meta": "{}"},
-               run_dir / victim)  # fmt: skip
+    torch.save(
+        {
+            "format": "neuroprune-model",
+            "version": 2,
+            "model": _Payload(marker),
+            "architecture": _Payload(marker),
+            "state": {},
+            "meta": "{}",
+        },
+        run_dir / victim,
+    )
     before = snapshot(run_dir)
     commands = [
         ["export", run_dir, "--format", "onnx", "--out", tmp_path / "m.onnx"],
         ["simulate", run_dir, "--backend", "reference", "--floating-point"],
         ["quantize", run_dir],
-        ["fit", "--chip", "loihi", "--out", tmp_path, "--name", "run", *TINY, "--sparsity",
-         "0.8", "--backend", "none", "--resume"],
-    ]  # fmt: skip
+        [
+            "fit",
+            "--chip",
+            "loihi",
+            "--out",
+            tmp_path,
+            "--name",
+            "run",
+            *TINY,
+            "--sparsity",
+            "0.8",
+            "--backend",
+            "none",
+            "--resume",
+        ],
+    ]
     for argv in commands:
         if victim != "pruned.pt" and argv[0] == "quantize":
             continue  # quantize reads pruned.pt only
@@ -136,8 +172,12 @@ def test_second_writer_names_the_holder_and_touches_nothing(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "report.json").write_text("{}")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True)  # fmt: skip
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run_dir)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(run_dir)
@@ -160,8 +200,21 @@ def test_second_writer_names_the_holder_and_touches_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_concurrent_fits_one_wins_and_the_directory_is_one_run(tmp_path):
-    argv = [sys.executable, "-m", "neuroprune", "fit", "--chip", "loihi", "--out", str(tmp_path),
-            "--name", "run", *TINY, "--backend", "none"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "neuroprune",
+        "fit",
+        "--chip",
+        "loihi",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "run",
+        *TINY,
+        "--backend",
+        "none",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     procs = [
         subprocess.Popen(
@@ -170,7 +223,7 @@ def test_concurrent_fits_one_wins_and_the_directory_is_one_run(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for seed in (1, 2)
     ]
     outs = [(p.wait(timeout=300), *p.communicate()) for p in procs]
@@ -194,8 +247,21 @@ def test_concurrent_fits_one_wins_and_the_directory_is_one_run(tmp_path):
 @pytest.mark.slow
 def test_resume_reruns_stages_whose_inputs_changed(tmp_path):
     wide = [a if a != "32" else "128" for a in TINY]
-    first = cli("fit", "--chip", "loihi", "--out", tmp_path, "--name", "run", *wide,
-                "--sparsity", "0.9", "--backend", "reference", "--floating-point")  # fmt: skip
+    first = cli(
+        "fit",
+        "--chip",
+        "loihi",
+        "--out",
+        tmp_path,
+        "--name",
+        "run",
+        *wide,
+        "--sparsity",
+        "0.9",
+        "--backend",
+        "reference",
+        "--floating-point",
+    )
     assert first.exit_code == 0, first.stderr
     run_dir = tmp_path / "run"
     assert (run_dir / "simulation.json").is_file()
@@ -212,8 +278,22 @@ def test_resume_reruns_stages_whose_inputs_changed(tmp_path):
     assert not (run_dir / "simulation.json").exists()
     assert not (run_dir / "plots" / "spike_rates.png").exists()
 
-    other_chip = cli("fit", "--chip", "truenorth", "--out", tmp_path, "--name", "run", *TINY,
-                     "--sparsity", "0.9", "--backend", "none", "--resume", "--json")  # fmt: skip
+    other_chip = cli(
+        "fit",
+        "--chip",
+        "truenorth",
+        "--out",
+        tmp_path,
+        "--name",
+        "run",
+        *TINY,
+        "--sparsity",
+        "0.9",
+        "--backend",
+        "none",
+        "--resume",
+        "--json",
+    )
     assert other_chip.exit_code in (0, 1), other_chip.stderr
     log = (run_dir / "log.txt").read_text()
     assert "reused dense.pt" in log
@@ -248,10 +328,35 @@ def write_mnist(folder: Path, n_train=40, n_test=12, size=6, seed=0) -> None:
 def test_quantize_run_uses_the_runs_dataset_and_timesteps(tmp_path, monkeypatch):
     data = tmp_path / "mnist"
     write_mnist(data)
-    made = cli("fit", "--chip", "loihi", "--dataset", "mnist", "--data-dir", data, "--out",
-               tmp_path, "--name", "run", "--hidden", "16", "--epochs", "1", "--prune-epochs",
-               "1", "--finetune-epochs", "0", "--quant-epochs", "0", "--timesteps", "3",
-               "--sparsity", "0.5", "--backend", "none")  # fmt: skip
+    made = cli(
+        "fit",
+        "--chip",
+        "loihi",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        data,
+        "--out",
+        tmp_path,
+        "--name",
+        "run",
+        "--hidden",
+        "16",
+        "--epochs",
+        "1",
+        "--prune-epochs",
+        "1",
+        "--finetune-epochs",
+        "0",
+        "--quant-epochs",
+        "0",
+        "--timesteps",
+        "3",
+        "--sparsity",
+        "0.5",
+        "--backend",
+        "none",
+    )
     assert made.exit_code == 0, made.stderr
     import neuroprune.quantize as quantize
 
@@ -259,8 +364,12 @@ def test_quantize_run_uses_the_runs_dataset_and_timesteps(tmp_path, monkeypatch)
     real = quantize.quantize_model
 
     def spy(model, profile, dataset, train_config, **kwargs):
-        seen.update(train=len(dataset.y_train), shape=dataset.input_shape,
-                    timesteps=train_config.timesteps, chip=profile.id)  # fmt: skip
+        seen.update(
+            train=len(dataset.y_train),
+            shape=dataset.input_shape,
+            timesteps=train_config.timesteps,
+            chip=profile.id,
+        )
         return real(model, profile, dataset, train_config, **kwargs)
 
     monkeypatch.setattr(quantize, "quantize_model", spy)
@@ -288,11 +397,34 @@ def test_file_size_limit_is_one_line_and_keeps_earlier_artifacts(tiny_run, tmp_p
     shutil.copytree(tiny_run, run_dir)
     keep = {n: (run_dir / n).read_bytes() for n in ("dense.pt", "pruned.pt", "quantized.pt")}
     limit = len(keep["pruned.pt"]) - 1  # the new quantized.pt (larger than pruned.pt) cannot fit
-    argv = [sys.executable, "-m", "neuroprune", "fit", "--chip", "loihi", "--out", str(tmp_path),
-            "--name", "run", *TINY, "--sparsity", "0.8", "--backend", "none", "--resume",
-            "--quant-epochs", "2"]  # fmt: skip
-    proc = subprocess.run(argv, capture_output=True, text=True, preexec_fn=_limit_file_size(limit),
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "neuroprune",
+        "fit",
+        "--chip",
+        "loihi",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "run",
+        *TINY,
+        "--sparsity",
+        "0.8",
+        "--backend",
+        "none",
+        "--resume",
+        "--quant-epochs",
+        "2",
+    ]
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        preexec_fn=_limit_file_size(limit),
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
     assert proc.returncode == EXIT_IO_ERROR, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and "EFBIG" in lines[0] and "quantized.pt" in lines[0], proc.stderr
@@ -330,8 +462,11 @@ def test_failed_simulation_is_recorded_in_a_complete_report(tmp_path, monkeypatc
     from neuroprune.errors import SimulationError
 
     def crash(*args, **kwargs):
-        raise SimulationError("Lava worker died (signal SIGKILL) without a result",
-                              where="simulate --backend lava", fix="Check the model.")  # fmt: skip
+        raise SimulationError(
+            "Lava worker died (signal SIGKILL) without a result",
+            where="simulate --backend lava",
+            fix="Check the model.",
+        )
 
     monkeypatch.setattr(sim, "simulate", crash)
     result = fit(tmp_path, "--sparsity", "0.8", "--backend", "reference", "--json")

@@ -126,8 +126,13 @@ def test_removed_conv_model_is_smaller_exports_and_simulates(pruned_conv, data, 
         assert new.neurons <= old.neurons and new.synapses() <= old.synapses()
         assert new.max_fan_in <= old.max_fan_in
     assert after.synapses() == sum(pruner.counts().values())
-    path = export_nir(removed, tmp_path / "narrow.nir", timesteps=T, encoding="direct",
-                      input_shape=data.input_shape)  # fmt: skip
+    path = export_nir(
+        removed,
+        tmp_path / "narrow.nir",
+        timesteps=T,
+        encoding="direct",
+        input_shape=data.input_shape,
+    )
     sim = simulate(path, x=data.x_test[:40], y=data.y_test[:40], backend="reference")
     torch_predictions, _ = predict(removed, data.x_test[:40], T)
     assert np.mean(np.asarray(sim.predictions) == torch_predictions) >= 0.95
@@ -156,8 +161,9 @@ def test_channels_joined_by_a_residual_add_are_one_group(data):
     assert [w.name for w in graph.producers(stream)] == ["stages.0.conv", "stages.0.blocks.0.conv2"]
     assert graph.coupled(stream) and not graph.coupled("stages.0.blocks.0")
     assert {w.name: w.sources for w in graph.consumers(stream)} == {
-        "stages.0.blocks.0.conv1": 1, "stages.1.conv": 2,
-    }  # fmt: skip
+        "stages.0.blocks.0.conv1": 1,
+        "stages.1.conv": 2,
+    }
     x = encode(torch.as_tensor(data.x_test[:64]), T, "direct")
     train(model, data, CONFIG.replace(epochs=1))
     channel = int(stream_spikes(model, x).sum((0, 1, 3, 4)).argmax())
@@ -210,8 +216,9 @@ def test_sew_summary_counts_an_add_as_one_weight_copy_per_source(data):
 @pytest.mark.parametrize("sharing", [False, True])
 @pytest.mark.parametrize("kind", ["conv", "sew", "mlp"])
 def test_channel_costs_match_the_summary_of_the_removed_model(kind, sharing, data):
-    model = {"conv": conv_model, "sew": sew_model}.get(kind, lambda d: build_model(
-        "mlp", d.input_shape, d.num_classes, hidden=(12, 6)))(data)  # fmt: skip
+    model = {"conv": conv_model, "sew": sew_model}.get(
+        kind, lambda d: build_model("mlp", d.input_shape, d.num_classes, hidden=(12, 6))
+    )(data)
     graph = channel_graph(model, data.input_shape)
     costs = ChannelCosts.from_model(model, graph, conv_weight_sharing=sharing)
     rng = np.random.default_rng(0)
@@ -319,8 +326,13 @@ def test_regrow_takes_the_largest_gradients_within_the_limits():
 
 def test_mask_update_keeps_the_top_1_minus_p_minus_q_and_regrows_q(data):
     model = conv_model(data)
-    pruner = SCA(loose_budget(model, data, sparsity=0.0), input_shape=data.input_shape,
-                 p=0.25, q=0.25, min_fraction=0.0)  # fmt: skip
+    pruner = SCA(
+        loose_budget(model, data, sparsity=0.0),
+        input_shape=data.input_shape,
+        p=0.25,
+        q=0.25,
+        min_fraction=0.0,
+    )
     pruner.attach(model)
     activity = {"0": np.linspace(1.0, 0.3, 8), "3": np.linspace(0.95, 0.05, 16)}
     pruner.monitor = StubMonitor(activity)
@@ -329,8 +341,7 @@ def test_mask_update_keeps_the_top_1_minus_p_minus_q_and_regrows_q(data):
     pruner.grad_steps = 1
     pruner._update(final=False)
     # 24 channels: keep 24 * (1 - p - q) = 12 by activity, then regrow 6 by gradient.
-    ranked = sorted(((v, s, c) for s, a in activity.items() for c, v in enumerate(a)),
-                    reverse=True)  # fmt: skip
+    ranked = sorted(((v, s, c) for s, a in activity.items() for c, v in enumerate(a)), reverse=True)
     top = {(s, c) for _, s, c in ranked[:12]}
     kept = {(s, int(c)) for s, k in pruner.keep.items() for c in np.flatnonzero(k)}
     assert kept == top | {("3", c) for c in range(10, 16)}
@@ -389,8 +400,16 @@ def test_sca_honours_the_pruning_method_contract(kind, data, monkeypatch):
     model = build_model(kind, data.input_shape, data.num_classes, hidden=hidden)
     budget = loose_budget(model, data, sparsity=0.6)
     events = []
-    result = prune_to_budget(model, data, CONFIG, method="sca", budget=budget, epochs=2,
-                             finetune_epochs=1, progress=events.append)  # fmt: skip
+    result = prune_to_budget(
+        model,
+        data,
+        CONFIG,
+        method="sca",
+        budget=budget,
+        epochs=2,
+        finetune_epochs=1,
+        progress=events.append,
+    )
     summary = summarize(result.model, data.input_shape, T)
     assert result.synapses == summary.synapses() <= budget.synapses
     assert all(row["synapses"] >= budget.per_layer_min[row["layer"]] for row in result.per_layer)
@@ -440,8 +459,15 @@ def test_prune_structured_prunes_a_sew_resnet_and_meets_a_neuron_budget(data):
     model = sew_model(data)
     before = summarize_model(model, data.input_shape, T)
     budget = loose_budget(model, data, sparsity=0.5)
-    result = prune_structured(model, data, CONFIG, budget=budget, epochs=1, finetune_epochs=1,
-                              neuron_budget=int(0.7 * before.neurons))  # fmt: skip
+    result = prune_structured(
+        model,
+        data,
+        CONFIG,
+        budget=budget,
+        epochs=1,
+        finetune_epochs=1,
+        neuron_budget=int(0.7 * before.neurons),
+    )
     assert result.neurons <= 0.7 * before.neurons and result.synapses <= budget.synapses
     assert result.accuracy_masked == result.accuracy_removed
     assert isinstance(result.model, SEWResNet)
@@ -453,8 +479,15 @@ def test_the_sew_resnet_is_refused_clearly_where_unsupported(data):
         require_sequential(model, stage="export")
     assert info.value.where == "export" and info.value.value == "SEWResNet"
     with pytest.raises(UnsupportedError):
-        prune_structured(model, data, CONFIG, budget=loose_budget(model, data), epochs=1,
-                         finetune_epochs=0, then_stds=True)  # fmt: skip
+        prune_structured(
+            model,
+            data,
+            CONFIG,
+            budget=loose_budget(model, data),
+            epochs=1,
+            finetune_epochs=0,
+            then_stds=True,
+        )
     # translate.summarize follows the model's own wiring for residual models
     wired = summarize(model, data.input_shape, T)
     assert wired.synapses() == summarize_model(model, data.input_shape, T).synapses()

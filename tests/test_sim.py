@@ -88,10 +88,12 @@ def hand_quantized() -> torch.nn.Module:
     model = torch.nn.Sequential(
         layer.Flatten(),
         layer.Linear(64, 32, bias=True),
-        neurons.LIFNode(tau=2.0, v_reset=0.0, detach_reset=True, surrogate_function=surrogate.ATan()),
+        neurons.LIFNode(
+            tau=2.0, v_reset=0.0, detach_reset=True, surrogate_function=surrogate.ATan()
+        ),
         layer.Linear(32, 10, bias=True),
         neurons.IFNode(v_reset=0.0, detach_reset=True, surrogate_function=surrogate.ATan()),
-    )  # fmt: skip
+    )
     scale, thresholds = 2.0**-5, (60, 40)
     for syn, node, k in ((model[1], model[2], thresholds[0]), (model[3], model[4], thresholds[1])):
         w_int = rng.integers(-40, 41, size=tuple(syn.weight.shape)).astype(np.int32)
@@ -101,8 +103,14 @@ def hand_quantized() -> torch.nn.Module:
         syn.register_buffer("weight_int", torch.tensor(w_int))
         syn.register_buffer("bias_int", torch.tensor(b_int))
         syn.neuroprune_weight_bits = 8
-        syn.neuroprune_quant = {"format": "loihi", "bits": 8, "weight_scale": scale,
-                                "weight_exp": -5, "threshold_int": k, "notes": []}  # fmt: skip
+        syn.neuroprune_quant = {
+            "format": "loihi",
+            "bits": 8,
+            "weight_scale": scale,
+            "weight_exp": -5,
+            "threshold_int": k,
+            "notes": [],
+        }
         node.v_threshold = k * scale
     functional.set_step_mode(model, "m")
     return model.eval()
@@ -139,8 +147,14 @@ def nets(tmp_path_factory):
     qmlp = ptq_model(zoo("mlp", (32,), 6.0), loihi, SHAPE)[0]
     qconv = ptq_model(zoo("conv", (4, 8), 8.0), loihi, SHAPE)[0]
     hand = hand_quantized()
-    models = {"mlp": mlp, "conv": conv, "mlp_if": mlp_if, "qmlp": qmlp, "qconv": qconv,
-              "hand": hand}  # fmt: skip
+    models = {
+        "mlp": mlp,
+        "conv": conv,
+        "mlp_if": mlp_if,
+        "qmlp": qmlp,
+        "qconv": qconv,
+        "hand": hand,
+    }
     files = {name: write_nir(m, out / f"{name}.nir") for name, m in models.items()}
     for name, source in (("nodin", "mlp"), ("hand_nodin", "hand")):
         twin, path = without_decay_input(models[source], files[source], out / f"{name}.nir")
@@ -236,16 +250,22 @@ def test_unrolled_conv_equals_torch_conv(nets):
     spec_layer = read_deployment(files["conv"]).layers[1]
     x = np.random.default_rng(0).random((3, 4, 8, 8))
     expected = torch.nn.functional.conv2d(
-        torch.tensor(x), torch.tensor(node.weight, dtype=torch.float64), torch.tensor(node.bias,
-        dtype=torch.float64), stride=tuple(node.stride), padding=tuple(node.padding))  # fmt: skip
+        torch.tensor(x),
+        torch.tensor(node.weight, dtype=torch.float64),
+        torch.tensor(node.bias, dtype=torch.float64),
+        stride=tuple(node.stride),
+        padding=tuple(node.padding),
+    )
     got = (spec_layer.weight @ x.reshape(3, -1).T).T + spec_layer.bias
     np.testing.assert_allclose(got, expected.reshape(3, -1).numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_reader_recovers_tau_and_decay_input(tmp_path):
     model = torch.nn.Sequential(
-        layer.Flatten(), layer.Linear(64, 10, bias=False),
-        neurons.LIFNode(tau=1.7, v_reset=0.0, detach_reset=True))  # fmt: skip
+        layer.Flatten(),
+        layer.Linear(64, 10, bias=False),
+        neurons.LIFNode(tau=1.7, v_reset=0.0, detach_reset=True),
+    )
     functional.set_step_mode(model, "m")
     path = write_nir(model, tmp_path / "m.nir")
     params = read_deployment(path).layers[0].neuron
@@ -279,14 +299,25 @@ def _graph(meta=None, **overrides):
     ("graph", "error", "field"),
     [
         (lambda: _graph(meta={}), UnsupportedError, "metadata.dt"),
-        (lambda: _graph(**{"0_neuron": nir.IF(r=np.full(3, 1024.0), v_threshold=np.arange(3.0))}),
-         UnsupportedError, "0_neuron.v_threshold"),
-        (lambda: _graph(**{"0_neuron": nir.Threshold(threshold=np.ones(3))}), UnsupportedError,
-         "0_neuron.type"),
-        (lambda: _graph(meta={"dt": 2.0**-10, "reset": "subtract"}), UnsupportedError,
-         "metadata.reset"),
+        (
+            lambda: _graph(
+                **{"0_neuron": nir.IF(r=np.full(3, 1024.0), v_threshold=np.arange(3.0))}
+            ),
+            UnsupportedError,
+            "0_neuron.v_threshold",
+        ),
+        (
+            lambda: _graph(**{"0_neuron": nir.Threshold(threshold=np.ones(3))}),
+            UnsupportedError,
+            "0_neuron.type",
+        ),
+        (
+            lambda: _graph(meta={"dt": 2.0**-10, "reset": "subtract"}),
+            UnsupportedError,
+            "metadata.reset",
+        ),
     ],
-)  # fmt: skip
+)
 def test_reader_rejects_what_it_cannot_simulate(tmp_path, graph, error, field):
     path = tmp_path / "g.nir"
     nir.write(str(path), graph())
@@ -313,8 +344,9 @@ def test_reader_rejects_branches_and_missing_files(tmp_path):
 @pytest.mark.parametrize("encoding", ["poisson", "direct"])
 def test_reference_float_equals_spikingjelly(nets, inputs, name, encoding):
     models, files = nets
-    result = simulate(files[name], x=inputs[encoding], backend="reference",
-                      reference_model=models[name])  # fmt: skip
+    result = simulate(
+        files[name], x=inputs[encoding], backend="reference", reference_model=models[name]
+    )
     assert_active(result.counts)
     assert result.layer_agreement == (1.0,) * len(result.counts)
     assert result.prediction_agreement == 1.0 and result.agreement_source == "reference_model"
@@ -326,16 +358,18 @@ def test_fixed_if_network_equals_spikingjelly_in_integer_units(tmp_path, inputs)
     model[2] = neurons.IFNode(v_threshold=model[2].v_threshold, v_reset=0.0, detach_reset=True)
     functional.set_step_mode(model, "m")
     path = write_nir(model, tmp_path / "if.nir")
-    result = simulate(path, x=inputs["poisson"], backend="reference", fixed_point=True,
-                      reference_model=model)  # fmt: skip
+    result = simulate(
+        path, x=inputs["poisson"], backend="reference", fixed_point=True, reference_model=model
+    )
     assert_active(result.counts)
     assert result.spike_agreement == 1.0
 
 
 def test_lava_weight_preprocessing_and_fixed_arithmetic():
     def lava_layer(weights) -> LavaLayer:
-        return LavaLayer("l", sp.csr_matrix(np.array([weights])), -1, 8, 4095, 0, 10,
-                         np.zeros(1), 6)  # fmt: skip
+        return LavaLayer(
+            "l", sp.csr_matrix(np.array([weights])), -1, 8, 4095, 0, 10, np.zeros(1), 6
+        )
 
     # mixed-sign raw odd weights lose their LSB (floor to even); 2*w keeps them exact
     assert lava_effective_weights(lava_layer([3, -5])).toarray().tolist() == [[2, -6]]
@@ -380,8 +414,9 @@ def test_static_input_is_encoded_like_the_data_module(nets, digits):
 def test_result_figures(nets, inputs):
     _, files = nets
     loihi = load_profile("loihi")
-    result = simulate(files["mlp"], x=inputs["poisson"], y=np.zeros(N, int), profile=loihi,
-                      backend="reference")  # fmt: skip
+    result = simulate(
+        files["mlp"], x=inputs["poisson"], y=np.zeros(N, int), profile=loihi, backend="reference"
+    )
     spec = read_deployment(files["mlp"])
     fan_out = [layer.fan_out for layer in spec.layers]
     pre = [inputs["poisson"].reshape(T, N, -1).sum(0), result.counts[0]]
@@ -398,8 +433,12 @@ def test_result_figures(nets, inputs):
     bare = simulate(files["mlp"], x=inputs["poisson"], backend="reference", profile=None)
     assert bare.energy_per_sample_j is None
     with pytest.raises(ConfigError):
-        simulate(files["mlp"], x=inputs["poisson"], backend="reference",
-                 expected_counts=[np.zeros((N, 3))])  # fmt: skip
+        simulate(
+            files["mlp"],
+            x=inputs["poisson"],
+            backend="reference",
+            expected_counts=[np.zeros((N, 3))],
+        )
     with pytest.raises(ConfigError):
         simulate(files["mlp"], x=inputs["poisson"], backend="nope")
 
@@ -417,8 +456,13 @@ def test_backend_contract(nets, inputs, name):
     assert isinstance(backend, SimBackend) and backend.name == name
     _, files = nets
     for key, fixed in (("mlp", False), ("hand", True)):
-        result = simulate(files[key], x=inputs["poisson"][:, :12], backend=name,
-                          fixed_point=fixed, expected_counts="reference")  # fmt: skip
+        result = simulate(
+            files[key],
+            x=inputs["poisson"][:, :12],
+            backend=name,
+            fixed_point=fixed,
+            expected_counts="reference",
+        )
         spec = read_deployment(files[key])
         assert [c.shape for c in result.counts] == [(12, n.neurons) for n in spec.layers]
         assert all(c.dtype == np.int32 for c in result.counts)
@@ -432,9 +476,16 @@ def test_backend_contract(nets, inputs, name):
 
 @pytest.mark.lava
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "encoding"),
-                         [("mlp", "poisson"), ("mlp", "direct"), ("conv", "poisson"),
-                          ("conv", "direct"), ("nodin", "poisson")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "encoding"),
+    [
+        ("mlp", "poisson"),
+        ("mlp", "direct"),
+        ("conv", "poisson"),
+        ("conv", "direct"),
+        ("nodin", "poisson"),
+    ],
+)
 def test_lava_float_equals_reference_and_spikingjelly(nets, inputs, name, encoding):
     models, files = nets
     x = inputs[encoding]
@@ -448,14 +499,26 @@ def test_lava_float_equals_reference_and_spikingjelly(nets, inputs, name, encodi
 
 @pytest.mark.lava
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "encoding"),
-                         [("qmlp", "poisson"), ("qmlp", "direct"), ("qconv", "poisson"),
-                          ("hand", "direct"), ("hand_nodin", "poisson")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "encoding"),
+    [
+        ("qmlp", "poisson"),
+        ("qmlp", "direct"),
+        ("qconv", "poisson"),
+        ("hand", "direct"),
+        ("hand_nodin", "poisson"),
+    ],
+)
 def test_lava_fixed_equals_reference_bit_for_bit(nets, inputs, name, encoding):
     _, files = nets
     reference = simulate(files[name], x=inputs[encoding], backend="reference", fixed_point=True)
-    lava = simulate(files[name], x=inputs[encoding], backend="lava", fixed_point=True,
-                    expected_counts=reference.counts)  # fmt: skip
+    lava = simulate(
+        files[name],
+        x=inputs[encoding],
+        backend="lava",
+        fixed_point=True,
+        expected_counts=reference.counts,
+    )
     assert_active(lava.counts)
     assert lava.layer_agreement == (1.0,) * len(lava.counts) and lava.mode == "fixed"
 
@@ -465,9 +528,14 @@ def test_lava_fixed_equals_reference_bit_for_bit(nets, inputs, name, encoding):
 def test_lava_chunks_samples_into_several_networks(nets, inputs):
     _, files = nets
     events = []
-    result = simulate(files["hand"], x=inputs["poisson"][:, :20], fixed_point=True,
-                      backend=LavaBackend(chunk_samples=7), expected_counts="reference",
-                      progress=events.append)  # fmt: skip
+    result = simulate(
+        files["hand"],
+        x=inputs["poisson"][:, :20],
+        fixed_point=True,
+        backend=LavaBackend(chunk_samples=7),
+        expected_counts="reference",
+        progress=events.append,
+    )
     assert result.spike_agreement == 1.0 and "3 network(s)" in result.notes[0]
     kinds = [event["event"] for event in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("chunk_done") == 3
@@ -476,15 +544,20 @@ def test_lava_chunks_samples_into_several_networks(nets, inputs):
 
 @pytest.mark.lava
 @pytest.mark.slow
-@pytest.mark.parametrize(("fault", "timeout", "text"),
-                         [("hang", 4.0, "timed out"), ("raise", 30.0, "fault injected")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("fault", "timeout", "text"), [("hang", 4.0, "timed out"), ("raise", 30.0, "fault injected")]
+)
 def test_lava_failure_is_one_line_and_leaves_nothing(nets, inputs, fault, timeout, text):
     _, files = nets
     shm_before = shared_memory_blocks()
     start = time.perf_counter()
     with pytest.raises(SimulationError) as info:
-        simulate(files["mlp"], x=inputs["poisson"][:, :10], backend=LavaBackend(fault=fault),
-                 timeout=timeout)  # fmt: skip
+        simulate(
+            files["mlp"],
+            x=inputs["poisson"][:, :10],
+            backend=LavaBackend(fault=fault),
+            timeout=timeout,
+        )
     elapsed = time.perf_counter() - start
     assert elapsed < timeout + 3.0
     message = str(info.value)
@@ -527,7 +600,13 @@ def test_chip_model_equals_lava_fixed_point(tmp_path):
 
     images = chip._images("mnist", 24)
     qmodel = chip._chip_model("mlp", "lif", 3.3, images, (20,))
-    path = export_nir(qmodel, tmp_path / "l.nir", timesteps=chip.T, encoding="direct",
-                      input_shape=chip.SHAPE, chip="loihi")  # fmt: skip
+    path = export_nir(
+        qmodel,
+        tmp_path / "l.nir",
+        timesteps=chip.T,
+        encoding="direct",
+        input_shape=chip.SHAPE,
+        chip="loihi",
+    )
     result = simulate(path, x=images, backend="lava", fixed_point=True, reference_model=qmodel)
     assert list(result.layer_agreement) == [1.0] * len(result.layer_agreement)

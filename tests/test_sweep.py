@@ -15,8 +15,15 @@ from neuroprune.config import RunConfig
 from neuroprune.errors import BudgetError, ConfigError, UnknownChipError
 from neuroprune.sweep import finished_report, pareto_by_chip, pareto_front, plan_sweep, run_sweep
 
-TINY = {"hidden": (32,), "epochs": 2, "prune_epochs": 1, "finetune_epochs": 1,
-        "quant_epochs": 1, "backend": "reference", "samples": 50}  # fmt: skip
+TINY = {
+    "hidden": (32,),
+    "epochs": 2,
+    "prune_epochs": 1,
+    "finetune_epochs": 1,
+    "quant_epochs": 1,
+    "backend": "reference",
+    "samples": 50,
+}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -36,8 +43,12 @@ def base(tmp_path: Path, **changes) -> RunConfig:
 
 
 def test_plan_is_chips_x_methods_x_values(tmp_path):
-    plan = plan_sweep(chips="loihi,truenorth", methods="stds,gradr,gmp",
-                      sparsities="0.8,0.9,0.95", base=base(tmp_path))  # fmt: skip
+    plan = plan_sweep(
+        chips="loihi,truenorth",
+        methods="stds,gradr,gmp",
+        sparsities="0.8,0.9,0.95",
+        base=base(tmp_path),
+    )
     assert len(plan.trials) == 18
     first = plan.trials[0]
     assert first.name == "loihi-stds-s0.8" and first.config.sparsity == 0.8
@@ -93,8 +104,9 @@ def test_optimising_energy_needs_a_simulation_and_energy_figures(tmp_path):
 
 
 def test_cli_bad_value_exits_2_with_one_line(tmp_path):
-    result = CliRunner().invoke(main, ["sweep", "--chips", "loihi", "--sparsities", "0.9,abc",
-                                       "--out", str(tmp_path)])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["sweep", "--chips", "loihi", "--sparsities", "0.9,abc", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 2
     assert result.stderr.strip().startswith("error: --sparsities: not a number")
     assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
@@ -116,14 +128,32 @@ def test_pareto_front_minimises_cost_and_maximises_accuracy():
 
 def test_pareto_by_chip_skips_missing_figures():
     rows = [
-        {"trial": "a", "chip": "loihi", "accuracy": 0.9, "synapses": 100, "cores": 1,
-         "energy_per_sample_j": 2e-9},
-        {"trial": "b", "chip": "loihi", "accuracy": 0.95, "synapses": 300, "cores": 1,
-         "energy_per_sample_j": 1e-9},
-        {"trial": "c", "chip": "truenorth", "accuracy": 0.8, "synapses": 50, "cores": 2,
-         "energy_per_sample_j": None},
+        {
+            "trial": "a",
+            "chip": "loihi",
+            "accuracy": 0.9,
+            "synapses": 100,
+            "cores": 1,
+            "energy_per_sample_j": 2e-9,
+        },
+        {
+            "trial": "b",
+            "chip": "loihi",
+            "accuracy": 0.95,
+            "synapses": 300,
+            "cores": 1,
+            "energy_per_sample_j": 1e-9,
+        },
+        {
+            "trial": "c",
+            "chip": "truenorth",
+            "accuracy": 0.8,
+            "synapses": 50,
+            "cores": 2,
+            "energy_per_sample_j": None,
+        },
         {"trial": "d", "chip": "truenorth", "accuracy": None, "status": "failed"},
-    ]  # fmt: skip
+    ]
     front = pareto_by_chip(rows)
     assert front["loihi"] == {"synapses": ["a", "b"], "cores": ["b"], "energy": ["b"]}
     assert front["truenorth"] == {"synapses": ["c"], "cores": ["c"], "energy": []}
@@ -141,8 +171,13 @@ def _fake_report(trial, **config_changes):
 
 
 def test_finished_report_needs_the_final_stage_and_the_same_config(tmp_path):
-    plan = plan_sweep(chips="loihi", methods="gmp,magnitude,stds", sparsities="0.8",
-                      base=base(tmp_path), resume=True)  # fmt: skip
+    plan = plan_sweep(
+        chips="loihi",
+        methods="gmp,magnitude,stds",
+        sparsities="0.8",
+        base=base(tmp_path),
+        resume=True,
+    )
     same, changed, unfinished = plan.trials
     _fake_report(same)  # a resolved default (timesteps) does not count as a change
     _fake_report(changed, epochs=5)
@@ -172,8 +207,14 @@ def _ray_processes() -> set[int]:
 @pytest.mark.slow
 def test_ray_sweep_runs_trials_and_a_resumed_sweep_skips_finished_ones(tmp_path):
     before, ray_dirs = _ray_processes(), set(Path("/tmp").glob("np-ray-*"))
-    plan = plan_sweep(chips="loihi", methods="gmp,magnitude", sparsities="0.8",
-                      base=base(tmp_path), workers=2, resume=True)  # fmt: skip
+    plan = plan_sweep(
+        chips="loihi",
+        methods="gmp,magnitude",
+        sparsities="0.8",
+        base=base(tmp_path),
+        workers=2,
+        resume=True,
+    )
     events = []
     first = run_sweep(plan, progress=events.append)
     assert [r["status"] for r in first.rows] == ["done", "done"], first.rows

@@ -154,9 +154,14 @@ def synapse_module(stage: SynapseStage) -> torch.nn.Module:
     else:
         c_out, c_in, kh, kw = stage.weight.shape
         module = layer.Conv2d(
-            c_in, c_out, (kh, kw), stride=stage.stride, padding=stage.padding, bias=bias,
+            c_in,
+            c_out,
+            (kh, kw),
+            stride=stage.stride,
+            padding=stage.padding,
+            bias=bias,
             step_mode="m",
-        )  # fmt: skip
+        )
     with torch.no_grad():
         module.weight.copy_(torch.from_numpy(np.asarray(stage.weight, np.float32)))
         if bias:

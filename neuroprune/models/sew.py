@@ -181,19 +181,32 @@ class SEWResNet(torch.nn.Module):
         for k, stage in enumerate(self.stages):
             prefix = f"stages.{k}"
             out = _conv_out_shape(stage.conv, shape)
-            layers.append(_conv_wiring(prefix, "conv", "bn", "neuron", shape, out, stream, prefix,
-                                       sources))  # fmt: skip
+            layers.append(
+                _conv_wiring(prefix, "conv", "bn", "neuron", shape, out, stream, prefix, sources)
+            )
             for j, _ in enumerate(stage.blocks):
                 block = f"{prefix}.blocks.{j}"
-                layers.append(_conv_wiring(block, "conv1", "bn1", "neuron1", out, out, prefix,
-                                           block, 1 + j))  # fmt: skip
-                layers.append(_conv_wiring(block, "conv2", "bn2", "neuron2", out, out, block,
-                                           prefix, 1))  # fmt: skip
+                layers.append(
+                    _conv_wiring(block, "conv1", "bn1", "neuron1", out, out, prefix, block, 1 + j)
+                )
+                layers.append(
+                    _conv_wiring(block, "conv2", "bn2", "neuron2", out, out, block, prefix, 1)
+                )
             shape, stream, sources = out, prefix, 1 + len(stage.blocks)
-        layers.append(SynapseLayer(
-            "fc", "dense", shape, (self.fc.out_features,), None, "fc_neuron", stream, None,
-            sources, flatten=True,
-        ))  # fmt: skip
+        layers.append(
+            SynapseLayer(
+                "fc",
+                "dense",
+                shape,
+                (self.fc.out_features,),
+                None,
+                "fc_neuron",
+                stream,
+                None,
+                sources,
+                flatten=True,
+            )
+        )
         return tuple(layers)
 
     def summary(self, input_shape: Sequence[int], timesteps: int, *, name: str = "network"):
@@ -212,9 +225,16 @@ def _conv_out_shape(conv: torch.nn.Module, in_shape: tuple[int, ...]) -> tuple[i
 
 def _conv_wiring(prefix, conv, bn, neuron, in_shape, out_shape, in_space, out_space, sources):
     return SynapseLayer(
-        f"{prefix}.{conv}", "conv", tuple(in_shape), tuple(out_shape), f"{prefix}.{bn}",
-        f"{prefix}.{neuron}", in_space, out_space, int(sources),
-    )  # fmt: skip
+        f"{prefix}.{conv}",
+        "conv",
+        tuple(in_shape),
+        tuple(out_shape),
+        f"{prefix}.{bn}",
+        f"{prefix}.{neuron}",
+        in_space,
+        out_space,
+        int(sources),
+    )
 
 
 def build_sew(
@@ -245,15 +265,21 @@ def build_sew(
 def _check_sew_args(input_shape: Sequence[int], stages) -> None:
     if len(tuple(input_shape)) != 3:
         raise ModelError(
-            "the SEW-ResNet needs image input (C, H, W)", where="model sew",
-            field="input_shape", value=tuple(input_shape), fix="Use an image dataset.",
-        )  # fmt: skip
+            "the SEW-ResNet needs image input (C, H, W)",
+            where="model sew",
+            field="input_shape",
+            value=tuple(input_shape),
+            fix="Use an image dataset.",
+        )
     ok = len(stages) > 0 and all(int(c) > 0 and int(n) >= 0 for c, n in stages)
     if not ok:
         raise ModelError(
-            "SEW stages must be (channels > 0, blocks >= 0) pairs", where="model sew",
-            field="stages", value=tuple(stages), fix="Example: stages=((8, 1), (16, 1)).",
-        )  # fmt: skip
+            "SEW stages must be (channels > 0, blocks >= 0) pairs",
+            where="model sew",
+            field="stages",
+            value=tuple(stages),
+            fix="Example: stages=((8, 1), (16, 1)).",
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,9 +315,13 @@ def _wired_layer_summary(model: torch.nn.Module, wired: SynapseLayer):
         return dense_layer(wired.name, np.concatenate([weight] * k, axis=1), **common)
     c, h, w = wired.in_shape
     return conv_layer(
-        wired.name, np.concatenate([weight] * k, axis=1), (k * c, h, w),
-        stride=int(synapse.stride[0]), padding=int(synapse.padding[0]), **common,
-    )  # fmt: skip
+        wired.name,
+        np.concatenate([weight] * k, axis=1),
+        (k * c, h, w),
+        stride=int(synapse.stride[0]),
+        padding=int(synapse.padding[0]),
+        **common,
+    )
 
 
 def folded_weight_of(model: torch.nn.Module, wired: SynapseLayer) -> np.ndarray:
@@ -323,10 +353,12 @@ def require_sequential(model: torch.nn.Module, *, stage: str) -> None:
     raise UnsupportedError(
         f"{stage} supports only Sequential chain models, not a {topology} model "
         f"({type(model).__name__})",
-        where=stage, field="model", value=type(model).__name__,
+        where=stage,
+        field="model",
+        value=type(model).__name__,
         fix="Use --model conv or mlp for this stage; a SEW-ResNet supports training, "
         "sca pruning with channel removal, and counting/fit via summarize_model only.",
-    )  # fmt: skip
+    )
 
 
 def _build_from_spec(input_shape, num_classes, neuron, tau, v_threshold, hidden):

@@ -387,14 +387,19 @@ class PruningMethod(Callback):
         if self.default_scheduler is None:
             raise ConfigError(
                 f"method {self.name!r} has no threshold scheduler",
-                where="pruning", field="scheduler", value=scheduler,
+                where="pruning",
+                field="scheduler",
+                value=scheduler,
                 fix="Leave --scheduler out for this method.",
-            )  # fmt: skip
+            )
         if scheduler not in SCHEDULERS:
             raise ConfigError(
-                "unknown threshold scheduler", where="pruning", field="scheduler",
-                value=scheduler, fix=f"Use one of {', '.join(SCHEDULERS)}.",
-            )  # fmt: skip
+                "unknown threshold scheduler",
+                where="pruning",
+                field="scheduler",
+                value=scheduler,
+                fix=f"Use one of {', '.join(SCHEDULERS)}.",
+            )
         return scheduler
 
     # ----------------------------------------------------------------------------------------

@@ -111,9 +111,11 @@ def channel_graph(model: torch.nn.Module, input_shape: Sequence[int]) -> Channel
     else:
         raise UnsupportedError(
             "structured pruning needs a Sequential chain or a model with a wiring() method",
-            where="pruning sca", field="model", value=type(model).__name__,
+            where="pruning sca",
+            field="model",
+            value=type(model).__name__,
             fix="Use a zoo model (mlp, conv, SEW-ResNet) or add wiring() to the model.",
-        )  # fmt: skip
+        )
     _check_widths(graph)
     return graph
 
@@ -126,16 +128,19 @@ def chain_wiring(model: torch.nn.Sequential, input_shape: Sequence[int]) -> tupl
     for index, block in enumerate(blocks):
         previous = blocks[index - 1] if index else None
         flatten = previous is not None and len(previous.out_shape) == 3 and block.kind == "dense"
-        wiring.append(SynapseLayer(
-            name=block.name, kind=block.kind,
-            in_shape=previous.out_shape if flatten else tuple(block.in_shape),
-            out_shape=tuple(block.out_shape),
-            batchnorm=names[id(block.batchnorm)] if block.batchnorm is not None else None,
-            neuron=block.neuron_name,
-            in_space=previous.name if previous is not None else None,
-            out_space=block.name if index < len(blocks) - 1 else None,
-            flatten=flatten,
-        ))  # fmt: skip
+        wiring.append(
+            SynapseLayer(
+                name=block.name,
+                kind=block.kind,
+                in_shape=previous.out_shape if flatten else tuple(block.in_shape),
+                out_shape=tuple(block.out_shape),
+                batchnorm=names[id(block.batchnorm)] if block.batchnorm is not None else None,
+                neuron=block.neuron_name,
+                in_space=previous.name if previous is not None else None,
+                out_space=block.name if index < len(blocks) - 1 else None,
+                flatten=flatten,
+            )
+        )
     return tuple(wiring)
 
 
@@ -146,9 +151,11 @@ def _check_widths(graph: ChannelGraph) -> None:
         if len(widths) != 1:
             raise ModelError(
                 "layers joined in one channel space disagree on its width",
-                where=f"pruning sca [{space}]", field="widths", value=sorted(widths),
+                where=f"pruning sca [{space}]",
+                field="widths",
+                value=sorted(widths),
                 fix="Residual ADDs need equal channel counts on both paths.",
-            )  # fmt: skip
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,9 +377,11 @@ def _trim_to_max_width(keep: Keep, values, limits: ChannelLimits, graph: Channel
             raise BudgetError(
                 f"the fan-in cap allows at most {most} channels in {space!r}, below its "
                 f"minimum width {floor}",
-                where="pruning sca", field="max_width", value=most,
+                where="pruning sca",
+                field="max_width",
+                value=most,
                 fix="Lower min_fraction, or use sca+stds (unstructured pruning enforces the cap).",
-            )  # fmt: skip
+            )
         ranked = _ranked(values[space])
         keep[space][ranked[most:]] = False
 
@@ -418,8 +427,7 @@ def _removable(keep, space, saving: Savings, limits: ChannelLimits, layer_now) -
 def _weighted_saving(saving: Savings, limits: ChannelLimits, excess, size: int) -> np.ndarray:
     """``sum_j saving_j / limit_j`` over the exceeded limits ``j``."""
     weighted = np.zeros(size, dtype=np.float64)
-    per_name = {"synapses": saving.synapses, "neurons": saving.neurons,
-                "channels": saving.channels}  # fmt: skip
+    per_name = {"synapses": saving.synapses, "neurons": saving.neurons, "channels": saving.channels}
     for name in excess:
         weighted += np.asarray(per_name[name], dtype=np.float64) / max(getattr(limits, name), 1)
     return weighted
@@ -450,10 +458,12 @@ def _infeasible(costs, keep, limits: ChannelLimits, excess) -> BudgetError:
     return BudgetError(
         f"structured pruning cannot meet the {name} limit: at the minimum widths the network "
         f"still has {actual} {name} (limit {limit})",
-        where="pruning sca", field=name, value=limit,
+        where="pruning sca",
+        field=name,
+        value=limit,
         fix=f"Allow more {name}, lower min_fraction, or use sca+stds "
         "(unstructured pruning inside the kept channels).",
-    )  # fmt: skip
+    )
 
 
 def kept_members(graph: ChannelGraph, keep: Mapping[str, np.ndarray]) -> int:
@@ -548,9 +558,14 @@ def _narrow_synapse(old: torch.nn.Module, out_index, in_index) -> torch.nn.Modul
     has_bias = old.bias is not None
     if isinstance(old, torch.nn.Conv2d):
         new = layer.Conv2d(
-            len(in_index), len(out_index), old.kernel_size, stride=old.stride,
-            padding=old.padding, bias=has_bias, step_mode="m",
-        )  # fmt: skip
+            len(in_index),
+            len(out_index),
+            old.kernel_size,
+            stride=old.stride,
+            padding=old.padding,
+            bias=has_bias,
+            step_mode="m",
+        )
     else:
         new = layer.Linear(len(in_index), len(out_index), bias=has_bias, step_mode="m")
     new = new.to(device=weight.device, dtype=weight.dtype)
@@ -567,9 +582,13 @@ def _narrow_synapse(old: torch.nn.Module, out_index, in_index) -> torch.nn.Modul
 
 def _narrow_batchnorm(old: torch.nn.Module, index) -> torch.nn.Module:
     new = layer.BatchNorm2d(
-        len(index), eps=old.eps, momentum=old.momentum, affine=old.affine,
-        track_running_stats=old.track_running_stats, step_mode="m",
-    )  # fmt: skip
+        len(index),
+        eps=old.eps,
+        momentum=old.momentum,
+        affine=old.affine,
+        track_running_stats=old.track_running_stats,
+        step_mode="m",
+    )
     reference = old.running_mean if old.running_mean is not None else old.weight
     new = new.to(device=reference.device, dtype=reference.dtype)
     index = index.to(reference.device)

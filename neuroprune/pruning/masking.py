@@ -94,9 +94,12 @@ class GMP(MaskMethod):
         super().__init__(budget, **options)
         if scope not in GMP_SCOPES:
             raise ConfigError(
-                "unknown GMP scope", where="pruning", field="scope", value=scope,
+                "unknown GMP scope",
+                where="pruning",
+                field="scope",
+                value=scope,
                 fix=f"Use one of {', '.join(GMP_SCOPES)}.",
-            )  # fmt: skip
+            )
         self.scope = scope
         self.end_fraction = float(end_fraction)
         self.updates = max(1, int(updates))
@@ -133,9 +136,10 @@ class GMP(MaskMethod):
         masks = {}
         for target, quota in zip(self.targets, self._layer_quotas(keep), strict=True):
             layer_budget = dataclasses.replace(
-                budget, synapses=quota,
+                budget,
+                synapses=quota,
                 per_layer_min={target.name: self.budget.per_layer_min.get(target.name, 0)},
-            )  # fmt: skip
+            )
             masks.update(select_synapses([self._layer_scores_raw(target)], layer_budget))
         self._set_masks(masks)
 

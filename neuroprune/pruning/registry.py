@@ -23,9 +23,12 @@ def method_class(name: str) -> type[PruningMethod]:
         return METHODS[name]
     hint = did_you_mean(name, METHODS)
     raise ConfigError(
-        "unknown pruning method", where="--method", field="method", value=name,
+        "unknown pruning method",
+        where="--method",
+        field="method",
+        value=name,
         fix=f"{hint}Use one of {', '.join(METHODS)} (or METHOD-SCHEDULER, e.g. stds-linear).",
-    )  # fmt: skip
+    )
 
 
 def split_method_spec(spec: str) -> tuple[str, str | None]:

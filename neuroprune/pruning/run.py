@@ -105,8 +105,13 @@ def prune_to_budget(
         **dict(options or {}),
     )
     pruner.attach(model)
-    _emit(progress, event="prune_begin", method=method, budget=budget.synapses,
-          dense=pruner.dense_synapses)  # fmt: skip
+    _emit(
+        progress,
+        event="prune_begin",
+        method=method,
+        budget=budget.synapses,
+        dense=pruner.dense_synapses,
+    )
     history = _train_stage(model, dataset, prune_cfg, pruner, "prune", epochs, progress)
     projected = pruner.project()
     _emit(progress, event="projected", nonzero=sum(projected.values()), budget=budget.synapses)
@@ -115,8 +120,9 @@ def prune_to_budget(
     )
     history += _train_stage(model, dataset, ft_cfg, pruner, "finetune", finetune_epochs, progress)
     model = pruner.finalize(model)
-    return _result(model, dataset, train_config, pruner, method, history, projected, started,
-                   progress)  # fmt: skip
+    return _result(
+        model, dataset, train_config, pruner, method, history, projected, started, progress
+    )
 
 
 def _result(model, dataset, config, pruner, method, history, projected, started, progress):
@@ -124,9 +130,11 @@ def _result(model, dataset, config, pruner, method, history, projected, started,
         model, dataset.x_test, dataset.y_test, config.timesteps, config.encoding, seed=config.seed
     )
     per_layer = layer_report(
-        model, tuple(dataset.input_shape), config.timesteps,
+        model,
+        tuple(dataset.input_shape),
+        config.timesteps,
         conv_weight_sharing=pruner.budget.conv_weight_sharing,
-    )  # fmt: skip
+    )
     synapses = sum(row["synapses"] for row in per_layer)
     _emit(progress, event="prune_end", accuracy=accuracy, synapses=synapses)
     return PruneResult(
@@ -188,14 +196,16 @@ def layer_report(
     for layer in summary.layers:
         synapses = layer.synapses(conv_weight_sharing)
         dense = layer.dense_positions(conv_weight_sharing)
-        rows.append({
-            "layer": layer.name,
-            "synapses": int(synapses),
-            "dense": int(dense),
-            "sparsity": 1.0 - synapses / dense if dense else 0.0,
-            "max_fan_in": int(layer.max_fan_in),
-            "mean_fan_in": float(layer.mean_fan_in),
-        })  # fmt: skip
+        rows.append(
+            {
+                "layer": layer.name,
+                "synapses": int(synapses),
+                "dense": int(dense),
+                "sparsity": 1.0 - synapses / dense if dense else 0.0,
+                "max_fan_in": int(layer.max_fan_in),
+                "mean_fan_in": float(layer.mean_fan_in),
+            }
+        )
     return rows
 
 

@@ -198,8 +198,13 @@ class SCA(PruningMethod):
         synapse_target: int | None = None,
         enforce_fan_in: bool = True,
     ) -> None:
-        super().__init__(budget, input_shape=input_shape, scheduler=scheduler,
-                         lr_schedule=lr_schedule, control=control)  # fmt: skip
+        super().__init__(
+            budget,
+            input_shape=input_shape,
+            scheduler=scheduler,
+            lr_schedule=lr_schedule,
+            control=control,
+        )
         self.p, self.q = _fraction("p", p), _fraction("q", q)
         if self.p + self.q >= 1.0:
             _option_error("p", p, "Keep p + q below 1 (p pruned, q regrown per update).")
@@ -230,10 +235,12 @@ class SCA(PruningMethod):
         self.graph = channel_graph(model, self.input_shape)
         if not self.graph.spaces:
             raise UnsupportedError(
-                "the model has no hidden channels to prune", where="pruning sca",
-                field="model", value=type(model).__name__,
+                "the model has no hidden channels to prune",
+                where="pruning sca",
+                field="model",
+                value=type(model).__name__,
                 fix="Use a model with at least two synaptic layers, or an unstructured method.",
-            )  # fmt: skip
+            )
         self.keep = {s: np.ones(self.graph.width(s), dtype=bool) for s in self.graph.spaces}
         self.costs = self._measure_costs()
         self.limits = self._limits()
@@ -343,8 +350,9 @@ class SCA(PruningMethod):
         floor = sum(w * self.graph.members(s) for s, w in self.limits.min_width.items())
         limit = max(kept_members(self.graph, target) - regrow_count, floor)
         provisional = select_channels(self.costs, values, with_channel_limit(self.limits, limit))
-        return regrow(self.graph, provisional, self._gradient_scores(), regrow_count,
-                      fits=self._fits)  # fmt: skip
+        return regrow(
+            self.graph, provisional, self._gradient_scores(), regrow_count, fits=self._fits
+        )
 
     def _fits(self, keep: Keep) -> bool:
         """True when ``keep`` meets every limit (synapses, neurons, channels, widths)."""
@@ -543,9 +551,11 @@ def _check_input_fan_in(wired: SynapseLayer, fan_in: int, cap: int) -> None:
         raise BudgetError(
             f"layer {wired.name!r} reads the network input with fan-in up to {fan_in}, above the "
             f"chip's cap {cap}; channel pruning cannot remove input channels",
-            where="pruning sca", field="fan_in_cap", value=cap,
+            where="pruning sca",
+            field="fan_in_cap",
+            value=cap,
             fix="Use sca+stds (unstructured pruning inside the kept channels enforces the cap).",
-        )  # fmt: skip
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -667,11 +677,25 @@ def prune_structured(
     before = _snapshot(model, dataset, train_config, profile, sharing)
     sca_epochs, stds_epochs = _split_epochs(epochs, then_stds, structure_fraction)
     target = _structure_target(budget, then_stds, structure_slack)
-    pruner = SCA(budget, input_shape=input_shape, p=p, q=q, neuron_budget=neuron_budget,
-                 synapse_target=target, enforce_fan_in=not then_stds, **dict(options or {}))  # fmt: skip
+    pruner = SCA(
+        budget,
+        input_shape=input_shape,
+        p=p,
+        q=q,
+        neuron_budget=neuron_budget,
+        synapse_target=target,
+        enforce_fan_in=not then_stds,
+        **dict(options or {}),
+    )
     pruner.attach(model)
-    _emit(progress, event="prune_begin", method="sca+stds" if then_stds else "sca",
-          budget=budget.synapses, dense=pruner.dense_synapses, neurons=before.neurons)  # fmt: skip
+    _emit(
+        progress,
+        event="prune_begin",
+        method="sca+stds" if then_stds else "sca",
+        budget=budget.synapses,
+        dense=pruner.dense_synapses,
+        neurons=before.neurons,
+    )
     cfg = train_config.replace(epochs=max(1, sca_epochs))
     history = _stage(model, dataset, cfg, pruner, "prune", sca_epochs, progress)
     projected = pruner.project()
@@ -683,27 +707,52 @@ def prune_structured(
     removed = remove_channels(masked, pruner.graph, pruner.keep)
     accuracy_masked = _accuracy(masked, dataset, train_config)
     accuracy_removed = _accuracy(removed, dataset, train_config)
-    _emit(progress, event="removed", accuracy_masked=accuracy_masked,
-          accuracy_removed=accuracy_removed)  # fmt: skip
+    _emit(
+        progress,
+        event="removed",
+        accuracy_masked=accuracy_masked,
+        accuracy_removed=accuracy_removed,
+    )
     final, stds = removed, None
     if then_stds:
-        stds = _stds_stage(removed, dataset, train_config, budget, stds_epochs, finetune_epochs,
-                           finetune_lr_scale, progress)  # fmt: skip
+        stds = _stds_stage(
+            removed,
+            dataset,
+            train_config,
+            budget,
+            stds_epochs,
+            finetune_epochs,
+            finetune_lr_scale,
+            progress,
+        )
         final = stds.model
         history += [{**row, "method": "stds"} for row in stds.history]
     after = _snapshot(final, dataset, train_config, profile, sharing)
     _emit(progress, event="prune_end", accuracy=after.accuracy, synapses=after.synapses)
     return StructuredPruneResult(
-        model=final, method="sca+stds" if then_stds else "sca",
-        scheduler=stds.scheduler if stds is not None else None, budget=budget,
-        history=tuple(history), accuracy=after.accuracy, synapses=after.synapses,
-        per_layer=_layer_rows(before, after, sharing), seconds=time.perf_counter() - started,
-        projected_counts=dict(projected), accuracy_dense=before.accuracy,
-        accuracy_masked=accuracy_masked, accuracy_removed=accuracy_removed,
-        neurons=after.neurons, neurons_before=before.neurons, synapses_before=before.synapses,
-        cores=after.cores, cores_before=before.cores, fits=after.fits,
-        widths=_widths(pruner), neuron_budget=neuron_budget, stds=stds,
-    )  # fmt: skip
+        model=final,
+        method="sca+stds" if then_stds else "sca",
+        scheduler=stds.scheduler if stds is not None else None,
+        budget=budget,
+        history=tuple(history),
+        accuracy=after.accuracy,
+        synapses=after.synapses,
+        per_layer=_layer_rows(before, after, sharing),
+        seconds=time.perf_counter() - started,
+        projected_counts=dict(projected),
+        accuracy_dense=before.accuracy,
+        accuracy_masked=accuracy_masked,
+        accuracy_removed=accuracy_removed,
+        neurons=after.neurons,
+        neurons_before=before.neurons,
+        synapses_before=before.synapses,
+        cores=after.cores,
+        cores_before=before.cores,
+        fits=after.fits,
+        widths=_widths(pruner),
+        neuron_budget=neuron_budget,
+        stds=stds,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -752,16 +801,24 @@ def _layer_rows(before: _Snapshot, after: _Snapshot, sharing: bool) -> tuple[dic
     for old in before.summary.layers:
         new = after.summary.layer(old.name)
         synapses, dense = new.synapses(sharing), new.dense_positions(sharing)
-        rows.append({
-            "layer": old.name, "synapses": int(synapses), "dense": int(dense),
-            "sparsity": 1.0 - synapses / dense if dense else 0.0,
-            "max_fan_in": int(new.max_fan_in), "mean_fan_in": float(new.mean_fan_in),
-            "channels_before": int(old.out_shape[0]), "channels_after": int(new.out_shape[0]),
-            "neurons_before": old.neurons, "neurons_after": new.neurons,
-            "synapses_before": int(old.synapses(sharing)), "synapses_after": int(synapses),
-            "cores_before": before.layer_cores(old.name),
-            "cores_after": after.layer_cores(old.name),
-        })  # fmt: skip
+        rows.append(
+            {
+                "layer": old.name,
+                "synapses": int(synapses),
+                "dense": int(dense),
+                "sparsity": 1.0 - synapses / dense if dense else 0.0,
+                "max_fan_in": int(new.max_fan_in),
+                "mean_fan_in": float(new.mean_fan_in),
+                "channels_before": int(old.out_shape[0]),
+                "channels_after": int(new.out_shape[0]),
+                "neurons_before": old.neurons,
+                "neurons_after": new.neurons,
+                "synapses_before": int(old.synapses(sharing)),
+                "synapses_after": int(synapses),
+                "cores_before": before.layer_cores(old.name),
+                "cores_after": after.layer_cores(old.name),
+            }
+        )
     return tuple(rows)
 
 
@@ -788,8 +845,11 @@ def _structure_target(budget: Budget, then_stds: bool, slack: float) -> int:
     if not then_stds:
         return budget.synapses
     if isinstance(slack, bool) or not isinstance(slack, (int, float)) or slack < 1.0:
-        _option_error("structure_slack", slack, "Use a factor >= 1 (synapses the structure keeps"
-                      " before STDS, in units of B).")  # fmt: skip
+        _option_error(
+            "structure_slack",
+            slack,
+            "Use a factor >= 1 (synapses the structure keeps before STDS, in units of B).",
+        )
     return max(1, math.ceil(float(slack) * budget.synapses))
 
 
@@ -810,19 +870,34 @@ def _stds_stage(model, dataset, config, budget, epochs, finetune_epochs, lr_scal
     summary = summarize_model(model, input_shape, config.timesteps)
     sharing = budget.conv_weight_sharing
     narrow = replace(
-        budget, per_layer_min=per_layer_minimums(summary, conv_weight_sharing=sharing),
+        budget,
+        per_layer_min=per_layer_minimums(summary, conv_weight_sharing=sharing),
         dense_synapses=summary.dense_positions(sharing),
-    )  # fmt: skip
+    )
     return prune_to_budget(
-        model, dataset, config, method="stds", budget=narrow, epochs=epochs,
-        finetune_epochs=finetune_epochs, finetune_lr_scale=lr_scale,
+        model,
+        dataset,
+        config,
+        method="stds",
+        budget=narrow,
+        epochs=epochs,
+        finetune_epochs=finetune_epochs,
+        finetune_lr_scale=lr_scale,
         progress=_tagged(progress, "stds"),
-    )  # fmt: skip
+    )
 
 
 def _accuracy(model, dataset, config: TrainConfig) -> float:
-    return float(evaluate(model, dataset.x_test, dataset.y_test, config.timesteps,
-                          config.encoding, seed=config.seed))  # fmt: skip
+    return float(
+        evaluate(
+            model,
+            dataset.x_test,
+            dataset.y_test,
+            config.timesteps,
+            config.encoding,
+            seed=config.seed,
+        )
+    )
 
 
 def _tagged(progress: Progress | None, stage: str) -> Progress | None:

@@ -83,9 +83,11 @@ def get_scheduler(name: str, *, beta: float | None = None) -> Scheduler:
     if name not in SCHEDULERS:
         raise ConfigError(
             "unknown threshold scheduler",
-            where="pruning", field="scheduler", value=name,
+            where="pruning",
+            field="scheduler",
+            value=name,
             fix=f"Use one of {', '.join(SCHEDULERS)}.",
-        )  # fmt: skip
+        )
     if name == "pgh" and beta is not None:
         return partial(pgh, beta=float(beta))
     return SCHEDULERS[name]

@@ -117,18 +117,36 @@ def quantize_model(
     acc_ptq = _accuracy(qmodel, dataset, train_config)
     _emit(progress, event="ptq", accuracy=acc_ptq, accuracy_float=acc_float, val_accuracy=val_ptq)
     ptq_rows = [layer_row(layer.block, layer.quant) for layer in layers]
-    qat = {"decision": "not run", "val_ptq": val_ptq, "val_qat": None, "val_samples": len(y_val),
-           "epochs_run": 0, "best_epoch": 0}  # fmt: skip
+    qat = {
+        "decision": "not run",
+        "val_ptq": val_ptq,
+        "val_qat": None,
+        "val_samples": len(y_val),
+        "epochs_run": 0,
+        "best_epoch": 0,
+    }
     history: tuple[dict[str, Any], ...] = ()
     acc_qat = acc_ptq
     if finetune_epochs > 0:
         saved = copy.deepcopy((qmodel, layers))
-        tuned, history, best = _finetune(qmodel, layers, profile, fit_part, (x_val, y_val),
-                                         train_config, finetune_epochs, progress)  # fmt: skip
+        tuned, history, best = _finetune(
+            qmodel,
+            layers,
+            profile,
+            fit_part,
+            (x_val, y_val),
+            train_config,
+            finetune_epochs,
+            progress,
+        )
         acc_qat = _accuracy(qmodel, dataset, train_config)
         keep = best["val"] > val_ptq
-        qat.update(decision="kept" if keep else "reverted", val_qat=best["val"],
-                   epochs_run=len(history), best_epoch=best["epoch"])  # fmt: skip
+        qat.update(
+            decision="kept" if keep else "reverted",
+            val_qat=best["val"],
+            epochs_run=len(history),
+            best_epoch=best["epoch"],
+        )
         qmodel, layers = (qmodel, tuned) if keep else saved
     rows = [_final_row(layer, ptq) for layer, ptq in zip(layers, ptq_rows, strict=True)]
     return QuantizeResult(
@@ -156,9 +174,15 @@ def _finetune(qmodel, layers, profile, fit_part, val, config, epochs, progress):
     best = {"val": -1.0, "epoch": 0, "state": None}
     history, optimizer_state = [], None
     for epoch in range(epochs):
-        result = train(qmodel, fit_part, config.replace(epochs=epoch + 1), callbacks=(callback,),
-                       progress=progress, start_epoch=epoch,
-                       optimizer_state=optimizer_state)  # fmt: skip
+        result = train(
+            qmodel,
+            fit_part,
+            config.replace(epochs=epoch + 1),
+            callbacks=(callback,),
+            progress=progress,
+            start_epoch=epoch,
+            optimizer_state=optimizer_state,
+        )
         optimizer_state = result.optimizer_state
         score = _score(qmodel, val[0], val[1], config)
         history.append({**result.history[-1], "val_accuracy": score})
@@ -186,14 +210,17 @@ def _score(model, x, y, config: TrainConfig) -> float:
 
 def _final_row(layer: QuantizedLayer, ptq_row: dict[str, Any]) -> dict[str, Any]:
     row = layer_row(layer.block, layer.quant)
-    row["ptq"] = {k: ptq_row[k] for k in ("clipped_fraction", "max_abs_error",
-                                          "mean_abs_error", "nonzero_after")}  # fmt: skip
+    row["ptq"] = {
+        k: ptq_row[k]
+        for k in ("clipped_fraction", "max_abs_error", "mean_abs_error", "nonzero_after")
+    }
     return row
 
 
 def _accuracy(model: torch.nn.Module, dataset: Any, config: TrainConfig) -> float:
-    return evaluate(model, dataset.x_test, dataset.y_test, config.timesteps, config.encoding,
-                    seed=config.seed)  # fmt: skip
+    return evaluate(
+        model, dataset.x_test, dataset.y_test, config.timesteps, config.encoding, seed=config.seed
+    )
 
 
 def _emit(progress: Progress | None, **event: Any) -> None:

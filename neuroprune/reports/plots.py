@@ -155,18 +155,30 @@ def pareto_plot(
             mine = [r for r in usable if str(r.get("method")) == method]
             if not mine:
                 continue
-            ax.scatter([r[key] * scale for r in mine], [100 * r["accuracy"] for r in mine],
-                       color=f"C{k}", label=method, zorder=3)  # fmt: skip
+            ax.scatter(
+                [r[key] * scale for r in mine],
+                [100 * r["accuracy"] for r in mine],
+                color=f"C{k}",
+                label=method,
+                zorder=3,
+            )
         by_name = {r["trial"]: r for r in usable}
         best = [by_name[n] for n in front.get(objective, ()) if n in by_name]
         if best:
             xs, ys = [r[key] * scale for r in best], [100 * r["accuracy"] for r in best]
             ax.plot(xs, ys, "k--", lw=1, zorder=2)
-            ax.scatter(xs, ys, s=130, facecolors="none", edgecolors="k", label="Pareto front",
-                       zorder=4)  # fmt: skip
+            ax.scatter(
+                xs, ys, s=130, facecolors="none", edgecolors="k", label="Pareto front", zorder=4
+            )
         if not usable:
-            ax.text(0.5, 0.5, "no figures (simulation off or no\nenergy figures in the profile)",
-                    ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+            ax.text(
+                0.5,
+                0.5,
+                "no figures (simulation off or no\nenergy figures in the profile)",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
             ax.set_xticks([])
             ax.set_yticks([])
         ax.set_xlabel(label)

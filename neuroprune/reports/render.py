@@ -60,10 +60,16 @@ def profile_rows(profiles: Iterable[ChipProfile]) -> list[dict[str, Any]]:
 def profiles_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="Chip profiles (neuroprune profiles show CHIP for units and sources)")
     headers = [
-        ("chip", "chip"), ("name", "name"), ("cores", "cores/chip"), ("neurons", "neurons/chip"),
-        ("synapses", "synapses/chip (headline)"), ("synapses_per_core", "synapses/core (sparse)"),
-        ("weight_bits", "weight bits"), ("weight_format", "format"), ("fan_in", "fan-in max"),
-    ]  # fmt: skip
+        ("chip", "chip"),
+        ("name", "name"),
+        ("cores", "cores/chip"),
+        ("neurons", "neurons/chip"),
+        ("synapses", "synapses/chip (headline)"),
+        ("synapses_per_core", "synapses/core (sparse)"),
+        ("weight_bits", "weight bits"),
+        ("weight_format", "format"),
+        ("fan_in", "fan-in max"),
+    ]
     for key, title in headers:
         table.add_column(
             title, justify="left" if key in ("chip", "name", "weight_format") else "right"
@@ -85,8 +91,11 @@ def profile_detail(profile: ChipProfile) -> Group:
     model = capacity_model(profile)
     derived.add_row("synapses per core, dense form", _fmt(model.synapses_per_core(sparse=False)))
     derived.add_row("synapses per core, sparse form", _fmt(model.synapses_per_core(sparse=True)))
-    derived.add_row("weight format", f"{profile.weights.format}, {profile.weights.bits} bits, "
-                    f"sign {profile.weights.sign}, scale {profile.weights.scale_kind}")  # fmt: skip
+    derived.add_row(
+        "weight format",
+        f"{profile.weights.format}, {profile.weights.bits} bits, "
+        f"sign {profile.weights.sign}, scale {profile.weights.scale_kind}",
+    )
     derived.add_row("synapse encoding", profile.core.encoding.kind)
     derived.add_row("conv weight sharing", _fmt(profile.conv_weight_sharing))
     derived.add_row("neuron models", ", ".join(profile.neuron.models))
@@ -137,23 +146,42 @@ def summary_text(report: Mapping[str, Any], run_dir: Path | None = None) -> Grou
     dense, pruned, quant = report.get("dense"), report.get("pruned"), report.get("quantized")
     budget = report.get("budget") or {}
     if dense:
-        stages.add_row("dense", _pct(dense.get("accuracy")), _fmt(dense.get("synapses")),
-                       _fmt(dense.get("neurons")), "")  # fmt: skip
+        stages.add_row(
+            "dense",
+            _pct(dense.get("accuracy")),
+            _fmt(dense.get("synapses")),
+            _fmt(dense.get("neurons")),
+            "",
+        )
     if pruned:
-        stages.add_row("pruned", _pct(pruned.get("accuracy")), _fmt(pruned.get("synapses")),
-                       _fmt(pruned.get("neurons")),
-                       f"budget {_fmt(budget.get('synapses'))} ({budget.get('source', '')}), "
-                       f"max fan-in {_fmt(pruned.get('max_fan_in'))}")  # fmt: skip
+        stages.add_row(
+            "pruned",
+            _pct(pruned.get("accuracy")),
+            _fmt(pruned.get("synapses")),
+            _fmt(pruned.get("neurons")),
+            f"budget {_fmt(budget.get('synapses'))} ({budget.get('source', '')}), "
+            f"max fan-in {_fmt(pruned.get('max_fan_in'))}",
+        )
     if quant:
-        stages.add_row("quantized", _pct(quant.get("accuracy")), _fmt(quant.get("synapses")),
-                       "", str(quant.get("format", "")))  # fmt: skip
+        stages.add_row(
+            "quantized",
+            _pct(quant.get("accuracy")),
+            _fmt(quant.get("synapses")),
+            "",
+            str(quant.get("format", "")),
+        )
     parts.append(stages)
     layers = (pruned or {}).get("layers") or []
     if layers:
         table = Table("layer", "synapses", "dense", "sparsity", "max fan-in", title="Per layer")
         for row in layers:
-            table.add_row(row["layer"], _fmt(row["synapses"]), _fmt(row["dense"]),
-                          _pct(row["sparsity"]), _fmt(row.get("max_fan_in")))  # fmt: skip
+            table.add_row(
+                row["layer"],
+                _fmt(row["synapses"]),
+                _fmt(row["dense"]),
+                _pct(row["sparsity"]),
+                _fmt(row.get("max_fan_in")),
+            )
         parts.append(table)
     if report.get("fit"):
         parts.append(fit_group(report["fit"]))
@@ -170,9 +198,14 @@ def quantize_text(result) -> Group:
         "layer", "format", "scale", "clipped", "max |err|", "mean |err|", title="Quantization"
     )
     for row in data.get("layers", []):
-        table.add_row(row.get("layer", ""), str(row.get("format", "")), _fmt(row.get("weight_scale")),
-                      _pct(row.get("clipped_fraction")), _fmt(row.get("max_abs_error")),
-                      _fmt(row.get("mean_abs_error")))  # fmt: skip
+        table.add_row(
+            row.get("layer", ""),
+            str(row.get("format", "")),
+            _fmt(row.get("weight_scale")),
+            _pct(row.get("clipped_fraction")),
+            _fmt(row.get("max_abs_error")),
+            _fmt(row.get("mean_abs_error")),
+        )
     acc = Text(
         f"accuracy: float {_pct(data.get('accuracy_float'))}, after PTQ "
         f"{_pct(data.get('accuracy_ptq'))}, after fine-tuning {_pct(data.get('accuracy_qat'))}"
@@ -195,24 +228,32 @@ def simulation_text(sim: Mapping[str, Any]) -> Group:
     if sim.get("model_agreement") is not None:
         per_layer = ", ".join(f"{100 * a:.2f} %" for a in sim["model_agreement"])
         per_count = ", ".join(f"{100 * a:.2f} %" for a in sim.get("model_count_agreement") or [])
-        parts.append(Text(
-            f"trained quantized PyTorch model vs this run: samples with identical "
-            f"counts per layer {per_layer}; identical per-neuron counts {per_count}; prediction "
-            f"agreement {_pct(sim.get('model_prediction_agreement'))}"
-        ))  # fmt: skip
+        parts.append(
+            Text(
+                f"trained quantized PyTorch model vs this run: samples with identical "
+                f"counts per layer {per_layer}; identical per-neuron counts {per_count}; prediction "
+                f"agreement {_pct(sim.get('model_prediction_agreement'))}"
+            )
+        )
     if sim.get("float_drift"):
         fd = sim["float_drift"]
         layers = ", ".join(f"{100 * a:.2f} %" for a in fd["layer_agreement"])
-        parts.append(Text(
-            f"float-to-chip drift (same weights, float neurons): identical counts per layer "
-            f"{layers}; prediction agreement {_pct(fd.get('prediction_agreement'))}"
-        ))  # fmt: skip
+        parts.append(
+            Text(
+                f"float-to-chip drift (same weights, float neurons): identical counts per layer "
+                f"{layers}; prediction agreement {_pct(fd.get('prediction_agreement'))}"
+            )
+        )
     layers = sim.get("layers") or []
     if layers:
         table = Table("layer", "spikes/sample", "rate", "agreement", title="Spiking activity")
         for row in layers:
-            table.add_row(row.get("layer", ""), _fmt(row.get("spikes_per_sample")),
-                          _fmt(row.get("rate")), _pct(row.get("agreement")))  # fmt: skip
+            table.add_row(
+                row.get("layer", ""),
+                _fmt(row.get("spikes_per_sample")),
+                _fmt(row.get("rate")),
+                _pct(row.get("agreement")),
+            )
         parts.append(table)
     synops, energy = sim.get("synops_per_sample"), sim.get("energy_per_sample_j")
     if synops is not None:
@@ -226,15 +267,34 @@ def simulation_text(sim: Mapping[str, Any]) -> Group:
 def sweep_table(rows: list[Mapping[str, Any]], pareto: Mapping[str, Any] | None = None) -> Table:
     """One row per sweep trial; ``*`` marks a trial on its chip's accuracy-vs-synapses front."""
     front = {name for chip in (pareto or {}).values() for name in chip.get("synapses", ())}
-    table = Table("trial", "chip", "method", "budget", "synapses", "accuracy", "cores",
-                  "energy/sample", "fits", "status", title="Sweep (* Pareto: accuracy vs synapses)")  # fmt: skip
+    table = Table(
+        "trial",
+        "chip",
+        "method",
+        "budget",
+        "synapses",
+        "accuracy",
+        "cores",
+        "energy/sample",
+        "fits",
+        "status",
+        title="Sweep (* Pareto: accuracy vs synapses)",
+    )
     for r in rows:
         energy = r.get("energy_per_sample_j")
         mark = "*" if r.get("trial") in front else ""
-        table.add_row(f"{r.get('trial')}{mark}", _fmt(r.get("chip")), _fmt(r.get("method")),
-                      _fmt(r.get("budget")), _fmt(r.get("synapses")), _pct(r.get("accuracy")),
-                      _fmt(r.get("cores")), f"{energy * 1e9:.3g} nJ" if energy else "-",
-                      _fmt(r.get("fits")), r.get("error") or _fmt(r.get("status")))  # fmt: skip
+        table.add_row(
+            f"{r.get('trial')}{mark}",
+            _fmt(r.get("chip")),
+            _fmt(r.get("method")),
+            _fmt(r.get("budget")),
+            _fmt(r.get("synapses")),
+            _pct(r.get("accuracy")),
+            _fmt(r.get("cores")),
+            f"{energy * 1e9:.3g} nJ" if energy else "-",
+            _fmt(r.get("fits")),
+            r.get("error") or _fmt(r.get("status")),
+        )
     return table
 
 
@@ -254,10 +314,15 @@ class ProgressRenderer:
         self.console = console
         self.quiet = quiet
         self.progress = Progress(
-            TextColumn("[bold]{task.description:<10}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
-            disable=quiet, transient=False,
-        )  # fmt: skip
+            TextColumn("[bold]{task.description:<10}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=quiet,
+            transient=False,
+        )
         self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> ProgressRenderer:

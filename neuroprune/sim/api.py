@@ -116,8 +116,10 @@ def simulate(
             model_count_agreement=metrics.count_agreement(run.counts, drift),
         )
     if float_model is not None:
-        result = replace(result, float_drift=_float_drift(float_model, chosen, spec, stimulus, run,
-                                                          result, labels))  # fmt: skip
+        result = replace(
+            result,
+            float_drift=_float_drift(float_model, chosen, spec, stimulus, run, result, labels),
+        )
     emit(
         progress,
         "done",

@@ -133,14 +133,16 @@ class SimulationResult:
         ``agreement``."""
         rows = []
         for k, name in enumerate(self.layer_names):
-            rows.append({
-                "layer": name,
-                "neurons": self.layer_neurons[k],
-                "spikes": self.spike_counts[k],
-                "spikes_per_sample": self.spike_counts[k] / self.samples,
-                "rate": self.spike_rates[k],
-                "agreement": None if self.layer_agreement is None else self.layer_agreement[k],
-            })  # fmt: skip
+            rows.append(
+                {
+                    "layer": name,
+                    "neurons": self.layer_neurons[k],
+                    "spikes": self.spike_counts[k],
+                    "spikes_per_sample": self.spike_counts[k] / self.samples,
+                    "rate": self.spike_rates[k],
+                    "agreement": None if self.layer_agreement is None else self.layer_agreement[k],
+                }
+            )
         return rows
 
 

@@ -25,8 +25,12 @@ def model_counts(model, inputs: np.ndarray, batch: int = BATCH) -> tuple[np.ndar
 
     nodes = [m for m in model.modules() if isinstance(m, neuron.BaseNode)]
     if not nodes:
-        raise ConfigError("reference_model has no SpikingJelly neuron layers", where="simulate",
-                          field="reference_model", value=type(model).__name__)  # fmt: skip
+        raise ConfigError(
+            "reference_model has no SpikingJelly neuron layers",
+            where="simulate",
+            field="reference_model",
+            value=type(model).__name__,
+        )
     parts: list[list[np.ndarray]] = [[] for _ in nodes]
     hooks = [node.register_forward_hook(_collector(parts[k])) for k, node in enumerate(nodes)]
     device = next((p.device for p in model.parameters()), torch.device("cpu"))

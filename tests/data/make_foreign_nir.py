@@ -79,10 +79,14 @@ def snntorch_mlp() -> nir.NIRGraph:
     # The form its exporter walks: init_hidden, and per-neuron beta/threshold (with scalars its
     # own type inference fails), the same values as in training.
     hidden = [
-        snn.Leaky(beta=torch.full((n,), 0.5), threshold=torch.ones(n), reset_mechanism="zero",
-                  init_hidden=True)
+        snn.Leaky(
+            beta=torch.full((n,), 0.5),
+            threshold=torch.ones(n),
+            reset_mechanism="zero",
+            init_hidden=True,
+        )
         for n in (HIDDEN, 10)
-    ]  # fmt: skip
+    ]
     net = torch.nn.Sequential(fc1, hidden[0], fc2, hidden[1])
     return export_to_nir(net, torch.zeros(1, 64), ignore_dims=[0])
 
@@ -93,9 +97,11 @@ def norse_mlp() -> nir.NIRGraph:
     torch.manual_seed(0)
     p = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(500.0), v_th=torch.tensor(1.0))
     net = norse.SequentialState(
-        torch.nn.Linear(64, HIDDEN), norse.LIFBoxCell(p), torch.nn.Linear(HIDDEN, 10),
+        torch.nn.Linear(64, HIDDEN),
         norse.LIFBoxCell(p),
-    )  # fmt: skip
+        torch.nn.Linear(HIDDEN, 10),
+        norse.LIFBoxCell(p),
+    )
 
     def counts(x):
         state, total = None, 0
@@ -114,9 +120,11 @@ def sinabs_mlp() -> nir.NIRGraph:
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Linear(64, HIDDEN), sl.IAFSqueeze(batch_size=1, min_v_mem=-1.0),
-        torch.nn.Linear(HIDDEN, 10), sl.IAFSqueeze(batch_size=1, min_v_mem=-1.0),
-    )  # fmt: skip
+        torch.nn.Linear(64, HIDDEN),
+        sl.IAFSqueeze(batch_size=1, min_v_mem=-1.0),
+        torch.nn.Linear(HIDDEN, 10),
+        sl.IAFSqueeze(batch_size=1, min_v_mem=-1.0),
+    )
 
     def counts(x):
         sinabs.reset_states(net)
