@@ -53,7 +53,18 @@ FORMAT_VERSION = 2
 """Layout version (names, metadata keys) stored as ``neuroprune_nir_format``."""
 
 NODES_KEY = "neuroprune_nodes"
-SUPPORTED_TYPES = ("Input", "Output", "Affine", "Linear", "Conv2d", "Flatten", "LIF", "IF")
+SUPPORTED_TYPES = (
+    "Input",
+    "Output",
+    "Affine",
+    "Linear",
+    "Conv2d",
+    "Flatten",
+    "SumPool2d",
+    "AvgPool2d",
+    "LIF",
+    "IF",
+)
 MAPPABLE_TYPES = (*SUPPORTED_TYPES, "CubaLIF")
 DT_FIX = (
     "Pass the file's time step: --nir-dt SECONDS (snnTorch 1.0 exports: 1e-4; Norse 1.1 "
@@ -98,6 +109,31 @@ class FlattenStage:
 
 
 @dataclass(frozen=True, eq=False)
+class PoolStage:
+    """Square pooling of one spike map with stride = kernel, no padding (NIR ``SumPool2d`` /
+    ``AvgPool2d``): ``y[c, i, j] = g * sum_{a,b < k} x[c, i k + a, j k + b]`` with ``g = 1``
+    (``kind="sum"``) or ``g = 1/k**2`` (``kind="avg"``); ``in_shape`` (C, H, W) ->
+    ``(C, H // k, W // k)`` (floor). Linear, so the synaptic layer that reads it absorbs it as
+    ``W P`` (k**2 synapses per weight, :func:`neuroprune.summary.pooled_layer`).
+    """
+
+    module: str
+    kind: str
+    kernel: int
+    in_shape: tuple[int, ...]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        c, h, w = self.in_shape
+        return (int(c), int(h) // self.kernel, int(w) // self.kernel)
+
+    @property
+    def gain(self) -> float:
+        """Factor on the window sum: 1 (sum) or ``1/k**2`` (average)."""
+        return 1.0 if self.kind == "sum" else 1.0 / self.kernel**2
+
+
+@dataclass(frozen=True, eq=False)
 class SynapseStage:
     """A dense (``weight (out, in)``) or conv (``(C_out, C_in, kh, kw)``) layer, float32.
 
@@ -134,14 +170,25 @@ class NeuronStage:
     strict: bool = False
 
 
-Stage = FlattenStage | SynapseStage | NeuronStage
+Stage = FlattenStage | PoolStage | SynapseStage | NeuronStage
+
+INPUT = -1
+"""The index that stands for the network input in :attr:`NirNetwork.inputs`."""
+
+
+def chain_inputs(count: int) -> tuple[tuple[int, ...], ...]:
+    """The predecessors of a chain of ``count`` stages: stage ``i`` reads stage ``i - 1``."""
+    return tuple((i - 1,) for i in range(count))
 
 
 @dataclass(frozen=True, eq=False)
 class NirNetwork:
     """A NIR file read as stages in forward order, plus what its metadata says.
 
-    ``names`` are the NIR node names of the stages, in the same order.
+    ``names`` are the NIR node names of the stages, in the same order. ``inputs[i]`` are the
+    stages whose outputs sum into stage ``i`` (:data:`INPUT` = the network input), each before
+    ``i``: a residual ADD of spike maps is a stage with several inputs (NIR: several edges into
+    one node). The last stage feeds the Output. ``()`` means a chain (:func:`chain_inputs`).
     ``input_shape`` is one sample's shape; ``dt`` seconds per step; ``timesteps``/``encoding``
     None for files other tools wrote; ``metadata`` the decoded graph metadata.
     """
@@ -155,6 +202,16 @@ class NirNetwork:
     quantized: bool
     source: str
     metadata: Mapping[str, Any]
+    inputs: tuple[tuple[int, ...], ...] = ()
+
+    def sources(self, index: int) -> tuple[int, ...]:
+        """The stages whose outputs sum into stage ``index`` (:data:`INPUT`: the input)."""
+        return self.inputs[index] if self.inputs else (index - 1,)
+
+    @property
+    def is_chain(self) -> bool:
+        """True when every stage reads exactly the stage before it."""
+        return all(self.sources(i) == (i - 1,) for i in range(len(self.stages)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,8 +219,9 @@ class NirNetwork:
 
 
 def node_names(stages: Sequence[Stage]) -> list[str]:
-    """``l<i>_0_flatten`` / ``l<i>_1_syn`` / ``l<i>_2_neuron``; ``<i>`` counts synaptic layers
-    from 0, zero-padded (at least 2 digits) so that sorting by name is forward order.
+    """``l<i>_0_flatten`` / ``l<i>_0_pool`` / ``l<i>_1_syn`` / ``l<i>_2_neuron``; ``<i>`` counts
+    synaptic layers from 0, zero-padded (at least 2 digits) so that sorting by name is forward
+    order.
 
     HDF5 hands nodes back sorted by name, and some importers (nirtorch 2.0's interpreter,
     which snnTorch 1.0 uses) walk them in that order with a small retry budget: names that
@@ -172,15 +230,14 @@ def node_names(stages: Sequence[Stage]) -> list[str]:
     layers = sum(isinstance(s, SynapseStage) for s in stages)
     width = max(2, len(str(max(layers - 1, 0))))
     names, index = [], 0
+    suffix = {FlattenStage: "0_flatten", PoolStage: "0_pool", SynapseStage: "1_syn"}
     for stage in stages:
         prefix = f"l{index:0{width}d}"
-        if isinstance(stage, FlattenStage):
-            names.append(f"{prefix}_0_flatten")
-        elif isinstance(stage, SynapseStage):
-            names.append(f"{prefix}_1_syn")
-        else:
+        if isinstance(stage, NeuronStage):
             names.append(f"{prefix}_2_neuron")
             index += 1
+        else:
+            names.append(f"{prefix}_{suffix[type(stage)]}")
     return names
 
 
@@ -202,16 +259,25 @@ def build_graph(
     encoding: str,
     chip: str | None = None,
     dt: float = NIR_DT,
+    inputs: Sequence[Sequence[int]] | None = None,
 ):
-    """The ``nir.NIRGraph`` of ``stages`` (module docstring); ``dt`` seconds per step."""
+    """The ``nir.NIRGraph`` of ``stages`` (module docstring); ``dt`` seconds per step.
+
+    ``inputs[i]``: the stages whose outputs sum into stage ``i`` (:data:`INPUT` for the network
+    input; default a chain). Each becomes one edge, so a residual ADD is several edges into
+    one node, which NIR sums. The last stage feeds the Output.
+    """
     import nir
 
     dt = check_dt(dt)
     shape = tuple(int(s) for s in input_shape)
     stages = list(stages)
+    sources = [tuple(int(i) for i in s) for s in (inputs or chain_inputs(len(stages)))]
+    _check_sources(stages, sources)
     names = node_names(stages)
-    if stages and isinstance(stages[0], FlattenStage):
+    if _leading_flatten(stages, sources):
         stages, names = stages[1:], names[1:]
+        sources = [tuple(INPUT if i == 0 else i - 1 for i in s) for s in sources[1:]]
     first = stages[0].in_shape if stages else shape
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.asarray(first)})}
     node_meta: dict[str, dict[str, Any]] = {}
@@ -219,7 +285,6 @@ def build_graph(
         nodes[name], node_meta[name] = _node(stage, dt)
     last = _out_shape(stages[-1]) if stages else shape
     nodes["output"] = nir.Output(output_type={"output": np.asarray(last)})
-    order = list(nodes)
     quantized = any(isinstance(s, SynapseStage) and s.quant is not None for s in stages)
     metadata = {
         "neuroprune_version": __version__,
@@ -235,8 +300,34 @@ def build_graph(
         "quantized": bool(quantized),
         NODES_KEY: json.dumps(node_meta, sort_keys=True, default=_json_default),
     }
-    edges = list(zip(order[:-1], order[1:], strict=True))
+    edges = [
+        ("input" if src == INPUT else names[src], name)
+        for name, srcs in zip(names, sources, strict=True)
+        for src in srcs
+    ]
+    edges.append((names[-1] if names else "input", "output"))
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+def _check_sources(stages: Sequence[Stage], sources: Sequence[tuple[int, ...]]) -> None:
+    """Internal invariant: one non-empty source list per stage, each source before it."""
+    ok = len(sources) == len(stages) and all(
+        srcs and all(INPUT <= s < i for s in srcs) for i, srcs in enumerate(sources)
+    )
+    if not ok:
+        raise ConfigError(
+            "stage inputs must name earlier stages (-1: the network input), one list per stage",
+            where="nir export",
+            field="inputs",
+            value=str(list(sources))[:200],
+        )
+
+
+def _leading_flatten(stages: Sequence[Stage], sources: Sequence[tuple[int, ...]]) -> bool:
+    """A Flatten of the input that nothing else reads is dropped (module docstring)."""
+    if not stages or not isinstance(stages[0], FlattenStage) or sources[0] != (INPUT,):
+        return False
+    return all(INPUT not in srcs for srcs in sources[1:])
 
 
 def _out_shape(stage: Stage) -> tuple[int, ...]:
@@ -246,9 +337,20 @@ def _out_shape(stage: Stage) -> tuple[int, ...]:
 def _node(stage: Stage, dt: float):
     if isinstance(stage, FlattenStage):
         return flatten_node(stage), {"module": stage.module}
+    if isinstance(stage, PoolStage):
+        return pool_node(stage), {"module": stage.module, "in_shape": list(stage.in_shape)}
     if isinstance(stage, SynapseStage):
         return synapse_node(stage), synapse_metadata(stage)
     return neuron_node(stage, dt), neuron_metadata(stage)
+
+
+def pool_node(stage: PoolStage):
+    """NIR ``SumPool2d`` or ``AvgPool2d``: kernel = stride = ``k``, padding 0."""
+    import nir
+
+    kind = nir.SumPool2d if stage.kind == "sum" else nir.AvgPool2d
+    k = np.array([stage.kernel, stage.kernel])
+    return kind(kernel_size=k, stride=k.copy(), padding=np.zeros(2, dtype=np.int64))
 
 
 def flatten_node(stage: FlattenStage):
@@ -560,36 +662,67 @@ def read_network(path: str | os.PathLike, *, dt: float | None = None) -> NirNetw
 
 
 def network_from_graph(graph, *, source: str = "<memory>", dt: float | None = None) -> NirNetwork:
-    """:func:`read_network` for an in-memory ``nir.NIRGraph``."""
+    """:func:`read_network` for an in-memory ``nir.NIRGraph``.
+
+    Nodes are read in topological order; several edges into a Flatten, pooling or synaptic node
+    sum their signals there (a residual ADD of spike maps). A neuron node reads exactly one
+    synaptic node. Every node must lead to the single Output.
+    """
     meta = graph_metadata(graph)
     step = time_step(meta, dt, source)
     _check_semantics(meta, source)
     order = topological_order(graph, source)
-    _check_chain(graph, order, source)
-    shape = _input_node_shape(graph, order)
+    _check_graph(graph, order, source)
+    preds = predecessors(graph)
+    input_shape = _input_node_shape(graph, order)
+    index: dict[str, int] = {order[0]: INPUT}
     stages: list[Stage] = []
     names: list[str] = []
+    inputs: list[tuple[int, ...]] = []
     for name in order[1:]:
         node = graph.nodes[name]
         if type(node).__name__ == "Output":
             continue
-        names.append(name)
+        sources = tuple(index[p] for p in preds[name])
+        shape = _summed_shape(stages, sources, input_shape, name, source)
         stage, gain = _stage(name, node, shape, step, meta, source)
         if gain != 1.0:
-            stages = _fold_gain(stages, stage, gain, name, source)
+            stages = _fold_gain(stages, sources, stage, gain, name, source)
+        index[name] = len(stages)
         stages.append(stage)
-        shape = _out_shape(stage)
+        names.append(name)
+        inputs.append(sources)
     return NirNetwork(
         stages=tuple(stages),
         names=tuple(names),
-        input_shape=_declared_input_shape(meta, _input_node_shape(graph, order)),
+        input_shape=_declared_input_shape(meta, input_shape),
         dt=step,
         timesteps=None if meta.get("timesteps") is None else int(meta["timesteps"]),
         encoding=meta.get("encoding"),
         quantized=bool(meta.get("quantized", False)),
         source=source,
         metadata=meta,
+        inputs=tuple(inputs),
     )
+
+
+def stage_out_shape(stage: Stage) -> tuple[int, ...]:
+    """What one stage puts out, one sample: ``(F,)`` or ``(C, H, W)``."""
+    return _out_shape(stage)
+
+
+def _summed_shape(stages, sources, input_shape, name: str, where: str) -> tuple[int, ...]:
+    """The shape of the signals that sum into node ``name``; all of them must agree."""
+    shapes = [input_shape if s == INPUT else _out_shape(stages[s]) for s in sources]
+    if any(shape != shapes[0] for shape in shapes):
+        raise ArtifactError(
+            f"node {name!r} sums inputs of different shapes",
+            where=where,
+            field=f"{name}.inputs",
+            value=", ".join(str(s) for s in shapes),
+            fix="Only signals of one shape can sum into a node.",
+        )
+    return shapes[0]
 
 
 def time_step(meta: Mapping[str, Any], dt: float | None, where: str) -> float:
@@ -628,28 +761,86 @@ def _check_semantics(meta: Mapping[str, Any], where: str) -> None:
             )
 
 
-def _check_chain(graph, order: list[str], where: str) -> None:
-    """Every node but the Input has exactly one predecessor; the graph ends in one Output."""
+def _check_graph(graph, order: list[str], where: str) -> None:
+    """One Output, reading one node, reached from every node; a neuron reads one synaptic
+    node, and a node with several inputs is linear (Flatten, pooling, Affine/Linear, Conv2d),
+    so that the sum of its inputs is a sum of spike maps (a residual ADD)."""
     preds = predecessors(graph)
-    for name in order[1:]:
-        kind = type(graph.nodes[name]).__name__
-        if len(preds[name]) != 1:
-            raise UnsupportedError(
-                f"node {name!r} ({kind}) has {len(preds[name])} inputs; neuroprune reads "
-                "chains (one input per node) only",
-                where=where,
-                field=f"{name}.inputs",
-                value=", ".join(preds[name]) or "none",
-                fix="Export a feed-forward chain (no branches, merges or residual edges).",
-            )
-    outputs = [n for n in order if type(graph.nodes[n]).__name__ == "Output"]
-    if len(outputs) != 1 or order[-1] != outputs[0]:
+    kinds = {name: type(graph.nodes[name]).__name__ for name in order}
+    outputs = [n for n in order if kinds[n] == "Output"]
+    if len(outputs) != 1:
         raise UnsupportedError(
-            f"the graph has {len(outputs)} Output nodes; neuroprune needs one, at the end",
+            f"the graph has {len(outputs)} Output nodes; neuroprune needs one",
             where=where,
             field="Output",
             value=", ".join(outputs) or "none",
             fix="Export a network with a single output.",
+        )
+    if len(preds[outputs[0]]) != 1:
+        raise UnsupportedError(
+            f"the Output node has {len(preds[outputs[0]])} inputs; neuroprune needs one",
+            where=where,
+            field=f"{outputs[0]}.inputs",
+            value=", ".join(preds[outputs[0]]),
+            fix="Export a network whose last neuron layer alone feeds the Output.",
+        )
+    summing = ("Flatten", "SumPool2d", "AvgPool2d", "Affine", "Linear", "Conv2d")
+    for name in order[1:]:
+        count, kind = len(preds[name]), kinds[name]
+        if count == 0 or (count > 1 and kind not in summing):
+            raise UnsupportedError(
+                f"node {name!r} ({kind}) has {count} inputs; neuroprune sums several inputs "
+                "only into Flatten, pooling and synaptic nodes (an ADD of spike maps)",
+                where=where,
+                field=f"{name}.inputs",
+                value=", ".join(preds[name]) or "none",
+                fix="Give every neuron node one synaptic node as its input.",
+            )
+        _check_input_kinds(name, kind, [kinds[p] for p in preds[name]], preds[name], where)
+    _check_reaches_output(graph, order, outputs[0], where)
+
+
+SYNAPSE_TYPES = ("Affine", "Linear", "Conv2d")
+NEURON_TYPES = ("LIF", "IF", "CubaLIF")
+
+
+def _check_input_kinds(name: str, kind: str, pred_kinds, preds, where: str) -> None:
+    """A neuron reads a synaptic node; a synaptic, Flatten or pooling node reads spike maps
+    (the Input, neurons, Flatten or pooling), never another synaptic node's current."""
+    if kind in NEURON_TYPES:
+        bad = [p for p, k in zip(preds, pred_kinds, strict=True) if k not in SYNAPSE_TYPES]
+        why = "a neuron node must read a synaptic node (Affine, Linear, Conv2d)"
+    elif kind == "Output":
+        return
+    else:
+        bad = [p for p, k in zip(preds, pred_kinds, strict=True) if k in SYNAPSE_TYPES]
+        why = "two synaptic nodes follow each other (a current cannot drive a synapse)"
+    if bad:
+        raise UnsupportedError(
+            f"node {name!r} ({kind}): {why}",
+            where=where,
+            field=f"{name}.inputs",
+            value=", ".join(bad),
+            fix="Export (synapse, neuron) pairs; sum spike maps only (a residual ADD).",
+        )
+
+
+def _check_reaches_output(graph, order: list[str], output: str, where: str) -> None:
+    """Every node lies on a path to the Output (so the Output's input is the last stage)."""
+    preds = predecessors(graph)
+    reached, todo = {output}, [output]
+    while todo:
+        for pred in preds[todo.pop()]:
+            if pred not in reached:
+                reached.add(pred)
+                todo.append(pred)
+    dead = [name for name in order if name not in reached]
+    if dead:
+        raise UnsupportedError(
+            f"node {dead[0]!r} does not lead to the Output",
+            where=where,
+            field=f"{dead[0]}.edges",
+            fix="Remove nodes whose signals no output reads.",
         )
 
 
@@ -681,6 +872,8 @@ def _stage(name: str, node, shape, dt: float, meta, where: str) -> tuple[Stage, 
     node_meta = meta[NODES_KEY].get(name, {})
     if kind == "Flatten":
         return _flatten_stage(name, node, shape, node_meta, where), 1.0
+    if kind in ("SumPool2d", "AvgPool2d"):
+        return _pool_stage(name, node, shape, node_meta, where), 1.0
     if kind in ("Affine", "Linear"):
         return _dense_stage(name, node, shape, node_meta, where), 1.0
     if kind == "Conv2d":
@@ -703,6 +896,24 @@ def _flatten_stage(name, node, shape, node_meta, where) -> FlattenStage:
             fix="Use start_dim=0, end_dim=-1 (NIR shapes exclude the batch).",
         )
     return FlattenStage(str(node_meta.get("module", name)), shape)
+
+
+def _pool_stage(name, node, shape, node_meta, where) -> PoolStage:
+    kind = type(node).__name__
+    kernel, stride = _pair(node.kernel_size), _pair(node.stride)
+    padding = _pair(node.padding)
+    regular = kernel[0] == kernel[1] == stride[0] == stride[1] and padding == (0, 0)
+    if not regular or len(shape) != 3 or min(shape[1:]) < kernel[0]:
+        raise UnsupportedError(
+            f"node {name!r} ({kind}): only square pooling of a (C, H, W) map with stride = "
+            "kernel and no padding is supported",
+            where=where,
+            field=f"{name}.kernel_size/stride/padding",
+            value=f"{kernel}/{stride}/{padding} on {shape}",
+            fix="Use SumPool2d/AvgPool2d(k) with stride k and padding 0.",
+        )
+    module = str(node_meta.get("module", name))
+    return PoolStage(module, "sum" if kind == "SumPool2d" else "avg", kernel[0], shape)
 
 
 def _dense_stage(name, node, shape, node_meta, where) -> SynapseStage:
@@ -917,17 +1128,22 @@ def _snap(value: float) -> float:
     return float(f"{value:.12g}")
 
 
-def _fold_gain(stages: list[Stage], stage, gain: float, name: str, where: str) -> list[Stage]:
+def _fold_gain(
+    stages: list[Stage], sources: tuple[int, ...], stage, gain: float, name: str, where: str
+) -> list[Stage]:
     """Fold a neuron's input gain (``r``, or ``dt r`` for IF, when it is not SpikingJelly's)
-    into the synapse before it: ``g (W x + b) = (g W) x + g b``. Not for quantized layers."""
-    if not stages or not isinstance(stages[-1], SynapseStage) or stages[-1].quant is not None:
+    into the synapse it reads: ``g (W x + b) = (g W) x + g b``. Not for quantized layers."""
+    index = sources[0] if len(sources) == 1 else INPUT
+    syn = stages[index] if index != INPUT else None
+    if not isinstance(syn, SynapseStage) or syn.quant is not None:
         raise _bad_param(
             name, stage.model, "r", gain, "Put a float synaptic layer right before it.", where
         )
-    syn = stages[-1]
     weight = (syn.weight.astype(np.float64) * gain).astype(np.float32)
     bias = None if syn.bias is None else (syn.bias.astype(np.float64) * gain).astype(np.float32)
-    return [*stages[:-1], dataclasses.replace(syn, weight=weight, bias=bias)]
+    stages = list(stages)
+    stages[index] = dataclasses.replace(syn, weight=weight, bias=bias)
+    return stages
 
 
 def with_decay_input(network: NirNetwork) -> NirNetwork:
@@ -935,9 +1151,10 @@ def with_decay_input(network: NirNetwork) -> NirNetwork:
     ``H = V (1 - 1/tau) + X`` is ``H = V + (tau X - V)/tau``, so the synapse before a
     ``decay_input=False`` LIF is scaled by ``tau`` (float layers only)."""
     stages: list[Stage] = []
-    for name, stage in zip(network.names, network.stages, strict=True):
+    for i, (name, stage) in enumerate(zip(network.names, network.stages, strict=True)):
         if isinstance(stage, NeuronStage) and stage.model == "LIF" and not stage.decay_input:
-            stages = _fold_gain(stages, stage, float(stage.tau), name, network.source)
+            sources = network.sources(i)
+            stages = _fold_gain(stages, sources, stage, float(stage.tau), name, network.source)
             stage = dataclasses.replace(stage, decay_input=True)
         stages.append(stage)
     return dataclasses.replace(network, stages=tuple(stages))
