@@ -12,6 +12,8 @@ simulations do, starting every state at 0:
   x_pad[c_i, i s + k d, j s + l d]`` (cross-correlation, zero padding ``p``, stride ``s``,
   dilation ``d``, groups 1).
 * ``Flatten``: merge dimensions ``start_dim..end_dim`` of one sample (C order).
+* ``SumPool2d``: ``y[c, i, j] = sum_{k, l} x_pad[c, i s + k, j s + l]`` over the kernel window
+  (stride ``s``, zero padding ``p``); ``AvgPool2d``: the same sum divided by ``kh kw``.
 * ``LIF``: ``tau dv/dt = (v_leak - v) + R I`` -> ``v += (dt / tau) (v_leak - v + R I)``;
   ``z = v > v_threshold``; ``v = v_reset`` where ``z`` (``v_reset`` 0 when absent).
 * ``IF``: ``dv/dt = R I`` -> ``v += dt R I``; same spike and reset.
@@ -75,6 +77,8 @@ def _step(kind, node, s, states, name, dt):
         return s.reshape(*s.shape[:start], -1, *s.shape[end + 1 :])
     if kind == "Conv2d":
         return _conv2d(node, s)
+    if kind in ("SumPool2d", "AvgPool2d"):
+        return _pool2d(kind, node, s)
     if kind in ("LIF", "IF"):
         return _neuron(kind, node, s, states, name, dt)
     raise NotImplementedError(kind)
@@ -96,6 +100,23 @@ def _conv2d(node, s):
             cols = slice(m * dil[1], m * dil[1] + stride[1] * (w_out - 1) + 1, stride[1])
             y += np.einsum("nchw,oc->nohw", xp[:, :, rows, cols], w[:, :, k, m])
     return y + np.asarray(node.bias, np.float64).reshape(1, c_out, 1, 1)
+
+
+def _pool2d(kind, node, s):
+    kh, kw = np.broadcast_to(np.asarray(node.kernel_size).ravel(), 2)
+    stride = np.broadcast_to(np.asarray(node.stride).ravel(), 2)
+    pad = np.broadcast_to(np.asarray(node.padding).ravel(), 2)
+    xp = np.pad(s, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    h_out = (xp.shape[2] - kh) // stride[0] + 1
+    w_out = (xp.shape[3] - kw) // stride[1] + 1
+    y = np.zeros((*s.shape[:2], h_out, w_out))
+    for i in range(h_out):
+        for j in range(w_out):
+            window = xp[
+                :, :, i * stride[0] : i * stride[0] + kh, j * stride[1] : j * stride[1] + kw
+            ]
+            y[:, :, i, j] = window.sum(axis=(2, 3))
+    return y / (kh * kw) if kind == "AvgPool2d" else y
 
 
 def _neuron(kind, node, current, states, name, dt):
