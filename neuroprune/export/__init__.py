@@ -5,8 +5,8 @@ has one signature for every format::
 
     export(model, path, *, timesteps, encoding, input_shape, chip=None, progress=None) -> Path
 
-Library entry points: :func:`export_nir`, :func:`export_onnx`, :func:`import_nir`,
-:func:`count_nir_nonzero`. The NIR layout and metadata are docs/conventions.md §4; the ONNX
+Library entry points: :func:`export_nir`, :func:`export_onnx`, :func:`export_onnx_graph`
+(a stage graph: stages + inputs), :func:`import_nir`, :func:`count_nir_nonzero`. The NIR layout and metadata are docs/conventions.md §4; the ONNX
 graph is the network unrolled over T steps (:mod:`neuroprune.export.onnx_export`).
 """
 
@@ -23,7 +23,13 @@ from ..errors import ConfigError, did_you_mean
 from ..models.nir_model import ImportedModel, import_nir
 from ..nirgraph import graph_metadata, node_metadata, read_graph, read_network
 from .nir_export import NIR_DT, build_nir_graph, export_nir
-from .onnx_export import build_unrolled, export_onnx, run_onnx
+from .onnx_export import (
+    build_unrolled,
+    build_unrolled_graph,
+    export_onnx,
+    export_onnx_graph,
+    run_onnx,
+)
 
 __all__ = [
     "EXPORTERS",
@@ -32,9 +38,11 @@ __all__ = [
     "ImportedModel",
     "build_nir_graph",
     "build_unrolled",
+    "build_unrolled_graph",
     "count_nir_nonzero",
     "export_nir",
     "export_onnx",
+    "export_onnx_graph",
     "get_exporter",
     "graph_metadata",
     "import_nir",

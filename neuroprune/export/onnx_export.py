@@ -12,6 +12,15 @@ Choice: ONNX has no spiking neuron operator, so the network becomes a plain torc
 Synaptic layers run on the whole sequence at once (``[T*B, ...]``), exactly as SpikingJelly's
 multi-step layers do, so the unrolled module gives the same float32 spikes as the model.
 
+Graphs: a stage graph (``stages`` + ``inputs``, :class:`neuroprune.nirgraph.NirNetwork`'s
+vocabulary) unrolls the same way; stage ``i`` reads the sum of its sources' outputs over the
+whole sequence (``-1``: the input), which per step is NIR's sum of the edges into a node.
+Pooling (square, stride = kernel, no padding): ``"avg"`` is ``avg_pool2d(x, k)``; ``"sum"`` is
+a depthwise convolution with a ``k x k`` kernel of ones and stride ``k`` (an exact window sum,
+where ``avg_pool2d * k**2`` would round for ``k`` not a power of two). Entry points:
+:func:`export_onnx` for a model (a chain, or a model with ``stage_graph(input_shape)`` such as
+:class:`neuroprune.models.graph_net.GraphNet`), :func:`export_onnx_graph` for stages + inputs.
+
 Graph interface: input ``"input"`` float32 ``[T, B, *input_shape]`` with a dynamic batch axis,
 output ``"spikes"`` float32 ``[T, B, classes]``; opset :data:`ONNX_OPSET`. Exported with the
 TorchScript exporter (``torch.onnx.export(..., dynamo=False)``): the dynamo exporter needs
@@ -33,7 +42,8 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..atomic import atomic_path
-from ..errors import ArtifactError, BackendUnavailableError
+from ..errors import ArtifactError, BackendUnavailableError, ConfigError
+from ..nirgraph import INPUT, PoolStage, chain_inputs, stage_out_shape
 from .stages import (
     FlattenStage,
     NeuronStage,
@@ -50,17 +60,32 @@ OUTPUT_NAME = "spikes"
 
 
 class UnrolledSNN(torch.nn.Module):
-    """Stateless module: ``[T, B, *input_shape]`` -> output spikes ``[T, B, classes]``."""
+    """Stateless module: ``[T, B, *input_shape]`` -> output spikes ``[T, B, classes]``.
 
-    def __init__(self, steps: Sequence[torch.nn.Module], timesteps: int) -> None:
+    ``inputs[i]`` are the steps whose outputs sum into step ``i`` (``-1``: the input); None
+    is a chain."""
+
+    def __init__(
+        self,
+        steps: Sequence[torch.nn.Module],
+        timesteps: int,
+        inputs: Sequence[Sequence[int]] | None = None,
+    ) -> None:
         super().__init__()
         self.steps = torch.nn.ModuleList(steps)
         self.timesteps = int(timesteps)
+        chain = chain_inputs(len(self.steps))
+        self.inputs = tuple(tuple(int(j) for j in s) for s in inputs) if inputs else chain
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for step in self.steps:
-            x = step(x)
-        return x
+        outputs = {INPUT: x}
+        for index, step in enumerate(self.steps):
+            sources = self.inputs[index]
+            total = outputs[sources[0]]
+            for j in sources[1:]:
+                total = total + outputs[j]
+            outputs[index] = step(total)
+        return outputs[len(self.steps) - 1]
 
 
 class FlattenStep(torch.nn.Module):
@@ -99,6 +124,26 @@ class ConvStep(torch.nn.Module):
         return y.reshape(self.timesteps, -1, *self.out_shape)
 
 
+class PoolStep(torch.nn.Module):
+    """Square pooling, stride = kernel (module docstring): ``[T, B, C, H, W]`` ->
+    ``[T, B, C, H//k, W//k]``; ``"sum"``: window sum, ``"avg"``: window sum / k**2."""
+
+    def __init__(self, stage: PoolStage, timesteps: int) -> None:
+        super().__init__()
+        self.kind, self.kernel = stage.kind, int(stage.kernel)
+        channels = int(stage.in_shape[0])
+        self.register_buffer("ones", torch.ones(channels, 1, self.kernel, self.kernel))
+        self.timesteps, self.out_shape = int(timesteps), tuple(stage.out_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat, k = x.flatten(0, 1), self.kernel
+        if self.kind == "avg":
+            y = F.avg_pool2d(flat, k, stride=k)
+        else:
+            y = F.conv2d(flat, self.ones, None, stride=k, groups=self.ones.shape[0])
+        return y.reshape(self.timesteps, -1, *self.out_shape)
+
+
 class NeuronStep(torch.nn.Module):
     """LIF/IF recurrence unrolled over T (module docstring); returns spikes ``[T, B, ...]``."""
 
@@ -129,15 +174,65 @@ class NeuronStep(torch.nn.Module):
 def build_unrolled(
     model: torch.nn.Module, *, timesteps: int, input_shape: Sequence[int]
 ) -> UnrolledSNN:
-    """The :class:`UnrolledSNN` equivalent of ``model`` for ``timesteps`` steps (eval mode)."""
+    """The :class:`UnrolledSNN` equivalent of ``model`` for ``timesteps`` steps (eval mode).
+
+    A model with a ``stage_graph(input_shape)`` method (a
+    :class:`~neuroprune.models.graph_net.GraphNet`) is unrolled as that graph; any other
+    model must follow the chain convention (``model_stages``)."""
+    shape = check_input_shape(input_shape)
+    graph = getattr(model, "stage_graph", None)
+    stages, inputs = graph(shape) if callable(graph) else (model_stages(model, shape), None)
+    return build_unrolled_graph(stages, inputs, timesteps=timesteps, input_shape=shape)
+
+
+def build_unrolled_graph(
+    stages: Sequence[Stage],
+    inputs: Sequence[Sequence[int]] | None,
+    *,
+    timesteps: int,
+    input_shape: Sequence[int],
+) -> UnrolledSNN:
+    """The :class:`UnrolledSNN` of a stage graph: ``inputs[i]`` the stages whose outputs sum
+    into stage ``i`` (``-1``: the input of shape ``input_shape``); None: a chain."""
     steps_t = check_timesteps(timesteps)
-    stages = model_stages(model, check_input_shape(input_shape))
-    return UnrolledSNN([_step(stage, steps_t) for stage in stages], steps_t).eval()
+    shape = check_input_shape(input_shape)
+    stages = list(stages)
+    sources = [tuple(int(j) for j in s) for s in (inputs or chain_inputs(len(stages)))]
+    _check_graph(stages, sources, shape)
+    steps = [_step(stage, steps_t) for stage in stages]
+    return UnrolledSNN(steps, steps_t, sources).eval()
+
+
+def _check_graph(stages: list[Stage], sources: list[tuple[int, ...]], shape) -> None:
+    """One non-empty list of earlier sources per stage, all of one shape, the stage's input."""
+    ok = bool(stages) and len(sources) == len(stages)
+    ok = ok and all(srcs and all(INPUT <= j < i for j in srcs) for i, srcs in enumerate(sources))
+    if not ok:
+        raise ConfigError(
+            "stage inputs must name earlier stages (-1: the input), one list per stage",
+            where="export onnx",
+            field="inputs",
+            value=str(sources)[:200],
+            fix="Pass inputs[i] as indices of earlier stages, e.g. ((-1,), (0,), (1, 0)).",
+        )
+    for index, (stage, srcs) in enumerate(zip(stages, sources, strict=True)):
+        got = {shape if j == INPUT else stage_out_shape(stages[j]) for j in srcs}
+        want = stage.shape if isinstance(stage, NeuronStage) else stage.in_shape
+        if got != {tuple(want)}:
+            raise ConfigError(
+                f"stage {index} ({stage.module!r}) reads {sorted(got)}, not its input {want}",
+                where="export onnx",
+                field=f"inputs[{index}]",
+                value=str(srcs),
+                fix="Sum only sources whose output has the shape the stage reads.",
+            )
 
 
 def _step(stage: Stage, timesteps: int) -> torch.nn.Module:
     if isinstance(stage, FlattenStage):
         return FlattenStep()
+    if isinstance(stage, PoolStage):
+        return PoolStep(stage, timesteps)
     if isinstance(stage, NeuronStage):
         return NeuronStep(stage, timesteps)
     return DenseStep(stage) if stage.kind == "dense" else ConvStep(stage, timesteps)
@@ -153,9 +248,29 @@ def export_onnx(
 ) -> Path:
     """Write ``model`` unrolled over ``timesteps`` as ONNX (atomically, checked with
     ``onnx.checker``) and return the path. See the module docstring for the graph interface."""
-    onnx = _require("onnx")
     shape = check_input_shape(input_shape)
     unrolled = build_unrolled(model, timesteps=timesteps, input_shape=shape)
+    return _write(unrolled, shape, path, progress)
+
+
+def export_onnx_graph(
+    stages: Sequence[Stage],
+    inputs: Sequence[Sequence[int]] | None,
+    path: str | os.PathLike,
+    *,
+    timesteps: int,
+    input_shape: Sequence[int],
+    progress: Callable[[dict], None] | None = None,
+) -> Path:
+    """:func:`export_onnx` of a stage graph (:func:`build_unrolled_graph`): the same file
+    layout, with the sum of the sources' outputs into every stage."""
+    shape = check_input_shape(input_shape)
+    unrolled = build_unrolled_graph(stages, inputs, timesteps=timesteps, input_shape=shape)
+    return _write(unrolled, shape, path, progress)
+
+
+def _write(unrolled: UnrolledSNN, shape, path, progress) -> Path:
+    onnx = _require("onnx")
     example = torch.zeros((unrolled.timesteps, 2, *shape), dtype=torch.float32)
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -2,8 +2,12 @@
 
 :func:`neuroprune.nirgraph.read_network` reads and checks the file (node types, order, shapes,
 metadata, neuron mapping); this module only turns its stages into modules:
-``FlattenStage`` -> ``layer.Flatten``, dense -> ``layer.Linear``, conv -> ``layer.Conv2d``
-(bias only when nonzero), ``NeuronStage`` -> ``neuron.LIFNode``/``IFNode`` with hard reset to 0.
+``FlattenStage`` -> ``layer.Flatten``, ``PoolStage`` -> ``layer.AvgPool2d(k)`` ("avg") or
+``layer.AvgPool2d(k, divisor_override=1)`` ("sum"), dense -> ``layer.Linear``, conv ->
+``layer.Conv2d`` (bias only when nonzero), ``NeuronStage`` -> ``neuron.LIFNode``/``IFNode`` with
+hard reset to 0. A chain becomes a ``torch.nn.Sequential``; a graph whose stages sum several
+sources (a residual ADD) becomes a :class:`~neuroprune.models.graph_net.GraphNet` with the same
+modules, registered in stage order.
 
 Threshold: neuroprune's neurons fire on NIR's strict ``v > v_th`` and keep the file's value; a
 legacy ``>=`` file gets ``v_th = nextafter32(v_threshold, -inf)`` (the same float32 potentials
@@ -26,17 +30,20 @@ import numpy as np
 import torch
 from spikingjelly.activation_based import functional, layer, surrogate
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsupportedError
 from ..nirgraph import (
+    INPUT,
     FlattenStage,
     NeuronStage,
     NirNetwork,
+    PoolStage,
     Stage,
     SynapseStage,
     read_network,
     with_decay_input,
 )
 from . import neurons
+from .graph_net import GraphNet
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,7 +54,7 @@ class ImportedModel:
     (None for graphs written by other tools); ``input_shape`` is one sample's shape.
     """
 
-    model: torch.nn.Sequential
+    model: torch.nn.Module
     metadata: Mapping[str, Any]
     timesteps: int | None
     encoding: str | None
@@ -72,6 +79,14 @@ def load_nir_model(
     from .zoo import parse_blocks
 
     network = with_decay_input(read_network(path, dt=dt))
+    if not network.is_chain:
+        raise UnsupportedError(
+            "a graph with residual ADDs cannot start a run yet (only feed-forward chains)",
+            where=str(path),
+            field="inputs",
+            value=next(n for i, n in enumerate(network.names) if network.sources(i) != (i - 1,)),
+            fix="Import it with neuroprune.export.import_nir (a GraphNet) or use a chain.",
+        )
     shape = tuple(int(s) for s in input_shape)
     first = _in_shape(network.stages[0]) if network.stages else ()
     if int(np.prod(first)) != int(np.prod(shape)):
@@ -100,19 +115,21 @@ def _mismatch(path, node: str, got, want, what: str) -> ConfigError:
 
 
 def model_from_network(
-    network: NirNetwork, input_shape: tuple[int, ...] | None = None
+    network: NirNetwork, input_shape: tuple[int, ...] | None = None, *, as_graph: bool = False
 ) -> ImportedModel:
-    """The SpikingJelly Sequential of ``network``'s stages (module docstring); ``input_shape``
-    overrides the file's sample shape (for files other tools wrote)."""
-    modules: OrderedDict[str, torch.nn.Module] = OrderedDict()
-    stages = list(network.stages)
+    """The SpikingJelly model of ``network``'s stages (module docstring): a
+    ``torch.nn.Sequential`` for a chain, a :class:`GraphNet` for a graph with residual ADDs
+    (or for a chain too, with ``as_graph=True``); ``input_shape`` overrides the file's sample
+    shape (for files other tools wrote)."""
     shape = tuple(input_shape) if input_shape is not None else network.input_shape
-    if _needs_leading_flatten(shape, stages):
-        stages.insert(0, FlattenStage("flatten", shape))
+    stages, inputs = _with_leading_flatten(network, shape)
+    modules: OrderedDict[str, torch.nn.Module] = OrderedDict()
     for index, stage in enumerate(stages):
-        name = stage.module if stage.module and "." not in stage.module else f"n{index}"
-        modules[name if name not in modules else f"{name}_{index}"] = build_module(stage)
-    model = torch.nn.Sequential(modules)
+        modules[_module_name(stage, index, modules)] = build_module(stage)
+    if not as_graph and all(srcs == (i - 1,) for i, srcs in enumerate(inputs)):
+        model: torch.nn.Module = torch.nn.Sequential(modules)
+    else:
+        model = GraphNet(modules, stages, inputs)
     functional.set_step_mode(model, "m")
     functional.reset_net(model)
     return ImportedModel(
@@ -125,11 +142,30 @@ def model_from_network(
     )
 
 
-def _needs_leading_flatten(input_shape: tuple[int, ...], stages: list[Stage]) -> bool:
-    """The file's first node takes a flat sample but the model's input is (C, H, W)."""
-    if len(input_shape) < 2 or not stages or isinstance(stages[0], FlattenStage):
-        return False
-    return len(_in_shape(stages[0])) == 1
+def _module_name(stage: Stage, index: int, taken: Mapping[str, Any]) -> str:
+    """The stage's module name where torch accepts it as a child name, else ``n<index>``."""
+    name = stage.module
+    reserved = hasattr(torch.nn.Sequential, name) or hasattr(torch.nn.ModuleDict, name)
+    if not name or "." in name or reserved:
+        name = f"n{index}"
+    return name if name not in taken else f"{name}_{index}"
+
+
+def _with_leading_flatten(
+    network: NirNetwork, input_shape: tuple[int, ...]
+) -> tuple[list[Stage], list[tuple[int, ...]]]:
+    """The stages and their sources, with a Flatten of the input put first when the stages
+    that read the input take a flat sample but the model's input is (C, H, W)."""
+    stages = list(network.stages)
+    inputs = [network.sources(i) for i in range(len(stages))]
+    readers = [s for s, srcs in zip(stages, inputs, strict=True) if INPUT in srcs]
+    flat = readers and all(
+        len(_in_shape(s)) == 1 and not isinstance(s, FlattenStage) for s in readers
+    )
+    if len(input_shape) < 2 or not flat:
+        return stages, inputs
+    shifted = [tuple(0 if j == INPUT else j + 1 for j in srcs) for srcs in inputs]
+    return [FlattenStage("flatten", input_shape), *stages], [(INPUT,), *shifted]
 
 
 def _in_shape(stage: Stage) -> tuple[int, ...]:
@@ -140,9 +176,19 @@ def build_module(stage: Stage) -> torch.nn.Module:
     """The SpikingJelly module of one stage."""
     if isinstance(stage, FlattenStage):
         return layer.Flatten(step_mode="m")
+    if isinstance(stage, PoolStage):
+        return pool_module(stage)
     if isinstance(stage, SynapseStage):
         return synapse_module(stage)
     return neuron_module(stage)
+
+
+def pool_module(stage: PoolStage) -> torch.nn.Module:
+    """``layer.AvgPool2d(k)`` (stride k): the window mean for ``"avg"``; with
+    ``divisor_override=1`` the window sum for ``"sum"`` (NIR SumPool2d)."""
+    divisor = 1 if stage.kind == "sum" else None
+    k = int(stage.kernel)
+    return layer.AvgPool2d(k, stride=k, divisor_override=divisor, step_mode="m")
 
 
 def synapse_module(stage: SynapseStage) -> torch.nn.Module:
