@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from neuroprune.errors import ConfigError, DatasetError
+from neuroprune.nirgraph import INPUT
 from neuroprune.sim import result as metrics
 from neuroprune.sim.backends import get_backend
 from neuroprune.sim.base import BackendRun, Progress, SimBackend, emit
@@ -293,9 +294,10 @@ def _notes(spec: DeploymentSpec, stimulus: Stimulus, run: BackendRun, fixed_poin
             "every later synaptic layer ran on the chip"
         )
     else:
+        readers = ", ".join(layer.name for layer in spec.layers if INPUT in layer.sources)
         notes.append(
             f"spike input ({encoding} encoding): the input spike generator sends each step's "
-            f"frame to {spec.layers[0].name}; every synaptic and neuron layer ran on the chip, "
+            f"frame to {readers}; every synaptic and neuron layer ran on the chip, "
             "none on the host"
         )
     if spec.timesteps and spec.timesteps != stimulus.timesteps:

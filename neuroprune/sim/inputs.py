@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neuroprune.errors import DatasetError
+from neuroprune.errors import DatasetError, UnsupportedError
+from neuroprune.nirgraph import INPUT
 from neuroprune.sim.lava_map import injection_shift
 from neuroprune.sim.spec import DeploymentSpec
 
@@ -90,6 +91,7 @@ def prepare_stimulus(
         events = spikes.sum(axis=0, dtype=np.int64)
         return Stimulus(SPIKES, spikes, events, fixed_point, inputs)
     events = np.count_nonzero(flat, axis=0).astype(np.int64)
+    _check_analog_readers(spec)
     current = first_layer_current(spec, flat, fixed_point)
     if not (fixed_point and spec.layers[0].quant is not None):
         return Stimulus(CURRENT, current, events, fixed_point, inputs)
@@ -98,6 +100,21 @@ def prepare_stimulus(
         shift = injection_shift(spec.layers[0], float(np.max(np.abs(current), initial=0.0)))
     current = np.rint(current * 2.0**shift).astype(np.int64)
     return Stimulus(CURRENT, current, events, fixed_point, inputs, shift)
+
+
+def _check_analog_readers(spec: DeploymentSpec) -> None:
+    """Analog input reaches the chip only as the first layer's host-computed current: a later
+    layer that reads the input too (a skip from the input) would need the analog values."""
+    readers = [layer.neuron_name for layer in spec.layers[1:] if INPUT in layer.sources]
+    if readers:
+        raise UnsupportedError(
+            "analog (direct) input feeds a layer other than the first; only the first layer's "
+            "current can be computed on the host",
+            where="simulate input",
+            field=f"{readers[0]}.sources",
+            value=readers[0],
+            fix="Simulate with spike input (poisson/latency/events encoding).",
+        )
 
 
 def first_layer_current(spec: DeploymentSpec, flat: np.ndarray, fixed_point: bool) -> np.ndarray:

@@ -174,9 +174,13 @@ class LavaBackend:
 
 def sample_bytes(layers: tuple[LavaLayer, ...], input_width: int, timesteps: int) -> int:
     """Memory one sample adds to a chunk: ``BYTES_PER_NEURON_SAMPLE x (neurons + inputs)``
-    plus its input frames (``T x input_width x 8`` bytes)."""
+    plus its input frames (``T x input_width x 8`` bytes) and the delay FIFOs of a graph
+    (``8`` bytes per delayed step and target neuron)."""
     neurons = sum(layer.neurons for layer in layers) + input_width
-    return BYTES_PER_NEURON_SAMPLE * neurons + 8 * timesteps * input_width
+    delayed = sum(
+        layer.neurons * sum(layer.wiring.delays) for layer in layers if layer.wiring is not None
+    )
+    return BYTES_PER_NEURON_SAMPLE * neurons + 8 * timesteps * input_width + 8 * delayed
 
 
 def chunk_size(per_sample_bytes: int, budget_bytes: int) -> int:
@@ -219,6 +223,7 @@ def write_job(job_dir: Path, layers, stimulus: Stimulus, chunks, fixed_point: bo
         "timesteps": stimulus.timesteps,
         "chunks": [list(c) for c in chunks],
         "message_bits": int(backend.message_bits),
+        "input_width": int(stimulus.frames[0, 0].size),
         "fault": backend.fault,
         "layers": [_layer_scalars(layer) for layer in layers],
     }
@@ -237,7 +242,15 @@ def _worker_frames(stimulus: Stimulus, first: LavaLayer, start: int, stop: int, 
 
 
 def _layer_scalars(layer: LavaLayer) -> dict:
+    """Scalars and wiring of one layer (sources, column blocks, depth, per-source delays)."""
+    wiring = layer.wiring
+    if wiring is None:
+        raise ValueError(f"layer {layer.name} has no wiring (build it with lava_layers)")
     return {
+        "sources": list(wiring.sources),
+        "columns": [list(c) for c in wiring.columns],
+        "delays": list(wiring.delays),
+        "depth": int(wiring.depth),
         "du": layer.du,
         "dv": layer.dv,
         "vth": layer.vth,

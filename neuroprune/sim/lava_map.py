@@ -25,6 +25,13 @@ mixed-sign weights; raw odd weights would lose their LSB), ``du = 4095`` (u hold
 
 Lava fires on ``v > vth * 64`` (v in 1/64 LSB), so LIF layers keep Loihi's strict ``>``.
 
+Graphs: a layer reading several sources is several projections into one population: one Sparse
+per source (its column block of the weights, sign mode, clipping and truncation decided per
+block, as Lava does) all connected to the LIF's ``a_in``, whose InPort sums them. The split is
+exact in fixed point because every block's products are even (``2 * weight_int``), so each
+``>> 1`` loses nothing (``tests/test_sim_graph.py`` checks it). :attr:`LavaLayer.wiring` says
+where each block comes from and how many steps it waits (:class:`~neuroprune.sim.spec.LayerWiring`).
+
 Host-computed first layer (analog input, :mod:`neuroprune.sim.inputs`): Loihi's synaptic input
 is an integer, so the first layer runs in units of ``2**-k`` weight LSB: the injected current is
 ``rint(2**k * W_int x)``, ``vth`` and ``bias_mant`` are multiplied by ``2**k`` (IF: ``K * 2**k - 1``).
@@ -33,7 +40,7 @@ is an integer, so the first layer runs in units of ``2**-k`` weight LSB: the inj
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,7 +55,7 @@ from neuroprune.arithmetic import (
     loihi_vth,
 )
 from neuroprune.errors import UnsupportedError
-from neuroprune.sim.spec import DeploymentSpec, LayerSpec
+from neuroprune.sim.spec import DeploymentSpec, LayerSpec, LayerWiring
 
 BIAS_MANT_MIN = -(2**12)  # signed 13-bit
 BIAS_EXP = ACT_SHIFT  # bias_mant << 6 puts the bias in weight LSBs (v is in 1/64 LSB)
@@ -68,6 +75,9 @@ class LavaLayer:
         bias_mant: per-neuron bias mantissa; bias_exp: its exponent (fixed only).
         input_gain: factor on a host-computed input current ``X`` (``1/tau`` with
             decay_input in float mode, else 1), used when the first layer is injected.
+        wiring: sources, column blocks, depth and per-source delays
+            (:meth:`DeploymentSpec.wiring`); ``None`` only for a layer built by hand outside
+            :func:`lava_layers` (it cannot be simulated).
     """
 
     name: str
@@ -80,10 +90,23 @@ class LavaLayer:
     bias_mant: np.ndarray
     bias_exp: int
     input_gain: float = 1.0
+    wiring: LayerWiring | None = None
 
     @property
     def neurons(self) -> int:
         return int(self.weights.shape[0])
+
+    def blocks(self) -> list[tuple[int, sp.csr_matrix, int]]:
+        """``(source, column block of weights, delay in steps)`` per projection."""
+        wiring = self.wiring
+        if wiring is None:
+            raise ValueError(f"layer {self.name} has no wiring (build it with lava_layers)")
+        return [
+            (source, self.weights[:, start:stop].tocsr(), delay)
+            for source, (start, stop), delay in zip(
+                wiring.sources, wiring.columns, wiring.delays, strict=True
+            )
+        ]
 
 
 def lava_layers(
@@ -92,9 +115,11 @@ def lava_layers(
     """Lava parameters for every layer of ``spec`` (fixed needs a quantized spec);
     ``input_shift`` scales the first fixed layer by ``2**input_shift`` (module docstring)."""
     if not fixed_point:
-        return tuple(float_layer(layer) for layer in spec.layers)
-    first = fixed_layer(spec.layers[0], shift=input_shift)
-    return (first, *(fixed_layer(layer) for layer in spec.layers[1:]))
+        layers = [float_layer(layer) for layer in spec.layers]
+    else:
+        first = fixed_layer(spec.layers[0], shift=input_shift)
+        layers = [first, *(fixed_layer(layer) for layer in spec.layers[1:])]
+    return tuple(replace(layer, wiring=spec.wiring(k)) for k, layer in enumerate(layers))
 
 
 def float_layer(layer: LayerSpec) -> LavaLayer:
@@ -196,6 +221,15 @@ def _check_range(values, low: int, high: int, field: str, where: str, fix: str |
 
 # --------------------------------------------------------------------------------------------
 # What Lava's fixed-point Sparse does to the weights on its first step (lava_notes.md §1.3)
+
+
+def lava_projections(layer: LavaLayer) -> list[tuple[int, sp.csr_matrix]]:
+    """``(source, effective weights)`` per projection: each column block preprocessed on its own
+    (:func:`lava_effective_weights`), as each Sparse process does on its first step."""
+    return [
+        (source, lava_effective_weights(replace(layer, weights=block, wiring=None)))
+        for source, block, _ in layer.blocks()
+    ]
 
 
 def lava_effective_weights(layer: LavaLayer) -> sp.csr_matrix:

@@ -4,18 +4,25 @@ Started by :mod:`neuroprune.sim.lava_backend` in its own session. Reads ``JOB_DI
 ``layers.npz`` and ``frames_c<i>.npy``; for every chunk of ``B`` samples builds one
 space-batched network (``BatchedSparse``, i.e. what ``Sparse(kron(I_B, W))`` computes with
 ``W`` stored once, -> ``LIFReset`` per layer, a ``FrameSource`` and one ``CountSink`` per
-layer, Lava channels of 2 slots), runs it for ``T + L (+1)`` steps with blocking ``RunSteps``
-(the first step alone, so compile and process start are timed apart, then the rest) and calls
-``stop()`` only after ``run()`` returned. Writes ``result.npz`` (per-layer counts
+layer, Lava channels of 2 slots), runs it for ``T + D (+1)`` steps (``D``: the deepest layer's
+depth) with blocking ``RunSteps`` (the first step alone, so compile and process start are timed
+apart, then the rest) and calls ``stop()`` only after ``run()`` returned. Writes ``result.npz`` (per-layer counts
 ``[N, neurons]``, timings), appends progress events to ``progress.jsonl``, and on any failure
 writes a one-line ``error.json`` and leaves with ``os._exit`` (Lava may hang at exit after a
 failed run; the parent then kills the whole process group).
 
+Graphs: layer ``i`` gets one ``BatchedSparse`` per source (its column block of the weights),
+each reading the source's ``s_out`` (a neuron layer, or the ``FrameSource`` for the network
+input) and all connected to the layer's ``LIFReset.a_in``, whose InPort sums them.
+
 Pipeline alignment: the source sends frame ``t-1`` at Lava step ``t``; every connection adds
-one step. Layer ``k`` (0-based) sees sample step ``s`` at Lava step ``s + k + 1 + d``, with
-``d = 1`` when spikes enter through the first Sparse and ``d = 0`` when the first layer's
-current is injected. ``LIFReset`` zeroes layer ``k`` once, right before its first real input, so
-biases integrated while the pipeline fills are discarded.
+one step. A layer at depth ``D`` (longest path from the input in layers, 1 for the first;
+``LayerWiring.depth``) sees sample step ``s`` at Lava step ``s + D + d``, with ``d = 1`` when
+spikes enter through a Sparse and ``d = 0`` when the first layer's current is injected; its
+projection from a source at depth ``D_j`` waits ``D - 1 - D_j`` extra steps (the
+``BatchedSparse`` delay) so that all its sources' spikes of one step arrive together. In a
+chain ``D = k + 1`` and every delay is 0. ``LIFReset`` zeroes a layer once, right before its
+first real input, so biases integrated while the pipeline fills are discarded.
 """
 
 from __future__ import annotations
@@ -100,8 +107,8 @@ def run_chunk(job_dir, job, lava, layers, index: int, batch: int):
     alone, so ``start`` (compile, process start, one step) and ``run`` (the other steps) are
     timed apart."""
     begin = time.perf_counter()
-    windows = _windows(job, len(layers))
-    final = windows[-1][1]
+    windows = _windows(job, layers)
+    final = max(last for _, last in windows)
     outputs = [job_dir / f"counts_c{index}_l{k}.npy" for k in range(len(layers))]
     source, sinks = _build(
         job, lava, layers, batch, windows, outputs, job_dir / f"frames_c{index}.npy"
@@ -130,30 +137,31 @@ def run_chunk(job_dir, job, lava, layers, index: int, batch: int):
     return counts, times
 
 
-def _windows(job: dict, count: int) -> list[tuple[int, int]]:
+def _windows(job: dict, layers: list[dict]) -> list[tuple[int, int]]:
     """Per layer ``(first_step, last_step)`` of its T counted Lava steps (module docstring)."""
     delay = 1 if job["stimulus"] == "spikes" else 0
     steps = int(job["timesteps"])
-    return [(k + 1 + delay, k + delay + steps) for k in range(count)]
+    return [(layer["depth"] + delay, layer["depth"] + delay + steps - 1) for layer in layers]
 
 
 def _build(job, lava, layers, batch, windows, outputs, frames_path):
-    """Wire source -> [Sparse ->] LIFReset -> (Sparse -> LIFReset)* with a CountSink per layer."""
-    fixed = job["mode"] == "fixed"
-    final = windows[-1][1]
+    """Wire the source and every layer's projections (``BatchedSparse`` per source) into its
+    ``LIFReset``, with a ``CountSink`` per layer (module docstring)."""
+    final = max(last for _, last in windows)
     inject = job["stimulus"] == "current"
-    width = layers[0]["neurons"] if inject else layers[0]["inputs"]
+    width = layers[0]["neurons"] if inject else int(job["input_width"])
     source = lava["FrameSource"](
         shape=(batch * width,), path=str(frames_path), frames=int(job["timesteps"])
     )
-    port, sinks = source.s_out, []
+    spikes, sinks = [], []
     for k, layer in enumerate(layers):
-        if not (k == 0 and inject):
-            synapse = _sparse(lava, layer, batch, fixed, job)
-            port.connect(synapse.s_in)
-            port = synapse.a_out
         neuron = _neuron(lava, layer, batch, windows[k][0], final)
-        port.connect(neuron.a_in)
+        if k == 0 and inject:
+            source.s_out.connect(neuron.a_in)
+        else:
+            for port, synapse in _projections(lava, layer, batch, job, source, spikes):
+                port.connect(synapse.s_in)
+                synapse.a_out.connect(neuron.a_in)
         sink = lava["CountSink"](
             shape=(batch * layer["neurons"],),
             first_step=windows[k][0],
@@ -163,20 +171,34 @@ def _build(job, lava, layers, batch, windows, outputs, frames_path):
             fault=job.get("fault", "") if k == len(layers) - 1 else "",
         )
         neuron.s_out.connect(sink.a_in)
-        port = neuron.s_out
+        spikes.append(neuron.s_out)
         sinks.append(sink)
     return source, sinks
 
 
-def _sparse(lava, layer: dict, batch: int, fixed: bool, job: dict):
+def _projections(lava, layer: dict, batch: int, job: dict, source, spikes: list):
+    """``(presynaptic OutPort, BatchedSparse)`` per source of ``layer``: its column block,
+    delayed by the layer's per-source delay."""
+    fixed = job["mode"] == "fixed"
+    pairs = []
+    for j, (start, stop), delay in zip(
+        layer["sources"], layer["columns"], layer["delays"], strict=True
+    ):
+        block = layer["weights"][:, start:stop].tocsr()
+        port = source.s_out if j == -1 else spikes[j]
+        pairs.append((port, _sparse(lava, block, batch, fixed, job, delay, layer)))
+    return pairs
+
+
+def _sparse(lava, weights, batch: int, fixed: bool, job: dict, delay: int, layer: dict):
     """One :class:`~neuroprune.sim.lavaext.process.BatchedSparse` holding ``W`` once for the
-    ``batch`` samples of the chunk (what ``Sparse(kron(I_batch, W))`` computes)."""
+    ``batch`` samples of the chunk (what ``Sparse(kron(I_batch, W))`` computes), its output
+    held ``delay`` extra steps."""
     kwargs = {"num_message_bits": int(job.get("message_bits", 1)), "batch": batch}
-    weights = layer["weights"]
     if fixed:
         weights = weights.astype(np.int32)
         kwargs.update(weight_exp=layer["weight_exp"], num_weight_bits=layer["num_weight_bits"])
-    return lava["BatchedSparse"](weights=weights, **kwargs)
+    return lava["BatchedSparse"](weights=weights, delay=int(delay), **kwargs)
 
 
 def _neuron(lava, layer: dict, batch: int, first_step: int, final: int):

@@ -1,8 +1,10 @@
 """``reference`` backend: vectorised numpy simulators of the NIR subset (torch-free).
 
-All samples run side by side from a zero state; layer ``k`` at step ``t`` receives layer
-``k-1``'s spikes of the same step (no pipeline delay; Lava's one-step-per-connection latency is a
-pure time shift and is undone by the Lava backend).
+All samples run side by side from a zero state. Layer ``i`` at step ``t`` receives the
+concatenated spikes of its sources (``DeploymentSpec.layer_input``: earlier layers and/or the
+network input) of the same step ``t``: the whole graph runs within one step in forward order, as
+the trained model does (no pipeline delay; Lava's one-step-per-connection latency is a pure time
+shift that the Lava backend undoes with per-projection delays).
 
 Float mode reproduces neuroprune's strict-threshold SpikingJelly nodes (float64 arithmetic,
 conventions.md §1)::
@@ -18,7 +20,8 @@ Fixed mode is a bit-exact emulation of Lava's Loihi ``fixed_pt`` models (lava_no
 u in 1/64 weight LSB. The neuron step is :class:`neuroprune.arithmetic.LoihiNeuron`, the same
 code the chip-arithmetic training neuron runs::
 
-    a = (W_eff s) >> 1                                   (W_eff = Lava-preprocessed 2 w_int)
+    a = sum_j (W_eff,j s_j) >> 1        (one Lava Sparse per source j, W_eff,j = its column
+                                         block of 2 w_int, Lava-preprocessed on its own)
     u = wrap24( trunc0(u (4096 - du - 1) / 4096) + (a << 6) )
     v = clip( trunc0(v (4096 - dv) / 4096) + u + (bias_mant << 6), -(2^23 - 1), 2^23 - 1 )
     S = v > (vth << 6);  v[S] = 0
@@ -33,9 +36,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from neuroprune.arithmetic import ACT_SHIFT, LoihiNeuron, int32, trunc_decay, wrap24
+from neuroprune.nirgraph import INPUT
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
-from neuroprune.sim.lava_map import LavaLayer, lava_effective_weights, lava_layers
+from neuroprune.sim.lava_map import LavaLayer, lava_layers, lava_projections
 from neuroprune.sim.spec import DeploymentSpec, LayerSpec
 
 __all__ = ["ReferenceBackend", "int32", "simulate_fixed", "simulate_float", "trunc_decay", "wrap24"]
@@ -82,15 +86,15 @@ def simulate_float(spec: DeploymentSpec, stimulus: Stimulus) -> tuple[np.ndarray
     v = [np.zeros((samples, layer.neurons)) for layer in spec.layers]
     counts = [np.zeros((samples, layer.neurons), np.int32) for layer in spec.layers]
     for t in range(stimulus.timesteps):
-        spikes = stimulus.frames[t]
+        spikes: list[np.ndarray] = []
         for k, layer in enumerate(spec.layers):
             if k == 0 and stimulus.kind == CURRENT:
                 current = stimulus.frames[t].astype(np.float64)
                 current = current if layer.bias is None else current + layer.bias
             else:
-                current = float_current(layer, spikes)
-            spikes = float_step(layer, v[k], current)
-            counts[k] += spikes
+                current = float_current(layer, spec.layer_input(k, stimulus.frames[t], spikes))
+            spikes.append(float_step(layer, v[k], current))
+            counts[k] += spikes[k]
     return tuple(counts)
 
 
@@ -119,22 +123,38 @@ def float_step(layer: LayerSpec, v: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def simulate_fixed(layers: tuple[LavaLayer, ...], stimulus: Stimulus) -> tuple[np.ndarray, ...]:
-    """Per-layer spike counts ``int32 [N, neurons]`` under Lava's Loihi fixed-point dynamics."""
+    """Per-layer spike counts ``int32 [N, neurons]`` under Lava's Loihi fixed-point dynamics.
+
+    Layer ``i``'s activation is the sum over its projections (one column block per source,
+    :attr:`LavaLayer.wiring`) of what each Lava Sparse sends, as Lava's InPort sums them."""
     samples = stimulus.samples
-    weights = [lava_effective_weights(layer) for layer in layers]
+    projections = [lava_projections(layer) for layer in layers]
     u = [np.zeros((samples, layer.neurons), np.int64) for layer in layers]
     v = [np.zeros((samples, layer.neurons), np.int64) for layer in layers]
     counts = [np.zeros((samples, layer.neurons), np.int32) for layer in layers]
     for t in range(stimulus.timesteps):
-        spikes = stimulus.frames[t]
+        spikes: list[np.ndarray] = []
         for k, layer in enumerate(layers):
             if k == 0 and stimulus.kind == CURRENT:
                 activation = int32(stimulus.frames[t].astype(np.int64))
             else:
-                activation = fixed_activation(weights[k], layer.weight_exp, spikes)
-            spikes = fixed_step(layer, u[k], v[k], activation)
-            counts[k] += spikes
+                activation = projected_activation(
+                    projections[k], layer.weight_exp, stimulus.frames[t], spikes
+                )
+            spikes.append(fixed_step(layer, u[k], v[k], activation))
+            counts[k] += spikes[k]
     return tuple(counts)
+
+
+def projected_activation(projections, weight_exp: int, frame: np.ndarray, spikes) -> np.ndarray:
+    """``sum_j fixed_activation(W_eff,j, s_j)`` over ``(source, W_eff,j)`` projections; each
+    term is the int32 one Sparse sends, and the int32 sum is what the LIF's InPort receives."""
+    total = None
+    for source, weights in projections:
+        pre = frame if source == INPUT else spikes[source]
+        part = fixed_activation(weights, weight_exp, pre)
+        total = part if total is None else int32(total + part)
+    return total
 
 
 def fixed_activation(weights: sp.csr_matrix, weight_exp: int, spikes: np.ndarray) -> np.ndarray:

@@ -9,8 +9,9 @@ Definitions (N samples, T steps, layer k with n_k neurons, counts c_k[i, j] over
   ``expected_counts`` (arrays, or ``"reference"``: the numpy reference in the same mode) or else
   the counts of ``reference_model`` (the torch model) (``agreement_source`` says which);
 * synaptic operations per sample: ``mean_i sum_k sum_j pre_k[i, j] * fan_out_k[j]`` where
-  ``pre_0`` are the input events and ``pre_k = c_{k-1}``; ``fan_out_k[j]`` = nonzero weights
-  leaving input j of layer k (conv unrolled);
+  ``pre_k`` concatenates the counts of layer k's sources (the input events for the network
+  input; ``pre_k = c_{k-1}`` in a chain); ``fan_out_k[j]`` = nonzero weights leaving input j of
+  layer k (conv unrolled, pooling and residual sums expanded as the chip wires them);
 * energy per sample: ``(synop_pj * synops + neuron_update_pj * neurons * T) * 1e-12`` J, ``None``
   when the profile lacks either figure.
 """
@@ -184,10 +185,10 @@ def check_expected(counts: Sequence[np.ndarray], expected: Sequence[np.ndarray])
 
 def synops_per_sample(spec: DeploymentSpec, stimulus: Stimulus, counts) -> float:
     """Mean synaptic operations per sample (module docstring)."""
-    presynaptic = [stimulus.input_events, *counts[:-1]]
     per_sample = sum(
-        np.asarray(pre, dtype=np.float64) @ layer.fan_out.astype(np.float64)
-        for pre, layer in zip(presynaptic, spec.layers, strict=True)
+        np.asarray(spec.layer_input(k, stimulus.input_events, counts), dtype=np.float64)
+        @ layer.fan_out.astype(np.float64)
+        for k, layer in enumerate(spec.layers)
     )
     return float(np.mean(per_sample))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
@@ -99,14 +100,28 @@ class PyCountSinkFixed(_CountSinkModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
 
 
+def delayed(model: PyLoihiProcessModel, value: np.ndarray) -> np.ndarray:
+    """``value`` back out after ``proc_params["delay"]`` more calls (one per step), zeros
+    (of its dtype) until then: a FIFO of whole steps in front of ``a_out``."""
+    delay = model.proc_params.get("delay", 0)
+    if not delay:
+        return value
+    fifo = getattr(model, "_fifo", None)
+    if fifo is None:
+        fifo = model._fifo = deque(np.zeros_like(value) for _ in range(delay))
+    fifo.append(np.array(value, copy=True))
+    return fifo.popleft()
+
+
 @implements(proc=BatchedSparse, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
 class PyBatchedSparseFloat(AbstractPySparseModelFloat):
-    """Lava's float Sparse model (port and Var types inherited); ``W.dot`` batched."""
+    """Lava's float Sparse model (port and Var types inherited); ``W.dot`` batched, then
+    :func:`delayed`."""
 
     def run_spk(self) -> None:
-        self.a_out.send(self.a_buff)
+        self.a_out.send(delayed(self, self.a_buff))
         self.a_buff = batched_dot(self.weights, self.s_in.recv(), self.proc_params["batch"])
 
 
@@ -116,7 +131,7 @@ class PyBatchedSparseFloat(AbstractPySparseModelFloat):
 class PyBatchedSparseBitAcc(AbstractPySparseModelBitAcc):
     """Lava's bit-accurate Sparse model: its first-step weight clipping and truncation
     (``clip_weights``, ``truncate_weights``, sign mode from the weights) and its
-    ``weight_exp`` shift, around the batched product."""
+    ``weight_exp`` shift, around the batched product, then :func:`delayed`."""
 
     def run_spk(self) -> None:
         params = self.proc_params
@@ -127,7 +142,7 @@ class PyBatchedSparseBitAcc(AbstractPySparseModelBitAcc):
                 self.weights, sign_mode, params.get("num_weight_bits", 8)
             )
             self.weights_set = True
-        self.a_out.send(self.a_buff)
+        self.a_out.send(delayed(self, self.a_buff))
         accumulated = batched_dot(self.weights, self.s_in.recv(), params["batch"])
         exp = params.get("weight_exp", 0)
         if exp > 0:

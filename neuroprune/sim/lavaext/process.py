@@ -61,7 +61,11 @@ class BatchedSparse(AbstractProcess):
     ``W.dot``; fixed point: Lava's sign-mode detection, 8-bit clipping, LSB truncation and
     ``weight_exp`` shift); only the product is batched (same per-row summation order).
 
-    Parameters: ``weights`` (``n_out x n_in`` CSR), ``batch``, and Sparse's
+    ``delay`` (whole steps, default 0) holds every product that many extra steps in a FIFO
+    before ``a_out`` sends it (Lava's Sparse already adds one step): projections from sources at
+    different depths of a graph then reach one population in the same step.
+
+    Parameters: ``weights`` (``n_out x n_in`` CSR), ``batch``, ``delay``, and Sparse's
     ``num_message_bits``, ``weight_exp``, ``num_weight_bits``.
     """
 
@@ -73,9 +77,11 @@ class BatchedSparse(AbstractProcess):
         num_message_bits: int = 1,
         weight_exp: int = 0,
         num_weight_bits: int = 8,
+        delay: int = 0,
     ) -> None:
         super().__init__(
             batch=batch,
+            delay=int(delay),
             num_message_bits=num_message_bits,
             weight_exp=weight_exp,
             num_weight_bits=num_weight_bits,
