@@ -3,7 +3,8 @@
 Each runner reads the file with ``nir.read`` (nothing of neuroprune's), builds the tool's own
 module with its public importer and drives it over the ``T`` steps of ``x [T, N, *shape]``
 (reshaped, C-order, to the file's Input shape). It returns the output layer's spike counts
-``[N, classes]``.
+``[N, classes]`` (:func:`output_counts`), or for snnTorch and Norse the output spikes of every
+step (:func:`output_spikes`).
 
 * snnTorch ``snntorch.import_nir.import_from_nir(graph)``: ``out, state = net(x_t, state)``.
 * Norse ``norse.torch.from_nir(graph, dt=...)``: same calling convention.
@@ -30,18 +31,34 @@ def output_counts(tool: str, path, x: np.ndarray, *, dt: float | None = None) ->
     import nir
 
     graph = nir.read(str(path))
-    shape = tuple(int(s) for s in np.asarray(graph.nodes["input"].input_type["input"]).ravel())
-    x = np.ascontiguousarray(x, dtype=np.float32).reshape(x.shape[0], x.shape[1], *shape)
-    per_sample = any(type(n).__name__ == "Flatten" for n in graph.nodes.values())
+    x = _as_input(graph, x)
     with _quiet():
         if tool == "sinabs":
             return _run_sinabs(graph, x)
-        build = _snntorch_net if tool == "snntorch" else _norse_net(dt)
+    return np.rint(output_spikes(tool, path, x, dt=dt).sum(0)).astype(np.int64)
+
+
+def output_spikes(tool: str, path, x: np.ndarray, *, dt: float | None = None) -> np.ndarray:
+    """Output spikes per step ``[T, N, classes]`` (float64) of the file run in snnTorch or
+    Norse (both are driven one step at a time)."""
+    import nir
+
+    graph = nir.read(str(path))
+    x = _as_input(graph, x)
+    per_sample = any(type(n).__name__ == "Flatten" for n in graph.nodes.values())
+    build = _snntorch_net if tool == "snntorch" else _norse_net(dt)
+    with _quiet():
         if not per_sample:
             return _run_stepwise(build(graph), x)
         return np.concatenate(
-            [_run_stepwise(build(graph), x[:, i : i + 1]) for i in range(x.shape[1])]
+            [_run_stepwise(build(graph), x[:, i : i + 1]) for i in range(x.shape[1])], axis=1
         )
+
+
+def _as_input(graph, x: np.ndarray) -> np.ndarray:
+    """``x [T, N, ...]`` reshaped (C order) to the file's Input shape."""
+    shape = tuple(int(s) for s in np.asarray(graph.nodes["input"].input_type["input"]).ravel())
+    return np.ascontiguousarray(x, dtype=np.float32).reshape(x.shape[0], x.shape[1], *shape)
 
 
 @contextlib.contextmanager
@@ -73,14 +90,15 @@ def _norse_net(dt: float | None):
 
 
 def _run_stepwise(net, x: np.ndarray) -> np.ndarray:
+    """Per-step outputs ``[T, N, classes]`` (float64), the state carried between steps."""
     import torch
 
-    state, total = None, 0.0
+    state, steps = None, []
     with torch.no_grad():
         for t in range(x.shape[0]):
             out, state = net(torch.from_numpy(x[t]), state)
-            total = total + out.reshape(x.shape[1], -1).double()
-    return np.rint(total.numpy()).astype(np.int64)
+            steps.append(out.reshape(x.shape[1], -1).double().numpy())
+    return np.stack(steps)
 
 
 def _run_sinabs(graph, x: np.ndarray) -> np.ndarray:

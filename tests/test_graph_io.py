@@ -18,6 +18,7 @@ import nir
 import numpy as np
 import pytest
 import torch
+from interop_runners import output_spikes
 from nir_spec import read as spec_read
 from nir_spec import simulate as spec_simulate
 from spikingjelly.activation_based import functional, layer, neuron
@@ -158,10 +159,10 @@ CASES = {
 }
 
 
-def write(case: str, path):
+def write(case: str, path, dt: float = NIR_DT):
     stages, inputs, shape = CASES[case]()
     graph = build_graph(
-        stages, input_shape=shape, timesteps=T, encoding="direct", inputs=inputs, dt=NIR_DT
+        stages, input_shape=shape, timesteps=T, encoding="direct", inputs=inputs, dt=dt
     )
     write_graph(graph, path)
     return stages, inputs, shape
@@ -321,6 +322,32 @@ def test_stage_graph_carries_changed_weights(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
+# Other tools' importers: only what runs identically (README, "NIR files in other tools")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["residual", "input_add", "sumpool", "sumpool_quantized"])
+def test_norse_runs_residual_adds_and_sum_pooling_identically(tmp_path, case):
+    """Norse 1.1 (nirtorch's GraphExecutor sums the edges into a node; SumPool2d becomes
+    LPPool2d(norm_type=1), a sum for spikes): output spikes == oracle, step by step."""
+    pytest.importorskip("norse")
+    *_, shape = write(case, tmp_path / "g.nir")
+    x = spikes_in(shape)
+    want = oracle(tmp_path / "g.nir", x)[-1].reshape(T, N, -1)
+    assert np.array_equal(output_spikes("norse", tmp_path / "g.nir", x, dt=NIR_DT), want)
+
+
+@pytest.mark.slow
+def test_snntorch_runs_an_avgpool_chain_identically(tmp_path):
+    """snnTorch 1.0 maps AvgPool2d (not SumPool2d) and, with its own dt = 1e-4 s, LIF."""
+    pytest.importorskip("snntorch")
+    *_, shape = write("avgpool", tmp_path / "g.nir", dt=1e-4)
+    x = spikes_in(shape)
+    want = oracle(tmp_path / "g.nir", x)[-1].reshape(T, N, -1)
+    assert np.array_equal(output_spikes("snntorch", tmp_path / "g.nir", x), want)
+
+
+# --------------------------------------------------------------------------------------------
 # One-line errors
 
 
@@ -330,11 +357,15 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
     return text
 
 
-def test_a_residual_graph_cannot_start_a_run_yet(tmp_path):
-    write("residual", tmp_path / "g.nir")
+@pytest.mark.parametrize(
+    ("case", "node", "what"),
+    [("residual", "l03_0_flatten", "residual ADD"), ("sumpool", "l01_0_pool", "pooling")],
+)
+def test_a_graph_or_pooled_chain_cannot_start_a_run_yet(tmp_path, case, node, what):
+    *_, shape = write(case, tmp_path / "g.nir")
     with pytest.raises(UnsupportedError) as err:
-        load_nir_model(tmp_path / "g.nir", input_shape=(2, 6, 6), num_classes=5)
-    assert "residual" in _one_line(err) and err.value.value == "l03_0_flatten"
+        load_nir_model(tmp_path / "g.nir", input_shape=shape, num_classes=5)
+    assert what in _one_line(err) and err.value.value == node
 
 
 def test_stage_graph_names_a_wrong_input_shape_and_broken_integers(tmp_path):

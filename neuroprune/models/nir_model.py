@@ -79,14 +79,7 @@ def load_nir_model(
     from .zoo import parse_blocks
 
     network = with_decay_input(read_network(path, dt=dt))
-    if not network.is_chain:
-        raise UnsupportedError(
-            "a graph with residual ADDs cannot start a run yet (only feed-forward chains)",
-            where=str(path),
-            field="inputs",
-            value=next(n for i, n in enumerate(network.names) if network.sources(i) != (i - 1,)),
-            fix="Import it with neuroprune.export.import_nir (a GraphNet) or use a chain.",
-        )
+    _require_plain_chain(network, str(path))
     shape = tuple(int(s) for s in input_shape)
     first = _in_shape(network.stages[0]) if network.stages else ()
     if int(np.prod(first)) != int(np.prod(shape)):
@@ -97,6 +90,20 @@ def load_nir_model(
     imported = model_from_network(network, input_shape=shape)
     parse_blocks(imported.model, shape, num_classes, where=str(path), allow_bias=True)
     return imported
+
+
+def _require_plain_chain(network: NirNetwork, where: str) -> None:
+    """A run starts only from a chain without pooling (the stages after import walk chains)."""
+    for index, (name, stage) in enumerate(zip(network.names, network.stages, strict=True)):
+        if network.sources(index) != (index - 1,) or isinstance(stage, PoolStage):
+            what = "pooling" if isinstance(stage, PoolStage) else "a residual ADD"
+            raise UnsupportedError(
+                f"node {name!r} is {what}: a run can start only from a chain without pooling",
+                where=where,
+                field=f"{name}.inputs",
+                value=name,
+                fix="Import it with neuroprune.export.import_nir (a GraphNet), or use a chain.",
+            )
 
 
 def _out_size(network: NirNetwork) -> int:
