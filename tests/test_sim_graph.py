@@ -240,6 +240,19 @@ def test_reference_float_avg_pool_equals_nir_oracle(tmp_path):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("name", ["residual", "pooled", "skip"])
+def test_reference_float_equals_the_imported_torch_graph(tmp_path, name):
+    """The same file as a torch GraphNet (models/nir_model.py, the lead's importer), counted
+    by ``simulate(reference_model=...)`` (sim/torch_reference.py): every layer agrees."""
+    from neuroprune.export import import_nir
+
+    path, _, shape = write(tmp_path, name, quantized=False)
+    model = import_nir(path).model
+    result = simulate(path, x=spikes(shape), backend="reference", reference_model=model)
+    assert all(count > 0 for count in result.spike_counts)
+    assert result.layer_agreement == (1.0,) * len(result.counts)
+
+
 def test_fixed_point_split_into_projections_is_exact():
     """Lava sends ``(W_eff,j s_j) >> 1`` per projection; with ``W_eff = 2 w_int`` every product
     is even, so the per-source sum equals the one-matrix activation. The one exception is

@@ -6,10 +6,11 @@ space-batched network (``BatchedSparse``, i.e. what ``Sparse(kron(I_B, W))`` com
 ``W`` stored once, -> ``LIFReset`` per layer, a ``FrameSource`` and one ``CountSink`` per
 layer, Lava channels of 2 slots), runs it for ``T + D (+1)`` steps (``D``: the deepest layer's
 depth) with blocking ``RunSteps`` (the first step alone, so compile and process start are timed
-apart, then the rest) and calls ``stop()`` only after ``run()`` returned. Writes ``result.npz`` (per-layer counts
-``[N, neurons]``, timings), appends progress events to ``progress.jsonl``, and on any failure
-writes a one-line ``error.json`` and leaves with ``os._exit`` (Lava may hang at exit after a
-failed run; the parent then kills the whole process group).
+apart, then the rest) and calls ``stop()`` only after ``run()`` returned. Writes
+``result.npz`` (per-layer counts ``[N, neurons]``, timings), appends progress events to
+``progress.jsonl``, and on any failure writes a one-line ``error.json`` and leaves with
+``os._exit`` (Lava may hang at exit after a failed run; the parent then kills the whole
+process group).
 
 Graphs: layer ``i`` gets one ``BatchedSparse`` per source (its column block of the weights),
 each reading the source's ``s_out`` (a neuron layer, or the ``FrameSource`` for the network
