@@ -135,6 +135,21 @@ def input_add():
     return stages, inputs, (2, 6, 6)
 
 
+def dense_residual():
+    """Flatten -> Affine -> LIF -> Affine -> LIF, whose spikes are ADDed to the first LIF's,
+    read by Affine -> IF. Input (1, 4, 4); the file has no Flatten node (its Input is flat),
+    the importer puts it back from the metadata's input_shape."""
+    m = Maker(4, False)
+    stages = [
+        FlattenStage("flatten", (1, 4, 4)),
+        *m.dense(16, 12, ("LIF", 1.0, 2.0), -1, 6),
+        *m.dense(12, 12, ("LIF", 0.75, 2.0), -2, 5),
+        *m.dense(12, 4, ("IF", 1.0, None), -2, 4),
+    ]
+    inputs = [(-1,), (0,), (1,), (2,), (3,), (4, 2), (5,)]
+    return stages, inputs, (1, 4, 4)
+
+
 def pooled(kind: str, quantized: bool = False):
     """conv -> LIF -> {Sum,Avg}Pool2d(2) -> conv -> LIF -> Flatten -> Affine -> LIF (a chain).
     Input (2, 8, 8)."""
@@ -153,6 +168,7 @@ CASES = {
     "residual": lambda: residual(False),
     "residual_quantized": lambda: residual(True),
     "input_add": input_add,
+    "dense_residual": dense_residual,
     "sumpool": lambda: pooled("sum"),
     "avgpool": lambda: pooled("avg"),
     "sumpool_quantized": lambda: pooled("sum", True),
@@ -236,6 +252,15 @@ def test_a_residual_graph_becomes_a_graphnet_and_a_pooled_chain_a_sequential(tmp
     ]
 
 
+def test_a_flat_input_graph_gets_its_flatten_back(tmp_path):
+    write("dense_residual", tmp_path / "g.nir")
+    kinds = {type(n).__name__ for n in nir.read(tmp_path / "g.nir").nodes.values()}
+    model = import_nir(tmp_path / "g.nir").model
+    assert "Flatten" not in kinds and isinstance(model, GraphNet)
+    assert isinstance(next(iter(model.layers.values())), layer.Flatten)
+    assert model.inputs == tuple(dense_residual()[1])  # the graph written, Flatten included
+
+
 def test_model_counts_hooks_the_graph_in_nir_layer_order(tmp_path):
     write("residual", tmp_path / "g.nir")
     x = spikes_in((2, 6, 6))
@@ -261,11 +286,11 @@ def test_onnx_of_the_stage_graph_equals_the_oracle(tmp_path, case):
     assert 0 < want.mean() < 1
 
 
-@pytest.mark.parametrize("case", ["residual", "residual_quantized"])
+@pytest.mark.parametrize("case", list(CASES))
 def test_onnx_of_an_imported_graphnet_equals_the_oracle(tmp_path, case):
     pytest.importorskip("onnxruntime")
     *_, shape = write(case, tmp_path / "g.nir")
-    model = import_nir(tmp_path / "g.nir").model
+    model = model_from_network(read_network(tmp_path / "g.nir"), as_graph=True).model
     path = export_onnx(model, tmp_path / "g.onnx", timesteps=T, input_shape=shape)
     x = spikes_in(shape)
     assert np.array_equal(run_onnx(path, x), oracle(tmp_path / "g.nir", x)[-1])

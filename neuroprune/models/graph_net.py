@@ -30,9 +30,9 @@ from spikingjelly.activation_based import neuron
 from ..errors import ConfigError, ModelError
 from ..nirgraph import INPUT, NeuronStage, QuantStage, Stage, SynapseStage
 from . import neurons
+from .translate import WEIGHT_BITS_ATTR
 
 QUANT_ATTR = "neuroprune_quant"
-BITS_ATTR = "neuroprune_weight_bits"
 
 
 class GraphNet(torch.nn.Module):
@@ -92,7 +92,8 @@ class GraphNet(torch.nn.Module):
             if isinstance(stage, SynapseStage):
                 stages.append(current_synapse(stage, module))
             elif isinstance(stage, NeuronStage):
-                source = stages[self.inputs[index][0]]
+                first = self.inputs[index][0]
+                source = stages[first] if first != INPUT else None
                 stages.append(current_neuron(stage, module, source))
             else:  # Flatten and pooling have no parameters
                 stages.append(stage)
@@ -163,7 +164,7 @@ def current_quant(
     if bias_int is not None:
         bias_int = bias_int.detach().cpu().numpy().astype(np.int32)
         _require_exact(name, "bias", bias, bias_int, scale)
-    bits = int(getattr(module, BITS_ATTR, params.get("bits", 0)))
+    bits = int(getattr(module, WEIGHT_BITS_ATTR, params.get("bits", 0)))
     return QuantStage(weight_int, bias_int, bits, params)
 
 
