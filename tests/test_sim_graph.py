@@ -318,3 +318,19 @@ def test_lava_equals_reference_on_graphs(tmp_path, name, fixed_point):
     assert all(int(c.sum()) > 0 for c in reference.counts), reference.spike_counts
     assert result.layer_agreement == (1.0,) * len(result.counts)
     assert result.spike_counts == reference.spike_counts
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+@pytest.mark.parametrize("fixed_point", [False, True])
+def test_lava_equals_reference_with_analog_input(tmp_path, fixed_point):
+    """Direct (analog) input: the first layer's current is injected (depth 1, no Sparse), the
+    residual readout's delays still align its two sources."""
+    path, _, shape = write(tmp_path, "residual", quantized=True)
+    x = np.random.default_rng(5).random((T, N, *shape)) * 0.8
+    reference = simulate(path, x=x, backend="reference", fixed_point=fixed_point)
+    result = simulate(
+        path, x=x, backend="lava", fixed_point=fixed_point, expected_counts=reference.counts
+    )
+    assert reference.stimulus == "current" and all(c > 0 for c in reference.spike_counts)
+    assert result.layer_agreement == (1.0,) * len(result.counts)
