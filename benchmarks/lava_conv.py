@@ -45,7 +45,7 @@ written here (:func:`reference_conv`), per sample, exactly (``array_equal``), fl
 
 Usage::
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/lava_conv.py            # about 4 min
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/lava_conv.py            # 4-6 min
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/lava_conv.py --layers 0 4 --steps 10
 """
 
@@ -117,8 +117,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--layers", type=int, nargs="+", default=list(DEFAULT_LAYERS))
     parser.add_argument("--keep", type=float, default=KEEP, help="nonzero kernel fraction")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed block")
-    parser.add_argument("--blocks", type=int, default=3, help="timed blocks per network")
-    parser.add_argument("--rounds", type=int, default=1, help="networks built per kind")
+    parser.add_argument("--blocks", type=int, default=2, help="timed blocks per network")
+    parser.add_argument("--rounds", type=int, default=2, help="networks built per kind")
     parser.add_argument("--check-steps", type=int, default=5)
     parser.add_argument("--check-layers", type=int, nargs="+", default=[0, 5])
     return parser.parse_args(argv)
@@ -543,9 +543,10 @@ def main(argv: list[str] | None = None) -> int:
                 start_rows.append(start_row(layer, mode, timings))
                 print(step_rows[-1], flush=True)
     total = time.perf_counter() - began
-    print(
-        f"\nCommand: `OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/lava_conv.py {' '.join(sys.argv[1:])}`".rstrip()
+    command = (
+        f"OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/lava_conv.py {' '.join(sys.argv[1:])}"
     )
+    print(f"\nCommand: `{command.rstrip()}`")
     print(f"Machine: {machine()}; total {total:.0f} s\n")
     print("Checks (outputs over the check steps against the NumPy direct correlation):\n")
     print("\n".join(checks) + "\n")
