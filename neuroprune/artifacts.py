@@ -136,12 +136,15 @@ LEAVES: dict[str, LeafKind] = {
             "padding": m.padding,
             "ceil_mode": bool(m.ceil_mode),
             "count_include_pad": bool(m.count_include_pad),
+            "divisor_override": m.divisor_override,
             "step_mode": m.step_mode,
         },
         lambda k: layer.AvgPool2d(
             **{key: tuple(v) if isinstance(v, list) else v for key, v in k.items()}
         ),
     ),
+    # a BatchNorm folded into its conv (neuroprune.models.sew.SEWResNet.fold_batchnorm)
+    "torch.Identity": LeafKind(torch.nn.Identity, lambda m: {}, lambda k: torch.nn.Identity()),
     "sj.BatchNorm2d": LeafKind(
         layer.BatchNorm2d,
         lambda m: {

@@ -37,7 +37,6 @@ from neuroprune.rundir import CHECKPOINT, MODEL_FILES, RECORD_VERSION, RunDir, R
 
 Progress = Callable[[Mapping[str, Any]], None]
 STRUCTURED_METHODS = ("sca", "sca+stds")
-CHAIN_ONLY_STAGES = ("quantize", "export", "simulate")
 
 
 @dataclass(frozen=True)
@@ -323,7 +322,6 @@ def _preflight(cfg: RunConfig) -> _Plan:
     import torch
 
     from neuroprune.models import build_model, summarize  # torch only once the inputs are valid
-    from neuroprune.models.zoo import has_pooling
 
     _check_method(cfg)
     _check_device(cfg.device, torch)
@@ -349,14 +347,6 @@ def _preflight(cfg: RunConfig) -> _Plan:
             field="model",
             value=cfg.model,
             fix="Use --method sca with --model sew.",
-        )
-    if has_pooling(model) and cfg.method in STRUCTURED_METHODS:
-        raise UnsupportedError(
-            f"method {cfg.method!r} does not handle pooling layers yet",
-            where="--method",
-            field="model",
-            value=cfg.model,
-            fix="Use an unstructured method (e.g. --method stds).",
         )
     summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
     capacity = allocation_capacity(summary, profile, chips=cfg.chips, cores=cfg.cores)
@@ -421,23 +411,11 @@ def _check_device(device: str, torch) -> None:
 
 
 def _run_stages(run: _Run, plan: _Plan) -> tuple[int, NeuropruneError | None]:
-    import torch
-
-    from neuroprune.models.zoo import has_pooling
-
     dataset = plan.dataset
     model = _stage_dense(run, plan.model, dataset)
     model = _stage_prune(run, model, dataset, plan.budget)
-    chain = isinstance(model, torch.nn.Sequential) and not has_pooling(model)
-    if chain:
-        model = _stage_quantize(run, model, dataset)
+    model = _stage_quantize(run, model, dataset)
     fit_report = _stage_fit(run, model, dataset)
-    if not chain:
-        kind = "pooling" if has_pooling(model) else f"{type(model).__name__} (residual)"
-        why = f"not supported for the {kind} model yet"
-        run.report["stages_not_run"] += [f"{stage}: {why}" for stage in CHAIN_ONLY_STAGES]
-        run.emit("report", f"quantization, export and simulation {why}")
-        return (0 if fit_report.fits else 1), None
     _stage_export(run, model, dataset)
     try:
         sim_ok = _stage_simulate(run, model, dataset)

@@ -1,6 +1,6 @@
 """Export a convention model to NIR (layer L2; docs/conventions.md §4).
 
-The model becomes stages (:func:`neuroprune.export.stages.model_stages`: BN folded, weights as
+The model becomes a stage graph (:func:`neuroprune.export.stages.model_graph`: BN folded, weights as
 the model computes with them, quantized integers checked) and :mod:`neuroprune.nirgraph` writes
 them: node names, metadata, the neuron mapping and NIR's semantics (forward Euler, strict ``>``,
 state from 0, shapes without the batch) all live there.
@@ -17,7 +17,7 @@ import torch
 from ..data import ENCODINGS
 from ..errors import ConfigError
 from ..nirgraph import NIR_DT, build_graph, check_dt, write_graph
-from .stages import check_input_shape, check_timesteps, model_stages
+from .stages import check_input_shape, check_timesteps, model_graph
 
 __all__ = ["NIR_DT", "build_nir_graph", "export_nir"]
 
@@ -62,8 +62,10 @@ def build_nir_graph(
     """The in-memory ``nir.NIRGraph`` that :func:`export_nir` writes."""
     shape = check_input_shape(input_shape)
     step = NIR_DT if dt is None else check_dt(dt)
+    stages, inputs = model_graph(model, shape)
     return build_graph(
-        model_stages(model, shape),
+        stages,
+        inputs=inputs,
         input_shape=shape,
         timesteps=check_timesteps(timesteps),
         encoding=_check_encoding(encoding),

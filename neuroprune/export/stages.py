@@ -20,11 +20,21 @@ import numpy as np
 import torch
 from spikingjelly.activation_based import layer, neuron
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, UnsupportedError
 from ..models import neurons
+from ..models.sew import wired_block
 from ..models.translate import WEIGHT_BITS_ATTR, fold_batchnorm
-from ..models.zoo import Block, parse_blocks
-from ..nirgraph import FlattenStage, NeuronStage, QuantStage, Stage, SynapseStage
+from ..models.zoo import POOL_TYPES, Block, model_blocks, pool_kind
+from ..nirgraph import (
+    INPUT,
+    FlattenStage,
+    NeuronStage,
+    PoolStage,
+    QuantStage,
+    Stage,
+    SynapseStage,
+    chain_inputs,
+)
 
 __all__ = [
     "FlattenStage",
@@ -34,22 +44,88 @@ __all__ = [
     "SynapseStage",
     "check_input_shape",
     "check_timesteps",
+    "model_graph",
     "model_stages",
 ]
 
 QUANT_ATTR = "neuroprune_quant"
 
 
+StageGraph = tuple[tuple[Stage, ...], tuple[tuple[int, ...], ...]]
+
+
+def model_graph(model: torch.nn.Module, input_shape: Sequence[int]) -> StageGraph:
+    """``(stages, inputs)`` of any supported model: ``inputs[i]`` are the stages whose outputs
+    sum into stage ``i`` (:data:`neuroprune.nirgraph.INPUT` for the network input).
+
+    A Sequential chain (pooling included) gives :func:`model_stages` with chain inputs. A wired
+    model (``wiring()``, e.g. SEW-ResNet) gives one (Flatten,) synapse and neuron stage per
+    :class:`~neuroprune.models.sew.SynapseLayer`; a layer reading ``k`` ADDed spike sources
+    has those ``k`` neuron stages as inputs (the residual ADD), in forward order.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if not hasattr(model, "wiring"):
+        stages = model_stages(model, shape)
+        return stages, chain_inputs(len(stages))
+    folded = fold_batchnorm(model)
+    stages: list[Stage] = []
+    inputs: list[tuple[int, ...]] = []
+    writers: dict[str | None, list[int]] = {None: [INPUT]}
+    for wired in folded.wiring(shape):
+        sources = _written_sources(writers, wired)
+        block = wired_block(folded, wired)
+        if wired.flatten:
+            stages.append(FlattenStage(_flatten_name(folded), wired.in_shape))
+            inputs.append(sources)
+            sources = (len(stages) - 1,)
+        stages += [synapse_stage(block), neuron_stage(block, _threshold_int(block))]
+        inputs += [sources, (len(stages) - 2,)]
+        if wired.out_space is not None:
+            writers.setdefault(wired.out_space, []).append(len(stages) - 1)
+    return tuple(stages), tuple(inputs)
+
+
+def _written_sources(writers: dict[str | None, list[int]], wired) -> tuple[int, ...]:
+    """The first ``wired.sources`` neuron stages that wrote the channel space it reads."""
+    written = writers.get(wired.in_space, [])
+    if len(written) < wired.sources:
+        raise ModelError(
+            f"layer reads {wired.sources} ADDed sources of space {wired.in_space!r} but only "
+            f"{len(written)} were written before it",
+            where=f"export [{wired.name}]",
+            field="wiring",
+            value=wired.in_space,
+        )
+    return tuple(written[: wired.sources])
+
+
+def _flatten_name(model: torch.nn.Module) -> str:
+    names = [name for name, m in model.named_modules() if isinstance(m, layer.Flatten)]
+    return names[0] if names else "flatten"
+
+
 def model_stages(model: torch.nn.Module, input_shape: Sequence[int]) -> tuple[Stage, ...]:
-    """Fold BN, check the convention and list the model's stages in forward order."""
+    """Fold BN, check the convention and list a chain model's stages in forward order
+    (pooling included: a :class:`PoolStage` before the synapse that reads it)."""
+    if hasattr(model, "wiring"):
+        raise UnsupportedError(
+            "a wired (residual) model is a graph, not a chain of stages",
+            where="export",
+            field="model",
+            value=type(model).__name__,
+            fix="Call model_graph(model, input_shape) (stages and their inputs).",
+        )
     shape = tuple(int(s) for s in input_shape)
     folded = fold_batchnorm(model) if _has_batchnorm(model) else model
-    blocks = {b.name: b for b in parse_blocks(folded, shape, where="export", allow_bias=True)}
+    blocks = {b.name: b for b in model_blocks(folded, shape, where="export")}
     neurons = {b.neuron_name: b for b in blocks.values()}
     stages: list[Stage] = []
     for name, module in folded.named_children():
         if isinstance(module, layer.Flatten):
             stages.append(FlattenStage(name, shape))
+            shape = stages[-1].out_shape
+        elif isinstance(module, POOL_TYPES):
+            stages.append(PoolStage(name, pool_kind(module), _pool_kernel(module), shape))
             shape = stages[-1].out_shape
         elif name in blocks:
             stages.append(synapse_stage(blocks[name]))
@@ -58,6 +134,11 @@ def model_stages(model: torch.nn.Module, input_shape: Sequence[int]) -> tuple[St
             stages.append(neuron_stage(block, _threshold_int(blocks[block.name])))
             shape = block.out_shape
     return tuple(stages)
+
+
+def _pool_kernel(module: torch.nn.Module) -> int:
+    kernel = module.kernel_size
+    return int(kernel[0] if isinstance(kernel, tuple | list) else kernel)
 
 
 def _has_batchnorm(model: torch.nn.Module) -> bool:

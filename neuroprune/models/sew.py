@@ -18,21 +18,15 @@ single source. :func:`summarize_wiring` counts exactly that: its ``LayerSummary`
 ``(k*C, H, W)`` (the sources side by side) and the weight repeated ``k`` times along the input
 channels.
 
-Pipeline support, plainly:
-
-* training, evaluation, prediction (``neuroprune.models.train``): yes (any ``nn.Module``);
-* structured pruning (``sca``) with physical channel removal: yes; channels joined by an ADD
-  are one group (:mod:`neuroprune.pruning.channels`);
-* counting: :func:`summarize_model` (or :meth:`SEWResNet.summary`) gives a
-  :class:`~neuroprune.summary.NetworkSummary` that ``fit.check_fit`` and ``derive_budget``
-  accept. ``models.translate.summarize`` itself does **not**: it walks a Sequential and raises
-  ``ModelError`` ("model must be a torch.nn.Sequential");
-* unstructured pruning (``prune_to_budget``: stds, slats, lats, pgh, gradr, gmp, magnitude):
-  yes; :func:`neuroprune.pruning.targets.wiring_targets` costs each weight ``k`` times when its
-  layer reads ``k`` ADDed sources, so the budget is met to within one entry's cost;
-* ``sca+stds``, BN folding, quantization, NIR/ONNX export and simulation: **not supported**
-  (they walk a Sequential chain). Call :func:`require_sequential` there: it raises
-  :class:`~neuroprune.errors.UnsupportedError`.
+Pipeline support: every stage. Training, evaluation and prediction treat it as any
+``nn.Module``; counting (:meth:`SEWResNet.summary`), every unstructured pruning method
+(:func:`neuroprune.pruning.targets.wiring_targets` costs each weight ``k`` times when its layer
+reads ``k`` ADDed sources, so a budget is met to within one entry's cost), ``sca`` and
+``sca+stds`` (channels joined by an ADD are one group, :mod:`neuroprune.pruning.channels`),
+BN folding (:meth:`SEWResNet.fold_batchnorm`), quantization (:meth:`SEWResNet.blocks`), and
+export as a graph (:func:`neuroprune.export.stages.model_graph`: the ADD is several NIR edges
+into the reading node), which the simulators and Lava run as several projections into one
+population.
 
 :class:`SynapseLayer` describes one synaptic layer of any such model (what it reads, what it
 writes, how many spike sources are summed at its input); a model that is not a Sequential chain
@@ -41,6 +35,7 @@ exposes ``wiring(input_shape) -> tuple[SynapseLayer, ...]``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,10 +43,11 @@ import numpy as np
 import torch
 from spikingjelly.activation_based import functional, layer
 
-from ..errors import ModelError, UnsupportedError
+from ..errors import ModelError
 from ..summary import NetworkSummary, conv_layer, conv_output_size, dense_layer
+from .translate import _fold_pair as fold_conv_batchnorm
 from .translate import bn_scale_shift, summarize
-from .zoo import EXTRA_BUILDERS, neuron_factory, neuron_info
+from .zoo import EXTRA_BUILDERS, Block, neuron_factory, neuron_info, set_module
 
 SEW_DEFAULT_STAGES: tuple[tuple[int, int], ...] = ((8, 1), (16, 1))
 
@@ -73,6 +69,8 @@ class SynapseLayer:
         sources: spike tensors of ``in_space`` summed at its input by residual ADDs (>= 1).
         flatten: reads ``in_space`` through a C-order Flatten (channel ``c`` is the input
             columns ``c*H*W .. (c+1)*H*W - 1``).
+        pool_kernel: reads ``in_space`` through ``k x k`` pooling (1: none); ``in_shape`` is
+            then the pooled map, and the chip wires ``W P`` (``k**2`` synapses per weight).
     """
 
     name: str
@@ -85,6 +83,7 @@ class SynapseLayer:
     out_space: str | None
     sources: int = 1
     flatten: bool = False
+    pool_kernel: int = 1
 
     @property
     def in_channels(self) -> int:
@@ -182,15 +181,19 @@ class SEWResNet(torch.nn.Module):
             prefix = f"stages.{k}"
             out = _conv_out_shape(stage.conv, shape)
             layers.append(
-                _conv_wiring(prefix, "conv", "bn", "neuron", shape, out, stream, prefix, sources)
+                self._conv_wiring(
+                    prefix, "conv", "bn", "neuron", shape, out, stream, prefix, sources
+                )
             )
             for j, _ in enumerate(stage.blocks):
                 block = f"{prefix}.blocks.{j}"
                 layers.append(
-                    _conv_wiring(block, "conv1", "bn1", "neuron1", out, out, prefix, block, 1 + j)
+                    self._conv_wiring(
+                        block, "conv1", "bn1", "neuron1", out, out, prefix, block, 1 + j
+                    )
                 )
                 layers.append(
-                    _conv_wiring(block, "conv2", "bn2", "neuron2", out, out, block, prefix, 1)
+                    self._conv_wiring(block, "conv2", "bn2", "neuron2", out, out, block, prefix, 1)
                 )
             shape, stream, sources = out, prefix, 1 + len(stage.blocks)
         layers.append(
@@ -209,9 +212,69 @@ class SEWResNet(torch.nn.Module):
         )
         return tuple(layers)
 
+    def _conv_wiring(self, prefix, conv, bn, neuron, in_shape, out_shape, in_space, out_space, n):
+        """A conv's :class:`SynapseLayer`; ``batchnorm`` None once BN is folded (Identity)."""
+        bn_path = f"{prefix}.{bn}"
+        has_bn = isinstance(self.get_submodule(bn_path), torch.nn.BatchNorm2d)
+        return SynapseLayer(
+            f"{prefix}.{conv}",
+            "conv",
+            tuple(in_shape),
+            tuple(out_shape),
+            bn_path if has_bn else None,
+            f"{prefix}.{neuron}",
+            in_space,
+            out_space,
+            int(n),
+        )
+
     def summary(self, input_shape: Sequence[int], timesteps: int, *, name: str = "network"):
         """:class:`NetworkSummary` with ADDs counted as duplicated synapses (module docstring)."""
         return summarize_wiring(self, self.wiring(input_shape), input_shape, timesteps, name=name)
+
+    def blocks(self, input_shape: Sequence[int]) -> list[Block]:
+        """Every synaptic layer as a :class:`~neuroprune.models.zoo.Block` (dotted module paths;
+        the readout's ``in_shape`` is the flattened size it reads)."""
+        return [wired_block(self, wired) for wired in self.wiring(input_shape)]
+
+    def conv_batchnorm_pairs(self) -> list[tuple[str, str]]:
+        """``(conv path, BN path)`` of every conv in forward order."""
+        pairs = []
+        for k, stage in enumerate(self.stages):
+            pairs.append((f"stages.{k}.conv", f"stages.{k}.bn"))
+            for j, _ in enumerate(stage.blocks):
+                block = f"stages.{k}.blocks.{j}"
+                pairs += [(f"{block}.conv1", f"{block}.bn1"), (f"{block}.conv2", f"{block}.bn2")]
+        return pairs
+
+    def fold_batchnorm(self) -> SEWResNet:
+        """An equivalent eval-mode copy with every BN folded into its conv (a biased
+        ``layer.Conv2d``) and replaced by ``torch.nn.Identity``; ``neuroprune_*`` attributes
+        kept (:func:`neuroprune.models.translate.fold_batchnorm` for chains)."""
+        folded = copy.deepcopy(self)
+        for conv_path, bn_path in self.conv_batchnorm_pairs():
+            conv, bn = self.get_submodule(conv_path), self.get_submodule(bn_path)
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                set_module(folded, conv_path, fold_conv_batchnorm(conv, bn))
+                set_module(folded, bn_path, torch.nn.Identity())
+        functional.set_step_mode(folded, "m")
+        functional.reset_net(folded)
+        return folded.eval()
+
+
+def wired_block(model: torch.nn.Module, wired: SynapseLayer) -> Block:
+    """One :class:`SynapseLayer` as a :class:`Block` (no pooling in a SEW-ResNet)."""
+    in_shape = (int(np.prod(wired.in_shape)),) if wired.flatten else wired.in_shape
+    batchnorm = None if wired.batchnorm is None else model.get_submodule(wired.batchnorm)
+    return Block(
+        wired.name,
+        model.get_submodule(wired.name),
+        batchnorm,
+        wired.neuron,
+        model.get_submodule(wired.neuron),
+        tuple(in_shape),
+        tuple(wired.out_shape),
+    )
 
 
 def _conv_out_shape(conv: torch.nn.Module, in_shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -220,20 +283,6 @@ def _conv_out_shape(conv: torch.nn.Module, in_shape: tuple[int, ...]) -> tuple[i
         int(conv.out_channels),
         conv_output_size(in_shape[1], k, s, p),
         conv_output_size(in_shape[2], k, s, p),
-    )
-
-
-def _conv_wiring(prefix, conv, bn, neuron, in_shape, out_shape, in_space, out_space, sources):
-    return SynapseLayer(
-        f"{prefix}.{conv}",
-        "conv",
-        tuple(in_shape),
-        tuple(out_shape),
-        f"{prefix}.{bn}",
-        f"{prefix}.{neuron}",
-        in_space,
-        out_space,
-        int(sources),
     )
 
 
@@ -339,26 +388,6 @@ def summarize_model(
 ) -> NetworkSummary:
     """:func:`neuroprune.models.translate.summarize` (which also handles :meth:`wiring` models)."""
     return summarize(model, input_shape, timesteps, name=name)
-
-
-def require_sequential(model: torch.nn.Module, *, stage: str) -> None:
-    """Raise :class:`UnsupportedError` unless ``model`` is a ``torch.nn.Sequential`` chain.
-
-    For the stages that walk the chain (unstructured pruning, BN folding, quantization,
-    NIR/ONNX export, simulation).
-    """
-    if isinstance(model, torch.nn.Sequential):
-        return
-    topology = getattr(model, "neuroprune_topology", type(model).__name__)
-    raise UnsupportedError(
-        f"{stage} supports only Sequential chain models, not a {topology} model "
-        f"({type(model).__name__})",
-        where=stage,
-        field="model",
-        value=type(model).__name__,
-        fix="Use --model conv or mlp for this stage; a SEW-ResNet supports training, "
-        "sca pruning with channel removal, and counting/fit via summarize_model only.",
-    )
 
 
 def _build_from_spec(input_shape, num_classes, neuron, tau, v_threshold, hidden):

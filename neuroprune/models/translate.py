@@ -111,7 +111,7 @@ def input_copies(synapse: torch.nn.Module) -> int:
     return int(max(quant.get("axon_duplication", 1) or 1, quant.get("row_duplication", 1) or 1))
 
 
-def fold_batchnorm(model: torch.nn.Sequential) -> torch.nn.Sequential:
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     """An equivalent (eval-mode) copy with every BatchNorm2d folded into its conv.
 
     Each ``Conv2d -> BatchNorm2d`` pair becomes one ``layer.Conv2d(bias=True)`` with ``W'`` and
@@ -120,6 +120,8 @@ def fold_batchnorm(model: torch.nn.Sequential) -> torch.nn.Sequential:
     eval mode, with neuron states reset. This biased form is for export; it is accepted by
     :func:`summarize` and by ``parse_blocks(..., allow_bias=True)``.
     """
+    if hasattr(model, "fold_batchnorm"):  # a wired (residual) model folds its own pairs
+        return model.fold_batchnorm()
     children = list(model.named_children())
     folded: dict[str, torch.nn.Module] = {}
     skip = set()

@@ -108,8 +108,14 @@ class Block:
 
     @property
     def pool_kernel(self) -> int:
-        """``k`` of the ``k x k`` average pooling this block's synapse reads (1: none)."""
+        """``k`` of the ``k x k`` pooling this block's synapse reads (1: none)."""
         return 1 if self.pool is None else int(_pair(self.pool.kernel_size)[0])
+
+    @property
+    def pool_kind(self) -> str | None:
+        """``"avg"`` (``AvgPool2d(k)``), ``"sum"`` (``AvgPool2d(k, divisor_override=1)``, the
+        quantized form) or None (no pooling)."""
+        return None if self.pool is None else pool_kind(self.pool)
 
     @property
     def kind(self) -> str:
@@ -248,6 +254,28 @@ def build_vgg(input_shape, num_classes: int, channels: Sequence[int], make) -> t
         c = c_out
     modules += [layer.Flatten(), layer.Linear(c * h * w, num_classes, bias=False), make()]
     return torch.nn.Sequential(*modules)
+
+
+def pool_kind(module: torch.nn.Module) -> str:
+    """``"sum"`` for ``AvgPool2d(k, divisor_override=1)``, else ``"avg"``."""
+    return "sum" if getattr(module, "divisor_override", None) == 1 else "avg"
+
+
+def model_blocks(
+    model: torch.nn.Module, input_shape: Sequence[int], *, where: str, allow_bias: bool = True
+) -> list[Block]:
+    """Every synaptic layer of a model in forward order: a Sequential chain's blocks
+    (:func:`parse_blocks`, pooling allowed) or a wired model's (``model.blocks(input_shape)``,
+    e.g. :class:`neuroprune.models.sew.SEWResNet`)."""
+    if hasattr(model, "wiring"):
+        return list(model.blocks(input_shape))
+    return parse_blocks(model, input_shape, where=where, allow_bias=allow_bias, allow_pooling=True)
+
+
+def set_module(root: torch.nn.Module, path: str, module: torch.nn.Module) -> None:
+    """Replace the submodule at dotted ``path`` (``"stages.0.blocks.1.neuron2"``) by ``module``."""
+    parent, _, leaf = path.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, module)
 
 
 def has_pooling(model: torch.nn.Module) -> bool:
@@ -503,10 +531,11 @@ class _Walker:
             0,
             0,
         )
-        if not regular or module.ceil_mode or module.divisor_override is not None:
+        if not regular or module.ceil_mode or module.divisor_override not in (None, 1):
             self.fail(
                 name,
-                "AvgPool2d must be square with stride = kernel, no padding, floor mode",
+                "AvgPool2d must be square with stride = kernel, no padding, floor mode "
+                "(divisor_override None, or 1 for sum pooling)",
                 "kernel_size",
                 module.kernel_size,
                 "Use layer.AvgPool2d(k).",

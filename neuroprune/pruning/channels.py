@@ -122,7 +122,7 @@ def channel_graph(model: torch.nn.Module, input_shape: Sequence[int]) -> Channel
 
 def chain_wiring(model: torch.nn.Sequential, input_shape: Sequence[int]) -> tuple:
     """One :class:`SynapseLayer` per block of a convention chain; hidden outputs are spaces."""
-    blocks = parse_blocks(model, input_shape, where="pruning sca")
+    blocks = parse_blocks(model, input_shape, where="pruning sca", allow_pooling=True)
     names = {id(module): name for name, module in model.named_children()}
     wiring = []
     for index, block in enumerate(blocks):
@@ -139,6 +139,7 @@ def chain_wiring(model: torch.nn.Sequential, input_shape: Sequence[int]) -> tupl
                 in_space=previous.name if previous is not None else None,
                 out_space=block.name if index < len(blocks) - 1 else None,
                 flatten=flatten,
+                pool_kernel=block.pool_kernel,
             )
         )
     return tuple(wiring)
@@ -270,14 +271,15 @@ class ChannelCosts:
 def channel_matrix(
     model: torch.nn.Module, wired: SynapseLayer, *, conv_weight_sharing: bool = False
 ) -> np.ndarray:
-    """``C[o, i]`` of one layer (module docstring), int64, ``sources`` included."""
+    """``C[o, i]`` of one layer (module docstring), int64, ``sources`` included; a layer
+    reading ``k x k``-pooled spikes costs ``k**2`` per unrolled synapse (``W P``)."""
     nonzero = folded_weight_of(model, wired) != 0
     if wired.kind == "conv":
         if conv_weight_sharing:
             per_pair = nonzero.sum(axis=(2, 3))
         else:
             taps = tap_positions(model.get_submodule(wired.name), wired.in_shape)
-            per_pair = (nonzero * taps).sum(axis=(2, 3))
+            per_pair = (nonzero * taps).sum(axis=(2, 3)) * wired.pool_kernel**2
     elif wired.flatten:
         per_pair = nonzero.reshape(nonzero.shape[0], wired.in_channels, -1).sum(axis=2)
     else:

@@ -60,7 +60,7 @@ import torch
 
 from neuroprune.budget import Budget, per_layer_minimums
 from neuroprune.errors import BudgetError, ConfigError, UnsupportedError
-from neuroprune.models.sew import SynapseLayer, require_sequential, summarize_model
+from neuroprune.models.sew import SynapseLayer, summarize_model
 from neuroprune.models.train import TrainConfig, evaluate, train
 from neuroprune.pruning.base import PruningMethod
 from neuroprune.pruning.channels import (
@@ -670,8 +670,6 @@ def prune_structured(
     (masked); the result's ``model`` is the narrower copy.
     """
     started = time.perf_counter()
-    if then_stds:
-        require_sequential(model, stage="sca+stds")
     input_shape = tuple(dataset.input_shape)
     sharing = budget.conv_weight_sharing
     before = _snapshot(model, dataset, train_config, profile, sharing)

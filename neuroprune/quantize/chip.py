@@ -25,6 +25,7 @@ import torch
 
 from neuroprune.arithmetic import loihi_input_shift
 from neuroprune.models.neurons import CHIP_TYPES, chip_copy, compute_in_float64
+from neuroprune.models.zoo import set_module
 from neuroprune.profiles import ChipProfile
 from neuroprune.quantize.model import QUANT_ATTR, QuantizedLayer
 
@@ -33,7 +34,7 @@ BATCH = 2048
 
 
 def use_chip_arithmetic(
-    qmodel: torch.nn.Sequential,
+    qmodel: torch.nn.Module,
     layers: Sequence[QuantizedLayer],
     profile: ChipProfile,
     *,
@@ -74,7 +75,7 @@ def _swap_neuron(qmodel, layer: QuantizedLayer, name: str, shift: int, analog: b
         "input_shift": int(shift),
     }
     node = chip_copy(block.neuron, chip)
-    setattr(qmodel, block.neuron_name, node)
+    set_module(qmodel, block.neuron_name, node)
     extra = dict(layer.quant.extra)
     if analog:
         extra["input_shift"] = int(shift)
@@ -105,8 +106,9 @@ def _input_shift(qmodel, first: QuantizedLayer, images: np.ndarray) -> int:
 
 def _largest_current(qmodel, first: QuantizedLayer, images: np.ndarray) -> float:
     """``max |W_int x|`` (weight LSBs, bias excluded) over the images, in float64."""
-    prefix = []
-    for name, module in qmodel.named_children():
+    prefix = []  # a wired model's first layer reads the input itself
+    children = qmodel.named_children() if isinstance(qmodel, torch.nn.Sequential) else ()
+    for name, module in children:
         if name == first.block.name:
             break
         prefix.append(module)

@@ -1,7 +1,8 @@
 """Post-training quantization of a convention model (docs/conventions.md §1-§3).
 
-:func:`ptq_model` folds BatchNorm (``models.translate.fold_batchnorm``), quantizes every
-``Linear``/``Conv2d`` with the profile's quantizer and writes the result into a new model:
+:func:`ptq_model` folds BatchNorm (``models.translate.fold_batchnorm``), turns average pooling
+into sum pooling (:func:`sum_pooling`), quantizes every ``Linear``/``Conv2d`` of a chain or a
+wired (residual) model with the profile's quantizer and writes the result into a new model:
 
 * ``m.weight = weight_int * weight_scale`` (float32, exact), ``m.weight_int`` (int32 buffer);
 * ``m.bias = bias_int * weight_scale`` and ``m.bias_int`` where the layer has a bias;
@@ -22,7 +23,7 @@ from spikingjelly.activation_based import neuron
 
 from neuroprune.errors import UnsupportedError
 from neuroprune.models.translate import WEIGHT_BITS_ATTR, fold_batchnorm
-from neuroprune.models.zoo import Block, parse_blocks
+from neuroprune.models.zoo import Block, model_blocks
 from neuroprune.profiles import ChipProfile
 from neuroprune.quantize.base import LayerQuant, get_quantizer
 from neuroprune.quantize.grid import Grid, error_stats
@@ -67,13 +68,20 @@ def ptq_model(
     input_shape: Sequence[int],
     *,
     progress: Progress | None = None,
-) -> tuple[torch.nn.Sequential, list[QuantizedLayer]]:
-    """Quantize a copy of ``model`` to ``profile.weights`` (the input model is not changed)."""
+) -> tuple[torch.nn.Module, list[QuantizedLayer]]:
+    """Quantize a copy of ``model`` to ``profile.weights`` (the input model is not changed).
+
+    Every synaptic layer is quantized on its own scale against its own neuron's threshold.
+    That is consistent where branches sum: a residual ADD sums *spikes* (0/1 per source), and
+    the layer reading it applies one integer weight set to each source, so
+    ``W_int (s_a + s_b) = W_int s_a + W_int s_b`` in one population's units.
+    """
     quantizer = get_quantizer(profile.weights, profile.path)
     quantizer.read_params(profile.weights, profile.path)
     qmodel = fold_batchnorm(model)
     layers = []
-    for block in parse_blocks(qmodel, input_shape, where="quantize", allow_bias=True):
+    for block in model_blocks(qmodel, input_shape, where="quantize"):
+        sum_pooling(block)
         weight, bias = _float_values(block)
         params = neuron_params(block.neuron)
         lq = quantizer.quantize_layer(
@@ -84,6 +92,21 @@ def ptq_model(
         if progress is not None:
             progress({"event": "quantize_layer", "layer": block.name, **layer_row(block, lq)})
     return qmodel, layers
+
+
+def sum_pooling(block: Block) -> None:
+    """Make the block read sum pooling instead of average pooling (in place, exact).
+
+    ``W avg_k(S) = (W / k**2) sum_k(S)``: the ``AvgPool2d(k)`` before the synapse gets
+    ``divisor_override=1`` and the weight is divided by ``k**2`` (a power of two for ``k`` = 2
+    or 4, so exact in float). A chip then adds the ``k**2`` spikes of a window through one
+    integer weight each, and the quantized weights stay integers (no ``1/k**2`` level).
+    """
+    if block.pool_kind != "avg":
+        return
+    with torch.no_grad():
+        block.synapse.weight.div_(float(block.pool_kernel**2))
+    block.pool.divisor_override = 1
 
 
 def requantize_layer(
