@@ -210,3 +210,12 @@ def test_vgg_artifact_round_trip(tmp_path):
     functional.reset_net(model)
     loaded, _ = load_model(save_model(tmp_path / "vgg.pt", model))
     assert has_pooling(loaded) and torch.equal(loaded.eval()(x), expected)
+
+
+@pytest.mark.parametrize(("name", "ours"), [("sew_resnet18", "sew"), ("spiking_vgg11_bn", "vgg")])
+def test_spikingjelly_zoo_names_point_to_the_chip_ready_family(name, ours):
+    # SpikingJelly's own models use MaxPool2d (activation_based/model/sew_resnet.py line 178,
+    # spiking_vgg.py line 83): refused with the name of neuroprune's model of that family
+    with pytest.raises(ModelError, match="max pooling") as info:
+        build_model(name, (3, 32, 32), 10)
+    assert info.value.value == name and f"--model {ours}" in info.value.fix

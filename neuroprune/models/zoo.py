@@ -160,7 +160,36 @@ def is_user_spec(spec: str) -> bool:
     return ":" in spec or spec.endswith(".py")
 
 
+SPIKINGJELLY_ZOO = {
+    **{f"sew_resnet{d}": "sew" for d in (18, 34, 50, 101, 152)},
+    **{f"spiking_resnet{d}": "sew" for d in (18, 34, 50, 101, 152)},
+    **{f"spiking_vgg{d}{bn}": "vgg" for d in (11, 13, 16, 19) for bn in ("", "_bn")},
+}
+"""SpikingJelly model-zoo names (``spikingjelly.activation_based.model``) -> neuroprune's model
+of the same family. Theirs do not fit the chip conventions, so none is built (see
+:func:`_refuse_spikingjelly_zoo`)."""
+
+
+def _refuse_spikingjelly_zoo(spec: str) -> None:
+    """SpikingJelly's zoo models downsample with ``MaxPool2d`` (the max of spike trains is not a
+    weighted sum: no chip synapse computes it, no exact conversion exists), end in
+    ``AdaptiveAvgPool2d`` and a readout ``Linear`` without spiking neurons, and target 224x224
+    ImageNet inputs; neuroprune's ``sew``/``vgg`` keep their structure with chip-mappable parts."""
+    ours = SPIKINGJELLY_ZOO[spec]
+    raise ModelError(
+        f"SpikingJelly's {spec} cannot run on a chip as built: it uses max pooling (no exact "
+        "chip form) and a readout without spiking neurons",
+        where="model",
+        field="model",
+        value=spec,
+        fix=f"Use --model {ours} (the same family with strided-conv or average-pooling "
+        "downsampling and a spiking readout; --hidden sets the stage widths).",
+    )
+
+
 def _build_builtin(spec, input_shape, num_classes, neuron_kind, tau, v_threshold, hidden):
+    if spec in SPIKINGJELLY_ZOO:
+        _refuse_spikingjelly_zoo(spec)
     if spec not in MODELS:
         hint = did_you_mean(spec, MODELS)
         raise ModelError(
