@@ -823,7 +823,8 @@ def chip_traffic(
         crossing_k = sum_j r_j * |chips(targets of j in layer k) - {c_j}|   (spikes / sample)
 
     Links ``"a->b"`` sum the same spikes per ordered chip pair. Spikes into the first layer come
-    from off-chip and are not counted here.
+    from off-chip and are not counted here; nor are layers that read ADDed (residual) sources,
+    which ``not_counted`` lists.
     """
     chip_of = {}
     for layer in summary.layers:
@@ -831,9 +832,11 @@ def chip_traffic(
         chip_of[layer.name] = np.where(owner >= 0, owner // packing.cores_per_chip, -1)
     per_layer: dict[str, float] = {}
     links: dict[str, float] = {}
+    skipped: list[str] = []
     for k in range(1, len(summary.layers)):
         source, layer = summary.layers[k - 1], summary.layers[k]
         if layer.inputs != source.neurons:  # not a chain step (residual wiring): not counted
+            skipped.append(layer.name)
             continue
         rates = np.asarray(spikes_per_sample[k - 1], dtype=np.float64)
         csc = layer.connectivity.tocsc()
@@ -854,4 +857,5 @@ def chip_traffic(
         "inter_chip_spikes_per_sample": round(sum(per_layer.values()), 6),
         "per_layer": per_layer,
         "links": {k: round(v, 6) for k, v in sorted(links.items())},
+        "not_counted": skipped,
     }
