@@ -15,6 +15,7 @@ Oracles, none of which calls the code under test:
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -29,19 +30,34 @@ from neuroprune.pruning.targets import find_targets
 
 sys.path.insert(0, str(Path(__file__).parent))
 import nir_spec  # noqa: E402
-from test_pooling import write_cifar_folder  # noqa: E402
+from test_pooling import CIFAR_FILES  # noqa: E402
 
 torch.set_num_threads(1)
 FAST = ["--epochs", "2", "--prune-epochs", "1", "--finetune-epochs", "1", "--quant-epochs", "1"]
 
 
+def write_striped_cifar_folder(folder: Path, n: int = 24) -> None:
+    """CIFAR-10 python batches (the real on-disk format) that a net can learn in two epochs:
+    class ``c`` lights rows ``3c .. 3c+2`` (value 230) over dim noise (0..63), so the trained
+    network spikes; random images leave a pruned, quantized net silent, which proves nothing."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in CIFAR_FILES:
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 64, (n, 3, 32, 32), dtype=np.uint8)
+        for image, label in zip(images, labels, strict=True):
+            image[:, 3 * label : 3 * label + 3, :] = 230
+        batch = {b"data": images.reshape(n, 3072), b"labels": [int(v) for v in labels]}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+
+
 def run_fit(tmp_path: Path, model: str, dataset: str) -> tuple[Path, dict]:
     data = []
-    if dataset == "cifar10":
-        write_cifar_folder(tmp_path / "data" / "cifar-10-batches-py")
-        data = ["--data-dir", str(tmp_path / "data")]
+    if dataset == "cifar10":  # 120 images: 8 epochs of batch 16 before the net spikes
+        write_striped_cifar_folder(tmp_path / "data" / "cifar-10-batches-py")
+        data = ["--data-dir", str(tmp_path / "data"), "--epochs", "8", "--batch-size", "16"]
     argv = ["fit", "--chip", "loihi", "--model", model, "--hidden", "4,8", "--method", "stds"]
-    argv += ["--sparsity", "0.7", "--dataset", dataset, *data, *FAST, "--seed", "0"]
+    argv += ["--sparsity", "0.7", "--dataset", dataset, *FAST, *data, "--seed", "0"]
     argv += ["--backend", "lava", "--samples", "12", "--json"]
     argv += ["--out", str(tmp_path), "--name", "run"]
     result = CliRunner().invoke(main, argv, env={"COLUMNS": "200"})

@@ -51,7 +51,7 @@ from .stages import (
     SynapseStage,
     check_input_shape,
     check_timesteps,
-    model_stages,
+    model_graph,
 )
 
 ONNX_OPSET = 17
@@ -176,12 +176,11 @@ def build_unrolled(
 ) -> UnrolledSNN:
     """The :class:`UnrolledSNN` equivalent of ``model`` for ``timesteps`` steps (eval mode).
 
-    A model with a ``stage_graph(input_shape)`` method (a
-    :class:`~neuroprune.models.graph_net.GraphNet`) is unrolled as that graph; any other
-    model must follow the chain convention (``model_stages``)."""
+    The model's stage graph comes from :func:`~neuroprune.export.stages.model_graph` (chains,
+    pooling, wired residual models and imported :class:`~neuroprune.models.graph_net.GraphNet`
+    graphs alike)."""
     shape = check_input_shape(input_shape)
-    graph = getattr(model, "stage_graph", None)
-    stages, inputs = graph(shape) if callable(graph) else (model_stages(model, shape), None)
+    stages, inputs = model_graph(model, shape)
     return build_unrolled_graph(stages, inputs, timesteps=timesteps, input_shape=shape)
 
 

@@ -58,12 +58,17 @@ def model_graph(model: torch.nn.Module, input_shape: Sequence[int]) -> StageGrap
     """``(stages, inputs)`` of any supported model: ``inputs[i]`` are the stages whose outputs
     sum into stage ``i`` (:data:`neuroprune.nirgraph.INPUT` for the network input).
 
-    A Sequential chain (pooling included) gives :func:`model_stages` with chain inputs. A wired
+    A model with ``stage_graph(input_shape)`` (an imported NIR graph,
+    :class:`~neuroprune.models.graph_net.GraphNet`) gives its own. A Sequential chain (pooling
+    included) gives :func:`model_stages` with chain inputs. A wired
     model (``wiring()``, e.g. SEW-ResNet) gives one (Flatten,) synapse and neuron stage per
     :class:`~neuroprune.models.sew.SynapseLayer`; a layer reading ``k`` ADDed spike sources
     has those ``k`` neuron stages as inputs (the residual ADD), in forward order.
     """
     shape = tuple(int(s) for s in input_shape)
+    if callable(getattr(model, "stage_graph", None)):  # an imported NIR graph (GraphNet)
+        stages, inputs = model.stage_graph(shape)
+        return tuple(stages), tuple(tuple(s) for s in (inputs or chain_inputs(len(stages))))
     if not hasattr(model, "wiring"):
         stages = model_stages(model, shape)
         return stages, chain_inputs(len(stages))

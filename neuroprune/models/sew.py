@@ -185,15 +185,18 @@ class SEWResNet(torch.nn.Module):
                     prefix, "conv", "bn", "neuron", shape, out, stream, prefix, sources
                 )
             )
-            for j, _ in enumerate(stage.blocks):
+            for j, sew_block in enumerate(stage.blocks):
                 block = f"{prefix}.blocks.{j}"
+                inner = (int(sew_block.conv1.out_channels), *out[1:])  # narrower after sca
                 layers.append(
                     self._conv_wiring(
-                        block, "conv1", "bn1", "neuron1", out, out, prefix, block, 1 + j
+                        block, "conv1", "bn1", "neuron1", out, inner, prefix, block, 1 + j
                     )
                 )
                 layers.append(
-                    self._conv_wiring(block, "conv2", "bn2", "neuron2", out, out, block, prefix, 1)
+                    self._conv_wiring(
+                        block, "conv2", "bn2", "neuron2", inner, out, block, prefix, 1
+                    )
                 )
             shape, stream, sources = out, prefix, 1 + len(stage.blocks)
         layers.append(
