@@ -145,3 +145,23 @@ def _spikes(model, x, nodes):
     for hook in hooks:
         hook.remove()
     return out
+
+
+@pytest.mark.slow
+def test_fit_starts_from_a_pooled_nir_chain(tmp_path):
+    from neuroprune.export import export_nir
+
+    model = build_model("vgg", (1, 8, 8), 10, hidden=(4, 8), seed=1)
+    path = export_nir(
+        model, tmp_path / "vgg.nir", timesteps=8, encoding="direct", input_shape=(1, 8, 8)
+    )
+    argv = ["fit", "--chip", "loihi", "--from", str(path), "--sparsity", "0.5"]
+    argv += ["--prune-epochs", "1", "--finetune-epochs", "0", "--quant-epochs", "0"]
+    argv += ["--backend", "reference", "--samples", "20", "--json"]
+    argv += ["--out", str(tmp_path), "--name", "run"]
+    result = CliRunner().invoke(main, argv, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["simulation"]["spike_agreement"] == 1.0
+    graph = nir_spec.read(tmp_path / "run" / "model.nir")
+    assert any(type(node).__name__ == "SumPool2d" for node in graph.nodes.values())

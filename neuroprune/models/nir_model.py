@@ -88,21 +88,24 @@ def load_nir_model(
     if out != num_classes:
         raise _mismatch(path, "output", (out,), (num_classes,), "classes of the dataset")
     imported = model_from_network(network, input_shape=shape)
-    parse_blocks(imported.model, shape, num_classes, where=str(path), allow_bias=True)
+    parse_blocks(
+        imported.model, shape, num_classes, where=str(path), allow_bias=True, allow_pooling=True
+    )
     return imported
 
 
 def _require_plain_chain(network: NirNetwork, where: str) -> None:
-    """A run starts only from a chain without pooling (the stages after import walk chains)."""
-    for index, (name, stage) in enumerate(zip(network.names, network.stages, strict=True)):
-        if network.sources(index) != (index - 1,) or isinstance(stage, PoolStage):
-            what = "pooling" if isinstance(stage, PoolStage) else "a residual ADD"
+    """A run starts only from a chain (pooling allowed): pruning finds its layers by walking
+    the Sequential, which a residual ADD is not."""
+    for index, name in enumerate(network.names):
+        if network.sources(index) != (index - 1,):
             raise UnsupportedError(
-                f"node {name!r} is {what}: a run can start only from a chain without pooling",
+                f"node {name!r} reads a residual ADD: a run can start only from a chain",
                 where=where,
                 field=f"{name}.inputs",
                 value=name,
-                fix="Import it with neuroprune.export.import_nir (a GraphNet), or use a chain.",
+                fix="Import it with neuroprune.export.import_nir (a GraphNet) to simulate or "
+                "re-export it, or start the run from --model sew.",
             )
 
 
