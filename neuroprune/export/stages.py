@@ -22,8 +22,9 @@ from spikingjelly.activation_based import layer, neuron
 
 from ..errors import ConfigError, ModelError, UnsupportedError
 from ..models import neurons
+from ..models.quantized import QUANT_ATTR, quant_stage
 from ..models.sew import wired_block
-from ..models.translate import WEIGHT_BITS_ATTR, fold_batchnorm
+from ..models.translate import fold_batchnorm
 from ..models.zoo import POOL_TYPES, Block, model_blocks, pool_kind
 from ..nirgraph import (
     INPUT,
@@ -47,9 +48,6 @@ __all__ = [
     "model_graph",
     "model_stages",
 ]
-
-QUANT_ATTR = "neuroprune_quant"
-
 
 StageGraph = tuple[tuple[Stage, ...], tuple[tuple[int, ...], ...]]
 
@@ -194,46 +192,6 @@ def fires_strictly(node: torch.nn.Module) -> bool:
     return isinstance(node, neurons.STRICT_TYPES)
 
 
-def quant_stage(
-    name: str, syn: torch.nn.Module, weight: np.ndarray, bias: np.ndarray | None
-) -> QuantStage | None:
-    """Read ``weight_int``/``bias_int``/``neuroprune_quant``; None for a float layer."""
-    if getattr(syn, "weight_int", None) is None:
-        return None
-    params = getattr(syn, QUANT_ATTR, None)
-    if not isinstance(params, Mapping) or "weight_scale" not in params:
-        raise ModelError(
-            "quantized layer has weight_int but no neuroprune_quant dict with weight_scale",
-            where=f"export [{name}]",
-            field=QUANT_ATTR,
-            value=params,
-            fix="Quantize with neuroprune.quantize (conventions §3).",
-        )
-    scale = float(params["weight_scale"])
-    weight_int = _as_int32(syn.weight_int)
-    _require_exact(name, "weight", weight, weight_int, scale)
-    bias_int = None
-    if getattr(syn, "bias_int", None) is not None:
-        bias_int = _as_int32(syn.bias_int)
-        _require_exact(name, "bias", bias, bias_int, scale)
-    bits = int(getattr(syn, WEIGHT_BITS_ATTR, params.get("bits", 0)))
-    return QuantStage(weight_int, bias_int, bits, dict(params))
-
-
-def _require_exact(name: str, what: str, value, integers: np.ndarray, scale: float) -> None:
-    """Raise unless ``value == integers * scale`` exactly (float64 comparison)."""
-    ok = value is not None and value.shape == integers.shape
-    ok = ok and np.array_equal(value.astype(np.float64), integers.astype(np.float64) * scale)
-    if not ok:
-        raise ModelError(
-            f"{what} is not exactly {what}_int * weight_scale",
-            where=f"export [{name}]",
-            field=f"{what}_int",
-            value=f"scale={scale!r}",
-            fix="Use a power-of-two weight_scale and set the float weights from the integers.",
-        )
-
-
 def _threshold_int(block: Block) -> int | None:
     params = getattr(block.synapse, QUANT_ATTR, None)
     if getattr(block.synapse, "weight_int", None) is None or not isinstance(params, Mapping):
@@ -244,10 +202,6 @@ def _threshold_int(block: Block) -> int | None:
 
 def _as_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().cpu().to(torch.float32).numpy().copy()
-
-
-def _as_int32(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy().astype(np.int32)
 
 
 def check_timesteps(timesteps: int) -> int:

@@ -30,9 +30,7 @@ from spikingjelly.activation_based import neuron
 from ..errors import ConfigError, ModelError
 from ..nirgraph import INPUT, NeuronStage, QuantStage, Stage, SynapseStage
 from . import neurons
-from .translate import WEIGHT_BITS_ATTR
-
-QUANT_ATTR = "neuroprune_quant"
+from .quantized import quant_stage
 
 
 class GraphNet(torch.nn.Module):
@@ -153,32 +151,8 @@ def current_quant(
     name: str, module: torch.nn.Module, weight: np.ndarray, bias: np.ndarray | None
 ) -> QuantStage | None:
     """``weight_int``/``bias_int``/``neuroprune_quant`` of a quantized layer (None if float),
-    checked: ``weight == weight_int * weight_scale`` exactly, in float64."""
-    if getattr(module, "weight_int", None) is None:
-        return None
-    params = dict(getattr(module, QUANT_ATTR, None) or {})
-    scale = float(params.get("weight_scale", float("nan")))
-    weight_int = module.weight_int.detach().cpu().numpy().astype(np.int32)
-    _require_exact(name, "weight", weight, weight_int, scale)
-    bias_int = getattr(module, "bias_int", None)
-    if bias_int is not None:
-        bias_int = bias_int.detach().cpu().numpy().astype(np.int32)
-        _require_exact(name, "bias", bias, bias_int, scale)
-    bits = int(getattr(module, WEIGHT_BITS_ATTR, params.get("bits", 0)))
-    return QuantStage(weight_int, bias_int, bits, params)
-
-
-def _require_exact(name, what, values, integers, scale: float) -> None:
-    ok = values is not None and values.shape == integers.shape
-    ok = ok and np.array_equal(values.astype(np.float64), integers.astype(np.float64) * scale)
-    if not ok:
-        raise ModelError(
-            f"{what} is not exactly {what}_int * weight_scale",
-            where=f"GraphNet.stage_graph [{name}]",
-            field=f"{what}_int",
-            value=f"weight_scale={scale!r}",
-            fix="Set the float weights from the integers (conventions §3).",
-        )
+    checked exactly (:func:`neuroprune.models.quantized.quant_stage`)."""
+    return quant_stage(name, module, weight, bias, where="GraphNet.stage_graph")
 
 
 def current_neuron(stage: NeuronStage, module: torch.nn.Module, source: Stage) -> NeuronStage:

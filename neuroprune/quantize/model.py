@@ -22,6 +22,7 @@ import torch
 from spikingjelly.activation_based import neuron
 
 from neuroprune.errors import UnsupportedError
+from neuroprune.models.quantized import QUANT_ATTR
 from neuroprune.models.translate import WEIGHT_BITS_ATTR, fold_batchnorm
 from neuroprune.models.zoo import Block, model_blocks
 from neuroprune.profiles import ChipProfile
@@ -29,7 +30,6 @@ from neuroprune.quantize.base import LayerQuant, get_quantizer
 from neuroprune.quantize.grid import Grid, error_stats
 from neuroprune.quantize.neuron import NeuronParams
 
-QUANT_ATTR = "neuroprune_quant"
 Progress = Callable[[dict[str, Any]], None]
 
 
