@@ -817,38 +817,42 @@ def chip_traffic(
     """Layer -> chips, cores per chip, and spikes per sample crossing chip boundaries.
 
     ``spikes_per_sample[k]``: mean spike count per sample of each neuron of layer ``k`` (from a
-    simulation). A spike of source neuron ``j`` (layer ``k-1``, on chip ``c_j``) is sent once to
-    every other chip that holds a target of ``j`` in layer ``k``:
+    simulation). A spike of source neuron ``j`` (on chip ``c_j``) is sent once to every other
+    chip that holds a target of ``j`` in the reading layer:
 
-        crossing_k = sum_j r_j * |chips(targets of j in layer k) - {c_j}|   (spikes / sample)
+        crossing = sum_j r_j * |chips(targets of j) - {c_j}|   (spikes / sample)
 
-    Links ``"a->b"`` sum the same spikes per ordered chip pair. Spikes into the first layer come
-    from off-chip and are not counted here; nor are layers that read ADDed (residual) sources,
-    which ``not_counted`` lists.
+    The sources of a layer are the layer before it, or its ``sources`` (the layers whose spikes
+    a residual ADD sums, one block of input columns each). Links ``"a->b"`` sum the same spikes
+    per ordered chip pair. Spikes into the first layer come from off-chip and are not counted.
     """
     chip_of = {}
     for layer in summary.layers:
         owner = packing.core_of_neuron(layer)
         chip_of[layer.name] = np.where(owner >= 0, owner // packing.cores_per_chip, -1)
+    index = {layer.name: k for k, layer in enumerate(summary.layers)}
     per_layer: dict[str, float] = {}
     links: dict[str, float] = {}
     skipped: list[str] = []
-    for k in range(1, len(summary.layers)):
-        source, layer = summary.layers[k - 1], summary.layers[k]
-        if layer.inputs != source.neurons:  # not a chain step (residual wiring): not counted
-            skipped.append(layer.name)
+    for k, layer in enumerate(summary.layers):
+        blocks = _source_blocks(summary, k)
+        if not blocks:
             continue
-        rates = np.asarray(spikes_per_sample[k - 1], dtype=np.float64)
-        csc = layer.connectivity.tocsc()
-        target_chips = chip_of[layer.name]
-        total = 0.0
-        for j in range(layer.inputs):
-            rows = csc.indices[csc.indptr[j] : csc.indptr[j + 1]]
-            home = int(chip_of[source.name][j])
-            for chip in {int(c) for c in target_chips[rows]} - {home}:
-                key = f"{home}->{chip}"
-                links[key] = links.get(key, 0.0) + float(rates[j])
-                total += float(rates[j])
+        if sum(summary.layers[index[name]].neurons for name in blocks) != layer.inputs:
+            skipped.append(layer.name)  # columns that are not the sources' neurons
+            continue
+        csc, offset, total = layer.connectivity.tocsc(), 0, 0.0
+        for name in blocks:
+            rates = np.asarray(spikes_per_sample[index[name]], dtype=np.float64)
+            homes = chip_of[name]
+            for j in range(len(rates)):
+                rows = csc.indices[csc.indptr[offset + j] : csc.indptr[offset + j + 1]]
+                home = int(homes[j])
+                for chip in {int(c) for c in chip_of[layer.name][rows]} - {home}:
+                    key = f"{home}->{chip}"
+                    links[key] = links.get(key, 0.0) + float(rates[j])
+                    total += float(rates[j])
+            offset += len(rates)
         per_layer[layer.name] = round(total, 6)
     return {
         "chips_used": packing.chips_used,
@@ -859,3 +863,12 @@ def chip_traffic(
         "links": {k: round(v, 6) for k, v in sorted(links.items())},
         "not_counted": skipped,
     }
+
+
+def _source_blocks(summary: NetworkSummary, k: int) -> tuple[str, ...]:
+    """The layers whose neurons are layer ``k``'s input columns, block after block (``()``:
+    the network input)."""
+    layer = summary.layers[k]
+    if layer.sources:
+        return tuple(layer.sources)
+    return (summary.layers[k - 1].name,) if k > 0 else ()

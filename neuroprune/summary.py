@@ -55,6 +55,10 @@ class LayerSummary:
         distinct_values_max: most distinct nonzero weight values any neuron receives
             (``None`` while float); TrueNorth allows 4.
         conv: conv geometry ``{kernel: (kh, kw), stride, padding, in_channels, out_channels}``.
+        sources: names of the layers whose neurons are the input columns, block after block
+            (each block as wide as that layer's neurons): a layer reading ``k`` ADDed (residual)
+            spike sources lists ``k`` names. ``()``: the layer before (the network input for
+            the first layer).
     """
 
     name: str
@@ -69,6 +73,7 @@ class LayerSummary:
     weight_bits: int | None = None
     distinct_values_max: int | None = None
     conv: Mapping[str, Any] | None = None
+    sources: tuple[str, ...] = ()
 
     @property
     def neurons(self) -> int:

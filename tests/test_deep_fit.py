@@ -26,6 +26,7 @@ from click.testing import CliRunner
 
 from neuroprune.cli import main
 from neuroprune.models import build_model
+from neuroprune.models.sew import build_sew
 from neuroprune.pruning.targets import find_targets
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -165,3 +166,44 @@ def test_fit_starts_from_a_pooled_nir_chain(tmp_path):
     assert report["simulation"]["spike_agreement"] == 1.0
     graph = nir_spec.read(tmp_path / "run" / "model.nir")
     assert any(type(node).__name__ == "SumPool2d" for node in graph.nodes.values())
+
+
+def test_chip_traffic_counts_spikes_into_residual_layers():
+    """Spikes crossing chips, recounted from the deployment spec (graph form: each layer's
+    input columns are its ADDed sources, block after block), not from the summary."""
+    from test_fit import profile
+
+    from neuroprune.export import build_nir_graph
+    from neuroprune.fit import chip_traffic, pack
+    from neuroprune.sim.spec import spec_from_graph
+
+    model = build_sew((1, 8, 8), 10, stages=((4, 1), (8, 1)), seed=4).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d | torch.nn.Linear):
+                module.weight.mul_(torch.rand(module.weight.shape) < 0.3)  # sparse, like pruned
+    summary = model.summary((1, 8, 8), 8)
+    chip = profile(**{"chip.cores": 2, "chip.neurons_max": 256, "core.neurons_max": 128})
+    packing = pack(summary, chip)
+    assert packing.chips_used >= 4
+    rng = np.random.default_rng(1)
+    rates = [rng.random(layer.neurons) * 3 for layer in summary.layers]
+    traffic = chip_traffic(summary, packing, rates)
+
+    spec = spec_from_graph(
+        build_nir_graph(model, timesteps=8, encoding="direct", input_shape=(1, 8, 8))
+    )
+    chips = [packing.core_of_neuron(layer) // packing.cores_per_chip for layer in summary.layers]
+    expected = 0.0
+    for i, layer in enumerate(spec.layers):
+        columns = [(s, j) for s in layer.sources if s >= 0 for j in range(len(rates[s]))]
+        if not columns:
+            continue  # the network input comes from off-chip
+        weights = layer.weight.tocsc()
+        for c, (s, j) in enumerate(columns):
+            targets = weights.indices[weights.indptr[c] : weights.indptr[c + 1]]
+            far = {int(chips[i][t]) for t in targets} - {int(chips[s][j])}
+            expected += rates[s][j] * len(far)
+    assert traffic["not_counted"] == []
+    assert traffic["inter_chip_spikes_per_sample"] == pytest.approx(expected, rel=1e-9)
+    assert expected > 0

@@ -23,7 +23,7 @@ from spikingjelly.activation_based import layer, neuron
 from ..errors import ConfigError, ModelError, UnsupportedError
 from ..models import neurons
 from ..models.quantized import QUANT_ATTR, quant_stage
-from ..models.sew import wired_block
+from ..models.sew import wired_block, wired_sources
 from ..models.translate import fold_batchnorm
 from ..models.zoo import POOL_TYPES, Block, model_blocks, pool_kind
 from ..nirgraph import (
@@ -71,11 +71,12 @@ def model_graph(model: torch.nn.Module, input_shape: Sequence[int]) -> StageGrap
         stages = model_stages(model, shape)
         return stages, chain_inputs(len(stages))
     folded = fold_batchnorm(model)
+    wiring = folded.wiring(shape)
     stages: list[Stage] = []
     inputs: list[tuple[int, ...]] = []
-    writers: dict[str | None, list[int]] = {None: [INPUT]}
-    for wired in folded.wiring(shape):
-        sources = _written_sources(writers, wired)
+    neuron_of: dict[str, int] = {}  # layer name -> index of its neuron stage
+    for wired, names in zip(wiring, wired_sources(wiring), strict=True):
+        sources = _source_stages(wired, names, neuron_of)
         block = wired_block(folded, wired)
         if wired.flatten:
             stages.append(FlattenStage(_flatten_name(folded), wired.in_shape))
@@ -83,23 +84,24 @@ def model_graph(model: torch.nn.Module, input_shape: Sequence[int]) -> StageGrap
             sources = (len(stages) - 1,)
         stages += [synapse_stage(block), neuron_stage(block, _threshold_int(block))]
         inputs += [sources, (len(stages) - 2,)]
-        if wired.out_space is not None:
-            writers.setdefault(wired.out_space, []).append(len(stages) - 1)
+        neuron_of[wired.name] = len(stages) - 1
     return tuple(stages), tuple(inputs)
 
 
-def _written_sources(writers: dict[str | None, list[int]], wired) -> tuple[int, ...]:
-    """The first ``wired.sources`` neuron stages that wrote the channel space it reads."""
-    written = writers.get(wired.in_space, [])
-    if len(written) < wired.sources:
+def _source_stages(wired, names: tuple[str, ...], neuron_of: dict[str, int]) -> tuple[int, ...]:
+    """The neuron stages whose spikes the layer sums (:func:`wired_sources`); the input when it
+    reads no channel space."""
+    if wired.in_space is None:
+        return (INPUT,)
+    if len(names) != wired.sources:
         raise ModelError(
             f"layer reads {wired.sources} ADDed sources of space {wired.in_space!r} but only "
-            f"{len(written)} were written before it",
+            f"{len(names)} were written before it",
             where=f"export [{wired.name}]",
             field="wiring",
             value=wired.in_space,
         )
-    return tuple(written[: wired.sources])
+    return tuple(neuron_of[name] for name in names)
 
 
 def _flatten_name(model: torch.nn.Module) -> str:

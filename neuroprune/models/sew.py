@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -352,9 +352,25 @@ def summarize_wiring(
     ``(k*F,)``) with its BN-folded weight repeated ``k`` times along the input axis, so its
     synapses, fan-in and input axons are those of the chip mapping (module docstring).
     """
-    layers = tuple(_wired_layer_summary(model, wired) for wired in wiring)
+    sources = wired_sources(wiring)
+    layers = tuple(
+        replace(_wired_layer_summary(model, wired), sources=names)
+        for wired, names in zip(wiring, sources, strict=True)
+    )
     shape = tuple(int(s) for s in input_shape)
     return NetworkSummary(layers=layers, input_shape=shape, timesteps=int(timesteps), name=name)
+
+
+def wired_sources(wiring: Sequence[SynapseLayer]) -> list[tuple[str, ...]]:
+    """Per layer, the layers whose spikes it reads, in the order they are summed: the first
+    ``sources`` layers that wrote its channel space before it (``()`` for the network input)."""
+    writers: dict[str | None, list[str]] = {}
+    out = []
+    for wired in wiring:
+        out.append(tuple(writers.get(wired.in_space, [])[: wired.sources]))
+        if wired.out_space is not None:
+            writers.setdefault(wired.out_space, []).append(wired.name)
+    return out
 
 
 def _wired_layer_summary(model: torch.nn.Module, wired: SynapseLayer):
