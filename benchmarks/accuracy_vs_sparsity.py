@@ -22,13 +22,12 @@ import argparse
 import copy
 import datetime
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-from common import limited, machine  # noqa: E402  (benchmarks/common.py)
+from common import limited, machine, mean_std  # noqa: E402  (benchmarks/common.py)
 
 from neuroprune.atomic import write_text
 from neuroprune.budget import derive_budget
@@ -105,13 +104,6 @@ def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
                 file=sys.stderr,
             )
     return rows
-
-
-def mean_std(values: list[float]) -> str:
-    """``mean ± std`` in percent (std over seeds; 0 for one seed)."""
-    mean = statistics.fmean(values) * 100
-    std = statistics.stdev(values) * 100 if len(values) > 1 else 0.0
-    return f"{mean:.1f} ± {std:.1f}"
 
 
 def table(rows: list[dict], methods: list[str]) -> str:

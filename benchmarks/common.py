@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import statistics
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -49,3 +50,22 @@ def limited(dataset, limit: int | None):
     return dataclasses.replace(
         dataset, x_train=dataset.x_train[:limit], y_train=dataset.y_train[:limit]
     )
+
+
+def publish(text: str, out: str | Path | None) -> str:
+    """Print a benchmark's markdown result and, when ``out`` is given, write it there
+    atomically (what docs/benchmarks.md quotes)."""
+    from neuroprune.atomic import write_text
+
+    if out:
+        write_text(Path(out), text)
+    print(text)
+    return text
+
+
+def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    """``mean ± std`` of ``values * scale`` (std over seeds; 0 for one seed); the default
+    reads fractions as percent."""
+    mean = statistics.fmean(values) * scale
+    std = statistics.stdev(values) * scale if len(values) > 1 else 0.0
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"

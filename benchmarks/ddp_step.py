@@ -21,10 +21,9 @@ import datetime
 import shlex
 import sys
 
-from common import machine  # benchmarks/common.py
+from common import machine, publish  # benchmarks/common.py
 
 from neuroprune import distributed
-from neuroprune.atomic import write_text
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -91,11 +90,7 @@ def main(argv: list[str] | None = None) -> str:
         all_runs = ", ".join(f"{t:.4f}" for t in runs[n])
         lines.append(f"| {n} | {steps[n]} | {best[n]:.4f} | {all_runs} |")
     lines += ["", f"Speed-up of 2 processes: {best[1] / best[2]:.2f}x (1-process / 2-process)."]
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        write_text(args.out, text)
-    print(text)
-    return text
+    return publish("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,10 @@ import os
 import platform
 import shlex
 import sys
-from pathlib import Path
 
 import torch
-from common import cpu_model  # noqa: E402  (benchmarks/common.py)
+from common import cpu_model, publish  # noqa: E402  (benchmarks/common.py)
 
-from neuroprune.atomic import write_text
 from neuroprune.budget import derive_budget
 from neuroprune.data import load_dataset
 from neuroprune.models import build_model, default_config, summarize, train
@@ -128,10 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     dataset = load_dataset(args.dataset, args.data_dir)
     rows = [row for model_name in args.models for row in time_model(args, dataset, model_name)]
-    text = report(args, rows)
-    if args.out:
-        write_text(Path(args.out), text)
-    print(text)
+    publish(report(args, rows), args.out)
     return 0
 
 

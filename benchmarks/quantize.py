@@ -24,15 +24,12 @@ import argparse
 import copy
 import datetime
 import shlex
-import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
-from common import limited, machine  # noqa: E402  (benchmarks/common.py)
+from common import limited, machine, mean_std, publish  # noqa: E402  (benchmarks/common.py)
 
-from neuroprune.atomic import write_text
 from neuroprune.budget import derive_budget
 from neuroprune.data import load_dataset
 from neuroprune.models import build_model, default_config, evaluate, summarize, train
@@ -128,13 +125,6 @@ def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
     return rows
 
 
-def mean_std(values: list[float]) -> str:
-    """``mean ± std`` in percent (std over seeds; 0 for one seed)."""
-    mean = statistics.fmean(values) * 100
-    std = statistics.stdev(values) * 100 if len(values) > 1 else 0.0
-    return f"{mean:.1f} ± {std:.1f}"
-
-
 def table(rows: list[dict]) -> str:
     """Markdown: one row per (model, chip), accuracies as mean ± std over seeds."""
     lines = [
@@ -193,11 +183,7 @@ def main(argv: list[str] | None = None) -> str:
         for seed in args.seeds
         for row in run_seed(args, dataset, model, seed)
     ]
-    text = report(args, rows, time.perf_counter() - started)
-    if args.out:
-        write_text(Path(args.out), text)
-    print(text)
-    return text
+    return publish(report(args, rows, time.perf_counter() - started), args.out)
 
 
 if __name__ == "__main__":

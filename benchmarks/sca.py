@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import limited, machine  # noqa: E402  (benchmarks/common.py)
+from common import limited, machine, mean_std  # noqa: E402  (benchmarks/common.py)
 
 from neuroprune.atomic import write_text
 from neuroprune.budget import derive_budget
@@ -152,13 +152,6 @@ def run_seed(args, dataset, profile, seed: int) -> list[dict]:
     return rows
 
 
-def mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
-    """``mean ± std`` (std over seeds; 0 for one seed)."""
-    mean = statistics.fmean(values) * scale
-    std = statistics.stdev(values) * scale if len(values) > 1 else 0.0
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def table(rows: list[dict], methods: list[str]) -> str:
     """Markdown: one row per (sparsity, method), dense first."""
     lines = [
@@ -179,10 +172,10 @@ def table(rows: list[dict], methods: list[str]) -> str:
             f"{sparsity:g}",
             str(budget),
             method,
-            mean_std([r["accuracy"] for r in group], 100),
-            mean_std([r["synapses"] for r in group], digits=0),
-            mean_std([r["neurons"] for r in group], digits=0),
-            mean_std([r["cores"] for r in group], digits=1),
+            mean_std([r["accuracy"] for r in group]),
+            mean_std([r["synapses"] for r in group], 1, digits=0),
+            mean_std([r["neurons"] for r in group], 1, digits=0),
+            mean_std([r["cores"] for r in group], 1, digits=1),
             "/".join("yes" if r["fits"] else "no" for r in group),
             f"{statistics.fmean(r['seconds'] for r in group):.1f}",
         ]

@@ -20,9 +20,8 @@ import sys
 import tempfile
 import time
 
-from common import machine  # benchmarks/common.py
+from common import machine, publish  # benchmarks/common.py
 
-from neuroprune.atomic import write_text
 from neuroprune.config import RunConfig
 from neuroprune.sweep import plan_sweep, run_sweep
 
@@ -93,11 +92,7 @@ def main(argv: list[str] | None = None) -> str:
     for n in (1, 2):
         lines.append(f"| {n} | {best[n]:.1f} | {', '.join(f'{t:.1f}' for t in times[n])} |")
     lines += ["", f"Speed-up of 2 workers: {best[1] / best[2]:.2f}x (1-worker / 2-worker)."]
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        write_text(args.out, text)
-    print(text)
-    return text
+    return publish("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

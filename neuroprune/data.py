@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .datafiles import malformed_file, require_data_dir
 from .errors import DatasetError, did_you_mean
 from .events import EVENT_DATASETS, EventOptions, describe_event_dataset, load_event_dataset
 
@@ -266,16 +267,16 @@ def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise _malformed(path, "not an IDX file (bad magic number)", raw[:4].hex())
+        raise malformed_file(path, "not an IDX file (bad magic number)", raw[:4].hex())
     ndim = raw[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
-        raise _malformed(path, "IDX header is truncated", len(raw))
+        raise malformed_file(path, "IDX header is truncated", len(raw))
     shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     dtype = _IDX_DTYPES[raw[2]]
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) != expected:
-        raise _malformed(
+        raise malformed_file(
             path, f"IDX size mismatch: header {shape} needs {expected} bytes", len(raw)
         )
     data = np.frombuffer(raw, dtype, offset=header).reshape(shape)
@@ -290,17 +291,7 @@ def _read_bytes(path: Path) -> bytes:
                 return fh.read()
         return path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise _malformed(path, f"cannot read file ({exc})", None) from exc
-
-
-def _malformed(path: Path, message: str, value: object) -> DatasetError:
-    return DatasetError(
-        message,
-        where=str(path),
-        field="file",
-        value=value,
-        fix="Replace the file with an intact copy of the original dataset file.",
-    )
+        raise malformed_file(path, f"cannot read file ({exc})", None) from exc
 
 
 def _find_files(
@@ -308,23 +299,7 @@ def _find_files(
 ) -> list[Path]:
     """Locate every file of ``names`` (plain or ``.gz``) in one candidate folder under data_dir."""
     expected = ", ".join(f"{n}[.gz]" for n in names)
-    if data_dir is None:
-        raise DatasetError(
-            "this dataset is read from files and no data folder was given",
-            where=f"dataset {dataset}",
-            field="data_dir",
-            value=None,
-            fix=f"Pass --data-dir DIR holding {expected} (neuroprune never downloads).",
-        )
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise DatasetError(
-            "data folder does not exist",
-            where=f"dataset {dataset}",
-            field="data_dir",
-            value=str(root),
-            fix=f"Create it and put {expected} in it (neuroprune never downloads).",
-        )
+    root = require_data_dir(dataset, data_dir, expected)
     for folder in (root, *(root / s for s in subdirs)):
         found = [_first_existing(folder, n) for n in names]
         if any(found):
@@ -372,21 +347,23 @@ def _load_idx_dataset(name: str, data_dir, subdir: str, classes: tuple[str, ...]
 
 def _idx_images(path: Path, array: np.ndarray) -> np.ndarray:
     if array.ndim != 3 or array.dtype != np.uint8:
-        raise _malformed(path, "expected uint8 images of shape (N, H, W)", array.shape)
+        raise malformed_file(path, "expected uint8 images of shape (N, H, W)", array.shape)
     return (array.astype(np.float32) / 255.0)[:, None, :, :]
 
 
 def _idx_labels(path: Path, array: np.ndarray) -> np.ndarray:
     if array.ndim != 1 or array.dtype != np.uint8:
-        raise _malformed(path, "expected uint8 labels of shape (N,)", array.shape)
+        raise malformed_file(path, "expected uint8 labels of shape (N,)", array.shape)
     if array.size and array.max() > 9:
-        raise _malformed(path, "labels must lie in 0..9", int(array.max()))
+        raise malformed_file(path, "labels must lie in 0..9", int(array.max()))
     return array.astype(np.int64)
 
 
 def _check_pair(x_path: Path, x: np.ndarray, y_path: Path, y: np.ndarray) -> None:
     if len(x) != len(y):
-        raise _malformed(y_path, f"{len(y)} labels for {len(x)} images in {x_path.name}", len(y))
+        raise malformed_file(
+            y_path, f"{len(y)} labels for {len(x)} images in {x_path.name}", len(y)
+        )
 
 
 def _load_mnist(data_dir: str | Path | None) -> Dataset:
@@ -433,13 +410,13 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         labels = batch[b"labels"] if b"labels" in batch else batch["labels"]
         labels = np.asarray(labels, dtype=np.int64)
     except Exception as exc:  # any unpickling or key failure means "not a CIFAR batch"
-        raise _malformed(path, f"not a CIFAR-10 python batch ({exc})", None) from exc
+        raise malformed_file(path, f"not a CIFAR-10 python batch ({exc})", None) from exc
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise _malformed(path, "data must be uint8 of shape (N, 3072)", data.shape)
+        raise malformed_file(path, "data must be uint8 of shape (N, 3072)", data.shape)
     if labels.shape != (data.shape[0],) or (
         labels.size and not 0 <= labels.min() <= labels.max() <= 9
     ):
-        raise _malformed(path, "labels must be N integers in 0..9", labels.shape)
+        raise malformed_file(path, "labels must be N integers in 0..9", labels.shape)
     return data.reshape(-1, 3, 32, 32), labels
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .datafiles import malformed_file, require_data_dir
 from .errors import ConfigError, DatasetError
 
 BINNINGS = ("time", "count")
@@ -171,10 +172,10 @@ def _nmnist_read(path: Path) -> np.ndarray:
 
     size = path.stat().st_size
     if size % 5:
-        raise _malformed(path, "N-MNIST file length is not a multiple of 5 bytes", size)
+        raise malformed_file(path, "N-MNIST file length is not a multiple of 5 bytes", size)
     events = read_mnist_file(str(path), dtype=NMNIST.dtype)
     if events.size and (events["x"].max() >= 34 or events["y"].max() >= 34):
-        raise _malformed(path, "event address outside the 34x34 sensor", int(events["x"].max()))
+        raise malformed_file(path, "event address outside the 34x34 sensor", int(events["x"].max()))
     return events
 
 
@@ -187,7 +188,7 @@ def _gesture_split(root: Path, train: bool) -> list[tuple[Path, int]]:
     items = []
     for path in sorted(folder.glob("*/*.npy")):
         if not path.stem.isdigit() or not 0 <= int(path.stem) <= 10:
-            raise _malformed(path, "file name must be the gesture label 0..10", path.name)
+            raise malformed_file(path, "file name must be the gesture label 0..10", path.name)
         items.append((path, int(path.stem)))
     return items
 
@@ -200,14 +201,16 @@ def _gesture_read(path: Path) -> np.ndarray:
     try:
         raw = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise _malformed(path, f"not a .npy array ({exc})", None) from exc
+        raise malformed_file(path, f"not a .npy array ({exc})", None) from exc
     if raw.ndim != 2 or raw.shape[1] != 4:
-        raise _malformed(path, "expected an array [events, 4] of x, y, p, t (ms)", raw.shape)
+        raise malformed_file(path, "expected an array [events, 4] of x, y, p, t (ms)", raw.shape)
     events = np.array(raw, dtype=np.float64)
     events[:, 3] *= US_PER_MS  # ms -> us, as tonic.datasets.DVSGesture does
     events = unstructured_to_structured(events, DVSGesture.dtype)
     if events.size and (events["x"].max() >= 128 or events["y"].max() >= 128):
-        raise _malformed(path, "event address outside the 128x128 sensor", int(events["x"].max()))
+        raise malformed_file(
+            path, "event address outside the 128x128 sensor", int(events["x"].max())
+        )
     return events
 
 
@@ -232,13 +235,15 @@ def _shd_labels(path: Path) -> np.ndarray:
             labels = np.asarray(handle["labels"][()])
             times, units = handle["spikes/times"], handle["spikes/units"]
             if not len(times) == len(units) == len(labels):
-                raise _malformed(
+                raise malformed_file(
                     path, "spikes/times, spikes/units and labels differ in length", None
                 )
     except (OSError, KeyError) as exc:
-        raise _malformed(path, f"not an SHD HDF5 file ({exc})", None) from exc
+        raise malformed_file(path, f"not an SHD HDF5 file ({exc})", None) from exc
     if labels.size and not 0 <= labels.min() <= labels.max() < 20:
-        raise _malformed(path, "labels must lie in 0..19", (int(labels.min()), int(labels.max())))
+        raise malformed_file(
+            path, "labels must lie in 0..19", (int(labels.min()), int(labels.max()))
+        )
     return labels
 
 
@@ -253,7 +258,7 @@ def _shd_read(item: tuple[Path, int]) -> np.ndarray:
         times = np.asarray(handle["spikes/times"][index], dtype=np.float64) * 1e6
         units = np.asarray(handle["spikes/units"][index])
     if units.size and units.max() >= 700:
-        raise _malformed(path, f"sample {index}: unit outside 0..699", int(units.max()))
+        raise malformed_file(path, f"sample {index}: unit outside 0..699", int(units.max()))
     return make_structured_array(times, units, 1, dtype=SHD.dtype)
 
 
@@ -346,24 +351,7 @@ def describe_event_dataset(
 
 
 def _find_root(fmt: EventFormat, data_dir: str | Path | None) -> Path:
-    fix = f"Pass --data-dir DIR holding {fmt.expected} (neuroprune never downloads)."
-    if data_dir is None:
-        raise DatasetError(
-            "this dataset is read from files and no data folder was given",
-            where=f"dataset {fmt.name}",
-            field="data_dir",
-            value=None,
-            fix=fix,
-        )
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise DatasetError(
-            "data folder does not exist",
-            where=f"dataset {fmt.name}",
-            field="data_dir",
-            value=str(root),
-            fix=fix,
-        )
+    root = require_data_dir(fmt.name, data_dir, fmt.expected)
     for folder in (root, root / fmt.tonic_folder):
         if fmt.is_root(folder):
             return folder
@@ -461,13 +449,3 @@ class _KeepPolarity:
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
         return events[events["p"].astype(int) == self.polarity]
-
-
-def _malformed(path: Path, message: str, value: object) -> DatasetError:
-    return DatasetError(
-        message,
-        where=str(path),
-        field="file",
-        value=value,
-        fix="Replace the file with an intact copy of the original dataset file.",
-    )

@@ -312,16 +312,14 @@ class _Plan:
 def _preflight(cfg: RunConfig) -> _Plan:
     """Validate every input (profile, data, model, options against the registries, device,
     budget) and build the dense model; nothing is written."""
-    from neuroprune.budget import derive_budget
     from neuroprune.data import load_dataset
-    from neuroprune.fit import allocation_capacity
 
     profile = load_profile(cfg.chip)
     dataset = load_dataset(cfg.dataset, cfg.data_dir, event_options(cfg))
     check_model_size(cfg.model, cfg.hidden, dataset.input_shape, dataset.num_classes)
     import torch
 
-    from neuroprune.models import build_model, summarize  # torch only once the inputs are valid
+    from neuroprune.models import summarize  # torch only once the inputs are valid
 
     _check_method(cfg)
     _check_device(cfg.device, torch)
@@ -331,14 +329,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
         model = imported.model.train()
     cfg = with_model_defaults(cfg)
     if not cfg.from_nir:
-        model = build_model(
-            cfg.model,
-            dataset.input_shape,
-            dataset.num_classes,
-            hidden=cfg.hidden,
-            neuron=cfg.neuron,
-            seed=cfg.seed,
-        )
+        model = configured_model(cfg, dataset.input_shape, dataset.num_classes)
     chain_or_wired = isinstance(model, torch.nn.Sequential) or hasattr(model, "wiring")
     if not chain_or_wired and cfg.method not in STRUCTURED_METHODS:
         raise UnsupportedError(
@@ -349,8 +340,29 @@ def _preflight(cfg: RunConfig) -> _Plan:
             fix="Use --method sca with --model sew.",
         )
     summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
+    budget = configured_budget(cfg, profile, summary)
+    shared = profile.conv_weight_sharing
+    return _Plan(cfg, profile, dataset, model, budget, summary.synapses(shared), summary.neurons)
+
+
+def configured_model(cfg: RunConfig, input_shape, num_classes: int):
+    """The dense model a run config names (``model``, ``hidden``, ``neuron``, ``seed``)."""
+    from neuroprune.models import build_model
+
+    return build_model(
+        cfg.model, input_shape, num_classes, hidden=cfg.hidden, neuron=cfg.neuron, seed=cfg.seed
+    )
+
+
+def configured_budget(cfg: RunConfig, profile: ChipProfile, summary):
+    """The synapse budget a run config asks of ``profile`` for the network ``summary``
+    (``chips``, ``cores``, ``budget``, ``sparsity``; :func:`neuroprune.budget.derive_budget`).
+    Raises the budget's one-line errors when no budget can make the network fit."""
+    from neuroprune.budget import derive_budget
+    from neuroprune.fit import allocation_capacity
+
     capacity = allocation_capacity(summary, profile, chips=cfg.chips, cores=cfg.cores)
-    budget = derive_budget(
+    return derive_budget(
         profile,
         summary,
         chips=cfg.chips,
@@ -359,8 +371,6 @@ def _preflight(cfg: RunConfig) -> _Plan:
         sparsity=cfg.sparsity,
         capacity=capacity,
     )
-    shared = profile.conv_weight_sharing
-    return _Plan(cfg, profile, dataset, model, budget, summary.synapses(shared), summary.neurons)
 
 
 MAX_DENSE_WEIGHTS = 200_000_000  # 0.8 GB of float32 weights, several times that to train

@@ -323,37 +323,19 @@ def _trial(base, sweep_dir, chip, method, key, value, resume) -> Trial:
 def _check_data_and_budgets(trials: Sequence[Trial]) -> None:
     """Load the dataset once and derive every trial's budget from the dense network's summary
     (what ``fit`` does first), so a budget a chip cannot hold fails here, not in trial k."""
-    from neuroprune.budget import derive_budget
     from neuroprune.data import load_dataset
-    from neuroprune.fit import allocation_capacity
     from neuroprune.profiles import load_profile
 
     first = trials[0].config
     data = load_dataset(first.dataset, first.data_dir)
-    from neuroprune.models import build_model, summarize  # torch once the inputs are valid
+    from neuroprune.models import summarize  # torch once the inputs are valid
+    from neuroprune.pipeline import configured_budget, configured_model
 
-    model = build_model(
-        first.model,
-        data.input_shape,
-        data.num_classes,
-        hidden=first.hidden,
-        neuron=first.neuron,
-        seed=first.seed,
-    )
+    model = configured_model(first, data.input_shape, data.num_classes)
     summary = summarize(model, data.input_shape, 1, name=first.model)
     for trial in trials:
         cfg = trial.config
-        profile = load_profile(cfg.chip)
-        capacity = allocation_capacity(summary, profile, chips=cfg.chips, cores=cfg.cores)
-        derive_budget(
-            profile,
-            summary,
-            chips=cfg.chips,
-            cores=cfg.cores,
-            budget=cfg.budget,
-            sparsity=cfg.sparsity,
-            capacity=capacity,
-        )
+        configured_budget(cfg, load_profile(cfg.chip), summary)
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,6 +49,12 @@ def fit(out, *args, name="run"):
     return cli("fit", "--chip", "loihi", "--out", out, "--name", name, *TINY, *args)
 
 
+def fit_process_argv(out, *args, name="run") -> list[str]:
+    """``fit`` with the tiny settings, as a command line for a separate Python process."""
+    head = [sys.executable, "-m", "neuroprune", "fit", "--chip", "loihi", "--out", str(out)]
+    return [*head, "--name", name, *TINY, *args]
+
+
 def one_line(result, code):
     assert result.exit_code == code, (result.exit_code, result.output, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -200,21 +206,7 @@ def test_second_writer_names_the_holder_and_touches_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_concurrent_fits_one_wins_and_the_directory_is_one_run(tmp_path):
-    argv = [
-        sys.executable,
-        "-m",
-        "neuroprune",
-        "fit",
-        "--chip",
-        "loihi",
-        "--out",
-        str(tmp_path),
-        "--name",
-        "run",
-        *TINY,
-        "--backend",
-        "none",
-    ]
+    argv = fit_process_argv(tmp_path, "--backend", "none")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     procs = [
         subprocess.Popen(
@@ -397,26 +389,8 @@ def test_file_size_limit_is_one_line_and_keeps_earlier_artifacts(tiny_run, tmp_p
     shutil.copytree(tiny_run, run_dir)
     keep = {n: (run_dir / n).read_bytes() for n in ("dense.pt", "pruned.pt", "quantized.pt")}
     limit = len(keep["pruned.pt"]) - 1  # the new quantized.pt (larger than pruned.pt) cannot fit
-    argv = [
-        sys.executable,
-        "-m",
-        "neuroprune",
-        "fit",
-        "--chip",
-        "loihi",
-        "--out",
-        str(tmp_path),
-        "--name",
-        "run",
-        *TINY,
-        "--sparsity",
-        "0.8",
-        "--backend",
-        "none",
-        "--resume",
-        "--quant-epochs",
-        "2",
-    ]
+    extra = ["--sparsity", "0.8", "--backend", "none", "--resume", "--quant-epochs", "2"]
+    argv = fit_process_argv(tmp_path, *extra)
     proc = subprocess.run(
         argv,
         capture_output=True,
