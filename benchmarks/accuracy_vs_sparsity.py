@@ -29,11 +29,14 @@ from pathlib import Path
 import torch
 from common import limited, machine, mean_std  # noqa: E402  (benchmarks/common.py)
 
-from neuroprune.atomic import write_text
-from neuroprune.budget import derive_budget
-from neuroprune.data import load_dataset
-from neuroprune.models import build_model, default_config, summarize, train
-from neuroprune.pruning import prune_to_budget, split_method_spec
+from neuroprune.core.atomic import write_text
+from neuroprune.data.datasets import load_dataset
+from neuroprune.fit.budget import derive_budget
+from neuroprune.models import summarize
+from neuroprune.models.zoo import build_model
+from neuroprune.pipeline.prune_loop import prune_to_budget
+from neuroprune.pruning import split_method_spec
+from neuroprune.train.loop import default_config, train
 
 DEFAULT_METHODS = ("stds-sine", "stds-linear", "lats", "gradr", "gmp", "magnitude")
 

@@ -55,7 +55,7 @@ def limited(dataset, limit: int | None):
 def publish(text: str, out: str | Path | None) -> str:
     """Print a benchmark's markdown result and, when ``out`` is given, write it there
     atomically (what docs/benchmarks.md quotes)."""
-    from neuroprune.atomic import write_text
+    from neuroprune.core.atomic import write_text
 
     if out:
         write_text(Path(out), text)

@@ -1,7 +1,7 @@
 """DDP training step time: 2 processes (gloo, CPU) against 1, side by side in one run.
 
 Both train the same model on the same data with the same *global* batch (``--batch-size``;
-each of the 2 ranks takes half, neuroprune.distributed), one torch thread per process. The
+each of the 2 ranks takes half, neuroprune.train.distributed), one torch thread per process. The
 test split is cut to one sample so the per-epoch evaluation (which every rank runs in full)
 does not count. Per configuration the runs alternate ``--repeats`` times; the figure is the
 fastest epoch's seconds per optimizer step (the estimate least disturbed by other load on a
@@ -23,7 +23,7 @@ import sys
 
 from common import machine, publish  # benchmarks/common.py
 
-from neuroprune import distributed
+from neuroprune.train import distributed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,8 +41,9 @@ def step_seconds(hidden: tuple[int, ...], epochs: int, batch_size: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from neuroprune.data import load_dataset
-    from neuroprune.models import build_model, default_config, train
+    from neuroprune.data.datasets import load_dataset
+    from neuroprune.models.zoo import build_model
+    from neuroprune.train.loop import default_config, train
 
     with distributed.process_group("cpu"):
         data = load_dataset("digits")

@@ -16,7 +16,7 @@ Layouts: PyTorch/neuroprune kernels are ``(C_out, C_in, kh, kw)`` on ``(C, H, W)
 compute a correlation; Lava's Conv takes ``(C_out, kx, ky, C_in)`` kernels on ``(W, H, C)``
 inputs and computes a true convolution (``scipy.signal.convolve2d``, kernel flipped), so its
 kernel is ``w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)``. The Sparse matrix is
-``neuroprune.summary.unrolled_conv`` (C-order rows and columns), the one the simulator uses.
+``neuroprune.core.summary.unrolled_conv`` (C-order rows and columns), the one the simulator uses.
 
 Every Lava network is ``FrameSource -> synapse -> sink`` (no neurons: only the synapse differs),
 run with ``Loihi2SimCfg`` (floating_pt or fixed_pt). ``start`` is compile + process start + the
@@ -63,8 +63,8 @@ import numpy as np
 import scipy.sparse as sp
 from common import machine  # noqa: E402  (benchmarks/common.py)
 
+from neuroprune.core.summary import unrolled_conv
 from neuroprune.sim.batching import batched_dot
-from neuroprune.summary import unrolled_conv
 
 KEEP = 0.2  # fraction of kernel entries left nonzero (80 % pruned)
 RATE = 0.1  # input spike probability per neuron and step

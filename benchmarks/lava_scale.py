@@ -98,9 +98,9 @@ def child(hidden: int, out: Path, args) -> None:
 
 def loihi_cores(spec) -> int:
     """Cores neuroprune's Loihi packing needs for the spec's layers at 8-bit weights."""
-    from neuroprune.fit import pack
-    from neuroprune.profiles import load_profile
-    from neuroprune.summary import LayerSummary, NetworkSummary
+    from neuroprune.chip.profiles import load_profile
+    from neuroprune.core.summary import LayerSummary, NetworkSummary
+    from neuroprune.fit.packing import pack
 
     layers = tuple(
         LayerSummary(

@@ -27,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from interop_runners import IMPORTERS, output_counts  # noqa: E402
 
-from neuroprune.artifacts import load_model  # noqa: E402
-from neuroprune.data import encode, load_dataset  # noqa: E402
+from neuroprune.data.datasets import load_dataset
+from neuroprune.data.encoding import encode  # noqa: E402
 from neuroprune.export import export_nir  # noqa: E402
+from neuroprune.run.artifacts import load_model  # noqa: E402
 from neuroprune.sim.torch_reference import model_counts  # noqa: E402
 
 DT_FOR = {"snntorch": 1e-4, "norse": None, "sinabs": None}

@@ -23,12 +23,14 @@ import sys
 import torch
 from common import cpu_model, publish  # noqa: E402  (benchmarks/common.py)
 
-from neuroprune.budget import derive_budget
-from neuroprune.data import load_dataset
-from neuroprune.models import build_model, default_config, summarize, train
+from neuroprune.data.datasets import load_dataset
+from neuroprune.fit.budget import derive_budget
+from neuroprune.models import summarize
+from neuroprune.models.zoo import build_model
+from neuroprune.pipeline.prune_loop import lr_schedule
 from neuroprune.pruning import split_method_spec
 from neuroprune.pruning.registry import method_class
-from neuroprune.pruning.run import lr_schedule
+from neuroprune.train.loop import default_config, train
 
 DEFAULT_METHODS = ("stds-sine", "lats", "gradr", "gmp", "magnitude")
 

@@ -2,7 +2,7 @@
 before issue 11) and after (the best of next-fit, first-fit and first-fit decreasing), per chip.
 
 Lower bound: max over per-core resources of ceil(total / per-core capacity)
-(:meth:`neuroprune.capacity.CapacityModel.cores_lower_bound`: neurons, input axons counted once
+(:meth:`neuroprune.chip.capacity.CapacityModel.cores_lower_bound`: neurons, input axons counted once
 per consuming layer, synaptic memory at the dense-form cost per synapse).
 
 Networks are pruned-like masks (seeded): each neuron keeps a random subset of its inputs, at
@@ -19,10 +19,12 @@ import time
 import numpy as np
 from common import machine
 
-from neuroprune.capacity import capacity_model
-from neuroprune.fit import check_fit, thinned
-from neuroprune.profiles import load_profile, parse_profile
-from neuroprune.summary import NetworkSummary, conv_layer, dense_layer
+from neuroprune.chip.capacity import capacity_model
+from neuroprune.chip.profile_reader import parse_profile
+from neuroprune.chip.profiles import load_profile
+from neuroprune.core.summary import NetworkSummary, conv_layer, dense_layer
+from neuroprune.fit.allocation import thinned
+from neuroprune.fit.rules import check_fit
 
 CHIPS = (
     "loihi",

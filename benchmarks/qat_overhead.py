@@ -29,13 +29,13 @@ import time
 import torch
 from common import machine  # noqa: E402  (benchmarks/common.py)
 
-from neuroprune.data import load_dataset
-from neuroprune.models import build_model
-from neuroprune.models.train import Callback, default_config, train
-from neuroprune.profiles import load_profile
+from neuroprune.chip.profiles import load_profile
+from neuroprune.data.datasets import load_dataset
+from neuroprune.models.zoo import build_model
 from neuroprune.quantize.chip import use_chip_arithmetic
 from neuroprune.quantize.model import ptq_model
 from neuroprune.quantize.qat import QuantAwareCallback
+from neuroprune.train.loop import Callback, default_config, train
 
 
 class KeepMask(Callback):

@@ -30,12 +30,15 @@ import time
 import torch
 from common import limited, machine, mean_std, publish  # noqa: E402  (benchmarks/common.py)
 
-from neuroprune.budget import derive_budget
-from neuroprune.data import load_dataset
-from neuroprune.models import build_model, default_config, evaluate, summarize, train
-from neuroprune.profiles import load_profile
-from neuroprune.pruning import freeze_mask, prune_to_budget
+from neuroprune.chip.profiles import load_profile
+from neuroprune.data.datasets import load_dataset
+from neuroprune.fit.budget import derive_budget
+from neuroprune.models import summarize
+from neuroprune.models.zoo import build_model
+from neuroprune.pipeline.prune_loop import prune_to_budget
+from neuroprune.pruning import freeze_mask
 from neuroprune.quantize import quantize_model
+from neuroprune.train.loop import default_config, evaluate, train
 
 DEFAULT_CHIPS = ("loihi", "tianjic", "spinnaker", "truenorth")
 

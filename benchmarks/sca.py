@@ -5,10 +5,10 @@ copy of it to ``B = floor((1 - S) * dense synapses)`` (the chip allocation is fa
 sparsity binds) with
 
 * ``stds``: :func:`neuroprune.pruning.prune_to_budget` (unstructured, exactly ``B``);
-* ``sca``: :func:`neuroprune.pruning.sca.prune_structured` (channels, ``<= B``, fewer neurons);
+* ``sca``: :func:`neuroprune.pipeline.structured.prune_structured` (channels, ``<= B``, fewer neurons);
 * ``sca+stds``: the same with ``then_stds=True`` (channels, then STDS to exactly ``B``).
 
-Every method gets the same epochs (prune + fine-tune). Cores: ``neuroprune.fit.check_fit`` on
+Every method gets the same epochs (prune + fine-tune). Cores: ``neuroprune.fit.rules.check_fit`` on
 the summary of the pruned model for the chip profile (default Loihi). Prints a Markdown table
 (mean ± std over seeds) with the exact command and the machine, and writes it to ``--out``.
 
@@ -32,14 +32,16 @@ from pathlib import Path
 import torch
 from common import limited, machine, mean_std  # noqa: E402  (benchmarks/common.py)
 
-from neuroprune.atomic import write_text
-from neuroprune.budget import derive_budget
-from neuroprune.data import load_dataset
-from neuroprune.fit import check_fit
-from neuroprune.models import build_model, default_config, summarize, train
-from neuroprune.profiles import load_profile
-from neuroprune.pruning import prune_to_budget
-from neuroprune.pruning.sca import prune_structured
+from neuroprune.chip.profiles import load_profile
+from neuroprune.core.atomic import write_text
+from neuroprune.data.datasets import load_dataset
+from neuroprune.fit.budget import derive_budget
+from neuroprune.fit.rules import check_fit
+from neuroprune.models import summarize
+from neuroprune.models.zoo import build_model
+from neuroprune.pipeline.prune_loop import prune_to_budget
+from neuroprune.pipeline.structured import prune_structured
+from neuroprune.train.loop import default_config, train
 
 METHODS = ("stds", "sca", "sca+stds")
 
@@ -198,7 +200,7 @@ def report(args, rows: list[dict], seconds: float) -> str:
             f"epochs (sca+stds: half the prune epochs SCA, half STDS); T = {args.timesteps}; batch "
             f"{args.batch_size}; SCA p = {args.p}, q = {args.q}"
             + (f"; first {args.train_limit} train images" if args.train_limit else ""),
-            f"- chip profile: {args.chip} (cores from neuroprune.fit.check_fit on the pruned model)",
+            f"- chip profile: {args.chip} (cores from neuroprune.fit.rules.check_fit on the pruned model)",
             "- B = floor((1 - sparsity) x dense synapses); synapses = nonzero weights after BN "
             "folding, conv unrolled; neurons = spiking units (fall only with channel pruning).",
             "- cells: mean ± std over seeds " + ", ".join(map(str, args.seeds)),

@@ -30,13 +30,14 @@ import numpy as np
 import torch
 from common import machine  # noqa: E402  (benchmarks/common.py)
 
-from neuroprune.data import encode, load_dataset
+from neuroprune.chip.profiles import load_profile
+from neuroprune.data.datasets import load_dataset
+from neuroprune.data.encoding import encode
 from neuroprune.export import export_nir
-from neuroprune.models.train import Callback, TrainConfig, train
 from neuroprune.models.zoo import build_model
-from neuroprune.profiles import load_profile
 from neuroprune.quantize.model import ptq_model
 from neuroprune.sim import simulate
+from neuroprune.train.loop import Callback, TrainConfig, train
 
 SPARSITIES = (0.0, 0.9, 0.99)
 

@@ -19,8 +19,8 @@ import tempfile
 
 from common import machine  # noqa: E402  (benchmarks/common.py)
 
-from neuroprune.config import resolve_config
-from neuroprune.pipeline import run_fit
+from neuroprune.pipeline.config import resolve_config
+from neuroprune.pipeline.run import run_fit
 
 ENCODINGS = ("direct", "poisson", "latency")
 

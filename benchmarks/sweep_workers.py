@@ -22,8 +22,9 @@ import time
 
 from common import machine, publish  # benchmarks/common.py
 
-from neuroprune.config import RunConfig
-from neuroprune.sweep import plan_sweep, run_sweep
+from neuroprune.pipeline.config import RunConfig
+from neuroprune.sweep.plan import plan_sweep
+from neuroprune.sweep.run import run_sweep
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,7 +12,7 @@ measured (this one, "after", and ``--before ROOT``), alternating row by row:
    multi-step, torch backend, ATan surrogate) in the same child with the same loop,
    alternating, fastest of ``--repeats`` blocks; and the zoo model with its weights in
    ``torch.channels_last`` memory format;
-3. **conv epoch**: one epoch of ``neuroprune.models.train.train`` on ``--images`` random
+3. **conv epoch**: one epoch of ``neuroprune.train.loop.train`` on ``--images`` random
    28x28 images (batch 32, T = 8, direct encoding), the time ``train`` reports.
 
 All with one torch thread. Random data: speed does not depend on what the pixels show.
@@ -59,7 +59,7 @@ def child_startup() -> dict:
     begin = time.perf_counter()
     import torch
 
-    from neuroprune.models.train import deterministic
+    from neuroprune.train.loop import deterministic
 
     with deterministic(0):
         torch.zeros(1)
@@ -138,9 +138,9 @@ def child_epoch(args) -> dict:
     import numpy as np
     import torch
 
-    from neuroprune.data import Dataset
-    from neuroprune.models.train import TrainConfig, train
+    from neuroprune.data.dataset import Dataset
     from neuroprune.models.zoo import build_model
+    from neuroprune.train.loop import TrainConfig, train
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """``python -m neuroprune`` entry point."""
 
-from neuroprune.cli import main
+from neuroprune.cli.app import main
 
 if __name__ == "__main__":
     main()

@@ -12,22 +12,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuroprune.budget import (
+from neuroprune.chip.profiles import load_profile
+from neuroprune.core.errors import BudgetError
+from neuroprune.core.summary import COUNTING_CONVENTION, NetworkSummary, conv_layer, dense_layer
+from neuroprune.fit.budget import (
     Budget,
-    KnobControl,
     LayerScores,
-    count_above,
     derive_budget,
     fan_in_capacity,
     per_layer_minimums,
-    planned_count,
+)
+from neuroprune.pruning.knob import planned_count, steer_knob
+from neuroprune.pruning.selection import (
+    KnobControl,
+    count_above,
     select_synapses,
-    steer_knob,
     threshold_for_count,
 )
-from neuroprune.errors import BudgetError
-from neuroprune.profiles import load_profile
-from neuroprune.summary import COUNTING_CONVENTION, NetworkSummary, conv_layer, dense_layer
 
 
 def mlp_summary(n_in: int = 64, hidden: int = 32, classes: int = 10) -> NetworkSummary:
@@ -58,7 +59,7 @@ def loihi():
 
 
 def test_budget_module_never_imports_torch():
-    code = "import sys, neuroprune.budget; sys.exit(1 if 'torch' in sys.modules else 0)"
+    code = "import sys, neuroprune.fit.budget; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
@@ -92,7 +93,7 @@ def test_no_limit_keeps_the_dense_network():
 
 
 def test_chip_allocation_binds_a_large_network(loihi):
-    from neuroprune.capacity import capacity_model
+    from neuroprune.chip.capacity import capacity_model
 
     summary = mlp_summary(n_in=400, hidden=300)
     budget = derive_budget(loihi, summary, cores=1)

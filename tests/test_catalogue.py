@@ -14,8 +14,8 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from neuroprune.cli import main
-from neuroprune.errors import EXIT_IO_ERROR
+from neuroprune.cli.app import main
+from neuroprune.core.errors import EXIT_IO_ERROR
 
 FIX_WORDS = (
     "Use ",

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from neuroprune import arithmetic
+from neuroprune.chip import arithmetic
+from neuroprune.chip.profiles import load_profile
 from neuroprune.export import export_nir
 from neuroprune.models.neurons import CHIP_TYPES
 from neuroprune.models.zoo import build_model
-from neuroprune.profiles import load_profile
 from neuroprune.quantize.chip import FLOAT_NOTE, use_chip_arithmetic
 from neuroprune.quantize.model import ptq_model
 from neuroprune.sim import simulate
@@ -138,7 +138,7 @@ def test_chip_model_trains_through_the_surrogate():
 
 
 def test_chip_model_survives_save_and_load(tmp_path):
-    from neuroprune.artifacts import load_model, save_model
+    from neuroprune.run.artifacts import load_model, save_model
 
     images = _images("mnist")
     qmodel = _chip_model("mlp", "lif", 3.3, images, (24,))
@@ -157,9 +157,9 @@ def test_qat_decisions_never_look_at_the_test_split():
     the weights kept (validation split carved from the training data)."""
     import dataclasses
 
-    from neuroprune.data import load_dataset
-    from neuroprune.models.train import default_config, train
+    from neuroprune.data.datasets import load_dataset
     from neuroprune.quantize.api import quantize_model
+    from neuroprune.train.loop import default_config, train
 
     data = load_dataset("digits")
     data = dataclasses.replace(

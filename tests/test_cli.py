@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from neuroprune.cli import main
+from neuroprune.cli.app import main
 
 
 def run(*args):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from neuroprune.config import RunConfig, resolve_config
-from neuroprune.errors import ConfigError
+from neuroprune.core.errors import ConfigError
+from neuroprune.pipeline.config import RunConfig, resolve_config
 
 
 def test_file_then_overrides(tmp_path):

@@ -9,9 +9,11 @@ import pickle
 import numpy as np
 import pytest
 
-from neuroprune import data
-from neuroprune.data import DATASETS, Dataset, encode, load_dataset, read_idx
-from neuroprune.errors import DatasetError
+from neuroprune.data import datasets as data
+from neuroprune.core.errors import DatasetError
+from neuroprune.data.dataset import Dataset
+from neuroprune.data.datasets import DATASETS, load_dataset, read_idx
+from neuroprune.data.encoding import encode
 
 # --------------------------------------------------------------------------------------------
 # helpers: tiny synthetic files

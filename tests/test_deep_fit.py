@@ -24,9 +24,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from neuroprune.cli import main
-from neuroprune.models import build_model
+from neuroprune.cli.app import main
 from neuroprune.models.sew import build_sew
+from neuroprune.models.zoo import build_model
 from neuroprune.pruning.targets import find_targets
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -174,7 +174,8 @@ def test_chip_traffic_counts_spikes_into_residual_layers():
     from test_fit import profile
 
     from neuroprune.export import build_nir_graph
-    from neuroprune.fit import chip_traffic, pack
+    from neuroprune.fit.packing import pack
+    from neuroprune.fit.traffic import chip_traffic
     from neuroprune.sim.spec import spec_from_graph
 
     model = build_sew((1, 8, 8), 10, stages=((4, 1), (8, 1)), seed=4).eval()

@@ -1,4 +1,4 @@
-"""Distributed training (neuroprune.distributed): 2 CPU processes on gloo against one process.
+"""Distributed training (neuroprune.train.distributed): 2 CPU processes on gloo against one process.
 
 The two-process tests start real process groups with torch's elastic launcher (the launcher
 torchrun uses), so they check DDP, DistributedSampler and the rank-0 decisions end to end.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from neuroprune import distributed
+from neuroprune.train import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("stds", "gmp")
@@ -46,11 +46,13 @@ def prune_worker(methods=METHODS) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from neuroprune.budget import derive_budget
-    from neuroprune.data import load_dataset
-    from neuroprune.models import build_model, default_config, summarize, train
-    from neuroprune.profiles import load_profile
-    from neuroprune.pruning import prune_to_budget
+    from neuroprune.chip.profiles import load_profile
+    from neuroprune.data.datasets import load_dataset
+    from neuroprune.fit.budget import derive_budget
+    from neuroprune.models import summarize
+    from neuroprune.models.zoo import build_model
+    from neuroprune.pipeline.prune_loop import prune_to_budget
+    from neuroprune.train.loop import default_config, train
 
     with distributed.process_group("cpu") as distributed_run:
         data = load_dataset("digits")

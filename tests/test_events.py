@@ -2,7 +2,7 @@
 on the chip, and every pruning method on event frames.
 
 Oracles: the frames are checked against a binning written here from the rules in
-``neuroprune.events`` (Tonic's ToFrame semantics) applied to the events the generator in
+``neuroprune.data.events`` (Tonic's ToFrame semantics) applied to the events the generator in
 ``tests/data/make_events.py`` wrote; the latency code against a hand-worked example.
 """
 
@@ -18,13 +18,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from neuroprune.cli import main
-from neuroprune.config import RunConfig
-from neuroprune.data import Dataset, encode, load_dataset
-from neuroprune.errors import ConfigError, DatasetError
-from neuroprune.events import FORMATS, EventOptions
-from neuroprune.models import TrainConfig, build_model, summarize
+from neuroprune.cli.app import main
+from neuroprune.core.errors import ConfigError, DatasetError
+from neuroprune.data.dataset import Dataset
+from neuroprune.data.datasets import load_dataset
+from neuroprune.data.encoding import encode
+from neuroprune.data.events import FORMATS, EventOptions
 from neuroprune.models import encode as torch_encode
+from neuroprune.models import summarize
+from neuroprune.models.zoo import build_model
+from neuroprune.pipeline.config import RunConfig
+from neuroprune.train.loop import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
 from make_events import WRITERS, nmnist_bytes  # noqa: E402
@@ -204,7 +208,7 @@ def _export(model, path, shape, encoding):
 
 @pytest.mark.parametrize("encoding", ["direct", "poisson", "latency", "events"])
 def test_every_encoding_reports_where_each_layer_ran(encoding, tmp_path):
-    from neuroprune.data import simulation_input
+    from neuroprune.data.encoding import simulation_input
     from neuroprune.sim import simulate
 
     shape = (2, 6, 6) if encoding == "events" else (1, 8, 8)
@@ -265,8 +269,9 @@ def test_mlp_takes_shd_channels(folders):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 def test_every_method_prunes_event_inputs(kind, tiny_events):
-    from neuroprune.budget import derive_budget
-    from neuroprune.pruning import METHODS, prune_to_budget
+    from neuroprune.fit.budget import derive_budget
+    from neuroprune.pipeline.prune_loop import prune_to_budget
+    from neuroprune.pruning import METHODS
 
     config = TrainConfig(epochs=1, batch_size=32, timesteps=T, lr=3e-3, encoding="events")
     for name in sorted(METHODS):
@@ -354,7 +359,7 @@ def test_dataset_rejects_non_binary_dtype_for_frames():
 def test_lava_input_generator_emits_the_frames_the_model_trains_on(folders, tmp_path):
     """The ``frames_c0.npy`` the Lava worker's FrameSource streams (step ``t`` sends row
     ``t - 1``) equals the model's input ``[T, N, ...]``, sample-major per row."""
-    from neuroprune.data import simulation_input
+    from neuroprune.data.encoding import simulation_input
     from neuroprune.sim import LavaBackend, prepare_stimulus, read_deployment
     from neuroprune.sim.lava_backend import write_job
     from neuroprune.sim.lava_map import lava_layers
@@ -374,13 +379,13 @@ def test_lava_input_generator_emits_the_frames_the_model_trains_on(folders, tmp_
 
 
 def test_check_reads_no_recordings(folders, monkeypatch):
-    import neuroprune.events
+    import neuroprune.data.events
 
     def refuse(*args, **kwargs):
         raise AssertionError("check must not bin the recordings")
 
-    monkeypatch.setattr(neuroprune.events, "load_event_dataset", refuse)
-    monkeypatch.setattr("neuroprune.data.load_event_dataset", refuse)
+    monkeypatch.setattr(neuroprune.data.events, "load_event_dataset", refuse)
+    monkeypatch.setattr("neuroprune.data.datasets.load_event_dataset", refuse)
     argv = ["check", "--chip", "loihi", "--dataset", "nmnist", "--model", "mlp", "--hidden", "8"]
     result = CliRunner().invoke(main, [*argv, "--data-dir", str(folders["nmnist"][0])])
     assert result.exit_code == 0, result.output
@@ -396,7 +401,7 @@ def test_simulate_a_bare_nir_file_bins_events_with_the_graph_timesteps(folders, 
     path = export_nir(
         model, tmp_path / "m.nir", timesteps=3, encoding="events", input_shape=data.input_shape
     )
-    from neuroprune.pipeline import simulate_target
+    from neuroprune.pipeline.commands import simulate_target
 
     result = simulate_target(
         path, backend="reference", dataset="nmnist", samples=4, data_dir=folders["nmnist"][0]

@@ -17,25 +17,24 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
-from neuroprune.data import encode, load_dataset
-from neuroprune.errors import ArtifactError, ConfigError, ModelError, UnsupportedError
+from neuroprune.core.errors import ArtifactError, ConfigError, ModelError, UnsupportedError
+from neuroprune.data.datasets import load_dataset
+from neuroprune.data.encoding import encode
 from neuroprune.export import (
     EXPORTERS,
-    NIR_DT,
     count_nir_nonzero,
     export_nir,
     export_onnx,
     get_exporter,
-    graph_metadata,
     import_nir,
-    node_metadata,
-    read_graph,
     run_onnx,
 )
+from neuroprune.graph.files import graph_metadata, node_metadata, read_graph, topological_order
+from neuroprune.graph.stages import NIR_DT, NeuronStage
+from neuroprune.graph.write import neuron_node
 from neuroprune.models import neurons
 from neuroprune.models.translate import fold_batchnorm, summarize
 from neuroprune.models.zoo import build_model
-from neuroprune.nirgraph import NeuronStage, neuron_node, topological_order
 
 torch.set_num_threads(1)
 

@@ -11,10 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuroprune.capacity import capacity_model
-from neuroprune.fit import FIT_RULES, check_fit, pack
-from neuroprune.profiles import parse_profile, shipped_profile_paths
-from neuroprune.summary import NetworkSummary, conv_layer, dense_layer
+from neuroprune.chip.capacity import capacity_model
+from neuroprune.chip.profile_reader import parse_profile
+from neuroprune.chip.profiles import shipped_profile_paths
+from neuroprune.core.summary import NetworkSummary, conv_layer, dense_layer
+from neuroprune.fit.packing import pack
+from neuroprune.fit.rules import FIT_RULES, check_fit
 
 BASE = {
     "schema_version": 1,
@@ -174,8 +176,8 @@ def test_packing_never_exceeds_a_core_limit(sizes, density, seed, neurons_max, a
 
 def test_core_modules_do_not_import_torch():
     code = (
-        "import sys; import neuroprune.profiles, neuroprune.summary, neuroprune.fit, "
-        "neuroprune.capacity, neuroprune.errors; "
+        "import sys; import neuroprune.chip.profiles, neuroprune.core.summary, neuroprune.fit.rules, "
+        "neuroprune.chip.capacity, neuroprune.core.errors; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -183,7 +185,7 @@ def test_core_modules_do_not_import_torch():
 
 def test_allocation_capacity_counts_block_overhead():
     """The packed capacity is below cores x per-core bound, and a thinned net at it fits."""
-    from neuroprune.fit import allocation_capacity, thinned
+    from neuroprune.fit.allocation import allocation_capacity, thinned
 
     prof = profile(**{"chip.cores": 1, "chip.neurons_max": 16, "core.input_axons_max": 64})
     summary = mlp(40, 12, 4, seed=3)
@@ -200,7 +202,7 @@ def test_every_shipped_profile_judges_a_tiny_network(chip):
     """Contract over the profile registry: a tiny 16-8-4 LIF network fits every chip (as a
     dense layer, or a 1x1 conv on one-layer-per-core chips), and a network far beyond one chip's
     neurons is reported, not crashed on."""
-    from neuroprune.profiles import load_profile
+    from neuroprune.chip.profiles import load_profile
 
     prof = load_profile(chip)
     model = "LIF" if "LIF" in prof.neuron.models else prof.neuron.models[0]
@@ -246,8 +248,8 @@ def test_first_fit_fills_earlier_cores_where_next_fit_opens_new_ones():
 
 def test_truenorth_budget_halves_the_fan_in_for_duplicated_inputs():
     """fan_in_max 256 axons, and the ternary quantizer drives 2 axons per input: 128 inputs."""
-    from neuroprune.budget import derive_budget
-    from neuroprune.profiles import load_profile
+    from neuroprune.chip.profiles import load_profile
+    from neuroprune.fit.budget import derive_budget
 
     prof = load_profile("truenorth")
     net = mlp(784, 128, 10)
@@ -263,9 +265,10 @@ def test_truenorth_budget_halves_the_fan_in_for_duplicated_inputs():
 def test_blocks_keep_each_source_in_one_core():
     """A layer pruned into its input blocks packs one block per core: every source's targets
     sit in one core (TrueNorth's fan-out), and the recount agrees."""
-    from neuroprune.budget import Budget, LayerScores, select_synapses
-    from neuroprune.capacity import capacity_model
-    from neuroprune.profiles import load_profile
+    from neuroprune.chip.capacity import capacity_model
+    from neuroprune.chip.profiles import load_profile
+    from neuroprune.fit.budget import Budget, LayerScores
+    from neuroprune.pruning.selection import select_synapses
 
     prof = load_profile("truenorth")
     net = mlp(64, 512, 256, 10, seed=4)
@@ -300,8 +303,8 @@ def test_blocks_keep_each_source_in_one_core():
 
 
 def test_no_budget_makes_too_many_neurons_fit():
-    from neuroprune.budget import derive_budget
-    from neuroprune.errors import BudgetError
+    from neuroprune.core.errors import BudgetError
+    from neuroprune.fit.budget import derive_budget
 
     prof = profile(**{"chip.neurons_max": 20, "chip.cores": 2, "core.neurons_max": 16})
     with pytest.raises(BudgetError) as info:
@@ -325,8 +328,8 @@ def test_truenorth_runs_fit_with_default_options(tmp_path, case):
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     from test_data import write_mnist
 
-    from neuroprune.config import RunConfig
-    from neuroprune.pipeline import run_fit
+    from neuroprune.pipeline.config import RunConfig
+    from neuroprune.pipeline.run import run_fit
 
     data_dir = None
     if case["dataset"] == "mnist":
@@ -355,7 +358,7 @@ def test_chip_traffic_counts_spikes_crossing_chips():
     # fc0: 2 -> 4 neurons (chip 0); fc1: 4 -> 4 neurons (chip 1). Source neuron j of fc0 fires
     # r_j = (1, 2, 0, 3) spikes/sample; fc1 is dense, so each source sends its spikes once to
     # chip 1: 1 + 2 + 0 + 3 = 6 spikes/sample cross, all on link 0->1.
-    from neuroprune.fit import chip_traffic
+    from neuroprune.fit.traffic import chip_traffic
 
     prof = profile(**{"chip.cores": 2, "chip.neurons_max": 4, "core.neurons_max": 4})
     net = mlp(2, 4, 4)

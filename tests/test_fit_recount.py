@@ -2,7 +2,7 @@
 
 The oracle below is written from the definitions in ``hardware_profiles/README.md`` ("Schema"
 and "Synapse encodings and how memory is charged"), in plain loops over the weights. It never
-calls ``neuroprune.capacity`` or the packer's helpers: it reads only the network's connectivity,
+calls ``neuroprune.chip.capacity`` or the packer's helpers: it reads only the network's connectivity,
 the profile's fields and the core map that ``check_fit`` reports (``as_dict()["placements"]``),
 and recounts every core and chip. The verdict must agree: fits <=> every limit holds.
 """
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neuroprune.fit import check_fit
-from neuroprune.profiles import parse_profile
-from neuroprune.summary import NetworkSummary, dense_layer
+from neuroprune.chip.profile_reader import parse_profile
+from neuroprune.core.summary import NetworkSummary, dense_layer
+from neuroprune.fit.rules import check_fit
 
 # --------------------------------------------------------------------------------------------
 # The oracle
@@ -413,8 +413,8 @@ SINABS_CASES = [
 
 @pytest.mark.parametrize("c_out,c_in,k,hw,kernel,neurons", SINABS_CASES)
 def test_speck_kernel_memory_is_counted_as_sinabs_counts_it(c_out, c_in, k, hw, kernel, neurons):
-    from neuroprune.capacity import layer_entries
-    from neuroprune.summary import conv_layer
+    from neuroprune.chip.capacity import layer_entries
+    from neuroprune.core.summary import conv_layer
 
     layer = conv_layer("c", np.ones((c_out, c_in, k, k)), (c_in, *hw))
     assert layer_entries(layer) == (kernel, neurons)

@@ -23,11 +23,10 @@ from nir_spec import read as spec_read
 from nir_spec import simulate as spec_simulate
 from spikingjelly.activation_based import functional, layer, neuron
 
-from neuroprune.errors import ConfigError, ModelError, UnsupportedError
+from neuroprune.core.errors import ConfigError, ModelError, UnsupportedError
 from neuroprune.export import export_onnx, export_onnx_graph, import_nir, run_onnx
-from neuroprune.models.graph_net import GraphNet
-from neuroprune.models.nir_model import load_nir_model, model_from_network
-from neuroprune.nirgraph import (
+from neuroprune.graph.read import read_network
+from neuroprune.graph.stages import (
     NIR_DT,
     FlattenStage,
     NeuronStage,
@@ -35,10 +34,10 @@ from neuroprune.nirgraph import (
     QuantStage,
     Stage,
     SynapseStage,
-    build_graph,
-    read_network,
-    write_graph,
 )
+from neuroprune.graph.write import build_graph, write_graph
+from neuroprune.models.graph_net import GraphNet
+from neuroprune.models.nir_model import load_nir_model, model_from_network
 from neuroprune.sim.torch_reference import model_counts
 
 torch.set_num_threads(1)

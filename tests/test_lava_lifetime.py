@@ -16,8 +16,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from neuroprune.cli import handle_errors
-from neuroprune.errors import EXIT_INTERRUPTED
+from neuroprune.cli.app import handle_errors
+from neuroprune.core.errors import EXIT_INTERRUPTED
 from neuroprune.sim.lava_backend import JOB_PREFIX, OWNER_FILE, sweep_stale_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,8 @@ WORKER = b"neuroprune.sim.lava_worker"
 PARENT = """
 import sys
 from pathlib import Path
-from neuroprune.data import encode, load_dataset
+from neuroprune.data.datasets import load_dataset
+from neuroprune.data.encoding import encode
 from neuroprune.export import export_nir
 from neuroprune.models.zoo import build_model
 from neuroprune.sim import LavaBackend, simulate

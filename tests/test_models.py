@@ -9,29 +9,22 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional, layer
 
-from neuroprune.data import Dataset
-from neuroprune.errors import ArtifactError, ConfigError, ModelError
-from neuroprune.models import (
+from neuroprune.core.errors import ArtifactError, ConfigError, ModelError
+from neuroprune.data.dataset import Dataset
+from neuroprune.models import encode, fold_batchnorm, make_generator, neurons, summarize
+from neuroprune.models.walker import parse_blocks
+from neuroprune.models.zoo import MODELS, build_model
+from neuroprune.train.checkpoint import CheckpointCallback, load_checkpoint, save_checkpoint
+from neuroprune.train.loop import (
     DEFAULTS,
-    MODELS,
     Callback,
-    CheckpointCallback,
     TrainConfig,
-    build_model,
     default_config,
-    encode,
     evaluate,
-    fold_batchnorm,
-    load_checkpoint,
-    make_generator,
-    neurons,
-    parse_blocks,
+    lr_at,
     predict,
-    save_checkpoint,
-    summarize,
     train,
 )
-from neuroprune.models.train import lr_at
 
 torch.set_num_threads(1)
 

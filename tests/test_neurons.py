@@ -6,9 +6,9 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
-from neuroprune.errors import ModelError
+from neuroprune.core.errors import ModelError
 from neuroprune.models import neurons
-from neuroprune.models.zoo import parse_blocks
+from neuroprune.models.walker import parse_blocks
 
 
 def _pair(kind: str, **extra):

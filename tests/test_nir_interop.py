@@ -23,9 +23,10 @@ from nir_spec import simulate as spec_simulate
 from spikingjelly.activation_based import functional, layer
 from test_export import T, make_active, make_graph, make_model, neuron_spikes, reference
 
-from neuroprune.cli import main
-from neuroprune.data import encode, load_dataset
-from neuroprune.errors import UnsupportedError
+from neuroprune.cli.app import main
+from neuroprune.core.errors import UnsupportedError
+from neuroprune.data.datasets import load_dataset
+from neuroprune.data.encoding import encode
 from neuroprune.export import export_nir
 from neuroprune.models import neurons
 from neuroprune.models.nir_model import load_nir_model
@@ -158,9 +159,10 @@ def test_nirgraph_reads_and_writes_without_torch(tmp_path, inputs):
 
     path = _export(make_model("conv", "quantized", inputs), tmp_path / "q.nir")
     code = (
-        "import sys\nfrom neuroprune import nirgraph as g\n"
-        f"net = g.read_network({str(path)!r})\n"
-        "graph = g.build_graph(net.stages, input_shape=net.input_shape, timesteps=8, "
+        "import sys\nfrom neuroprune.graph.read import read_network\n"
+        "from neuroprune.graph.write import build_graph\n"
+        f"net = read_network({str(path)!r})\n"
+        "graph = build_graph(net.stages, input_shape=net.input_shape, timesteps=8, "
         "encoding='direct')\n"
         "assert sorted(graph.nodes) == list(graph.nodes), list(graph.nodes)\n"
         "print('torch' in sys.modules, len(net.stages))\n"

@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from neuroprune.cli import main
+from neuroprune.cli.app import main
 
 TINY = [
     "--hidden",

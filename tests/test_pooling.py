@@ -17,14 +17,15 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from spikingjelly.activation_based import functional, layer
 
-from neuroprune.cli import main
-from neuroprune.data import CIFAR_FILES
-from neuroprune.errors import ModelError, UnsupportedError
-from neuroprune.models import build_model, summarize
-from neuroprune.models.zoo import has_pooling, parse_blocks
+from neuroprune.cli.app import main
+from neuroprune.core.errors import ModelError, UnsupportedError
+from neuroprune.core.summary import dense_layer, pool_projection, pooled_layer
+from neuroprune.data.datasets import CIFAR_FILES
+from neuroprune.models import summarize
+from neuroprune.models.walker import parse_blocks
+from neuroprune.models.zoo import build_model, has_pooling
 from neuroprune.pruning.registry import METHODS
 from neuroprune.pruning.targets import find_targets
-from neuroprune.summary import dense_layer, pool_projection, pooled_layer
 
 torch.set_num_threads(1)
 
@@ -202,7 +203,7 @@ def test_deep_models_through_fit_keep_the_exact_budget(tmp_path, model, method, 
 
 
 def test_vgg_artifact_round_trip(tmp_path):
-    from neuroprune.artifacts import load_model, save_model
+    from neuroprune.run.artifacts import load_model, save_model
 
     model = build_model("vgg", (1, 8, 8), 10, hidden=(3, 4), seed=2).eval()
     x = torch.rand(4, 2, 1, 8, 8)

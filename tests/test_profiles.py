@@ -1,6 +1,6 @@
 """Chip profiles: contract over every shipped YAML, alias resolution, and validator errors.
 
-Torch-free: only ``neuroprune.profiles`` and ``neuroprune.errors`` are imported.
+Torch-free: only ``neuroprune.chip.profiles`` and ``neuroprune.core.errors`` are imported.
 """
 
 from __future__ import annotations
@@ -14,15 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from neuroprune.errors import ProfileError, UnknownChipError
-from neuroprune.profiles import (
-    STATUSES,
-    UNITS,
-    ChipProfile,
-    load_profile,
-    resolve_chip,
-    shipped_profile_paths,
-)
+from neuroprune.chip.profiles import load_profile, resolve_chip, shipped_profile_paths
+from neuroprune.chip.schema import STATUSES, UNITS, ChipProfile
+from neuroprune.core.errors import ProfileError, UnknownChipError
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mychip.yaml"
@@ -414,8 +408,8 @@ def test_example_resolves_as_a_path_string() -> None:
 def test_absurd_values_are_rejected_with_the_field(path, value, text):
     """Issue 11: zero or negative caps and values no physical chip has are errors, named by
     field, before anything runs."""
-    from neuroprune.errors import ProfileError
-    from neuroprune.profiles import parse_profile
+    from neuroprune.chip.profile_reader import parse_profile
+    from neuroprune.core.errors import ProfileError
 
     raw = {
         "schema_version": 1,
@@ -435,8 +429,8 @@ def test_absurd_values_are_rejected_with_the_field(path, value, text):
 
 
 def test_absurd_encoding_parameter_is_rejected():
-    from neuroprune.errors import ProfileError
-    from neuroprune.profiles import parse_profile
+    from neuroprune.chip.profile_reader import parse_profile
+    from neuroprune.core.errors import ProfileError
 
     raw = {
         "schema_version": 1,

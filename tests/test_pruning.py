@@ -12,19 +12,21 @@ from hypothesis import strategies as st
 from spikingjelly.activation_based import layer
 from torch.nn.utils import parametrize
 
-from neuroprune.budget import Budget, KnobControl, derive_budget, fan_in_capacity
-from neuroprune.data import load_dataset
-from neuroprune.errors import ConfigError
-from neuroprune.models import TrainConfig, build_model, summarize, train
-from neuroprune.models.train import lr_at
-from neuroprune.pruning import METHODS, SCHEDULERS, freeze_mask, prune_to_budget
+from neuroprune.core.errors import ConfigError
+from neuroprune.data.datasets import load_dataset
+from neuroprune.fit.budget import Budget, derive_budget, fan_in_capacity
+from neuroprune.models import summarize
+from neuroprune.models.zoo import build_model
+from neuroprune.pipeline.prune_loop import prune_config, prune_to_budget
+from neuroprune.pruning import METHODS, SCHEDULERS, freeze_mask
 from neuroprune.pruning.gradr import prior_centre, prior_step
 from neuroprune.pruning.registry import method_class, split_method_spec
 from neuroprune.pruning.reparam import signed_relu, soft_threshold
-from neuroprune.pruning.run import prune_config
 from neuroprune.pruning.schedulers import get_scheduler, gmp_sparsity, pgh
+from neuroprune.pruning.selection import KnobControl
 from neuroprune.pruning.soft_threshold import layer_thresholds
 from neuroprune.pruning.targets import find_targets
+from neuroprune.train.loop import TrainConfig, lr_at, train
 
 torch.set_num_threads(1)
 T = 2

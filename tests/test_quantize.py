@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from spikingjelly.activation_based import functional, layer, surrogate
 
-from neuroprune.errors import EXIT_BAD_INPUT, ProfileError
+from neuroprune.chip.profiles import list_profiles, load_profile, profiles_dir
+from neuroprune.chip.schema import WeightFormat
+from neuroprune.core.errors import EXIT_BAD_INPUT, ProfileError
 from neuroprune.models import neurons
-from neuroprune.profiles import WeightFormat, list_profiles, load_profile, profiles_dir
 from neuroprune.quantize import QUANTIZERS, NeuronParams, get_quantizer, snap, validate_format
 from neuroprune.quantize.grid import Grid
 from neuroprune.quantize.model import ptq_model
@@ -374,7 +375,8 @@ def test_quantized_model_is_counted_by_summarize():
 
 
 def small_digits(train: int = 240, test: int = 120):
-    from neuroprune.data import Dataset, load_dataset
+    from neuroprune.data.dataset import Dataset
+    from neuroprune.data.datasets import load_dataset
 
     full = load_dataset("digits")
     return Dataset(
@@ -390,8 +392,8 @@ def small_digits(train: int = 240, test: int = 120):
 @pytest.mark.skipif(not SHIPPED, reason="no shipped profiles yet")
 @pytest.mark.parametrize("fmt", ["loihi", "truenorth", "dynapse"])
 def test_quantize_model_finetunes_and_keeps_the_mask(fmt):
-    from neuroprune.models import TrainConfig
     from neuroprune.quantize import quantize_model
+    from neuroprune.train.loop import TrainConfig
 
     profile = next(p for p in SHIPPED if p.weights.format == fmt)
     model = tiny_pruned_model(conv=False)

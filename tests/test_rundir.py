@@ -18,9 +18,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from neuroprune.cli import main
-from neuroprune.errors import EXIT_BAD_INPUT, EXIT_IO_ERROR
-from neuroprune.rundir import LOCK_NAME, RunDir, RunLockedError
+from neuroprune.cli.app import main
+from neuroprune.core.errors import EXIT_BAD_INPUT, EXIT_IO_ERROR
+from neuroprune.run.rundir import LOCK_NAME, RunDir, RunLockedError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -150,8 +150,8 @@ def test_crafted_pickle_never_runs(tiny_run, tmp_path, victim):
 def test_models_round_trip_through_the_description(tmp_path):
     from spikingjelly.activation_based import functional
 
-    from neuroprune.artifacts import describe_model, load_model, save_model
-    from neuroprune.models import build_model
+    from neuroprune.models.zoo import build_model
+    from neuroprune.run.artifacts import describe_model, load_model, save_model
 
     for spec in ("mlp", "conv", "sew"):
         model = build_model(spec, (1, 8, 8), 10, hidden=(12, 8) if spec != "conv" else None)
@@ -169,7 +169,7 @@ def test_models_round_trip_through_the_description(tmp_path):
 
 HOLD = """
 import sys, time
-from neuroprune.rundir import RunDir
+from neuroprune.run.rundir import RunDir
 rd = RunDir(sys.argv[1]); rd.acquire(); print("locked", flush=True); time.sleep(60)
 """
 
@@ -433,7 +433,7 @@ def test_lock_file_of_a_dead_process_is_taken_over(tmp_path):
 @pytest.mark.slow
 def test_failed_simulation_is_recorded_in_a_complete_report(tmp_path, monkeypatch):
     import neuroprune.sim as sim
-    from neuroprune.errors import SimulationError
+    from neuroprune.core.errors import SimulationError
 
     def crash(*args, **kwargs):
         raise SimulationError(

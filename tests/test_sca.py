@@ -13,22 +13,25 @@ from hypothesis import strategies as st
 from spikingjelly.activation_based import functional
 from torch.nn.utils import parametrize
 
-from neuroprune.budget import Budget, derive_budget
-from neuroprune.data import load_dataset
-from neuroprune.errors import BudgetError, ConfigError, UnsupportedError
-from neuroprune.models import TrainConfig, build_model, encode, predict, summarize, train
+from neuroprune.core.errors import BudgetError, ConfigError, UnsupportedError
+from neuroprune.data.datasets import load_dataset
+from neuroprune.fit.budget import Budget, derive_budget
+from neuroprune.models import encode, summarize
 from neuroprune.models.sew import SEWResNet, build_sew, summarize_model
-from neuroprune.pruning import METHODS, PruneResult, prune_to_budget
+from neuroprune.models.zoo import build_model
+from neuroprune.pipeline.prune_loop import PruneResult, prune_to_budget
+from neuroprune.pipeline.structured import prune_structured
+from neuroprune.pruning import METHODS
+from neuroprune.pruning.channel_surgery import remove_channels, zero_channels
 from neuroprune.pruning.channels import (
     ChannelCosts,
     ChannelGraph,
     ChannelLimits,
     channel_graph,
-    remove_channels,
     select_channels,
-    zero_channels,
 )
-from neuroprune.pruning.sca import SCA, ActivityMonitor, prune_structured, regrow
+from neuroprune.pruning.sca import SCA, ActivityMonitor, regrow
+from neuroprune.train.loop import TrainConfig, predict, train
 
 torch.set_num_threads(1)
 T = 4
@@ -422,7 +425,7 @@ def test_sca_honours_the_pruning_method_contract(kind, data, monkeypatch):
 
 
 def test_prune_structured_reports_the_structure_and_sca_stds_hits_the_budget(data):
-    from neuroprune.profiles import load_profile
+    from neuroprune.chip.profiles import load_profile
 
     profile = load_profile("loihi")
     dense = conv_model(data, hidden=(4, 8))

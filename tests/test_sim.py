@@ -23,8 +23,9 @@ import scipy.sparse as sp
 import torch
 from spikingjelly.activation_based import functional, layer, surrogate
 
-from neuroprune.data import encode
-from neuroprune.errors import (
+from neuroprune.chip.arithmetic import trunc_decay, wrap24
+from neuroprune.chip.profiles import load_profile
+from neuroprune.core.errors import (
     ArtifactError,
     BackendUnavailableError,
     ConfigError,
@@ -32,10 +33,10 @@ from neuroprune.errors import (
     SimulationError,
     UnsupportedError,
 )
+from neuroprune.data.encoding import encode
 from neuroprune.export import export_nir
 from neuroprune.models import neurons
 from neuroprune.models.zoo import build_model
-from neuroprune.profiles import load_profile
 from neuroprune.quantize.model import ptq_model
 from neuroprune.sim import (
     SIM_BACKENDS,
@@ -47,7 +48,6 @@ from neuroprune.sim import (
     simulate,
 )
 from neuroprune.sim.lava_map import LavaLayer, fixed_layer, lava_effective_weights
-from neuroprune.sim.reference import trunc_decay, wrap24
 from neuroprune.sim.torch_reference import model_counts
 
 torch.set_num_threads(1)

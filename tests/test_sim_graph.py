@@ -23,17 +23,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from neuroprune.errors import UnsupportedError
-from neuroprune.nirgraph import (
+from neuroprune.core.errors import UnsupportedError
+from neuroprune.graph.stages import (
     INPUT,
     FlattenStage,
     NeuronStage,
     PoolStage,
     QuantStage,
     SynapseStage,
-    build_graph,
-    write_graph,
 )
+from neuroprune.graph.write import build_graph, write_graph
 from neuroprune.sim import prepare_stimulus, read_deployment, simulate
 from neuroprune.sim.lava_map import LavaLayer, lava_effective_weights, lava_layers
 from neuroprune.sim.reference import fixed_activation, simulate_float

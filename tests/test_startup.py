@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from neuroprune.models.train import deterministic
+from neuroprune.train.loop import deterministic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def test_deterministic_sets_warn_only_mode_and_restores_it():
 def test_deterministic_does_not_import_inductor():
     code = (
         "import sys\n"
-        "from neuroprune.models.train import deterministic\n"
+        "from neuroprune.train.loop import deterministic\n"
         "with deterministic(0):\n"
         "    pass\n"
         "print('torch._inductor' in sys.modules)\n"

@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from neuroprune.cli import main
-from neuroprune.config import RunConfig
-from neuroprune.errors import BudgetError, ConfigError, UnknownChipError
-from neuroprune.sweep import finished_report, pareto_by_chip, pareto_front, plan_sweep, run_sweep
+from neuroprune.cli.app import main
+from neuroprune.core.errors import BudgetError, ConfigError, UnknownChipError
+from neuroprune.pipeline.config import RunConfig
+from neuroprune.sweep.plan import plan_sweep
+from neuroprune.sweep.results import pareto_by_chip, pareto_front
+from neuroprune.sweep.run import run_sweep
+from neuroprune.sweep.trials import finished_report
 
 TINY = {
     "hidden": (32,),

@@ -1,7 +1,7 @@
 """Export a convention model to NIR (layer L2; docs/conventions.md §4).
 
 The model becomes a stage graph (:func:`neuroprune.export.stages.model_graph`: BN folded, weights as
-the model computes with them, quantized integers checked) and :mod:`neuroprune.nirgraph` writes
+the model computes with them, quantized integers checked) and :mod:`neuroprune.graph` writes
 them: node names, metadata, the neuron mapping and NIR's semantics (forward Euler, strict ``>``,
 state from 0, shapes without the batch) all live there.
 """
@@ -14,9 +14,11 @@ from pathlib import Path
 
 import torch
 
-from ..data import ENCODINGS
-from ..errors import ConfigError
-from ..nirgraph import NIR_DT, build_graph, check_dt, write_graph
+from neuroprune.core.errors import ConfigError
+from neuroprune.data.encoding import ENCODINGS
+from neuroprune.graph.stages import NIR_DT
+from neuroprune.graph.write import build_graph, check_dt, write_graph
+
 from .stages import check_input_shape, check_timesteps, model_graph
 
 __all__ = ["NIR_DT", "build_nir_graph", "export_nir"]

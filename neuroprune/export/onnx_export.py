@@ -12,7 +12,7 @@ Choice: ONNX has no spiking neuron operator, so the network becomes a plain torc
 Synaptic layers run on the whole sequence at once (``[T*B, ...]``), exactly as SpikingJelly's
 multi-step layers do, so the unrolled module gives the same float32 spikes as the model.
 
-Graphs: a stage graph (``stages`` + ``inputs``, :class:`neuroprune.nirgraph.NirNetwork`'s
+Graphs: a stage graph (``stages`` + ``inputs``, :class:`neuroprune.graph.stages.NirNetwork`'s
 vocabulary) unrolls the same way; stage ``i`` reads the sum of its sources' outputs over the
 whole sequence (``-1``: the input), which per step is NIR's sum of the edges into a node.
 Pooling (square, stride = kernel, no padding): ``"avg"`` is ``avg_pool2d(x, k)``; ``"sum"`` is
@@ -40,19 +40,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import __version__
-from ..atomic import atomic_path
-from ..errors import ArtifactError, BackendUnavailableError, ConfigError
-from ..nirgraph import INPUT, PoolStage, chain_inputs, stage_out_shape
-from .stages import (
+from neuroprune.core.atomic import atomic_path
+from neuroprune.core.errors import ArtifactError, BackendUnavailableError, ConfigError
+from neuroprune.export.stages import check_input_shape, check_timesteps, model_graph
+from neuroprune.graph.read import stage_out_shape
+from neuroprune.graph.stages import (
+    INPUT,
     FlattenStage,
     NeuronStage,
+    PoolStage,
     Stage,
     SynapseStage,
-    check_input_shape,
-    check_timesteps,
-    model_graph,
+    chain_inputs,
 )
+
+from .. import __version__
 
 ONNX_OPSET = 17
 INPUT_NAME = "input"

@@ -20,13 +20,8 @@ import numpy as np
 import torch
 from spikingjelly.activation_based import layer, neuron
 
-from ..errors import ConfigError, ModelError, UnsupportedError
-from ..models import neurons
-from ..models.quantized import QUANT_ATTR, quant_stage
-from ..models.sew import wired_block, wired_sources
-from ..models.translate import fold_batchnorm
-from ..models.zoo import POOL_TYPES, Block, model_blocks, pool_kind
-from ..nirgraph import (
+from neuroprune.core.errors import ConfigError, ModelError, UnsupportedError
+from neuroprune.graph.stages import (
     INPUT,
     FlattenStage,
     NeuronStage,
@@ -36,6 +31,13 @@ from ..nirgraph import (
     SynapseStage,
     chain_inputs,
 )
+from neuroprune.models.blocks import POOL_TYPES, Block, pool_kind
+from neuroprune.models.zoo import model_blocks
+
+from ..models import neurons
+from ..models.quantized import QUANT_ATTR, quant_stage
+from ..models.sew import wired_block, wired_sources
+from ..models.translate import fold_batchnorm
 
 __all__ = [
     "FlattenStage",
@@ -54,7 +56,7 @@ StageGraph = tuple[tuple[Stage, ...], tuple[tuple[int, ...], ...]]
 
 def model_graph(model: torch.nn.Module, input_shape: Sequence[int]) -> StageGraph:
     """``(stages, inputs)`` of any supported model: ``inputs[i]`` are the stages whose outputs
-    sum into stage ``i`` (:data:`neuroprune.nirgraph.INPUT` for the network input).
+    sum into stage ``i`` (:data:`neuroprune.graph.stages.INPUT` for the network input).
 
     A model with ``stage_graph(input_shape)`` (an imported NIR graph,
     :class:`~neuroprune.models.graph_net.GraphNet`) gives its own. A Sequential chain (pooling

@@ -1,6 +1,6 @@
 """Input encodings in torch (layer L2): images ``[B, C, H, W]`` -> time steps ``[T, B, C, H, W]``.
 
-Same definitions as :func:`neuroprune.data.encode` (the torch-free numpy twin):
+Same definitions as :func:`neuroprune.data.encoding.encode` (the torch-free numpy twin):
 
 * ``direct``: the analog image is the input current at every step, ``s[t] = x``.
 * ``poisson``: Bernoulli rate coding, ``s[t] = 1 if u[t] < x else 0`` with ``u[t] ~ U[0, 1)``
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from ..data import ENCODINGS, check_encoding
-from ..errors import DatasetError
+from neuroprune.core.errors import DatasetError
+from neuroprune.data.encoding import ENCODINGS, check_encoding
 
 __all__ = ["ENCODINGS", "encode", "make_generator"]
 

@@ -1,6 +1,6 @@
 """A stage graph as a SpikingJelly model (layer L2): residual ADDs and pooling, multi-step.
 
-:class:`GraphNet` runs the stages of a :class:`~neuroprune.nirgraph.NirNetwork` that is not a
+:class:`GraphNet` runs the stages of a :class:`~neuroprune.graph.stages.NirNetwork` that is not a
 chain. Stage ``i`` reads the **sum** of the outputs of its sources (``inputs[i]``; ``-1`` is
 the network input), as NIR sums the signals of several edges into one node::
 
@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from spikingjelly.activation_based import neuron
 
-from ..errors import ConfigError, ModelError
-from ..nirgraph import INPUT, NeuronStage, QuantStage, Stage, SynapseStage
+from neuroprune.core.errors import ConfigError, ModelError
+from neuroprune.graph.stages import INPUT, NeuronStage, QuantStage, Stage, SynapseStage
+
 from . import neurons
 from .quantized import quant_stage
 

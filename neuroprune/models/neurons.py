@@ -35,7 +35,7 @@ import math
 import torch
 from spikingjelly.activation_based import neuron, surrogate
 
-from neuroprune import arithmetic
+from neuroprune.chip import arithmetic
 
 
 def spike_derivative(fn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -233,7 +233,7 @@ def make_strict(model: torch.nn.Sequential) -> torch.nn.Sequential:
 
 
 class ChipDynamics(Dynamics):
-    """A chip neuron's integer dynamics (:mod:`neuroprune.arithmetic`) and the float view its
+    """A chip neuron's integer dynamics (:mod:`neuroprune.chip.arithmetic`) and the float view its
     surrogate gradient uses.
 
     The synaptic current ``X`` (model units, ``W = weight_int * scale``) reaches the chip as the

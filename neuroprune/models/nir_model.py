@@ -1,6 +1,6 @@
 """A NIR file as a SpikingJelly model (layer L2): the torch side of the NIR reader.
 
-:func:`neuroprune.nirgraph.read_network` reads and checks the file (node types, order, shapes,
+:func:`neuroprune.graph.read.read_network` reads and checks the file (node types, order, shapes,
 metadata, neuron mapping); this module only turns its stages into modules:
 ``FlattenStage`` -> ``layer.Flatten``, ``PoolStage`` -> ``layer.AvgPool2d(k)`` ("avg") or
 ``layer.AvgPool2d(k, divisor_override=1)`` ("sum"), dense -> ``layer.Linear``, conv ->
@@ -30,8 +30,10 @@ import numpy as np
 import torch
 from spikingjelly.activation_based import functional, layer, surrogate
 
-from ..errors import ConfigError, UnsupportedError
-from ..nirgraph import (
+from neuroprune.core.errors import ConfigError, UnsupportedError
+from neuroprune.graph.neurons import with_decay_input
+from neuroprune.graph.read import read_network
+from neuroprune.graph.stages import (
     INPUT,
     FlattenStage,
     NeuronStage,
@@ -39,9 +41,8 @@ from ..nirgraph import (
     PoolStage,
     Stage,
     SynapseStage,
-    read_network,
-    with_decay_input,
 )
+
 from . import neurons
 from .graph_net import GraphNet
 
@@ -76,7 +77,7 @@ def load_nir_model(
 ) -> ImportedModel:
     """A NIR file (neuroprune's or another tool's) as a model for a dataset of samples shaped
     ``input_shape`` with ``num_classes`` classes; checks both and the model convention."""
-    from .zoo import parse_blocks
+    from neuroprune.models.walker import parse_blocks
 
     network = with_decay_input(read_network(path, dt=dt))
     _require_plain_chain(network, str(path))

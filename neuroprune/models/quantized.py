@@ -1,7 +1,7 @@
 """The integer form a quantized synaptic layer carries (docs/conventions.md §3), read once.
 
 ``weight_int`` / ``bias_int`` buffers and the ``neuroprune_quant`` dict of a Linear/Conv2d, as a
-:class:`neuroprune.nirgraph.QuantStage`, with the contract proven on reading:
+:class:`neuroprune.graph.stages.QuantStage`, with the contract proven on reading:
 ``weight == weight_int * weight_scale`` exactly (float64), likewise the bias. The exporters
 (:mod:`neuroprune.export.stages`) and the imported-graph network
 (:class:`neuroprune.models.graph_net.GraphNet`) both read layers through :func:`quant_stage`.
@@ -14,8 +14,9 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from ..errors import ModelError
-from ..nirgraph import QuantStage
+from neuroprune.core.errors import ModelError
+from neuroprune.graph.stages import QuantStage
+
 from .translate import WEIGHT_BITS_ATTR
 
 QUANT_ATTR = "neuroprune_quant"

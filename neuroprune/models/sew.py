@@ -43,11 +43,14 @@ import numpy as np
 import torch
 from spikingjelly.activation_based import functional, layer
 
-from ..errors import ModelError
-from ..summary import NetworkSummary, conv_layer, conv_output_size, dense_layer
+from neuroprune.core.errors import ModelError
+from neuroprune.core.summary import NetworkSummary, conv_layer, conv_output_size, dense_layer
+from neuroprune.models.blocks import Block
+from neuroprune.models.walker import neuron_info
+from neuroprune.models.zoo import EXTRA_BUILDERS, neuron_factory, set_module
+
 from .translate import _fold_pair as fold_conv_batchnorm
 from .translate import bn_scale_shift, summarize
-from .zoo import EXTRA_BUILDERS, Block, neuron_factory, neuron_info, set_module
 
 SEW_DEFAULT_STAGES: tuple[tuple[int, int], ...] = ((8, 1), (16, 1))
 
@@ -236,7 +239,7 @@ class SEWResNet(torch.nn.Module):
         return summarize_wiring(self, self.wiring(input_shape), input_shape, timesteps, name=name)
 
     def blocks(self, input_shape: Sequence[int]) -> list[Block]:
-        """Every synaptic layer as a :class:`~neuroprune.models.zoo.Block` (dotted module paths;
+        """Every synaptic layer as a :class:`~neuroprune.models.blocks.Block` (dotted module paths;
         the readout's ``in_shape`` is the flattened size it reads)."""
         return [wired_block(self, wired) for wired in self.wiring(input_shape)]
 

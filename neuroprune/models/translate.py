@@ -21,8 +21,15 @@ import numpy as np
 import torch
 from spikingjelly.activation_based import functional, layer
 
-from ..summary import LayerSummary, NetworkSummary, conv_layer, dense_layer, pooled_layer
-from .zoo import Block, neuron_info, parse_blocks
+from neuroprune.core.summary import (
+    LayerSummary,
+    NetworkSummary,
+    conv_layer,
+    dense_layer,
+    pooled_layer,
+)
+from neuroprune.models.blocks import Block
+from neuroprune.models.walker import neuron_info, parse_blocks
 
 WEIGHT_BITS_ATTR = "neuroprune_weight_bits"
 

@@ -41,19 +41,13 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
-from neuroprune import distributed
-from neuroprune.budget import (
-    Budget,
-    KnobControl,
-    LayerScores,
-    count_above,
-    planned_count,
-    select_synapses,
-    steer_knob,
-)
-from neuroprune.errors import ConfigError
-from neuroprune.models.train import Callback
+from neuroprune.core.errors import ConfigError
+from neuroprune.fit.budget import Budget, LayerScores
+from neuroprune.pruning.knob import planned_count, steer_knob
+from neuroprune.pruning.selection import KnobControl, count_above, select_synapses
 from neuroprune.pruning.targets import Target, find_targets
+from neuroprune.train import distributed
+from neuroprune.train.loop import Callback
 
 REVIVE_FRACTION = 0.01
 CHECKS_PER_EPOCH = 4
@@ -241,7 +235,7 @@ class PruningMethod(Callback):
     def project(self, budget: Budget | None = None) -> dict[str, int]:
         """Exact projection to ``budget`` (default: the method's), then freeze the mask.
 
-        Keeps the top entries by :meth:`_scores` (:func:`neuroprune.budget.select_synapses`:
+        Keeps the top entries by :meth:`_scores` (:func:`neuroprune.pruning.selection.select_synapses`:
         per-layer minimums, fan-in cap, ``sum(cost) <= B``), removes the reparameterisation and
         writes plain weights: kept entries take :meth:`_kept_values` (the effective weight, or
         the refit value of soft-threshold/Grad R methods); a kept entry whose value is 0 gets

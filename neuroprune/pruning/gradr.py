@@ -31,9 +31,9 @@ from typing import ClassVar
 import torch
 from torch.nn.utils import parametrize
 
-from neuroprune.budget import threshold_for_count
 from neuroprune.pruning.base import PruningMethod
 from neuroprune.pruning.reparam import SignedReLU
+from neuroprune.pruning.selection import threshold_for_count
 from neuroprune.pruning.targets import Target
 
 

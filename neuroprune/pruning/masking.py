@@ -2,7 +2,7 @@
 
 Both use ``w = m * theta`` with a 0/1 mask (:class:`neuroprune.pruning.reparam.HardMask`);
 masked entries get no gradient and keep their last value, so a later mask may revive them.
-Every mask is an exact projection (:func:`neuroprune.budget.select_synapses`: top entries by
+Every mask is an exact projection (:func:`neuroprune.pruning.selection.select_synapses`: top entries by
 ``|theta|``, per-layer minimums, fan-in cap), so both hit ``B`` by construction.
 
 * ``gmp`` (Zhu & Gupta 2017): every ``update_every`` steps the mask keeps
@@ -25,13 +25,14 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
-from neuroprune import distributed
-from neuroprune.budget import Budget, select_synapses
-from neuroprune.errors import ConfigError
+from neuroprune.core.errors import ConfigError
+from neuroprune.fit.budget import Budget
 from neuroprune.pruning.base import PruningMethod
 from neuroprune.pruning.reparam import HardMask
 from neuroprune.pruning.schedulers import gmp_sparsity
+from neuroprune.pruning.selection import select_synapses
 from neuroprune.pruning.targets import Target
+from neuroprune.train import distributed
 
 GMP_SCOPES = ("global", "layer")
 

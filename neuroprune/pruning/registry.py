@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from neuroprune.errors import ConfigError, did_you_mean
+from neuroprune.core.errors import ConfigError, did_you_mean
 from neuroprune.pruning.base import PruningMethod
 from neuroprune.pruning.gradr import GradR
 from neuroprune.pruning.masking import GMP, Magnitude
+from neuroprune.pruning.sca import SCA
 from neuroprune.pruning.schedulers import get_scheduler
 from neuroprune.pruning.soft_threshold import LATS, PGH, SLATS, STDS
 
 METHODS: dict[str, type[PruningMethod]] = {
-    cls.name: cls for cls in (STDS, SLATS, LATS, PGH, GradR, GMP, Magnitude)
+    cls.name: cls for cls in (STDS, SLATS, LATS, PGH, GradR, GMP, Magnitude, SCA)
 }
-# SCA registers itself from neuroprune/pruning/__init__.py (sca.py builds on run.py, which reads
-# this registry). 'sca+stds' is not a callback of its own: the pipeline runs sca, channel
-# removal, then stds inside the kept channels (sca.prune_structured(then_stds=True)).
+# 'sca+stds' is not a callback of its own: the pipeline runs sca, channel
+# removal, then stds inside the kept channels (neuroprune.pipeline.structured.prune_structured(then_stds=True)).
 
 
 def method_class(name: str) -> type[PruningMethod]:

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from functools import partial
 
-from neuroprune.errors import ConfigError
+from neuroprune.core.errors import ConfigError
 
 Scheduler = Callable[[float], float]
 PGH_BETA = 10.0

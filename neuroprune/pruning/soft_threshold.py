@@ -36,10 +36,10 @@ from typing import ClassVar
 import torch
 from torch.nn.utils import parametrize
 
-from neuroprune.budget import threshold_for_count
 from neuroprune.pruning.base import PruningMethod
 from neuroprune.pruning.reparam import SoftThreshold
 from neuroprune.pruning.schedulers import PGH_BETA, get_scheduler
+from neuroprune.pruning.selection import threshold_for_count
 from neuroprune.pruning.targets import Target
 
 

@@ -2,13 +2,13 @@
 
 A :class:`Target` is one Linear/Conv2d weight. ``cost`` has the weight's shape and holds the
 physical synapses an entry stands for under the budget's counting convention
-(:data:`neuroprune.summary.COUNTING_CONVENTION`):
+(:data:`neuroprune.core.summary.COUNTING_CONVENTION`):
 
 * Linear, or Conv2d on a chip that shares conv weights: 1 per entry;
 * Conv2d counted unrolled: tap ``(c_out, c_in, ky, kx)`` costs ``n_y(ky) * n_x(kx)``, the output
   positions where it lands inside the input, ``n_y(ky) = #{oy : 0 <= oy*stride - pad + ky < H}``;
 * a layer reading ``k x k`` average-pooled spikes: ``k^2`` times the above (the chip wires
-  ``W P``, :func:`neuroprune.summary.pooled_layer`), except conv with weight sharing.
+  ``W P``, :func:`neuroprune.core.summary.pooled_layer`), except conv with weight sharing.
 
 ``group`` (same shape, int64) is the postsynaptic group of the entry: its output row (Linear) or
 output channel (Conv2d). No neuron of a group receives more inputs than the group keeps entries,
@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from neuroprune.models.zoo import Block, parse_blocks
-from neuroprune.summary import conv_output_size
+from neuroprune.core.summary import conv_output_size
+from neuroprune.models.blocks import Block
+from neuroprune.models.walker import parse_blocks
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,5 +1,5 @@
 """Library entry point: :func:`quantize_model` (``neuroprune quantize RUN`` is
-:func:`neuroprune.pipeline.quantize_run`, which owns the run files through ``RunDir``).
+:func:`neuroprune.pipeline.commands.quantize_run`, which owns the run files through ``RunDir``).
 
 Steps of :func:`quantize_model`:
 
@@ -10,7 +10,7 @@ Steps of :func:`quantize_model`:
    accuracy below is under the chip's integer arithmetic -> ``accuracy_ptq``;
 3. up to ``finetune_epochs`` of quantization-aware fine-tuning on the frozen grids with the
    pruning mask kept (:mod:`neuroprune.quantize.qat`), trained on the training split minus a
-   held-out validation part (:func:`neuroprune.models.train.validation_split`). After every
+   held-out validation part (:func:`neuroprune.train.loop.validation_split`). After every
    epoch the validation accuracy decides: the best epoch is remembered, and training stops
    after :data:`PATIENCE` epochs without improvement. The fine-tune is **kept only if its best
    validation accuracy beats post-training quantization's**; otherwise the PTQ model is kept
@@ -29,11 +29,11 @@ from typing import Any
 
 import torch
 
-from neuroprune.models.train import TrainConfig, evaluate, train, validation_split
-from neuroprune.profiles import ChipProfile
+from neuroprune.chip.schema import ChipProfile
 from neuroprune.quantize.chip import sync_chip_nodes, use_chip_arithmetic
 from neuroprune.quantize.model import QuantizedLayer, layer_row, ptq_model, requantize_layer
 from neuroprune.quantize.qat import QuantAwareCallback
+from neuroprune.train.loop import TrainConfig, evaluate, train, validation_split
 
 Progress = Callable[[dict[str, Any]], None]
 PATIENCE = 1  # epochs without a better validation accuracy before fine-tuning stops
@@ -102,7 +102,7 @@ def quantize_model(
 ) -> QuantizeResult:
     """Quantize a pruned model to ``profile``'s formats and fine-tune it (module docstring).
 
-    ``model`` is left unchanged. ``dataset`` is a :class:`neuroprune.data.Dataset`;
+    ``model`` is left unchanged. ``dataset`` is a :class:`neuroprune.data.dataset.Dataset`;
     ``train_config`` gives optimizer, batch size, timesteps, encoding and seed (its ``epochs``
     is replaced by ``finetune_epochs``; 0 skips fine-tuning).
     """

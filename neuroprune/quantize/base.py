@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from neuroprune.errors import ProfileError
-from neuroprune.profiles import NeuronSpec, WeightFormat
+from neuroprune.chip.schema import NeuronSpec, WeightFormat
+from neuroprune.core.errors import ProfileError
 from neuroprune.quantize.grid import Grid, error_stats, pow2_exponent, signed_width, snap
 from neuroprune.quantize.neuron import NeuronParams, generic_neuron_fields
 

@@ -1,6 +1,6 @@
 """Put a quantized model on its chip's neuron arithmetic (conventions.md §3).
 
-For a profile that declares ``neuron.arithmetic`` (:data:`neuroprune.arithmetic.ARITHMETICS`),
+For a profile that declares ``neuron.arithmetic`` (:data:`neuroprune.chip.arithmetic.ARITHMETICS`),
 every neuron node of the quantized model becomes a chip-arithmetic node
 (:class:`neuroprune.models.neurons.ChipLIFNode` / ``ChipIFNode``): the forward pass computes the
 chip's integer dynamics exactly, the backward pass a surrogate gradient. Quantization-aware
@@ -8,7 +8,7 @@ fine-tuning trains that model, and its accuracy is the accuracy under the chip's
 
 Analog input (``direct`` encoding): the chip's host injects the first layer's current as the
 integer ``rint(2**k W_int x)`` (units of ``2**-k`` weight LSB). ``k`` is fixed here, from the
-training images (:func:`neuroprune.arithmetic.loihi_input_shift`), and stored as
+training images (:func:`neuroprune.chip.arithmetic.loihi_input_shift`), and stored as
 ``neuroprune_quant["input_shift"]`` on the first synaptic layer so the simulators inject the
 same integers; that layer computes in float64 (as the simulator's ``W_int x`` does).
 A chip without declared arithmetic keeps float neurons; :func:`use_chip_arithmetic` says so.
@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuroprune.arithmetic import loihi_input_shift
+from neuroprune.chip.arithmetic import loihi_input_shift
+from neuroprune.chip.schema import ChipProfile
 from neuroprune.models.neurons import CHIP_TYPES, chip_copy, compute_in_float64
 from neuroprune.models.zoo import set_module
-from neuroprune.profiles import ChipProfile
 from neuroprune.quantize.model import QUANT_ATTR, QuantizedLayer
 
 FLOAT_NOTE = "neurons in float: the profile declares no neuron arithmetic (neuron.arithmetic)"

@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from neuroprune.errors import ProfileError
-from neuroprune.profiles import WeightFormat
+from neuroprune.chip.schema import WeightFormat
+from neuroprune.core.errors import ProfileError
 from neuroprune.quantize.base import Quantizer, register_quantizer
 from neuroprune.quantize.grid import Grid, uniform_max_scale
 from neuroprune.quantize.params import param_int

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from neuroprune.errors import ProfileError
-from neuroprune.profiles import NeuronSpec, WeightFormat
+from neuroprune.chip.schema import NeuronSpec, WeightFormat
+from neuroprune.core.errors import ProfileError
 from neuroprune.quantize.base import Quantizer, register_quantizer
 from neuroprune.quantize.grid import Grid, best_pow2_scale
 from neuroprune.quantize.neuron import NeuronParams, bias_to_int, threshold_to_int

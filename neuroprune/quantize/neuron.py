@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroprune.profiles import NeuronSpec
+from neuroprune.chip.schema import NeuronSpec
 from neuroprune.quantize.grid import Grid
 
 INT32_MAX = 2**31 - 1

@@ -1,6 +1,6 @@
 """Reading ``weights.params`` of a chip profile (torch-free).
 
-Every reader raises :class:`~neuroprune.errors.ProfileError` naming the profile file (``where``),
+Every reader raises :class:`~neuroprune.core.errors.ProfileError` naming the profile file (``where``),
 the dotted field (``weights.params.<name>``), the offending value and the fix.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from neuroprune.errors import ProfileError
-from neuroprune.profiles import WeightFormat
+from neuroprune.chip.schema import WeightFormat
+from neuroprune.core.errors import ProfileError
 
 _MISSING = object()
 

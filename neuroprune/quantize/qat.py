@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuroprune.models.train import Callback
-from neuroprune.profiles import ChipProfile
+from neuroprune.chip.schema import ChipProfile
 from neuroprune.quantize.base import get_quantizer
 from neuroprune.quantize.grid import Grid
 from neuroprune.quantize.model import QuantizedLayer, grid_tensors
+from neuroprune.train.loop import Callback
 
 Refit = Callable[[np.ndarray, Grid], Grid]
 

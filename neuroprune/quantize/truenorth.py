@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from neuroprune.profiles import WeightFormat
+from neuroprune.chip.schema import WeightFormat
 from neuroprune.quantize.base import Quantizer, register_quantizer
 from neuroprune.quantize.grid import Grid, uniform_max_scale
 from neuroprune.quantize.params import param_choice, param_int

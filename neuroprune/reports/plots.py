@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from neuroprune.atomic import atomic_path
+from neuroprune.core.atomic import atomic_path
 
 
 def _pyplot():

@@ -14,8 +14,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from neuroprune.capacity import capacity_model
-from neuroprune.profiles import ChipProfile
+from neuroprune.chip.capacity import capacity_model
+from neuroprune.chip.schema import ChipProfile
 
 
 def _fmt(value: Any) -> str:
@@ -87,7 +87,7 @@ def profile_detail(profile: ChipProfile) -> Group:
         table.add_row(
             path, _fmt(q.value), q.unit or "", q.status or "", q.source or "", q.note or ""
         )
-    derived = Table("derived limit", "value", title="Derived (neuroprune.capacity)")
+    derived = Table("derived limit", "value", title="Derived (neuroprune.chip.capacity)")
     model = capacity_model(profile)
     derived.add_row("synapses per core, dense form", _fmt(model.synapses_per_core(sparse=False)))
     derived.add_row("synapses per core, sparse form", _fmt(model.synapses_per_core(sparse=True)))

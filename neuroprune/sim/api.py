@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from neuroprune.errors import ConfigError, DatasetError
-from neuroprune.nirgraph import INPUT
+from neuroprune.core.errors import ConfigError, DatasetError
+from neuroprune.graph.stages import INPUT
 from neuroprune.sim import result as metrics
 from neuroprune.sim.backends import get_backend
 from neuroprune.sim.base import BackendRun, Progress, SimBackend, emit
@@ -201,7 +201,7 @@ def _check_timeout(timeout: float | None) -> None:
 def _resolve_profile(profile: Any) -> Any:
     if profile is None or hasattr(profile, "energy"):
         return profile
-    from neuroprune.profiles import load_profile
+    from neuroprune.chip.profiles import load_profile
 
     return load_profile(profile)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from neuroprune.errors import ConfigError, did_you_mean
+from neuroprune.core.errors import ConfigError, did_you_mean
 from neuroprune.sim.base import SimBackend
 from neuroprune.sim.lava_backend import LavaBackend
 from neuroprune.sim.reference import ReferenceBackend

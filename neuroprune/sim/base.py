@@ -42,7 +42,7 @@ class SimBackend(Protocol):
     name: str
 
     def check_available(self) -> None:
-        """Raise :class:`~neuroprune.errors.BackendUnavailableError` if it cannot run here."""
+        """Raise :class:`~neuroprune.core.errors.BackendUnavailableError` if it cannot run here."""
 
     def run(
         self,

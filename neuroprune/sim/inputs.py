@@ -14,10 +14,10 @@ synaptic current is computed on the host and injected straight into the first ne
   ``2**-k`` LSB (none for digits with k >= 4). Reference and Lava receive the same integers.
 
 A static input ``[N, *input_shape]`` (images in [0, 1]) is encoded here with the graph's
-``timesteps`` and ``encoding``: repeated for ``direct``, or ``neuroprune.data.encode(x, T,
+``timesteps`` and ``encoding``: repeated for ``direct``, or ``neuroprune.data.encoding.encode(x, T,
 encoding, seed=0)`` for ``poisson`` and ``latency`` (so every backend and the torch model see
 the same spikes). An ``events`` graph takes its frames as the steps ``[T, N, *input_shape]``
-(``neuroprune.data.simulation_input``).
+(``neuroprune.data.encoding.simulation_input``).
 
 Where each layer runs (:func:`placement`): with spike input every synaptic layer, the first
 included, runs on the chip (the spikes enter through the input spike generator,
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neuroprune.errors import DatasetError, UnsupportedError
-from neuroprune.nirgraph import INPUT
+from neuroprune.core.errors import DatasetError, UnsupportedError
+from neuroprune.graph.stages import INPUT
 from neuroprune.sim.lava_map import injection_shift
 from neuroprune.sim.spec import DeploymentSpec
 
@@ -140,7 +140,7 @@ def _time_major(spec: DeploymentSpec, x: np.ndarray) -> np.ndarray:
             where="simulate input",
             field="x.shape",
             value=tuple(x.shape),
-            fix="Encode the test split with neuroprune.data.encode(x, T, encoding).",
+            fix="Encode the test split with neuroprune.data.encoding.encode(x, T, encoding).",
         )
     if not np.all(np.isfinite(x)):
         raise DatasetError("input holds NaN or inf", where="simulate input", field="x", value="nan")
@@ -155,7 +155,7 @@ def encode_static(spec: DeploymentSpec, x: np.ndarray) -> np.ndarray:
             where="simulate input",
             field="x.shape",
             value=tuple(x.shape),
-            fix="Pass encoded input [T, N, ...] (neuroprune.data.encode).",
+            fix="Pass encoded input [T, N, ...] (neuroprune.data.encoding.encode).",
         )
     if spec.encoding == "events":
         raise DatasetError(
@@ -163,10 +163,10 @@ def encode_static(spec: DeploymentSpec, x: np.ndarray) -> np.ndarray:
             where="simulate input",
             field="x.shape",
             value=tuple(x.shape),
-            fix="Pass the frames as steps: neuroprune.data.simulation_input(dataset, N).",
+            fix="Pass the frames as steps: neuroprune.data.encoding.simulation_input(dataset, N).",
         )
     if spec.encoding in ("poisson", "latency"):
-        from neuroprune.data import encode
+        from neuroprune.data.encoding import encode
 
         return encode(x, spec.timesteps, spec.encoding, seed=0)
     return np.broadcast_to(x, (spec.timesteps, *x.shape))

@@ -11,8 +11,8 @@ Lava's runtime hangs in several ways (lava_notes.md §4), so it never runs in th
    its progress events, then kills the whole process group with SIGKILL (always, so no Lava
    child outlives the call), unlinks shared-memory blocks the group created, and deletes the
    directory;
-4. a timeout or a failed worker raises :class:`~neuroprune.errors.SimulationError` with one
-   line; lava-nc missing raises :class:`~neuroprune.errors.BackendUnavailableError` (exit 3).
+4. a timeout or a failed worker raises :class:`~neuroprune.core.errors.SimulationError` with one
+   line; lava-nc missing raises :class:`~neuroprune.core.errors.BackendUnavailableError` (exit 3).
 
 Samples are space-batched: each chunk of ``B`` samples is one network computing what a Sparse
 process with weights ``kron(I_B, W)`` computes, with ``W`` stored once
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroprune.errors import BackendUnavailableError, SimulationError
+from neuroprune.core.errors import BackendUnavailableError, SimulationError
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
 from neuroprune.sim.lava_map import LavaLayer, lava_layers

@@ -45,7 +45,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
-from neuroprune.arithmetic import (
+from neuroprune.chip.arithmetic import (
     ACT_SHIFT,
     BIAS_MANT_MAX,
     DECAY_MAX,
@@ -54,7 +54,7 @@ from neuroprune.arithmetic import (
     loihi_input_shift,
     loihi_vth,
 )
-from neuroprune.errors import UnsupportedError
+from neuroprune.core.errors import UnsupportedError
 from neuroprune.sim.spec import DeploymentSpec, LayerSpec, LayerWiring
 
 BIAS_MANT_MIN = -(2**12)  # signed 13-bit
@@ -175,7 +175,7 @@ def fixed_layer(layer: LayerSpec, shift: int = 0) -> LavaLayer:
 
 
 def fixed_dv(layer: LayerSpec, where: str) -> int:
-    """``round(4096 / tau)`` for LIF (12-bit), 0 for IF (:func:`neuroprune.arithmetic.loihi_dv`)."""
+    """``round(4096 / tau)`` for LIF (12-bit), 0 for IF (:func:`neuroprune.chip.arithmetic.loihi_dv`)."""
     dv = loihi_dv(layer.neuron.model, layer.neuron.tau)
     _check_range(np.array([dv]), 0, DECAY_MAX, "dv = round(4096/tau)", where)
     return dv

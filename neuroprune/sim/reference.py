@@ -17,7 +17,7 @@ conventions.md §1)::
 
 Fixed mode is a bit-exact emulation of Lava's Loihi ``fixed_pt`` models (lava_notes.md §1.2,
 §1.5), with the parameters of :mod:`neuroprune.sim.lava_map`; all quantities are integers, v and
-u in 1/64 weight LSB. The neuron step is :class:`neuroprune.arithmetic.LoihiNeuron`, the same
+u in 1/64 weight LSB. The neuron step is :class:`neuroprune.chip.arithmetic.LoihiNeuron`, the same
 code the chip-arithmetic training neuron runs::
 
     a = sum_j (W_eff,j s_j) >> 1        (one Lava Sparse per source j, W_eff,j = its column
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from neuroprune.arithmetic import ACT_SHIFT, LoihiNeuron, int32, trunc_decay, wrap24
-from neuroprune.nirgraph import INPUT
+from neuroprune.chip.arithmetic import ACT_SHIFT, LoihiNeuron, int32, trunc_decay, wrap24
+from neuroprune.graph.stages import INPUT
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
 from neuroprune.sim.lava_map import LavaLayer, lava_layers, lava_projections

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroprune.errors import ConfigError
+from neuroprune.core.errors import ConfigError
 from neuroprune.sim.inputs import Stimulus
 from neuroprune.sim.spec import DeploymentSpec
 

@@ -1,6 +1,6 @@
 """Deployment spec (layer L2, torch-free): what the simulators run, compiled from a NIR graph.
 
-:func:`read_deployment` reads the file through :mod:`neuroprune.nirgraph` (the one NIR reader)
+:func:`read_deployment` reads the file through :mod:`neuroprune.graph` (the one NIR reader)
 and compiles its stages: conv layers unrolled to CSR, integer views for quantized layers.
 
 A :class:`DeploymentSpec` is a feed-forward graph of layers, each one synaptic node and the
@@ -42,18 +42,17 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from neuroprune.errors import ArtifactError, UnsupportedError
-from neuroprune.nirgraph import (
+from neuroprune.core.errors import ArtifactError, UnsupportedError
+from neuroprune.core.summary import pool_projection, unrolled_conv
+from neuroprune.graph.read import network_from_graph, read_network
+from neuroprune.graph.stages import (
     INPUT,
     FlattenStage,
     NeuronStage,
     NirNetwork,
     PoolStage,
     SynapseStage,
-    network_from_graph,
-    read_network,
 )
-from neuroprune.summary import pool_projection, unrolled_conv
 
 NEURON_MODELS = ("LIF", "IF")
 

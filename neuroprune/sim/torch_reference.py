@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuroprune.errors import ConfigError
+from neuroprune.core.errors import ConfigError
 
 BATCH = 256
 

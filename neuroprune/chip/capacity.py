@@ -1,0 +1,520 @@
+"""Capacity models (layer L1, torch-free): what one core and one chip of a profile hold.
+
+One object per chip family (as Sinabs has one class per chip): :func:`capacity_model` builds the
+:class:`CapacityModel` subclass registered for the profile's ``core.synapse_encoding.kind``.
+Packing (``neuroprune.fit.packing.pack``), the fit rules and the budget all ask it; nothing else costs
+synapses.
+
+The question it answers is always about a whole core: *does this set of layer groups fit this
+core?* A :class:`Load` is what a set of groups puts on a core (neurons, synapses per input axon
+keyed by the source that drives the axon, per-layer fixed memory). Loads are added together
+first and costed once (:meth:`CapacityModel.usage`): a core's cost comes from the union of its
+input axons and all its neurons, never from groups costed separately and summed (that
+under-counts ``dense_matrix`` memory, the positions between one group's inputs and another
+group's neurons, and over-counts axons shared by two groups).
+
+Definitions (``hardware_profiles/README.md``, "Synapse encodings"), with ``w = weights.bits``:
+
+- ``blocked_list``: per input axon with ``n`` synapses in the core, ``ceil(n / B)`` blocks; a
+  block of ``k`` synapses costs ``ceil((k*(w + index_bits + extra) + header) / word) * word``
+  bits; an axon that reaches every neuron of the core may use the dense form (no index bits).
+- ``dense_matrix``: ``inputs used x neurons x bits_per_synapse`` bits per core.
+- ``crossbar``: at most ``rows`` input axons and ``cols`` neurons per core; no memory charge.
+- ``cam``: ``neuron.fan_in_max`` CAM entries per neuron (the fan-in rule); no core memory.
+- ``row_list``: ``bits_per_synapse`` per synapse, charged to the chip's shared memory.
+- ``conv_kernel``: per layer, ``c_in * 2^(ceil log2(kh*kw) + ceil log2 c_out)`` kernel entries of
+  ``w`` bits and ``c_out * 2^(ceil log2 H_out + ceil log2 W_out)`` neuron entries (Sinabs'
+  ``DynapcnnLayer.memory_summary``); a layer is never split over cores.
+
+Input copies: after quantization some formats need several axons per input (TrueNorth's ternary
+mapping drives a positive-type and a negative-type axon; BrainScaleS sets the sign per synapse
+row). :meth:`CapacityModel.input_copies` anticipates that from the profile so that the budget
+and the dense check already count the duplicated axons.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from neuroprune.chip.schema import ChipProfile
+from neuroprune.core.summary import LayerSummary, NetworkSummary
+
+INPUT = "input"
+"""Source name of the network input (off-chip spikes)."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """Neurons ``start:stop`` of ``layer`` (the unit the packer places)."""
+
+    layer: LayerSummary
+    source: str
+    start: int
+    stop: int
+
+    @property
+    def neurons(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True, eq=False)
+class Load:
+    """What a set of groups puts on one core.
+
+    Attributes:
+        neurons: neurons charged (conv_kernel: padded neuron-state entries).
+        axons: source name -> synapses per input axon of that source (copies expanded).
+        fixed_bits: memory charged per layer whatever its sparsity (conv_kernel kernels), keyed
+            by layer name so a layer is charged once per core.
+        synapses: synapses placed (for the chip-level ``row_list`` memory).
+    """
+
+    neurons: int = 0
+    axons: Mapping[str, np.ndarray] = field(default_factory=dict)
+    fixed_bits: Mapping[str, int] = field(default_factory=dict)
+    synapses: int = 0
+
+    def __add__(self, other: Load) -> Load:
+        axons = dict(self.axons)
+        for source, counts in other.axons.items():
+            axons[source] = axons[source] + counts if source in axons else counts
+        return Load(
+            neurons=self.neurons + other.neurons,
+            axons=axons,
+            fixed_bits={**self.fixed_bits, **other.fixed_bits},
+            synapses=self.synapses + other.synapses,
+        )
+
+    def per_axon(self) -> np.ndarray:
+        """Synapses of every input axon with at least one synapse into the core."""
+        if not self.axons:
+            return np.zeros(0, dtype=np.int64)
+        counts = np.concatenate([np.asarray(c, dtype=np.int64) for c in self.axons.values()])
+        return counts[counts > 0]
+
+
+@dataclass(frozen=True)
+class CoreUsage:
+    """Resources one core uses (``memory_bits`` None: the encoding has no core memory)."""
+
+    neurons: int
+    input_axons: int
+    memory_bits: int | None
+
+
+@dataclass(frozen=True)
+class InputBlocks:
+    """Core blocks a layer must be pruned into so that its sources each drive one core.
+
+    The layer's ``neurons`` are cut into ``blocks`` contiguous blocks (block ``b`` holds
+    neurons ``b*size : (b+1)*size`` with ``size = ceil(neurons / blocks)``); every input may
+    feed one block only, and a block keeps at most ``inputs_per_block`` distinct inputs, so one
+    core holds a block: ``inputs_per_block x input copies <= input axons per core``.
+    """
+
+    blocks: int
+    inputs_per_block: int
+    neurons: int
+    inputs: int
+
+    @property
+    def size(self) -> int:
+        return -(-self.neurons // self.blocks)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"blocks": self.blocks, "inputs_per_block": self.inputs_per_block}
+
+
+@dataclass(frozen=True)
+class Excess:
+    """One resource over its per-core limit."""
+
+    resource: str  # "neurons" | "input_axons" | "memory_bits"
+    used: int
+    limit: int
+
+
+class CapacityModel:
+    """Capacity of one core and one chip of ``profile`` (base: no per-core memory)."""
+
+    kind: ClassVar[str] = ""
+    splits_layers: ClassVar[bool] = True
+    """False when a layer must sit whole on one core (conv_kernel)."""
+
+    def __init__(self, profile: ChipProfile) -> None:
+        self.profile = profile
+        self.w = profile.weights.bits
+
+    # -- limits -------------------------------------------------------------------------------
+    @property
+    def neurons_max(self) -> int:
+        return self.profile.core.neurons_max
+
+    @property
+    def input_axons_max(self) -> int | None:
+        return self.profile.core.input_axons_max
+
+    @property
+    def memory_bits_max(self) -> int | None:
+        return None
+
+    def input_copies(self, layer: LayerSummary | None = None) -> int:
+        """Axons per input: the layer's own (set by its quantizer) or, before quantization, what
+        the profile's sign handling will need (2 for ``per_axon_type`` and ``per_row``)."""
+        params = layer.neuron_params if layer is not None else None
+        if params and params.get("input_copies"):
+            return int(params["input_copies"])
+        return 2 if self.profile.weights.sign in ("per_axon_type", "per_row") else 1
+
+    def neuron_input_cap(self) -> int | None:
+        """Most inputs one neuron may keep once its inputs are duplicated:
+        ``min(neuron.fan_in_max, input axons per core) // input copies`` (None: no cap)."""
+        caps = [c for c in (self.profile.neuron.fan_in_max, self.input_axons_max) if c]
+        if not caps:
+            return None
+        return max(1, min(caps) // self.input_copies())
+
+    def fan_out_cores(self) -> int | None:
+        """Most cores one neuron's targets may span (None: unlimited or counted per layer)."""
+        neuron = self.profile.neuron
+        if neuron.fan_out_max is None or (neuron.fan_out_unit or "core") not in ("core", "axon"):
+            return None
+        return neuron.fan_out_max
+
+    def input_blocks(self, summary: NetworkSummary) -> dict[str, InputBlocks]:
+        """Block structure each dense layer with on-chip sources needs when the chip limits
+        fan-out in cores and the layer cannot sit in one core (too many neurons, or more
+        input axons than a core has): ``blocks = max(ceil(neurons / neurons_max),
+        ceil(inputs / inputs_per_block))`` (at most one block per neuron), with
+        ``inputs_per_block = input axons per core // copies``. Disjoint inputs per block keep
+        every source's targets in one core (conservative where ``fan_out_max > 1``)."""
+        axons = self.input_axons_max
+        if self.fan_out_cores() is None or axons is None:
+            return {}
+        per_block = max(1, axons // self.input_copies())
+        out = {}
+        for layer in summary.layers[1:]:
+            if layer.kind != "dense":
+                continue
+            in_one_core = layer.neurons <= self.neurons_max and layer.inputs <= per_block
+            if in_one_core:
+                continue
+            blocks = max(-(-layer.neurons // self.neurons_max), -(-layer.inputs // per_block))
+            out[layer.name] = InputBlocks(
+                min(blocks, layer.neurons), per_block, layer.neurons, layer.inputs
+            )
+        return out
+
+    def unprunable_excess(self, summary: NetworkSummary, cores: int, chips: int) -> list[str]:
+        """Limits that no pruning of synapses can meet (neurons stay): one line each, naming
+        the limit. Pruning removes synapses only, so neurons per chip, the cores the neurons
+        alone need, and padded per-layer memory are fixed before training."""
+        out = []
+        limit = self.profile.neurons_max * chips
+        if summary.neurons > limit:
+            out.append(
+                f"chip.neurons_max: {summary.neurons} neurons > {limit} "
+                f"({chips} chip(s) x {self.profile.neurons_max})"
+            )
+        need = -(-summary.neurons // self.neurons_max)
+        if self.splits_layers and need > cores:
+            out.append(
+                f"core.neurons_max: {summary.neurons} neurons need {need} cores of "
+                f"{self.neurons_max}, {cores} allocated"
+            )
+        return out
+
+    # -- loads --------------------------------------------------------------------------------
+    def group_load(self, group: Group) -> Load:
+        """Load of one group: its neurons and the synapses it takes from each input axon."""
+        conn = group.layer.connectivity
+        cols = conn.indices[conn.indptr[group.start] : conn.indptr[group.stop]]
+        per_input = np.bincount(cols, minlength=group.layer.inputs).astype(np.int64)
+        copies = self.input_copies(group.layer)
+        per_axon = np.repeat(per_input, copies) if copies > 1 else per_input
+        return Load(group.neurons, {group.source: per_axon}, {}, int(cols.size))
+
+    def load(self, groups: Iterable[Group]) -> Load:
+        total = Load()
+        for group in groups:
+            total = total + self.group_load(group)
+        return total
+
+    # -- costs --------------------------------------------------------------------------------
+    def memory_bits(self, load: Load) -> int | None:
+        """Synaptic memory (bits) the load uses in one core; None: not charged per core."""
+        return None
+
+    def usage(self, load: Load) -> CoreUsage:
+        return CoreUsage(load.neurons, int(load.per_axon().size), self.memory_bits(load))
+
+    def excess(self, usage: CoreUsage) -> list[Excess]:
+        """Every per-core limit that ``usage`` breaks."""
+        out = []
+        limits = (
+            ("neurons", usage.neurons, self.neurons_max),
+            ("input_axons", usage.input_axons, self.input_axons_max),
+            ("memory_bits", usage.memory_bits, self.memory_bits_max),
+        )
+        for resource, used, limit in limits:
+            if used is not None and limit is not None and used > limit:
+                out.append(Excess(resource, int(used), int(limit)))
+        return out
+
+    def holds(self, load: Load) -> bool:
+        """Does one core hold ``load``?"""
+        return not self.excess(self.usage(load))
+
+    def synapses_per_core(self, sparse: bool = True) -> int | None:
+        """Most synapses one core can store (an upper bound for budgets); None: unbounded.
+        ``sparse`` picks the sparse storage form where the encoding has two (blocked_list)."""
+        return None
+
+    # -- chip level ---------------------------------------------------------------------------
+    def chip_memory_bits(self, synapses: int) -> int | None:
+        """Chip-level synaptic memory (bits) for ``synapses`` stored synapses; None: none."""
+        return None
+
+    def core_resources(self, summary: NetworkSummary) -> dict[str, tuple[int, int]]:
+        """Totals of each per-core resource and the per-core capacity: ``{name: (total, cap)}``.
+
+        Each axon is counted once per consuming layer (a lower bound: a layer split over cores
+        repeats its axons). Used for the lower bound ``max ceil(total / cap)`` on cores.
+        """
+        out = {"neurons": (summary.neurons, self.neurons_max)}
+        if self.input_axons_max:
+            axons = sum(
+                int(np.count_nonzero(layer.fan_out)) * self.input_copies(layer)
+                for layer in summary.layers
+            )
+            out["input_axons"] = (axons, self.input_axons_max)
+        return out
+
+    def cores_lower_bound(self, summary: NetworkSummary) -> int:
+        """``max over resources of ceil(total / per-core capacity)`` (at least 1)."""
+        totals = self.core_resources(summary).values()
+        return max([1] + [math.ceil(total / cap) for total, cap in totals if cap])
+
+
+_MODELS: dict[str, type[CapacityModel]] = {}
+
+
+def _register(cls: type[CapacityModel]) -> type[CapacityModel]:
+    _MODELS[cls.kind] = cls
+    return cls
+
+
+CAPACITY_MODELS: Mapping[str, type[CapacityModel]] = _MODELS
+"""Registry: synapse encoding kind -> capacity model class (one per kind in ``ENCODINGS``)."""
+
+
+def capacity_model(profile: ChipProfile) -> CapacityModel:
+    """The capacity model of ``profile`` (by ``core.synapse_encoding.kind``)."""
+    return _MODELS[profile.core.encoding.kind](profile)
+
+
+@_register
+class BlockedList(CapacityModel):
+    """Loihi's blocked synapse lists (nengo-loihi's ``SynapseConfig.bits_per_axon``)."""
+
+    kind = "blocked_list"
+
+    @property
+    def memory_bits_max(self) -> int | None:
+        return self.profile.core.synapse_memory_bits
+
+    def _block_bits(self, n: np.ndarray, bits_per_synapse: int) -> np.ndarray:
+        """Bits of blocks of ``n`` synapses: ``ceil((n*s + header) / word) * word`` (0 if n=0)."""
+        enc = self.profile.core.encoding
+        raw = n * bits_per_synapse + enc.block_header_bits
+        return np.where(n > 0, -(-raw // enc.word_bits) * enc.word_bits, 0)
+
+    def _axon_bits(self, per_axon: np.ndarray, bits_per_synapse: int) -> np.ndarray:
+        """Bits of each axon's list: full blocks of ``B`` plus one partial block."""
+        b = self.profile.core.encoding.block_synapses or 64
+        full, rest = np.divmod(per_axon, b)
+        return full * self._block_bits(np.int64(b), bits_per_synapse) + self._block_bits(
+            rest, bits_per_synapse
+        )
+
+    def memory_bits(self, load: Load) -> int:
+        per_axon = load.per_axon()
+        if per_axon.size == 0:
+            return 0
+        enc = self.profile.core.encoding
+        sparse = self._axon_bits(per_axon, self.w + enc.extra_bits_per_synapse + enc.index_bits)
+        dense = self._axon_bits(per_axon, self.w + enc.extra_bits_per_synapse)
+        reaches_all = per_axon >= load.neurons
+        return int(np.where(reaches_all, np.minimum(sparse, dense), sparse).sum())
+
+    def synapses_per_core(self, sparse: bool = True) -> int | None:
+        """``floor(M / block bits) * B`` with full blocks of ``B`` synapses (sparse: with the
+        index bits; dense form: without)."""
+        enc = self.profile.core.encoding
+        b = enc.block_synapses or 64
+        s = self.w + enc.extra_bits_per_synapse + (enc.index_bits if sparse else 0)
+        return self.memory_bits_max // int(self._block_bits(np.int64(b), s)) * b
+
+    def core_resources(self, summary: NetworkSummary) -> dict[str, tuple[int, int]]:
+        out = super().core_resources(summary)
+        enc = self.profile.core.encoding
+        s = self.w + enc.extra_bits_per_synapse
+        out["memory_bits"] = (summary.synapses(False) * s, self.memory_bits_max)
+        return out
+
+
+@_register
+class DenseMatrix(CapacityModel):
+    """Tianjic / BrainScaleS: every (input axon used, neuron) position of a core costs bits."""
+
+    kind = "dense_matrix"
+
+    @property
+    def bits_per_position(self) -> int:
+        return self.profile.core.encoding.bits_per_synapse or self.w
+
+    @property
+    def memory_bits_max(self) -> int | None:
+        return self.profile.core.synapse_memory_bits
+
+    def memory_bits(self, load: Load) -> int:
+        return int(load.per_axon().size) * load.neurons * self.bits_per_position
+
+    def synapses_per_core(self, sparse: bool = True) -> int | None:
+        return self.memory_bits_max // self.bits_per_position
+
+    def core_resources(self, summary: NetworkSummary) -> dict[str, tuple[int, int]]:
+        out = super().core_resources(summary)
+        out["memory_bits"] = (
+            summary.synapses(False) * self.bits_per_position,
+            self.memory_bits_max,
+        )
+        return out
+
+
+@_register
+class Crossbar(CapacityModel):
+    """TrueNorth: a fixed ``rows x cols`` tile per core, however sparse."""
+
+    kind = "crossbar"
+
+    @property
+    def neurons_max(self) -> int:
+        cols = self.profile.core.encoding.cols
+        return min(self.profile.core.neurons_max, cols) if cols else self.profile.core.neurons_max
+
+    @property
+    def input_axons_max(self) -> int | None:
+        rows, cap = self.profile.core.encoding.rows, self.profile.core.input_axons_max
+        return min(x for x in (rows, cap) if x is not None) if (rows or cap) else None
+
+    def synapses_per_core(self, sparse: bool = True) -> int | None:
+        return (self.input_axons_max or 0) * self.neurons_max or None
+
+
+@_register
+class Cam(CapacityModel):
+    """DYNAP-SE: ``fan_in_max`` CAM entries per neuron (checked by the fan-in rule)."""
+
+    kind = "cam"
+
+    def synapses_per_core(self, sparse: bool = True) -> int | None:
+        cap = self.profile.neuron.fan_in_max
+        return self.neurons_max * cap if cap else None
+
+
+@_register
+class RowList(CapacityModel):
+    """SpiNNaker: ``bits_per_synapse`` per stored synapse in the chip's shared memory."""
+
+    kind = "row_list"
+
+    @property
+    def bits_per_synapse(self) -> int:
+        return self.profile.core.encoding.bits_per_synapse or 32
+
+    def chip_memory_bits(self, synapses: int) -> int | None:
+        return synapses * self.bits_per_synapse
+
+    def synapses_per_core(self, sparse: bool = True) -> int | None:
+        memory = self.profile.chip_memory_bits
+        return memory // self.bits_per_synapse // self.profile.cores if memory else None
+
+
+@_register
+class ConvKernel(CapacityModel):
+    """Speck / DYNAP-CNN: one whole layer per core, kernel and neuron memory padded to 2^k."""
+
+    kind = "conv_kernel"
+    splits_layers = False
+
+    @property
+    def memory_bits_max(self) -> int | None:
+        return self.profile.core.synapse_memory_bits
+
+    def group_load(self, group: Group) -> Load:
+        base = super().group_load(group)
+        kernel, neurons = layer_entries(group.layer)
+        return Load(neurons, base.axons, {group.layer.name: kernel * self.w}, base.synapses)
+
+    def memory_bits(self, load: Load) -> int:
+        return int(sum(load.fixed_bits.values()))
+
+    def usage(self, load: Load) -> CoreUsage:
+        return CoreUsage(load.neurons, 0, self.memory_bits(load))
+
+    def unprunable_excess(self, summary: NetworkSummary, cores: int, chips: int) -> list[str]:
+        """Padded kernel and neuron memory depend on shapes only: no unstructured pruning
+        changes them (only removing channels does)."""
+        out = super().unprunable_excess(summary, cores, chips)
+        for layer in summary.layers:
+            kernel, neurons = layer_entries(layer)
+            if self.memory_bits_max is not None and kernel * self.w > self.memory_bits_max:
+                out.append(
+                    f"core.synapse_memory_bits: layer {layer.name} kernel "
+                    f"{kernel * self.w} bits > {self.memory_bits_max}"
+                )
+            if neurons > self.neurons_max:
+                out.append(
+                    f"core.neurons_max: layer {layer.name} needs {neurons} neuron "
+                    f"entries > {self.neurons_max}"
+                )
+        if len(summary.layers) > cores:
+            out.append(
+                f"chip.cores: {len(summary.layers)} layers need one core each, {cores} allocated"
+            )
+        return out
+
+
+def conv_kernel_entries(c_in: int, c_out: int, kh: int, kw: int) -> int:
+    """Kernel memory entries: ``c_in * 2^(ceil(log2(kh*kw)) + ceil(log2(c_out)))`` (Sinabs)."""
+    return c_in * 2 ** (math.ceil(math.log2(kh * kw)) + math.ceil(math.log2(max(c_out, 1))))
+
+
+def conv_neuron_entries(c_out: int, h_out: int, w_out: int) -> int:
+    """Neuron-state entries: ``c_out * 2^(ceil(log2 H_out) + ceil(log2 W_out))`` (Sinabs)."""
+    return c_out * 2 ** (math.ceil(math.log2(max(h_out, 1))) + math.ceil(math.log2(max(w_out, 1))))
+
+
+def layer_entries(layer: LayerSummary) -> tuple[int, int]:
+    """(kernel entries, neuron entries) of a layer on a conv_kernel core; a dense layer is a
+    1x1 conv with ``inputs`` input channels and ``neurons`` output channels."""
+    if layer.kind == "conv" and layer.conv:
+        c_out, h, w = layer.out_shape
+        kh, kw = layer.conv["kernel"]
+        kernel = conv_kernel_entries(int(layer.conv["in_channels"]), c_out, kh, kw)
+        return kernel, conv_neuron_entries(c_out, h, w)
+    return conv_kernel_entries(layer.inputs, layer.neurons, 1, 1), layer.neurons
+
+
+def sources(summary: NetworkSummary) -> dict[str, str]:
+    """Layer name -> the source that drives its input axons: the previous layer in the chain
+    (the network input for the first). A graph with several consumers of one source would
+    give them the same source name, so their axons are shared on a core."""
+    names = [INPUT] + [layer.name for layer in summary.layers]
+    return {layer.name: names[i] for i, layer in enumerate(summary.layers)}

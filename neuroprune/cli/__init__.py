@@ -1,0 +1,10 @@
+"""The command line (layer L8): parse, call one library function, render, exit.
+
+:mod:`.app` holds the click group, error handling and exit codes; each ``*_command(s)`` module
+registers its commands on that group when imported here.
+"""
+
+from neuroprune.cli import chip_commands, fit_command, run_commands, sweep_command  # noqa: F401
+from neuroprune.cli.app import main
+
+__all__ = ["main"]

@@ -1,0 +1,158 @@
+"""Command line (layer L5): parse, call one library function, render, exit.
+
+The only module that prints or exits. Errors from the library arrive as
+:class:`neuroprune.core.errors.NeuropruneError` and are printed as one line (``-v`` adds the
+traceback) with the error's exit code: 0 done and fits; 1 ran but does not fit or verification
+failed; 2 bad usage or input (click's usage errors too, also as one line); 3 a backend is
+unavailable or the simulator failed; 4 a file-system fault (``OSError``: the path and the OS
+error); 5 an internal error (a bug); 130 interrupted by SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import signal
+import sys
+import traceback
+
+import click
+
+from neuroprune import __version__
+from neuroprune.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_IO_ERROR,
+    NeuropruneError,
+)
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _console(stderr: bool = False):
+    """Rich console; 160 columns when not a terminal so piped tables are not truncated."""
+    import os
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS", 160))
+    return Console(highlight=False, stderr=stderr, width=width)
+
+
+def _err_console():
+    return _console(stderr=True)
+
+
+def _torch_threads() -> None:
+    """One torch thread by default (NEUROPRUNE_THREADS overrides): these small SNNs run as fast
+    on one thread, and results then do not depend on the machine's core count."""
+    import os
+    import warnings
+
+    warnings.filterwarnings(
+        "ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning
+    )
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("NEUROPRUNE_THREADS", "1")))
+
+
+def handle_errors(fn):
+    """Turn library errors into one line on stderr and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        verbose = click.get_current_context().find_root().params.get("verbose", False)
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            return fn(*args, **kwargs)
+        except NeuropruneError as exc:
+            if not _is_main_process():  # under torchrun every rank meets the error; rank 0 says it
+                sys.exit(exc.exit_code)
+            _fail(verbose, exc.one_line(), exc.exit_code)
+        except OSError as exc:
+            _fail(verbose, os_error_line(exc), EXIT_IO_ERROR)
+        except MemoryError:
+            _fail(verbose, "out of memory; use a smaller network or --batch-size", EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            click.echo("interrupted: outputs written so far are complete files", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # a bug: never exit 1 ("does not fit") on a crash
+            text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            _fail(
+                verbose,
+                f"internal error: {text}. Run again with -v for the traceback and report it.",
+                EXIT_INTERNAL,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return wrapper
+
+
+def _is_main_process() -> bool:
+    from neuroprune.train.distributed import is_main
+
+    return is_main()
+
+
+def _terminate(signum, frame):
+    """SIGTERM is handled like SIGINT: stop, clean up child processes, exit 130."""
+    raise KeyboardInterrupt
+
+
+def _fail(verbose: bool, line: str, code: int) -> None:
+    if verbose:
+        traceback.print_exc()
+    click.echo(f"error: {line}", err=True)
+    sys.exit(code)
+
+
+def os_error_line(exc: OSError) -> str:
+    """``PATH: strerror (errno NAME). fix`` for a file-system fault."""
+    name = errno.errorcode.get(exc.errno or 0, "?")
+    path = exc.filename or "(file system)"
+    fixes = {
+        "EACCES": "Check the folder's permissions or pass another --out.",
+        "EPERM": "Check the folder's permissions or pass another --out.",
+        "EROFS": "The file system is read-only: pass another --out.",
+        "ENOSPC": "The disk is full: free space or pass another --out.",
+        "EDQUOT": "The disk quota is exhausted: free space or pass another --out.",
+        "EFBIG": "A file size limit (ulimit -f) was hit: raise it or pass another --out.",
+        "ENOTDIR": "A file is where a folder is expected: remove it or pass another path.",
+        "EISDIR": "A folder is where a file is expected: remove it or pass another path.",
+    }
+    fix = fixes.get(name, "Check the path.")
+    return f"{path}: {exc.strerror or exc} (errno {name}); earlier files were kept. {fix}"
+
+
+class OneLineGroup(click.Group):
+    """A click group whose usage errors are one line (``error: ...``) with exit code 2."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            hint = (
+                f" (see 'neuroprune {exc.ctx.command_path.split(' ', 1)[-1]} --help')"
+                if (getattr(exc, "ctx", None) and " " in exc.ctx.command_path)
+                else ""
+            )
+            message = " ".join(exc.format_message().split())
+            click.echo(f"error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(context_settings=CONTEXT, cls=OneLineGroup)
+@click.version_option(__version__, prog_name="neuroprune")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+def main(verbose: bool) -> None:
+    """Prune, quantize, export and verify spiking neural networks so they fit a chip."""

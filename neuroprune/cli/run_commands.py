@@ -1,0 +1,111 @@
+"""Commands on a saved run: ``quantize``, ``export``, ``simulate``, ``report``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from neuroprune.cli.app import CONTEXT, _console, _torch_threads, handle_errors, main
+
+# ------------------------------------------------------------------------------------------
+# quantize, export, simulate, report, sweep
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--chip", help="Quantize for another chip than the run's.")
+@handle_errors
+def quantize(run_dir: str, chip: str | None) -> None:
+    """Quantize a saved run's pruned model (pruned.pt) to the chip's formats."""
+    _torch_threads()
+    from neuroprune.pipeline.commands import quantize_run
+    from neuroprune.reports.render import quantize_text
+
+    _console().print(quantize_text(quantize_run(Path(run_dir), chip=chip)))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--format", "fmt", type=click.Choice(["nir", "onnx"]), default="nir", show_default=True
+)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Output file.")
+@click.option("--dt", type=float, help="NIR: seconds per step [2**-10]; snnTorch needs 1e-4.")
+@handle_errors
+def export(run_dir: str, fmt: str, out_file: str | None, dt: float | None) -> None:
+    """Export a run's final model to NIR or ONNX."""
+    _torch_threads()
+    from neuroprune.pipeline.commands import export_run
+
+    path = export_run(Path(run_dir), fmt, Path(out_file) if out_file else None, dt=dt)
+    click.echo(f"wrote {path}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("target", type=click.Path())
+@click.option("--chip", help="Chip profile for energy figures (default: the run's chip).")
+@click.option(
+    "--backend", type=click.Choice(["lava", "reference"]), default="lava", show_default=True
+)
+@click.option("--samples", type=click.IntRange(min=1), help="Test samples to simulate [all].")
+@click.option(
+    "--fixed-point/--floating-point",
+    "fixed_point",
+    default=None,
+    help="Bit-accurate integer arithmetic (needs a quantized model).",
+)
+@click.option("--dataset", help="Dataset to feed (default: the run's, or digits).")
+@click.option("--data-dir", type=click.Path())
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=0.99,
+    show_default=True,
+    help="Minimum spike agreement; below it the command exits 1.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds before the simulator is stopped.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def simulate(
+    target, chip, backend, samples, fixed_point, dataset, data_dir, threshold, timeout, as_json
+) -> None:
+    """Simulate RUN_DIR (its model.nir) or a FILE.nir and compare with the PyTorch model."""
+    _torch_threads()
+    from neuroprune.pipeline.chip_stages import verification_passed
+    from neuroprune.pipeline.commands import simulate_target
+    from neuroprune.reports.render import simulation_text
+
+    result = simulate_target(
+        Path(target),
+        chip=chip,
+        backend=backend,
+        samples=samples,
+        fixed_point=fixed_point,
+        dataset=dataset,
+        data_dir=data_dir,
+        timeout=timeout,
+    )
+    record = result.as_dict()
+    if as_json:
+        click.echo(json.dumps(record, indent=2, default=str))
+    else:
+        _console().print(simulation_text(record))
+    sys.exit(0 if verification_passed(record, threshold) else 1)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@handle_errors
+def report(run_dir: str) -> None:
+    """Print a run's report (report.json) as tables."""
+    from neuroprune.pipeline.commands import load_report
+    from neuroprune.reports.render import summary_text
+
+    _console().print(summary_text(load_report(Path(run_dir)), Path(run_dir)))

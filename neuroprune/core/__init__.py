@@ -1,0 +1,1 @@
+"""The torch-free base (layer L0): errors, atomic file writes, the network summary."""

@@ -1,0 +1,1 @@
+"""Datasets (layer L1, torch-free): images, event recordings, input encodings."""

@@ -1,0 +1,352 @@
+"""Datasets (layer L2, torch-free): load image classification data as float arrays.
+
+Every dataset comes back as a :class:`Dataset` of ``float32`` images in ``[0, 1]`` with shape
+``(N, C, H, W)`` and ``int64`` labels in ``[0, num_classes)``. Nothing is ever downloaded:
+
+* ``digits``: scikit-learn's bundled 8x8 digits (1797 images, 16 grey levels). Pixels are
+  divided by 16. The split is fixed and stratified (``test_size=0.2, random_state=0``):
+  1437 train / 360 test images.
+* ``mnist`` and ``fashion-mnist``: the four IDX files (``train-images-idx3-ubyte``,
+  ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``), each
+  plain or gzipped (``.gz``), in ``data_dir`` (or torchvision's ``data_dir/MNIST/raw`` and
+  ``data_dir/FashionMNIST/raw``). Pixels are divided by 255.
+* ``cifar10``: the python-pickle batches (``data_batch_1`` .. ``data_batch_5``, ``test_batch``)
+  in ``data_dir`` or ``data_dir/cifar-10-batches-py``. Pixels are divided by 255. The pickles
+  are read with an unpickler that only rebuilds numpy arrays, so a hostile file cannot run code.
+
+* ``nmnist``, ``dvsgesture``, ``shd``: event recordings read with Tonic and binned into ``T``
+  binary frames (:mod:`neuroprune.data.events`); ``x_*`` are ``uint8 [N, T, C, H, W]``.
+
+Input encodings turn an image batch into ``T`` time steps ``[T, B, C, H, W]`` (see
+:func:`encode`; ``neuroprune.models.encoding`` is the torch twin used in training). Event
+datasets use the ``events`` encoding: their frames are the time steps.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from neuroprune.core.errors import DatasetError, did_you_mean
+from neuroprune.data.dataset import Dataset
+from neuroprune.data.events import (
+    EVENT_DATASETS,
+    EventOptions,
+    describe_event_dataset,
+    load_event_dataset,
+)
+from neuroprune.data.files import malformed_file, require_data_dir
+
+IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+DATASETS = IMAGE_DATASETS + EVENT_DATASETS
+
+_ALIASES = {
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar_10": "cifar10",
+    "n-mnist": "nmnist",
+    "dvs-gesture": "dvsgesture",
+    "dvs128gesture": "dvsgesture",
+}
+
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+CIFAR_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+DIGIT_CLASSES = tuple(str(i) for i in range(10))
+
+_IDX_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Registry entry point
+
+
+def canonical_name(name: str) -> str:
+    """Registry name for ``name`` (case-insensitive; ``fashion_mnist`` -> ``fashion-mnist``).
+
+    Raises :class:`DatasetError` with the closest registry names when ``name`` is unknown.
+    """
+    key = str(name).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key in DATASETS:
+        return key
+    hint = did_you_mean(key, DATASETS + tuple(_ALIASES), cutoff=0.5)
+    raise DatasetError(
+        "unknown dataset",
+        where="dataset",
+        field="name",
+        value=name,
+        fix=f"{hint}Known datasets: {', '.join(DATASETS)}.",
+    )
+
+
+def load_dataset(
+    name: str, data_dir: str | Path | None = None, events: EventOptions | None = None
+) -> Dataset:
+    """Load dataset ``name`` (see :data:`DATASETS`); ``data_dir`` holds the files where needed.
+
+    ``events`` says how an event dataset is binned into frames (default ``EventOptions()``:
+    8 time bins, both polarities); image datasets ignore it. Never downloads. Raises
+    :class:`DatasetError` for an unknown name, a missing folder or file (naming every expected
+    file) or a malformed file (naming the file).
+    """
+    key = canonical_name(name)
+    if key in EVENT_DATASETS:
+        return load_event_dataset(key, data_dir, events or EventOptions())
+    return _LOADERS[key](data_dir)
+
+
+def dataset_shape(
+    name: str, data_dir: str | Path | None = None, events: EventOptions | None = None
+) -> tuple[tuple[int, ...], int]:
+    """``(input_shape, num_classes)`` of dataset ``name``; an event dataset's folder is checked
+    but its recordings are not read (images are loaded: they are small)."""
+    key = canonical_name(name)
+    if key in EVENT_DATASETS:
+        return describe_event_dataset(key, data_dir, events or EventOptions())
+    data = _LOADERS[key](data_dir)
+    return data.input_shape, data.num_classes
+
+
+def is_event_dataset(name: str) -> bool:
+    """True when ``name`` is an event dataset (its samples are frames, encoding ``events``)."""
+    return canonical_name(name) in EVENT_DATASETS
+
+
+def _load_digits(data_dir: str | Path | None = None) -> Dataset:
+    """scikit-learn's bundled 8x8 digits, pixel/16, fixed stratified 80/20 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
+    y = bunch.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+    return Dataset("digits", x_tr, y_tr, x_te, y_te, 10, DIGIT_CLASSES)
+
+
+# --------------------------------------------------------------------------------------------
+# MNIST / Fashion-MNIST (IDX files)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (plain or gzipped) into a native-endian numpy array.
+
+    IDX layout: 2 zero bytes, a dtype code (0x08 = uint8, ...), the number of dimensions ``d``,
+    ``d`` big-endian uint32 sizes, then the data in C order. Raises :class:`DatasetError`
+    naming the file when the magic number, the sizes or the length are wrong.
+    """
+    path = Path(path)
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise malformed_file(path, "not an IDX file (bad magic number)", raw[:4].hex())
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise malformed_file(path, "IDX header is truncated", len(raw))
+    shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    dtype = _IDX_DTYPES[raw[2]]
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != expected:
+        raise malformed_file(
+            path, f"IDX size mismatch: header {shape} needs {expected} bytes", len(raw)
+        )
+    data = np.frombuffer(raw, dtype, offset=header).reshape(shape)
+    return data.astype(dtype.newbyteorder("="))
+
+
+def _read_bytes(path: Path) -> bytes:
+    """File contents, gunzipped when the name ends in ``.gz``."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        return path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise malformed_file(path, f"cannot read file ({exc})", None) from exc
+
+
+def _find_files(
+    dataset: str, data_dir: str | Path | None, names: tuple[str, ...], subdirs: tuple[str, ...]
+) -> list[Path]:
+    """Locate every file of ``names`` (plain or ``.gz``) in one candidate folder under data_dir."""
+    expected = ", ".join(f"{n}[.gz]" for n in names)
+    root = require_data_dir(dataset, data_dir, expected)
+    for folder in (root, *(root / s for s in subdirs)):
+        found = [_first_existing(folder, n) for n in names]
+        if any(found):
+            return _require_all(dataset, folder, names, found, expected)
+    raise DatasetError(
+        f"no {dataset} files found",
+        where=str(root),
+        field="data_dir",
+        value=str(root),
+        fix=f"Put {expected} into {root} (or {', '.join(subdirs)} below it).",
+    )
+
+
+def _first_existing(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _require_all(
+    dataset: str, folder: Path, names: tuple[str, ...], found: list, expected: str
+) -> list[Path]:
+    missing = [n for n, f in zip(names, found, strict=True) if f is None]
+    if missing:
+        raise DatasetError(
+            f"{dataset} files missing",
+            where=str(folder),
+            field="missing",
+            value=", ".join(missing),
+            fix=f"The folder must hold all of: {expected}.",
+        )
+    return found
+
+
+def _load_idx_dataset(name: str, data_dir, subdir: str, classes: tuple[str, ...]) -> Dataset:
+    paths = _find_files(name, data_dir, IDX_FILES, (f"{subdir}/raw", subdir, name))
+    arrays = [read_idx(p) for p in paths]
+    x_tr, x_te = (_idx_images(p, a) for p, a in ((paths[0], arrays[0]), (paths[2], arrays[2])))
+    y_tr, y_te = (_idx_labels(p, a) for p, a in ((paths[1], arrays[1]), (paths[3], arrays[3])))
+    _check_pair(paths[0], x_tr, paths[1], y_tr)
+    _check_pair(paths[2], x_te, paths[3], y_te)
+    return Dataset(name, x_tr, y_tr, x_te, y_te, 10, classes)
+
+
+def _idx_images(path: Path, array: np.ndarray) -> np.ndarray:
+    if array.ndim != 3 or array.dtype != np.uint8:
+        raise malformed_file(path, "expected uint8 images of shape (N, H, W)", array.shape)
+    return (array.astype(np.float32) / 255.0)[:, None, :, :]
+
+
+def _idx_labels(path: Path, array: np.ndarray) -> np.ndarray:
+    if array.ndim != 1 or array.dtype != np.uint8:
+        raise malformed_file(path, "expected uint8 labels of shape (N,)", array.shape)
+    if array.size and array.max() > 9:
+        raise malformed_file(path, "labels must lie in 0..9", int(array.max()))
+    return array.astype(np.int64)
+
+
+def _check_pair(x_path: Path, x: np.ndarray, y_path: Path, y: np.ndarray) -> None:
+    if len(x) != len(y):
+        raise malformed_file(
+            y_path, f"{len(y)} labels for {len(x)} images in {x_path.name}", len(y)
+        )
+
+
+def _load_mnist(data_dir: str | Path | None) -> Dataset:
+    return _load_idx_dataset("mnist", data_dir, "MNIST", DIGIT_CLASSES)
+
+
+def _load_fashion(data_dir: str | Path | None) -> Dataset:
+    return _load_idx_dataset("fashion-mnist", data_dir, "FashionMNIST", FASHION_CLASSES)
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10 (python pickle batches)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler that only rebuilds numpy arrays and builtin containers (no code execution)."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):  # noqa: D102
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one CIFAR-10 python batch: ``(uint8 images (N, 3, 32, 32), int64 labels (N,))``.
+
+    Raises :class:`DatasetError` naming the file when it is not a CIFAR-10 batch.
+    """
+    path = Path(path)
+    raw = _read_bytes(path)
+    try:
+        batch = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        data = np.asarray(batch[b"data"] if b"data" in batch else batch["data"])
+        labels = batch[b"labels"] if b"labels" in batch else batch["labels"]
+        labels = np.asarray(labels, dtype=np.int64)
+    except Exception as exc:  # any unpickling or key failure means "not a CIFAR batch"
+        raise malformed_file(path, f"not a CIFAR-10 python batch ({exc})", None) from exc
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise malformed_file(path, "data must be uint8 of shape (N, 3072)", data.shape)
+    if labels.shape != (data.shape[0],) or (
+        labels.size and not 0 <= labels.min() <= labels.max() <= 9
+    ):
+        raise malformed_file(path, "labels must be N integers in 0..9", labels.shape)
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _load_cifar10(data_dir: str | Path | None) -> Dataset:
+    paths = _find_files("cifar10", data_dir, CIFAR_FILES, ("cifar-10-batches-py",))
+    batches = [read_cifar_batch(p) for p in paths]
+    x_tr = np.concatenate([b[0] for b in batches[:5]]).astype(np.float32) / 255.0
+    y_tr = np.concatenate([b[1] for b in batches[:5]])
+    x_te = batches[5][0].astype(np.float32) / 255.0
+    return Dataset("cifar10", x_tr, y_tr, x_te, batches[5][1], 10, CIFAR_CLASSES)
+
+
+_LOADERS: dict[str, Callable[[str | Path | None], Dataset]] = {
+    "digits": _load_digits,
+    "mnist": _load_mnist,
+    "fashion-mnist": _load_fashion,
+    "cifar10": _load_cifar10,
+}

@@ -1,0 +1,321 @@
+"""The fit rules: small named functions ``rule(ctx) -> list[Finding]`` and
+:func:`check_fit`, which runs them all and returns a :class:`~neuroprune.fit.report.FitReport`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from neuroprune.chip.capacity import (
+    CapacityModel,
+    capacity_model,
+)
+from neuroprune.chip.schema import ChipProfile
+from neuroprune.core.summary import NetworkSummary
+from neuroprune.fit.packing import FitContext, fan_out_cores, pack
+from neuroprune.fit.report import Finding, FitReport, Packing
+
+Rule = Callable[[FitContext], list[Finding]]
+FIT_RULES: dict[str, Rule] = {}
+
+
+def rule(name: str) -> Callable[[Rule], Rule]:
+    """Register a fit rule under ``name`` (the name findings carry)."""
+
+    def register(fn: Rule) -> Rule:
+        FIT_RULES[name] = fn
+        return fn
+
+    return register
+
+
+@rule("neuron_model")
+def neuron_model(ctx: FitContext) -> list[Finding]:
+    """Every layer's neuron model must be one the chip runs."""
+    models = ctx.profile.neuron.models
+    return [
+        Finding(
+            "neuron_model",
+            layer.name,
+            "/".join(models),
+            layer.neuron_model,
+            f"use a neuron model the chip runs ({', '.join(models)}), e.g. --neuron if",
+        )
+        for layer in ctx.summary.layers
+        if layer.neuron_model not in models
+    ]
+
+
+@rule("chip_neurons")
+def chip_neurons(ctx: FitContext) -> list[Finding]:
+    """Neurons on each chip <= chip.neurons_max, and in all <= neurons per chip x chips."""
+    limit = ctx.profile.neurons_max
+    hint = "remove channels/neurons (sca) or allocate more chips (--chips)"
+    out = []
+    if ctx.summary.neurons > limit * ctx.chips:
+        out.append(Finding("chip_neurons", "network", limit * ctx.chips, ctx.summary.neurons, hint))
+    per_chip: dict[int, int] = {}
+    for core in ctx.packing.cores:
+        per_chip[core.chip] = per_chip.get(core.chip, 0) + core.neurons
+    for chip, neurons in sorted(per_chip.items()):
+        if neurons > limit:
+            out.append(Finding("chip_neurons", f"chip {chip}", limit, neurons, hint))
+    return out
+
+
+@rule("cores")
+def cores(ctx: FitContext) -> list[Finding]:
+    """Cores used by the packing <= cores allocated; chips used <= chips allocated."""
+    used, chips = len(ctx.packing.cores), ctx.packing.chips_used
+    hint = "prune harder (lower --budget/--sparsity) or allocate more cores/chips"
+    out = []
+    if used > ctx.cores:
+        out.append(Finding("cores", "network", ctx.cores, used, hint))
+    if chips > ctx.chips:
+        out.append(Finding("cores", "network (chips)", ctx.chips, chips, hint))
+    return out
+
+
+@rule("core_input_axons")
+def core_input_axons(ctx: FitContext) -> list[Finding]:
+    """Distinct input axons of every core (union over all it holds) <= the core's limit."""
+    return _core_findings(
+        ctx,
+        "input_axons",
+        "core_input_axons",
+        "lower this layer's fan-in (prune it, or split the layer)",
+    )
+
+
+@rule("core_memory")
+def core_memory(ctx: FitContext) -> list[Finding]:
+    """Synaptic memory of every core (costed from everything on it) <= the core's memory."""
+    if ctx.model.kind == "conv_kernel":
+        return []
+    return _core_findings(
+        ctx, "memory_bits", "core_memory", "prune this layer or use fewer weight bits"
+    )
+
+
+def _core_findings(ctx: FitContext, resource: str, name: str, hint: str) -> list[Finding]:
+    """One finding per core whose recount breaks ``resource`` (such a core holds a neuron, or a
+    layer, that does not fit even an empty core)."""
+    out = []
+    for core in ctx.packing.cores:
+        for excess in core.excess:
+            if excess.resource == resource:
+                where = ",".join(core.layers)
+                out.append(
+                    Finding(name, where, excess.limit, excess.used, f"core {core.index}: {hint}")
+                )
+    return out
+
+
+@rule("fan_in")
+def fan_in(ctx: FitContext) -> list[Finding]:
+    """Largest fan-in per neuron, in axons (inputs x input copies), <= neuron.fan_in_max."""
+    cap = ctx.profile.neuron.fan_in_max
+    if cap is None:
+        return []
+    out = []
+    for layer in ctx.summary.layers:
+        copies = ctx.model.input_copies(layer)
+        actual = layer.max_fan_in * copies
+        if actual > cap:
+            over = int(np.count_nonzero(layer.fan_in * copies > cap))
+            out.append(
+                Finding(
+                    "fan_in",
+                    layer.name,
+                    cap,
+                    actual,
+                    f"{over} neuron(s) over the cap: prune with the fan-in cap on",
+                )
+            )
+    return out
+
+
+@rule("fan_out")
+def fan_out(ctx: FitContext) -> list[Finding]:
+    """Destinations per neuron <= neuron.fan_out_max, counted in ``fan_out_unit``.
+
+    Units ``axon``/``core``: distinct cores that a neuron's targets live on (TrueNorth: a neuron
+    drives one axon, i.e. one core). Unit ``layer``: distinct destination layers (1 in a chain).
+    Inputs of the first layer come from off-chip and are not counted.
+    """
+    cap = ctx.profile.neuron.fan_out_max
+    unit = ctx.profile.neuron.fan_out_unit or "core"
+    if cap is None:
+        return []
+    out = []
+    if unit == "layer":
+        return (
+            out if cap >= 1 else [Finding("fan_out", "network", cap, 1, "chip cannot chain layers")]
+        )
+    for layer in ctx.summary.layers[1:]:
+        worst = fan_out_cores(layer, ctx.packing)
+        if worst > cap:
+            out.append(
+                Finding(
+                    "fan_out",
+                    layer.name,
+                    cap,
+                    worst,
+                    "targets of one neuron span several cores: add splitter neurons "
+                    "or prune so each source feeds one core",
+                )
+            )
+    return out
+
+
+@rule("chip_memory")
+def chip_memory(ctx: FitContext) -> list[Finding]:
+    """Chip-level synapse memory (SpiNNaker SDRAM rows), per chip: synapses stored on the
+    chip's cores x bits <= chip.memory_bits."""
+    limit = ctx.profile.chip_memory_bits
+    if limit is None:
+        return []
+    per_chip: dict[int, int] = {}
+    for core in ctx.packing.cores:
+        per_chip[core.chip] = per_chip.get(core.chip, 0) + core.synapses
+    out = []
+    for chip, synapses in sorted(per_chip.items()):
+        need = ctx.model.chip_memory_bits(synapses)
+        if need is not None and need > limit:
+            out.append(
+                Finding(
+                    "chip_memory",
+                    f"chip {chip}",
+                    limit,
+                    need,
+                    "prune to fewer synapses or add chips",
+                )
+            )
+    return out
+
+
+@rule("weight_bits")
+def weight_bits(ctx: FitContext) -> list[Finding]:
+    """Quantized weight width <= the chip's stored width (float layers are not judged yet)."""
+    cap = ctx.profile.weights.bits
+    return [
+        Finding(
+            "weight_bits",
+            layer.name,
+            cap,
+            layer.weight_bits,
+            f"quantize to the chip format ({ctx.profile.weights.format}, {cap} bits)",
+        )
+        for layer in ctx.summary.layers
+        if layer.weight_bits is not None and layer.weight_bits > cap
+    ]
+
+
+@rule("distinct_weights")
+def distinct_weights(ctx: FitContext) -> list[Finding]:
+    """Distinct nonzero weight values per neuron <= weights.distinct_values_per_neuron."""
+    cap = ctx.profile.weights.distinct_values_per_neuron
+    if cap is None:
+        return []
+    return [
+        Finding(
+            "distinct_weights",
+            layer.name,
+            cap,
+            layer.distinct_values_max,
+            "quantize with the chip's per-neuron value table (e.g. ternary)",
+        )
+        for layer in ctx.summary.layers
+        if layer.distinct_values_max is not None and layer.distinct_values_max > cap
+    ]
+
+
+@rule("layer_memory")
+def layer_memory(ctx: FitContext) -> list[Finding]:
+    """Per-layer kernel and neuron-state memory on ``conv_kernel`` chips (DYNAP-CNN), from the
+    capacity model's recount of each core (one whole layer per core):
+    kernel ``c_in * 2^(ceil log2(kh*kw) + ceil log2 c_out)`` entries of ``w`` bits,
+    neurons ``c_out * 2^(ceil log2 H_out + ceil log2 W_out)``; a dense layer is a 1x1 conv."""
+    if ctx.model.kind != "conv_kernel":
+        return []
+    out = []
+    for core in ctx.packing.cores:
+        for excess in core.excess:
+            if excess.resource == "memory_bits":
+                out.append(
+                    Finding(
+                        "layer_memory",
+                        ",".join(core.layers),
+                        excess.limit,
+                        excess.used,
+                        "remove channels (sca) or shrink the kernel",
+                    )
+                )
+            elif excess.resource == "neurons":
+                out.append(
+                    Finding(
+                        "layer_neurons",
+                        ",".join(core.layers),
+                        excess.limit,
+                        excess.used,
+                        "remove channels or lower the feature-map size",
+                    )
+                )
+    return out
+
+
+def check_fit(
+    summary: NetworkSummary,
+    profile: ChipProfile,
+    *,
+    chips: int | None = None,
+    cores: int | None = None,
+    strategy: str = "best",
+) -> FitReport:
+    """Judge ``summary`` against ``profile`` for an allocation of ``chips`` or ``cores``.
+
+    Default allocation: one chip. ``cores`` (if given) caps the cores; ``chips`` multiplies the
+    chip-level limits. Returns a :class:`FitReport`; never raises for "does not fit".
+    """
+    chips_alloc = chips or (math.ceil(cores / profile.cores) if cores else 1)
+    cores_alloc = cores or chips_alloc * profile.cores
+    model = capacity_model(profile)
+    packing = pack(summary, profile, strategy)
+    ctx = FitContext(summary, profile, packing, chips_alloc, cores_alloc, model)
+    violations = tuple(f for fn in FIT_RULES.values() for f in fn(ctx))
+    chips_needed = max(packing.chips_used, math.ceil(summary.neurons / profile.neurons_max))
+    return FitReport(
+        chip=profile.id,
+        fits=not violations,
+        violations=violations,
+        cores_used=len(packing.cores),
+        cores_allocated=cores_alloc,
+        chips_needed=chips_needed,
+        chips_allocated=chips_alloc,
+        core_map=packing.core_map(),
+        utilisation=_utilisation(model, packing),
+        synapses=summary.synapses(ctx.shared),
+        neurons=summary.neurons,
+        packing=packing,
+        cores_lower_bound=model.cores_lower_bound(summary),
+    )
+
+
+def _utilisation(model: CapacityModel, packing: Packing) -> dict[str, float]:
+    """Fractions of the used cores' (and chips') capacity: neurons, input axons, memory."""
+    n = max(len(packing.cores), 1)
+    out = {"neurons": sum(k.neurons for k in packing.cores) / (n * model.neurons_max)}
+    if model.input_axons_max:
+        out["input_axons"] = sum(k.input_axons for k in packing.cores) / (n * model.input_axons_max)
+    if model.memory_bits_max:
+        out["synapse_memory"] = sum(k.memory_bits for k in packing.cores) / (
+            n * model.memory_bits_max
+        )
+    chip_limit = model.profile.chip_memory_bits
+    need = model.chip_memory_bits(sum(k.synapses for k in packing.cores))
+    if chip_limit and need is not None:
+        out["chip_memory"] = need / (chip_limit * max(packing.chips_used, 1))
+    return {k: round(v, 6) for k, v in out.items()}

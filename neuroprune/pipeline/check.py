@@ -1,0 +1,48 @@
+"""``neuroprune check``: the dense network's fit verdict, before any training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from neuroprune.chip.profiles import load_profile
+from neuroprune.pipeline.config import parse_hidden
+from neuroprune.pipeline.preflight import check_model_size
+
+# ------------------------------------------------------------------------------------------
+# check
+
+
+def check_dense(
+    chip: str,
+    *,
+    model="mlp",
+    hidden=None,
+    dataset="digits",
+    data_dir=None,
+    chips=None,
+    cores=None,
+    neuron="lif",
+    from_nir=None,
+    nir_dt=None,
+):
+    """Fit report of the untrained dense network (every synapse present), or of the network in
+    the NIR file ``from_nir`` (with its weights: zeros there are not synapses)."""
+    from neuroprune.data.datasets import dataset_shape
+    from neuroprune.fit.rules import check_fit
+
+    profile = load_profile(chip)
+    shape, classes = dataset_shape(dataset, data_dir)
+    from neuroprune.models import summarize
+    from neuroprune.models.zoo import build_model  # torch only once the inputs are valid
+
+    if from_nir:
+        from neuroprune.models.nir_model import load_nir_model
+
+        net = load_nir_model(from_nir, input_shape=shape, num_classes=classes, dt=nir_dt).model
+        model = Path(from_nir).stem
+    else:
+        widths = parse_hidden(hidden) if hidden else None
+        check_model_size(model, widths, shape, classes)
+        net = build_model(model, shape, classes, hidden=widths, neuron=neuron)
+    summary = summarize(net, shape, 1, name=model)
+    return check_fit(summary, profile, chips=chips, cores=cores)

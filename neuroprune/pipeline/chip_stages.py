@@ -1,0 +1,160 @@
+"""The chip stages of a fit run: fit check, NIR/ONNX export, simulation of the exported file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from neuroprune.chip.schema import ChipProfile
+from neuroprune.pipeline.context import _Run
+
+
+def _stage_fit(run: _Run, model, dataset):
+    from neuroprune.fit.rules import check_fit
+    from neuroprune.models import summarize
+
+    summary = summarize(model, dataset.input_shape, run.cfg.timesteps)
+    report = check_fit(summary, run.profile, chips=run.cfg.chips, cores=run.cfg.cores)
+    data = report.as_dict()
+    run.rundir.write_fit(data)
+    run.report["fit"] = data
+    run.fitted = (summary, report.packing)
+    verdict = "fits" if report.fits else f"does NOT fit ({len(report.violations)} violations)"
+    run.emit("fit", f"{verdict}: {report.cores_used} core(s), {report.chips_needed} chip(s)")
+    return report
+
+
+def _stage_export(run: _Run, model, dataset) -> None:
+    from neuroprune.export import export_nir, export_onnx
+
+    cfg = run.cfg
+    nir_path = export_nir(
+        model,
+        run.rundir.model_file("nir"),
+        timesteps=cfg.timesteps,
+        encoding=cfg.encoding,
+        input_shape=dataset.input_shape,
+        chip=run.profile.id,
+        dt=cfg.nir_dt,
+    )
+    onnx_path = export_onnx(
+        model,
+        run.rundir.model_file("onnx"),
+        timesteps=cfg.timesteps,
+        input_shape=dataset.input_shape,
+    )
+    run.mark(nir_path.name)
+    run.mark(onnx_path.name)
+    run.report["artifacts"] = {"nir": nir_path.name, "onnx": onnx_path.name}
+    run.emit("export", f"wrote {nir_path.name} and {onnx_path.name}")
+
+
+def _stage_simulate(run: _Run, model, dataset) -> bool:
+    """Simulate the exported model.nir; True when agreement meets the threshold."""
+    cfg = run.cfg
+    if cfg.backend == "none":
+        run.report["stages_not_run"].append("simulation (--backend none)")
+        return True
+    from neuroprune.data.encoding import simulation_input
+    from neuroprune.sim import simulate
+
+    fixed = cfg.fixed_point if cfg.fixed_point is not None else _fixed_by_default(run.profile)
+    samples = cfg.samples or len(dataset.x_test)
+    run.emit(
+        "simulate",
+        f"{cfg.backend} backend, {'fixed' if fixed else 'floating'} point, {samples} test samples",
+    )
+    x, y = simulation_input(dataset, samples), dataset.y_test[:samples]
+    timeout = cfg.sim_timeout
+    if timeout is None and cfg.backend == "lava":
+        timeout = calibrated_timeout(run.rundir.model_file("nir"), x, fixed)
+        run.emit(
+            "simulate",
+            f"Lava time limit {timeout:.0f} s, scaled from the network's "
+            f"measured cost (--sim-timeout overrides)",
+        )
+    # Fixed point gates on the bit-exact integer emulation (must be 100 %) and reports the
+    # agreement of the trained quantized model (chip arithmetic where the profile declares it)
+    # and the float-to-chip drift; floating point gates on the PyTorch model itself.
+    from neuroprune.models.neurons import float_twin
+
+    result = simulate(
+        run.rundir.model_file("nir"),
+        x=x,
+        y=y,
+        profile=run.profile,
+        backend=cfg.backend,
+        fixed_point=fixed,
+        timeout=timeout,
+        expected_counts=_bit_exact_check(cfg.backend, fixed),
+        reference_model=model,
+        float_model=float_twin(model),
+    )
+    data = result.as_dict()
+    run.rundir.write_simulation(data)
+    run.report["simulation"] = data
+    _chip_traffic(run, result.counts)
+    agreement = data.get("spike_agreement")
+    drift = data.get("model_spike_agreement")
+    versus = "the bit-exact emulation" if fixed else "the PyTorch model"
+    extra = f"; {100 * drift:.2f} % vs the trained PyTorch model" if drift is not None else ""
+    if data.get("float_drift"):
+        floats = min(data["float_drift"]["layer_agreement"])
+        extra += f" ({100 * floats:.2f} % vs its weights on float neurons)"
+    run.emit(
+        "simulate",
+        f"spike agreement {100 * (agreement or 0):.2f} % vs {versus}{extra}, "
+        f"{1000 * (data.get('seconds_per_sample') or 0):.2f} ms/sample",
+    )
+    return verification_passed(data, cfg.agreement_threshold)
+
+
+def _chip_traffic(run: _Run, counts) -> None:
+    """report.json ``fit.partition``: layer -> chips, cores per chip and the simulated spikes
+    per sample crossing chip boundaries (:func:`neuroprune.fit.traffic.chip_traffic`)."""
+    from neuroprune.fit.traffic import chip_traffic
+
+    if run.fitted is None or not counts:
+        return
+    summary, packing = run.fitted
+    rates = [c.mean(axis=0) for c in counts]
+    run.report["fit"]["partition"] = chip_traffic(summary, packing, rates)
+    run.rundir.write_fit(run.report["fit"])
+
+
+CALIBRATION_SAMPLES = 8
+
+
+def calibrated_timeout(nir_path: Path, x, fixed: bool) -> float:
+    """Lava's time limit for ``len(x)`` samples, scaled from the measured cost of this network:
+    the numpy reference simulates ``CALIBRATION_SAMPLES`` samples first
+    (:func:`neuroprune.sim.lava_backend.scaled_timeout` turns that into seconds)."""
+    from neuroprune.sim import simulate
+    from neuroprune.sim.lava_backend import scaled_timeout
+
+    probe = simulate(nir_path, x=x[:CALIBRATION_SAMPLES], backend="reference", fixed_point=fixed)
+    return scaled_timeout(len(x), probe.as_dict()["seconds_per_sample"])
+
+
+def verification_passed(sim: Mapping[str, Any], threshold: float) -> bool:
+    """True when the simulation's gating agreement meets ``threshold``.
+
+    Fixed point compared only with the float model (reference backend) measures the drift of
+    the chip arithmetic, which is not expected to be exact: it is reported, not gated on.
+    """
+    if sim.get("mode") == "fixed" and sim.get("agreement_source") == "reference_model":
+        return True
+    agreement = sim.get("spike_agreement")
+    return agreement is None or agreement >= threshold
+
+
+def _bit_exact_check(backend: str, fixed: bool) -> str | None:
+    """Lava fixed point is checked against the numpy bit-exact emulation; the emulation itself
+    (reference backend) has no independent oracle, so it is compared with the model only."""
+    return "reference" if fixed and backend == "lava" else None
+
+
+def _fixed_by_default(profile: ChipProfile) -> bool:
+    """Bit-accurate simulation where Lava has a bit-accurate model of the chip (Loihi)."""
+    return profile.weights.format in ("loihi", "loihi2")

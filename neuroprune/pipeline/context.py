@@ -1,0 +1,180 @@
+"""State shared by the pipeline's stages: the run in progress (:class:`_Run`), its outcome and
+the training configuration each stage derives from the run configuration.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neuroprune.chip.schema import ChipProfile
+from neuroprune.core.errors import (
+    NeuropruneError,
+)
+from neuroprune.pipeline.config import RunConfig
+from neuroprune.pipeline.resume import changed_inputs, input_hash
+from neuroprune.run.rundir import MODEL_FILES, RunDir
+from neuroprune.train import distributed
+
+Progress = Callable[[Mapping[str, Any]], None]
+STRUCTURED_METHODS = ("sca", "sca+stds")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What ``neuroprune fit`` returns: the run directory, report.json's content, exit code,
+    and the error of a stage that failed after the run started (recorded in the report)."""
+
+    run_dir: Path
+    report: dict[str, Any]
+    exit_code: int
+    error: NeuropruneError | None = None
+
+
+@dataclass
+class _Run:
+    """Mutable state of one pipeline run (internal)."""
+
+    cfg: RunConfig
+    rundir: RunDir
+    profile: ChipProfile
+    progress: Progress
+    report: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, list] = field(default_factory=dict)
+    log_lines: list[str] = field(default_factory=list)
+    writes: bool = True  # False on torchrun ranks > 0: only rank 0 writes the run directory
+    fitted: tuple[Any, Any] | None = None  # (summary, packing) of the fit check, for traffic
+
+    @property
+    def run_dir(self) -> Path:
+        return self.rundir.path
+
+    def emit(self, stage: str, message: str | None = None, **event: Any) -> None:
+        if message is not None:
+            self.log_lines.append(f"{time.strftime('%H:%M:%S')} {stage}: {message}")
+            if self.writes:
+                self.rundir.write_log(self.log_lines)
+            event["message"] = message
+        self.progress({"stage": stage, **event})
+
+    def reusable(self, stage: str, inputs: Mapping[str, Any]):
+        """``(model, meta)`` of the stage's artifact when ``--resume`` may reuse it (made with
+        the same inputs), else None; a mismatch is logged naming the options that changed."""
+        found = self._matching(stage, inputs) if self.writes else None
+        if not distributed.from_main(found is not None):  # rank 0 decides for every rank
+            return None
+        return found or self.rundir.load_model(stage)
+
+    def _matching(self, stage: str, inputs: Mapping[str, Any]):
+        if not self.cfg.resume or not self.rundir.has_model(stage):
+            return None
+        model, meta = self.rundir.load_model(stage)
+        if meta.get("inputs_hash") == input_hash(inputs):
+            return model, meta
+        changed = ", ".join(changed_inputs(meta.get("inputs"), inputs))
+        self.emit(
+            stage,
+            f"--resume: rerunning, {MODEL_FILES[stage]} was made with other options: {changed}",
+        )
+        return None
+
+    def save_model(self, stage: str, model, inputs: Mapping[str, Any], **meta: Any) -> None:
+        if not self.writes:
+            return
+        self.rundir.save_model(
+            stage, model, {**meta, "inputs": dict(inputs), "inputs_hash": input_hash(inputs)}
+        )
+        self.report["stages"][stage] = {"inputs_hash": input_hash(inputs)}
+
+    def mark(self, name: str) -> None:
+        """Record that this run reused the run file ``name``."""
+        self.rundir.mark(name)
+
+
+def _noop(_: Mapping[str, Any]) -> None:
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# Helpers shared by commands
+
+
+def with_model_defaults(cfg: RunConfig) -> RunConfig:
+    """Fill ``epochs``, ``lr``, ``batch_size`` and ``timesteps`` left unset with the model's
+    measured defaults (``neuroprune.train.loop.DEFAULTS``; user models get the mlp's)."""
+    from neuroprune.train.loop import DEFAULTS
+
+    defaults = DEFAULTS.get(cfg.model, DEFAULTS["mlp"])
+    unset = {
+        k: defaults[k]
+        for k in ("epochs", "lr", "batch_size", "timesteps")
+        if getattr(cfg, k) is None and k in defaults
+    }
+    return cfg.replace(**unset) if unset else cfg
+
+
+def train_config(cfg: RunConfig, epochs: int):
+    """The :class:`TrainConfig` of a stage with ``epochs`` epochs."""
+    from neuroprune.train.loop import default_config
+
+    cfg = with_model_defaults(cfg)
+    return default_config(
+        cfg.model if cfg.model in ("mlp", "conv") else "mlp",
+        epochs=max(epochs, 1),
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        optimizer=cfg.optimizer,
+        timesteps=cfg.timesteps,
+        encoding=cfg.encoding,
+        seed=cfg.seed,
+        device=cfg.device,
+    )
+
+
+def _epoch_progress(run: _Run, stage: str) -> Progress:
+    """Adapt training events to the renderer's bar events."""
+
+    def forward(event: Mapping[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "train_begin":
+            total = event["epochs"] - event.get("start_epoch", 0)
+            run.progress({"stage": stage, "total": total})
+        elif kind == "epoch":
+            shown = {
+                k: event[k] for k in ("epoch", "loss", "test_accuracy", "sparsity") if k in event
+            }
+            run.progress({"stage": stage, "advance": 1, **shown})
+
+    return forward
+
+
+def _layer_rows(summary, shared: bool) -> list[dict[str, Any]]:
+    rows = []
+    for layer in summary.layers:
+        synapses, dense = layer.synapses(shared), layer.dense_positions(shared)
+        rows.append(
+            {
+                "layer": layer.name,
+                "kind": layer.kind,
+                "neurons": layer.neurons,
+                "synapses": synapses,
+                "dense": dense,
+                "sparsity": 1 - synapses / dense if dense else 0.0,
+                "max_fan_in": layer.max_fan_in,
+                "mean_fan_in": round(layer.mean_fan_in, 3),
+            }
+        )
+    return rows
+
+
+def _stage_record(summary, shared: bool, accuracy: float) -> dict[str, Any]:
+    return {
+        "accuracy": accuracy,
+        "synapses": summary.synapses(shared),
+        "neurons": summary.neurons,
+        "max_fan_in": summary.max_fan_in,
+        "layers": _layer_rows(summary, shared),
+    }

@@ -1,0 +1,78 @@
+"""Resume: each stage's inputs and their hash; a changed input reruns the stage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from neuroprune.chip.schema import ChipProfile
+from neuroprune.pipeline.config import RunConfig
+
+# ------------------------------------------------------------------------------------------
+# Resume: each stage's inputs
+
+DENSE_INPUTS = (
+    "model",
+    "hidden",
+    "neuron",
+    "dataset",
+    "data_dir",
+    "epochs",
+    "timesteps",
+    "encoding",
+    "event_binning",
+    "event_downsample",
+    "event_polarity",
+    "event_window",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "seed",
+    "nproc",
+    "from_nir",
+    "nir_dt",
+    "train_dense",
+)
+PRUNE_INPUTS = (
+    "chips",
+    "cores",
+    "budget",
+    "sparsity",
+    "method",
+    "scheduler",
+    "prune_epochs",
+    "finetune_epochs",
+)
+QUANT_INPUTS = ("quant_epochs",)
+
+
+def stage_inputs(cfg: RunConfig, profile: ChipProfile, stage: str) -> dict[str, Any]:
+    """The options (and chip profile hash) a stage's artifact depends on; a stage depends on
+    everything its earlier stages depend on."""
+    keys = DENSE_INPUTS
+    if stage in ("pruned", "quantized"):
+        keys += PRUNE_INPUTS
+    if stage == "quantized":
+        keys += QUANT_INPUTS
+    values = cfg.as_dict()
+    inputs = {key: values[key] for key in keys}
+    if stage != "dense":
+        inputs["chip"] = profile.id
+        inputs["profile_sha256"] = profile.sha256
+    return inputs
+
+
+def input_hash(inputs: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``inputs`` (16 hex digits)."""
+    text = json.dumps(inputs, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def changed_inputs(saved: Mapping[str, Any] | None, now: Mapping[str, Any]) -> list[str]:
+    """``["hidden (128 -> 32)", ...]``: options that differ between ``saved`` and ``now``."""
+    if not isinstance(saved, Mapping):
+        return ["(no record of the options it was made with)"]
+    keys = sorted(set(saved) | set(now))
+    return [f"{k} ({saved.get(k)!r} -> {now.get(k)!r})" for k in keys if saved.get(k) != now.get(k)]

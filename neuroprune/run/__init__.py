@@ -1,0 +1,1 @@
+"""Run directories (layer L5): the run's files, locks and saved models."""

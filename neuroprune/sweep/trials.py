@@ -1,0 +1,81 @@
+"""Trial bookkeeping: names, search spaces, and resume (finished trials of the same config)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from neuroprune.core.errors import NeuropruneError
+from neuroprune.pipeline.config import RunConfig
+from neuroprune.sweep.plan import SweepPlan, Trial, _value_label
+
+# --------------------------------------------------------------------------------------------
+# Finished trials (resume)
+
+
+def finished_report(trial: Trial) -> dict[str, Any] | None:
+    """The trial's report.json when its run finished with the same config, else None."""
+    path = trial.run_dir / "report.json"
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if report.get("fit") is None or not _same_config(report.get("config") or {}, trial.config):
+        return None
+    return report
+
+
+def _same_config(saved: Mapping[str, Any], config: RunConfig) -> bool:
+    """Every option the trial sets equals the saved run's (an unset option, None, took the
+    model's default, which the saved config records resolved)."""
+    ignore = {"resume", "nproc"}
+    wanted = config.as_dict()
+    return all(saved.get(k) == v for k, v in wanted.items() if k not in ignore and v is not None)
+
+
+def _value_space(plan: SweepPlan):
+    from ray import tune
+
+    if plan.value_key == "sparsity" and len(plan.values) > 1:
+        return tune.quniform(min(plan.values), max(plan.values), 0.001)
+    return tune.choice(list(plan.values))
+
+
+def _grid(values: list[Any]):
+    from ray import tune
+
+    return tune.grid_search(values)
+
+
+def space_config(space: Mapping[str, Any]) -> RunConfig:
+    if "trial" in space:
+        return _config_of(space["trial"])
+    base = dict(space["base"])
+    key = "sparsity" if "sparsity" in space else "budget"
+    value = round(float(space[key]), 3) if key == "sparsity" else int(space[key])
+    base.update(chip=space["chip"], method=space["method"], sparsity=None, budget=None)
+    base[key] = value
+    base["name"] = f"{Path(space['chip']).stem}-{space['method']}-{_value_label(key, value)}"
+    return _config_of(base)
+
+
+def _config_of(values: Mapping[str, Any]) -> RunConfig:
+    from neuroprune.pipeline.config import config_from_saved
+
+    known = {k: v for k, v in values.items() if k in RunConfig.model_fields}
+    return config_from_saved(known, where="sweep trial")
+
+
+def name_of(space: Mapping[str, Any] | None) -> str:
+    """The trial (run directory) name of a Tune config."""
+    space = space or {}
+    if "trial" in space:
+        return str(space["trial"].get("name"))
+    try:
+        return space_config(space).run_name
+    except (KeyError, TypeError, ValueError, NeuropruneError):
+        return "trial"

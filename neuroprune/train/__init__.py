@@ -1,0 +1,1 @@
+"""Training (layer L3): the training loop, checkpoints and distributed helpers."""
