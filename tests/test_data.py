@@ -9,8 +9,8 @@ import pickle
 import numpy as np
 import pytest
 
-from neuroprune.data import datasets as data
 from neuroprune.core.errors import DatasetError
+from neuroprune.data import datasets as data
 from neuroprune.data.dataset import Dataset
 from neuroprune.data.datasets import DATASETS, load_dataset, read_idx
 from neuroprune.data.encoding import encode

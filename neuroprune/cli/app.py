@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import signal
 import sys
 import traceback
+import warnings
 
 import click
+from rich.console import Console
 
 from neuroprune import __version__
 from neuroprune.core.errors import (
@@ -26,15 +29,13 @@ from neuroprune.core.errors import (
     EXIT_IO_ERROR,
     NeuropruneError,
 )
+from neuroprune.train.distributed import is_main
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _console(stderr: bool = False):
     """Rich console; 160 columns when not a terminal so piped tables are not truncated."""
-    import os
-
-    from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else int(os.environ.get("COLUMNS", 160))
@@ -48,13 +49,11 @@ def _err_console():
 def _torch_threads() -> None:
     """One torch thread by default (NEUROPRUNE_THREADS overrides): these small SNNs run as fast
     on one thread, and results then do not depend on the machine's core count."""
-    import os
-    import warnings
 
     warnings.filterwarnings(
         "ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning
     )
-    import torch
+    import torch  # deferred: imports torch
 
     torch.set_num_threads(int(os.environ.get("NEUROPRUNE_THREADS", "1")))
 
@@ -93,7 +92,6 @@ def handle_errors(fn):
 
 
 def _is_main_process() -> bool:
-    from neuroprune.train.distributed import is_main
 
     return is_main()
 

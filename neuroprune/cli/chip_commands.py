@@ -23,8 +23,8 @@ def profiles() -> None:
 @handle_errors
 def profiles_list(as_json: bool) -> None:
     """Table of the shipped chips: cores, neurons, synapses, weight bits, fan-in."""
-    from neuroprune.chip.profiles import list_profiles
-    from neuroprune.reports.render import profile_rows, profiles_table
+    from neuroprune.chip.profiles import list_profiles  # deferred: imports yaml
+    from neuroprune.reports.render import profile_rows, profiles_table  # deferred: imports scipy
 
     rows = profile_rows(list_profiles())
     if as_json:
@@ -38,8 +38,8 @@ def profiles_list(as_json: bool) -> None:
 @handle_errors
 def profiles_show(chip: str) -> None:
     """Every field of one profile with its unit, status and source."""
-    from neuroprune.chip.profiles import load_profile
-    from neuroprune.reports.render import profile_detail
+    from neuroprune.chip.profiles import load_profile  # deferred: imports yaml
+    from neuroprune.reports.render import profile_detail  # deferred: imports scipy
 
     _console().print(profile_detail(load_profile(chip)))
 
@@ -49,7 +49,7 @@ def profiles_show(chip: str) -> None:
 @handle_errors
 def profiles_validate(file: str) -> None:
     """Validate a profile YAML file; every problem is listed with its dotted path."""
-    from neuroprune.chip.profiles import load_profile
+    from neuroprune.chip.profiles import load_profile  # deferred: imports yaml
 
     profile = load_profile(file)
     click.echo(f"{file}: valid profile '{profile.id}' ({profile.name})")
@@ -87,8 +87,8 @@ def check(
     Exit 0 when it fits, 1 when it does not.
     """
     _torch_threads()
-    from neuroprune.pipeline.check import check_dense
-    from neuroprune.reports.render import fit_text
+    from neuroprune.pipeline.check import check_dense  # deferred: imports yaml
+    from neuroprune.reports.render import fit_text  # deferred: imports scipy
 
     report = check_dense(
         chip,

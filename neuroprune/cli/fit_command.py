@@ -8,6 +8,7 @@ import sys
 import click
 
 from neuroprune.cli.app import CONTEXT, _console, _err_console, _torch_threads, handle_errors, main
+from neuroprune.train import distributed
 
 # ------------------------------------------------------------------------------------------
 # fit
@@ -113,15 +114,14 @@ def fit(config_file, as_json, **options) -> None:
     the simulator failed (report.json is still written), 4 on a file-system fault.
     `--nproc N` trains in N processes (same as `torchrun --nproc-per-node N -m neuroprune fit`).
     """
-    from neuroprune.pipeline.config import resolve_config
-    from neuroprune.train import distributed
+    from neuroprune.pipeline.config import resolve_config  # deferred: imports yaml
 
     cfg = resolve_config(config_file, options)  # bad input is answered before any launch
     if cfg.nproc > 1 and not distributed.launched_by_torchrun():
         sys.exit(distributed.launch(cfg.nproc, sys.argv[1:]))
     _torch_threads()
-    from neuroprune.pipeline.run import run_fit
-    from neuroprune.reports.render import ProgressRenderer, summary_text
+    from neuroprune.pipeline.run import run_fit  # deferred: imports yaml
+    from neuroprune.reports.render import ProgressRenderer, summary_text  # deferred: imports scipy
 
     console = _err_console() if as_json else _console()
     quiet = as_json or not distributed.is_main()  # under torchrun only rank 0 prints

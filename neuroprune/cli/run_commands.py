@@ -21,8 +21,8 @@ from neuroprune.cli.app import CONTEXT, _console, _torch_threads, handle_errors,
 def quantize(run_dir: str, chip: str | None) -> None:
     """Quantize a saved run's pruned model (pruned.pt) to the chip's formats."""
     _torch_threads()
-    from neuroprune.pipeline.commands import quantize_run
-    from neuroprune.reports.render import quantize_text
+    from neuroprune.pipeline.commands import quantize_run  # deferred: imports yaml
+    from neuroprune.reports.render import quantize_text  # deferred: imports scipy
 
     _console().print(quantize_text(quantize_run(Path(run_dir), chip=chip)))
 
@@ -38,7 +38,7 @@ def quantize(run_dir: str, chip: str | None) -> None:
 def export(run_dir: str, fmt: str, out_file: str | None, dt: float | None) -> None:
     """Export a run's final model to NIR or ONNX."""
     _torch_threads()
-    from neuroprune.pipeline.commands import export_run
+    from neuroprune.pipeline.commands import export_run  # deferred: imports yaml
 
     path = export_run(Path(run_dir), fmt, Path(out_file) if out_file else None, dt=dt)
     click.echo(f"wrote {path}")
@@ -78,9 +78,9 @@ def simulate(
 ) -> None:
     """Simulate RUN_DIR (its model.nir) or a FILE.nir and compare with the PyTorch model."""
     _torch_threads()
-    from neuroprune.pipeline.chip_stages import verification_passed
-    from neuroprune.pipeline.commands import simulate_target
-    from neuroprune.reports.render import simulation_text
+    from neuroprune.pipeline.chip_stages import verification_passed  # deferred: imports yaml
+    from neuroprune.pipeline.commands import simulate_target  # deferred: imports yaml
+    from neuroprune.reports.render import simulation_text  # deferred: imports scipy
 
     result = simulate_target(
         Path(target),
@@ -105,7 +105,7 @@ def simulate(
 @handle_errors
 def report(run_dir: str) -> None:
     """Print a run's report (report.json) as tables."""
-    from neuroprune.pipeline.commands import load_report
-    from neuroprune.reports.render import summary_text
+    from neuroprune.pipeline.commands import load_report  # deferred: imports yaml
+    from neuroprune.reports.render import summary_text  # deferred: imports scipy
 
     _console().print(summary_text(load_report(Path(run_dir)), Path(run_dir)))

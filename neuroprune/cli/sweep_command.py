@@ -86,9 +86,9 @@ def sweep(
     Example: neuroprune sweep --chips loihi,truenorth --methods stds,gradr,gmp
     --sparsities 0.8,0.9,0.95. Every value is checked before the first trial starts.
     """
-    from neuroprune.pipeline.config import resolve_config
-    from neuroprune.sweep.plan import plan_sweep
-    from neuroprune.sweep.run import run_sweep
+    from neuroprune.pipeline.config import resolve_config  # deferred: imports yaml
+    from neuroprune.sweep.plan import plan_sweep  # deferred: imports yaml
+    from neuroprune.sweep.run import run_sweep  # deferred: imports yaml
 
     base = resolve_config(config_file, fit)
     plan = plan_sweep(
@@ -106,7 +106,7 @@ def sweep(
         resume=resume,
     )
     _torch_threads()
-    from neuroprune.reports.render import ProgressRenderer, sweep_table
+    from neuroprune.reports.render import ProgressRenderer, sweep_table  # deferred: imports scipy
 
     console = _err_console() if as_json else _console()
     with ProgressRenderer(console, quiet=as_json) as progress:

@@ -158,8 +158,8 @@ def is_event_dataset(name: str) -> bool:
 
 def _load_digits(data_dir: str | Path | None = None) -> Dataset:
     """scikit-learn's bundled 8x8 digits, pixel/16, fixed stratified 80/20 split."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from sklearn.datasets import load_digits  # deferred: imports sklearn
+    from sklearn.model_selection import train_test_split  # deferred: imports sklearn
 
     bunch = load_digits()
     x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]

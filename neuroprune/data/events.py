@@ -43,8 +43,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.recfunctions import unstructured_to_structured
 
 from neuroprune.core.errors import ConfigError, DatasetError
+from neuroprune.data.dataset import Dataset
 from neuroprune.data.files import malformed_file, require_data_dir
 
 BINNINGS = ("time", "count")
@@ -167,8 +169,8 @@ def _nmnist_split(root: Path, train: bool) -> list[tuple[Path, int]]:
 
 def _nmnist_read(path: Path) -> np.ndarray:
     """N-MNIST 40-bit events via Tonic: 5 bytes each (x, y, p<<7 | t[22:16], t[15:8], t[7:0])."""
-    from tonic.datasets.nmnist import NMNIST
-    from tonic.io import read_mnist_file
+    from tonic.datasets.nmnist import NMNIST  # deferred: imports tonic
+    from tonic.io import read_mnist_file  # deferred: imports tonic
 
     size = path.stat().st_size
     if size % 5:
@@ -195,8 +197,7 @@ def _gesture_split(root: Path, train: bool) -> list[tuple[Path, int]]:
 
 def _gesture_read(path: Path) -> np.ndarray:
     """Tonic's DVSGesture reading: ``[events, 4]`` (x, y, p, t in ms) -> structured, t in us."""
-    from numpy.lib.recfunctions import unstructured_to_structured
-    from tonic.datasets.dvsgesture import DVSGesture
+    from tonic.datasets.dvsgesture import DVSGesture  # deferred: imports tonic
 
     try:
         raw = np.load(path, allow_pickle=False)
@@ -228,7 +229,7 @@ def _shd_split(root: Path, train: bool) -> list[tuple[tuple[Path, int], int]]:
 
 
 def _shd_labels(path: Path) -> np.ndarray:
-    import h5py
+    import h5py  # deferred: imports h5py
 
     try:
         with h5py.File(path, "r") as handle:
@@ -249,9 +250,9 @@ def _shd_labels(path: Path) -> np.ndarray:
 
 def _shd_read(item: tuple[Path, int]) -> np.ndarray:
     """Tonic's SHD reading: times (s) -> us, units -> x, an artificial polarity of 1."""
-    import h5py
-    from tonic.datasets.hsd import SHD
-    from tonic.io import make_structured_array
+    import h5py  # deferred: imports h5py
+    from tonic.datasets.hsd import SHD  # deferred: imports tonic
+    from tonic.io import make_structured_array  # deferred: imports tonic
 
     path, index = item
     with h5py.File(path, "r") as handle:
@@ -323,7 +324,6 @@ def load_event_dataset(name: str, data_dir: str | Path | None, options: EventOpt
     Raises :class:`DatasetError` naming every expected file when the folder is missing or
     incomplete, or naming the file when one is malformed.
     """
-    from neuroprune.data.dataset import Dataset
 
     fmt = FORMATS[name]
     root = _find_root(fmt, data_dir)
@@ -391,7 +391,7 @@ def frame_shape(sensor: tuple[int, int, int], options: EventOptions) -> tuple[in
 
 def make_transform(sensor: tuple[int, int, int], options: EventOptions):
     """``events -> uint8 [T, C, H, W]`` binary frames, built from Tonic's transforms."""
-    from tonic import transforms as tt
+    from tonic import transforms as tt  # deferred: imports tonic
 
     steps: list = [_sort_by_time]
     if options.window_ms is not None:
@@ -431,7 +431,7 @@ class _WindowFromFirstEvent:
     stop_ms: float
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
-        from tonic.transforms import CropTime
+        from tonic.transforms import CropTime  # deferred: imports tonic
 
         if events.size == 0:
             return events

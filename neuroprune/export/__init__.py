@@ -23,7 +23,7 @@ from neuroprune.core.errors import ConfigError, did_you_mean
 from neuroprune.export.nir_export import build_nir_graph, export_nir
 from neuroprune.graph.files import graph_metadata, node_metadata, read_graph
 from neuroprune.graph.read import read_network
-from neuroprune.graph.stages import NIR_DT
+from neuroprune.graph.stages import NIR_DT, count_nonzero
 
 from ..models.nir_model import ImportedModel, import_nir
 from .onnx_export import (
@@ -94,7 +94,6 @@ EXPORTERS: dict[str, ExportFormat] = {
 def count_nir_nonzero(path: str | os.PathLike) -> int:
     """Nonzero weights over all synaptic nodes of a NIR file (kernel entries, not unrolled;
     biases are not synapses)."""
-    from neuroprune.graph.stages import count_nonzero
 
     return count_nonzero(read_network(path))
 

@@ -5,6 +5,7 @@ one-line errors for files neuroprune cannot read.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 from pathlib import Path
@@ -22,7 +23,7 @@ from neuroprune.graph.stages import MAPPABLE_TYPES, NODES_KEY, REEXPORT, SUPPORT
 def read_graph(path: str | os.PathLike):
     """``nir.read`` with one-line errors: missing/corrupt file -> :class:`ArtifactError`; a node
     type neuroprune cannot map -> :class:`UnsupportedError` naming the node and its type."""
-    import nir
+    import nir  # deferred: imports nir
 
     path = Path(path)
     for name, kind in _node_types(path).items():
@@ -39,9 +40,9 @@ def read_graph(path: str | os.PathLike):
 def _read_newer_file(path: Path):
     """Read a file written by a newer nir: drop the fields the installed nir's node classes
     lack, after checking that dropping them changes nothing (``v_reset`` must be 0)."""
-    import h5py
-    import nir
-    from nir.serialization import hdf2dict
+    import h5py  # deferred: imports h5py
+    import nir  # deferred: imports nir
+    from nir.serialization import hdf2dict  # deferred: imports nir
 
     try:
         with h5py.File(path, "r") as f:
@@ -56,7 +57,7 @@ def _read_newer_file(path: Path):
 
 
 def _drop_unknown_fields(name: str, node: dict[str, Any], where: str) -> None:
-    import nir
+    import nir  # deferred: imports nir
 
     kind = _text(node["type"])
     known = {f.name for f in dataclasses.fields(getattr(nir, kind))} | {"type", "shape"}
@@ -68,7 +69,6 @@ def _drop_unknown_fields(name: str, node: dict[str, Any], where: str) -> None:
 
 def _no_type_check(func) -> dict[str, bool]:
     """``type_check=False`` where nir has it (1.0.8; shapes are checked here, one line each)."""
-    import inspect
 
     return {"type_check": False} if "type_check" in inspect.signature(func).parameters else {}
 
@@ -85,7 +85,7 @@ def unsupported_node(where: str, name: str, kind: str, why: str = "") -> Unsuppo
 
 
 def _node_types(path: Path) -> dict[str, str]:
-    import h5py
+    import h5py  # deferred: imports h5py
 
     if not path.is_file():
         raise ArtifactError(

@@ -72,7 +72,7 @@ def _neuron_fields(node) -> tuple[str, ...]:
 def _cuba_as_lif(name, node, dt, where):
     """A CubaLIF whose synapse has ``tau_syn == dt`` passes ``w_in S`` on at once (forward
     Euler: ``I <- I + (dt/tau_syn)(w_in S - I) = w_in S``), so it is a LIF with ``r w_in``."""
-    import nir
+    import nir  # deferred: imports nir
 
     tau_syn = np.asarray(node.tau_syn, np.float64)
     if not np.allclose(tau_syn, dt, rtol=1e-6):

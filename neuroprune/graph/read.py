@@ -314,7 +314,7 @@ def _dense_stage(name, node, shape, node_meta, where) -> SynapseStage:
 
 
 def _conv_stage(name, node, shape, node_meta, where) -> SynapseStage:
-    from neuroprune.core.summary import conv_output_size
+    from neuroprune.core.summary import conv_output_size  # deferred: imports scipy
 
     weight = np.asarray(node.weight, dtype=np.float32)
     if weight.ndim != 4 or len(shape) != 3 or shape[0] != weight.shape[1]:

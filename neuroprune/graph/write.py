@@ -46,7 +46,7 @@ def build_graph(
     input; default a chain). Each becomes one edge, so a residual ADD is several edges into
     one node, which NIR sums. The last stage feeds the Output.
     """
-    import nir
+    import nir  # deferred: imports nir
 
     dt = check_dt(dt)
     shape = tuple(int(s) for s in input_shape)
@@ -125,7 +125,7 @@ def _node(stage: Stage, dt: float):
 
 def pool_node(stage: PoolStage):
     """NIR ``SumPool2d`` or ``AvgPool2d``: kernel = stride = ``k``, padding 0."""
-    import nir
+    import nir  # deferred: imports nir
 
     kind = nir.SumPool2d if stage.kind == "sum" else nir.AvgPool2d
     k = np.array([stage.kernel, stage.kernel])
@@ -134,7 +134,7 @@ def pool_node(stage: PoolStage):
 
 def flatten_node(stage: FlattenStage):
     """NIR Flatten over the whole sample (NIR shapes exclude the batch: ``start_dim=0``)."""
-    import nir
+    import nir  # deferred: imports nir
 
     shape = np.asarray(stage.in_shape)
     return nir.Flatten(input_type={"input": shape}, start_dim=0, end_dim=-1)
@@ -142,7 +142,7 @@ def flatten_node(stage: FlattenStage):
 
 def synapse_node(stage: SynapseStage):
     """``Affine`` (zero bias when none) or ``Conv2d`` with the float32 weights bit for bit."""
-    import nir
+    import nir  # deferred: imports nir
 
     out = stage.weight.shape[0]
     bias = stage.bias if stage.bias is not None else np.zeros(out, np.float32)
@@ -164,7 +164,7 @@ def neuron_node(stage: NeuronStage, dt: float = NIR_DT):
 
     ``v_reset`` is not written: nir 1.0.8 defaults it to 0, and nir 1.0.4 (Sinabs' pin) cannot
     read a file that has it. Graph metadata ``reset: "hard_zero"`` states the reset."""
-    import nir
+    import nir  # deferred: imports nir
 
     full = np.ones(stage.shape, dtype=np.float64)
     v_th = full * threshold_in_file(stage.v_threshold, stage.strict)
@@ -207,7 +207,7 @@ def neuron_metadata(stage: NeuronStage) -> dict[str, Any]:
 
 def write_graph(graph, path: str | os.PathLike) -> Path:
     """``nir.write`` to ``path`` atomically (temporary file, then rename)."""
-    import nir
+    import nir  # deferred: imports nir
 
     path = Path(path)
     with atomic_path(path) as tmp:

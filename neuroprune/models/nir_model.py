@@ -42,6 +42,7 @@ from neuroprune.graph.stages import (
     Stage,
     SynapseStage,
 )
+from neuroprune.models.walker import parse_blocks
 
 from . import neurons
 from .graph_net import GraphNet
@@ -77,7 +78,6 @@ def load_nir_model(
 ) -> ImportedModel:
     """A NIR file (neuroprune's or another tool's) as a model for a dataset of samples shaped
     ``input_shape`` with ``num_classes`` classes; checks both and the model convention."""
-    from neuroprune.models.walker import parse_blocks
 
     network = with_decay_input(read_network(path, dt=dt))
     _require_plain_chain(network, str(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from neuroprune.chip.profiles import load_profile
+from neuroprune.data.datasets import dataset_shape
 from neuroprune.pipeline.config import parse_hidden
 from neuroprune.pipeline.preflight import check_model_size
 
@@ -27,16 +28,19 @@ def check_dense(
 ):
     """Fit report of the untrained dense network (every synapse present), or of the network in
     the NIR file ``from_nir`` (with its weights: zeros there are not synapses)."""
-    from neuroprune.data.datasets import dataset_shape
-    from neuroprune.fit.rules import check_fit
+    from neuroprune.fit.rules import check_fit  # deferred: imports scipy
 
     profile = load_profile(chip)
     shape, classes = dataset_shape(dataset, data_dir)
-    from neuroprune.models import summarize
-    from neuroprune.models.zoo import build_model  # torch only once the inputs are valid
+    from neuroprune.models import summarize  # deferred: imports scipy, spikingjelly, torch
+    from neuroprune.models.zoo import (
+        build_model,  # deferred: imports scipy, spikingjelly, torch; torch only once the inputs are valid
+    )
 
     if from_nir:
-        from neuroprune.models.nir_model import load_nir_model
+        from neuroprune.models.nir_model import (
+            load_nir_model,  # deferred: imports scipy, spikingjelly, torch
+        )
 
         net = load_nir_model(from_nir, input_shape=shape, num_classes=classes, dt=nir_dt).model
         model = Path(from_nir).stem

@@ -6,13 +6,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from neuroprune import sim as simulators  # a lazy face: Lava and torch load on first use
 from neuroprune.chip.schema import ChipProfile
+from neuroprune.data.encoding import simulation_input
 from neuroprune.pipeline.context import _Run
 
 
 def _stage_fit(run: _Run, model, dataset):
-    from neuroprune.fit.rules import check_fit
-    from neuroprune.models import summarize
+    from neuroprune.fit.rules import check_fit  # deferred: imports scipy
+    from neuroprune.models import summarize  # deferred: imports scipy, spikingjelly, torch
 
     summary = summarize(model, dataset.input_shape, run.cfg.timesteps)
     report = check_fit(summary, run.profile, chips=run.cfg.chips, cores=run.cfg.cores)
@@ -26,7 +28,10 @@ def _stage_fit(run: _Run, model, dataset):
 
 
 def _stage_export(run: _Run, model, dataset) -> None:
-    from neuroprune.export import export_nir, export_onnx
+    from neuroprune.export import (  # deferred: imports scipy, spikingjelly, torch
+        export_nir,
+        export_onnx,
+    )
 
     cfg = run.cfg
     nir_path = export_nir(
@@ -56,8 +61,6 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
     if cfg.backend == "none":
         run.report["stages_not_run"].append("simulation (--backend none)")
         return True
-    from neuroprune.data.encoding import simulation_input
-    from neuroprune.sim import simulate
 
     fixed = cfg.fixed_point if cfg.fixed_point is not None else _fixed_by_default(run.profile)
     samples = cfg.samples or len(dataset.x_test)
@@ -77,9 +80,9 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
     # Fixed point gates on the bit-exact integer emulation (must be 100 %) and reports the
     # agreement of the trained quantized model (chip arithmetic where the profile declares it)
     # and the float-to-chip drift; floating point gates on the PyTorch model itself.
-    from neuroprune.models.neurons import float_twin
+    from neuroprune.models.neurons import float_twin  # deferred: imports spikingjelly, torch
 
-    result = simulate(
+    result = simulators.simulate(
         run.rundir.model_file("nir"),
         x=x,
         y=y,
@@ -113,7 +116,7 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
 def _chip_traffic(run: _Run, counts) -> None:
     """report.json ``fit.partition``: layer -> chips, cores per chip and the simulated spikes
     per sample crossing chip boundaries (:func:`neuroprune.fit.traffic.chip_traffic`)."""
-    from neuroprune.fit.traffic import chip_traffic
+    from neuroprune.fit.traffic import chip_traffic  # deferred: imports scipy
 
     if run.fitted is None or not counts:
         return
@@ -130,10 +133,11 @@ def calibrated_timeout(nir_path: Path, x, fixed: bool) -> float:
     """Lava's time limit for ``len(x)`` samples, scaled from the measured cost of this network:
     the numpy reference simulates ``CALIBRATION_SAMPLES`` samples first
     (:func:`neuroprune.sim.lava_backend.scaled_timeout` turns that into seconds)."""
-    from neuroprune.sim import simulate
-    from neuroprune.sim.lava_backend import scaled_timeout
+    from neuroprune.sim.lava_backend import scaled_timeout  # deferred: imports scipy
 
-    probe = simulate(nir_path, x=x[:CALIBRATION_SAMPLES], backend="reference", fixed_point=fixed)
+    probe = simulators.simulate(
+        nir_path, x=x[:CALIBRATION_SAMPLES], backend="reference", fixed_point=fixed
+    )
     return scaled_timeout(len(x), probe.as_dict()["seconds_per_sample"])
 
 

@@ -6,10 +6,15 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from neuroprune import quantize  # a lazy face: torch loads on first use
+from neuroprune import sim as simulators  # a lazy face: Lava and torch load on first use
 from neuroprune.chip.profiles import load_profile
 from neuroprune.core.errors import (
     ArtifactError,
 )
+from neuroprune.data.datasets import is_event_dataset, load_dataset
+from neuroprune.data.encoding import simulation_input
+from neuroprune.data.events import EventOptions
 from neuroprune.pipeline.chip_stages import _bit_exact_check, _fixed_by_default
 from neuroprune.pipeline.config import RunConfig, config_from_saved, event_options
 from neuroprune.pipeline.context import Progress, train_config, with_model_defaults
@@ -35,8 +40,10 @@ def saved_config(rundir: RunDir) -> RunConfig:
 def export_run(run_dir: Path, fmt: str, out: Path | None, dt: float | None = None) -> Path:
     """Export the run's final model (quantized, else pruned, else dense) to NIR or ONNX;
     ``dt`` is the NIR file's seconds per step (default 2**-10)."""
-    from neuroprune.data.datasets import load_dataset
-    from neuroprune.export import export_nir, export_onnx
+    from neuroprune.export import (  # deferred: imports scipy, spikingjelly, torch
+        export_nir,
+        export_onnx,
+    )
 
     rundir = RunDir(run_dir)
     cfg = saved_config(rundir)
@@ -69,8 +76,6 @@ def quantize_run(
     """``neuroprune quantize RUN_DIR``: quantize the run's pruned.pt for ``chip`` (default: the
     run's profile.yaml) with the run's own dataset and training options (config.yaml), and write
     quantized.pt. ``finetune_epochs`` overrides the run's ``quant_epochs``."""
-    from neuroprune.data.datasets import load_dataset
-    from neuroprune.quantize import quantize_model
 
     rundir = RunDir(run_dir)
     cfg = saved_config(rundir)
@@ -85,7 +90,7 @@ def quantize_run(
     epochs = cfg.quant_epochs if finetune_epochs is None else int(finetune_epochs)
     with rundir.lock():
         model, _ = rundir.load_model("pruned")
-        result = quantize_model(
+        result = quantize.quantize_model(
             model,
             profile,
             dataset,
@@ -114,9 +119,6 @@ def simulate_target(
     timeout=None,
 ):
     """Simulate a run directory's model.nir or a .nir file on the dataset's test split."""
-    from neuroprune.data.datasets import is_event_dataset, load_dataset
-    from neuroprune.data.encoding import simulation_input
-    from neuroprune.sim import simulate
 
     target = Path(target)
     reference, events = None, None
@@ -143,7 +145,7 @@ def simulate_target(
     n = min(samples or len(data.x_test), len(data.x_test))
     if fixed_point is None:
         fixed_point = bool(profile and _fixed_by_default(profile))
-    return simulate(
+    return simulators.simulate(
         nir_path,
         x=simulation_input(data, n),
         y=data.y_test[:n],
@@ -158,7 +160,5 @@ def simulate_target(
 
 def _graph_event_options(nir_path: Path):
     """Event binning for a bare ``.nir`` file: T frames, T = the graph's ``timesteps``."""
-    from neuroprune.data.events import EventOptions
-    from neuroprune.sim import read_deployment
 
-    return EventOptions(timesteps=read_deployment(nir_path).timesteps or 8)
+    return EventOptions(timesteps=simulators.read_deployment(nir_path).timesteps or 8)

@@ -33,6 +33,7 @@ from neuroprune.core.errors import ConfigError, did_you_mean
 from neuroprune.data.datasets import canonical_name, is_event_dataset
 from neuroprune.data.encoding import ENCODINGS, EVENTS, IMAGE_ENCODINGS
 from neuroprune.data.events import BINNINGS, POLARITIES, EventOptions, parse_window
+from neuroprune.run.rundir import check_run_name
 
 METHOD_NAMES = ("stds", "slats", "lats", "pgh", "gradr", "gmp", "magnitude", "sca", "sca+stds")
 BACKENDS = ("lava", "reference", "none")
@@ -138,7 +139,6 @@ class RunConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, value: str | None) -> str | None:
-        from neuroprune.run.rundir import check_run_name
 
         return None if value is None else check_run_name(value)
 

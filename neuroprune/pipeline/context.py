@@ -105,7 +105,7 @@ def _noop(_: Mapping[str, Any]) -> None:
 def with_model_defaults(cfg: RunConfig) -> RunConfig:
     """Fill ``epochs``, ``lr``, ``batch_size`` and ``timesteps`` left unset with the model's
     measured defaults (``neuroprune.train.loop.DEFAULTS``; user models get the mlp's)."""
-    from neuroprune.train.loop import DEFAULTS
+    from neuroprune.train.loop import DEFAULTS  # deferred: imports spikingjelly, torch
 
     defaults = DEFAULTS.get(cfg.model, DEFAULTS["mlp"])
     unset = {
@@ -118,7 +118,7 @@ def with_model_defaults(cfg: RunConfig) -> RunConfig:
 
 def train_config(cfg: RunConfig, epochs: int):
     """The :class:`TrainConfig` of a stage with ``epochs`` epochs."""
-    from neuroprune.train.loop import default_config
+    from neuroprune.train.loop import default_config  # deferred: imports spikingjelly, torch
 
     cfg = with_model_defaults(cfg)
     return default_config(

@@ -12,6 +12,7 @@ from neuroprune.core.errors import (
     ConfigError,
     UnsupportedError,
 )
+from neuroprune.data.datasets import load_dataset
 from neuroprune.pipeline.config import RunConfig, event_options
 from neuroprune.pipeline.context import STRUCTURED_METHODS, with_model_defaults
 
@@ -32,14 +33,15 @@ class _Plan:
 def _preflight(cfg: RunConfig) -> _Plan:
     """Validate every input (profile, data, model, options against the registries, device,
     budget) and build the dense model; nothing is written."""
-    from neuroprune.data.datasets import load_dataset
 
     profile = load_profile(cfg.chip)
     dataset = load_dataset(cfg.dataset, cfg.data_dir, event_options(cfg))
     check_model_size(cfg.model, cfg.hidden, dataset.input_shape, dataset.num_classes)
-    import torch
+    import torch  # deferred: imports torch
 
-    from neuroprune.models import summarize  # torch only once the inputs are valid
+    from neuroprune.models import (
+        summarize,  # deferred: imports scipy, spikingjelly, torch; torch only once the inputs are valid
+    )
 
     _check_method(cfg)
     _check_device(cfg.device, torch)
@@ -67,7 +69,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
 
 def configured_model(cfg: RunConfig, input_shape, num_classes: int):
     """The dense model a run config names (``model``, ``hidden``, ``neuron``, ``seed``)."""
-    from neuroprune.models.zoo import build_model
+    from neuroprune.models.zoo import build_model  # deferred: imports scipy, spikingjelly, torch
 
     return build_model(
         cfg.model, input_shape, num_classes, hidden=cfg.hidden, neuron=cfg.neuron, seed=cfg.seed
@@ -78,8 +80,8 @@ def configured_budget(cfg: RunConfig, profile: ChipProfile, summary):
     """The synapse budget a run config asks of ``profile`` for the network ``summary``
     (``chips``, ``cores``, ``budget``, ``sparsity``; :func:`neuroprune.fit.budget.derive_budget`).
     Raises the budget's one-line errors when no budget can make the network fit."""
-    from neuroprune.fit.allocation import allocation_capacity
-    from neuroprune.fit.budget import derive_budget
+    from neuroprune.fit.allocation import allocation_capacity  # deferred: imports scipy
+    from neuroprune.fit.budget import derive_budget  # deferred: imports scipy
 
     capacity = allocation_capacity(summary, profile, chips=cfg.chips, cores=cfg.cores)
     return derive_budget(
@@ -116,7 +118,9 @@ def _check_method(cfg: RunConfig) -> None:
     """The method and scheduler exist in the registries and go together."""
     if cfg.method in STRUCTURED_METHODS:
         return
-    from neuroprune.pruning.registry import method_class
+    from neuroprune.pruning.registry import (
+        method_class,  # deferred: imports scipy, spikingjelly, torch
+    )
 
     cls = method_class(cfg.method)
     if cfg.scheduler is not None and getattr(cls, "default_scheduler", None) is None:
@@ -142,7 +146,9 @@ def _check_device(device: str, torch) -> None:
 
 def _nir_model(path, dataset, dt):
     """``--from FILE.nir``: the graph as a SpikingJelly model for ``dataset``."""
-    from neuroprune.models.nir_model import load_nir_model
+    from neuroprune.models.nir_model import (
+        load_nir_model,  # deferred: imports scipy, spikingjelly, torch
+    )
 
     return load_nir_model(
         path, input_shape=dataset.input_shape, num_classes=dataset.num_classes, dt=dt

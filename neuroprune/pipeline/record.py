@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from neuroprune.pipeline.context import _Run
+from neuroprune.reports.markdown import report_markdown
+from neuroprune.reports.plots import (
+    chip_partition,
+    core_usage,
+    layer_sparsity,
+    spike_rates,
+    training_curves,
+)
 from neuroprune.run.rundir import RunRecord
 
 
 def _finish_report(run: _Run) -> None:
-    from neuroprune.reports.markdown import report_markdown
-    from neuroprune.reports.plots import (
-        chip_partition,
-        core_usage,
-        layer_sparsity,
-        spike_rates,
-        training_curves,
-    )
 
     plots = run.rundir.plots
     files = [training_curves(run.history, plots / "training.png")]

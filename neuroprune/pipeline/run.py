@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def _run_worker_rank(run: _Run, plan: _Plan) -> RunOutcome:
 
 
 def _is_chain(model) -> bool:
-    import torch
+    import torch  # deferred: imports torch
 
     return isinstance(model, torch.nn.Sequential)
 
@@ -108,7 +109,6 @@ def _prepare_run_dir(rundir: RunDir, cfg: RunConfig, profile: ChipProfile) -> No
 
 
 def _provenance(profile: ChipProfile) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
     for pkg in ("torch", "spikingjelly", "lava-nc", "nir", "numpy", "onnx"):

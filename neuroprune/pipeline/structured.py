@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from neuroprune.fit.budget import Budget, per_layer_minimums
+from neuroprune.fit.rules import check_fit
 from neuroprune.models.sew import summarize_model
 from neuroprune.pipeline.prune_loop import PruneResult, prune_to_budget
 from neuroprune.pruning.channel_surgery import remove_channels
@@ -218,7 +219,6 @@ class _Snapshot:
 
 
 def _snapshot(model, dataset, config: TrainConfig, profile, sharing: bool) -> _Snapshot:
-    from neuroprune.fit.rules import check_fit
 
     input_shape = tuple(dataset.input_shape)
     summary = summarize_model(model, input_shape, config.timesteps)

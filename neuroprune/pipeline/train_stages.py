@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from neuroprune import quantize  # a lazy face: torch loads on first use
 from neuroprune.pipeline.context import (
     STRUCTURED_METHODS,
     _epoch_progress,
@@ -17,9 +18,11 @@ from neuroprune.train import distributed
 
 
 def _stage_dense(run: _Run, model, dataset):
-    from neuroprune.models import summarize
-    from neuroprune.train.checkpoint import CheckpointCallback
-    from neuroprune.train.loop import evaluate, train
+    from neuroprune.models import summarize  # deferred: imports scipy, spikingjelly, torch
+    from neuroprune.train.checkpoint import (
+        CheckpointCallback,  # deferred: imports spikingjelly, torch
+    )
+    from neuroprune.train.loop import evaluate, train  # deferred: imports spikingjelly, torch
 
     cfg = run.cfg
     shared = run.profile.conv_weight_sharing
@@ -69,7 +72,7 @@ def _stage_dense(run: _Run, model, dataset):
 def _dense_checkpoint(run: _Run, model, inputs) -> tuple[int, Any, list]:
     """``(start_epoch, optimizer_state, history)`` from dense.ckpt when ``--resume`` may use it
     (same dense inputs); ``(0, None, [])`` otherwise."""
-    from neuroprune.train.checkpoint import load_checkpoint
+    from neuroprune.train.checkpoint import load_checkpoint  # deferred: imports spikingjelly, torch
 
     path = run.rundir.checkpoint_path
     usable = run.cfg.resume and path.is_file()
@@ -86,8 +89,8 @@ def _dense_checkpoint(run: _Run, model, inputs) -> tuple[int, Any, list]:
 
 
 def _stage_prune(run: _Run, model, dataset, budget):
-    from neuroprune.models import summarize
-    from neuroprune.train.loop import evaluate
+    from neuroprune.models import summarize  # deferred: imports scipy, spikingjelly, torch
+    from neuroprune.train.loop import evaluate  # deferred: imports spikingjelly, torch
 
     cfg = run.cfg
     shared = run.profile.conv_weight_sharing
@@ -127,7 +130,9 @@ def _stage_prune(run: _Run, model, dataset, budget):
 def _prune(run: _Run, model, dataset, budget):
     """Unstructured methods go through ``prune_to_budget``; ``sca``/``sca+stds`` remove
     whole channels (``prune_structured``) and return a narrower model."""
-    from neuroprune.pipeline.prune_loop import prune_to_budget
+    from neuroprune.pipeline.prune_loop import (
+        prune_to_budget,  # deferred: imports scipy, spikingjelly, torch
+    )
 
     cfg = run.cfg
     common = {
@@ -138,7 +143,9 @@ def _prune(run: _Run, model, dataset, budget):
     }
     config = train_config(cfg, cfg.prune_epochs)
     if cfg.method in STRUCTURED_METHODS:
-        from neuroprune.pipeline.structured import prune_structured
+        from neuroprune.pipeline.structured import (
+            prune_structured,  # deferred: imports scipy, spikingjelly, torch
+        )
 
         return prune_structured(
             model,
@@ -162,9 +169,8 @@ def _split_history(history) -> dict[str, list]:
 
 
 def _stage_quantize(run: _Run, model, dataset):
-    from neuroprune.models import summarize
-    from neuroprune.quantize import quantize_model
-    from neuroprune.train.loop import evaluate
+    from neuroprune.models import summarize  # deferred: imports scipy, spikingjelly, torch
+    from neuroprune.train.loop import evaluate  # deferred: imports spikingjelly, torch
 
     cfg = run.cfg
     inputs = stage_inputs(cfg, run.profile, "quantized")
@@ -181,7 +187,7 @@ def _stage_quantize(run: _Run, model, dataset):
             f"to {run.profile.weights.format} ({run.profile.weights.bits} bits) "
             f"+ {cfg.quant_epochs} fine-tuning epochs",
         )
-        result = quantize_model(
+        result = quantize.quantize_model(
             model,
             run.profile,
             dataset,

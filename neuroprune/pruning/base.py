@@ -44,6 +44,7 @@ from torch.nn.utils import parametrize
 from neuroprune.core.errors import ConfigError
 from neuroprune.fit.budget import Budget, LayerScores
 from neuroprune.pruning.knob import planned_count, steer_knob
+from neuroprune.pruning.schedulers import SCHEDULERS
 from neuroprune.pruning.selection import KnobControl, count_above, select_synapses
 from neuroprune.pruning.targets import Target, find_targets
 from neuroprune.train import distributed
@@ -374,7 +375,6 @@ class PruningMethod(Callback):
             param.set_cap_mask(_top_per_group(self._scores(target).detach(), cap))
 
     def _check_scheduler(self, scheduler: str | None) -> str | None:
-        from neuroprune.pruning.schedulers import SCHEDULERS
 
         if scheduler is None:
             return self.default_scheduler

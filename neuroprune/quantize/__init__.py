@@ -12,6 +12,7 @@ Importing this package does not import torch; the torch entry points load on fir
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from neuroprune.quantize import dynapse, loihi, truenorth, uniform  # noqa: F401  (registration)
@@ -53,7 +54,5 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """Load the torch-based entry points lazily (keeps ``import neuroprune.quantize`` light)."""
     if name in _TORCH_API:
-        import importlib
-
         return getattr(importlib.import_module(_TORCH_API[name]), name)
     raise AttributeError(f"module 'neuroprune.quantize' has no attribute {name!r}")

@@ -13,10 +13,10 @@ from neuroprune.core.atomic import atomic_path
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # deferred: imports matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: imports matplotlib
 
     return plt
 

@@ -194,7 +194,7 @@ LEAVES: dict[str, LeafKind] = {
 def _containers() -> dict[str, type]:
     """Container kinds: rebuilt empty (``Module.__init__`` only) and filled with their children.
     Their ``forward`` reads only the children, so no constructor arguments are needed."""
-    from neuroprune.models.sew import SEWBlock, SEWResNet, SEWStage
+    from neuroprune.models.sew import SEWBlock, SEWResNet, SEWStage  # deferred: imports scipy
 
     return {
         "Sequential": torch.nn.Sequential,

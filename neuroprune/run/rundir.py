@@ -309,14 +309,14 @@ class RunDir:
         return path.is_file()
 
     def save_model(self, stage: str, model, meta: Mapping[str, Any]) -> Path:
-        from neuroprune.run.artifacts import save_model
+        from neuroprune.run.artifacts import save_model  # deferred: imports spikingjelly, torch
 
         self.mark(MODEL_FILES[stage])
         return save_model(self.model_path(stage), model, dict(meta))
 
     def load_model(self, stage: str):
         """``(model, meta)`` of a stage's artifact (safe loading, :mod:`neuroprune.run.artifacts`)."""
-        from neuroprune.run.artifacts import load_model
+        from neuroprune.run.artifacts import load_model  # deferred: imports spikingjelly, torch
 
         return load_model(self.model_path(stage))
 

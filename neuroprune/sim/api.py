@@ -19,6 +19,7 @@ from neuroprune.sim.inputs import CURRENT, Stimulus, placement, prepare_stimulus
 from neuroprune.sim.reference import ReferenceBackend
 from neuroprune.sim.result import SimulationResult
 from neuroprune.sim.spec import DeploymentSpec, read_deployment
+from neuroprune.sim.torch_reference import model_counts
 
 REFERENCE = "reference"
 
@@ -201,7 +202,7 @@ def _check_timeout(timeout: float | None) -> None:
 def _resolve_profile(profile: Any) -> Any:
     if profile is None or hasattr(profile, "energy"):
         return profile
-    from neuroprune.chip.profiles import load_profile
+    from neuroprune.chip.profiles import load_profile  # deferred: imports yaml
 
     return load_profile(profile)
 
@@ -238,8 +239,6 @@ def _expected(expected_counts, reference_model, chosen, spec, stimulus, run):
     if expected_counts is None and reference_model is None:
         return None, None
     if expected_counts is None:
-        from neuroprune.sim.torch_reference import model_counts
-
         counts = model_counts(reference_model, stimulus.inputs)
         return _check_layer_count(counts, spec, "reference_model"), "reference_model"
     if isinstance(expected_counts, str):

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neuroprune.core.errors import DatasetError, UnsupportedError
+from neuroprune.data.encoding import encode
 from neuroprune.graph.stages import INPUT
 from neuroprune.sim.lava_map import injection_shift
 from neuroprune.sim.spec import DeploymentSpec
@@ -166,8 +167,6 @@ def encode_static(spec: DeploymentSpec, x: np.ndarray) -> np.ndarray:
             fix="Pass the frames as steps: neuroprune.data.encoding.simulation_input(dataset, N).",
         )
     if spec.encoding in ("poisson", "latency"):
-        from neuroprune.data.encoding import encode
-
         return encode(x, spec.timesteps, spec.encoding, seed=0)
     return np.broadcast_to(x, (spec.timesteps, *x.shape))
 

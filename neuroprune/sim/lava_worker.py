@@ -29,12 +29,17 @@ first real input, so biases integrated while the pipeline fills are discarded.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
+import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
+from multiprocessing import shared_memory
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +73,15 @@ def main(argv: list[str]) -> None:
 
 def _import_lava() -> dict:
     """The Lava names the worker needs (ImportError when lava-nc is missing)."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.lif.process import LIFReset
+    from lava.magma.core.run_conditions import RunSteps  # deferred: imports lava
+    from lava.magma.core.run_configs import Loihi2SimCfg  # deferred: imports lava
+    from lava.proc.lif.process import LIFReset  # deferred: imports lava
 
-    from neuroprune.sim.lavaext.process import BatchedSparse, CountSink, FrameSource
+    from neuroprune.sim.lavaext.process import (  # deferred: imports lava
+        BatchedSparse,
+        CountSink,
+        FrameSource,
+    )
 
     return {
         "RunSteps": RunSteps,
@@ -259,9 +268,6 @@ def die_with_parent(job_dir: Path) -> None:
        means the parent is gone (also covers a parent that died before step 1);
     Lava's forked children do not inherit either, so :func:`abandon` kills the group.
     """
-    import ctypes
-    import signal
-    import threading
 
     owner = int(os.environ.get(OWNER_ENV, "0"))
     signal.signal(signal.SIGTERM, lambda signum, frame: abandon(job_dir))
@@ -286,8 +292,6 @@ def _watch(fd: int, job_dir: Path) -> None:
 def abandon(job_dir: Path) -> None:
     """Kill the rest of this process group, unlink its shared memory, delete the job
     directory, and exit (the parent is gone: nobody will read the result)."""
-    import shutil
-    import signal
 
     me = os.getpid()
     for pid in _group_members(os.getpgid(0)):
@@ -324,7 +328,6 @@ def _group_members(pgid: int) -> list[int]:
 def _record_shared_memory(path: Path) -> None:
     """Log the name of every shared-memory block created in this process group, so the parent
     can unlink blocks that a killed Lava runtime leaves in /dev/shm."""
-    from multiprocessing import shared_memory
 
     original = shared_memory.SharedMemory.__init__
 

@@ -20,8 +20,8 @@ def model_counts(model, inputs: np.ndarray, batch: int = BATCH) -> tuple[np.ndar
     Runs in eval mode without gradients, resets the network before every batch, and restores
     the model's training flag afterwards.
     """
-    import torch
-    from spikingjelly.activation_based import functional, neuron
+    import torch  # deferred: imports torch
+    from spikingjelly.activation_based import functional, neuron  # deferred: imports spikingjelly
 
     nodes = [m for m in model.modules() if isinstance(m, neuron.BaseNode)]
     if not nodes:

@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from neuroprune.chip.profiles import load_profile
 from neuroprune.core.errors import ConfigError
+from neuroprune.data.datasets import load_dataset
 from neuroprune.pipeline.config import RunConfig
+from neuroprune.pipeline.preflight import configured_budget, configured_model
 
 Progress = Callable[[Mapping[str, Any]], None]
 SEARCHES = ("grid", "optuna")
@@ -230,7 +233,6 @@ def _check_search(search: str, samples: int | None, objective: str, workers: int
 
 
 def _check_chips(chips: Sequence[str]) -> None:
-    from neuroprune.chip.profiles import load_profile
 
     for chip in chips:
         load_profile(chip)  # UnknownChipError names close matches
@@ -238,7 +240,6 @@ def _check_chips(chips: Sequence[str]) -> None:
 
 def _check_energy_figures(chips: Sequence[str], backend: str) -> None:
     """Optimising energy needs a simulation (spike counts) and both energy figures per chip."""
-    from neuroprune.chip.profiles import load_profile
 
     if backend == "none":
         raise ConfigError(
@@ -297,13 +298,12 @@ def _trial(base, sweep_dir, chip, method, key, value, resume) -> Trial:
 def _check_data_and_budgets(trials: Sequence[Trial]) -> None:
     """Load the dataset once and derive every trial's budget from the dense network's summary
     (what ``fit`` does first), so a budget a chip cannot hold fails here, not in trial k."""
-    from neuroprune.chip.profiles import load_profile
-    from neuroprune.data.datasets import load_dataset
 
     first = trials[0].config
     data = load_dataset(first.dataset, first.data_dir)
-    from neuroprune.models import summarize  # torch once the inputs are valid
-    from neuroprune.pipeline.preflight import configured_budget, configured_model
+    from neuroprune.models import (
+        summarize,  # deferred: imports scipy, spikingjelly, torch; torch once the inputs are valid
+    )
 
     model = configured_model(first, data.input_shape, data.num_classes)
     summary = summarize(model, data.input_shape, 1, name=first.model)

@@ -10,6 +10,7 @@ from typing import Any
 
 from neuroprune.core.atomic import write_json
 from neuroprune.pipeline.config import RunConfig
+from neuroprune.reports.plots import pareto_plot
 from neuroprune.sweep.plan import OBJECTIVES, SweepPlan, SweepResult
 
 # --------------------------------------------------------------------------------------------
@@ -73,7 +74,6 @@ def pareto_by_chip(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, lis
 
 
 def _write_results(plan: SweepPlan, rows, seconds: float, skipped: int) -> SweepResult:
-    from neuroprune.reports.plots import pareto_plot
 
     pareto = pareto_by_chip(rows)
     plots = tuple(

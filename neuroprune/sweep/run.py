@@ -51,7 +51,7 @@ def _run_grid(plan: SweepPlan, emit: Progress) -> tuple[list[dict[str, Any]], in
 
 
 def _run_optuna(plan: SweepPlan, emit: Progress) -> list[dict[str, Any]]:
-    from ray import tune
+    from ray import tune  # deferred: imports ray
 
     emit({"stage": "sweep", "total": plan.samples})
     base = plan.trials[0].config.as_dict()
@@ -73,6 +73,8 @@ def _run_optuna(plan: SweepPlan, emit: Progress) -> list[dict[str, Any]]:
 
 
 def _tuner():
-    from neuroprune.sweep import tune as sweep_tune  # imports Ray (seconds): only when trials run
+    from neuroprune.sweep import (
+        tune as sweep_tune,  # deferred: imports ray; imports Ray (seconds): only when trials run
+    )
 
     return sweep_tune

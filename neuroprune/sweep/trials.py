@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroprune.core.errors import NeuropruneError
-from neuroprune.pipeline.config import RunConfig
+from neuroprune.pipeline.config import RunConfig, config_from_saved
 from neuroprune.sweep.plan import SweepPlan, Trial, _value_label
 
 # --------------------------------------------------------------------------------------------
@@ -38,7 +38,7 @@ def _same_config(saved: Mapping[str, Any], config: RunConfig) -> bool:
 
 
 def _value_space(plan: SweepPlan):
-    from ray import tune
+    from ray import tune  # deferred: imports ray
 
     if plan.value_key == "sparsity" and len(plan.values) > 1:
         return tune.quniform(min(plan.values), max(plan.values), 0.001)
@@ -46,7 +46,7 @@ def _value_space(plan: SweepPlan):
 
 
 def _grid(values: list[Any]):
-    from ray import tune
+    from ray import tune  # deferred: imports ray
 
     return tune.grid_search(values)
 
@@ -64,7 +64,6 @@ def space_config(space: Mapping[str, Any]) -> RunConfig:
 
 
 def _config_of(values: Mapping[str, Any]) -> RunConfig:
-    from neuroprune.pipeline.config import config_from_saved
 
     known = {k: v for k, v in values.items() if k in RunConfig.model_fields}
     return config_from_saved(known, where="sweep trial")

@@ -11,13 +11,16 @@ import contextlib
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import ray
 from ray import tune
 from ray.tune import Callback
 
 from neuroprune.pipeline.config import RunConfig
+from neuroprune.pipeline.run import run_fit
 from neuroprune.sweep.plan import OBJECTIVES, Progress, SweepPlan, Trial
 from neuroprune.sweep.results import trial_row
 from neuroprune.sweep.trials import finished_report, name_of, space_config
@@ -27,7 +30,6 @@ from neuroprune.sweep.trials import finished_report, name_of, space_config
 def ray_session(address: str | None = None) -> Iterator[None]:
     """An embedded local Ray (the machine's cores, no dashboard) or the cluster at
     ``address``; shut down on exit when this call started it (nothing is left running)."""
-    import ray
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 then prints no tables
     if ray.is_initialized():
@@ -86,8 +88,8 @@ def run_trials(
 
 def optuna_search(plan: SweepPlan):
     """Optuna's NSGA-II sampler through Ray Tune: maximise accuracy, minimise the objective."""
-    from optuna.samplers import NSGAIISampler
-    from ray.tune.search.optuna import OptunaSearch
+    from optuna.samplers import NSGAIISampler  # deferred: imports optuna
+    from ray.tune.search.optuna import OptunaSearch  # deferred: imports optuna
 
     seed = plan.trials[0].config.seed
     return OptunaSearch(
@@ -110,7 +112,6 @@ def trial_entry(space: dict[str, Any]) -> None:
 
 
 def _fit_or_reuse(config: RunConfig) -> dict[str, Any]:
-    from neuroprune.pipeline.run import run_fit
 
     report = finished_report(Trial(config.run_name, config, "")) if config.resume else None
     return report if report is not None else run_fit(config).report
@@ -118,10 +119,9 @@ def _fit_or_reuse(config: RunConfig) -> dict[str, Any]:
 
 def _torch_setup() -> None:
     """One torch thread per trial (NEUROPRUNE_THREADS overrides), as ``fit`` does."""
-    import warnings
 
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-    import torch
+    import torch  # deferred: imports torch
 
     torch.set_num_threads(int(os.environ.get("NEUROPRUNE_THREADS", "1")))
 

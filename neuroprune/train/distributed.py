@@ -42,7 +42,7 @@ T = TypeVar("T")
 
 
 def _group_ready() -> bool:
-    import torch.distributed as dist
+    import torch.distributed as dist  # deferred: imports torch
 
     return dist.is_available() and dist.is_initialized()
 
@@ -50,7 +50,7 @@ def _group_ready() -> bool:
 def rank() -> int:
     """This process's global rank (0 when not distributed; torchrun's ``RANK`` before init)."""
     if "torch.distributed" in sys.modules and _group_ready():
-        import torch.distributed as dist
+        import torch.distributed as dist  # deferred: imports torch
 
         return dist.get_rank()
     return int(os.environ.get("RANK", "0"))
@@ -59,7 +59,7 @@ def rank() -> int:
 def world_size() -> int:
     """Number of processes ``W`` (1 when not distributed)."""
     if "torch.distributed" in sys.modules and _group_ready():
-        import torch.distributed as dist
+        import torch.distributed as dist  # deferred: imports torch
 
         return dist.get_world_size()
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -100,8 +100,8 @@ def process_group(device: str = "cpu") -> Iterator[bool]:
     if not launched_by_torchrun() or _group_ready():
         yield active()
         return
-    import torch
-    import torch.distributed as dist
+    import torch  # deferred: imports torch
+    import torch.distributed as dist  # deferred: imports torch
 
     if device == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -126,7 +126,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int] | None:
     ``seed + epoch``), or None when not distributed (the caller keeps its own order)."""
     if not active():
         return None
-    from torch.utils.data import DistributedSampler
+    from torch.utils.data import DistributedSampler  # deferred: imports torch
 
     sampler = DistributedSampler(range(n), shuffle=True, seed=seed, drop_last=False)
     sampler.set_epoch(epoch)
@@ -151,8 +151,8 @@ def wrap(model: Any) -> Any:
     """
     if not active():
         return model
-    import torch
-    from torch.nn.parallel import DistributedDataParallel
+    import torch  # deferred: imports torch
+    from torch.nn.parallel import DistributedDataParallel  # deferred: imports torch
 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -166,7 +166,7 @@ def wrap(model: Any) -> Any:
 
 def unwrap(model: Any) -> Any:
     """The model inside a DDP wrapper (the model itself otherwise)."""
-    from torch.nn.parallel import DistributedDataParallel
+    from torch.nn.parallel import DistributedDataParallel  # deferred: imports torch
 
     return model.module if isinstance(model, DistributedDataParallel) else model
 
@@ -179,8 +179,8 @@ def sum_across(values: Sequence[float]) -> list[float]:
     """Element-wise sum of ``values`` over all ranks (the values themselves when alone)."""
     if not active():
         return [float(v) for v in values]
-    import torch
-    import torch.distributed as dist
+    import torch  # deferred: imports torch
+    import torch.distributed as dist  # deferred: imports torch
 
     tensor = torch.tensor([float(v) for v in values], dtype=torch.float64)
     if dist.get_backend() == "nccl":
@@ -193,7 +193,7 @@ def from_main(value: T) -> T:
     """Rank 0's ``value`` on every rank (any picklable object); ``value`` when alone."""
     if not active():
         return value
-    import torch.distributed as dist
+    import torch.distributed as dist  # deferred: imports torch
 
     box = [value if is_main() else None]
     dist.broadcast_object_list(box, src=0)
@@ -211,8 +211,8 @@ def broadcast_parameters(tensors: Sequence[Any]) -> None:
     """Overwrite ``tensors`` in place with rank 0's values (no-op when alone)."""
     if not active():
         return
-    import torch
-    import torch.distributed as dist
+    import torch  # deferred: imports torch
+    import torch.distributed as dist  # deferred: imports torch
 
     with torch.no_grad():
         for tensor in tensors:
@@ -231,8 +231,10 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     torchrun counts any nonzero exit as a failure; neuroprune's codes (1: does not fit,
     2: bad input, ...) are read back from rank 0's failure record.
     """
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run
+    from torch.distributed.elastic.multiprocessing.errors import (
+        ChildFailedError,  # deferred: imports torch
+    )
+    from torch.distributed.run import parse_args, run  # deferred: imports torch
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default, without its banner
     argv = without_option(argv, "--nproc")  # torchrun's parser would take it for its own
@@ -264,7 +266,10 @@ def run_function(nproc: int, fn: Callable[..., T], *args: Any) -> dict[int, T]:
     """Call ``fn(*args)`` in ``nproc`` fresh processes of one process group on this machine
     (torch's elastic launcher with a function entry point; ``fn`` must be importable by name).
     Returns ``{rank: fn's return value}``. Used by the tests and the DDP benchmark."""
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.launcher.api import (  # deferred: imports torch
+        LaunchConfig,
+        elastic_launch,
+    )
 
     config = LaunchConfig(
         min_nodes=1,
