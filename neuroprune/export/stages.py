@@ -32,11 +32,11 @@ from neuroprune.graph.stages import (
     chain_inputs,
 )
 from neuroprune.models.blocks import POOL_TYPES, Block, pool_kind
+from neuroprune.models.reader import GRAPH, WIRED, model_kind, model_wiring
 from neuroprune.models.zoo import model_blocks
 
 from ..models import neurons
 from ..models.quantized import QUANT_ATTR, quant_stage
-from ..models.sew import wired_block, wired_sources
 from ..models.translate import fold_batchnorm
 
 __all__ = [
@@ -62,26 +62,27 @@ def model_graph(model: torch.nn.Module, input_shape: Sequence[int]) -> StageGrap
     :class:`~neuroprune.models.graph_net.GraphNet`) gives its own. A Sequential chain (pooling
     included) gives :func:`model_stages` with chain inputs. A wired
     model (``wiring()``, e.g. SEW-ResNet) gives one (Flatten,) synapse and neuron stage per
-    :class:`~neuroprune.models.sew.SynapseLayer`; a layer reading ``k`` ADDed spike sources
+    :class:`~neuroprune.models.reader.SynapseLayer` (read by
+    :func:`~neuroprune.models.reader.model_wiring`); a layer reading ``k`` ADDed spike sources
     has those ``k`` neuron stages as inputs (the residual ADD), in forward order.
     """
     shape = tuple(int(s) for s in input_shape)
-    if callable(getattr(model, "stage_graph", None)):  # an imported NIR graph (GraphNet)
-        stages, inputs = model.stage_graph(shape)
-        return tuple(stages), tuple(tuple(s) for s in (inputs or chain_inputs(len(stages))))
-    if not hasattr(model, "wiring"):
+    kind = model_kind(model)
+    if kind == GRAPH:  # an imported NIR graph (GraphNet)
+        graph = model_wiring(model, shape, allow_graph=True)
+        return graph.stages, graph.stage_inputs
+    if kind != WIRED:
         stages = model_stages(model, shape)
         return stages, chain_inputs(len(stages))
-    folded = fold_batchnorm(model)
-    wiring = folded.wiring(shape)
+    folded_model = fold_batchnorm(model)
+    folded = model_wiring(folded_model, shape)
     stages: list[Stage] = []
     inputs: list[tuple[int, ...]] = []
     neuron_of: dict[str, int] = {}  # layer name -> index of its neuron stage
-    for wired, names in zip(wiring, wired_sources(wiring), strict=True):
+    for wired, names, block in zip(folded.layers, folded.sources, folded.blocks, strict=True):
         sources = _source_stages(wired, names, neuron_of)
-        block = wired_block(folded, wired)
         if wired.flatten:
-            stages.append(FlattenStage(_flatten_name(folded), wired.in_shape))
+            stages.append(FlattenStage(_flatten_name(folded_model), wired.in_shape))
             inputs.append(sources)
             sources = (len(stages) - 1,)
         stages += [synapse_stage(block), neuron_stage(block, _threshold_int(block))]
@@ -91,7 +92,7 @@ def model_graph(model: torch.nn.Module, input_shape: Sequence[int]) -> StageGrap
 
 
 def _source_stages(wired, names: tuple[str, ...], neuron_of: dict[str, int]) -> tuple[int, ...]:
-    """The neuron stages whose spikes the layer sums (:func:`wired_sources`); the input when it
+    """The neuron stages whose spikes the layer sums (``ModelWiring.sources``); the input when it
     reads no channel space."""
     if wired.in_space is None:
         return (INPUT,)
@@ -114,7 +115,7 @@ def _flatten_name(model: torch.nn.Module) -> str:
 def model_stages(model: torch.nn.Module, input_shape: Sequence[int]) -> tuple[Stage, ...]:
     """Fold BN, check the convention and list a chain model's stages in forward order
     (pooling included: a :class:`PoolStage` before the synapse that reads it)."""
-    if hasattr(model, "wiring"):
+    if model_kind(model) == WIRED:
         raise UnsupportedError(
             "a wired (residual) model is a graph, not a chain of stages",
             where="export",

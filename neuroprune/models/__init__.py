@@ -6,6 +6,7 @@ See :mod:`neuroprune.models.zoo` for the model convention every later stage reli
 from neuroprune.data.encoding import ENCODINGS
 from neuroprune.models.blocks import Block
 from neuroprune.models.encoding import encode, make_generator
+from neuroprune.models.reader import ModelWiring, model_kind, model_wiring
 from neuroprune.models.walker import parse_blocks
 from neuroprune.models.zoo import MODEL_DEFAULTS, MODELS, NEURONS, build_model
 
@@ -18,10 +19,13 @@ __all__ = [
     "MODEL_DEFAULTS",
     "NEURONS",
     "Block",
+    "ModelWiring",
     "build_model",
     "encode",
     "fold_batchnorm",
     "make_generator",
+    "model_kind",
+    "model_wiring",
     "parse_blocks",
     "summarize",
 ]

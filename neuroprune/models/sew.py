@@ -28,16 +28,17 @@ export as a graph (:func:`neuroprune.export.stages.model_graph`: the ADD is seve
 into the reading node), which the simulators and Lava run as several projections into one
 population.
 
-:class:`SynapseLayer` describes one synaptic layer of any such model (what it reads, what it
-writes, how many spike sources are summed at its input); a model that is not a Sequential chain
-exposes ``wiring(input_shape) -> tuple[SynapseLayer, ...]``.
+:class:`~neuroprune.models.reader.SynapseLayer` describes one synaptic layer of any such model
+(what it reads, what it writes, how many spike sources are summed at its input); a model that is
+not a Sequential chain exposes ``wiring(input_shape) -> tuple[SynapseLayer, ...]``, which
+:func:`neuroprune.models.reader.model_wiring` reads.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -46,6 +47,7 @@ from spikingjelly.activation_based import functional, layer
 from neuroprune.core.errors import ModelError
 from neuroprune.core.summary import NetworkSummary, conv_layer, conv_output_size, dense_layer
 from neuroprune.models.blocks import Block
+from neuroprune.models.reader import SynapseLayer, wired_sources
 from neuroprune.models.walker import neuron_info
 from neuroprune.models.zoo import EXTRA_BUILDERS, neuron_factory, set_module
 
@@ -53,50 +55,6 @@ from .translate import _fold_pair as fold_conv_batchnorm
 from .translate import bn_scale_shift, summarize
 
 SEW_DEFAULT_STAGES: tuple[tuple[int, int], ...] = ((8, 1), (16, 1))
-
-
-@dataclass(frozen=True)
-class SynapseLayer:
-    """One Linear/Conv2d of a model, with its BN and neuron, and what it reads and writes.
-
-    Attributes:
-        name: module path of the Linear/Conv2d (``model.get_submodule(name)``).
-        kind: ``"conv"`` or ``"dense"``.
-        in_shape: one input source without time and batch, ``(C, H, W)`` or ``(F,)``; for a
-            layer reading through a Flatten, the shape *before* the flatten.
-        out_shape: ``(C, H, W)`` or ``(F,)``.
-        batchnorm: module path of its BatchNorm2d, or None.
-        neuron: module path of its neuron node.
-        in_space: name of the channel space it reads (None: the network input).
-        out_space: name of the channel space it writes (None: not prunable, e.g. the output).
-        sources: spike tensors of ``in_space`` summed at its input by residual ADDs (>= 1).
-        flatten: reads ``in_space`` through a C-order Flatten (channel ``c`` is the input
-            columns ``c*H*W .. (c+1)*H*W - 1``).
-        pool_kernel: reads ``in_space`` through ``k x k`` pooling (1: none); ``in_shape`` is
-            then the pooled map, and the chip wires ``W P`` (``k**2`` synapses per weight).
-    """
-
-    name: str
-    kind: str
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    batchnorm: str | None
-    neuron: str
-    in_space: str | None
-    out_space: str | None
-    sources: int = 1
-    flatten: bool = False
-    pool_kernel: int = 1
-
-    @property
-    def in_channels(self) -> int:
-        """Channels (or features) of one source."""
-        return int(self.in_shape[0])
-
-    @property
-    def positions(self) -> int:
-        """Neurons per output channel: ``H_out * W_out`` (1 for a dense layer)."""
-        return int(np.prod(self.out_shape[1:])) if len(self.out_shape) > 1 else 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,18 +320,6 @@ def summarize_wiring(
     )
     shape = tuple(int(s) for s in input_shape)
     return NetworkSummary(layers=layers, input_shape=shape, timesteps=int(timesteps), name=name)
-
-
-def wired_sources(wiring: Sequence[SynapseLayer]) -> list[tuple[str, ...]]:
-    """Per layer, the layers whose spikes it reads, in the order they are summed: the first
-    ``sources`` layers that wrote its channel space before it (``()`` for the network input)."""
-    writers: dict[str | None, list[str]] = {}
-    out = []
-    for wired in wiring:
-        out.append(tuple(writers.get(wired.in_space, [])[: wired.sources]))
-        if wired.out_space is not None:
-            writers.setdefault(wired.out_space, []).append(wired.name)
-    return out
 
 
 def _wired_layer_summary(model: torch.nn.Module, wired: SynapseLayer):

@@ -29,7 +29,8 @@ from neuroprune.core.summary import (
     pooled_layer,
 )
 from neuroprune.models.blocks import Block
-from neuroprune.models.walker import neuron_info, parse_blocks
+from neuroprune.models.reader import WIRED, model_kind, model_wiring
+from neuroprune.models.walker import neuron_info
 
 WEIGHT_BITS_ATTR = "neuroprune_weight_bits"
 
@@ -68,12 +69,10 @@ def summarize(
     Accepts the biased, BN-folded form from :func:`fold_batchnorm` too (a bias is a neuron
     property, not a synapse).
     """
-    if hasattr(model, "wiring"):  # residual (SEW) models summarize their own wiring
+    reading = model_wiring(model, input_shape, where=f"model {name}")
+    if reading.is_wired:  # residual (SEW) models summarize their own wiring
         return model.summary(input_shape, timesteps, name=name)
-    blocks = parse_blocks(
-        model, input_shape, where=f"model {name}", allow_bias=True, allow_pooling=True
-    )
-    layers = tuple(_layer_summary(block) for block in blocks)
+    layers = tuple(_layer_summary(block) for block in reading.blocks)
     shape = tuple(int(s) for s in input_shape)
     return NetworkSummary(layers=layers, input_shape=shape, timesteps=int(timesteps), name=name)
 
@@ -127,7 +126,7 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     eval mode, with neuron states reset. This biased form is for export; it is accepted by
     :func:`summarize` and by ``parse_blocks(..., allow_bias=True)``.
     """
-    if hasattr(model, "fold_batchnorm"):  # a wired (residual) model folds its own pairs
+    if model_kind(model) == WIRED:  # a wired (residual) model folds its own pairs
         return model.fold_batchnorm()
     children = list(model.named_children())
     folded: dict[str, torch.nn.Module] = {}

@@ -61,6 +61,7 @@ from neuroprune.core.errors import ModelError, did_you_mean
 from neuroprune.core.summary import conv_output_size
 from neuroprune.models import neurons
 from neuroprune.models.blocks import POOL_TYPES, Block, _prod
+from neuroprune.models.reader import model_wiring
 from neuroprune.models.user_model import load_user_model
 from neuroprune.models.walker import parse_blocks
 
@@ -243,10 +244,9 @@ def model_blocks(
 ) -> list[Block]:
     """Every synaptic layer of a model in forward order: a Sequential chain's blocks
     (:func:`parse_blocks`, pooling allowed) or a wired model's (``model.blocks(input_shape)``,
-    e.g. :class:`neuroprune.models.sew.SEWResNet`)."""
-    if hasattr(model, "wiring"):
-        return list(model.blocks(input_shape))
-    return parse_blocks(model, input_shape, where=where, allow_bias=allow_bias, allow_pooling=True)
+    e.g. :class:`neuroprune.models.sew.SEWResNet`), as
+    :func:`neuroprune.models.reader.model_wiring` reads them."""
+    return list(model_wiring(model, input_shape, where=where, allow_bias=allow_bias).blocks)
 
 
 def set_module(root: torch.nn.Module, path: str, module: torch.nn.Module) -> None:

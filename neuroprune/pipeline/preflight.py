@@ -42,6 +42,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
     from neuroprune.models import (
         summarize,  # deferred: imports scipy, spikingjelly, torch; torch only once the inputs are valid
     )
+    from neuroprune.models.reader import CHAIN, WIRED, model_kind  # deferred: imports torch
 
     _check_method(cfg)
     _check_device(cfg.device, torch)
@@ -52,7 +53,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
     cfg = with_model_defaults(cfg)
     if not cfg.from_nir:
         model = configured_model(cfg, dataset.input_shape, dataset.num_classes)
-    chain_or_wired = isinstance(model, torch.nn.Sequential) or hasattr(model, "wiring")
+    chain_or_wired = model_kind(model) in (CHAIN, WIRED)
     if not chain_or_wired and cfg.method not in STRUCTURED_METHODS:
         raise UnsupportedError(
             f"method {cfg.method!r} needs a Sequential chain model",

@@ -58,9 +58,9 @@ def _run_worker_rank(run: _Run, plan: _Plan) -> RunOutcome:
 
 
 def _is_chain(model) -> bool:
-    import torch  # deferred: imports torch
+    from neuroprune.models.reader import CHAIN, model_kind  # deferred: imports torch
 
-    return isinstance(model, torch.nn.Sequential)
+    return model_kind(model) == CHAIN
 
 
 def _run_main(plan: _Plan, rundir: RunDir, progress: Progress | None) -> RunOutcome:

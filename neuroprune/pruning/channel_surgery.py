@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from spikingjelly.activation_based import functional, layer
 
-from neuroprune.models.sew import SynapseLayer
+from neuroprune.models.reader import SynapseLayer
 from neuroprune.pruning.channels import ChannelGraph
 
 # --------------------------------------------------------------------------------------------

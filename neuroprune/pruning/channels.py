@@ -47,8 +47,8 @@ import torch
 
 from neuroprune.core.errors import BudgetError, ModelError, UnsupportedError
 from neuroprune.core.summary import conv_output_size
-from neuroprune.models.sew import SynapseLayer, folded_weight_of
-from neuroprune.models.walker import parse_blocks
+from neuroprune.models.reader import CHAIN, WIRED, SynapseLayer, model_kind, model_wiring
+from neuroprune.models.sew import folded_weight_of
 
 Keep = dict[str, np.ndarray]
 LIMIT_NAMES = ("synapses", "neurons", "channels")
@@ -101,12 +101,9 @@ class ChannelGraph:
 
 
 def channel_graph(model: torch.nn.Module, input_shape: Sequence[int]) -> ChannelGraph:
-    """The channel graph of a chain model (``parse_blocks``) or of a model with ``wiring()``."""
-    if hasattr(model, "wiring"):
-        graph = ChannelGraph(tuple(model.wiring(tuple(input_shape))))
-    elif isinstance(model, torch.nn.Sequential):
-        graph = ChannelGraph(chain_wiring(model, input_shape))
-    else:
+    """The channel graph of a chain model or of a wired model, as
+    :func:`neuroprune.models.reader.model_wiring` reads its layers."""
+    if model_kind(model) not in (CHAIN, WIRED):
         raise UnsupportedError(
             "structured pruning needs a Sequential chain or a model with a wiring() method",
             where="pruning sca",
@@ -114,33 +111,10 @@ def channel_graph(model: torch.nn.Module, input_shape: Sequence[int]) -> Channel
             value=type(model).__name__,
             fix="Use a zoo model (mlp, conv, SEW-ResNet) or add wiring() to the model.",
         )
+    reading = model_wiring(model, input_shape, where="pruning sca", allow_bias=False)
+    graph = ChannelGraph(reading.layers)
     _check_widths(graph)
     return graph
-
-
-def chain_wiring(model: torch.nn.Sequential, input_shape: Sequence[int]) -> tuple:
-    """One :class:`SynapseLayer` per block of a convention chain; hidden outputs are spaces."""
-    blocks = parse_blocks(model, input_shape, where="pruning sca", allow_pooling=True)
-    names = {id(module): name for name, module in model.named_children()}
-    wiring = []
-    for index, block in enumerate(blocks):
-        previous = blocks[index - 1] if index else None
-        flatten = previous is not None and len(previous.out_shape) == 3 and block.kind == "dense"
-        wiring.append(
-            SynapseLayer(
-                name=block.name,
-                kind=block.kind,
-                in_shape=previous.out_shape if flatten else tuple(block.in_shape),
-                out_shape=tuple(block.out_shape),
-                batchnorm=names[id(block.batchnorm)] if block.batchnorm is not None else None,
-                neuron=block.neuron_name,
-                in_space=previous.name if previous is not None else None,
-                out_space=block.name if index < len(blocks) - 1 else None,
-                flatten=flatten,
-                pool_kernel=block.pool_kernel,
-            )
-        )
-    return tuple(wiring)
 
 
 def _check_widths(graph: ChannelGraph) -> None:

@@ -58,7 +58,7 @@ import torch
 
 from neuroprune.core.errors import BudgetError, ConfigError, UnsupportedError
 from neuroprune.fit.budget import Budget
-from neuroprune.models.sew import SynapseLayer
+from neuroprune.models.reader import SynapseLayer
 from neuroprune.pruning.base import PruningMethod
 from neuroprune.pruning.channel_surgery import producer_params, remove_channels, zero_channels
 from neuroprune.pruning.channels import (

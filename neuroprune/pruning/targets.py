@@ -26,7 +26,7 @@ import torch
 
 from neuroprune.core.summary import conv_output_size
 from neuroprune.models.blocks import Block
-from neuroprune.models.walker import parse_blocks
+from neuroprune.models.reader import SynapseLayer, model_wiring
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,12 +65,15 @@ def find_targets(
     model: torch.nn.Module, input_shape: Sequence[int], *, conv_weight_sharing: bool
 ) -> list[Target]:
     """Every Linear/Conv2d weight of a convention model (or of a model with ``wiring()``, e.g.
-    SEW-ResNet), with costs and groups."""
-    if hasattr(model, "wiring"):
-        return wiring_targets(model, input_shape, conv_weight_sharing)
-    blocks = parse_blocks(model, input_shape, where="pruning", allow_bias=True, allow_pooling=True)
-    last = len(blocks) - 1
-    return [_target(block, conv_weight_sharing, i == last) for i, block in enumerate(blocks)]
+    SEW-ResNet), with costs and groups; the model is read by
+    :func:`neuroprune.models.reader.model_wiring`."""
+    reading = model_wiring(model, input_shape, where="pruning")
+    if reading.is_wired:
+        return wiring_targets(model, reading.layers, conv_weight_sharing)
+    last = len(reading.blocks) - 1
+    return [
+        _target(block, conv_weight_sharing, i == last) for i, block in enumerate(reading.blocks)
+    ]
 
 
 def _target(block: Block, sharing: bool, is_output: bool) -> Target:
@@ -88,11 +91,12 @@ def _target(block: Block, sharing: bool, is_output: bool) -> Target:
     )
 
 
-def wiring_targets(model: torch.nn.Module, input_shape, sharing: bool) -> list[Target]:
-    """Targets of a residual model from its ``wiring()``: a layer reading ``k`` spike sources
-    summed by ADDs is wired once per source (``models.sew``), so every entry costs ``k`` times
-    its single-source cost."""
-    layers = model.wiring(tuple(int(s) for s in input_shape))
+def wiring_targets(
+    model: torch.nn.Module, layers: Sequence[SynapseLayer], sharing: bool
+) -> list[Target]:
+    """Targets of a residual model from its wiring (``layers``, :class:`ModelWiring`): a layer
+    reading ``k`` spike sources summed by ADDs is wired once per source (``models.sew``), so
+    every entry costs ``k`` times its single-source cost."""
     targets = []
     for i, wired in enumerate(layers):
         module = model.get_submodule(wired.name)
