@@ -1,6 +1,6 @@
 """The pruning interface: one :class:`PruningMethod` base class, used as a training callback.
 
-Life cycle (driven by :func:`neuroprune.pruning.prune_to_budget`)::
+Life cycle (driven by :func:`neuroprune.pipeline.prune_loop.prune_to_budget`)::
 
     method = METHODS[name](budget, input_shape=(C, H, W), lr_schedule=..., scheduler=...)
     method.attach(model)                      # reparameterise Linear/Conv2d weights
@@ -10,9 +10,11 @@ Life cycle (driven by :func:`neuroprune.pruning.prune_to_budget`)::
     model = method.finalize(model)            # plain model, exact zeros, no hooks left
 
 Synapses are counted as :mod:`neuroprune.pruning.targets` explains (``Budget.counting``).
-Subclasses implement ``_install`` (the parametrization of one target), ``_begin`` (calibrate
-the knob), ``_advance`` (after each optimizer step), ``_scores`` (ranking for the projection)
-and, for indirect methods, ``trajectory_fraction``; everything else is shared.
+Subclasses implement the public hooks ``install`` (the parametrization of one target),
+``begin`` (calibrate the knob), ``advance`` (after each optimizer step), ``scores`` (ranking for
+the projection) and, for indirect methods, ``trajectory_fraction`` (:class:`PruningMethod`
+documents them); everything else is shared. A method only prunes: training, evaluation and
+fit checks are the caller's (:mod:`neuroprune.pipeline.prune_loop`).
 
 Budget controller for indirect methods (stds/slats/lats/pgh: knob ``D``; gradr: ``alpha``),
 pruning_algorithms.md §7.2 item 3: ``CHECKS_PER_EPOCH`` times per epoch, until
@@ -109,6 +111,32 @@ class PruningMethod(Callback):
             knob follows the cumulative learning rate (lats, gradr). Without it the total is
             estimated online as ``sum so far + current lr * steps left`` (exact for constant lr).
         control: the knob controller settings (target ``margin * B``, gain, freeze point).
+
+    The extension interface: a new method subclasses this class, sets ``name`` (its key in
+    :data:`neuroprune.pruning.METHODS`), ``knob_name`` and, where it has a threshold schedule,
+    ``default_scheduler``, and implements these hooks (everything else is shared):
+
+    * ``install(target)`` (required): called by :meth:`attach` once per :class:`Target` (one
+      Linear/Conv2d weight, with ``cost`` in physical synapses per entry and ``group`` the
+      postsynaptic row/channel of each entry). Register the method's parametrization of
+      ``target.module.weight`` here (``torch.nn.utils.parametrize``); the trained tensor is
+      then ``self._theta(target)`` and the effective weight ``target.module.weight``.
+    * ``begin()``: called once by :meth:`on_train_begin` when pruning starts, after
+      ``self.total_steps`` (optimizer steps of the pruning run), ``self.lr_now`` and
+      ``self.lr_total`` are known. Calibrate ``self.knob`` (the method's knob in its own units:
+      a threshold ``D`` in weight units, ``alpha`` per unit learning rate, or a sparsity); rank
+      0's value is then broadcast to every rank.
+    * ``advance(lr)``: called by :meth:`after_step` after every optimizer step of the pruning
+      phase (``self.step`` is the 1-based step, ``lr`` the learning rate that step used, and
+      the controller may just have moved ``self.knob``). Apply the knob to the weights.
+    * ``scores(target) -> Tensor``: same shape as the weight, higher is kept first; read by
+      :meth:`project` (the exact projection to the budget) and by the fan-in cap during
+      training. Default ``|theta|``.
+    * ``trajectory_fraction() -> float | None``: ``g_t`` in [0, 1] of the planned count path
+      for methods steered by the budget controller (module docstring); None: not steered.
+
+    Optional: ``_kept_values(target)`` (the values kept entries take at the projection),
+    ``predicted()`` and ``extra_metrics()`` (logged each epoch), ``before_step()``.
     """
 
     name: ClassVar[str] = ""
@@ -152,7 +180,7 @@ class PruningMethod(Callback):
         self.targets = find_targets(model, self.input_shape, conv_weight_sharing=sharing)
         self.model = model
         for target in self.targets:
-            self._install(target)
+            self.install(target)
         self.phase = "prune"
         return model
 
@@ -165,7 +193,7 @@ class PruningMethod(Callback):
         self.lr_now = float(optimizer.param_groups[0]["lr"]) if optimizer is not None else 0.0
         if self.lr_schedule is not None:
             self.lr_total = float(sum(self.lr_schedule(k) for k in range(self.total_steps)))
-        self._begin()
+        self.begin()
         self.knob = distributed.from_main(self.knob)  # rank 0's calibration on every rank
         self._refresh_cap()
 
@@ -180,7 +208,7 @@ class PruningMethod(Callback):
         self.lr_now = float(lr)
         if self.step % self.check_every == 0:
             self._track()
-        self._advance(float(lr))
+        self.advance(float(lr))
         self._refresh_cap()
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,7 +264,7 @@ class PruningMethod(Callback):
     def project(self, budget: Budget | None = None) -> dict[str, int]:
         """Exact projection to ``budget`` (default: the method's), then freeze the mask.
 
-        Keeps the top entries by :meth:`_scores` (:func:`neuroprune.pruning.selection.select_synapses`:
+        Keeps the top entries by :meth:`scores` (:func:`neuroprune.pruning.selection.select_synapses`:
         per-layer minimums, fan-in cap, ``sum(cost) <= B``), removes the reparameterisation and
         writes plain weights: kept entries take :meth:`_kept_values` (the effective weight, or
         the refit value of soft-threshold/Grad R methods); a kept entry whose value is 0 gets
@@ -330,7 +358,7 @@ class PruningMethod(Callback):
     def _layer_scores(self, target: Target) -> LayerScores:
         return LayerScores(
             name=target.name,
-            scores=self._scores(target).detach().flatten().cpu().double().numpy(),
+            scores=self.scores(target).detach().flatten().cpu().double().numpy(),
             costs=target.cost.flatten().numpy().astype(np.int64),
             groups=target.group.flatten().numpy(),
             keep_every_group=target.is_output,
@@ -372,7 +400,7 @@ class PruningMethod(Callback):
                 continue
             if cap is None or cap >= target.group_size:
                 continue
-            param.set_cap_mask(_top_per_group(self._scores(target).detach(), cap))
+            param.set_cap_mask(_top_per_group(self.scores(target).detach(), cap))
 
     def _check_scheduler(self, scheduler: str | None) -> str | None:
 
@@ -397,19 +425,22 @@ class PruningMethod(Callback):
         return scheduler
 
     # ----------------------------------------------------------------------------------------
-    # Method hooks
+    # Method hooks: the public extension interface (class docstring)
 
-    def _install(self, target: Target) -> None:
+    def install(self, target: Target) -> None:
+        """Reparameterise ``target.module.weight`` for this method (once per target, by
+        :meth:`attach`)."""
         raise NotImplementedError
 
-    def _begin(self) -> None:
-        """Calibrate the knob at the start of pruning."""
+    def begin(self) -> None:
+        """Calibrate ``self.knob`` at the start of pruning (once, by :meth:`on_train_begin`)."""
 
-    def _advance(self, lr: float) -> None:
+    def advance(self, lr: float) -> None:
         """Act after optimizer step ``self.step`` (1-based) that used learning rate ``lr``."""
 
-    def _scores(self, target: Target) -> torch.Tensor:
-        """Ranking of entries for the projection (higher kept first)."""
+    def scores(self, target: Target) -> torch.Tensor:
+        """Ranking of the target's entries for the projection (weight's shape, higher kept
+        first); default ``|theta|``."""
         return self._theta(target).detach().abs()
 
 

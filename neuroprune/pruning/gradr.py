@@ -83,20 +83,20 @@ class GradR(PruningMethod):
     def mu(self) -> float:
         return prior_centre(self.knob, self.target_sparsity)
 
-    def _install(self, target: Target) -> None:
+    def install(self, target: Target) -> None:
         weight = target.module.weight.detach()
         sign = torch.sign(weight)
         sign = torch.where(sign == 0, torch.ones_like(sign), sign)
         parametrize.register_parametrization(target.module, "weight", SignedReLU(sign))
 
-    def _begin(self) -> None:
+    def begin(self) -> None:
         self.knob = self._ideal_knob()
 
     def before_step(self) -> None:
         if self.phase == "prune":
             self._old = [self._theta(t).detach().clone() for t in self.targets]
 
-    def _advance(self, lr: float) -> None:
+    def advance(self, lr: float) -> None:
         self.shrink_total += lr * max(self.knob, 0.0)
         mu = self.mu
         olds = self._old or [self._theta(t).detach().clone() for t in self.targets]
@@ -126,7 +126,7 @@ class GradR(PruningMethod):
         mu = self.mu
         return {"mu": mu if math.isfinite(mu) else None, "prior_shrink": self.shrink_total}
 
-    def _scores(self, target: Target) -> torch.Tensor:
+    def scores(self, target: Target) -> torch.Tensor:
         return self._theta(target).detach().clone()
 
     def _kept_values(self, target: Target) -> torch.Tensor:

@@ -42,7 +42,7 @@ class MaskMethod(PruningMethod):
 
     knob_name: ClassVar[str] = "sparsity"
 
-    def _install(self, target: Target) -> None:
+    def install(self, target: Target) -> None:
         param = HardMask(target.module.weight.shape).to(target.module.weight.device)
         parametrize.register_parametrization(target.module, "weight", param)
 
@@ -63,7 +63,7 @@ class MaskMethod(PruningMethod):
         raw = self._theta(target).detach().abs().flatten().cpu().double().numpy()
         return dataclasses.replace(scores, scores=raw)
 
-    def _scores(self, target: Target) -> torch.Tensor:
+    def scores(self, target: Target) -> torch.Tensor:
         """Kept entries first (by ``|theta|``), then masked ones (by ``|theta|``)."""
         theta = self._theta(target).detach().abs()
         mask = self._parametrization(target)
@@ -115,10 +115,10 @@ class GMP(MaskMethod):
         """``dt``: steps between mask updates."""
         return max(1, self.ramp_steps // self.updates)
 
-    def _begin(self) -> None:
+    def begin(self) -> None:
         self.knob = 0.0
 
-    def _advance(self, lr: float) -> None:
+    def advance(self, lr: float) -> None:
         due = self.step % self.update_every == 0 or self.step == self.ramp_steps
         if not due or self.step > self.ramp_steps:
             return

@@ -20,7 +20,7 @@ kept synapses their latent value ``theta = w + sign * d``; the network has adapt
 weights, so that inflated every survivor by ``d`` and cost 10-20 accuracy points at 90 %
 sparsity, docs/benchmarks_pruning.md). The logged ``predicted`` is ``sum(cost[|theta| > D])``.
 
-Learning rate: ``stds`` sets ``constant_lr``, so :func:`neuroprune.pruning.prune_to_budget`
+Learning rate: ``stds`` sets ``constant_lr``, so :func:`neuroprune.pipeline.prune_loop.prune_to_budget`
 prunes it at a constant rate with the same total ``sum eta`` as the configured schedule (the
 STDS paper's CIFAR setting, constant-lr Adam). Under a decaying schedule the implied L1
 strength ``lambda_t = (d_{t+1} - d_t) / eta_t`` of a sine or linear threshold grows without
@@ -63,7 +63,7 @@ class SoftThresholdMethod(PruningMethod):
             return self._theta(target).detach()
         return self._weight(target)
 
-    def _install(self, target: Target) -> None:
+    def install(self, target: Target) -> None:
         param = SoftThreshold(target.module.weight.shape).to(target.module.weight.device)
         parametrize.register_parametrization(target.module, "weight", param)
 
@@ -76,11 +76,11 @@ class SoftThresholdMethod(PruningMethod):
         """The threshold ``d_t`` in use (weight units)."""
         return float(self.knob) * self.threshold_fraction()
 
-    def _begin(self) -> None:
+    def begin(self) -> None:
         self.knob = self._ideal_knob()
         self._set_threshold(0.0)
 
-    def _advance(self, lr: float) -> None:
+    def advance(self, lr: float) -> None:
         self._set_threshold(self.threshold)
 
     def trajectory_fraction(self) -> float:
