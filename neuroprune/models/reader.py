@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from neuroprune.graph.stages import Stage
 from neuroprune.models.blocks import Block
 from neuroprune.models.walker import parse_blocks
 
@@ -100,7 +101,7 @@ class ModelWiring:
     layers: tuple[SynapseLayer, ...] = ()
     blocks: tuple[Block, ...] = ()
     sources: tuple[tuple[str, ...], ...] = ()
-    stages: tuple = ()
+    stages: tuple[Stage, ...] = ()
     stage_inputs: tuple[tuple[int, ...], ...] = ()
 
     @property
