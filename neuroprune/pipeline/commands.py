@@ -6,7 +6,6 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from neuroprune import quantize  # a lazy face: torch loads on first use
 from neuroprune import sim as simulators  # a lazy face: Lava and torch load on first use
 from neuroprune.chip.profiles import load_profile
 from neuroprune.core.errors import (
@@ -15,11 +14,11 @@ from neuroprune.core.errors import (
 from neuroprune.data.datasets import is_event_dataset, load_dataset
 from neuroprune.data.encoding import simulation_input
 from neuroprune.data.events import EventOptions
-from neuroprune.pipeline.chip_stages import _bit_exact_check, _fixed_by_default
 from neuroprune.pipeline.config import RunConfig, config_from_saved, event_options
 from neuroprune.pipeline.context import Progress, train_config, with_model_defaults
 from neuroprune.pipeline.resume import input_hash, stage_inputs
-from neuroprune.pipeline.train_stages import quant_record
+from neuroprune.pipeline.stages.quantize import quant_record, quantize_pruned
+from neuroprune.pipeline.stages.simulate import bit_exact_check, fixed_by_default
 from neuroprune.run.rundir import RunDir
 
 # ------------------------------------------------------------------------------------------
@@ -90,13 +89,8 @@ def quantize_run(
     epochs = cfg.quant_epochs if finetune_epochs is None else int(finetune_epochs)
     with rundir.lock():
         model, _ = rundir.load_model("pruned")
-        result = quantize.quantize_model(
-            model,
-            profile,
-            dataset,
-            train_config(cfg, epochs),
-            finetune_epochs=epochs,
-            progress=progress,
+        result = quantize_pruned(
+            model, profile, dataset, train_config(cfg, epochs), epochs, progress
         )
         inputs = stage_inputs(cfg.replace(quant_epochs=epochs), profile, "quantized")
         rundir.save_model(
@@ -144,7 +138,7 @@ def simulate_target(
     data = load_dataset(dataset or "digits", data_dir, events)
     n = min(samples or len(data.x_test), len(data.x_test))
     if fixed_point is None:
-        fixed_point = bool(profile and _fixed_by_default(profile))
+        fixed_point = bool(profile and fixed_by_default(profile))
     return simulators.simulate(
         nir_path,
         x=simulation_input(data, n),
@@ -153,7 +147,7 @@ def simulate_target(
         backend=backend,
         fixed_point=fixed_point,
         timeout=timeout,
-        expected_counts=_bit_exact_check(backend, fixed_point),
+        expected_counts=bit_exact_check(backend, fixed_point),
         reference_model=reference,
     )
 

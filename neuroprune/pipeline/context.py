@@ -16,7 +16,7 @@ from neuroprune.core.errors import (
 )
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.resume import changed_inputs, input_hash
-from neuroprune.run.rundir import MODEL_FILES, RunDir
+from neuroprune.run.rundir import MODEL_FILES, RunDir, RunRecord
 from neuroprune.train import distributed
 
 Progress = Callable[[Mapping[str, Any]], None]
@@ -42,7 +42,7 @@ class _Run:
     rundir: RunDir
     profile: ChipProfile
     progress: Progress
-    report: dict[str, Any] = field(default_factory=dict)
+    record: RunRecord | None = None  # report.json, filled section by section by the stages
     history: dict[str, list] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
     writes: bool = True  # False on torchrun ranks > 0: only rank 0 writes the run directory
@@ -87,7 +87,15 @@ class _Run:
         self.rundir.save_model(
             stage, model, {**meta, "inputs": dict(inputs), "inputs_hash": input_hash(inputs)}
         )
-        self.report["stages"][stage] = {"inputs_hash": input_hash(inputs)}
+        self.note_stage(stage, inputs)
+
+    def note_stage(self, stage: str, inputs: Mapping[str, Any], reused: bool = False) -> None:
+        """report.json ``stages.<stage>``: the hash of the inputs its artifact was made with
+        (and ``reused: true`` when ``--resume`` reused it)."""
+        entry: dict[str, Any] = {"inputs_hash": input_hash(inputs)}
+        if reused:
+            entry["reused"] = True
+        self.record.stages[stage] = entry
 
     def mark(self, name: str) -> None:
         """Record that this run reused the run file ``name``."""
