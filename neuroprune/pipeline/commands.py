@@ -11,11 +11,12 @@ from neuroprune.chip.profiles import load_profile
 from neuroprune.core.errors import (
     ArtifactError,
 )
+from neuroprune.core.progress import Progress
 from neuroprune.data.datasets import is_event_dataset, load_dataset
 from neuroprune.data.encoding import simulation_input
 from neuroprune.data.events import EventOptions
 from neuroprune.pipeline.config import RunConfig, config_from_saved, event_options
-from neuroprune.pipeline.context import Progress, train_config, with_model_defaults
+from neuroprune.pipeline.context import train_config, with_model_defaults
 from neuroprune.pipeline.resume import input_hash, stage_inputs
 from neuroprune.pipeline.stages.quantize import quant_record, quantize_pruned
 from neuroprune.pipeline.stages.simulate import bit_exact_check, fixed_by_default

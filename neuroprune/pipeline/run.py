@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from neuroprune import __version__
 from neuroprune.chip.schema import ChipProfile
+from neuroprune.core.progress import Progress
 from neuroprune.pipeline.config import RunConfig
-from neuroprune.pipeline.context import Progress, RunOutcome, _noop, _Run
+from neuroprune.pipeline.context import RunOutcome, _noop, _Run
 from neuroprune.pipeline.preflight import _Plan, _preflight
 from neuroprune.pipeline.stages import STAGES, Carry
 from neuroprune.run.rundir import (

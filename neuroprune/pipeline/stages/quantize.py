@@ -8,7 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 from neuroprune import quantize  # a lazy face: torch loads on first use
-from neuroprune.pipeline.context import Progress, _epoch_progress, _Run, train_config
+from neuroprune.core.progress import Progress
+from neuroprune.pipeline.context import _epoch_progress, _Run, train_config
 from neuroprune.pipeline.resume import stage_inputs
 from neuroprune.pipeline.stages.base import Carry, Stage, measure
 from neuroprune.run.rundir import QuantizedRecord
