@@ -18,6 +18,7 @@ from neuroprune.data.events import EventOptions
 from neuroprune.pipeline.config import RunConfig, config_from_saved, event_options
 from neuroprune.pipeline.context import train_config, with_model_defaults
 from neuroprune.pipeline.resume import input_hash, stage_inputs
+from neuroprune.pipeline.stages.export import export_model
 from neuroprune.pipeline.stages.quantize import quant_record, quantize_pruned
 from neuroprune.pipeline.stages.simulate import bit_exact_check, fixed_by_default
 from neuroprune.run.rundir import RunDir
@@ -40,11 +41,6 @@ def saved_config(rundir: RunDir) -> RunConfig:
 def export_run(run_dir: Path, fmt: str, out: Path | None, dt: float | None = None) -> Path:
     """Export the run's final model (quantized, else pruned, else dense) to NIR or ONNX;
     ``dt`` is the NIR file's seconds per step (default 2**-10)."""
-    from neuroprune.export import (  # deferred: imports scipy, spikingjelly, torch
-        export_nir,
-        export_onnx,
-    )
-
     rundir = RunDir(run_dir)
     cfg = saved_config(rundir)
     shape = load_dataset(cfg.dataset, cfg.data_dir, event_options(cfg)).input_shape
@@ -52,18 +48,16 @@ def export_run(run_dir: Path, fmt: str, out: Path | None, dt: float | None = Non
         if out is None:
             stack.enter_context(rundir.lock())
         model = rundir.final_model()
-        target = out or rundir.model_file(fmt)
-        if fmt == "nir":
-            return export_nir(
-                model,
-                target,
-                timesteps=cfg.timesteps,
-                encoding=cfg.encoding,
-                input_shape=shape,
-                chip=Path(cfg.chip).stem,
-                dt=dt,
-            )
-        return export_onnx(model, target, timesteps=cfg.timesteps, input_shape=shape)
+        return export_model(
+            model,
+            fmt,
+            out or rundir.model_file(fmt),
+            timesteps=cfg.timesteps,
+            encoding=cfg.encoding,
+            input_shape=shape,
+            chip=Path(cfg.chip).stem,
+            dt=dt,
+        )
 
 
 def quantize_run(
