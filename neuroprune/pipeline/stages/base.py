@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuroprune.core.errors import NeuropruneError
 from neuroprune.pipeline.context import _Run
+
+if TYPE_CHECKING:
+    from neuroprune.fit.budget import Budget
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class Carry:
 
     model: Any
     dataset: Any
-    budget: Any
+    budget: Budget  # synapses the pruned network may keep (neuroprune.fit.budget)
     fits: bool = True
     verified: bool = True
     error: NeuropruneError | None = None  # a stage that failed after the run started
