@@ -78,8 +78,8 @@ def simulate(
 ) -> None:
     """Simulate RUN_DIR (its model.nir) or a FILE.nir and compare with the PyTorch model."""
     _torch_threads()
-    from neuroprune.pipeline.chip_stages import verification_passed  # deferred: imports yaml
     from neuroprune.pipeline.commands import simulate_target  # deferred: imports yaml
+    from neuroprune.pipeline.stages.simulate import verification_passed  # deferred: imports yaml
     from neuroprune.reports.render import simulation_text  # deferred: imports scipy
 
     result = simulate_target(

@@ -1,9 +1,10 @@
 """The fit pipeline (layer L6): configuration, the stages, and commands on a saved run.
 
 Modules: :mod:`.config` (the validated run configuration), :mod:`.preflight` (everything
-checked before training), :mod:`.run` (``run_fit``), :mod:`.train_stages` (dense, prune,
-quantize), :mod:`.chip_stages` (fit check, export, simulate), :mod:`.record` (report
-assembly), :mod:`.resume` (each stage's inputs), :mod:`.prune_loop` and :mod:`.structured`
+checked before training), :mod:`.run` (``run_fit``: a loop over
+:data:`.stages.STAGES`), :mod:`.stages` (one module per stage: dense, prune, quantize, fit,
+export, simulate, report, each filling its typed section of the run record), :mod:`.resume`
+(each stage's inputs), :mod:`.prune_loop` and :mod:`.structured`
 (the pruning recipes: train, evaluate, fit check), :mod:`.commands` (quantize, export,
 simulate and report on a saved run), :mod:`.check` (the dense network's verdict).
 

@@ -6,20 +6,21 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from neuroprune import quantize  # a lazy face: torch loads on first use
 from neuroprune import sim as simulators  # a lazy face: Lava and torch load on first use
 from neuroprune.chip.profiles import load_profile
 from neuroprune.core.errors import (
     ArtifactError,
 )
+from neuroprune.core.progress import Progress
 from neuroprune.data.datasets import is_event_dataset, load_dataset
 from neuroprune.data.encoding import simulation_input
 from neuroprune.data.events import EventOptions
-from neuroprune.pipeline.chip_stages import _bit_exact_check, _fixed_by_default
 from neuroprune.pipeline.config import RunConfig, config_from_saved, event_options
-from neuroprune.pipeline.context import Progress, train_config, with_model_defaults
+from neuroprune.pipeline.context import train_config, with_model_defaults
 from neuroprune.pipeline.resume import input_hash, stage_inputs
-from neuroprune.pipeline.train_stages import quant_record
+from neuroprune.pipeline.stages.export import export_model
+from neuroprune.pipeline.stages.quantize import quant_record, quantize_pruned
+from neuroprune.pipeline.stages.simulate import bit_exact_check, fixed_by_default
 from neuroprune.run.rundir import RunDir
 
 # ------------------------------------------------------------------------------------------
@@ -40,11 +41,6 @@ def saved_config(rundir: RunDir) -> RunConfig:
 def export_run(run_dir: Path, fmt: str, out: Path | None, dt: float | None = None) -> Path:
     """Export the run's final model (quantized, else pruned, else dense) to NIR or ONNX;
     ``dt`` is the NIR file's seconds per step (default 2**-10)."""
-    from neuroprune.export import (  # deferred: imports scipy, spikingjelly, torch
-        export_nir,
-        export_onnx,
-    )
-
     rundir = RunDir(run_dir)
     cfg = saved_config(rundir)
     shape = load_dataset(cfg.dataset, cfg.data_dir, event_options(cfg)).input_shape
@@ -52,18 +48,16 @@ def export_run(run_dir: Path, fmt: str, out: Path | None, dt: float | None = Non
         if out is None:
             stack.enter_context(rundir.lock())
         model = rundir.final_model()
-        target = out or rundir.model_file(fmt)
-        if fmt == "nir":
-            return export_nir(
-                model,
-                target,
-                timesteps=cfg.timesteps,
-                encoding=cfg.encoding,
-                input_shape=shape,
-                chip=Path(cfg.chip).stem,
-                dt=dt,
-            )
-        return export_onnx(model, target, timesteps=cfg.timesteps, input_shape=shape)
+        return export_model(
+            model,
+            fmt,
+            out or rundir.model_file(fmt),
+            timesteps=cfg.timesteps,
+            encoding=cfg.encoding,
+            input_shape=shape,
+            chip=Path(cfg.chip).stem,
+            dt=dt,
+        )
 
 
 def quantize_run(
@@ -90,13 +84,8 @@ def quantize_run(
     epochs = cfg.quant_epochs if finetune_epochs is None else int(finetune_epochs)
     with rundir.lock():
         model, _ = rundir.load_model("pruned")
-        result = quantize.quantize_model(
-            model,
-            profile,
-            dataset,
-            train_config(cfg, epochs),
-            finetune_epochs=epochs,
-            progress=progress,
+        result = quantize_pruned(
+            model, profile, dataset, train_config(cfg, epochs), epochs, progress
         )
         inputs = stage_inputs(cfg.replace(quant_epochs=epochs), profile, "quantized")
         rundir.save_model(
@@ -144,7 +133,7 @@ def simulate_target(
     data = load_dataset(dataset or "digits", data_dir, events)
     n = min(samples or len(data.x_test), len(data.x_test))
     if fixed_point is None:
-        fixed_point = bool(profile and _fixed_by_default(profile))
+        fixed_point = bool(profile and fixed_by_default(profile))
     return simulators.simulate(
         nir_path,
         x=simulation_input(data, n),
@@ -153,7 +142,7 @@ def simulate_target(
         backend=backend,
         fixed_point=fixed_point,
         timeout=timeout,
-        expected_counts=_bit_exact_check(backend, fixed_point),
+        expected_counts=bit_exact_check(backend, fixed_point),
         reference_model=reference,
     )
 

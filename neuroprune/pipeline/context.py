@@ -5,7 +5,7 @@ the training configuration each stage derives from the run configuration.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,12 +14,12 @@ from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.errors import (
     NeuropruneError,
 )
+from neuroprune.core.progress import Progress, ProgressEvent, emit
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.resume import changed_inputs, input_hash
-from neuroprune.run.rundir import MODEL_FILES, RunDir
+from neuroprune.run.rundir import MODEL_FILES, RunDir, RunRecord
 from neuroprune.train import distributed
 
-Progress = Callable[[Mapping[str, Any]], None]
 STRUCTURED_METHODS = ("sca", "sca+stds")
 
 
@@ -42,7 +42,7 @@ class _Run:
     rundir: RunDir
     profile: ChipProfile
     progress: Progress
-    report: dict[str, Any] = field(default_factory=dict)
+    record: RunRecord | None = None  # report.json, filled section by section by the stages
     history: dict[str, list] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
     writes: bool = True  # False on torchrun ranks > 0: only rank 0 writes the run directory
@@ -53,12 +53,13 @@ class _Run:
         return self.rundir.path
 
     def emit(self, stage: str, message: str | None = None, **event: Any) -> None:
+        """Send a progress event of ``stage``; a ``message`` also goes to the run's log.txt."""
         if message is not None:
             self.log_lines.append(f"{time.strftime('%H:%M:%S')} {stage}: {message}")
             if self.writes:
                 self.rundir.write_log(self.log_lines)
             event["message"] = message
-        self.progress({"stage": stage, **event})
+        emit(self.progress, **{"stage": stage, **event})
 
     def reusable(self, stage: str, inputs: Mapping[str, Any]):
         """``(model, meta)`` of the stage's artifact when ``--resume`` may reuse it (made with
@@ -87,14 +88,22 @@ class _Run:
         self.rundir.save_model(
             stage, model, {**meta, "inputs": dict(inputs), "inputs_hash": input_hash(inputs)}
         )
-        self.report["stages"][stage] = {"inputs_hash": input_hash(inputs)}
+        self.note_stage(stage, inputs)
+
+    def note_stage(self, stage: str, inputs: Mapping[str, Any], reused: bool = False) -> None:
+        """report.json ``stages.<stage>``: the hash of the inputs its artifact was made with
+        (and ``reused: true`` when ``--resume`` reused it)."""
+        entry: dict[str, Any] = {"inputs_hash": input_hash(inputs)}
+        if reused:
+            entry["reused"] = True
+        self.record.stages[stage] = entry
 
     def mark(self, name: str) -> None:
         """Record that this run reused the run file ``name``."""
         self.rundir.mark(name)
 
 
-def _noop(_: Mapping[str, Any]) -> None:
+def _noop(_: ProgressEvent) -> None:
     return None
 
 
@@ -137,16 +146,15 @@ def train_config(cfg: RunConfig, epochs: int):
 def _epoch_progress(run: _Run, stage: str) -> Progress:
     """Adapt training events to the renderer's bar events."""
 
-    def forward(event: Mapping[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "train_begin":
+    def forward(event: ProgressEvent) -> None:
+        if event.event == "train_begin":
             total = event["epochs"] - event.get("start_epoch", 0)
-            run.progress({"stage": stage, "total": total})
-        elif kind == "epoch":
+            emit(run.progress, stage=stage, total=total)
+        elif event.event == "epoch":
             shown = {
                 k: event[k] for k in ("epoch", "loss", "test_accuracy", "sparsity") if k in event
             }
-            run.progress({"stage": stage, "advance": 1, **shown})
+            emit(run.progress, stage=stage, advance=1, **shown)
 
     return forward
 

@@ -23,14 +23,13 @@ from typing import Any
 
 import torch
 
+from neuroprune.core.progress import Progress, emit
 from neuroprune.fit.budget import Budget
 from neuroprune.models.translate import summarize
 from neuroprune.pruning.base import PruningMethod
 from neuroprune.pruning.registry import method_class
 from neuroprune.train import distributed
 from neuroprune.train.loop import TrainConfig, evaluate, lr_at, train
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +104,7 @@ def prune_to_budget(
         **dict(options or {}),
     )
     pruner.attach(model)
-    _emit(
+    emit(
         progress,
         event="prune_begin",
         method=method,
@@ -114,7 +113,7 @@ def prune_to_budget(
     )
     history = _train_stage(model, dataset, prune_cfg, pruner, "prune", epochs, progress)
     projected = pruner.project()
-    _emit(progress, event="projected", nonzero=sum(projected.values()), budget=budget.synapses)
+    emit(progress, event="projected", nonzero=sum(projected.values()), budget=budget.synapses)
     ft_cfg = train_config.replace(
         epochs=max(1, int(finetune_epochs)), lr=train_config.lr * finetune_lr_scale
     )
@@ -136,7 +135,7 @@ def _result(model, dataset, config, pruner, method, history, projected, started,
         conv_weight_sharing=pruner.budget.conv_weight_sharing,
     )
     synapses = sum(row["synapses"] for row in per_layer)
-    _emit(progress, event="prune_end", accuracy=accuracy, synapses=synapses)
+    emit(progress, event="prune_end", accuracy=accuracy, synapses=synapses)
     return PruneResult(
         model=model,
         method=method,
@@ -212,9 +211,4 @@ def layer_report(
 def _tagged(progress: Progress | None, stage: str) -> Progress | None:
     if progress is None:
         return None
-    return lambda event: progress({**event, "stage": stage})
-
-
-def _emit(progress: Progress | None, **event: Any) -> None:
-    if progress is not None:
-        progress(event)
+    return lambda event: progress(event.tagged(stage))

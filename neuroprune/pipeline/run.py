@@ -5,23 +5,28 @@ from __future__ import annotations
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuroprune import __version__
 from neuroprune.chip.schema import ChipProfile
-from neuroprune.core.errors import (
-    BackendUnavailableError,
-    NeuropruneError,
-    SimulationError,
-)
-from neuroprune.pipeline.chip_stages import _stage_export, _stage_fit, _stage_simulate
+from neuroprune.core.progress import Progress
 from neuroprune.pipeline.config import RunConfig
-from neuroprune.pipeline.context import Progress, RunOutcome, _noop, _Run
+from neuroprune.pipeline.context import RunOutcome, _noop, _Run
 from neuroprune.pipeline.preflight import _Plan, _preflight
-from neuroprune.pipeline.record import _finish_report
-from neuroprune.pipeline.train_stages import _stage_dense, _stage_prune, _stage_quantize
-from neuroprune.run.rundir import RECORD_VERSION, RunDir
+from neuroprune.pipeline.stages import STAGES, Carry
+from neuroprune.run.rundir import (
+    RECORD_VERSION,
+    ArtifactsRecord,
+    BudgetRecord,
+    RunDir,
+    RunRecord,
+)
 from neuroprune.train import distributed
+
+if TYPE_CHECKING:
+    from neuroprune.fit.budget import Budget
+
+REPORTED_BUDGET = ("synapses", "source", "binding", "fan_in_cap")  # report.json ``budget``
 
 # ------------------------------------------------------------------------------------------
 # fit
@@ -49,57 +54,36 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
 
 
 def _run_worker_rank(run: _Run, plan: _Plan) -> RunOutcome:
-    run.report = _empty_report(plan.cfg, plan.profile, plan.budget)
-    model = _stage_dense(run, plan.model, plan.dataset)
-    model = _stage_prune(run, model, plan.dataset, plan.budget)
-    if _is_chain(model):
-        _stage_quantize(run, model, plan.dataset)
-    return RunOutcome(run.run_dir, run.report, 0)
-
-
-def _is_chain(model) -> bool:
-    from neuroprune.models.reader import CHAIN, model_kind  # deferred: imports torch
-
-    return model_kind(model) == CHAIN
+    """A torchrun rank > 0: the training stages only, nothing written."""
+    run.record = _empty_record(plan.cfg, plan.profile, plan.budget)
+    carry = Carry(plan.model, plan.dataset, plan.budget)
+    for stage in STAGES:
+        if stage.on_workers(carry.model):
+            carry = stage.run(run, carry)
+    return RunOutcome(run.run_dir, run.record.as_dict(), 0)
 
 
 def _run_main(plan: _Plan, rundir: RunDir, progress: Progress | None) -> RunOutcome:
-    """Rank 0 (or the only process), holding the run's lock: clean, run, record."""
+    """Rank 0 (or the only process), holding the run's lock: clean, run every stage, keep the
+    files this run wrote or reused."""
     cfg = plan.cfg
     if not cfg.resume:
         rundir.remove_files(keep=set())
     _prepare_run_dir(rundir, cfg, plan.profile)
     run = _Run(cfg, rundir, plan.profile, progress or _noop)
-    run.report = _empty_report(cfg, plan.profile, plan.budget)
+    run.record = _empty_record(cfg, plan.profile, plan.budget)
     run.emit(
         "setup",
         f"{plan.profile.name}: budget {plan.budget.synapses:,} synapses "
         f"({plan.budget.source}); dense network {plan.dense_synapses:,} "
         f"synapses, {plan.dense_neurons:,} neurons",
     )
-    exit_code, error = _run_stages(run, plan)
-    _finish_report(run)
+    carry = Carry(plan.model, plan.dataset, plan.budget)
+    for stage in STAGES:
+        carry = stage.run(run, carry)
     if cfg.resume:
         rundir.remove_files(keep=rundir.written)
-    return RunOutcome(rundir.path, run.report, exit_code, error)
-
-
-def _run_stages(run: _Run, plan: _Plan) -> tuple[int, NeuropruneError | None]:
-    dataset = plan.dataset
-    model = _stage_dense(run, plan.model, dataset)
-    model = _stage_prune(run, model, dataset, plan.budget)
-    model = _stage_quantize(run, model, dataset)
-    fit_report = _stage_fit(run, model, dataset)
-    _stage_export(run, model, dataset)
-    try:
-        sim_ok = _stage_simulate(run, model, dataset)
-    except (SimulationError, BackendUnavailableError) as exc:
-        run.report["errors"].append(
-            {"stage": "simulate", "kind": type(exc).__name__, "message": exc.one_line()}
-        )
-        run.emit("simulate", f"failed: {exc.one_line()}")
-        return exc.exit_code, exc
-    return (0 if fit_report.fits and sim_ok else 1), None
+    return RunOutcome(rundir.path, run.record.as_dict(), carry.exit_code, carry.error)
 
 
 def _prepare_run_dir(rundir: RunDir, cfg: RunConfig, profile: ChipProfile) -> None:
@@ -125,27 +109,20 @@ def _provenance(profile: ChipProfile) -> dict[str, Any]:
     }
 
 
-def _empty_report(cfg: RunConfig, profile: ChipProfile, budget) -> dict[str, Any]:
-    return {
-        "record_version": RECORD_VERSION,
-        "neuroprune_version": __version__,
-        "chip": profile.id,
-        "chip_name": profile.name,
-        "config": cfg.as_dict(),
-        "counting": budget.counting,
-        "budget": {
-            "synapses": budget.synapses,
-            "source": budget.source,
-            "binding": budget.binding,
-            "fan_in_cap": budget.fan_in_cap,
-        },
-        "dense": None,
-        "pruned": None,
-        "quantized": None,
-        "fit": None,
-        "simulation": None,
-        "artifacts": {"nir": None, "onnx": None},
-        "stages_not_run": [],
-        "errors": [],
-        "stages": {},
-    }
+def _empty_record(cfg: RunConfig, profile: ChipProfile, budget: Budget) -> RunRecord:
+    """The run record before any stage ran: chip, configuration, budget; every stage section
+    empty."""
+    budget_fields = budget.to_dict()
+    return RunRecord(
+        record_version=RECORD_VERSION,
+        chip=profile.id,
+        budget=BudgetRecord(**{k: budget_fields[k] for k in REPORTED_BUDGET}),
+        artifacts=ArtifactsRecord(),
+        stages_not_run=[],
+        errors=[],
+        neuroprune_version=__version__,
+        chip_name=profile.name,
+        config=cfg.as_dict(),
+        counting=budget.counting,
+        stages={},
+    )

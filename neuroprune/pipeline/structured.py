@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from neuroprune.core.progress import Progress, emit
 from neuroprune.fit.budget import Budget, per_layer_minimums
 from neuroprune.fit.rules import check_fit
 from neuroprune.models.sew import summarize_model
@@ -23,7 +24,6 @@ from neuroprune.pruning.sca import (
     SCA,
     STRUCTURE_FRACTION,
     STRUCTURE_SLACK,
-    Progress,
     _option_error,
 )
 from neuroprune.train.loop import TrainConfig, evaluate, train
@@ -120,7 +120,7 @@ def prune_structured(
         **dict(options or {}),
     )
     pruner.attach(model)
-    _emit(
+    emit(
         progress,
         event="prune_begin",
         method="sca+stds" if then_stds else "sca",
@@ -131,7 +131,7 @@ def prune_structured(
     cfg = train_config.replace(epochs=max(1, sca_epochs))
     history = _stage(model, dataset, cfg, pruner, "prune", sca_epochs, progress)
     projected = pruner.project()
-    _emit(progress, event="projected", nonzero=sum(projected.values()), budget=budget.synapses)
+    emit(progress, event="projected", nonzero=sum(projected.values()), budget=budget.synapses)
     if not then_stds:
         ft_cfg = _finetune_config(train_config, finetune_epochs, finetune_lr_scale)
         history += _stage(model, dataset, ft_cfg, pruner, "finetune", finetune_epochs, progress)
@@ -139,7 +139,7 @@ def prune_structured(
     removed = remove_channels(masked, pruner.graph, pruner.keep)
     accuracy_masked = _accuracy(masked, dataset, train_config)
     accuracy_removed = _accuracy(removed, dataset, train_config)
-    _emit(
+    emit(
         progress,
         event="removed",
         accuracy_masked=accuracy_masked,
@@ -160,7 +160,7 @@ def prune_structured(
         final = stds.model
         history += [{**row, "method": "stds"} for row in stds.history]
     after = _snapshot(final, dataset, train_config, profile, sharing)
-    _emit(progress, event="prune_end", accuracy=after.accuracy, synapses=after.synapses)
+    emit(progress, event="prune_end", accuracy=after.accuracy, synapses=after.synapses)
     return StructuredPruneResult(
         model=final,
         method="sca+stds" if then_stds else "sca",
@@ -334,9 +334,4 @@ def _accuracy(model, dataset, config: TrainConfig) -> float:
 def _tagged(progress: Progress | None, stage: str) -> Progress | None:
     if progress is None:
         return None
-    return lambda event: progress({**event, "stage": event.get("stage", stage)})
-
-
-def _emit(progress: Progress | None, **event: Any) -> None:
-    if progress is not None:
-        progress(event)
+    return lambda event: progress(event.tagged(stage, keep=True))

@@ -79,7 +79,6 @@ DEFAULT_L1 = 3e-5
 DEFAULT_MIN_FRACTION = 0.1
 STRUCTURE_SLACK = 2.0
 STRUCTURE_FRACTION = 0.5
-Progress = Callable[[dict[str, Any]], None]
 
 
 # --------------------------------------------------------------------------------------------

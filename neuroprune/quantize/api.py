@@ -23,19 +23,18 @@ Accuracies are test accuracies (0..1) with the training config's timesteps and e
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from neuroprune.chip.schema import ChipProfile
+from neuroprune.core.progress import Progress, emit
 from neuroprune.quantize.chip import sync_chip_nodes, use_chip_arithmetic
 from neuroprune.quantize.model import QuantizedLayer, layer_row, ptq_model, requantize_layer
 from neuroprune.quantize.qat import QuantAwareCallback
 from neuroprune.train.loop import TrainConfig, evaluate, train, validation_split
 
-Progress = Callable[[dict[str, Any]], None]
 PATIENCE = 1  # epochs without a better validation accuracy before fine-tuning stops
 
 
@@ -115,7 +114,7 @@ def quantize_model(
     fit_part, x_val, y_val = validation_split(dataset, seed=train_config.seed)
     val_ptq = _score(qmodel, x_val, y_val, train_config)
     acc_ptq = _accuracy(qmodel, dataset, train_config)
-    _emit(progress, event="ptq", accuracy=acc_ptq, accuracy_float=acc_float, val_accuracy=val_ptq)
+    emit(progress, event="ptq", accuracy=acc_ptq, accuracy_float=acc_float, val_accuracy=val_ptq)
     ptq_rows = [layer_row(layer.block, layer.quant) for layer in layers]
     qat = {
         "decision": "not run",
@@ -186,7 +185,7 @@ def _finetune(qmodel, layers, profile, fit_part, val, config, epochs, progress):
         optimizer_state = result.optimizer_state
         score = _score(qmodel, val[0], val[1], config)
         history.append({**result.history[-1], "val_accuracy": score})
-        _emit(progress, event="qat_validation", epoch=epoch + 1, val_accuracy=score)
+        emit(progress, event="qat_validation", epoch=epoch + 1, val_accuracy=score)
         if score > best["val"]:
             best = {"val": score, "epoch": epoch + 1, "state": callback.snapshot()}
         elif epoch + 1 - best["epoch"] >= PATIENCE:
@@ -221,11 +220,6 @@ def _accuracy(model: torch.nn.Module, dataset: Any, config: TrainConfig) -> floa
     return evaluate(
         model, dataset.x_test, dataset.y_test, config.timesteps, config.encoding, seed=config.seed
     )
-
-
-def _emit(progress: Progress | None, **event: Any) -> None:
-    if progress is not None:
-        progress(event)
 
 
 def merged_notes(rows: list[dict[str, Any]]) -> tuple[str, ...]:

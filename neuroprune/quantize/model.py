@@ -13,7 +13,7 @@ wired (residual) model with the profile's quantizer and writes the result into a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,6 +23,7 @@ from spikingjelly.activation_based import neuron
 
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.errors import UnsupportedError
+from neuroprune.core.progress import Progress, emit
 from neuroprune.models.blocks import Block
 from neuroprune.models.quantized import QUANT_ATTR
 from neuroprune.models.translate import WEIGHT_BITS_ATTR, fold_batchnorm
@@ -30,8 +31,6 @@ from neuroprune.models.zoo import model_blocks
 from neuroprune.quantize.base import LayerQuant, get_quantizer
 from neuroprune.quantize.grid import Grid, error_stats
 from neuroprune.quantize.neuron import NeuronParams
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,8 +89,7 @@ def ptq_model(
         )
         apply_layer_quant(block, lq)
         layers.append(QuantizedLayer(block, lq, weight, bias, params))
-        if progress is not None:
-            progress({"event": "quantize_layer", "layer": block.name, **layer_row(block, lq)})
+        emit(progress, **{"event": "quantize_layer", "layer": block.name, **layer_row(block, lq)})
     return qmodel, layers
 
 

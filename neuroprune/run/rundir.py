@@ -376,6 +376,14 @@ class RunDir:
                 fix="Rerun neuroprune fit for this run directory.",
             ) from None
 
+    def saved_report(self) -> dict[str, Any] | None:
+        """report.json as saved, unchecked (a sweep's finished trial may be an older or partial
+        record); None when it is absent or not readable JSON. :meth:`load_record` checks it."""
+        try:
+            return json.loads((self / "report.json").read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+
     def write_log(self, lines: list[str]) -> None:
         write_text(self / "log.txt", "\n".join(lines) + "\n")
         self.mark("log.txt")

@@ -8,16 +8,17 @@ new backend in :data:`neuroprune.sim.backends.SIM_BACKENDS`; the contract tests 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from neuroprune.core import progress as core_progress
 from neuroprune.sim.inputs import Stimulus
 from neuroprune.sim.spec import DeploymentSpec
 
-Progress = Callable[[dict[str, Any]], None] | None
+Progress = core_progress.Progress | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,5 +59,4 @@ class SimBackend(Protocol):
 
 def emit(progress: Progress, event: str, **fields: Any) -> None:
     """Send ``{"stage": "simulate", "event": event, **fields}`` to ``progress`` if given."""
-    if progress is not None:
-        progress({"stage": "simulate", "event": event, **fields})
+    core_progress.emit(progress, **{"stage": "simulate", "event": event, **fields})

@@ -4,7 +4,7 @@ trial starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,6 @@ from neuroprune.data.datasets import load_dataset
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.preflight import configured_budget, configured_model
 
-Progress = Callable[[Mapping[str, Any]], None]
 SEARCHES = ("grid", "optuna")
 OBJECTIVES = {"synapses": "synapses", "cores": "cores", "energy": "energy_per_sample_j"}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 from neuroprune.core.atomic import write_json
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.reports.plots import pareto_plot
+from neuroprune.run.rundir import RunDir
 from neuroprune.sweep.plan import OBJECTIVES, SweepPlan, SweepResult
 
 # --------------------------------------------------------------------------------------------
@@ -102,7 +102,4 @@ def _write_results(plan: SweepPlan, rows, seconds: float, skipped: int) -> Sweep
 
 
 def _read_report(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "report.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    return RunDir(run_dir).saved_report()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from neuroprune.core.errors import NeuropruneError
 from neuroprune.pipeline.config import RunConfig, config_from_saved
+from neuroprune.run.rundir import RunDir
 from neuroprune.sweep.plan import SweepPlan, Trial, _value_label
 
 # --------------------------------------------------------------------------------------------
@@ -17,14 +17,12 @@ from neuroprune.sweep.plan import SweepPlan, Trial, _value_label
 
 def finished_report(trial: Trial) -> dict[str, Any] | None:
     """The trial's report.json when its run finished with the same config, else None."""
-    path = trial.run_dir / "report.json"
-    if not path.is_file():
-        return None
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if report.get("fit") is None or not _same_config(report.get("config") or {}, trial.config):
+    report = RunDir(trial.run_dir).saved_report()
+    if (
+        not isinstance(report, dict)
+        or report.get("fit") is None
+        or not _same_config(report.get("config") or {}, trial.config)
+    ):
         return None
     return report
 

@@ -19,9 +19,10 @@ import ray
 from ray import tune
 from ray.tune import Callback
 
+from neuroprune.core.progress import Progress, emit
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.run import run_fit
-from neuroprune.sweep.plan import OBJECTIVES, Progress, SweepPlan, Trial
+from neuroprune.sweep.plan import OBJECTIVES, SweepPlan, Trial
 from neuroprune.sweep.results import trial_row
 from neuroprune.sweep.trials import finished_report, name_of, space_config
 
@@ -56,7 +57,7 @@ def ray_session(address: str | None = None) -> Iterator[None]:
 
 
 def run_trials(
-    plan: SweepPlan, space: dict[str, Any], count: int, emit: Progress
+    plan: SweepPlan, space: dict[str, Any], count: int, progress: Progress | None
 ) -> dict[str, str]:
     """Run the trials of ``space`` on Ray Tune (``count`` samples for Optuna, else the grid);
     returns ``{trial name: error line}`` for trials that failed."""
@@ -73,7 +74,7 @@ def run_trials(
             name=plan.name,
             storage_path=str((plan.sweep_dir / "ray").resolve()),
             verbose=0,
-            callbacks=[ProgressCallback(emit)],
+            callbacks=[ProgressCallback(progress)],
         )
         trainable = tune.with_resources(trial_entry, {"cpu": 1})
         grid = tune.Tuner(
@@ -134,15 +135,14 @@ class ProgressCallback(Callback):
     """Driver-side trial events (started / finished with its accuracy / failed) as progress
     events ``{"stage": "sweep", "message": ..., "advance": 1}``."""
 
-    def __init__(self, emit: Progress | None = None) -> None:
-        self.emit = emit
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.progress = progress
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"emit": None}  # the driver's console is not part of Tune's saved state
+        return {"progress": None}  # the driver's console is not part of Tune's saved state
 
     def _send(self, event: Mapping[str, Any]) -> None:
-        if self.emit is not None:
-            self.emit({"stage": "sweep", **event})
+        emit(self.progress, **{"stage": "sweep", **event})
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._send({"message": f"{name_of(trial.config)}: started"})

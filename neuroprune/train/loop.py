@@ -25,7 +25,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from spikingjelly.activation_based import functional
 
 from neuroprune.core.errors import ArtifactError, ConfigError, ModelError
+from neuroprune.core.progress import Progress, emit
 from neuroprune.data.encoding import ENCODINGS
 from neuroprune.models.encoding import encode, make_generator
 from neuroprune.train import distributed
@@ -43,8 +44,6 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "step", "none")
 LOSSES = ("ce", "mse")
 DEVICES = ("cpu", "cuda")
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -309,7 +308,7 @@ def train(
         data = _tensors(dataset, device)
         steps = distributed.steps_per_epoch(len(data[1]), config.batch_size)
         _call(callbacks, "on_train_begin", model, optimizer, steps, config.epochs)
-        _emit(
+        emit(
             progress,
             event="train_begin",
             epochs=config.epochs,
@@ -321,7 +320,7 @@ def train(
             metrics = _run_epoch(net, optimizer, data, config, epoch, callbacks, progress)
             metrics = _epoch_extras(callbacks, epoch + 1, metrics)
             history.append(metrics)
-            _emit(progress, event="epoch", **metrics)
+            emit(progress, event="epoch", **metrics)
     final = history[-1]["test_accuracy"] if history else _test_accuracy(model, data, config)
     return TrainResult(
         history=tuple(history),
@@ -329,11 +328,6 @@ def train(
         seconds=time.perf_counter() - started,
         optimizer_state=optimizer.state_dict(),
     )
-
-
-def _emit(progress: Progress | None, **event: Any) -> None:
-    if progress is not None:
-        progress(event)
 
 
 def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
@@ -379,7 +373,7 @@ def _run_epoch(model, optimizer, data, config, epoch, callbacks, progress) -> di
         total_loss += loss * len(idx)
         correct += hits
         _call(callbacks, "after_step", epoch * steps + step, lr)
-        _emit(
+        emit(
             progress,
             event="batch",
             epoch=epoch + 1,

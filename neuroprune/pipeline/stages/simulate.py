@@ -1,68 +1,46 @@
-"""The chip stages of a fit run: fit check, NIR/ONNX export, simulation of the exported file."""
+"""Stage "simulate": run the exported model.nir on the chosen simulator and compare its spikes;
+simulation.json and report.json ``simulation`` (and ``fit.partition`` on several chips).
+``neuroprune simulate RUN`` uses the same defaults (:func:`fixed_by_default`,
+:func:`bit_exact_check`) and ``neuroprune report`` the same gate (:func:`verification_passed`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from neuroprune import sim as simulators  # a lazy face: Lava and torch load on first use
 from neuroprune.chip.schema import ChipProfile
+from neuroprune.core.errors import BackendUnavailableError, SimulationError
 from neuroprune.data.encoding import simulation_input
 from neuroprune.pipeline.context import _Run
+from neuroprune.pipeline.stages.base import Carry, Stage
+from neuroprune.run.rundir import ErrorRecord, SimulationRecord
 
 
-def _stage_fit(run: _Run, model, dataset):
-    from neuroprune.fit.rules import check_fit  # deferred: imports scipy
-    from neuroprune.models import summarize  # deferred: imports scipy, spikingjelly, torch
-
-    summary = summarize(model, dataset.input_shape, run.cfg.timesteps)
-    report = check_fit(summary, run.profile, chips=run.cfg.chips, cores=run.cfg.cores)
-    data = report.as_dict()
-    run.rundir.write_fit(data)
-    run.report["fit"] = data
-    run.fitted = (summary, report.packing)
-    verdict = "fits" if report.fits else f"does NOT fit ({len(report.violations)} violations)"
-    run.emit("fit", f"{verdict}: {report.cores_used} core(s), {report.chips_needed} chip(s)")
-    return report
-
-
-def _stage_export(run: _Run, model, dataset) -> None:
-    from neuroprune.export import (  # deferred: imports scipy, spikingjelly, torch
-        export_nir,
-        export_onnx,
-    )
-
-    cfg = run.cfg
-    nir_path = export_nir(
-        model,
-        run.rundir.model_file("nir"),
-        timesteps=cfg.timesteps,
-        encoding=cfg.encoding,
-        input_shape=dataset.input_shape,
-        chip=run.profile.id,
-        dt=cfg.nir_dt,
-    )
-    onnx_path = export_onnx(
-        model,
-        run.rundir.model_file("onnx"),
-        timesteps=cfg.timesteps,
-        input_shape=dataset.input_shape,
-    )
-    run.mark(nir_path.name)
-    run.mark(onnx_path.name)
-    run.report["artifacts"] = {"nir": nir_path.name, "onnx": onnx_path.name}
-    run.emit("export", f"wrote {nir_path.name} and {onnx_path.name}")
+def run_simulate(run: _Run, carry: Carry) -> Carry:
+    """Simulate model.nir; a simulator failure is recorded (report.json ``errors``) and carried
+    on, not raised, so the report is still written."""
+    if run.cfg.backend == "none":
+        run.record.stages_not_run.append("simulation (--backend none)")
+        return carry
+    try:
+        verified = _simulate(run, carry)
+    except (SimulationError, BackendUnavailableError) as exc:
+        run.record.errors.append(
+            ErrorRecord(stage="simulate", kind=type(exc).__name__, message=exc.one_line())
+        )
+        run.emit("simulate", f"failed: {exc.one_line()}")
+        return replace(carry, error=exc)
+    return replace(carry, verified=verified)
 
 
-def _stage_simulate(run: _Run, model, dataset) -> bool:
+def _simulate(run: _Run, carry: Carry) -> bool:
     """Simulate the exported model.nir; True when agreement meets the threshold."""
-    cfg = run.cfg
-    if cfg.backend == "none":
-        run.report["stages_not_run"].append("simulation (--backend none)")
-        return True
-
-    fixed = cfg.fixed_point if cfg.fixed_point is not None else _fixed_by_default(run.profile)
+    cfg, dataset = run.cfg, carry.dataset
+    fixed = cfg.fixed_point if cfg.fixed_point is not None else fixed_by_default(run.profile)
     samples = cfg.samples or len(dataset.x_test)
     run.emit(
         "simulate",
@@ -90,14 +68,19 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
         backend=cfg.backend,
         fixed_point=fixed,
         timeout=timeout,
-        expected_counts=_bit_exact_check(cfg.backend, fixed),
-        reference_model=model,
-        float_model=float_twin(model),
+        expected_counts=bit_exact_check(cfg.backend, fixed),
+        reference_model=carry.model,
+        float_model=float_twin(carry.model),
     )
     data = result.as_dict()
     run.rundir.write_simulation(data)
-    run.report["simulation"] = data
+    run.record.simulation = SimulationRecord(**data)
     _chip_traffic(run, result.counts)
+    run.emit("simulate", _agreement_line(data, fixed))
+    return verification_passed(data, cfg.agreement_threshold)
+
+
+def _agreement_line(data: Mapping[str, Any], fixed: bool) -> str:
     agreement = data.get("spike_agreement")
     drift = data.get("model_spike_agreement")
     versus = "the bit-exact emulation" if fixed else "the PyTorch model"
@@ -105,12 +88,10 @@ def _stage_simulate(run: _Run, model, dataset) -> bool:
     if data.get("float_drift"):
         floats = min(data["float_drift"]["layer_agreement"])
         extra += f" ({100 * floats:.2f} % vs its weights on float neurons)"
-    run.emit(
-        "simulate",
+    return (
         f"spike agreement {100 * (agreement or 0):.2f} % vs {versus}{extra}, "
-        f"{1000 * (data.get('seconds_per_sample') or 0):.2f} ms/sample",
+        f"{1000 * (data.get('seconds_per_sample') or 0):.2f} ms/sample"
     )
-    return verification_passed(data, cfg.agreement_threshold)
 
 
 def _chip_traffic(run: _Run, counts) -> None:
@@ -122,8 +103,8 @@ def _chip_traffic(run: _Run, counts) -> None:
         return
     summary, packing = run.fitted
     rates = [c.mean(axis=0) for c in counts]
-    run.report["fit"]["partition"] = chip_traffic(summary, packing, rates)
-    run.rundir.write_fit(run.report["fit"])
+    run.record.fit.partition = chip_traffic(summary, packing, rates)
+    run.rundir.write_fit(run.record.fit.model_dump(mode="json"))
 
 
 CALIBRATION_SAMPLES = 8
@@ -153,12 +134,15 @@ def verification_passed(sim: Mapping[str, Any], threshold: float) -> bool:
     return agreement is None or agreement >= threshold
 
 
-def _bit_exact_check(backend: str, fixed: bool) -> str | None:
+def bit_exact_check(backend: str, fixed: bool) -> str | None:
     """Lava fixed point is checked against the numpy bit-exact emulation; the emulation itself
     (reference backend) has no independent oracle, so it is compared with the model only."""
     return "reference" if fixed and backend == "lava" else None
 
 
-def _fixed_by_default(profile: ChipProfile) -> bool:
+def fixed_by_default(profile: ChipProfile) -> bool:
     """Bit-accurate simulation where Lava has a bit-accurate model of the chip (Loihi)."""
     return profile.weights.format in ("loihi", "loihi2")
+
+
+SIMULATE = Stage("simulate", "simulation", run_simulate)

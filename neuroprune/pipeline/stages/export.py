@@ -1,0 +1,68 @@
+"""Stage "export": the final model as model.nir and model.onnx; report.json ``artifacts``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from neuroprune.pipeline.context import _Run
+from neuroprune.pipeline.stages.base import Carry, Stage
+from neuroprune.run.rundir import ArtifactsRecord
+
+
+def run_export(run: _Run, carry: Carry) -> Carry:
+    """Write model.nir and model.onnx (:func:`export_model`); report.json ``artifacts``
+    (:class:`ArtifactsRecord`)."""
+    cfg = run.cfg
+    written = {
+        fmt: export_model(
+            carry.model,
+            fmt,
+            run.rundir.model_file(fmt),
+            timesteps=cfg.timesteps,
+            encoding=cfg.encoding,
+            input_shape=carry.dataset.input_shape,
+            chip=run.profile.id,
+            dt=cfg.nir_dt,
+        )
+        for fmt in ("nir", "onnx")
+    }
+    nir_path, onnx_path = written["nir"], written["onnx"]
+    run.mark(nir_path.name)
+    run.mark(onnx_path.name)
+    run.record.artifacts = ArtifactsRecord(nir=nir_path.name, onnx=onnx_path.name)
+    run.emit("export", f"wrote {nir_path.name} and {onnx_path.name}")
+    return carry
+
+
+def export_model(
+    model,
+    fmt: str,
+    target: Path,
+    *,
+    timesteps: int,
+    encoding: str,
+    input_shape,
+    chip: str,
+    dt: float | None,
+) -> Path:
+    """Write ``model`` as NIR (``fmt == "nir"``, ``dt`` seconds per step, default 2**-10) or
+    ONNX to ``target``; the fit run and ``neuroprune export RUN`` both go through here."""
+    from neuroprune.export import (  # deferred: imports scipy, spikingjelly, torch
+        export_nir,
+        export_onnx,
+    )
+
+    if fmt == "nir":
+        return export_nir(
+            model,
+            target,
+            timesteps=timesteps,
+            encoding=encoding,
+            input_shape=input_shape,
+            chip=chip,
+            dt=dt,
+        )
+    return export_onnx(model, target, timesteps=timesteps, input_shape=input_shape)
+
+
+EXPORT = Stage("export", "artifacts", run_export)

@@ -1,0 +1,60 @@
+"""Stage "report": report.json, report.md and the plots at the end of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from neuroprune.pipeline.context import _Run
+from neuroprune.pipeline.stages.base import Carry, Stage
+from neuroprune.reports.markdown import report_markdown
+from neuroprune.reports.plots import (
+    chip_partition,
+    core_usage,
+    layer_sparsity,
+    spike_rates,
+    training_curves,
+)
+
+
+def run_report(run: _Run, carry: Carry) -> Carry:
+    """Draw the plots, write report.json (the typed :class:`RunRecord`) and report.md."""
+    files = _plots(run)
+    record = run.record
+    record.history = run.history
+    record.plots = [str(p.relative_to(run.run_dir)) for p in files]
+    report = record.as_dict()
+    run.rundir.write_record(record, report_markdown(report))
+    for plot in record.plots:
+        run.rundir.mark(plot)
+    run.emit("report", f"wrote report.json, report.md and {len(files)} plots")
+    return carry
+
+
+def _plots(run: _Run) -> list[Path]:
+    """The run's plots: training curves, and per stage that ran its own figure."""
+    plots, record = run.rundir.plots, run.record
+    files = [training_curves(run.history, plots / "training.png")]
+    if record.pruned:
+        files.append(layer_sparsity(record.pruned.layers, plots / "layer_sparsity.png"))
+    sim_layers = getattr(record.simulation, "layers", None)
+    if sim_layers:
+        files.append(spike_rates(sim_layers, plots / "spike_rates.png"))
+    if record.fit:
+        files.append(core_usage(record.fit.per_core, _core_limits(run), plots / "cores.png"))
+        partition = getattr(record.fit, "partition", None)
+        if partition and partition["chips_used"] > 1:
+            files.append(chip_partition(partition, plots / "chips.png"))
+    return files
+
+
+def _core_limits(run: _Run) -> dict[str, int]:
+    """One core's limits (plotted as the 100 % line): neurons, input axons, memory bits."""
+    core = run.profile.core
+    return {
+        "neurons": core.neurons_max,
+        "input_axons": core.input_axons_max,
+        "memory_bits": core.synapse_memory_bits,
+    }
+
+
+REPORT = Stage("report", None, run_report)
