@@ -18,7 +18,6 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 STATUSES = ("verified", "derived", "secondary", "estimate")
-ENCODINGS = ("blocked_list", "crossbar", "row_list", "cam", "dense_matrix", "conv_kernel")
 WEIGHT_FORMATS = ("loihi", "loihi2", "truenorth", "spinnaker", "int", "dynapse", "brainscales")
 SIGN_MODES = ("signed", "sign_mode", "per_receptor", "per_row", "per_axon_type", "unsigned")
 SCALE_KINDS = ("pow2_exponent", "pow2_shift", "per_layer_float", "analog_bias", "none")
