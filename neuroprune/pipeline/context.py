@@ -20,7 +20,6 @@ from neuroprune.run.rundir import MODEL_FILES, RunDir
 from neuroprune.train import distributed
 
 Progress = Callable[[Mapping[str, Any]], None]
-STRUCTURED_METHODS = ("sca", "sca+stds")
 
 
 @dataclass(frozen=True)

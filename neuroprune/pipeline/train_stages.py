@@ -6,13 +6,13 @@ from typing import Any
 
 from neuroprune import quantize  # a lazy face: torch loads on first use
 from neuroprune.pipeline.context import (
-    STRUCTURED_METHODS,
     _epoch_progress,
     _Run,
     _stage_record,
     train_config,
 )
 from neuroprune.pipeline.resume import input_hash, stage_inputs
+from neuroprune.pruning.registry import method_entry
 from neuroprune.run.rundir import CHECKPOINT
 from neuroprune.train import distributed
 
@@ -142,7 +142,8 @@ def _prune(run: _Run, model, dataset, budget):
         "progress": _epoch_progress(run, "prune"),
     }
     config = train_config(cfg, cfg.prune_epochs)
-    if cfg.method in STRUCTURED_METHODS:
+    entry = method_entry(cfg.method)
+    if entry.structured:  # the structured recipe: sca, or a composite ending in stds
         from neuroprune.pipeline.structured import (
             prune_structured,  # deferred: imports scipy, spikingjelly, torch
         )
@@ -151,7 +152,7 @@ def _prune(run: _Run, model, dataset, budget):
             model,
             dataset,
             config,
-            then_stds=cfg.method == "sca+stds",
+            then_stds=entry.then_stds,
             profile=run.profile,
             **common,
         )
