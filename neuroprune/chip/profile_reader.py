@@ -10,6 +10,7 @@ from typing import Any
 
 from neuroprune.chip.arithmetic import ARITHMETICS
 from neuroprune.chip.capacity import CAPACITY_MODELS
+from neuroprune.chip.formats import WEIGHT_FORMATS
 from neuroprune.chip.schema import (
     CEILINGS,
     FAN_OUT_UNITS,
@@ -21,7 +22,6 @@ from neuroprune.chip.schema import (
     SIGN_MODES,
     STATUSES,
     UNITS,
-    WEIGHT_FORMATS,
     ChipProfile,
     CoreSpec,
     EnergySpec,
@@ -389,7 +389,7 @@ def _parse_encoding(r: _Reader) -> SynapseEncoding:
 
 
 def _parse_weights(r: _Reader) -> WeightFormat:
-    fmt = r.choice("weights.format", WEIGHT_FORMATS, default="int")
+    fmt = r.choice("weights.format", WEIGHT_FORMATS.names(), default="int")
     bits = r.quantity("weights.bits", required=True)
     allowed_node = r.node("weights.bits_allowed")
     allowed: tuple[int, ...] = (bits or 1,)

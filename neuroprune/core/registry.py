@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from neuroprune.core.errors import ConfigError, NeuropruneError, did_you_mean
 
 T = TypeVar("T")
+_NAME = object()  # unknown_name's default value: show the name itself
 
 
 @dataclass(frozen=True)
@@ -129,17 +130,21 @@ def unknown_name(
     error: type[NeuropruneError] = ConfigError,
     listing: str | None = None,
     hint: str = "",
+    value: object = _NAME,
     n: int = 1,
     cutoff: float = 0.6,
 ) -> NeuropruneError:
     """The error for an unknown ``name``: ``unknown <what>``, the closest of ``options`` and
-    ``Use one of: <options>.`` (``listing`` replaces that sentence; ``hint`` follows it)."""
+    ``Use one of: <options>.`` (``listing`` replaces that sentence; ``hint`` follows it).
+    ``value`` is the offending value shown (default: ``name``; a config key shows its value);
+    ``n``/``cutoff`` are :func:`difflib.get_close_matches`'s."""
     options = tuple(options)
     close = did_you_mean(name, options, n=n, cutoff=cutoff)
     if listing is None:
         listing = f"Use one of: {', '.join(options)}."
     fix = " ".join(part for part in (close.strip(), listing, hint) if part)
-    return error(f"unknown {what}", where=where, field=field, value=name, fix=fix)
+    shown = name if value is _NAME else value
+    return error(f"unknown {what}", where=where, field=field, value=shown, fix=fix)
 
 
 def lookup(

@@ -30,7 +30,8 @@ from pydantic import (
     model_validator,
 )
 
-from neuroprune.core.errors import ConfigError, did_you_mean
+from neuroprune.core.errors import ConfigError, NeuropruneError, did_you_mean
+from neuroprune.core.registry import unknown_name
 from neuroprune.data.datasets import DATASETS as DATASET_NAMES
 from neuroprune.data.datasets import canonical_name, is_event_dataset
 from neuroprune.data.encoding import ENCODINGS, EVENTS, IMAGE_ENCODINGS
@@ -251,18 +252,25 @@ def config_error(exc: ValidationError, *, where: str) -> ConfigError:
     value = first.get("input")
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        return ConfigError(
-            "unknown config key",
-            where=where,
-            field=key,
-            value=value,
-            fix=f"{did_you_mean(key, KEYS)}Known keys: neuroprune fit --help.",
-        )
+        return unknown_config_key(key, value, where=where)
     if key is None:  # a model-level rule (option compatibility)
         return ConfigError(message, where=where, fix="Change one of the options named.")
     more = f" ({len(errors) - 1} more problem(s) after this one)" if len(errors) > 1 else ""
     fix = _fix_for(key, value)
     return ConfigError(f"{message}{more}", where=where, field=field, value=value, fix=fix)
+
+
+def unknown_config_key(key: str | None, value: Any, *, where: str) -> NeuropruneError:
+    """``unknown config key`` with the closest known key (the value given is shown)."""
+    return unknown_name(
+        key,
+        KEYS,
+        what="config key",
+        where=where,
+        field=key,
+        value=value,
+        listing="Known keys: neuroprune fit --help.",
+    )
 
 
 def _fix_for(key: str, value: Any) -> str:
@@ -309,13 +317,7 @@ def check_keys(values: Mapping[str, Any], *, where: str) -> None:
     """Raise ConfigError for the first unknown key, suggesting the closest known one."""
     for key in values:
         if key not in KEYS:
-            raise ConfigError(
-                "unknown config key",
-                where=where,
-                field=str(key),
-                value=values[key],
-                fix=f"{did_you_mean(key, KEYS)}Known keys: neuroprune fit --help.",
-            )
+            raise unknown_config_key(str(key), values[key], where=where)
 
 
 def resolve_config(config_file: str | Path | None, overrides: Mapping[str, Any]) -> RunConfig:
