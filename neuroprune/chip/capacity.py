@@ -41,9 +41,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from neuroprune.chip.encodings import CAPACITY_MODELS
 from neuroprune.chip.schema import ChipProfile
-from neuroprune.core.errors import ProfileError
-from neuroprune.core.registry import Registry
 from neuroprune.core.summary import LayerSummary, NetworkSummary
 
 INPUT = "input"
@@ -311,16 +310,9 @@ class CapacityModel:
         return max([1] + [math.ceil(total / cap) for total, cap in totals if cap])
 
 
-CAPACITY_MODELS: Registry[type[CapacityModel]] = Registry(
-    "synapse encoding", where="core.synapse_encoding.kind", field="kind", error=ProfileError
-)
-"""Registry: synapse encoding kind -> capacity model class. A new chip family is one
-:class:`CapacityModel` subclass registered with :func:`register_capacity_model` (its ``kind``
-becomes a valid ``core.synapse_encoding.kind``) and one profile YAML."""
-
-
 def register_capacity_model(cls: type[CapacityModel]) -> type[CapacityModel]:
-    """Register ``cls`` under ``cls.kind`` (usable as a class decorator)."""
+    """Register ``cls`` under ``cls.kind`` in :data:`CAPACITY_MODELS` (a class decorator). A
+    new chip family is one subclass registered with this and one profile YAML."""
     return CAPACITY_MODELS.register(cls.kind, cls)
 
 

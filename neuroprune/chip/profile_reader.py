@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from neuroprune.chip.arithmetic import ARITHMETICS
-from neuroprune.chip.capacity import CAPACITY_MODELS
+from neuroprune.chip.encodings import CAPACITY_MODELS
 from neuroprune.chip.formats import WEIGHT_FORMATS
 from neuroprune.chip.schema import (
     CEILINGS,
