@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from spikingjelly.activation_based import functional, layer, surrogate
 
+from neuroprune.chip.formats.grid import Grid
 from neuroprune.chip.profiles import list_profiles, load_profile, profiles_dir
 from neuroprune.chip.schema import WeightFormat
 from neuroprune.core.errors import EXIT_BAD_INPUT, ProfileError
 from neuroprune.models import neurons
 from neuroprune.quantize import QUANTIZERS, NeuronParams, get_quantizer, snap, validate_format
-from neuroprune.quantize.grid import Grid
 from neuroprune.quantize.model import ptq_model
 from neuroprune.quantize.qat import project
 

@@ -41,6 +41,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from neuroprune.chip.encodings import CAPACITY_MODELS
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.summary import LayerSummary, NetworkSummary
 
@@ -143,8 +144,16 @@ class CapacityModel:
     """Capacity of one core and one chip of ``profile`` (base: no per-core memory)."""
 
     kind: ClassVar[str] = ""
+    """The ``core.synapse_encoding.kind`` a profile names to use this model."""
     splits_layers: ClassVar[bool] = True
     """False when a layer must sit whole on one core (conv_kernel)."""
+    memory_per_layer: ClassVar[bool] = False
+    """True when core memory is charged per whole layer (conv_kernel): a memory excess is then
+    the layer's (fit rule ``layer_memory``), not the core's (``core_memory``)."""
+    required_fields: ClassVar[tuple[str, ...]] = ()
+    """``core.synapse_encoding`` fields a profile of this kind must give."""
+    needs_core_memory: ClassVar[bool] = False
+    """True when the profile must give ``core.synapse_memory_bits``."""
 
     def __init__(self, profile: ChipProfile) -> None:
         self.profile = profile
@@ -301,28 +310,24 @@ class CapacityModel:
         return max([1] + [math.ceil(total / cap) for total, cap in totals if cap])
 
 
-_MODELS: dict[str, type[CapacityModel]] = {}
-
-
-def _register(cls: type[CapacityModel]) -> type[CapacityModel]:
-    _MODELS[cls.kind] = cls
-    return cls
-
-
-CAPACITY_MODELS: Mapping[str, type[CapacityModel]] = _MODELS
-"""Registry: synapse encoding kind -> capacity model class (one per kind in ``ENCODINGS``)."""
+def register_capacity_model(cls: type[CapacityModel]) -> type[CapacityModel]:
+    """Register ``cls`` under ``cls.kind`` in :data:`CAPACITY_MODELS` (a class decorator). A
+    new chip family is one subclass registered with this and one profile YAML."""
+    return CAPACITY_MODELS.register(cls.kind, cls)
 
 
 def capacity_model(profile: ChipProfile) -> CapacityModel:
     """The capacity model of ``profile`` (by ``core.synapse_encoding.kind``)."""
-    return _MODELS[profile.core.encoding.kind](profile)
+    return CAPACITY_MODELS.get(profile.core.encoding.kind)(profile)
 
 
-@_register
+@register_capacity_model
 class BlockedList(CapacityModel):
     """Loihi's blocked synapse lists (nengo-loihi's ``SynapseConfig.bits_per_axon``)."""
 
     kind = "blocked_list"
+    required_fields = ("block_synapses",)
+    needs_core_memory = True
 
     @property
     def memory_bits_max(self) -> int | None:
@@ -368,11 +373,13 @@ class BlockedList(CapacityModel):
         return out
 
 
-@_register
+@register_capacity_model
 class DenseMatrix(CapacityModel):
     """Tianjic / BrainScaleS: every (input axon used, neuron) position of a core costs bits."""
 
     kind = "dense_matrix"
+    required_fields = ("bits_per_synapse",)
+    needs_core_memory = True
 
     @property
     def bits_per_position(self) -> int:
@@ -397,11 +404,12 @@ class DenseMatrix(CapacityModel):
         return out
 
 
-@_register
+@register_capacity_model
 class Crossbar(CapacityModel):
     """TrueNorth: a fixed ``rows x cols`` tile per core, however sparse."""
 
     kind = "crossbar"
+    required_fields = ("rows", "cols")
 
     @property
     def neurons_max(self) -> int:
@@ -417,7 +425,7 @@ class Crossbar(CapacityModel):
         return (self.input_axons_max or 0) * self.neurons_max or None
 
 
-@_register
+@register_capacity_model
 class Cam(CapacityModel):
     """DYNAP-SE: ``fan_in_max`` CAM entries per neuron (checked by the fan-in rule)."""
 
@@ -428,11 +436,12 @@ class Cam(CapacityModel):
         return self.neurons_max * cap if cap else None
 
 
-@_register
+@register_capacity_model
 class RowList(CapacityModel):
     """SpiNNaker: ``bits_per_synapse`` per stored synapse in the chip's shared memory."""
 
     kind = "row_list"
+    required_fields = ("bits_per_synapse",)
 
     @property
     def bits_per_synapse(self) -> int:
@@ -446,12 +455,13 @@ class RowList(CapacityModel):
         return memory // self.bits_per_synapse // self.profile.cores if memory else None
 
 
-@_register
+@register_capacity_model
 class ConvKernel(CapacityModel):
     """Speck / DYNAP-CNN: one whole layer per core, kernel and neuron memory padded to 2^k."""
 
     kind = "conv_kernel"
     splits_layers = False
+    memory_per_layer = True
 
     @property
     def memory_bits_max(self) -> int | None:

@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from neuroprune.chip.arithmetic import ARITHMETICS
+from neuroprune.chip.encodings import CAPACITY_MODELS
+from neuroprune.chip.formats import WEIGHT_FORMATS
 from neuroprune.chip.schema import (
     CEILINGS,
-    ENCODINGS,
     FAN_OUT_UNITS,
     IMPLEMENTATIONS,
     LAYERS_PER_CORE,
@@ -21,7 +22,6 @@ from neuroprune.chip.schema import (
     SIGN_MODES,
     STATUSES,
     UNITS,
-    WEIGHT_FORMATS,
     ChipProfile,
     CoreSpec,
     EnergySpec,
@@ -368,7 +368,7 @@ def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> Chip
 
 def _parse_encoding(r: _Reader) -> SynapseEncoding:
     base = "core.synapse_encoding"
-    kind = r.choice(base + ".kind", ENCODINGS, default="dense_matrix")
+    kind = r.choice(base + ".kind", CAPACITY_MODELS.names(), default="dense_matrix")
     enc = SynapseEncoding(
         kind=kind,
         block_synapses=r.integer(base + ".block_synapses", positive=True),
@@ -381,12 +381,7 @@ def _parse_encoding(r: _Reader) -> SynapseEncoding:
         rows=r.integer(base + ".rows", positive=True),
         cols=r.integer(base + ".cols", positive=True),
     )
-    needs = {
-        "blocked_list": ("block_synapses",),
-        "row_list": ("bits_per_synapse",),
-        "crossbar": ("rows", "cols"),
-        "dense_matrix": ("bits_per_synapse",),
-    }.get(kind, ())
+    needs = CAPACITY_MODELS.get(kind).required_fields if kind in CAPACITY_MODELS else ()
     for name in needs:
         if getattr(enc, name) is None:
             r.problem(f"{base}.{name}", f"required when kind is {kind!r}")
@@ -394,7 +389,7 @@ def _parse_encoding(r: _Reader) -> SynapseEncoding:
 
 
 def _parse_weights(r: _Reader) -> WeightFormat:
-    fmt = r.choice("weights.format", WEIGHT_FORMATS, default="int")
+    fmt = r.choice("weights.format", WEIGHT_FORMATS.names(), default="int")
     bits = r.quantity("weights.bits", required=True)
     allowed_node = r.node("weights.bits_allowed")
     allowed: tuple[int, ...] = (bits or 1,)
@@ -464,12 +459,7 @@ def _check_consistency(r: _Reader, cores, neurons_max, core_neurons) -> None:
 
 
 def _check_encoding_memory(r: _Reader, core: CoreSpec) -> None:
-    enc = core.encoding
-    if enc.kind == "blocked_list" and core.synapse_memory_bits is None:
-        r.problem(
-            "core.synapse_memory_bits", "required when synapse_encoding.kind is 'blocked_list'"
-        )
-    if enc.kind == "dense_matrix" and core.synapse_memory_bits is None:
-        r.problem(
-            "core.synapse_memory_bits", "required when synapse_encoding.kind is 'dense_matrix'"
-        )
+    kind = core.encoding.kind
+    model = CAPACITY_MODELS.get(kind) if kind in CAPACITY_MODELS else None
+    if model is not None and model.needs_core_memory and core.synapse_memory_bits is None:
+        r.problem("core.synapse_memory_bits", f"required when synapse_encoding.kind is {kind!r}")

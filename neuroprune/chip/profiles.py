@@ -11,7 +11,8 @@ import yaml
 
 from neuroprune.chip.profile_reader import parse_profile
 from neuroprune.chip.schema import ChipProfile
-from neuroprune.core.errors import ProfileError, UnknownChipError, did_you_mean
+from neuroprune.core.errors import ProfileError, UnknownChipError
+from neuroprune.core.registry import unknown_name
 
 # --------------------------------------------------------------------------------------------
 # Locating profiles
@@ -64,11 +65,15 @@ def resolve_chip(chip: str) -> Path:
     for name in (key, key.replace("_", "")):
         if name in table:
             return shipped_profile_paths()[table[name]]
-    hint = did_you_mean(key, table, n=3, cutoff=0.5)
-    raise UnknownChipError(
-        f"unknown chip {chip!r}",
+    raise unknown_name(
+        key,
+        table,
+        what=f"chip {chip!r}",
         where="--chip",
-        fix=f"{hint}Run 'neuroprune profiles list' for the shipped chips, or pass a YAML path.",
+        error=UnknownChipError,
+        listing="Run 'neuroprune profiles list' for the shipped chips, or pass a YAML path.",
+        n=3,
+        cutoff=0.5,
     )
 
 

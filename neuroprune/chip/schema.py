@@ -18,8 +18,6 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 STATUSES = ("verified", "derived", "secondary", "estimate")
-ENCODINGS = ("blocked_list", "crossbar", "row_list", "cam", "dense_matrix", "conv_kernel")
-WEIGHT_FORMATS = ("loihi", "loihi2", "truenorth", "spinnaker", "int", "dynapse", "brainscales")
 SIGN_MODES = ("signed", "sign_mode", "per_receptor", "per_row", "per_axon_type", "unsigned")
 SCALE_KINDS = ("pow2_exponent", "pow2_shift", "per_layer_float", "analog_bias", "none")
 IMPLEMENTATIONS = ("digital_sync", "digital_async", "mixed_signal", "analog")
@@ -160,7 +158,7 @@ class WeightFormat:
     """How the chip stores a synaptic weight.
 
     ``bits`` is the stored width per synapse used for memory accounting; ``format`` names the
-    quantizer (see ``neuroprune.quantize``); ``params`` holds format-specific settings.
+    quantizer (``neuroprune.chip.formats.QUANTIZERS``); ``params`` holds format-specific settings.
     """
 
     format: str

@@ -8,6 +8,8 @@ import sys
 import click
 
 from neuroprune.cli.app import CONTEXT, _console, _torch_threads, handle_errors, main
+from neuroprune.cli.options import chip_help, config_default, model_help, one_of
+from neuroprune.pipeline.config import choices
 
 # ------------------------------------------------------------------------------------------
 # profiles
@@ -60,15 +62,24 @@ def profiles_validate(file: str) -> None:
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--chip", required=True, help="Chip id or alias, or a path to a profile YAML.")
+@click.option("--chip", required=True, help=chip_help())
 @click.option("--chips", type=int, help="Chips allocated (default 1).")
 @click.option("--cores", type=int, help="Cores allocated (default: all cores of the chips).")
-@click.option(
-    "--model", default="mlp", show_default=True, help="mlp, conv, sew, or FILE.py:FACTORY."
-)
+@click.option("--model", default=config_default("model"), show_default=True, help=model_help())
 @click.option("--hidden", help="Hidden widths, e.g. 128 or 128,64.")
-@click.option("--neuron", type=click.Choice(["lif", "if"]), default="lif", show_default=True)
-@click.option("--dataset", default="digits", show_default=True)
+@click.option(
+    "--neuron",
+    type=click.Choice(choices("neuron")),
+    default=config_default("neuron"),
+    show_default=True,
+    help="Neuron model of the built-in models.",
+)
+@click.option(
+    "--dataset",
+    default=config_default("dataset"),
+    show_default=True,
+    help=f"Dataset. {one_of(choices('dataset'))}",
+)
 @click.option("--data-dir", type=click.Path(), help="Folder holding the dataset files.")
 @click.option(
     "--from",

@@ -8,6 +8,8 @@ import sys
 import click
 
 from neuroprune.cli.app import CONTEXT, _console, _err_console, _torch_threads, handle_errors, main
+from neuroprune.cli.options import chip_help, fit_option, model_help
+from neuroprune.pipeline.config import resolve_config, scheduled_methods
 from neuroprune.train import distributed
 
 # ------------------------------------------------------------------------------------------
@@ -15,67 +17,140 @@ from neuroprune.train import distributed
 
 
 FIT_OPTIONS = [
-    click.option("--chip", help="Chip id or alias, or a path to a profile YAML [loihi]."),
-    click.option("--chips", type=int, help="Chips allocated; the budget is what they hold."),
-    click.option("--cores", type=int, help="Cores allocated; the budget is what they hold."),
-    click.option("--budget", type=int, help="Synapse budget B (nonzero synapses)."),
-    click.option("--sparsity", type=float, help="Fraction of synapses to remove (0..1)."),
-    click.option("--model", help="mlp, conv, sew, or FILE.py:FACTORY [mlp]."),
-    click.option("--hidden", help="Hidden widths for mlp, e.g. 128 or 128,64."),
-    click.option("--neuron", help="lif or if (neuron model of the built-in models) [lif]."),
-    click.option(
-        "--dataset", help="digits, mnist, fashion-mnist, cifar10, nmnist, dvsgesture, shd [digits]."
+    fit_option("--chip", field="chip", help=chip_help()),
+    fit_option(
+        "--chips", field="chips", type=int, help="Chips allocated; the budget is what they hold."
     ),
-    click.option("--data-dir", type=click.Path(), help="Folder holding the dataset files."),
-    click.option("--method", help="stds, slats, lats, pgh, gradr, gmp, magnitude, sca [stds]."),
-    click.option("--scheduler", help="Threshold scheduler for stds: sine or linear [sine]."),
-    click.option("--epochs", type=int, help="Dense training epochs."),
-    click.option("--prune-epochs", type=int, help="Pruning epochs."),
-    click.option("--finetune-epochs", type=int, help="Fine-tuning epochs with the mask frozen."),
-    click.option("--quant-epochs", type=int, help="Quantization-aware fine-tuning epochs."),
-    click.option("--timesteps", type=int, help="Time steps T per sample."),
-    click.option(
-        "--encoding", help="Images: direct, poisson or latency [direct]; event data: events."
+    fit_option(
+        "--cores", field="cores", type=int, help="Cores allocated; the budget is what they hold."
     ),
-    click.option(
-        "--event-binning", help="Event frames: equal time or equal event count bins [time]."
+    fit_option(
+        "--budget",
+        field="budget",
+        type=int,
+        help="Synapse budget B (nonzero synapses).",
+        default_text="what the allocated cores hold",
     ),
-    click.option(
-        "--event-downsample", type=int, help="Spatial factor f: a side W becomes ceil(W/f) [1]."
+    fit_option(
+        "--sparsity", field="sparsity", type=float, help="Fraction of synapses to remove (0..1)."
     ),
-    click.option("--event-polarity", help="both (2 channels), merge, on or off [both]."),
-    click.option("--event-window", help="Keep events START:STOP ms after the first one."),
-    click.option("--batch-size", type=int),
-    click.option("--lr", type=float, help="Learning rate."),
-    click.option("--seed", type=int),
-    click.option("--backend", help="Simulator for verification: lava, reference or none."),
-    click.option("--samples", type=int, help="Test samples to simulate (default: all)."),
-    click.option(
+    fit_option("--model", field="model", help=model_help()),
+    fit_option(
+        "--hidden",
+        field="hidden",
+        help="Hidden widths (mlp) or channels, e.g. 128 or 128,64.",
+        default_text="by model",
+    ),
+    fit_option("--neuron", field="neuron", help="Neuron model of the built-in models."),
+    fit_option("--dataset", field="dataset", help="Dataset."),
+    fit_option(
+        "--data-dir", field="data_dir", type=click.Path(), help="Folder holding the dataset files."
+    ),
+    fit_option("--method", field="method", help="Pruning method (or METHOD-SCHEDULER)."),
+    fit_option(
+        "--scheduler",
+        field="scheduler",
+        help=f"Threshold scheduler of {', '.join(scheduled_methods())}.",
+        default_text="by method",
+    ),
+    fit_option(
+        "--epochs", field="epochs", type=int, help="Dense training epochs.", default_text="by model"
+    ),
+    fit_option("--prune-epochs", field="prune_epochs", type=int, help="Pruning epochs."),
+    fit_option(
+        "--finetune-epochs",
+        field="finetune_epochs",
+        type=int,
+        help="Fine-tuning epochs with the mask frozen.",
+    ),
+    fit_option(
+        "--quant-epochs",
+        field="quant_epochs",
+        type=int,
+        help="Quantization-aware fine-tuning epochs.",
+    ),
+    fit_option(
+        "--timesteps",
+        field="timesteps",
+        type=int,
+        help="Time steps T per sample.",
+        default_text="by model",
+    ),
+    fit_option(
+        "--encoding",
+        field="encoding",
+        help="Input encoding (event datasets take events).",
+        default_text="direct, or events for event data",
+    ),
+    fit_option(
+        "--event-binning",
+        field="event_binning",
+        help="Event frames: equal time or equal event count bins.",
+    ),
+    fit_option(
+        "--event-downsample",
+        field="event_downsample",
+        type=int,
+        help="Spatial factor f: a side W becomes ceil(W/f).",
+    ),
+    fit_option(
+        "--event-polarity",
+        field="event_polarity",
+        help="Event polarities: both (2 channels), merged, or one.",
+    ),
+    fit_option(
+        "--event-window",
+        field="event_window",
+        help="Keep events START:STOP ms after the first one.",
+        default_text="all",
+    ),
+    fit_option(
+        "--batch-size", field="batch_size", type=int, help="Batch size.", default_text="by model"
+    ),
+    fit_option("--lr", field="lr", type=float, help="Learning rate.", default_text="by model"),
+    fit_option("--optimizer", field="optimizer", help="Optimizer."),
+    fit_option("--seed", field="seed", type=int, help="Random seed."),
+    fit_option("--backend", field="backend", help="Simulator for verification."),
+    fit_option(
+        "--samples",
+        field="samples",
+        type=int,
+        help="Test samples to simulate.",
+        default_text="all",
+    ),
+    fit_option(
         "--sim-timeout",
+        field="sim_timeout",
         type=float,
-        help="Seconds before the Lava simulation is stopped [scaled from the network's "
-        "measured cost].",
+        help="Seconds before the Lava simulation is stopped.",
+        default_text="scaled from the network's measured cost",
     ),
-    click.option(
+    fit_option(
         "--fixed-point/--floating-point",
         "fixed_point",
+        field="fixed_point",
         default=None,
-        help="Simulate the chip's integer arithmetic (default when the format is loihi).",
+        help="Simulate the chip's integer arithmetic.",
+        default_text="fixed point when the weight format is loihi",
     ),
-    click.option(
+    fit_option(
         "--nir-dt",
+        field="nir_dt",
         type=float,
-        help="Seconds per step written to model.nir [2**-10]; snnTorch needs 1e-4. "
+        help="Seconds per step written to model.nir; snnTorch needs 1e-4. "
         "With --from: the step of a file that does not state one.",
+        default_text="2**-10",
     ),
-    click.option(
+    fit_option(
         "--from",
         "from_nir",
+        field="from_nir",
         type=click.Path(dir_okay=False),
         help="Start from this NIR graph (e.g. exported by snnTorch or Norse).",
     ),
-    click.option(
+    fit_option(
         "--train-dense",
+        field="train_dense",
         is_flag=True,
         default=None,
         help="With --from: train the imported network before pruning.",
@@ -86,13 +161,27 @@ FIT_OPTIONS = [
         type=click.Path(dir_okay=False),
         help="YAML file of options; command-line options override it.",
     ),
-    click.option("--out", help="Parent folder of runs [runs]."),
-    click.option("--name", help="Run name (folder under --out)."),
-    click.option(
-        "--resume", is_flag=True, default=None, help="Continue from the last completed stage."
+    fit_option("--out", field="out", help="Parent folder of runs."),
+    fit_option(
+        "--name",
+        field="name",
+        help="Run name (folder under --out).",
+        default_text="CHIP-MODEL-METHOD-sSEED",
     ),
-    click.option("--device", help="cpu or cuda."),
-    click.option("--nproc", type=int, help="Training processes (DDP, launched with torchrun) [1]."),
+    fit_option(
+        "--resume",
+        field="resume",
+        is_flag=True,
+        default=None,
+        help="Continue from the last completed stage.",
+    ),
+    fit_option("--device", field="device", help="Training device."),
+    fit_option(
+        "--nproc",
+        field="nproc",
+        type=int,
+        help="Training processes (DDP, launched with torchrun).",
+    ),
 ]
 
 
@@ -114,8 +203,6 @@ def fit(config_file, as_json, **options) -> None:
     the simulator failed (report.json is still written), 4 on a file-system fault.
     `--nproc N` trains in N processes (same as `torchrun --nproc-per-node N -m neuroprune fit`).
     """
-    from neuroprune.pipeline.config import resolve_config  # deferred: imports yaml
-
     cfg = resolve_config(config_file, options)  # bad input is answered before any launch
     if cfg.nproc > 1 and not distributed.launched_by_torchrun():
         sys.exit(distributed.launch(cfg.nproc, sys.argv[1:]))

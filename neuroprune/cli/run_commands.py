@@ -9,6 +9,9 @@ from pathlib import Path
 import click
 
 from neuroprune.cli.app import CONTEXT, _console, _torch_threads, handle_errors, main
+from neuroprune.cli.options import config_default
+from neuroprune.export.formats import EXPORTERS
+from neuroprune.sim.backends import SIM_BACKENDS
 
 # ------------------------------------------------------------------------------------------
 # quantize, export, simulate, report, sweep
@@ -30,7 +33,12 @@ def quantize(run_dir: str, chip: str | None) -> None:
 @main.command(context_settings=CONTEXT)
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option(
-    "--format", "fmt", type=click.Choice(["nir", "onnx"]), default="nir", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORTERS.names()),
+    default="nir",
+    show_default=True,
+    help="Export format.",
 )
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Output file.")
 @click.option("--dt", type=float, help="NIR: seconds per step [2**-10]; snnTorch needs 1e-4.")
@@ -48,7 +56,11 @@ def export(run_dir: str, fmt: str, out_file: str | None, dt: float | None) -> No
 @click.argument("target", type=click.Path())
 @click.option("--chip", help="Chip profile for energy figures (default: the run's chip).")
 @click.option(
-    "--backend", type=click.Choice(["lava", "reference"]), default="lava", show_default=True
+    "--backend",
+    type=click.Choice(SIM_BACKENDS.names()),
+    default=config_default("backend"),
+    show_default=True,
+    help="Simulator.",
 )
 @click.option("--samples", type=click.IntRange(min=1), help="Test samples to simulate [all].")
 @click.option(

@@ -7,12 +7,22 @@ import sys
 import click
 
 from neuroprune.cli.app import CONTEXT, _console, _err_console, _torch_threads, handle_errors, main
+from neuroprune.cli.options import chip_help, config_default, model_help, one_of, with_default
+from neuroprune.pipeline.config import choices
+from neuroprune.pruning.registry import PRUNING_METHODS
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--chips", help="Comma-separated chip ids or profile paths [loihi].")
+@click.option(
+    "--chips", help=with_default(f"Comma-separated chips. {chip_help()}", config_default("chip"))
+)
 @click.option("--chip", "one_chip", help="One chip (same as --chips CHIP).")
-@click.option("--methods", help="Comma-separated pruning methods [stds].")
+@click.option(
+    "--methods",
+    help=with_default(
+        f"Comma-separated pruning methods. {one_of(PRUNING_METHODS)}", config_default("method")
+    ),
+)
 @click.option("--method", "one_method", help="One method (same as --methods METHOD).")
 @click.option("--budgets", help="Comma-separated synapse budgets.")
 @click.option("--sparsities", help="Comma-separated sparsities, e.g. 0.8,0.9,0.95.")
@@ -41,9 +51,12 @@ from neuroprune.cli.app import CONTEXT, _console, _err_console, _torch_threads, 
     type=click.Path(dir_okay=False),
     help="YAML file of fit options shared by every trial.",
 )
-@click.option("--model", help="mlp, conv, sew, or FILE.py:FACTORY [mlp].")
+@click.option("--model", help=with_default(model_help(), config_default("model")))
 @click.option("--hidden", help="Hidden widths for mlp, e.g. 128 or 128,64.")
-@click.option("--dataset", help="digits, mnist, fashion-mnist, cifar10 [digits].")
+@click.option(
+    "--dataset",
+    help=with_default(f"Dataset. {one_of(choices('dataset'))}", config_default("dataset")),
+)
 @click.option("--data-dir", type=click.Path(), help="Folder holding the dataset files.")
 @click.option("--epochs", type=int, help="Dense training epochs.")
 @click.option("--prune-epochs", type=int, help="Pruning epochs.")
@@ -55,7 +68,7 @@ from neuroprune.cli.app import CONTEXT, _console, _err_console, _torch_threads, 
     "--backend",
     default="reference",
     show_default=True,
-    help="Simulator per trial (energy per sample): reference, lava or none.",
+    help=f"Simulator per trial (energy per sample). {one_of(choices('backend'))}",
 )
 @click.option("--samples", type=int, help="Test samples each trial simulates (default: all).")
 @click.option("--out", default="runs", show_default=True, help="Parent folder of sweeps.")

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroprune.core.errors import DatasetError, did_you_mean
+from neuroprune.core.errors import DatasetError
+from neuroprune.core.registry import unknown_name
 from neuroprune.data.dataset import Dataset
 from neuroprune.data.events import (
     EVENT_DATASETS,
@@ -113,13 +114,16 @@ def canonical_name(name: str) -> str:
     key = _ALIASES.get(key, key)
     if key in DATASETS:
         return key
-    hint = did_you_mean(key, DATASETS + tuple(_ALIASES), cutoff=0.5)
-    raise DatasetError(
-        "unknown dataset",
+    raise unknown_name(
+        key,
+        DATASETS + tuple(_ALIASES),
+        what="dataset",
         where="dataset",
         field="name",
         value=name,
-        fix=f"{hint}Known datasets: {', '.join(DATASETS)}.",
+        error=DatasetError,
+        listing=f"Known datasets: {', '.join(DATASETS)}.",
+        cutoff=0.5,
     )
 
 

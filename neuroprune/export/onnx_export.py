@@ -254,6 +254,23 @@ def export_onnx(
     return _write(unrolled, shape, path, progress)
 
 
+def export_onnx_format(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    *,
+    timesteps: int,
+    encoding: str,
+    input_shape: Sequence[int],
+    chip: str | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> Path:
+    """:func:`export_onnx` with the signature of every export format
+    (:mod:`neuroprune.export.formats`). ONNX takes the encoded input, so ``encoding`` and
+    ``chip`` are not stored."""
+    del encoding, chip
+    return export_onnx(model, path, timesteps=timesteps, input_shape=input_shape, progress=progress)
+
+
 def export_onnx_graph(
     stages: Sequence[Stage],
     inputs: Sequence[Sequence[int]] | None,

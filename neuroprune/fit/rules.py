@@ -93,7 +93,7 @@ def core_input_axons(ctx: FitContext) -> list[Finding]:
 @rule("core_memory")
 def core_memory(ctx: FitContext) -> list[Finding]:
     """Synaptic memory of every core (costed from everything on it) <= the core's memory."""
-    if ctx.model.kind == "conv_kernel":
+    if ctx.model.memory_per_layer:  # reported per layer (layer_memory)
         return []
     return _core_findings(
         ctx, "memory_bits", "core_memory", "prune this layer or use fewer weight bits"
@@ -239,7 +239,7 @@ def layer_memory(ctx: FitContext) -> list[Finding]:
     capacity model's recount of each core (one whole layer per core):
     kernel ``c_in * 2^(ceil log2(kh*kw) + ceil log2 c_out)`` entries of ``w`` bits,
     neurons ``c_out * 2^(ceil log2 H_out + ceil log2 W_out)``; a dense layer is a 1x1 conv."""
-    if ctx.model.kind != "conv_kernel":
+    if not ctx.model.memory_per_layer:
         return []
     out = []
     for core in ctx.packing.cores:

@@ -1,31 +1,37 @@
-"""Models (layer L2): model zoo and convention, encodings, summary translation.
+"""Models (layer L3): model zoo and convention, encodings, summary translation.
 
-See :mod:`neuroprune.models.zoo` for the model convention every later stage relies on.
+See :mod:`neuroprune.models.zoo` for the model convention every later stage relies on, and
+:mod:`neuroprune.models.registry` for the built-in model names (torch-free). Names load lazily
+so that reading the registry (``neuroprune --help``, config validation) imports no torch.
 """
 
-from neuroprune.data.encoding import ENCODINGS
-from neuroprune.models.blocks import Block
-from neuroprune.models.encoding import encode, make_generator
-from neuroprune.models.reader import ModelWiring, model_kind, model_wiring
-from neuroprune.models.walker import parse_blocks
-from neuroprune.models.zoo import MODEL_DEFAULTS, MODELS, NEURONS, build_model
+from __future__ import annotations
 
-from . import sew  # noqa: F401  (registers the 'sew' builder)
-from .translate import fold_batchnorm, summarize
+import importlib
+from typing import Any
 
-__all__ = [
-    "ENCODINGS",
-    "MODELS",
-    "MODEL_DEFAULTS",
-    "NEURONS",
-    "Block",
-    "ModelWiring",
-    "build_model",
-    "encode",
-    "fold_batchnorm",
-    "make_generator",
-    "model_kind",
-    "model_wiring",
-    "parse_blocks",
-    "summarize",
-]
+_EXPORTS = {
+    "ENCODINGS": "neuroprune.data.encoding",
+    "Block": "neuroprune.models.blocks",
+    "encode": "neuroprune.models.encoding",
+    "make_generator": "neuroprune.models.encoding",
+    "parse_blocks": "neuroprune.models.walker",
+    "MODEL_DEFAULTS": "neuroprune.models.zoo",
+    "MODELS": "neuroprune.models.zoo",
+    "NEURONS": "neuroprune.models.zoo",
+    "build_model": "neuroprune.models.zoo",
+    "MODEL_ZOO": "neuroprune.models.registry",
+    "ModelWiring": "neuroprune.models.reader",
+    "model_kind": "neuroprune.models.reader",
+    "model_wiring": "neuroprune.models.reader",
+    "fold_batchnorm": "neuroprune.models.translate",
+    "summarize": "neuroprune.models.translate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -49,7 +49,7 @@ from neuroprune.core.summary import NetworkSummary, conv_layer, conv_output_size
 from neuroprune.models.blocks import Block
 from neuroprune.models.reader import SynapseLayer, wired_sources
 from neuroprune.models.walker import neuron_info
-from neuroprune.models.zoo import EXTRA_BUILDERS, neuron_factory, set_module
+from neuroprune.models.zoo import neuron_factory, set_module
 
 from .translate import _fold_pair as fold_conv_batchnorm
 from .translate import bn_scale_shift, summarize
@@ -358,12 +358,9 @@ def summarize_model(
     return summarize(model, input_shape, timesteps, name=name)
 
 
-def _build_from_spec(input_shape, num_classes, neuron, tau, v_threshold, hidden):
+def build_sew_from_spec(input_shape, num_classes, neuron, tau, v_threshold, hidden):
     """``build_model("sew", ...)``: ``hidden`` gives one single-block stage per width."""
     stages = {} if hidden is None else {"stages": tuple((int(w), 1) for w in hidden)}
     return build_sew(
         input_shape, num_classes, neuron=neuron, tau=tau, v_threshold=v_threshold, **stages
     )
-
-
-EXTRA_BUILDERS["sew"] = _build_from_spec

@@ -57,23 +57,21 @@ from typing import Any
 import torch
 from spikingjelly.activation_based import functional, layer, surrogate
 
-from neuroprune.core.errors import ModelError, did_you_mean
+from neuroprune.core.errors import ModelError
+from neuroprune.core.registry import lookup
 from neuroprune.core.summary import conv_output_size
 from neuroprune.models import neurons
 from neuroprune.models.blocks import POOL_TYPES, Block, _prod
 from neuroprune.models.reader import model_wiring
+from neuroprune.models.registry import MODEL_ZOO
 from neuroprune.models.user_model import load_user_model
 from neuroprune.models.walker import parse_blocks
 
-MODELS = ("mlp", "conv", "vgg", "sew")
-# Builders of non-chain models, registered by their modules (neuroprune.models imports them):
-# name -> fn(input_shape, num_classes, neuron, tau, v_threshold, hidden) -> nn.Module
-EXTRA_BUILDERS: dict[str, Any] = {}
+MODELS = MODEL_ZOO
+"""The built-in model names (:data:`neuroprune.models.registry.MODEL_ZOO`)."""
 NEURONS = ("lif", "if")
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mlp": {"hidden": (128,)},
-    "conv": {"hidden": (8, 16)},
-    "vgg": {"hidden": (8, 16)},
+    name: {"hidden": entry.hidden} for name, entry in MODEL_ZOO.items() if entry.hidden
 }
 
 
@@ -144,20 +142,12 @@ def _refuse_spikingjelly_zoo(spec: str) -> None:
 def _build_builtin(spec, input_shape, num_classes, neuron_kind, tau, v_threshold, hidden):
     if spec in SPIKINGJELLY_ZOO:
         _refuse_spikingjelly_zoo(spec)
-    if spec not in MODELS:
-        hint = did_you_mean(spec, MODELS)
-        raise ModelError(
-            "unknown model",
-            where="model",
-            field="model",
-            value=spec,
-            fix=f"{hint}Use one of {', '.join(MODELS)} or PATH.py:FACTORY.",
-        )
-    if spec in EXTRA_BUILDERS:  # models that are not Sequential chains (e.g. models/sew.py)
-        return EXTRA_BUILDERS[spec](input_shape, num_classes, neuron_kind, tau, v_threshold, hidden)
+    entry = lookup(MODEL_ZOO, spec)
+    build = entry.build_function()
+    if not entry.chain:  # models that are not Sequential chains (e.g. models/sew.py)
+        return build(input_shape, num_classes, neuron_kind, tau, v_threshold, hidden)
     widths = tuple(MODEL_DEFAULTS[spec]["hidden"] if hidden is None else hidden)
     make = neuron_factory(neuron_kind, tau, v_threshold)
-    build = {"mlp": build_mlp, "conv": build_conv, "vgg": build_vgg}[spec]
     model = build(input_shape, num_classes, widths, make)
     functional.set_step_mode(model, "m")
     parse_blocks(model, input_shape, num_classes, where=f"model {spec}", allow_pooling=True)

@@ -12,12 +12,13 @@ saved in every run directory (``config.yaml``, under ``config:``) by
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -29,26 +30,61 @@ from pydantic import (
     model_validator,
 )
 
-from neuroprune.core.errors import ConfigError, did_you_mean
+from neuroprune.core.errors import ConfigError, NeuropruneError, did_you_mean
+from neuroprune.core.registry import unknown_name
+from neuroprune.data.datasets import DATASETS as DATASET_NAMES
 from neuroprune.data.datasets import canonical_name, is_event_dataset
 from neuroprune.data.encoding import ENCODINGS, EVENTS, IMAGE_ENCODINGS
 from neuroprune.data.events import BINNINGS, POLARITIES, EventOptions, parse_window
+from neuroprune.pruning.registry import PRUNING_METHODS
+from neuroprune.pruning.schedulers import SCHEDULERS
 from neuroprune.run.rundir import check_run_name
+from neuroprune.sim.backends import SIM_BACKENDS
 
-METHOD_NAMES = ("stds", "slats", "lats", "pgh", "gradr", "gmp", "magnitude", "sca", "sca+stds")
-BACKENDS = ("lava", "reference", "none")
-CHOICES = {
-    "method": METHOD_NAMES,
+NO_SIMULATION = "none"
+"""``--backend none``: skip the simulation (not a backend of :data:`SIM_BACKENDS`)."""
+BACKENDS: tuple[str, ...] = (*SIM_BACKENDS, NO_SIMULATION)
+"""Kept for readers of the names; :func:`choices` reads the registries at call time."""
+CHOICES: dict[str, Iterable[str]] = {
+    "method": PRUNING_METHODS,
+    "scheduler": SCHEDULERS,
     "backend": BACKENDS,
+    "dataset": DATASET_NAMES,
     "encoding": ENCODINGS,
     "event_binning": BINNINGS,
     "event_polarity": POLARITIES,
     "neuron": ("lif", "if"),
     "optimizer": ("adam", "sgd"),
     "device": ("cpu", "cuda"),
-    "scheduler": ("linear", "sine", "sinp", "pgh", "cubic"),
 }
-SCHEDULED_METHODS = ("stds", "slats", "pgh", "sca+stds")  # methods with a threshold scheduler
+"""Config field -> its allowed names (a registry where one owns them). ``--help``, the
+validation and the "did you mean" of every choice read this."""
+
+
+def choices(key: str) -> tuple[str, ...]:
+    """The names field ``key`` accepts now (registries read at call time)."""
+    if key == "backend":
+        return (*SIM_BACKENDS, NO_SIMULATION)
+    return tuple(CHOICES[key])
+
+
+def scheduled_methods() -> tuple[str, ...]:
+    """Methods that take a threshold scheduler (``--scheduler``), from their registry entries."""
+    return tuple(name for name, entry in PRUNING_METHODS.items() if entry.scheduled)
+
+
+def _one_of(key: str) -> AfterValidator:
+    """A validator accepting the names of :func:`choices` ``(key)`` (read when validating, so a
+    name registered after import is accepted)."""
+
+    def check(value: str) -> str:
+        if value not in choices(key):
+            raise ValueError(f"{value!r} is not a known {key}")
+        return value
+
+    return AfterValidator(check)
+
+
 MAX_LAYER_WIDTH = 65_536  # neurons per hidden layer; wider cannot fit memory nor any chip
 
 
@@ -100,8 +136,8 @@ class RunConfig(BaseModel):
     neuron: Literal["lif", "if"] = "lif"
     dataset: str = Field("digits", min_length=1)
     data_dir: str | None = None
-    method: Literal[METHOD_NAMES] = "stds"  # type: ignore[valid-type]
-    scheduler: Literal["linear", "sine", "sinp", "pgh", "cubic"] | None = None
+    method: Annotated[str, _one_of("method")] = "stds"
+    scheduler: Annotated[str, _one_of("scheduler")] | None = None
     epochs: PosInt | None = None  # None: the model's measured default (models.train.DEFAULTS)
     prune_epochs: EpochCount = 10
     finetune_epochs: EpochCount = 3
@@ -118,7 +154,7 @@ class RunConfig(BaseModel):
     seed: Annotated[StrictInt, Field(ge=0, lt=2**32)] = 0
     device: Literal["cpu", "cuda"] = "cpu"
     nproc: PosInt = 1  # training processes on this machine (>1: launched with torchrun, DDP)
-    backend: Literal[BACKENDS] = "lava"  # type: ignore[valid-type]
+    backend: Annotated[str, _one_of("backend")] = "lava"
     samples: PosInt | None = None
     fixed_point: StrictBool | None = None
     agreement_threshold: Annotated[Float, Field(ge=0, le=1)] = 0.99
@@ -171,9 +207,9 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _compatible(self) -> RunConfig:
-        if self.scheduler is not None and self.method not in SCHEDULED_METHODS:
+        if self.scheduler is not None and not PRUNING_METHODS.get(self.method).scheduled:
             raise ValueError(
-                f"--scheduler {self.scheduler} applies to {', '.join(SCHEDULED_METHODS)} only, "
+                f"--scheduler {self.scheduler} applies to {', '.join(scheduled_methods())} only, "
                 f"not to --method {self.method}"
             )
         return self
@@ -216,13 +252,7 @@ def config_error(exc: ValidationError, *, where: str) -> ConfigError:
     value = first.get("input")
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        return ConfigError(
-            "unknown config key",
-            where=where,
-            field=key,
-            value=value,
-            fix=f"{did_you_mean(key, KEYS)}Known keys: neuroprune fit --help.",
-        )
+        return unknown_config_key(key, value, where=where)
     if key is None:  # a model-level rule (option compatibility)
         return ConfigError(message, where=where, fix="Change one of the options named.")
     more = f" ({len(errors) - 1} more problem(s) after this one)" if len(errors) > 1 else ""
@@ -230,9 +260,22 @@ def config_error(exc: ValidationError, *, where: str) -> ConfigError:
     return ConfigError(f"{message}{more}", where=where, field=field, value=value, fix=fix)
 
 
+def unknown_config_key(key: str | None, value: Any, *, where: str) -> NeuropruneError:
+    """``unknown config key`` with the closest known key (the value given is shown)."""
+    return unknown_name(
+        key,
+        KEYS,
+        what="config key",
+        where=where,
+        field=key,
+        value=value,
+        listing="Known keys: neuroprune fit --help.",
+    )
+
+
 def _fix_for(key: str, value: Any) -> str:
     if key in CHOICES:
-        options = CHOICES[key]
+        options = choices(key)
         return f"{did_you_mean(value, options)}Choose one of: {', '.join(options)}."
     if key == "hidden":
         return f"For example --hidden 128 or --hidden 128,64 (each 1..{MAX_LAYER_WIDTH})."
@@ -274,13 +317,7 @@ def check_keys(values: Mapping[str, Any], *, where: str) -> None:
     """Raise ConfigError for the first unknown key, suggesting the closest known one."""
     for key in values:
         if key not in KEYS:
-            raise ConfigError(
-                "unknown config key",
-                where=where,
-                field=str(key),
-                value=values[key],
-                fix=f"{did_you_mean(key, KEYS)}Known keys: neuroprune fit --help.",
-            )
+            raise unknown_config_key(str(key), values[key], where=where)
 
 
 def resolve_config(config_file: str | Path | None, overrides: Mapping[str, Any]) -> RunConfig:

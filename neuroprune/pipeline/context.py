@@ -20,8 +20,6 @@ from neuroprune.pipeline.resume import changed_inputs, input_hash
 from neuroprune.run.rundir import MODEL_FILES, RunDir, RunRecord
 from neuroprune.train import distributed
 
-STRUCTURED_METHODS = ("sca", "sca+stds")
-
 
 @dataclass(frozen=True)
 class RunOutcome:

@@ -14,7 +14,8 @@ from neuroprune.core.errors import (
 )
 from neuroprune.data.datasets import load_dataset
 from neuroprune.pipeline.config import RunConfig, event_options
-from neuroprune.pipeline.context import STRUCTURED_METHODS, with_model_defaults
+from neuroprune.pipeline.context import with_model_defaults
+from neuroprune.pruning.registry import method_entry
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
     if not cfg.from_nir:
         model = configured_model(cfg, dataset.input_shape, dataset.num_classes)
     chain_or_wired = model_kind(model) in (CHAIN, WIRED)
-    if not chain_or_wired and cfg.method not in STRUCTURED_METHODS:
+    if not chain_or_wired and not method_entry(cfg.method).structured:
         raise UnsupportedError(
             f"method {cfg.method!r} needs a Sequential chain model",
             where="--method",
@@ -117,14 +118,8 @@ def check_model_size(model: str, hidden, input_shape, num_classes: int) -> None:
 
 def _check_method(cfg: RunConfig) -> None:
     """The method and scheduler exist in the registries and go together."""
-    if cfg.method in STRUCTURED_METHODS:
-        return
-    from neuroprune.pruning.registry import (
-        method_class,  # deferred: imports scipy, spikingjelly, torch
-    )
-
-    cls = method_class(cfg.method)
-    if cfg.scheduler is not None and getattr(cls, "default_scheduler", None) is None:
+    entry = method_entry(cfg.method)
+    if cfg.scheduler is not None and not entry.scheduled:
         raise ConfigError(
             f"method {cfg.method!r} has no threshold scheduler",
             where="config",

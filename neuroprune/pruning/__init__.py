@@ -1,26 +1,39 @@
-"""Budget-exact pruning (layer L2): one interface, one registry, one entry point.
+"""Budget-exact pruning (layer L5): one interface, one registry, one entry point.
 
-* :class:`PruningMethod` — the interface (a training callback); :data:`METHODS` — the registry:
-  ``stds``, ``slats``, ``lats``, ``pgh`` (soft threshold), ``gradr`` (gradient rewiring),
+* :class:`PruningMethod` — the interface (a training callback); :data:`PRUNING_METHODS` — the
+  registry of ``--method`` names and their facts (torch-free); :data:`METHODS` — name -> callback
+  class: ``stds``, ``slats``, ``lats``, ``pgh`` (soft threshold), ``gradr`` (gradient rewiring),
   ``gmp`` (gradual magnitude), ``magnitude`` (one-shot magnitude + fine-tune), ``sca``
   (structured: spiking-activity channel pruning with regrowth and physical removal).
 * :data:`SCHEDULERS` — threshold schedules ``f`` with ``f(0) = 0``, ``f(1) = 1``, monotone.
 * :func:`freeze_mask` — keep zero weights at zero while training.
+
+Names load lazily so that reading the registries (``neuroprune --help``, config validation)
+imports no torch.
 """
 
 from __future__ import annotations
 
-from neuroprune.pruning.base import MaskFreezer, PruningMethod, freeze_mask
-from neuroprune.pruning.registry import METHODS, method_class, split_method_spec
-from neuroprune.pruning.schedulers import SCHEDULERS, get_scheduler
+import importlib
+from typing import Any
 
-__all__ = [
-    "METHODS",
-    "SCHEDULERS",
-    "MaskFreezer",
-    "PruningMethod",
-    "freeze_mask",
-    "get_scheduler",
-    "method_class",
-    "split_method_spec",
-]
+_EXPORTS = {
+    "MaskFreezer": "neuroprune.pruning.base",
+    "PruningMethod": "neuroprune.pruning.base",
+    "freeze_mask": "neuroprune.pruning.base",
+    "METHODS": "neuroprune.pruning.registry",
+    "PRUNING_METHODS": "neuroprune.pruning.registry",
+    "method_class": "neuroprune.pruning.registry",
+    "method_entry": "neuroprune.pruning.registry",
+    "split_method_spec": "neuroprune.pruning.registry",
+    "SCHEDULERS": "neuroprune.pruning.schedulers",
+    "get_scheduler": "neuroprune.pruning.schedulers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

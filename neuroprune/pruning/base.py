@@ -44,6 +44,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from neuroprune.core.errors import ConfigError
+from neuroprune.core.registry import lookup
 from neuroprune.fit.budget import Budget, LayerScores
 from neuroprune.pruning.knob import planned_count, steer_knob
 from neuroprune.pruning.schedulers import SCHEDULERS
@@ -414,14 +415,7 @@ class PruningMethod(Callback):
                 value=scheduler,
                 fix="Leave --scheduler out for this method.",
             )
-        if scheduler not in SCHEDULERS:
-            raise ConfigError(
-                "unknown threshold scheduler",
-                where="pruning",
-                field="scheduler",
-                value=scheduler,
-                fix=f"Use one of {', '.join(SCHEDULERS)}.",
-            )
+        lookup(SCHEDULERS, scheduler)
         return scheduler
 
     # ----------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from functools import partial
 
 from neuroprune.core.errors import ConfigError
+from neuroprune.core.registry import Registry, lookup
 
 Scheduler = Callable[[float], float]
 PGH_BETA = 10.0
@@ -69,28 +70,20 @@ def cubic(x: float) -> float:
     return 1.0 - (1.0 - _clip(x)) ** 3
 
 
-SCHEDULERS: dict[str, Scheduler] = {
-    "linear": linear,
-    "sine": sine,
-    "sinp": sinp,
-    "pgh": pgh,
-    "cubic": cubic,
-}
+SCHEDULERS: Registry[Scheduler] = Registry(
+    "threshold scheduler", where="pruning", field="scheduler"
+)
+"""Registry: ``--scheduler`` name -> schedule ``f`` (the config's choices come from it)."""
+for _schedule in (linear, sine, sinp, pgh, cubic):
+    SCHEDULERS.register(_schedule.__name__, _schedule)
 
 
 def get_scheduler(name: str, *, beta: float | None = None) -> Scheduler:
     """Look up a scheduler by name; ``beta`` configures ``pgh``."""
-    if name not in SCHEDULERS:
-        raise ConfigError(
-            "unknown threshold scheduler",
-            where="pruning",
-            field="scheduler",
-            value=name,
-            fix=f"Use one of {', '.join(SCHEDULERS)}.",
-        )
+    schedule = lookup(SCHEDULERS, name)
     if name == "pgh" and beta is not None:
         return partial(pgh, beta=float(beta))
-    return SCHEDULERS[name]
+    return schedule
 
 
 def gmp_sparsity(t: int, *, t0: int, span: int, initial: float, final: float) -> float:

@@ -1,8 +1,7 @@
 """Quantization to each chip's number formats (layer L2).
 
-``QUANTIZERS`` maps ``profile.weights.format`` to a :class:`Quantizer` (one module per format:
-:mod:`.loihi`, :mod:`.uniform` (spinnaker, int, brainscales), :mod:`.truenorth`,
-:mod:`.dynapse`). :func:`quantize_model` folds BatchNorm, quantizes every layer after
+``QUANTIZERS`` maps ``profile.weights.format`` to a :class:`Quantizer`; the quantizers are
+torch-free chip facts and live in :mod:`neuroprune.chip.formats` (re-exported here). :func:`quantize_model` folds BatchNorm, quantizes every layer after
 training (PTQ), fine-tunes with the weights projected onto the chip's grid after every step
 (quantization-aware, straight-through, pruning mask kept) and returns the model in the form of
 docs/conventions.md §3.
@@ -15,17 +14,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from neuroprune.quantize import dynapse, loihi, truenorth, uniform  # noqa: F401  (registration)
-from neuroprune.quantize.base import (
+from neuroprune.chip.formats import (
     QUANTIZERS,
+    Grid,
     LayerQuant,
+    NeuronParams,
     Quantizer,
     get_quantizer,
     register_quantizer,
+    snap,
     validate_format,
 )
-from neuroprune.quantize.grid import Grid, snap
-from neuroprune.quantize.neuron import NeuronParams
 
 _TORCH_API = {
     "QuantizeResult": "neuroprune.quantize.api",

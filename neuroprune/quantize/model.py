@@ -21,6 +21,9 @@ import numpy as np
 import torch
 from spikingjelly.activation_based import neuron
 
+from neuroprune.chip.formats.base import LayerQuant, get_quantizer
+from neuroprune.chip.formats.grid import Grid, error_stats
+from neuroprune.chip.formats.neuron import NeuronParams
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.errors import UnsupportedError
 from neuroprune.core.progress import Progress, emit
@@ -28,9 +31,6 @@ from neuroprune.models.blocks import Block
 from neuroprune.models.quantized import QUANT_ATTR
 from neuroprune.models.translate import WEIGHT_BITS_ATTR, fold_batchnorm
 from neuroprune.models.zoo import model_blocks
-from neuroprune.quantize.base import LayerQuant, get_quantizer
-from neuroprune.quantize.grid import Grid, error_stats
-from neuroprune.quantize.neuron import NeuronParams
 
 
 @dataclass(frozen=True, eq=False)

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from neuroprune.chip.formats.base import get_quantizer
+from neuroprune.chip.formats.grid import Grid
 from neuroprune.chip.schema import ChipProfile
-from neuroprune.quantize.base import get_quantizer
-from neuroprune.quantize.grid import Grid
 from neuroprune.quantize.model import QuantizedLayer, grid_tensors
 from neuroprune.train.loop import Callback
 

@@ -1,21 +1,33 @@
-"""Registry of simulator backends (the ``sim`` extension point)."""
+"""Registry of simulator backends (the ``sim`` extension point).
+
+:data:`SIM_BACKENDS` names every backend lazily (``"module:Class"``, instantiated on first
+use), so the run config and ``neuroprune fit --help`` read the names without importing Lava or
+scipy. Adding a backend: a :class:`~neuroprune.sim.base.SimBackend` class and one
+``register_lazy`` line below.
+"""
 
 from __future__ import annotations
 
-from neuroprune.core.errors import ConfigError, did_you_mean
-from neuroprune.sim.base import SimBackend
-from neuroprune.sim.lava_backend import LavaBackend
-from neuroprune.sim.reference import ReferenceBackend
+from typing import TYPE_CHECKING
 
-SIM_BACKENDS: dict[str, SimBackend] = {
-    "lava": LavaBackend(),
-    "reference": ReferenceBackend(),
-}
+from neuroprune.core.errors import ConfigError
+from neuroprune.core.registry import Registry, lookup
+
+if TYPE_CHECKING:
+    from neuroprune.sim.base import SimBackend
+
+SIM_BACKENDS: Registry[SimBackend] = Registry(
+    "simulator backend", where="simulate", field="backend"
+)
+SIM_BACKENDS.register_lazy("lava", "neuroprune.sim.lava_backend:LavaBackend", call=True)
+SIM_BACKENDS.register_lazy("reference", "neuroprune.sim.reference:ReferenceBackend", call=True)
 
 
 def get_backend(backend: str | SimBackend) -> SimBackend:
     """The registered backend called ``backend``, or ``backend`` itself if it is one."""
     if not isinstance(backend, str):
+        from neuroprune.sim.base import SimBackend  # deferred: imports scipy
+
         if isinstance(backend, SimBackend):
             return backend
         raise ConfigError(
@@ -23,14 +35,6 @@ def get_backend(backend: str | SimBackend) -> SimBackend:
             where="simulate",
             field="backend",
             value=type(backend).__name__,
-            fix="Pass 'lava' or 'reference'.",
+            fix=f"Pass one of: {', '.join(SIM_BACKENDS)}.",
         )
-    if backend not in SIM_BACKENDS:
-        raise ConfigError(
-            "unknown simulator backend",
-            where="simulate",
-            field="backend",
-            value=backend,
-            fix=f"{did_you_mean(backend, SIM_BACKENDS)}Use one of: {', '.join(sorted(SIM_BACKENDS))}.",
-        )
-    return SIM_BACKENDS[backend]
+    return lookup(SIM_BACKENDS, backend)

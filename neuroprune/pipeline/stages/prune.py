@@ -7,7 +7,6 @@ from dataclasses import replace
 from typing import Any
 
 from neuroprune.pipeline.context import (
-    STRUCTURED_METHODS,
     _epoch_progress,
     _Run,
     _stage_record,
@@ -15,6 +14,7 @@ from neuroprune.pipeline.context import (
 )
 from neuroprune.pipeline.resume import stage_inputs
 from neuroprune.pipeline.stages.base import Carry, Stage, measure
+from neuroprune.pruning.registry import method_entry
 from neuroprune.run.rundir import StageRecord
 
 
@@ -72,7 +72,8 @@ def _prune(run: _Run, model, dataset, budget):
         "progress": _epoch_progress(run, "prune"),
     }
     config = train_config(cfg, cfg.prune_epochs)
-    if cfg.method in STRUCTURED_METHODS:
+    entry = method_entry(cfg.method)
+    if entry.structured:  # the structured recipe: sca, or a composite ending in stds
         from neuroprune.pipeline.structured import (
             prune_structured,  # deferred: imports scipy, spikingjelly, torch
         )
@@ -81,7 +82,7 @@ def _prune(run: _Run, model, dataset, budget):
             model,
             dataset,
             config,
-            then_stds=cfg.method == "sca+stds",
+            then_stds=entry.then_stds,
             profile=run.profile,
             **common,
         )

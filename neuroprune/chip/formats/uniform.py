@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neuroprune.chip.formats.base import Quantizer, register_quantizer
+from neuroprune.chip.formats.grid import Grid, best_pow2_scale, uniform_max_scale
+from neuroprune.chip.formats.params import param_choice, param_int
 from neuroprune.chip.schema import WeightFormat
-from neuroprune.quantize.base import Quantizer, register_quantizer
-from neuroprune.quantize.grid import Grid, best_pow2_scale, uniform_max_scale
-from neuroprune.quantize.params import param_choice, param_int
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from neuroprune.chip.formats.base import Quantizer, register_quantizer
+from neuroprune.chip.formats.grid import Grid, best_pow2_scale
+from neuroprune.chip.formats.neuron import NeuronParams, bias_to_int, threshold_to_int
+from neuroprune.chip.formats.params import param_bool, param_int, param_range
 from neuroprune.chip.schema import NeuronSpec, WeightFormat
 from neuroprune.core.errors import ProfileError
-from neuroprune.quantize.base import Quantizer, register_quantizer
-from neuroprune.quantize.grid import Grid, best_pow2_scale
-from neuroprune.quantize.neuron import NeuronParams, bias_to_int, threshold_to_int
-from neuroprune.quantize.params import param_bool, param_int, param_range
 
 
 @dataclass(frozen=True)

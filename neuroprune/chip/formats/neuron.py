@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from neuroprune.chip.formats.grid import Grid
 from neuroprune.chip.schema import NeuronSpec
-from neuroprune.quantize.grid import Grid
 
 INT32_MAX = 2**31 - 1
 

@@ -8,10 +8,10 @@ the integers the chip stores plus one float scale per layer:
     v_threshold = threshold_int * scale               (threshold in weight LSBs)
     bias = bias_int * scale
 
-The allowed integers form the layer's :class:`~neuroprune.quantize.grid.Grid`: every integer of
+The allowed integers form the layer's :class:`~neuroprune.chip.formats.grid.Grid`: every integer of
 a range (uniform formats) or explicit levels, shared by the layer (DYNAP-SE) or one set per
 output neuron (TrueNorth). A format only chooses the grid and the neuron fields; snapping and
-error statistics are shared (:mod:`neuroprune.quantize.grid`).
+error statistics are shared (:mod:`neuroprune.chip.formats.grid`).
 
 Adding a format is one module with a :class:`Quantizer` subclass decorated with
 :func:`register_quantizer`.
@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from neuroprune.chip.formats.grid import Grid, error_stats, pow2_exponent, signed_width, snap
+from neuroprune.chip.formats.neuron import NeuronParams, generic_neuron_fields
 from neuroprune.chip.schema import NeuronSpec, WeightFormat
 from neuroprune.core.errors import ProfileError
-from neuroprune.quantize.grid import Grid, error_stats, pow2_exponent, signed_width, snap
-from neuroprune.quantize.neuron import NeuronParams, generic_neuron_fields
+from neuroprune.core.registry import Registry, lookup
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,7 +197,10 @@ class Quantizer:
         return weight, bias
 
 
-QUANTIZERS: dict[str, Quantizer] = {}
+QUANTIZERS: Registry[Quantizer] = Registry(
+    "weight format", where="profile", field="weights.format", error=ProfileError
+)
+"""Registry: ``profile.weights.format`` -> its :class:`Quantizer` instance."""
 
 
 def register_quantizer(*names: str) -> Callable[[type[Quantizer]], type[Quantizer]]:
@@ -206,7 +210,7 @@ def register_quantizer(*names: str) -> Callable[[type[Quantizer]], type[Quantize
         for name in names:
             instance = cls()
             instance.name = name
-            QUANTIZERS[name] = instance
+            QUANTIZERS.register(name, instance)
         return cls
 
     return decorate
@@ -214,15 +218,7 @@ def register_quantizer(*names: str) -> Callable[[type[Quantizer]], type[Quantize
 
 def get_quantizer(fmt: WeightFormat, where: str = "profile") -> Quantizer:
     """The registered quantizer for ``fmt.format``; ProfileError naming the field if unknown."""
-    if fmt.format not in QUANTIZERS:
-        raise ProfileError(
-            "no quantizer for this weight format",
-            where=where,
-            field="weights.format",
-            value=fmt.format,
-            fix=f"Use one of {sorted(QUANTIZERS)}.",
-        )
-    return QUANTIZERS[fmt.format]
+    return lookup(QUANTIZERS, fmt.format, where=where)
 
 
 def validate_format(fmt: WeightFormat, where: str = "profile") -> Any:

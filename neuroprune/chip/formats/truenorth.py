@@ -23,10 +23,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from neuroprune.chip.formats.base import Quantizer, register_quantizer
+from neuroprune.chip.formats.grid import Grid, uniform_max_scale
+from neuroprune.chip.formats.params import param_choice, param_int
 from neuroprune.chip.schema import WeightFormat
-from neuroprune.quantize.base import Quantizer, register_quantizer
-from neuroprune.quantize.grid import Grid, uniform_max_scale
-from neuroprune.quantize.params import param_choice, param_int
 
 LLOYD_ITERATIONS = 20
 

@@ -1,0 +1,68 @@
+"""The registry of export formats (torch-free): ``--format`` name -> :class:`ExportFormat`.
+
+Every format's ``export`` has one signature::
+
+    export(model, path, *, timesteps, encoding, input_shape, chip=None, progress=None) -> Path
+
+The exporter is named lazily (``"module:function"``) so that ``neuroprune export --help``
+reads the names without importing torch. Adding a format: an exporter function and one
+``EXPORTERS.register`` line below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from neuroprune.core.registry import Lazy, Registry, lookup
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export format: ``name`` (CLI ``--format``), file ``suffix``, a description and the
+    exporter (``"module:function"``, loaded on the first call of :meth:`export`)."""
+
+    name: str
+    suffix: str
+    description: str
+    exporter: str
+
+    @property
+    def export(self) -> Callable[..., Path]:
+        """The exporter function (imports torch)."""
+        return Lazy(self.exporter).load()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Path:
+        return self.export(*args, **kwargs)
+
+
+EXPORTERS: Registry[ExportFormat] = Registry("export format", where="export", field="format")
+
+
+def _format(fmt: ExportFormat) -> None:
+    EXPORTERS.register(fmt.name, fmt)
+
+
+_format(
+    ExportFormat(
+        "nir",
+        ".nir",
+        "NIR graph (HDF5) with dt, threshold semantics and quantization",
+        "neuroprune.export.nir_export:export_nir",
+    )
+)
+_format(
+    ExportFormat(
+        "onnx",
+        ".onnx",
+        "ONNX graph unrolled over T steps: [T, B, ...] -> spikes",
+        "neuroprune.export.onnx_export:export_onnx_format",
+    )
+)
+
+
+def get_exporter(name: str) -> ExportFormat:
+    """The registered format ``name``; :class:`ConfigError` naming the known ones otherwise."""
+    return lookup(EXPORTERS, name)
