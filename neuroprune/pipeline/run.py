@@ -43,8 +43,8 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
     the stages run. A simulator failure is recorded in report.json (``errors``) and returned
     in the outcome, not raised.
     """
-    with distributed.process_group(cfg.device):
-        plan = _preflight(cfg)
+    plan = _preflight(cfg)
+    with distributed.process_group(plan.cfg.device):
         rundir = RunDir.of(plan.cfg.out, plan.cfg.run_name)
         if not distributed.is_main():  # a torchrun worker: trains, writes nothing
             run = _Run(plan.cfg, rundir, plan.profile, progress or _noop, writes=False)
