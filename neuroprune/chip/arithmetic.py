@@ -128,7 +128,7 @@ def loihi_vth(model: str, tau: float | None, decay_input: bool, threshold_int: i
     """Threshold mantissa for ``threshold_int`` weight LSBs and input shift ``k`` (docstring)."""
     threshold = int(threshold_int) << int(shift)
     if model == "LIF" and decay_input:
-        return int(round(threshold * tau))
+        return int(round(threshold * tau))  # type: ignore[operator]  # a LIF has a tau
     return threshold
 
 

@@ -90,7 +90,7 @@ CIFAR_CLASSES = (
 )
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
