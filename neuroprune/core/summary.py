@@ -1,4 +1,4 @@
-"""Network summary (layer L1, torch-free): what a chip must hold.
+"""Network summary (layer L0, torch-free): what a chip must hold.
 
 A :class:`NetworkSummary` lists the synaptic layers of a feed-forward SNN in order. Each
 :class:`LayerSummary` holds the layer's connectivity as a sparse boolean matrix

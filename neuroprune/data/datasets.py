@@ -1,4 +1,4 @@
-"""Datasets (layer L2, torch-free): load image classification data as float arrays.
+"""Datasets (layer L1, torch-free): load image classification data as float arrays.
 
 Every dataset comes back as a :class:`Dataset` of ``float32`` images in ``[0, 1]`` with shape
 ``(N, C, H, W)`` and ``int64`` labels in ``[0, num_classes)``. Nothing is ever downloaded:

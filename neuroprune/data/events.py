@@ -1,4 +1,4 @@
-"""Event-based datasets read from local folders with Tonic (layer L2; nothing is downloaded).
+"""Event-based datasets read from local folders with Tonic (layer L1; nothing is downloaded).
 
 Each recording is a list of events ``(x[, y], t, p)``. It is turned into ``T`` binary frames
 ``[T, C, H, W]`` (``uint8``, 1 where at least one event fell into that pixel, polarity and bin):

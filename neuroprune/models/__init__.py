@@ -1,4 +1,4 @@
-"""Models (layer L2): model zoo and convention, encodings, summary translation.
+"""Models (layer L3): model zoo and convention, encodings, summary translation.
 
 See :mod:`neuroprune.models.zoo` for the model convention every later stage relies on.
 """

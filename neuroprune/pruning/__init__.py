@@ -1,4 +1,4 @@
-"""Budget-exact pruning (layer L2): one interface, one registry, one entry point.
+"""Budget-exact pruning (layer L5): one interface, one registry, one entry point.
 
 * :class:`PruningMethod` — the interface (a training callback); :data:`METHODS` — the registry:
   ``stds``, ``slats``, ``lats``, ``pgh`` (soft threshold), ``gradr`` (gradient rewiring),

@@ -1,4 +1,4 @@
-"""Quantization to each chip's number formats (layer L2).
+"""Quantization to each chip's number formats (layer L5).
 
 ``QUANTIZERS`` maps ``profile.weights.format`` to a :class:`Quantizer` (one module per format:
 :mod:`.loihi`, :mod:`.uniform` (spinnaker, int, brainscales), :mod:`.truenorth`,

@@ -1,6 +1,6 @@
 """Intel Loihi / Loihi 2 fixed point, as Lava's bit-accurate models implement it.
 
-Weights (lava_notes.md §1.3): a signed mantissa of ``mantissa_bits`` with one shared
+Weights (docs/lava.md §3): a signed mantissa of ``mantissa_bits`` with one shared
 power-of-two exponent per layer. In mixed-sign mode Lava drops the mantissa LSB
 (``mixed_sign_drops_lsb``), so a layer holds ``mantissa_bits - 1`` magnitude bits:
 
@@ -16,10 +16,10 @@ then ``a = sum(weight_int * s)`` in weight LSBs (``neuroprune_quant["lava"]`` ho
 (only ratios of weights, threshold and bias matter), so the hardware exponent range only has to
 contain the Lava exponent above.
 
-Neuron (lava_notes.md §1.2, §1.5): ``v`` counts 1/64 LSB (``threshold_shift``); the threshold
+Neuron (docs/lava.md §2, §4.2): ``v`` counts 1/64 LSB (``threshold_shift``); the threshold
 mantissa ``vth`` (``threshold_mantissa_bits`` unsigned, recorded as ``lava_vth``) is
 ``threshold_int`` (or ``rint(threshold_int * tau)`` when ``decay_input`` folds ``1/tau`` into the
-threshold, lava_notes.md §1.5; Lava compares with a strict ``>``); the voltage
+threshold, docs/lava.md §4.2; Lava compares with a strict ``>``); the voltage
 decay is ``dv = rint(2**decay_bits / tau)`` (12-bit; tau = 4096/dv is what the chip realises),
 ``du = 2**decay_bits - 1`` (the current holds no state); the bias is ``bias_mant << bias_exp``
 with ``bias_exp = threshold_shift``, so ``bias_mant = bias_int`` (``bias_mantissa_bits`` signed).
