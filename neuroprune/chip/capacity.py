@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 
@@ -358,7 +358,8 @@ class BlockedList(CapacityModel):
         enc = self.profile.core.encoding
         b = enc.block_synapses or 64
         s = self.w + enc.extra_bits_per_synapse + (enc.index_bits if sparse else 0)
-        return self.memory_bits_max // int(self._block_bits(np.int64(b), s)) * b  # type: ignore[operator]  # set for this kind
+        memory_bits = cast(int, self.memory_bits_max)  # required for this kind (profile_reader)
+        return memory_bits // int(self._block_bits(np.int64(b), s)) * b
 
     def core_resources(self, summary: NetworkSummary) -> dict[str, tuple[int, int | None]]:
         out = super().core_resources(summary)
@@ -386,7 +387,8 @@ class DenseMatrix(CapacityModel):
         return int(load.per_axon().size) * load.neurons * self.bits_per_position
 
     def synapses_per_core(self, sparse: bool = True) -> int | None:
-        return self.memory_bits_max // self.bits_per_position  # type: ignore[operator]  # set for this kind
+        memory_bits = cast(int, self.memory_bits_max)  # required for this kind (profile_reader)
+        return memory_bits // self.bits_per_position
 
     def core_resources(self, summary: NetworkSummary) -> dict[str, tuple[int, int | None]]:
         out = super().core_resources(summary)

@@ -11,10 +11,10 @@ step ``t`` of ``T`` the threshold is
   actually used, whatever the schedule (warm-up included), i.e. a constant L1 strength
   ``lambda = D / sum eta``.
 
-Budget targeting (docs/pruning.md §6.3): ``D`` starts at the magnitude that leaves ``margin * B`` synapses above
-it, ``D_0 = threshold_for_count(|theta_0|, cost, margin * B)``; the shared controller
-(:mod:`neuroprune.pruning.base`) then scales ``D`` so the current count follows
-``B_t = N - (N - margin * B) * d_t / D``. The projection ranks by ``|theta|`` and keeps the
+Budget targeting (docs/pruning.md §6.3): ``D`` starts at the magnitude that leaves
+``margin * B`` synapses above it, ``D_0 = threshold_for_count(|theta_0|, cost, margin * B)``;
+the shared controller (:mod:`neuroprune.pruning.base`) then scales ``D`` so the current count
+follows ``B_t = N - (N - margin * B) * d_t / D``. The projection ranks by ``|theta|`` and keeps the
 effective weights ``w = S_d(theta)`` the network was trained with (``refit=True`` would give
 kept synapses their latent value ``theta = w + sign * d``; the network has adapted to the shrunk
 weights, so that inflated every survivor by ``d`` and cost 10-20 accuracy points at 90 %

@@ -74,7 +74,7 @@ def default_timeout(samples: int) -> float:
     return BASE_TIMEOUT_S + TIMEOUT_PER_SAMPLE_S * samples
 
 
-LAVA_OVER_REFERENCE = 40.0  # measured 10x (docs/lava.md §6: Lava vs the numpy reference), 4x margin
+LAVA_OVER_REFERENCE = 40.0  # measured 10x over the numpy reference (docs/lava.md §6), 4x margin
 SCALED_BASE_S = 60.0
 
 
