@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format venv benchmarks clean
+.PHONY: demo test test-fast lint format venv benchmarks clean
 
 $(STAMP): pyproject.toml
 	@PY310=$$(scripts/python310.sh) || exit 1; \
@@ -19,15 +19,24 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/neuroprune fit --chip loihi --cores 1 --hidden 512,256 --out runs --name demo
 
-## test: lint and the test suite
-test: $(STAMP)
+## test: lint, the import contracts, types of the torch-free core, and the whole test suite
+test: lint
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+## test-fast: the same checks and the suite without the tests marked slow (under a minute)
+test-fast: lint
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+## lint: style, the layer contracts of pyproject.toml, mypy on the torch-free packages
+lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache .mypy_cache .import_linter_cache

@@ -10,6 +10,8 @@ from click.testing import CliRunner
 
 from neuroprune.cli.app import main
 
+pytestmark = pytest.mark.slow  # every test here runs `neuroprune fit` end to end
+
 TINY = [
     "--hidden",
     "32",

@@ -389,6 +389,7 @@ def small_digits(train: int = 240, test: int = 120):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED, reason="no shipped profiles yet")
 @pytest.mark.parametrize("fmt", ["loihi", "truenorth", "dynapse"])
 def test_quantize_model_finetunes_and_keeps_the_mask(fmt):

@@ -9,8 +9,8 @@ Torch-free and numpy-free: every function takes integer arrays of either library
 A profile declares its neuron arithmetic in ``neuron.arithmetic`` (:data:`ARITHMETICS`); a chip
 without one keeps float neurons.
 
-``loihi_fixed_pt``: Lava's bit-accurate Loihi LIF (``PyLifModelBitAcc``, lava_notes.md §1.2,
-§1.5). States ``u``, ``v`` are 24-bit signed integers in ``2**-6`` of the input unit (the
+``loihi_fixed_pt``: Lava's bit-accurate Loihi LIF (``PyLifModelBitAcc``, docs/lava.md §2,
+§4.2). States ``u``, ``v`` are 24-bit signed integers in ``2**-6`` of the input unit (the
 input unit is one weight LSB, or ``2**-k`` LSB for a host-injected first layer), decays are
 12-bit and truncate toward zero, the threshold mantissa is 17-bit unsigned and compared
 strictly. Per step, with ``a`` the integer synaptic input::
@@ -128,7 +128,7 @@ def loihi_vth(model: str, tau: float | None, decay_input: bool, threshold_int: i
     """Threshold mantissa for ``threshold_int`` weight LSBs and input shift ``k`` (docstring)."""
     threshold = int(threshold_int) << int(shift)
     if model == "LIF" and decay_input:
-        return int(round(threshold * tau))
+        return int(round(threshold * tau))  # type: ignore[operator]  # a LIF has a tau
     return threshold
 
 

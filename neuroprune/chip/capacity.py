@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 
@@ -289,13 +289,13 @@ class CapacityModel:
         """Chip-level synaptic memory (bits) for ``synapses`` stored synapses; None: none."""
         return None
 
-    def core_resources(self, summary: NetworkSummary) -> dict[str, tuple[int, int]]:
+    def core_resources(self, summary: NetworkSummary) -> dict[str, tuple[int, int | None]]:
         """Totals of each per-core resource and the per-core capacity: ``{name: (total, cap)}``.
 
         Each axon is counted once per consuming layer (a lower bound: a layer split over cores
         repeats its axons). Used for the lower bound ``max ceil(total / cap)`` on cores.
         """
-        out = {"neurons": (summary.neurons, self.neurons_max)}
+        out: dict[str, tuple[int, int | None]] = {"neurons": (summary.neurons, self.neurons_max)}
         if self.input_axons_max:
             axons = sum(
                 int(np.count_nonzero(layer.fan_out)) * self.input_copies(layer)
@@ -333,7 +333,7 @@ class BlockedList(CapacityModel):
     def memory_bits_max(self) -> int | None:
         return self.profile.core.synapse_memory_bits
 
-    def _block_bits(self, n: np.ndarray, bits_per_synapse: int) -> np.ndarray:
+    def _block_bits(self, n: np.ndarray | np.integer, bits_per_synapse: int) -> np.ndarray:
         """Bits of blocks of ``n`` synapses: ``ceil((n*s + header) / word) * word`` (0 if n=0)."""
         enc = self.profile.core.encoding
         raw = n * bits_per_synapse + enc.block_header_bits
@@ -363,9 +363,10 @@ class BlockedList(CapacityModel):
         enc = self.profile.core.encoding
         b = enc.block_synapses or 64
         s = self.w + enc.extra_bits_per_synapse + (enc.index_bits if sparse else 0)
-        return self.memory_bits_max // int(self._block_bits(np.int64(b), s)) * b
+        memory_bits = cast(int, self.memory_bits_max)  # required for this kind (profile_reader)
+        return memory_bits // int(self._block_bits(np.int64(b), s)) * b
 
-    def core_resources(self, summary: NetworkSummary) -> dict[str, tuple[int, int]]:
+    def core_resources(self, summary: NetworkSummary) -> dict[str, tuple[int, int | None]]:
         out = super().core_resources(summary)
         enc = self.profile.core.encoding
         s = self.w + enc.extra_bits_per_synapse
@@ -393,9 +394,10 @@ class DenseMatrix(CapacityModel):
         return int(load.per_axon().size) * load.neurons * self.bits_per_position
 
     def synapses_per_core(self, sparse: bool = True) -> int | None:
-        return self.memory_bits_max // self.bits_per_position
+        memory_bits = cast(int, self.memory_bits_max)  # required for this kind (profile_reader)
+        return memory_bits // self.bits_per_position
 
-    def core_resources(self, summary: NetworkSummary) -> dict[str, tuple[int, int]]:
+    def core_resources(self, summary: NetworkSummary) -> dict[str, tuple[int, int | None]]:
         out = super().core_resources(summary)
         out["memory_bits"] = (
             summary.synapses(False) * self.bits_per_position,

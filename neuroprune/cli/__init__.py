@@ -1,4 +1,4 @@
-"""The command line (layer L8): parse, call one library function, render, exit.
+"""The command line (layer L10): parse, call one library function, render, exit.
 
 :mod:`.app` holds the click group, error handling and exit codes; each ``*_command(s)`` module
 registers its commands on that group when imported here.

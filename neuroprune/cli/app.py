@@ -1,4 +1,4 @@
-"""Command line (layer L5): parse, call one library function, render, exit.
+"""Command line (layer L10): parse, call one library function, render, exit.
 
 The only module that prints or exits. Errors from the library arrive as
 :class:`neuroprune.core.errors.NeuropruneError` and are printed as one line (``-v`` adds the

@@ -4,7 +4,7 @@ Every error that a user can cause carries structured fields so the CLI can print
 ``<step>: <where>: <what> (<field>=<value>). <fix>``. Code never matches on message text;
 it matches on the class and reads the fields.
 
-Exit codes (architecture.md): 0 done and fits; 1 ran but does not fit or verification failed;
+Exit codes (docs/architecture.md): 0 done and fits; 1 ran but does not fit or verification failed;
 2 bad usage or input; 3 a backend is unavailable or the simulator failed; 4 a file-system fault
 (read-only folder, full disk, permissions, file size limit); 5 an internal error (a bug: the
 command line prints one line, ``-v`` the traceback); 130 interrupted (SIGINT/SIGTERM).

@@ -117,7 +117,7 @@ class Registry(Generic[T]):
         if isinstance(entry, Lazy):
             entry = entry.load()
             self._entries[name] = entry
-        return entry  # type: ignore[return-value]
+        return entry
 
 
 def unknown_name(

@@ -1,4 +1,4 @@
-"""Network summary (layer L1, torch-free): what a chip must hold.
+"""Network summary (layer L0, torch-free): what a chip must hold.
 
 A :class:`NetworkSummary` lists the synaptic layers of a feed-forward SNN in order. Each
 :class:`LayerSummary` holds the layer's connectivity as a sparse boolean matrix
@@ -195,12 +195,12 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
 
 def unrolled_conv(
     weight: np.ndarray, in_shape: tuple[int, int, int], stride: int, padding: int
-) -> tuple[sp.csr_matrix, np.ndarray]:
+) -> tuple[sp.csr_matrix, np.int64]:
     """Unroll a conv kernel ``(C_out, C_in, kh, kw)`` over an input ``(C_in, H, W)``.
 
     Returns the ``(C_out*H_out*W_out) x (C_in*H*W)`` CSR matrix of weights (zeros dropped,
-    out-of-bounds taps dropped) in C-order (channel, row, column) on both sides, and a matrix of
-    the same shape counting every in-bounds tap (the dense unrolled positions).
+    out-of-bounds taps dropped) in C-order (channel, row, column) on both sides, and the number of
+    in-bounds taps (the dense unrolled positions).
     """
     c_out, c_in, kh, kw = weight.shape
     _, h, w = in_shape

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -61,7 +62,8 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """Shape of one sample at one time step, ``(C, H, W)``."""
-        return tuple(int(s) for s in self.x_train.shape[2 if self.is_event else 1 :])
+        shape = tuple(int(s) for s in self.x_train.shape[2 if self.is_event else 1 :])
+        return cast(tuple[int, int, int], shape)
 
     @property
     def train_size(self) -> int:

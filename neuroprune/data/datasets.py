@@ -1,4 +1,4 @@
-"""Datasets (layer L2, torch-free): load image classification data as float arrays.
+"""Datasets (layer L1, torch-free): load image classification data as float arrays.
 
 Every dataset comes back as a :class:`Dataset` of ``float32`` images in ``[0, 1]`` with shape
 ``(N, C, H, W)`` and ``int64`` labels in ``[0, num_classes)``. Nothing is ever downloaded:
@@ -91,7 +91,7 @@ CIFAR_CLASSES = (
 )
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from neuroprune.core.errors import DatasetError
@@ -87,4 +89,4 @@ def simulation_input(dataset: Dataset, samples: int) -> np.ndarray:
     (the simulator encodes them with the graph's encoding), event frames as the time steps
     ``float32 [T, N, C, H, W]``."""
     x = dataset.x_test[:samples]
-    return event_steps(x, dataset.timesteps) if dataset.is_event else x
+    return event_steps(x, cast(int, dataset.timesteps)) if dataset.is_event else x

@@ -1,4 +1,4 @@
-"""Event-based datasets read from local folders with Tonic (layer L2; nothing is downloaded).
+"""Event-based datasets read from local folders with Tonic (layer L1; nothing is downloaded).
 
 Each recording is a list of events ``(x[, y], t, p)``. It is turned into ``T`` binary frames
 ``[T, C, H, W]`` (``uint8``, 1 where at least one event fell into that pixel, polarity and bin):
@@ -41,6 +41,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.lib.recfunctions import unstructured_to_structured
@@ -152,7 +153,7 @@ class EventFormat:
     expected: str
     is_root: Callable[[Path], bool]
     list_split: Callable[[Path, bool], list]
-    read: Callable[[object], np.ndarray]
+    read: Callable[[Any], np.ndarray]
 
 
 def _nmnist_is_root(folder: Path) -> bool:

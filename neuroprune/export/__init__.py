@@ -1,4 +1,4 @@
-"""Export and import of trained networks (layer L2): NIR and ONNX.
+"""Export and import of trained networks (layer L5): NIR and ONNX.
 
 One extension point, :data:`EXPORTERS` (:mod:`neuroprune.export.formats`, torch-free): format
 name -> :class:`ExportFormat`, whose ``export`` has one signature for every format::

@@ -1,4 +1,4 @@
-"""Export a convention model to NIR (layer L2; docs/conventions.md §4).
+"""Export a convention model to NIR (layer L5; docs/conventions.md §4).
 
 The model becomes a stage graph (:func:`neuroprune.export.stages.model_graph`: BN folded, weights as
 the model computes with them, quantized integers checked) and :mod:`neuroprune.graph` writes

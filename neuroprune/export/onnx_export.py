@@ -1,4 +1,4 @@
-"""Export a convention model to ONNX, unrolled over T time steps (layer L2).
+"""Export a convention model to ONNX, unrolled over T time steps (layer L5).
 
 Choice: ONNX has no spiking neuron operator, so the network becomes a plain torch module
 (:class:`UnrolledSNN`) whose neuron state arithmetic is written out and unrolled over the

@@ -1,4 +1,4 @@
-"""A convention model as a flat list of export stages (layer L2, shared by NIR and ONNX export).
+"""A convention model as a flat list of export stages (layer L5, shared by NIR and ONNX export).
 
 :func:`model_stages` folds BatchNorm (``models.translate.fold_batchnorm``), checks the model
 convention (``models.zoo.parse_blocks``, docs/conventions.md §1) and returns, in order, one

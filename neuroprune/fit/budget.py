@@ -9,7 +9,7 @@ the per-layer minimums that keep every layer alive. :func:`derive_budget` takes
 and names the constraint that won (``binding``). Infeasible requests raise
 :class:`neuroprune.core.errors.BudgetError` before any training starts.
 
-The rest of the module is the pure logic of budget targeting (pruning_algorithms.md §7):
+The rest of the module is the pure logic of budget targeting (docs/pruning.md §6):
 
 * :func:`select_synapses` — the exact end-of-training projection: keep the highest-scoring
   connections whose summed cost is at most ``B``, respecting per-layer minimums and the fan-in

@@ -126,7 +126,7 @@ class _Packer:
                 refused.add(core.index)
             if stop == start:
                 core, stop = self._fresh_core(layer, start)
-            self.put(core, layer, start, stop)
+            self.put(core, layer, start, stop)  # type: ignore[arg-type]  # set above
             start, first = stop, False
 
     def _clean_cut(self, core: _OpenCore, layer: LayerSummary, start: int, stop: int) -> int:

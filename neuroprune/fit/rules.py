@@ -150,7 +150,7 @@ def fan_out(ctx: FitContext) -> list[Finding]:
     unit = ctx.profile.neuron.fan_out_unit or "core"
     if cap is None:
         return []
-    out = []
+    out: list[Finding] = []
     if unit == "layer":
         return (
             out if cap >= 1 else [Finding("fan_out", "network", cap, 1, "chip cannot chain layers")]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def _model_threshold(
     the file's value with NIR's strict rule (``legacy_rule``: a format-1 file saying ``>=``)."""
     if legacy_rule:
         return float(in_file), False
-    model = node_meta.get("model_v_threshold")
+    model: Any = node_meta.get("model_v_threshold")
     own_rule = node_meta.get("model_threshold_rule") == ">=" and model is not None
     if own_rule and threshold_in_file(float(model), strict=False) == in_file:
         return float(model), False
@@ -155,7 +155,8 @@ def with_decay_input(network: NirNetwork) -> NirNetwork:
     for i, (name, stage) in enumerate(zip(network.names, network.stages, strict=True)):
         if isinstance(stage, NeuronStage) and stage.model == "LIF" and not stage.decay_input:
             sources = network.sources(i)
-            stages = _fold_gain(stages, sources, stage, float(stage.tau), name, network.source)
+            tau = cast(float, stage.tau)  # a LIF has a tau
+            stages = _fold_gain(stages, sources, stage, float(tau), name, network.source)
             stage = dataclasses.replace(stage, decay_input=True)
         stages.append(stage)
     return dataclasses.replace(network, stages=tuple(stages))

@@ -237,7 +237,8 @@ def _input_node_shape(graph, order: list[str]) -> tuple[int, ...]:
     shape = _shape(graph.nodes[order[0]].input_type["input"])
     first = graph.nodes[order[1]] if len(order) > 1 else None
     dense = type(first).__name__ in ("Affine", "Linear")
-    if dense and len(shape) == 2 and shape[0] == 1 and np.shape(first.weight)[-1] == shape[1]:
+    weight: Any = getattr(first, "weight", None)  # read only when dense
+    if dense and len(shape) == 2 and shape[0] == 1 and np.shape(weight)[-1] == shape[1]:
         return (shape[1],)
     return shape
 

@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def build_graph(
     if _leading_flatten(stages, sources):
         stages, names = stages[1:], names[1:]
         sources = [tuple(INPUT if i == 0 else i - 1 for i in s) for s in sources[1:]]
-    first = stages[0].in_shape if stages else shape
+    first = stages[0].in_shape if stages else shape  # type: ignore[union-attr]  # never a neuron
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.asarray(first)})}
     node_meta: dict[str, dict[str, Any]] = {}
     for name, stage in zip(names, stages, strict=True):
@@ -170,8 +170,9 @@ def neuron_node(stage: NeuronStage, dt: float = NIR_DT):
     v_th = full * threshold_in_file(stage.v_threshold, stage.strict)
     if stage.model == "IF":
         return nir.IF(r=full / dt, v_threshold=v_th)
-    r = full if stage.decay_input else full * stage.tau
-    return nir.LIF(tau=full * (stage.tau * dt), r=r, v_leak=full * 0.0, v_threshold=v_th)
+    tau = cast(float, stage.tau)  # a LIF has a tau
+    r = full if stage.decay_input else full * tau
+    return nir.LIF(tau=full * (tau * dt), r=r, v_leak=full * 0.0, v_threshold=v_th)
 
 
 def synapse_metadata(stage: SynapseStage) -> dict[str, Any]:
@@ -199,7 +200,7 @@ def neuron_metadata(stage: NeuronStage) -> dict[str, Any]:
         "model_threshold_rule": ">" if stage.strict else ">=",
     }
     if stage.model == "LIF":
-        meta.update(tau_steps=float(stage.tau), decay_input=bool(stage.decay_input))
+        meta.update(tau_steps=float(cast(float, stage.tau)), decay_input=bool(stage.decay_input))
     if stage.threshold_int is not None:
         meta["threshold_int"] = int(stage.threshold_int)
     return meta

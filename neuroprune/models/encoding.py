@@ -1,4 +1,4 @@
-"""Input encodings in torch (layer L2): images ``[B, C, H, W]`` -> time steps ``[T, B, C, H, W]``.
+"""Input encodings in torch (layer L3): images ``[B, C, H, W]`` -> time steps ``[T, B, C, H, W]``.
 
 Same definitions as :func:`neuroprune.data.encoding.encode` (the torch-free numpy twin):
 

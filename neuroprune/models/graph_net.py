@@ -1,4 +1,4 @@
-"""A stage graph as a SpikingJelly model (layer L2): residual ADDs and pooling, multi-step.
+"""A stage graph as a SpikingJelly model (layer L3): residual ADDs and pooling, multi-step.
 
 :class:`GraphNet` runs the stages of a :class:`~neuroprune.graph.stages.NirNetwork` that is not a
 chain. Stage ``i`` reads the **sum** of the outputs of its sources (``inputs[i]``; ``-1`` is

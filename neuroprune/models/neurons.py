@@ -1,4 +1,4 @@
-"""Strict-threshold LIF and IF nodes with a fused multi-step loop (layer L2).
+"""Strict-threshold LIF and IF nodes with a fused multi-step loop (layer L3).
 
 SpikingJelly fires when ``H >= v_threshold``; Loihi, Lava and NIR fire when ``H > v_threshold``.
 These subclasses of SpikingJelly's multi-step nodes fire on the strict rule, so the model you

@@ -1,4 +1,4 @@
-"""A NIR file as a SpikingJelly model (layer L2): the torch side of the NIR reader.
+"""A NIR file as a SpikingJelly model (layer L3): the torch side of the NIR reader.
 
 :func:`neuroprune.graph.read.read_network` reads and checks the file (node types, order, shapes,
 metadata, neuron mapping); this module only turns its stages into modules:

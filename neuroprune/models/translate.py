@@ -1,4 +1,4 @@
-"""Torch model -> chip vocabulary (layer L2): network summary and BatchNorm folding.
+"""Torch model -> chip vocabulary (layer L3): network summary and BatchNorm folding.
 
 BatchNorm folding (eval-mode statistics), per output channel ``c``::
 

@@ -1,4 +1,4 @@
-"""Model zoo and the model convention (layer L2).
+"""Model zoo and the model convention (layer L3).
 
 MODEL CONVENTION. Pruning, quantization, NIR/ONNX export and the Lava simulation all rely on
 it, and :func:`parse_blocks` checks it for every model, built-in or user-supplied:

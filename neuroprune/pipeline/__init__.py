@@ -1,4 +1,4 @@
-"""The fit pipeline (layer L6): configuration, the stages, and commands on a saved run.
+"""The fit pipeline (layer L8): configuration, the stages, and commands on a saved run.
 
 Modules: :mod:`.config` (the validated run configuration), :mod:`.preflight` (everything
 checked before training), :mod:`.run` (``run_fit``: a loop over
@@ -13,6 +13,6 @@ simulate and report on a saved run), :mod:`.check` (the dense network's verdict)
 exported file -> report. Every artifact is written atomically; ``--resume`` reuses the
 artifacts of completed stages (dense training also resumes per epoch).
 
-Run directory (architecture.md): config.yaml, profile.yaml, dense.pt, pruned.pt, quantized.pt,
+Run directory (docs/architecture.md): config.yaml, profile.yaml, dense.pt, pruned.pt, quantized.pt,
 model.nir, model.onnx, fit.json, simulation.json, report.json, report.md, plots/*.png, log.txt.
 """

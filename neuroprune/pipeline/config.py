@@ -1,4 +1,4 @@
-"""Run configuration (layer L4): one frozen pydantic model, filled from defaults, a YAML file and
+"""Run configuration (layer L8): one frozen pydantic model, filled from defaults, a YAML file and
 command-line overrides (in that order), validated once, before anything is written.
 
 The schema is written once (the fields below): types are strict (``resume: "no"`` or

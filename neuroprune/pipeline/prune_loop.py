@@ -1,6 +1,6 @@
 """The library entry point the pipeline calls: :func:`prune_to_budget`.
 
-Stages (pruning_algorithms.md §7.5):
+Stages (docs/pruning.md §6.6):
 
 1. attach the method (reparameterise Linear/Conv2d weights);
 2. train ``epochs`` epochs with the method as a callback (the knob steers the predicted final

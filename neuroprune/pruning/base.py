@@ -17,7 +17,7 @@ documents them); everything else is shared. A method only prunes: training, eval
 fit checks are the caller's (:mod:`neuroprune.pipeline.prune_loop`).
 
 Budget controller for indirect methods (stds/slats/lats/pgh: knob ``D``; gradr: ``alpha``),
-pruning_algorithms.md §7.2 item 3: ``CHECKS_PER_EPOCH`` times per epoch, until
+docs/pruning.md §6.3: ``CHECKS_PER_EPOCH`` times per epoch, until
 ``control.freeze_after`` of the steps, the current count ``c_t`` is compared with the planned
 trajectory ``B_t = N * (margin * B / N) ** g_t`` (``g_t`` the method's own schedule fraction,
 0 -> 1) and ``knob <- knob * clip((c_t / B_t) ** gain, 1 / max_ratio, max_ratio)``. Count falls

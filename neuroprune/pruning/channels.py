@@ -22,7 +22,7 @@ its input by residual ADDs)::
 ``W'`` is the BN-folded weight ``W * gamma / sqrt(var + eps)`` and ``n_y(ky)`` the output rows
 where kernel row ``ky`` lands inside the input. With kept masks ``m`` (1 = kept) the network
 keeps ``synapses = sum_l m_out,l^T C_l m_in,l`` and ``neurons = sum_l |m_out,l| * H_l W_l``:
-a quadratic function of the widths, known before physical removal (pruning_algorithms.md §7.4).
+a quadratic function of the widths, known before physical removal (docs/pruning.md §6.5).
 
 **Knapsack** (:func:`select_channels`): greedy removal. While a limit is exceeded (synapses,
 neurons, kept channels), remove the kept group with the smallest

@@ -1,4 +1,4 @@
-"""Grad R — gradient rewiring (Chen et al., IJCAI 2021; pruning_algorithms.md §1).
+"""Grad R — gradient rewiring (Chen et al., IJCAI 2021; docs/pruning.md §1).
 
 Each connection keeps the sign ``s = sign(w_0)`` frozen at attach time (0 -> +1) and a
 "spine size" ``theta_0 = |w_0|``; the weight is ``w = s * max(theta, 0)``
@@ -16,11 +16,11 @@ The projection keeps the effective weights ``s * max(theta, 0)`` (``refit=False`
 the total prior pull. The network adapts to the pull while it trains, so undoing it inflated
 every survivor and cost ~15 accuracy points at 90 % sparsity (docs/benchmarks_pruning.md).
 
-Budget targeting (§7.3): with ``mu`` far below zero the prior is a constant shrink of
-``eta * alpha`` per step (LATS's lambda), so ``alpha`` starts where ``#{theta_0 > alpha * sum
-eta} = margin * B`` and the shared controller (:mod:`neuroprune.pruning.base`) scales it so the
-current count follows ``B_t = N - (N - margin * B) * sum_{k<t} eta_k / sum eta``. The projection
-ranks by ``theta``.
+Budget targeting (docs/pruning.md §6.4): with ``mu`` far below zero the prior is a constant
+shrink of ``eta * alpha`` per step (LATS's lambda), so ``alpha`` starts where ``#{theta_0 >
+alpha * sum eta} = margin * B`` and the shared controller (:mod:`neuroprune.pruning.base`)
+scales it so the current count follows ``B_t = N - (N - margin * B) * sum_{k<t} eta_k / sum
+eta``. The projection ranks by ``theta``.
 """
 
 from __future__ import annotations

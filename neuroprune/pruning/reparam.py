@@ -6,10 +6,10 @@ is what the optimizer trains. Only Linear/Conv2d weights are reparameterised, ne
 
 * :class:`SoftThreshold` (STDS/LATS): ``w = sign(theta) * max(|theta| - d, 0)``, with the
   straight-through backward ``dw/dtheta = 1`` except exactly at ``theta = 0`` (where it is 0),
-  pruning_algorithms.md §2.2.
+  docs/pruning.md §2.1.
 * :class:`SignedReLU` (Grad R): ``w = s * max(theta, 0)`` with the sign ``s`` frozen at
   initialisation and the rewiring gradient ``dL/dtheta := s * dL/dw`` (no ``1[theta > 0]``),
-  §1.3.
+  docs/pruning.md §1.1.
 * :class:`HardMask` (GMP, magnitude): ``w = m * theta`` with a 0/1 mask ``m``; gradients reach
   only kept entries.
 

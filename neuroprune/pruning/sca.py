@@ -1,18 +1,18 @@
 """SCA: structured channel pruning from spiking activity, with prune-and-regrow (ICML 2024).
 
 Li, Xu, Shen, Xu, Chen, Pan, "Towards Efficient Deep Spiking Neural Networks Construction with
-Spiking Activity based Pruning" (pruning_algorithms.md §4, budget targeting §7.4). The unit is
+Spiking Activity based Pruning" (docs/pruning.md §4, budget targeting §6.5). The unit is
 one output channel of a hidden layer (a conv channel, or a hidden Linear unit), or one *group*
 of channels joined by residual ADDs (:mod:`neuroprune.pruning.channels`).
 
-**Importance** (§4.2). A forward hook on each producer's neuron node (``store_v_seq=True``, so
+**Importance** (§4.1). A forward hook on each producer's neuron node (``store_v_seq=True``, so
 SpikingJelly keeps the membrane potential *after* reset, ``v = 0`` on a spike) records, for
 every training minibatch ``b``, ``a_b(c) = mean_{t, n, h, w} (s[t, n, c, h, w] + |v[t, n, c,
 h, w]|)`` (spikes and potentials are dimensionless, so ``a`` is too). The score of a channel is
 the mean of ``a_b(c)`` over the minibatches of the interval; a group's score is the mean over
 its members. Evaluation passes are not recorded.
 
-**Mask update**, every ``interval`` epochs (default 1; §4.3):
+**Mask update**, every ``interval`` epochs (default 1; §4.2):
 
 1. keep the top ``(1 - p - q)`` of all prunable channels globally by score, and, because the
    chip has budgets, at most what the knapsack allows: :func:`~neuroprune.pruning.channels.
@@ -29,7 +29,7 @@ its members. Evaluation passes are not recorded.
    regrow; zeroing the filter too (the paper's code) makes ``xhat = 0`` and the gradient 0.
    A regrown channel gets back the ``gamma, beta`` it had when masked.
 
-L1 on every conv weight: ``grad += l1 * sign(W)`` before each optimizer step (§4.4).
+L1 on every conv weight: ``grad += l1 * sign(W)`` before each optimizer step (§4.3).
 
 **Final structure** (:meth:`SCA.project`): the knapsack alone on the last scores, so the
 structure meets every limit: ``synapses <= synapse_target`` (default ``B``), ``neurons <=

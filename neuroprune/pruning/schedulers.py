@@ -3,7 +3,7 @@
 A scheduler is ``f: [0, 1] -> [0, 1]`` with ``f(0) = 0``, ``f(1) = 1`` and ``f`` monotone
 non-decreasing (a contract test checks every entry of :data:`SCHEDULERS`). Soft-threshold
 methods use the threshold ``d_t = D * f(t / T)`` after optimizer step ``t`` of ``T``
-(pruning_algorithms.md §2.3, §3.3):
+(docs/pruning.md §2.2, §3.2):
 
 * ``linear``: ``f(x) = x`` (STDS ``--gradual linear``);
 * ``sine``: ``f(x) = (1 - cos(pi x)) / 2`` (STDS ``--gradual sine``);

@@ -159,7 +159,7 @@ def threshold_for_count(magnitudes: np.ndarray, costs: np.ndarray, target: float
 
 @dataclass(frozen=True)
 class KnobControl:
-    """Settings of the slow multiplicative knob controller (pruning_algorithms.md §7.2–7.3).
+    """Settings of the slow multiplicative knob controller (docs/pruning.md §6.3–6.4).
 
     Attributes:
         margin: aim the predicted final count at ``margin * B`` (the projection then removes

@@ -1,4 +1,4 @@
-"""Soft-threshold pruning: STDS, S-LATS, LATS and PGH (pruning_algorithms.md §2–3).
+"""Soft-threshold pruning: STDS, S-LATS, LATS and PGH (docs/pruning.md §2–3).
 
 Every Linear/Conv2d weight becomes ``w = sign(theta) * max(|theta| - d_t, 0)`` with the
 straight-through backward (:class:`neuroprune.pruning.reparam.SoftThreshold`). After optimizer
@@ -11,10 +11,10 @@ step ``t`` of ``T`` the threshold is
   actually used, whatever the schedule (warm-up included), i.e. a constant L1 strength
   ``lambda = D / sum eta``.
 
-Budget targeting (§7.2): ``D`` starts at the magnitude that leaves ``margin * B`` synapses above
-it, ``D_0 = threshold_for_count(|theta_0|, cost, margin * B)``; the shared controller
-(:mod:`neuroprune.pruning.base`) then scales ``D`` so the current count follows
-``B_t = N - (N - margin * B) * d_t / D``. The projection ranks by ``|theta|`` and keeps the
+Budget targeting (docs/pruning.md §6.3): ``D`` starts at the magnitude that leaves
+``margin * B`` synapses above it, ``D_0 = threshold_for_count(|theta_0|, cost, margin * B)``;
+the shared controller (:mod:`neuroprune.pruning.base`) then scales ``D`` so the current count
+follows ``B_t = N - (N - margin * B) * d_t / D``. The projection ranks by ``|theta|`` and keeps the
 effective weights ``w = S_d(theta)`` the network was trained with (``refit=True`` would give
 kept synapses their latent value ``theta = w + sign * d``; the network has adapted to the shrunk
 weights, so that inflated every survivor by ``d`` and cost 10-20 accuracy points at 90 %
@@ -24,7 +24,7 @@ Learning rate: ``stds`` sets ``constant_lr``, so :func:`neuroprune.pipeline.prun
 prunes it at a constant rate with the same total ``sum eta`` as the configured schedule (the
 STDS paper's CIFAR setting, constant-lr Adam). Under a decaying schedule the implied L1
 strength ``lambda_t = (d_{t+1} - d_t) / eta_t`` of a sine or linear threshold grows without
-bound at the end (pruning_algorithms.md §3.2) and the network went silent in the last epochs.
+bound at the end (docs/pruning.md §3.1) and the network went silent in the last epochs.
 ``lats``/``slats``/``pgh`` follow the schedule they are given (their threshold is built from
 it).
 """

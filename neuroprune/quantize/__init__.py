@@ -1,4 +1,4 @@
-"""Quantization to each chip's number formats (layer L2).
+"""Quantization to each chip's number formats (layer L5).
 
 ``QUANTIZERS`` maps ``profile.weights.format`` to a :class:`Quantizer`; the quantizers are
 torch-free chip facts and live in :mod:`neuroprune.chip.formats` (re-exported here). :func:`quantize_model` folds BatchNorm, quantizes every layer after

@@ -1,4 +1,4 @@
-"""Reports (layer L3): report.json assembly, Markdown/console rendering and plots.
+"""Reports (layer L7): Markdown/console rendering and plots of a run's record.
 
 These modules read result dicts and dataclasses only; they never train or simulate.
 """

@@ -1,4 +1,4 @@
-"""report.md (layer L3): the run report as Markdown for people, from report.json's dict."""
+"""report.md (layer L7): the run report as Markdown for people, from report.json's dict."""
 
 from __future__ import annotations
 

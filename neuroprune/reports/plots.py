@@ -1,4 +1,4 @@
-"""Plots for people (layer L3). matplotlib is imported here only, with the Agg backend.
+"""Plots for people (layer L7). matplotlib is imported here only, with the Agg backend.
 
 Each function takes plain dicts/lists (from report.json) and writes one PNG atomically.
 """

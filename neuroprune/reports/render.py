@@ -1,4 +1,4 @@
-"""Rendering for people (layer L3): rich tables and text from result dicts and dataclasses.
+"""Rendering for people (layer L7): rich tables and text from result dicts and dataclasses.
 
 Functions here build renderables; only the CLI prints them.
 """

@@ -1,1 +1,1 @@
-"""Run directories (layer L5): the run's files, locks and saved models."""
+"""Run directories (layer L6): the run's files, locks and saved models."""

@@ -1,13 +1,13 @@
 """The run directory (one owner of run files) and its record, ``report.json``.
 
-:class:`RunDir` knows every file of ``runs/<name>/`` (architecture.md): the paths, the resolved
-config (``config.yaml``, settings nested under ``config:``), the chip profile copy, the model
-artifacts (through :mod:`neuroprune.run.artifacts`, safe loading), the JSON records, the log, the
-lock, and which files are stale. No other module opens a run file by name.
+:class:`RunDir` knows every file of ``runs/<name>/`` (docs/architecture.md): the paths, the
+resolved config (``config.yaml``, settings nested under ``config:``), the chip profile copy, the
+model artifacts (through :mod:`neuroprune.run.artifacts`, safe loading), the JSON records, the
+log, the lock, and which files are stale. No other module opens a run file by name.
 
 :class:`RunRecord` is the typed, versioned schema of ``report.json``. Its stable keys
-(architecture.md) are fields here; sections may carry more keys (``extra="allow"``), a stage that
-did not run is ``None``.
+(docs/architecture.md) are fields here; sections may carry more keys (``extra="allow"``), a
+stage that did not run is ``None``.
 
 The lock is ``<run>/.neuroprune.lock``: ``flock`` on an open file plus the holder's pid written
 inside. The kernel drops a ``flock`` when its holder dies, so a lock file left by a killed run
@@ -135,7 +135,7 @@ class ErrorRecord(_Section):
 
 
 class RunRecord(BaseModel):
-    """``report.json`` (architecture.md "report.json: keys other tools rely on")."""
+    """``report.json`` (docs/architecture.md "report.json: keys other tools rely on")."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -1,4 +1,4 @@
-"""Simulate the exported artifact (a NIR graph) on Lava or a numpy reference (torch-free).
+"""Simulate the exported artifact (a NIR graph) on Lava or a numpy reference (layer L5, torch-free).
 
 Public API::
 

@@ -1,6 +1,6 @@
 """``lava`` backend (parent side): real lava-nc in a child process with a hard timeout.
 
-Lava's runtime hangs in several ways (lava_notes.md §4), so it never runs in this interpreter:
+Lava's runtime hangs in several ways (docs/lava.md §5), so it never runs in this interpreter:
 
 1. the job (Lava-unit weights, LIF parameters, input frames) is written as ``.npz``/``.npy``
    files to a fresh temporary directory;
@@ -74,7 +74,7 @@ def default_timeout(samples: int) -> float:
     return BASE_TIMEOUT_S + TIMEOUT_PER_SAMPLE_S * samples
 
 
-LAVA_OVER_REFERENCE = 40.0  # measured 10x (review.md: Lava vs the numpy reference), 4x margin
+LAVA_OVER_REFERENCE = 40.0  # measured 10x over the numpy reference (docs/lava.md §6), 4x margin
 SCALED_BASE_S = 60.0
 
 
@@ -417,13 +417,13 @@ def _raise_on_failure(job_dir: Path, status) -> None:
         raise cls(
             f"Lava worker failed: {error.get('message')}",
             where="simulate --backend lava",
-            fix="Check the model with --backend reference; see lava_notes.md §4.",
+            fix="Check the model with --backend reference; see docs/lava.md §5.",
         )
     if code != 0 or not (job_dir / "result.npz").exists():
         raise SimulationError(
             f"Lava worker died ({_describe_exit(code)}) without a result: {_last_line(job_dir)}",
             where="simulate --backend lava",
-            fix="Check the model with --backend reference; see lava_notes.md §4.",
+            fix="Check the model with --backend reference; see docs/lava.md §5.",
         )
 
 

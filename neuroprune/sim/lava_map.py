@@ -1,6 +1,6 @@
 """Lava LIF/Sparse parameters for a deployment spec (torch-free and lava-free).
 
-Float (``floating_pt``, lava_notes.md §1.4), per layer with SpikingJelly ``tau``:
+Float (``floating_pt``, docs/lava.md §4.1), per layer with SpikingJelly ``tau``:
 
 =======================  ===============  ===  =======  ============  =============================
 neuron                   Sparse weights   du   dv       bias_mant     vth
@@ -14,7 +14,7 @@ Lava, NIR and neuroprune's neurons all fire on ``v > vth``. Only a legacy graph 
 ``threshold: ">="`` gets ``vth = nextafter(v_th, -inf)`` (``v > nextafter(v_th, -inf)`` is
 exactly ``v >= v_th`` for floats).
 
-Fixed (``fixed_pt``, bit-accurate Loihi, lava_notes.md §1.2, §1.5), in weight LSBs with
+Fixed (``fixed_pt``, bit-accurate Loihi, docs/lava.md §2, §4.2), in weight LSBs with
 ``K = threshold_int``: Sparse weights ``2 * weight_int`` with ``weight_exp = -1`` (exact for 8-bit
 mixed-sign weights; raw odd weights would lose their LSB), ``du = 4095`` (u holds no state),
 ``dv = round(4096 / tau)`` (0 for IF), ``bias_mant = bias_int``, ``bias_exp = 6`` and
@@ -220,7 +220,7 @@ def _check_range(values, low: int, high: int, field: str, where: str, fix: str |
 
 
 # --------------------------------------------------------------------------------------------
-# What Lava's fixed-point Sparse does to the weights on its first step (lava_notes.md §1.3)
+# What Lava's fixed-point Sparse does to the weights on its first step (docs/lava.md §3)
 
 
 def lava_projections(layer: LavaLayer) -> list[tuple[int, sp.csr_matrix]]:

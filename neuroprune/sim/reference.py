@@ -15,8 +15,8 @@ conventions.md §1)::
     H = V + X                  (IF)
     S = H > v_th  (>= for a legacy '>=' graph);  V = H (1 - S)
 
-Fixed mode is a bit-exact emulation of Lava's Loihi ``fixed_pt`` models (lava_notes.md §1.2,
-§1.5), with the parameters of :mod:`neuroprune.sim.lava_map`; all quantities are integers, v and
+Fixed mode is a bit-exact emulation of Lava's Loihi ``fixed_pt`` models (docs/lava.md §2,
+§4.2), with the parameters of :mod:`neuroprune.sim.lava_map`; all quantities are integers, v and
 u in 1/64 weight LSB. The neuron step is :class:`neuroprune.chip.arithmetic.LoihiNeuron`, the same
 code the chip-arithmetic training neuron runs::
 

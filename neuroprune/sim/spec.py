@@ -1,4 +1,4 @@
-"""Deployment spec (layer L2, torch-free): what the simulators run, compiled from a NIR graph.
+"""Deployment spec (layer L5, torch-free): what the simulators run, compiled from a NIR graph.
 
 :func:`read_deployment` reads the file through :mod:`neuroprune.graph` (the one NIR reader)
 and compiles its stages: conv layers unrolled to CSR, integer views for quantized layers.

@@ -1,4 +1,4 @@
-"""Sweeps (layer L7): one ``fit`` run per (chip, method, budget or sparsity), on Ray Tune.
+"""Sweeps (layer L9): one ``fit`` run per (chip, method, budget or sparsity), on Ray Tune.
 
 Modules: :mod:`.plan` (every value checked before any trial), :mod:`.trials` (trial
 bookkeeping and resume), :mod:`.run` (grid or Optuna search), :mod:`.tune` (Ray Tune, imported

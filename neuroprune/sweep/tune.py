@@ -1,4 +1,4 @@
-"""The Ray Tune side of sweeps (layer L4): Ray session, the trainable, progress, Optuna.
+"""The Ray Tune side of sweeps (layer L9): Ray session, the trainable, progress, Optuna.
 
 Kept apart from :mod:`neuroprune.sweep` so planning, rows and Pareto fronts import without Ray
 (``import ray.tune`` takes seconds). Tune pickles its run configuration, so the progress

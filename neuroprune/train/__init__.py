@@ -1,1 +1,1 @@
-"""Training (layer L3): the training loop, checkpoints and distributed helpers."""
+"""Training (layer L4): the training loop, checkpoints and distributed helpers."""

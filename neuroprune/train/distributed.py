@@ -1,4 +1,4 @@
-"""Data-parallel training over several processes (layer L2 helper): torchrun, DDP, rank 0 decides.
+"""Data-parallel training over several processes (layer L4 helper): torchrun, DDP, rank 0 decides.
 
 How a run is distributed (``neuroprune fit --nproc N``, or ``torchrun --nproc-per-node N -m
 neuroprune fit ...``):

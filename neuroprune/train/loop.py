@@ -1,4 +1,4 @@
-"""Training, evaluation and checkpoints (layer L2).
+"""Training, evaluation and checkpoints (layer L4).
 
 Training uses surrogate gradients through time (BPTT over the ``T`` steps). Per batch:
 encode the images as ``[T, B, C, H, W]``, run the model, take the output spikes

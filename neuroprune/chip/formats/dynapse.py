@@ -21,6 +21,7 @@ exactly; device mismatch (about 20 % spread) is not modelled.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def _shared_value_grid(weight: np.ndarray, params: DynapseParams):
     scale = uniform_max_scale(values, params.level_max)
     grid = Grid(scale=scale, int_min=-params.level_max, int_max=params.level_max)
     grid = shared_value_grid(values, grid)
-    levels = grid.levels
+    levels = cast(np.ndarray, grid.levels)  # shared_value_grid sets the levels
     notes = [
         f"{len(levels) - 1} shared weight values per layer (k-means, at most "
         f"{params.shared_values}, split by sign), written on a {params.level_max.bit_length() + 1}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -56,7 +57,7 @@ def snap(weight: np.ndarray, grid: Grid) -> np.ndarray:
         q = np.clip(np.rint(w / grid.scale), grid.int_min, grid.int_max).astype(np.int64)
     else:
         rows = w.reshape(w.shape[0], -1)
-        levels = grid.row_levels(rows.shape[0])
+        levels = cast(np.ndarray, grid.row_levels(rows.shape[0]))  # a level grid
         dist = np.abs(rows[:, :, None] - levels[:, None, :].astype(np.float64) * grid.scale)
         pick = np.argmin(dist, axis=2)
         q = np.take_along_axis(levels, pick, axis=1).reshape(w.shape).astype(np.int64)
@@ -93,11 +94,11 @@ def _stats(clipped, max_err, mean_err, before, after) -> dict[str, float]:
     }
 
 
-def _extreme_levels(grid: Grid, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _extreme_levels(grid: Grid, shape: tuple[int, ...]) -> tuple[Any, Any]:
     """Largest and smallest level per weight entry (broadcastable to ``shape``)."""
     if grid.levels is None:
         return np.float64(grid.int_max), np.float64(grid.int_min)
-    levels = grid.row_levels(shape[0]).astype(np.float64)
+    levels = cast(np.ndarray, grid.row_levels(shape[0])).astype(np.float64)  # a level grid
     expand = (shape[0],) + (1,) * (len(shape) - 1)
     return levels.max(axis=1).reshape(expand), levels.min(axis=1).reshape(expand)
 

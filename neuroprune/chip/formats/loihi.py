@@ -1,6 +1,6 @@
 """Intel Loihi / Loihi 2 fixed point, as Lava's bit-accurate models implement it.
 
-Weights (lava_notes.md §1.3): a signed mantissa of ``mantissa_bits`` with one shared
+Weights (docs/lava.md §3): a signed mantissa of ``mantissa_bits`` with one shared
 power-of-two exponent per layer. In mixed-sign mode Lava drops the mantissa LSB
 (``mixed_sign_drops_lsb``), so a layer holds ``mantissa_bits - 1`` magnitude bits:
 
@@ -16,10 +16,10 @@ then ``a = sum(weight_int * s)`` in weight LSBs (``neuroprune_quant["lava"]`` ho
 (only ratios of weights, threshold and bias matter), so the hardware exponent range only has to
 contain the Lava exponent above.
 
-Neuron (lava_notes.md §1.2, §1.5): ``v`` counts 1/64 LSB (``threshold_shift``); the threshold
+Neuron (docs/lava.md §2, §4.2): ``v`` counts 1/64 LSB (``threshold_shift``); the threshold
 mantissa ``vth`` (``threshold_mantissa_bits`` unsigned, recorded as ``lava_vth``) is
 ``threshold_int`` (or ``rint(threshold_int * tau)`` when ``decay_input`` folds ``1/tau`` into the
-threshold, lava_notes.md §1.5; Lava compares with a strict ``>``); the voltage
+threshold, docs/lava.md §4.2; Lava compares with a strict ``>``); the voltage
 decay is ``dv = rint(2**decay_bits / tau)`` (12-bit; tau = 4096/dv is what the chip realises),
 ``du = 2**decay_bits - 1`` (the current holds no state); the bias is ``bias_mant << bias_exp``
 with ``bias_exp = threshold_shift``, so ``bias_mant = bias_int`` (``bias_mantissa_bits`` signed).
@@ -145,19 +145,20 @@ class LoihiQuantizer(Quantizer):
     ) -> tuple[dict[str, Any], list[str]]:
         dv, du, tau, notes = loihi_decay(neuron, params.decay_bits)
         fold = neuron.decay_input and tau is not None
+        fold_tau = tau if tau is not None else 1.0  # read only where fold holds
         thr_limit = 2**params.threshold_mantissa_bits - 1
         threshold_int, thr_notes = threshold_to_int(
-            neuron.v_threshold, grid.scale, int(thr_limit // tau) if fold else thr_limit
+            neuron.v_threshold, grid.scale, int(thr_limit // fold_tau) if fold else thr_limit
         )
-        if fold and float(threshold_int * tau) != round(threshold_int * tau):
+        if fold and float(threshold_int * fold_tau) != round(threshold_int * fold_tau):
             thr_notes.append(
-                f"decay_input folds tau into vth: threshold_int*tau = {threshold_int * tau:g} "
+                f"decay_input folds tau into vth: threshold_int*tau = {threshold_int * fold_tau:g} "
                 "is not an integer, so Lava's vth must round it"
             )
         bias_max = 2 ** (params.bias_mantissa_bits - 1) - 1
         bias_int, bias_notes = bias_to_int(bias, grid.scale, -bias_max - 1, bias_max)
         bias_range = {"bias_range": [-bias_max - 1, bias_max]} if bias is not None else {}
-        lava_vth = int(round(threshold_int * tau)) if fold else threshold_int
+        lava_vth = int(round(threshold_int * fold_tau)) if fold else threshold_int
         fields = {
             "threshold_int": threshold_int,
             "bias_int": bias_int,

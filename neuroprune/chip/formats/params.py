@@ -6,7 +6,8 @@ the dotted field (``weights.params.<name>``), the offending value and the fix.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from neuroprune.chip.schema import WeightFormat
 from neuroprune.core.errors import ProfileError
@@ -85,4 +86,5 @@ def param_range(fmt: WeightFormat, name: str, where: str) -> tuple[int, int]:
             value=value,
             fix=f"Set weights.params.{name}, e.g. [-8, 7].",
         )
-    return int(value[0]), int(value[1])
+    low, high = cast(Sequence[Any], value)  # checked above
+    return int(low), int(high)
