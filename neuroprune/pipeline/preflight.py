@@ -35,18 +35,15 @@ def _preflight(cfg: RunConfig) -> _Plan:
     """Validate every input (profile, data, model, options against the registries, device,
     budget) and build the dense model; nothing is written."""
 
+    _check_device(cfg.device)
+    options = event_options(cfg)
     profile = load_profile(cfg.chip)
-    dataset = load_dataset(cfg.dataset, cfg.data_dir, event_options(cfg))
+    dataset = load_dataset(cfg.dataset, cfg.data_dir, options)
     check_model_size(cfg.model, cfg.hidden, dataset.input_shape, dataset.num_classes)
-    import torch  # deferred: imports torch
-
-    from neuroprune.models import (
-        summarize,  # deferred: imports scipy, spikingjelly, torch; torch only once the inputs are valid
-    )
+    # torch only once the inputs are valid
+    from neuroprune.models import summarize  # deferred: imports scipy, spikingjelly, torch
     from neuroprune.models.reader import CHAIN, WIRED, model_kind  # deferred: imports torch
 
-    _check_method(cfg)
-    _check_device(cfg.device, torch)
     if cfg.from_nir:
         imported = _nir_model(cfg.from_nir, dataset, cfg.nir_dt)
         cfg = cfg.replace(timesteps=cfg.timesteps or imported.timesteps)
@@ -116,21 +113,13 @@ def check_model_size(model: str, hidden, input_shape, num_classes: int) -> None:
         )
 
 
-def _check_method(cfg: RunConfig) -> None:
-    """The method and scheduler exist in the registries and go together."""
-    entry = method_entry(cfg.method)
-    if cfg.scheduler is not None and not entry.scheduled:
-        raise ConfigError(
-            f"method {cfg.method!r} has no threshold scheduler",
-            where="config",
-            field="scheduler",
-            value=cfg.scheduler,
-            fix="Leave --scheduler out for this method.",
-        )
+def _check_device(device: str) -> None:
+    """``--device cuda`` needs a CUDA device (torch is imported only to ask)."""
+    if device != "cuda":
+        return
+    import torch  # deferred: imports torch
 
-
-def _check_device(device: str, torch) -> None:
-    if device == "cuda" and not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         raise ConfigError(
             "no CUDA device is available on this machine",
             where="config",
