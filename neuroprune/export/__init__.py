@@ -12,10 +12,9 @@ graph is the network unrolled over T steps (:mod:`neuroprune.export.onnx_export`
 
 from __future__ import annotations
 
-import importlib
 import os
-from typing import Any
 
+from neuroprune.core.lazy import lazy_getattr
 from neuroprune.graph.read import read_network
 from neuroprune.graph.stages import count_nonzero
 
@@ -47,8 +46,4 @@ def count_nir_nonzero(path: str | os.PathLike) -> int:
     return count_nonzero(read_network(path))
 
 
-def __getattr__(name: str) -> Any:
-    """Load the entry points lazily: ``neuroprune.export.formats`` stays torch-free."""
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -7,8 +7,7 @@ so that reading the registry (``neuroprune --help``, config validation) imports 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from neuroprune.core.lazy import lazy_getattr
 
 _EXPORTS = {
     "ENCODINGS": "neuroprune.data.encoding",
@@ -31,7 +30,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -11,9 +11,6 @@ Importing this package does not import torch; the torch entry points load on fir
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from neuroprune.chip.formats import (
     QUANTIZERS,
     Grid,
@@ -25,6 +22,7 @@ from neuroprune.chip.formats import (
     snap,
     validate_format,
 )
+from neuroprune.core.lazy import lazy_getattr
 
 _TORCH_API = {
     "QuantizeResult": "neuroprune.quantize.api",
@@ -50,8 +48,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Load the torch-based entry points lazily (keeps ``import neuroprune.quantize`` light)."""
-    if name in _TORCH_API:
-        return getattr(importlib.import_module(_TORCH_API[name]), name)
-    raise AttributeError(f"module 'neuroprune.quantize' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _TORCH_API)

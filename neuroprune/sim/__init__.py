@@ -13,7 +13,7 @@ processes in :mod:`neuroprune.sim.lavaext` import only what they use.
 
 from __future__ import annotations
 
-import importlib
+from neuroprune.core.lazy import lazy_getattr
 
 _EXPORTS = {
     "simulate": "neuroprune.sim.api",
@@ -37,10 +37,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'neuroprune.sim' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:
