@@ -57,7 +57,7 @@ def random_spec(hidden: int, timesteps: int, seed: int = 0, density: float = DEN
     """The 64-H-H-10 chain described in the module docstring (torch-free spec)."""
     import scipy.sparse as sp
 
-    from neuroprune.sim.spec import DeploymentSpec, LayerSpec, NeuronParams
+    from neuroprune.sim.spec import DeploymentSpec, LayerNeurons, LayerSpec
 
     rng = np.random.default_rng(seed)
     sizes = (64, hidden, hidden, 10)
@@ -65,7 +65,7 @@ def random_spec(hidden: int, timesteps: int, seed: int = 0, density: float = DEN
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         weight = sp.random(n_out, n_in, density=density, random_state=rng, format="csr")
         weight.data = rng.normal(0.0, 1.0, weight.nnz) * 3.0 / np.sqrt(density * n_in)
-        neuron = NeuronParams("LIF", 1.0, 2.0, True)
+        neuron = LayerNeurons("LIF", 1.0, 2.0, True)
         shape_in, shape_out = (n_in,), (n_out,)
         layers.append(
             LayerSpec(f"{i}_syn", f"{i}_neuron", "dense", shape_in, shape_out, weight, None, neuron)

@@ -19,7 +19,7 @@ from neuroprune.sim.lava_backend import (
     sample_bytes,
 )
 from neuroprune.sim.lava_map import lava_layers
-from neuroprune.sim.spec import DeploymentSpec, LayerSpec, NeuronParams
+from neuroprune.sim.spec import DeploymentSpec, LayerNeurons, LayerSpec
 
 T = 8
 
@@ -31,7 +31,7 @@ def random_spec(sizes=(64, 100, 10), density=0.3, seed=0) -> DeploymentSpec:
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         weight = sp.random(n_out, n_in, density=density, random_state=rng, format="csr")
         weight.data = rng.normal(0.0, 1.0, weight.nnz) * 3.0 / np.sqrt(density * n_in)
-        neuron = NeuronParams("LIF", 1.0, 2.0, True)
+        neuron = LayerNeurons("LIF", 1.0, 2.0, True)
         layers.append(
             LayerSpec(f"{i}_syn", f"{i}_neuron", "dense", (n_in,), (n_out,), weight, None, neuron)
         )

@@ -22,7 +22,7 @@ _EXPORTS = {
     "spec_from_graph": "neuroprune.sim.spec",
     "DeploymentSpec": "neuroprune.sim.spec",
     "LayerSpec": "neuroprune.sim.spec",
-    "NeuronParams": "neuroprune.sim.spec",
+    "LayerNeurons": "neuroprune.sim.spec",
     "QuantParams": "neuroprune.sim.spec",
     "Stimulus": "neuroprune.sim.inputs",
     "prepare_stimulus": "neuroprune.sim.inputs",

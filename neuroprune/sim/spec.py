@@ -58,7 +58,7 @@ NEURON_MODELS = ("LIF", "IF")
 
 
 @dataclass(frozen=True)
-class NeuronParams:
+class LayerNeurons:
     """One layer's neurons, SpikingJelly semantics.
 
     Attributes:
@@ -142,7 +142,7 @@ class LayerSpec:
     out_shape: tuple[int, ...]
     weight: sp.csr_matrix
     bias: np.ndarray | None
-    neuron: NeuronParams
+    neuron: LayerNeurons
     quant: QuantParams | None = None
     sources: tuple[int, ...] = ()
 
@@ -451,7 +451,7 @@ def compile_layer(
     bias = syn.bias
     if bias is not None and syn.kind == "conv":
         bias = np.repeat(bias, int(np.prod(syn.out_shape[1:])))
-    params = NeuronParams(node.model, node.v_threshold, node.tau, node.decay_input, node.strict)
+    params = LayerNeurons(node.model, node.v_threshold, node.tau, node.decay_input, node.strict)
     return LayerSpec(
         name=syn_name,
         neuron_name=name,
