@@ -200,13 +200,6 @@ class ChannelCosts:
             for c in self.layers
         }
 
-    def layer_channels(self, keep: Mapping[str, np.ndarray]) -> dict[str, int]:
-        """Output channels (or features) per layer."""
-        return {
-            c.name: int(self._mask(keep, c.layer.out_space, c.matrix.shape[0]).sum())
-            for c in self.layers
-        }
-
     def totals(self, keep: Mapping[str, np.ndarray]) -> dict[str, int]:
         """``{"synapses", "neurons", "channels"}``; channels = kept prunable output channels."""
         channels = sum(int(keep[s].sum()) * self.graph.members(s) for s in self.graph.spaces)
