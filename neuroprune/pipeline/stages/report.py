@@ -22,8 +22,7 @@ def run_report(run: _Run, carry: Carry) -> Carry:
     record = run.record
     record.history = run.history
     record.plots = [str(p.relative_to(run.run_dir)) for p in files]
-    report = record.as_dict()
-    run.rundir.write_record(record, report_markdown(report))
+    run.rundir.write_record(record, report_markdown(record))
     for plot in record.plots:
         run.rundir.mark(plot)
     run.emit("report", f"wrote report.json, report.md and {len(files)} plots")
