@@ -5,9 +5,11 @@ resolved config (``config.yaml``, settings nested under ``config:``), the chip p
 model artifacts (through :mod:`neuroprune.run.artifacts`, safe loading), the JSON records, the
 log, the lock, and which files are stale. No other module opens a run file by name.
 
-:class:`RunRecord` is the typed, versioned schema of ``report.json``. Its stable keys
-(docs/architecture.md) are fields here; sections may carry more keys (``extra="allow"``), a
-stage that did not run is ``None``.
+:class:`RunRecord` is the typed, versioned schema of ``report.json`` (defined in
+:mod:`neuroprune.run.record`, re-exported here): :meth:`RunDir.load_record` validates the file
+into it (one-line error when it is absent, corrupt or off the schema), the reports read it;
+:meth:`RunDir.saved_record` reads a possibly partial record leniently (:class:`SavedRecord`,
+for a sweep's resume).
 
 The lock is ``<run>/.neuroprune.lock``: ``flock`` on an open file plus the holder's pid written
 inside. The kernel drops a ``flock`` when its holder dies, so a lock file left by a killed run
@@ -22,21 +24,59 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    SerializerFunctionWrapHandler,
-    ValidationError,
-    model_serializer,
-)
+from pydantic import ValidationError
 
 from neuroprune.core.atomic import write_json, write_text
 from neuroprune.core.errors import EXIT_IO_ERROR, ArtifactError, ConfigError, NeuropruneError
+from neuroprune.run.record import (
+    RECORD_VERSION,
+    ArtifactsRecord,
+    BudgetRecord,
+    ErrorRecord,
+    FitRecord,
+    FloatDriftRecord,
+    QatRecord,
+    QuantizedRecord,
+    RunRecord,
+    SavedFit,
+    SavedRecord,
+    SavedSimulation,
+    SavedStage,
+    SimulationRecord,
+    StageRecord,
+    ViolationRecord,
+)
 
-RECORD_VERSION = 1
+__all__ = [  # the record's models are re-exported: callers import them from here
+    "CHECKPOINT",
+    "LOCK_NAME",
+    "MODEL_FILES",
+    "PLOTS",
+    "RECORD_VERSION",
+    "RUN_FILES",
+    "ArtifactsRecord",
+    "BudgetRecord",
+    "ErrorRecord",
+    "FitRecord",
+    "FloatDriftRecord",
+    "QatRecord",
+    "QuantizedRecord",
+    "RunDir",
+    "RunLockedError",
+    "RunPathError",
+    "RunRecord",
+    "SavedFit",
+    "SavedRecord",
+    "SavedSimulation",
+    "SavedStage",
+    "SimulationRecord",
+    "StageRecord",
+    "ViolationRecord",
+    "check_run_name",
+]
 LOCK_NAME = ".neuroprune.lock"
 MODEL_FILES = {"dense": "dense.pt", "pruned": "pruned.pt", "quantized": "quantized.pt"}
 CHECKPOINT = "dense.ckpt"
@@ -84,241 +124,6 @@ def check_run_name(name: str) -> str:
     if bad:
         raise ValueError("must be a plain folder name inside --out")
     return name
-
-
-# --------------------------------------------------------------------------------------------
-# report.json
-
-
-class _Section(BaseModel):
-    """A report.json section: typed fields, and any further keys a stage writes (``extra``).
-
-    Fields named in ``_optional`` are ones a stage may leave out (and older or partial records
-    lack); they are written only when set, so report.json holds the keys its stages wrote."""
-
-    model_config = ConfigDict(extra="allow")
-    _optional: ClassVar[frozenset[str]] = frozenset()
-
-    @model_serializer(mode="wrap")
-    def _written_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data = handler(self)
-        for name in self._optional - self.model_fields_set:
-            data.pop(name, None)
-        return data
-
-
-class BudgetRecord(_Section):
-    synapses: int
-    source: str
-
-
-class StageRecord(_Section):
-    """dense / pruned / quantized: test accuracy (0..1), physical synapses, spiking neurons;
-    ``layers``: one JSON row per layer (``layer``, ``neurons``, ``synapses``, ``dense``,
-    ``sparsity`` 0..1, ``max_fan_in``, ``mean_fan_in``), the rows the plots draw."""
-
-    _optional = frozenset({"layers"})
-
-    accuracy: float
-    synapses: int
-    neurons: int
-    max_fan_in: int | None = None
-    layers: list[dict[str, Any]] = []
-
-
-class QatRecord(_Section):
-    """Quantization-aware fine-tuning: ``decision`` (``kept``, ``reverted`` or ``not run``),
-    validation accuracy (0..1) after PTQ and after fine-tuning, held-out samples, epochs."""
-
-    _optional = frozenset(
-        {"decision", "val_ptq", "val_qat", "val_samples", "epochs_run", "best_epoch"}
-    )
-
-    decision: str | None = None
-    val_ptq: float | None = None
-    val_qat: float | None = None
-    val_samples: int | None = None
-    epochs_run: int | None = None
-    best_epoch: int | None = None
-
-
-class QuantizedRecord(StageRecord):
-    """The quantized stage: its weight ``format``, test accuracy (0..1) of the float model,
-    after PTQ and after fine-tuning, the chip ``arithmetic`` of its neurons (None: float
-    neurons), fine-tuning, per-layer rows (``weight_scale``, ``clipped_fraction``, errors)."""
-
-    _optional = StageRecord._optional | {
-        "accuracy_float",
-        "accuracy_ptq",
-        "accuracy_qat",
-        "arithmetic",
-        "qat",
-        "notes",
-    }
-
-    format: str
-    accuracy_float: float | None = None
-    accuracy_ptq: float | None = None
-    accuracy_qat: float | None = None
-    arithmetic: str | None = None
-    qat: QatRecord = QatRecord()
-    notes: list[str] = []
-
-
-class ViolationRecord(_Section):
-    """One broken fit rule: the layer, the chip's limit and the network's value, a hint."""
-
-    rule: str
-    layer: str
-    limit: int | float
-    actual: int | float
-    hint: str
-
-
-class FitRecord(_Section):
-    """The fit check (:class:`neuroprune.fit.report.FitReport`): verdict, cores used of
-    ``cores_allocated``, chips needed, violations, ``utilisation`` (resource -> 0..1 of the
-    cores used); ``chip``, ``synapses`` and ``neurons`` of the network checked."""
-
-    _optional = frozenset({"chip", "cores_allocated", "synapses", "neurons", "utilisation"})
-
-    fits: bool
-    cores: int
-    chips: int
-    violations: list[ViolationRecord]
-    chip: str | None = None
-    cores_allocated: int | None = None
-    synapses: int | None = None
-    neurons: int | None = None
-    utilisation: dict[str, float] = {}
-
-
-class FloatDriftRecord(_Section):
-    """The same weights on float neurons vs the chip run: per layer the fraction (0..1) of
-    samples with identical counts, prediction agreement and accuracy (0..1)."""
-
-    _optional = frozenset({"prediction_agreement", "accuracy"})
-
-    layer_agreement: list[float]
-    prediction_agreement: float | None = None
-    accuracy: float | None = None
-
-
-class SimulationRecord(_Section):
-    """The simulation (:class:`neuroprune.sim.result.SimulationResult`): agreements are
-    fractions (0..1), ``seconds_per_sample`` in s, ``energy_per_sample_j`` in J; ``layers``:
-    one JSON row per neuron layer (``layer``, ``spikes_per_sample``, ``rate``, ``agreement``)."""
-
-    _optional = frozenset(
-        {
-            "mode",
-            "accuracy",
-            "agreement_source",
-            "model_agreement",
-            "model_count_agreement",
-            "model_prediction_agreement",
-            "float_drift",
-            "notes",
-            "synops_per_sample",
-            "energy_per_sample_j",
-            "layers",
-        }
-    )
-
-    backend: str
-    samples: int
-    spike_agreement: float | None = None
-    prediction_agreement: float | None = None
-    seconds_per_sample: float | None = None
-    mode: str | None = None
-    accuracy: float | None = None
-    agreement_source: str | None = None
-    model_agreement: list[float] | None = None
-    model_count_agreement: list[float] | None = None
-    model_prediction_agreement: float | None = None
-    float_drift: FloatDriftRecord | None = None
-    notes: list[str] = []
-    synops_per_sample: int | float | None = None
-    energy_per_sample_j: float | None = None
-    layers: list[dict[str, Any]] = []
-
-
-class ArtifactsRecord(_Section):
-    nir: str | None = None
-    onnx: str | None = None
-
-
-class ErrorRecord(_Section):
-    """A stage that failed after the run started (the run still wrote its record)."""
-
-    stage: str
-    kind: str
-    message: str
-
-
-class RunRecord(_Section):
-    """``report.json`` (docs/architecture.md "report.json: keys other tools rely on");
-    ``chip_name`` (the profile's name), ``counting`` (the synapse counting convention) and
-    ``plots`` (paths relative to the run) are written by the run, absent from older records."""
-
-    _optional = frozenset({"chip_name", "counting", "plots"})
-
-    record_version: int = RECORD_VERSION
-    chip: str
-    budget: BudgetRecord
-    dense: StageRecord | None = None
-    pruned: StageRecord | None = None
-    quantized: QuantizedRecord | None = None
-    fit: FitRecord | None = None
-    simulation: SimulationRecord | None = None
-    artifacts: ArtifactsRecord = ArtifactsRecord()
-    stages_not_run: list[str] = []
-    errors: list[ErrorRecord] = []
-    chip_name: str | None = None
-    counting: str | None = None
-    plots: list[str] = []
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (what ``report.json`` holds and ``--json`` prints)."""
-        return self.model_dump(mode="json")
-
-
-# --------------------------------------------------------------------------------------------
-# A saved record as a sweep reads it
-
-
-class SavedStage(_Section):
-    """A section of a saved, possibly partial or older report.json: every field optional."""
-
-    accuracy: float | None = None
-    synapses: int | None = None
-
-
-class SavedFit(_Section):
-    fits: bool | None = None
-    cores: int | None = None
-    chips: int | None = None
-
-
-class SavedSimulation(_Section):
-    energy_per_sample_j: float | None = None
-
-
-class SavedRecord(_Section):
-    """report.json as saved, read leniently: the fields a sweep reads, every one optional.
-
-    A sweep resumes from trials whose record may be partial or older than :class:`RunRecord`
-    (a run stopped after the fit stage; a record without ``budget``), so :meth:`RunDir.
-    saved_record` cannot demand the full schema; it still types what it reads. ``fit`` is the
-    resume rule's stage: a trial with ``fit`` None has not finished."""
-
-    config: dict[str, Any] | None = None
-    budget: SavedStage | None = None
-    dense: SavedStage | None = None
-    pruned: SavedStage | None = None
-    quantized: SavedStage | None = None
-    fit: SavedFit | None = None
-    simulation: SavedSimulation | None = None
 
 
 # --------------------------------------------------------------------------------------------
