@@ -116,6 +116,11 @@ def test_keys_keep_the_order_they_were_written_and_unset_options_stay_out():
     assert "accuracy" not in data["simulation"]  # a reader field the stage did not write
     assert "model_agreement" not in data["simulation"]
     assert data["dense"].get("max_fan_in", "absent") is None  # a stable key: always written
+    assert list(data["pruned"]["layers"][0])[:2] == ["layer", "neurons"]  # a row: as given
+    assert (
+        "layer" in data["quantized"]["layers"][0]
+        and "max_abs_error" not in data["quantized"]["layers"][0]
+    )
     bare = RunRecord(chip="c", budget=BudgetRecord(synapses=1, source="s")).as_dict()
     assert "plots" not in bare and "chip_name" not in bare and bare["fit"] is None
 
@@ -127,6 +132,8 @@ def test_a_saved_record_reads_back_byte_identical(tmp_path):
     loaded = rundir.load_record()
     assert loaded.fit is not None and loaded.fit.violations[0].actual == 2
     assert loaded.quantized is not None and loaded.quantized.qat.decision == "kept"
+    assert loaded.pruned is not None and loaded.pruned.layers[0].dense == 2048
+    assert loaded.simulation is not None and loaded.simulation.layers[0].rate == 0.1
     rundir.write_record(loaded, "md")
     assert (tmp_path / "report.json").read_text() == first
 

@@ -1,6 +1,5 @@
 """report.md (layer L7): the run report as Markdown for people, from the typed
-:class:`~neuroprune.run.rundir.RunRecord` (report.json). Per-layer rows stay the JSON rows the
-stages write (the plots draw the same rows)."""
+:class:`~neuroprune.run.rundir.RunRecord` (report.json) and its typed sections and rows."""
 
 from __future__ import annotations
 
@@ -92,13 +91,13 @@ def _pruned_layers(pruned: StageRecord) -> str:
         ["layer", "neurons", "synapses", "dense", "sparsity", "max fan-in", "mean fan-in"],
         [
             [
-                r["layer"],
-                r["neurons"],
-                r["synapses"],
-                r["dense"],
-                _pct(r["sparsity"]),
-                r["max_fan_in"],
-                r["mean_fan_in"],
+                r.layer,
+                r.neurons,
+                r.synapses,
+                r.dense,
+                _pct(r.sparsity),
+                r.max_fan_in,
+                r.mean_fan_in,
             ]
             for r in pruned.layers
         ],
@@ -112,11 +111,11 @@ def _quantization(quant: QuantizedRecord) -> list[str]:
             ["layer", "scale", "clipped", "max abs err", "mean abs err"],
             [
                 [
-                    r.get("layer", ""),
-                    r.get("weight_scale"),
-                    _pct(r.get("clipped_fraction")),
-                    r.get("max_abs_error"),
-                    r.get("mean_abs_error"),
+                    r.layer,
+                    r.weight_scale,
+                    _pct(r.clipped_fraction),
+                    r.max_abs_error,
+                    r.mean_abs_error,
                 ]
                 for r in quant.layers
             ],
@@ -201,15 +200,7 @@ def _simulation(sim: SimulationRecord) -> list[str]:
         out.append(
             _table(
                 ["layer", "spikes/sample", "rate", "agreement"],
-                [
-                    [
-                        r.get("layer"),
-                        r.get("spikes_per_sample"),
-                        r.get("rate"),
-                        _pct(r.get("agreement")),
-                    ]
-                    for r in sim.layers
-                ],
+                [[r.layer, r.spikes_per_sample, r.rate, _pct(r.agreement)] for r in sim.layers],
             )
         )
     return out

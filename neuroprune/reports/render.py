@@ -150,11 +150,11 @@ def summary_text(record: RunRecord, run_dir: Path | None = None) -> Group:
         table = Table("layer", "synapses", "dense", "sparsity", "max fan-in", title="Per layer")
         for row in layers:
             table.add_row(
-                row["layer"],
-                _fmt(row["synapses"]),
-                _fmt(row["dense"]),
-                _pct(row["sparsity"]),
-                _fmt(row.get("max_fan_in")),
+                row.layer,
+                _fmt(row.synapses),
+                _fmt(row.dense),
+                _pct(row.sparsity),
+                _fmt(row.max_fan_in),
             )
         parts.append(table)
     if record.fit is not None:
@@ -243,10 +243,10 @@ def simulation_text(sim: SimulationRecord) -> Group:
         table = Table("layer", "spikes/sample", "rate", "agreement", title="Spiking activity")
         for row in sim.layers:
             table.add_row(
-                row.get("layer", ""),
-                _fmt(row.get("spikes_per_sample")),
-                _fmt(row.get("rate")),
-                _pct(row.get("agreement")),
+                row.layer or "",
+                _fmt(row.spikes_per_sample),
+                _fmt(row.rate),
+                _pct(row.agreement),
             )
         parts.append(table)
     synops, energy = sim.synops_per_sample, sim.energy_per_sample_j

@@ -31,10 +31,12 @@ class _Section(BaseModel):
     Fields named in ``_optional`` are ones a stage may leave out (and older or partial records
     lack); they are written only when set, so report.json holds the keys its stages wrote.
     Keys are written in a fixed order: the section's other (stable) fields as declared, then
-    every further key in the order it was given or assigned, as report.json always had them."""
+    every further key in the order it was given or assigned, as report.json always had them
+    (a row, ``_stable_first`` False: every key in the order given)."""
 
     model_config = ConfigDict(extra="allow")
     _optional: ClassVar[frozenset[str]] = frozenset()
+    _stable_first: ClassVar[bool] = True
     _order: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="wrap")
@@ -53,13 +55,62 @@ class _Section(BaseModel):
     @model_serializer(mode="wrap")
     def _written_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data = handler(self)
-        stable = [n for n in type(self).model_fields if n not in self._optional]
+        fields = type(self).model_fields if self._stable_first else {}
+        stable = [n for n in fields if n not in self._optional]
         later = {n: i for i, n in enumerate(self._order)}
         rest = sorted(
             (k for k in data if k not in stable and (k in later or k not in self._optional)),
             key=lambda k: later.get(k, len(later)),
         )
         return {k: data[k] for k in [*stable, *rest] if k in data}
+
+
+Number = int | float  # a figure kept as written: an int shows with thousands separators
+
+
+class LayerRow(_Section):
+    """One layer of a stage's network: spiking ``neurons``, physical ``synapses`` of ``dense``
+    positions, ``sparsity`` (0..1), fan-in (synapses per neuron); further keys (``kind``)."""
+
+    _optional = frozenset({"max_fan_in", "mean_fan_in"})
+    _stable_first = False
+
+    layer: str
+    neurons: Number
+    synapses: Number
+    dense: Number
+    sparsity: Number
+    max_fan_in: Number | None = None
+    mean_fan_in: Number | None = None
+
+
+class QuantLayerRow(_Section):
+    """One quantized layer: ``weight_scale`` (weight per integer step), ``clipped_fraction``
+    (0..1 of weights clipped), max and mean absolute weight error; further keys (``bits``...)."""
+
+    _optional = frozenset(
+        {"layer", "weight_scale", "clipped_fraction", "max_abs_error", "mean_abs_error"}
+    )
+    _stable_first = False
+
+    layer: str = ""
+    weight_scale: Number | None = None
+    clipped_fraction: Number | None = None
+    max_abs_error: Number | None = None
+    mean_abs_error: Number | None = None
+
+
+class SimLayerRow(_Section):
+    """One simulated neuron layer: spikes per sample, ``rate`` (spikes per neuron and step,
+    0..1), ``agreement`` (0..1 of samples with identical counts; None: not compared)."""
+
+    _optional = frozenset({"layer", "spikes_per_sample", "rate", "agreement"})
+    _stable_first = False
+
+    layer: str | None = None
+    spikes_per_sample: Number | None = None
+    rate: Number | None = None
+    agreement: Number | None = None
 
 
 class BudgetRecord(_Section):
@@ -69,8 +120,7 @@ class BudgetRecord(_Section):
 
 class StageRecord(_Section):
     """dense / pruned / quantized: test accuracy (0..1), physical synapses, spiking neurons;
-    ``layers``: one JSON row per layer (``layer``, ``neurons``, ``synapses``, ``dense``,
-    ``sparsity`` 0..1, ``max_fan_in``, ``mean_fan_in``), the rows the plots draw."""
+    ``layers``: one :class:`LayerRow` per layer (the rows the plots draw)."""
 
     _optional = frozenset({"layers"})
 
@@ -78,7 +128,7 @@ class StageRecord(_Section):
     synapses: int
     neurons: int
     max_fan_in: int | None = None
-    layers: list[dict[str, Any]] = []
+    layers: list[LayerRow] = []
 
 
 class QatRecord(_Section):
@@ -100,7 +150,7 @@ class QatRecord(_Section):
 class QuantizedRecord(StageRecord):
     """The quantized stage: its weight ``format``, test accuracy (0..1) of the float model,
     after PTQ and after fine-tuning, the chip ``arithmetic`` of its neurons (None: float
-    neurons), fine-tuning, per-layer rows (``weight_scale``, ``clipped_fraction``, errors)."""
+    neurons), fine-tuning, one :class:`QuantLayerRow` per layer."""
 
     _optional = StageRecord._optional | {
         "accuracy_float",
@@ -117,6 +167,7 @@ class QuantizedRecord(StageRecord):
     accuracy_qat: float | None = None
     arithmetic: str | None = None
     qat: QatRecord = QatRecord()
+    layers: list[QuantLayerRow] = []  # type: ignore[assignment]  # a stage's own rows
     notes: list[str] = []
 
 
@@ -162,7 +213,7 @@ class FloatDriftRecord(_Section):
 class SimulationRecord(_Section):
     """The simulation (:class:`neuroprune.sim.result.SimulationResult`): agreements are
     fractions (0..1), ``seconds_per_sample`` in s, ``energy_per_sample_j`` in J; ``layers``:
-    one JSON row per neuron layer (``layer``, ``spikes_per_sample``, ``rate``, ``agreement``)."""
+    one :class:`SimLayerRow` per neuron layer."""
 
     _optional = frozenset(
         {
@@ -195,7 +246,7 @@ class SimulationRecord(_Section):
     notes: list[str] = []
     synops_per_sample: int | float | None = None
     energy_per_sample_j: float | None = None
-    layers: list[dict[str, Any]] = []
+    layers: list[SimLayerRow] = []
 
 
 class ArtifactsRecord(_Section):
