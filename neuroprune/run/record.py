@@ -294,19 +294,24 @@ class RunRecord(_Section):
 
 
 class SavedStage(_Section):
-    """A section of a saved, possibly partial or older report.json: every field optional."""
+    """A stage (or the budget) of a saved, possibly partial or older report.json: test
+    accuracy (0..1) and physical synapses, each optional."""
 
     accuracy: float | None = None
     synapses: int | None = None
 
 
 class SavedFit(_Section):
+    """The fit section of a saved record: verdict, cores used, chips needed (each optional)."""
+
     fits: bool | None = None
     cores: int | None = None
     chips: int | None = None
 
 
 class SavedSimulation(_Section):
+    """The simulation section of a saved record: energy per sample in J (optional)."""
+
     energy_per_sample_j: float | None = None
 
 
@@ -314,9 +319,10 @@ class SavedRecord(_Section):
     """report.json as saved, read leniently: the fields a sweep reads, every one optional.
 
     A sweep resumes from trials whose record may be partial or older than :class:`RunRecord`
-    (a run stopped after the fit stage; a record without ``budget``), so :meth:`RunDir.
-    saved_record` cannot demand the full schema; it still types what it reads. ``fit`` is the
-    resume rule's stage: a trial with ``fit`` None has not finished."""
+    (a run stopped after the fit stage; a record without ``budget``), so
+    :meth:`~neuroprune.run.rundir.RunDir.saved_record` cannot demand the full schema; it still
+    types what it reads. ``fit`` is the resume rule's stage: a trial whose ``fit`` is None has
+    not finished (:func:`neuroprune.sweep.trials.finished_report`)."""
 
     config: dict[str, Any] | None = None
     budget: SavedStage | None = None
