@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from neuroprune.cli.app import main
+from neuroprune.run.rundir import BudgetRecord, RunDir, RunRecord, StageRecord
 
 
 def run(*args):
@@ -122,3 +123,15 @@ def test_check_verdict_exit_codes():
 @pytest.mark.parametrize("cmd", [["--help"], ["fit", "--help"], ["simulate", "--help"]])
 def test_help(cmd):
     assert run(*cmd).exit_code == 0
+
+
+def test_report_prints_the_typed_record_of_a_saved_run(tmp_path):
+    record = RunRecord(chip="loihi", budget=BudgetRecord(synapses=900, source="cores"))
+    record.pruned = StageRecord(accuracy=0.9, synapses=900, neurons=42, max_fan_in=30)
+    record.stages_not_run = ["simulation (--backend none)"]
+    RunDir(tmp_path).write_record(record, "")
+    result = run("report", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "budget 900 (cores), max fan-in 30" in result.output and "90.00 %" in result.output
+    (tmp_path / "report.json").write_text(json.dumps({"chip": "loihi", "budget": {}}))
+    one_line_error(run("report", str(tmp_path)), "report.json", "budget.synapses")

@@ -209,6 +209,7 @@ def fit(config_file, as_json, **options) -> None:
     _torch_threads()
     from neuroprune.pipeline.run import run_fit  # deferred: imports yaml
     from neuroprune.reports.render import ProgressRenderer, summary_text  # deferred: imports scipy
+    from neuroprune.run.rundir import RunRecord  # deferred: imports yaml
 
     console = _err_console() if as_json else _console()
     quiet = as_json or not distributed.is_main()  # under torchrun only rank 0 prints
@@ -219,7 +220,7 @@ def fit(config_file, as_json, **options) -> None:
     if as_json:
         click.echo(json.dumps(outcome.report, indent=2, default=str))
     else:
-        console.print(summary_text(outcome.report, outcome.run_dir))
+        console.print(summary_text(RunRecord.model_validate(outcome.report), outcome.run_dir))
     if outcome.error is not None:
         click.echo(f"error: {outcome.error.one_line()} (recorded in report.json)", err=True)
     sys.exit(outcome.exit_code)

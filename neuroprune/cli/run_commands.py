@@ -93,6 +93,7 @@ def simulate(
     from neuroprune.pipeline.commands import simulate_target  # deferred: imports yaml
     from neuroprune.pipeline.stages.simulate import verification_passed  # deferred: imports yaml
     from neuroprune.reports.render import simulation_text  # deferred: imports scipy
+    from neuroprune.run.rundir import SimulationRecord  # deferred: imports yaml
 
     result = simulate_target(
         Path(target),
@@ -108,7 +109,7 @@ def simulate(
     if as_json:
         click.echo(json.dumps(record, indent=2, default=str))
     else:
-        _console().print(simulation_text(record))
+        _console().print(simulation_text(SimulationRecord.model_validate(record)))
     sys.exit(0 if verification_passed(record, threshold) else 1)
 
 

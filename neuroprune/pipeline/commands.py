@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
 
 from neuroprune import sim as simulators  # a lazy face: Lava and torch load on first use
 from neuroprune.chip.profiles import load_profile
@@ -21,15 +20,16 @@ from neuroprune.pipeline.resume import input_hash, stage_inputs
 from neuroprune.pipeline.stages.export import export_model
 from neuroprune.pipeline.stages.quantize import quant_record, quantize_pruned
 from neuroprune.pipeline.stages.simulate import bit_exact_check, fixed_by_default
-from neuroprune.run.rundir import RunDir
+from neuroprune.run.rundir import RunDir, RunRecord
 
 # ------------------------------------------------------------------------------------------
 # Commands on a saved run
 
 
-def load_report(run_dir: Path) -> dict[str, Any]:
-    """report.json of a run, checked against :class:`RunRecord`."""
-    return RunDir(run_dir).load_record().as_dict()
+def load_report(run_dir: Path) -> RunRecord:
+    """report.json of a run, checked against :class:`RunRecord` (one-line error when it is
+    absent, corrupt or off the schema)."""
+    return RunDir(run_dir).load_record()
 
 
 def saved_config(rundir: RunDir) -> RunConfig:

@@ -1,9 +1,17 @@
-"""report.md (layer L7): the run report as Markdown for people, from report.json's dict."""
+"""report.md (layer L7): the run report as Markdown for people, from the typed
+:class:`~neuroprune.run.rundir.RunRecord` (report.json) and its typed sections and rows."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
+
+from neuroprune.run.rundir import (
+    FitRecord,
+    QuantizedRecord,
+    RunRecord,
+    SimulationRecord,
+    StageRecord,
+)
 
 
 def _pct(v: float | None) -> str:
@@ -28,159 +36,171 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def report_markdown(report: Mapping[str, Any]) -> str:
+def report_markdown(record: RunRecord) -> str:
     """Render the sections: verdict, budget, stages, per layer, fit, simulation, plots."""
-    out = [f"# neuroprune run on {report.get('chip_name', report['chip'])}", ""]
-    fit = report.get("fit")
-    if fit:
-        verdict = "**fits**" if fit["fits"] else "**does not fit**"
-        out.append(
-            f"Verdict: {verdict} — {fit['cores']} core(s) used of {fit['cores_allocated']} "
-            f"allocated, {fit['chips']} chip(s) needed."
-        )
-    budget = report["budget"]
+    out = [f"# neuroprune run on {record.chip_name or record.chip}", ""]
+    if record.fit is not None:
+        out.append(_verdict(record.fit))
     out += [
         "",
-        f"Budget: {_num(budget['synapses'])} synapses ({budget['source']}).",
-        f"Counting: {report.get('counting', '')}.",
+        f"Budget: {_num(record.budget.synapses)} synapses ({record.budget.source}).",
+        f"Counting: {record.counting or ''}.",
         "",
         "## Stages",
         "",
     ]
-    rows = []
-    for stage in ("dense", "pruned", "quantized"):
-        rec = report.get(stage)
-        if rec:
-            rows.append([stage, _pct(rec.get("accuracy")), rec.get("synapses"), rec.get("neurons")])
-    out.append(_table(["stage", "test accuracy", "synapses", "neurons"], rows))
-    pruned = report.get("pruned") or {}
-    if pruned.get("layers"):
-        out += ["", "## Per layer after pruning", ""]
-        out.append(
-            _table(
-                ["layer", "neurons", "synapses", "dense", "sparsity", "max fan-in", "mean fan-in"],
-                [
-                    [
-                        r["layer"],
-                        r["neurons"],
-                        r["synapses"],
-                        r["dense"],
-                        _pct(r["sparsity"]),
-                        r["max_fan_in"],
-                        r["mean_fan_in"],
-                    ]
-                    for r in pruned["layers"]
-                ],
-            )
-        )
-    quant = report.get("quantized") or {}
-    if quant.get("layers"):
-        out += ["", f"## Quantization ({quant.get('format')})", ""]
-        out.append(
-            _table(
-                ["layer", "scale", "clipped", "max abs err", "mean abs err"],
-                [
-                    [
-                        r.get("layer", ""),
-                        r.get("weight_scale"),
-                        _pct(r.get("clipped_fraction")),
-                        r.get("max_abs_error"),
-                        r.get("mean_abs_error"),
-                    ]
-                    for r in quant["layers"]
-                ],
-            )
-        )
-        out.append("")
-        arith = quant.get("arithmetic")
-        out.append(
-            f"Test accuracy ({'chip arithmetic ' + arith if arith else 'float neurons'}): "
-            f"float {_pct(quant.get('accuracy_float'))}, post-training "
-            f"{_pct(quant.get('accuracy_ptq'))}, after fine-tuning "
-            f"{_pct(quant.get('accuracy_qat'))}."
-        )
-        qat = quant.get("qat") or {}
-        if qat.get("decision") in ("kept", "reverted"):
-            out.append(
-                f"Fine-tuning {qat['decision']} on the validation split "
-                f"({qat.get('val_samples')} training samples held out): validation "
-                f"{_pct(qat.get('val_ptq'))} post-training vs {_pct(qat.get('val_qat'))} "
-                f"fine-tuned (best of {qat.get('epochs_run')} epochs: "
-                f"{qat.get('best_epoch')})."
-            )
-        out += [f"- {n}" for n in quant.get("notes", [])]
-    if fit:
-        out += ["", "## Fit", ""]
-        if fit["violations"]:
-            out.append(
-                _table(
-                    ["rule", "layer", "limit", "actual", "hint"],
-                    [
-                        [v["rule"], v["layer"], v["limit"], v["actual"], v["hint"]]
-                        for v in fit["violations"]
-                    ],
-                )
-            )
-        else:
-            out.append("No violations.")
-        util = ", ".join(f"{k} {_pct(v)}" for k, v in fit.get("utilisation", {}).items())
-        out.append(f"\nUtilisation of the cores used: {util}.")
-    sim = report.get("simulation")
-    if sim:
-        out += ["", f"## Simulation ({sim.get('backend')}, {sim.get('mode', '')})", ""]
-        out.append(
-            f"{sim.get('samples')} samples; spike agreement {_pct(sim.get('spike_agreement'))}; "
-            f"prediction agreement {_pct(sim.get('prediction_agreement'))}; accuracy "
-            f"{_pct(sim.get('accuracy'))}; {_num((sim.get('seconds_per_sample') or 0) * 1000)} "
-            f"ms per sample."
-        )
-        if sim.get("agreement_source"):
-            out.append(
-                f"Agreement is measured against: {sim['agreement_source']} (per layer: the "
-                "fraction of samples whose every neuron's spike count is identical)."
-            )
-        if sim.get("model_agreement") is not None:
-            drift = ", ".join(f"{100 * a:.2f} %" for a in sim["model_agreement"])
-            counts = ", ".join(f"{100 * a:.2f} %" for a in sim.get("model_count_agreement") or [])
-            out.append(
-                f"Trained quantized PyTorch model vs this run: samples with identical "
-                f"counts per layer {drift}; identical per-neuron counts {counts}; "
-                f"prediction agreement {_pct(sim.get('model_prediction_agreement'))}."
-            )
-        if sim.get("float_drift"):
-            fd = sim["float_drift"]
-            layers = ", ".join(f"{100 * a:.2f} %" for a in fd["layer_agreement"])
-            out.append(
-                f"Float-to-chip drift (the same weights on float neurons): samples with "
-                f"identical counts per layer {layers}; prediction agreement "
-                f"{_pct(fd.get('prediction_agreement'))}; float accuracy "
-                f"{_pct(fd.get('accuracy'))}."
-            )
-        out += [f"- {n}" for n in sim.get("notes", [])]
-        if sim.get("synops_per_sample") is not None:
-            energy = sim.get("energy_per_sample_j")
-            out.append(
-                f"Synaptic operations per sample: {_num(sim['synops_per_sample'])}"
-                + (f"; energy estimate {energy * 1e9:.3g} nJ per sample." if energy else ".")
-            )
-        if sim.get("layers"):
-            out.append("")
-            out.append(
-                _table(
-                    ["layer", "spikes/sample", "rate", "agreement"],
-                    [
-                        [
-                            r.get("layer"),
-                            r.get("spikes_per_sample"),
-                            r.get("rate"),
-                            _pct(r.get("agreement")),
-                        ]
-                        for r in sim["layers"]
-                    ],
-                )
-            )
-    if report.get("stages_not_run"):
-        out += ["", "Not run: " + "; ".join(report["stages_not_run"]) + "."]
-    if report.get("plots"):
-        out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in report["plots"]]
+    out.append(_stages(record))
+    if record.pruned is not None and record.pruned.layers:
+        out += ["", "## Per layer after pruning", "", _pruned_layers(record.pruned)]
+    if record.quantized is not None and record.quantized.layers:
+        out += _quantization(record.quantized)
+    if record.fit is not None:
+        out += _fit(record.fit)
+    if record.simulation is not None:
+        out += _simulation(record.simulation)
+    if record.stages_not_run:
+        out += ["", "Not run: " + "; ".join(record.stages_not_run) + "."]
+    if record.plots:
+        out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in record.plots]
     return "\n".join(out) + "\n"
+
+
+def _verdict(fit: FitRecord) -> str:
+    verdict = "**fits**" if fit.fits else "**does not fit**"
+    return (
+        f"Verdict: {verdict} — {fit.cores} core(s) used of {fit.cores_allocated} "
+        f"allocated, {fit.chips} chip(s) needed."
+    )
+
+
+def _stages(record: RunRecord) -> str:
+    rows: list[list[Any]] = [
+        [name, _pct(rec.accuracy), rec.synapses, rec.neurons]
+        for name, rec in (
+            ("dense", record.dense),
+            ("pruned", record.pruned),
+            ("quantized", record.quantized),
+        )
+        if rec is not None
+    ]
+    return _table(["stage", "test accuracy", "synapses", "neurons"], rows)
+
+
+def _pruned_layers(pruned: StageRecord) -> str:
+    return _table(
+        ["layer", "neurons", "synapses", "dense", "sparsity", "max fan-in", "mean fan-in"],
+        [
+            [
+                r.layer,
+                r.neurons,
+                r.synapses,
+                r.dense,
+                _pct(r.sparsity),
+                r.max_fan_in,
+                r.mean_fan_in,
+            ]
+            for r in pruned.layers
+        ],
+    )
+
+
+def _quantization(quant: QuantizedRecord) -> list[str]:
+    out = ["", f"## Quantization ({quant.format})", ""]
+    out.append(
+        _table(
+            ["layer", "scale", "clipped", "max abs err", "mean abs err"],
+            [
+                [
+                    r.layer,
+                    r.weight_scale,
+                    _pct(r.clipped_fraction),
+                    r.max_abs_error,
+                    r.mean_abs_error,
+                ]
+                for r in quant.layers
+            ],
+        )
+    )
+    out.append("")
+    arith = quant.arithmetic
+    out.append(
+        f"Test accuracy ({'chip arithmetic ' + arith if arith else 'float neurons'}): "
+        f"float {_pct(quant.accuracy_float)}, post-training "
+        f"{_pct(quant.accuracy_ptq)}, after fine-tuning "
+        f"{_pct(quant.accuracy_qat)}."
+    )
+    qat = quant.qat
+    if qat.decision in ("kept", "reverted"):
+        out.append(
+            f"Fine-tuning {qat.decision} on the validation split "
+            f"({qat.val_samples} training samples held out): validation "
+            f"{_pct(qat.val_ptq)} post-training vs {_pct(qat.val_qat)} "
+            f"fine-tuned (best of {qat.epochs_run} epochs: "
+            f"{qat.best_epoch})."
+        )
+    out += [f"- {n}" for n in quant.notes]
+    return out
+
+
+def _fit(fit: FitRecord) -> list[str]:
+    out = ["", "## Fit", ""]
+    if fit.violations:
+        out.append(
+            _table(
+                ["rule", "layer", "limit", "actual", "hint"],
+                [[v.rule, v.layer, v.limit, v.actual, v.hint] for v in fit.violations],
+            )
+        )
+    else:
+        out.append("No violations.")
+    util = ", ".join(f"{k} {_pct(v)}" for k, v in fit.utilisation.items())
+    out.append(f"\nUtilisation of the cores used: {util}.")
+    return out
+
+
+def _simulation(sim: SimulationRecord) -> list[str]:
+    out = ["", f"## Simulation ({sim.backend}, {sim.mode or ''})", ""]
+    out.append(
+        f"{sim.samples} samples; spike agreement {_pct(sim.spike_agreement)}; "
+        f"prediction agreement {_pct(sim.prediction_agreement)}; accuracy "
+        f"{_pct(sim.accuracy)}; {_num((sim.seconds_per_sample or 0) * 1000)} "
+        f"ms per sample."
+    )
+    if sim.agreement_source:
+        out.append(
+            f"Agreement is measured against: {sim.agreement_source} (per layer: the "
+            "fraction of samples whose every neuron's spike count is identical)."
+        )
+    if sim.model_agreement is not None:
+        drift = ", ".join(f"{100 * a:.2f} %" for a in sim.model_agreement)
+        counts = ", ".join(f"{100 * a:.2f} %" for a in sim.model_count_agreement or [])
+        out.append(
+            f"Trained quantized PyTorch model vs this run: samples with identical "
+            f"counts per layer {drift}; identical per-neuron counts {counts}; "
+            f"prediction agreement {_pct(sim.model_prediction_agreement)}."
+        )
+    if sim.float_drift is not None:
+        fd = sim.float_drift
+        layers = ", ".join(f"{100 * a:.2f} %" for a in fd.layer_agreement)
+        out.append(
+            f"Float-to-chip drift (the same weights on float neurons): samples with "
+            f"identical counts per layer {layers}; prediction agreement "
+            f"{_pct(fd.prediction_agreement)}; float accuracy "
+            f"{_pct(fd.accuracy)}."
+        )
+    out += [f"- {n}" for n in sim.notes]
+    if sim.synops_per_sample is not None:
+        energy = sim.energy_per_sample_j
+        out.append(
+            f"Synaptic operations per sample: {_num(sim.synops_per_sample)}"
+            + (f"; energy estimate {energy * 1e9:.3g} nJ per sample." if energy else ".")
+        )
+    if sim.layers:
+        out.append("")
+        out.append(
+            _table(
+                ["layer", "spikes/sample", "rate", "agreement"],
+                [[r.layer, r.spikes_per_sample, r.rate, _pct(r.agreement)] for r in sim.layers],
+            )
+        )
+    return out

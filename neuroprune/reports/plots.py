@@ -1,6 +1,7 @@
 """Plots for people (layer L7). matplotlib is imported here only, with the Agg backend.
 
-Each function takes plain dicts/lists (from report.json) and writes one PNG atomically.
+Each function takes plain dicts/lists or typed rows (from report.json, :mod:`neuroprune.run.record`)
+and writes one PNG atomically.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroprune.core.atomic import atomic_path
+from neuroprune.run.record import LayerRow, SimLayerRow
 
 
 def _pyplot():
@@ -61,17 +63,15 @@ def training_curves(history: Mapping[str, Sequence[Mapping[str, Any]]], path: Pa
     return _save(fig, path)
 
 
-def layer_sparsity(layers: Sequence[Mapping[str, Any]], path: Path) -> Path:
+def layer_sparsity(layers: Sequence[LayerRow], path: Path) -> Path:
     """Bar chart: kept vs dense synapses per layer, sparsity on top."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(layers)), 3.4))
-    names = [r["layer"] for r in layers]
-    ax.bar(names, [r["dense"] for r in layers], color="#d0d0d0", label="dense positions")
-    ax.bar(names, [r["synapses"] for r in layers], color="#2a7ab9", label="kept synapses")
+    names = [r.layer for r in layers]
+    ax.bar(names, [r.dense for r in layers], color="#d0d0d0", label="dense positions")
+    ax.bar(names, [r.synapses for r in layers], color="#2a7ab9", label="kept synapses")
     for i, r in enumerate(layers):
-        ax.annotate(
-            f"{100 * r['sparsity']:.1f} %", (i, r["dense"]), ha="center", va="bottom", fontsize=8
-        )
+        ax.annotate(f"{100 * r.sparsity:.1f} %", (i, r.dense), ha="center", va="bottom", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("synapses (log)")
     ax.set_title("Per-layer synapses after pruning")
@@ -79,11 +79,11 @@ def layer_sparsity(layers: Sequence[Mapping[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def spike_rates(layers: Sequence[Mapping[str, Any]], path: Path) -> Path:
+def spike_rates(layers: Sequence[SimLayerRow], path: Path) -> Path:
     """Spikes per neuron per step, per layer (from the simulation)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(layers)), 3.2))
-    ax.bar([r["layer"] for r in layers], [r.get("rate") or 0 for r in layers], color="#c0504d")
+    ax.bar([r.layer for r in layers], [r.rate or 0 for r in layers], color="#c0504d")
     ax.set_ylabel("spikes / neuron / step")
     ax.set_title("Spike rates (simulated)")
     return _save(fig, path)

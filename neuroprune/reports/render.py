@@ -1,4 +1,5 @@
-"""Rendering for people (layer L7): rich tables and text from result dicts and dataclasses.
+"""Rendering for people (layer L7): rich tables and text from the typed run record
+(:class:`~neuroprune.run.rundir.RunRecord` and its sections), result dicts and dataclasses.
 
 Functions here build renderables; only the CLI prints them.
 """
@@ -16,6 +17,7 @@ from rich.text import Text
 
 from neuroprune.chip.capacity import capacity_model
 from neuroprune.chip.schema import ChipProfile
+from neuroprune.run.rundir import FitRecord, RunRecord, SimulationRecord
 
 
 def _fmt(value: Any) -> str:
@@ -110,26 +112,27 @@ def profile_detail(profile: ChipProfile) -> Group:
 
 
 def fit_text(report) -> Group:
-    """Verdict line, one line per violation (rule, layer, limit, actual, hint), core use."""
+    """Verdict line, one line per violation (rule, layer, limit, actual, hint), core use;
+    ``report`` is a :class:`~neuroprune.fit.report.FitReport` or its ``as_dict()``."""
     data = report.as_dict() if hasattr(report, "as_dict") else dict(report)
-    return fit_group(data)
+    return fit_group(FitRecord.model_validate(data))
 
 
-def fit_group(data: Mapping[str, Any]) -> Group:
-    ok = data["fits"]
+def fit_group(fit: FitRecord) -> Group:
+    ok = fit.fits
     verdict = Text(
-        f"{'FITS' if ok else 'DOES NOT FIT'} on {data['chip']}: {data['cores']} core(s) of "
-        f"{data['cores_allocated']} allocated, {data['chips']} chip(s) needed; "
-        f"{_fmt(data['synapses'])} synapses, {_fmt(data['neurons'])} neurons",
+        f"{'FITS' if ok else 'DOES NOT FIT'} on {fit.chip}: {fit.cores} core(s) of "
+        f"{fit.cores_allocated} allocated, {fit.chips} chip(s) needed; "
+        f"{_fmt(fit.synapses)} synapses, {_fmt(fit.neurons)} neurons",
         style="bold green" if ok else "bold red",
     )
     parts: list[Any] = [verdict]
-    if data["violations"]:
+    if fit.violations:
         table = Table("rule", "layer", "limit", "actual", "hint", title="Violations")
-        for v in data["violations"]:
-            table.add_row(v["rule"], v["layer"], _fmt(v["limit"]), _fmt(v["actual"]), v["hint"])
+        for v in fit.violations:
+            table.add_row(v.rule, v.layer, _fmt(v.limit), _fmt(v.actual), v.hint)
         parts.append(table)
-    util = ", ".join(f"{k} {_pct(v)}" for k, v in data.get("utilisation", {}).items())
+    util = ", ".join(f"{k} {_pct(v)}" for k, v in fit.utilisation.items())
     if util:
         parts.append(Text(f"utilisation of the cores used: {util}", style="dim"))
     return Group(*parts)
@@ -139,57 +142,50 @@ def fit_group(data: Mapping[str, Any]) -> Group:
 # run summary
 
 
-def summary_text(report: Mapping[str, Any], run_dir: Path | None = None) -> Group:
+def summary_text(record: RunRecord, run_dir: Path | None = None) -> Group:
     """The end-of-run summary: stages, accuracy, sparsity per layer, fit, simulation."""
-    parts: list[Any] = []
-    stages = Table("stage", "accuracy", "synapses", "neurons", "notes", title="Pipeline")
-    dense, pruned, quant = report.get("dense"), report.get("pruned"), report.get("quantized")
-    budget = report.get("budget") or {}
-    if dense:
-        stages.add_row(
-            "dense",
-            _pct(dense.get("accuracy")),
-            _fmt(dense.get("synapses")),
-            _fmt(dense.get("neurons")),
-            "",
-        )
-    if pruned:
-        stages.add_row(
-            "pruned",
-            _pct(pruned.get("accuracy")),
-            _fmt(pruned.get("synapses")),
-            _fmt(pruned.get("neurons")),
-            f"budget {_fmt(budget.get('synapses'))} ({budget.get('source', '')}), "
-            f"max fan-in {_fmt(pruned.get('max_fan_in'))}",
-        )
-    if quant:
-        stages.add_row(
-            "quantized",
-            _pct(quant.get("accuracy")),
-            _fmt(quant.get("synapses")),
-            "",
-            str(quant.get("format", "")),
-        )
-    parts.append(stages)
-    layers = (pruned or {}).get("layers") or []
+    parts: list[Any] = [_stages_table(record)]
+    layers = record.pruned.layers if record.pruned is not None else []
     if layers:
         table = Table("layer", "synapses", "dense", "sparsity", "max fan-in", title="Per layer")
         for row in layers:
             table.add_row(
-                row["layer"],
-                _fmt(row["synapses"]),
-                _fmt(row["dense"]),
-                _pct(row["sparsity"]),
-                _fmt(row.get("max_fan_in")),
+                row.layer,
+                _fmt(row.synapses),
+                _fmt(row.dense),
+                _pct(row.sparsity),
+                _fmt(row.max_fan_in),
             )
         parts.append(table)
-    if report.get("fit"):
-        parts.append(fit_group(report["fit"]))
-    if report.get("simulation"):
-        parts.append(simulation_text(report["simulation"]))
+    if record.fit is not None:
+        parts.append(fit_group(record.fit))
+    if record.simulation is not None:
+        parts.append(simulation_text(record.simulation))
     if run_dir is not None:
         parts.append(Text(f"run directory: {run_dir}", style="dim"))
     return Group(*parts)
+
+
+def _stages_table(record: RunRecord) -> Table:
+    """One row per stage that ran: accuracy (%), synapses, neurons, notes."""
+    stages = Table("stage", "accuracy", "synapses", "neurons", "notes", title="Pipeline")
+    dense, pruned, quant, budget = record.dense, record.pruned, record.quantized, record.budget
+    if dense is not None:
+        stages.add_row("dense", _pct(dense.accuracy), _fmt(dense.synapses), _fmt(dense.neurons), "")
+    if pruned is not None:
+        stages.add_row(
+            "pruned",
+            _pct(pruned.accuracy),
+            _fmt(pruned.synapses),
+            _fmt(pruned.neurons),
+            f"budget {_fmt(budget.synapses)} ({budget.source}), "
+            f"max fan-in {_fmt(pruned.max_fan_in)}",
+        )
+    if quant is not None:
+        stages.add_row(
+            "quantized", _pct(quant.accuracy), _fmt(quant.synapses), "", str(quant.format)
+        )
+    return stages
 
 
 def quantize_text(result) -> Group:
@@ -214,48 +210,46 @@ def quantize_text(result) -> Group:
     return Group(table, acc, *notes)
 
 
-def simulation_text(sim: Mapping[str, Any]) -> Group:
+def simulation_text(sim: SimulationRecord) -> Group:
     head = Text(
-        f"simulation ({sim.get('backend')}, {sim.get('mode', '')}): {sim.get('samples')} samples, "
-        f"spike agreement {_pct(sim.get('spike_agreement'))}, prediction agreement "
-        f"{_pct(sim.get('prediction_agreement'))}, accuracy {_pct(sim.get('accuracy'))}, "
-        f"{_fmt(sim.get('seconds_per_sample') and 1000 * sim['seconds_per_sample'])} ms/sample",
+        f"simulation ({sim.backend}, {sim.mode or ''}): {sim.samples} samples, "
+        f"spike agreement {_pct(sim.spike_agreement)}, prediction agreement "
+        f"{_pct(sim.prediction_agreement)}, accuracy {_pct(sim.accuracy)}, "
+        f"{_fmt(sim.seconds_per_sample and 1000 * sim.seconds_per_sample)} ms/sample",
         style="bold",
     )
     parts: list[Any] = [head]
-    if sim.get("agreement_source"):
-        parts.append(Text(f"agreement measured against: {sim['agreement_source']}", style="dim"))
-    if sim.get("model_agreement") is not None:
-        per_layer = ", ".join(f"{100 * a:.2f} %" for a in sim["model_agreement"])
-        per_count = ", ".join(f"{100 * a:.2f} %" for a in sim.get("model_count_agreement") or [])
+    if sim.agreement_source:
+        parts.append(Text(f"agreement measured against: {sim.agreement_source}", style="dim"))
+    if sim.model_agreement is not None:
+        per_layer = ", ".join(f"{100 * a:.2f} %" for a in sim.model_agreement)
+        per_count = ", ".join(f"{100 * a:.2f} %" for a in sim.model_count_agreement or [])
         parts.append(
             Text(
                 f"trained quantized PyTorch model vs this run: samples with identical "
                 f"counts per layer {per_layer}; identical per-neuron counts {per_count}; prediction "
-                f"agreement {_pct(sim.get('model_prediction_agreement'))}"
+                f"agreement {_pct(sim.model_prediction_agreement)}"
             )
         )
-    if sim.get("float_drift"):
-        fd = sim["float_drift"]
-        layers = ", ".join(f"{100 * a:.2f} %" for a in fd["layer_agreement"])
+    if sim.float_drift is not None:
+        layers = ", ".join(f"{100 * a:.2f} %" for a in sim.float_drift.layer_agreement)
         parts.append(
             Text(
                 f"float-to-chip drift (same weights, float neurons): identical counts per layer "
-                f"{layers}; prediction agreement {_pct(fd.get('prediction_agreement'))}"
+                f"{layers}; prediction agreement {_pct(sim.float_drift.prediction_agreement)}"
             )
         )
-    layers = sim.get("layers") or []
-    if layers:
+    if sim.layers:
         table = Table("layer", "spikes/sample", "rate", "agreement", title="Spiking activity")
-        for row in layers:
+        for row in sim.layers:
             table.add_row(
-                row.get("layer", ""),
-                _fmt(row.get("spikes_per_sample")),
-                _fmt(row.get("rate")),
-                _pct(row.get("agreement")),
+                row.layer or "",
+                _fmt(row.spikes_per_sample),
+                _fmt(row.rate),
+                _pct(row.agreement),
             )
         parts.append(table)
-    synops, energy = sim.get("synops_per_sample"), sim.get("energy_per_sample_j")
+    synops, energy = sim.synops_per_sample, sim.energy_per_sample_j
     if synops is not None:
         line = f"synaptic operations per sample: {_fmt(synops)}"
         if energy is not None:

@@ -5,9 +5,11 @@ resolved config (``config.yaml``, settings nested under ``config:``), the chip p
 model artifacts (through :mod:`neuroprune.run.artifacts`, safe loading), the JSON records, the
 log, the lock, and which files are stale. No other module opens a run file by name.
 
-:class:`RunRecord` is the typed, versioned schema of ``report.json``. Its stable keys
-(docs/architecture.md) are fields here; sections may carry more keys (``extra="allow"``), a
-stage that did not run is ``None``.
+:class:`RunRecord` is the typed, versioned schema of ``report.json`` (defined in
+:mod:`neuroprune.run.record`, re-exported here): :meth:`RunDir.load_record` validates the file
+into it (one-line error when it is absent, corrupt or off the schema), the reports read it;
+:meth:`RunDir.saved_record` reads a possibly partial record leniently (:class:`SavedRecord`,
+for a sweep's resume).
 
 The lock is ``<run>/.neuroprune.lock``: ``flock`` on an open file plus the holder's pid written
 inside. The kernel drops a ``flock`` when its holder dies, so a lock file left by a killed run
@@ -25,12 +27,56 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from neuroprune.core.atomic import write_json, write_text
 from neuroprune.core.errors import EXIT_IO_ERROR, ArtifactError, ConfigError, NeuropruneError
+from neuroprune.run.record import (
+    RECORD_VERSION,
+    ArtifactsRecord,
+    BudgetRecord,
+    ErrorRecord,
+    FitRecord,
+    FloatDriftRecord,
+    QatRecord,
+    QuantizedRecord,
+    RunRecord,
+    SavedFit,
+    SavedRecord,
+    SavedSimulation,
+    SavedStage,
+    SimulationRecord,
+    StageRecord,
+    ViolationRecord,
+)
 
-RECORD_VERSION = 1
+__all__ = [  # the record's models are re-exported: callers import them from here
+    "CHECKPOINT",
+    "LOCK_NAME",
+    "MODEL_FILES",
+    "PLOTS",
+    "RECORD_VERSION",
+    "RUN_FILES",
+    "ArtifactsRecord",
+    "BudgetRecord",
+    "ErrorRecord",
+    "FitRecord",
+    "FloatDriftRecord",
+    "QatRecord",
+    "QuantizedRecord",
+    "RunDir",
+    "RunLockedError",
+    "RunPathError",
+    "RunRecord",
+    "SavedFit",
+    "SavedRecord",
+    "SavedSimulation",
+    "SavedStage",
+    "SimulationRecord",
+    "StageRecord",
+    "ViolationRecord",
+    "check_run_name",
+]
 LOCK_NAME = ".neuroprune.lock"
 MODEL_FILES = {"dense": "dense.pt", "pruned": "pruned.pt", "quantized": "quantized.pt"}
 CHECKPOINT = "dense.ckpt"
@@ -78,82 +124,6 @@ def check_run_name(name: str) -> str:
     if bad:
         raise ValueError("must be a plain folder name inside --out")
     return name
-
-
-# --------------------------------------------------------------------------------------------
-# report.json
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class BudgetRecord(_Section):
-    synapses: int
-    source: str
-
-
-class StageRecord(_Section):
-    """dense / pruned / quantized: test accuracy (0..1), physical synapses, spiking neurons."""
-
-    accuracy: float
-    synapses: int
-    neurons: int
-    max_fan_in: int | None = None
-
-
-class QuantizedRecord(StageRecord):
-    format: str
-
-
-class FitRecord(_Section):
-    fits: bool
-    cores: int
-    chips: int
-    violations: list[dict[str, Any]]
-
-
-class SimulationRecord(_Section):
-    backend: str
-    samples: int
-    spike_agreement: float | None = None
-    prediction_agreement: float | None = None
-    seconds_per_sample: float | None = None
-
-
-class ArtifactsRecord(_Section):
-    nir: str | None = None
-    onnx: str | None = None
-
-
-class ErrorRecord(_Section):
-    """A stage that failed after the run started (the run still wrote its record)."""
-
-    stage: str
-    kind: str
-    message: str
-
-
-class RunRecord(BaseModel):
-    """``report.json`` (docs/architecture.md "report.json: keys other tools rely on")."""
-
-    model_config = ConfigDict(extra="allow")
-
-    record_version: int = RECORD_VERSION
-    chip: str
-    budget: BudgetRecord
-    dense: StageRecord | None = None
-    pruned: StageRecord | None = None
-    quantized: QuantizedRecord | None = None
-    fit: FitRecord | None = None
-    simulation: SimulationRecord | None = None
-    artifacts: ArtifactsRecord = ArtifactsRecord()
-    stages_not_run: list[str] = []
-    errors: list[ErrorRecord] = []
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (what ``report.json`` holds and ``--json`` prints)."""
-        return self.model_dump(mode="json")
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,6 +345,14 @@ class RunDir:
                 value=first.get("input"),
                 fix="Rerun neuroprune fit for this run directory.",
             ) from None
+
+    def saved_record(self) -> SavedRecord | None:
+        """report.json read leniently (:class:`SavedRecord`); None when it is absent, not
+        readable JSON, or its sections are not what a record holds."""
+        try:
+            return SavedRecord.model_validate(self.saved_report())
+        except ValidationError:
+            return None
 
     def saved_report(self) -> dict[str, Any] | None:
         """report.json as saved, unchecked (a sweep's finished trial may be an older or partial

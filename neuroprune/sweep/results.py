@@ -10,21 +10,24 @@ from typing import Any
 from neuroprune.core.atomic import write_json
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.reports.plots import pareto_plot
-from neuroprune.run.rundir import RunDir
+from neuroprune.run.rundir import RunDir, SavedFit, SavedRecord, SavedSimulation, SavedStage
 from neuroprune.sweep.plan import OBJECTIVES, SweepPlan, SweepResult
 
 # --------------------------------------------------------------------------------------------
 # Rows, Pareto fronts, files
 
+_NONE = SavedStage()  # a stage that did not run: every figure None
+
 
 def trial_row(
-    name: str, config: RunConfig, report: Mapping[str, Any] | None, status: str, error: str | None
+    name: str, config: RunConfig, record: SavedRecord | None, status: str, error: str | None
 ) -> dict[str, Any]:
-    """One results row from a trial's report.json (module docstring for accuracy/synapses)."""
-    report = report or {}
-    pruned, quant = report.get("pruned") or {}, report.get("quantized") or {}
-    fit, sim = report.get("fit") or {}, report.get("simulation") or {}
-    deployed = quant if quant.get("accuracy") is not None else pruned
+    """One results row from a trial's record; ``accuracy`` and ``synapses`` are the deployed
+    model's: the quantized one where it was measured, else the pruned one."""
+    record = record or SavedRecord()
+    pruned, quant = record.pruned or _NONE, record.quantized or _NONE
+    fit, sim = record.fit or SavedFit(), record.simulation or SavedSimulation()
+    deployed = quant if quant.accuracy is not None else pruned
     return {
         "trial": name,
         "status": status,
@@ -33,16 +36,16 @@ def trial_row(
         "method": config.method,
         "sparsity": config.sparsity,
         "budget_requested": config.budget,
-        "budget": (report.get("budget") or {}).get("synapses"),
-        "synapses": deployed.get("synapses"),
-        "accuracy": deployed.get("accuracy"),
-        "dense_accuracy": (report.get("dense") or {}).get("accuracy"),
-        "pruned_accuracy": pruned.get("accuracy"),
-        "quantized_accuracy": quant.get("accuracy"),
-        "cores": fit.get("cores"),
-        "chips": fit.get("chips"),
-        "fits": fit.get("fits"),
-        "energy_per_sample_j": sim.get("energy_per_sample_j"),
+        "budget": (record.budget or _NONE).synapses,
+        "synapses": deployed.synapses,
+        "accuracy": deployed.accuracy,
+        "dense_accuracy": (record.dense or _NONE).accuracy,
+        "pruned_accuracy": pruned.accuracy,
+        "quantized_accuracy": quant.accuracy,
+        "cores": fit.cores,
+        "chips": fit.chips,
+        "fits": fit.fits,
+        "energy_per_sample_j": sim.energy_per_sample_j,
         "run_dir": str(Path(config.out) / name),
     }
 
@@ -101,5 +104,5 @@ def _write_results(plan: SweepPlan, rows, seconds: float, skipped: int) -> Sweep
     return SweepResult(plan.sweep_dir, rows, pareto, Path(json_path), plots, seconds, ran, skipped)
 
 
-def _read_report(run_dir: Path) -> dict[str, Any] | None:
-    return RunDir(run_dir).saved_report()
+def _read_report(run_dir: Path) -> SavedRecord | None:
+    return RunDir(run_dir).saved_record()

@@ -65,7 +65,7 @@ def _run_optuna(plan: SweepPlan, progress: Progress | None) -> list[dict[str, An
     rows = []
     for trial_dir in sorted(p for p in plan.sweep_dir.iterdir() if (p / "config.yaml").is_file()):
         report = _read_report(trial_dir)
-        config = _config_of(report["config"]) if report else None
+        config = _config_of(report.config or {}) if report is not None else None
         if config is not None:
             rows.append(trial_row(trial_dir.name, config, report, "done", None))
     rows += [{"trial": name, "status": "failed", "error": err} for name, err in errors.items()]

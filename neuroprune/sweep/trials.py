@@ -8,23 +8,20 @@ from typing import Any
 
 from neuroprune.core.errors import NeuropruneError
 from neuroprune.pipeline.config import RunConfig, config_from_saved
-from neuroprune.run.rundir import RunDir
+from neuroprune.run.rundir import RunDir, SavedRecord
 from neuroprune.sweep.plan import SweepPlan, Trial, _value_label
 
 # --------------------------------------------------------------------------------------------
 # Finished trials (resume)
 
 
-def finished_report(trial: Trial) -> dict[str, Any] | None:
-    """The trial's report.json when its run finished with the same config, else None."""
-    report = RunDir(trial.run_dir).saved_report()
-    if (
-        not isinstance(report, dict)
-        or report.get("fit") is None
-        or not _same_config(report.get("config") or {}, trial.config)
-    ):
+def finished_report(trial: Trial) -> SavedRecord | None:
+    """The trial's record (read leniently, :class:`SavedRecord`: a partial record counts) when
+    its run reached the fit stage with the same config, else None."""
+    record = RunDir(trial.run_dir).saved_record()
+    if record is None or record.fit is None or not _same_config(record.config or {}, trial.config):
         return None
-    return report
+    return record
 
 
 def _same_config(saved: Mapping[str, Any], config: RunConfig) -> bool:

@@ -22,6 +22,7 @@ from ray.tune import Callback
 from neuroprune.core.progress import Progress, emit
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.run import run_fit
+from neuroprune.run.rundir import SavedRecord
 from neuroprune.sweep.plan import OBJECTIVES, SweepPlan, Trial
 from neuroprune.sweep.results import trial_row
 from neuroprune.sweep.trials import finished_report, name_of, space_config
@@ -112,10 +113,10 @@ def trial_entry(space: dict[str, Any]) -> None:
     tune.report({k: float(row[k]) for k in keys if row.get(k) is not None})
 
 
-def _fit_or_reuse(config: RunConfig) -> dict[str, Any]:
-
+def _fit_or_reuse(config: RunConfig) -> SavedRecord:
+    """The finished trial's record with ``resume``, else the record of a new fit run."""
     report = finished_report(Trial(config.run_name, config, "")) if config.resume else None
-    return report if report is not None else run_fit(config).report
+    return report if report is not None else SavedRecord.model_validate(run_fit(config).report)
 
 
 def _torch_setup() -> None:

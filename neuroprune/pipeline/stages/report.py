@@ -22,8 +22,7 @@ def run_report(run: _Run, carry: Carry) -> Carry:
     record = run.record
     record.history = run.history
     record.plots = [str(p.relative_to(run.run_dir)) for p in files]
-    report = record.as_dict()
-    run.rundir.write_record(record, report_markdown(report))
+    run.rundir.write_record(record, report_markdown(record))
     for plot in record.plots:
         run.rundir.mark(plot)
     run.emit("report", f"wrote report.json, report.md and {len(files)} plots")
@@ -36,9 +35,8 @@ def _plots(run: _Run) -> list[Path]:
     files = [training_curves(run.history, plots / "training.png")]
     if record.pruned:
         files.append(layer_sparsity(record.pruned.layers, plots / "layer_sparsity.png"))
-    sim_layers = getattr(record.simulation, "layers", None)
-    if sim_layers:
-        files.append(spike_rates(sim_layers, plots / "spike_rates.png"))
+    if record.simulation and record.simulation.layers:
+        files.append(spike_rates(record.simulation.layers, plots / "spike_rates.png"))
     if record.fit:
         files.append(core_usage(record.fit.per_core, _core_limits(run), plots / "cores.png"))
         partition = getattr(record.fit, "partition", None)

@@ -1,0 +1,333 @@
+"""The run record, ``report.json``: its typed, versioned schema (:class:`RunRecord`) and the
+lenient reading a sweep needs (:class:`SavedRecord`).
+
+Stable keys (docs/architecture.md "report.json: keys other tools rely on") are fields here;
+sections may carry more keys (``extra="allow"``); a stage that did not run is ``None``. The
+reports (layer L7) read these typed attributes; :class:`neuroprune.run.rundir.RunDir` reads and
+writes the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
+
+RECORD_VERSION = 1
+
+
+class _Section(BaseModel):
+    """A report.json section: typed fields, and any further keys a stage writes (``extra``).
+
+    Fields named in ``_optional`` are ones a stage may leave out (and older or partial records
+    lack); they are written only when set, so report.json holds the keys its stages wrote.
+    Keys are written in a fixed order: the section's other (stable) fields as declared, then
+    every further key in the order it was given or assigned, as report.json always had them
+    (a row, ``_stable_first`` False: every key in the order given)."""
+
+    model_config = ConfigDict(extra="allow")
+    _optional: ClassVar[frozenset[str]] = frozenset()
+    _stable_first: ClassVar[bool] = True
+    _order: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_order(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        model = handler(data)
+        if isinstance(data, Mapping) and isinstance(model, _Section):
+            model._order = [str(k) for k in data]
+        return model
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if not name.startswith("_") and name not in self._order:
+            self._order.append(name)
+
+    @model_serializer(mode="wrap")
+    def _written_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        fields = type(self).model_fields if self._stable_first else {}
+        stable = [n for n in fields if n not in self._optional]
+        later = {n: i for i, n in enumerate(self._order)}
+        rest = sorted(
+            (k for k in data if k not in stable and (k in later or k not in self._optional)),
+            key=lambda k: later.get(k, len(later)),
+        )
+        return {k: data[k] for k in [*stable, *rest] if k in data}
+
+
+Number = int | float  # a figure kept as written: an int shows with thousands separators
+
+
+class LayerRow(_Section):
+    """One layer of a stage's network: spiking ``neurons``, physical ``synapses`` of ``dense``
+    positions, ``sparsity`` (0..1), fan-in (synapses per neuron); further keys (``kind``)."""
+
+    _optional = frozenset({"max_fan_in", "mean_fan_in"})
+    _stable_first = False
+
+    layer: str
+    neurons: Number
+    synapses: Number
+    dense: Number
+    sparsity: Number
+    max_fan_in: Number | None = None
+    mean_fan_in: Number | None = None
+
+
+class QuantLayerRow(_Section):
+    """One quantized layer: ``weight_scale`` (weight per integer step), ``clipped_fraction``
+    (0..1 of weights clipped), max and mean absolute weight error; further keys (``bits``...)."""
+
+    _optional = frozenset(
+        {"layer", "weight_scale", "clipped_fraction", "max_abs_error", "mean_abs_error"}
+    )
+    _stable_first = False
+
+    layer: str = ""
+    weight_scale: Number | None = None
+    clipped_fraction: Number | None = None
+    max_abs_error: Number | None = None
+    mean_abs_error: Number | None = None
+
+
+class SimLayerRow(_Section):
+    """One simulated neuron layer: spikes per sample, ``rate`` (spikes per neuron and step,
+    0..1), ``agreement`` (0..1 of samples with identical counts; None: not compared)."""
+
+    _optional = frozenset({"layer", "spikes_per_sample", "rate", "agreement"})
+    _stable_first = False
+
+    layer: str | None = None
+    spikes_per_sample: Number | None = None
+    rate: Number | None = None
+    agreement: Number | None = None
+
+
+class BudgetRecord(_Section):
+    synapses: int
+    source: str
+
+
+class StageRecord(_Section):
+    """dense / pruned / quantized: test accuracy (0..1), physical synapses, spiking neurons;
+    ``layers``: one :class:`LayerRow` per layer (the rows the plots draw)."""
+
+    _optional = frozenset({"layers"})
+
+    accuracy: float
+    synapses: int
+    neurons: int
+    max_fan_in: int | None = None
+    layers: list[LayerRow] = []
+
+
+class QatRecord(_Section):
+    """Quantization-aware fine-tuning: ``decision`` (``kept``, ``reverted`` or ``not run``),
+    validation accuracy (0..1) after PTQ and after fine-tuning, held-out samples, epochs."""
+
+    _optional = frozenset(
+        {"decision", "val_ptq", "val_qat", "val_samples", "epochs_run", "best_epoch"}
+    )
+
+    decision: str | None = None
+    val_ptq: float | None = None
+    val_qat: float | None = None
+    val_samples: int | None = None
+    epochs_run: int | None = None
+    best_epoch: int | None = None
+
+
+class QuantizedRecord(StageRecord):
+    """The quantized stage: its weight ``format``, test accuracy (0..1) of the float model,
+    after PTQ and after fine-tuning, the chip ``arithmetic`` of its neurons (None: float
+    neurons), fine-tuning, one :class:`QuantLayerRow` per layer."""
+
+    _optional = StageRecord._optional | {
+        "accuracy_float",
+        "accuracy_ptq",
+        "accuracy_qat",
+        "arithmetic",
+        "qat",
+        "notes",
+    }
+
+    format: str
+    accuracy_float: float | None = None
+    accuracy_ptq: float | None = None
+    accuracy_qat: float | None = None
+    arithmetic: str | None = None
+    qat: QatRecord = QatRecord()
+    layers: list[QuantLayerRow] = []  # type: ignore[assignment]  # a stage's own rows
+    notes: list[str] = []
+
+
+class ViolationRecord(_Section):
+    """One broken fit rule: the layer, the chip's limit and the network's value, a hint."""
+
+    rule: str
+    layer: str
+    limit: int | float
+    actual: int | float
+    hint: str
+
+
+class FitRecord(_Section):
+    """The fit check (:class:`neuroprune.fit.report.FitReport`): verdict, cores used of
+    ``cores_allocated``, chips needed, violations, ``utilisation`` (resource -> 0..1 of the
+    cores used); ``chip``, ``synapses`` and ``neurons`` of the network checked."""
+
+    _optional = frozenset({"chip", "cores_allocated", "synapses", "neurons", "utilisation"})
+
+    fits: bool
+    cores: int
+    chips: int
+    violations: list[ViolationRecord]
+    chip: str | None = None
+    cores_allocated: int | None = None
+    synapses: int | None = None
+    neurons: int | None = None
+    utilisation: dict[str, float] = {}
+
+
+class FloatDriftRecord(_Section):
+    """The same weights on float neurons vs the chip run: per layer the fraction (0..1) of
+    samples with identical counts, prediction agreement and accuracy (0..1)."""
+
+    _optional = frozenset({"prediction_agreement", "accuracy"})
+
+    layer_agreement: list[float]
+    prediction_agreement: float | None = None
+    accuracy: float | None = None
+
+
+class SimulationRecord(_Section):
+    """The simulation (:class:`neuroprune.sim.result.SimulationResult`): agreements are
+    fractions (0..1), ``seconds_per_sample`` in s, ``energy_per_sample_j`` in J; ``layers``:
+    one :class:`SimLayerRow` per neuron layer."""
+
+    _optional = frozenset(
+        {
+            "mode",
+            "accuracy",
+            "agreement_source",
+            "model_agreement",
+            "model_count_agreement",
+            "model_prediction_agreement",
+            "float_drift",
+            "notes",
+            "synops_per_sample",
+            "energy_per_sample_j",
+            "layers",
+        }
+    )
+
+    backend: str
+    samples: int
+    spike_agreement: float | None = None
+    prediction_agreement: float | None = None
+    seconds_per_sample: float | None = None
+    mode: str | None = None
+    accuracy: float | None = None
+    agreement_source: str | None = None
+    model_agreement: list[float] | None = None
+    model_count_agreement: list[float] | None = None
+    model_prediction_agreement: float | None = None
+    float_drift: FloatDriftRecord | None = None
+    notes: list[str] = []
+    synops_per_sample: int | float | None = None
+    energy_per_sample_j: float | None = None
+    layers: list[SimLayerRow] = []
+
+
+class ArtifactsRecord(_Section):
+    nir: str | None = None
+    onnx: str | None = None
+
+
+class ErrorRecord(_Section):
+    """A stage that failed after the run started (the run still wrote its record)."""
+
+    stage: str
+    kind: str
+    message: str
+
+
+class RunRecord(_Section):
+    """``report.json`` (docs/architecture.md "report.json: keys other tools rely on");
+    ``chip_name`` (the profile's name), ``counting`` (the synapse counting convention) and
+    ``plots`` (paths relative to the run) are written by the run, absent from older records."""
+
+    _optional = frozenset({"chip_name", "counting", "plots"})
+
+    record_version: int = RECORD_VERSION
+    chip: str
+    budget: BudgetRecord
+    dense: StageRecord | None = None
+    pruned: StageRecord | None = None
+    quantized: QuantizedRecord | None = None
+    fit: FitRecord | None = None
+    simulation: SimulationRecord | None = None
+    artifacts: ArtifactsRecord = ArtifactsRecord()
+    stages_not_run: list[str] = []
+    errors: list[ErrorRecord] = []
+    chip_name: str | None = None
+    counting: str | None = None
+    plots: list[str] = []
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (what ``report.json`` holds and ``--json`` prints)."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------------------------
+# A saved record as a sweep reads it
+
+
+class SavedStage(_Section):
+    """A stage (or the budget) of a saved, possibly partial or older report.json: test
+    accuracy (0..1) and physical synapses, each optional."""
+
+    accuracy: float | None = None
+    synapses: int | None = None
+
+
+class SavedFit(_Section):
+    """The fit section of a saved record: verdict, cores used, chips needed (each optional)."""
+
+    fits: bool | None = None
+    cores: int | None = None
+    chips: int | None = None
+
+
+class SavedSimulation(_Section):
+    """The simulation section of a saved record: energy per sample in J (optional)."""
+
+    energy_per_sample_j: float | None = None
+
+
+class SavedRecord(_Section):
+    """report.json as saved, read leniently: the fields a sweep reads, every one optional.
+
+    A sweep resumes from trials whose record may be partial or older than :class:`RunRecord`
+    (a run stopped after the fit stage; a record without ``budget``), so
+    :meth:`~neuroprune.run.rundir.RunDir.saved_record` cannot demand the full schema; it still
+    types what it reads. ``fit`` is the resume rule's stage: a trial whose ``fit`` is None has
+    not finished (:func:`neuroprune.sweep.trials.finished_report`)."""
+
+    config: dict[str, Any] | None = None
+    budget: SavedStage | None = None
+    dense: SavedStage | None = None
+    pruned: SavedStage | None = None
+    quantized: SavedStage | None = None
+    fit: SavedFit | None = None
+    simulation: SavedSimulation | None = None
