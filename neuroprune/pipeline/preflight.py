@@ -19,7 +19,7 @@ from neuroprune.graph.read import read_network
 from neuroprune.graph.stages import NirNetwork
 from neuroprune.pipeline.config import RunConfig, event_options
 from neuroprune.pipeline.context import with_model_defaults
-from neuroprune.pruning.registry import PRUNING_METHODS, MethodEntry
+from neuroprune.pruning.registry import MethodEntry, method_entry
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
     from neuroprune.fit.allocation import Allocation, allocation_budget  # deferred: imports scipy
 
     _check_device(cfg.device)
-    method = PRUNING_METHODS[cfg.method]  # a name RunConfig validated against the registry
+    method = method_entry(cfg.method)
     allocation = Allocation(cfg.chips, cfg.cores, cfg.budget, cfg.sparsity)
     events = event_options(cfg)
     profile = load_profile(cfg.chip)
