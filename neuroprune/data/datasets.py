@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroprune.core.errors import DatasetError
+from neuroprune.core.errors import DatasetError, NeuropruneError
 from neuroprune.core.registry import unknown_name
 from neuroprune.data.dataset import Dataset
 from neuroprune.data.events import (
@@ -105,16 +105,26 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 # Registry entry point
 
 
+def _normalized(name: str) -> str:
+    """``name`` lower-cased, trimmed and with its alias resolved (not checked)."""
+    key = str(name).strip().lower()
+    return _ALIASES.get(key, key)
+
+
 def canonical_name(name: str) -> str:
     """Registry name for ``name`` (case-insensitive; ``fashion_mnist`` -> ``fashion-mnist``).
 
     Raises :class:`DatasetError` with the closest registry names when ``name`` is unknown.
     """
-    key = str(name).strip().lower()
-    key = _ALIASES.get(key, key)
+    key = _normalized(name)
     if key in DATASETS:
         return key
-    raise unknown_name(
+    raise _unknown_dataset(key, name)
+
+
+def _unknown_dataset(key: str, name: str) -> NeuropruneError:
+    """The "unknown dataset, did you mean" error for ``name`` (normalized to ``key``)."""
+    return unknown_name(
         key,
         DATASETS + tuple(_ALIASES),
         what="dataset",
@@ -137,10 +147,12 @@ def load_dataset(
     :class:`DatasetError` for an unknown name, a missing folder or file (naming every expected
     file) or a malformed file (naming the file).
     """
-    key = canonical_name(name)
+    key = _normalized(name)
     if key in EVENT_DATASETS:
         return load_event_dataset(key, data_dir, events or EventOptions())
-    return _LOADERS[key](data_dir)
+    if key in _LOADERS:
+        return _LOADERS[key](data_dir)
+    raise _unknown_dataset(key, name)
 
 
 def dataset_shape(

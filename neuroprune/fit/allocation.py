@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -11,6 +11,7 @@ from neuroprune.chip.capacity import (
 )
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.summary import NetworkSummary
+from neuroprune.fit.budget import Budget, derive_budget
 from neuroprune.fit.rules import check_fit
 
 # --------------------------------------------------------------------------------------------
@@ -80,3 +81,38 @@ def allocation_capacity(
         else:
             hi = mid
     return int(best * margin)
+
+
+# --------------------------------------------------------------------------------------------
+# The budget a run asks of an allocation
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What a run asks of the chip: ``chips`` or ``cores`` allocated (neither: one chip;
+    ``cores`` wins), and the user's cap on kept synapses, ``budget`` (synapses) or
+    ``sparsity`` (the fraction removed)."""
+
+    chips: int | None = None
+    cores: int | None = None
+    budget: int | None = None
+    sparsity: float | None = None
+
+
+def allocation_budget(
+    summary: NetworkSummary, profile: ChipProfile, allocation: Allocation
+) -> Budget:
+    """The synapse budget ``allocation`` asks of ``profile`` for the network ``summary``:
+    :func:`derive_budget` with the packed capacity of the allocation
+    (:func:`allocation_capacity`). Raises the budget's one-line errors when no budget can make
+    the network fit."""
+    capacity = allocation_capacity(summary, profile, chips=allocation.chips, cores=allocation.cores)
+    return derive_budget(
+        profile,
+        summary,
+        chips=allocation.chips,
+        cores=allocation.cores,
+        budget=allocation.budget,
+        sparsity=allocation.sparsity,
+        capacity=capacity,
+    )

@@ -297,10 +297,10 @@ def check_fit(
         chips_allocated=chips_alloc,
         core_map=packing.core_map(),
         utilisation=_utilisation(model, packing),
+        cores_lower_bound=model.cores_lower_bound(summary),
         synapses=summary.synapses(ctx.shared),
         neurons=summary.neurons,
         packing=packing,
-        cores_lower_bound=model.cores_lower_bound(summary),
     )
 
 

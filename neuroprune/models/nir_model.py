@@ -80,6 +80,19 @@ def load_nir_model(
     ``input_shape`` with ``num_classes`` classes; checks both and the model convention."""
 
     network = with_decay_input(read_network(path, dt=dt))
+    return nir_model_for(network, path, input_shape=input_shape, num_classes=num_classes)
+
+
+def nir_model_for(
+    network: NirNetwork,
+    path: str | os.PathLike,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+) -> ImportedModel:
+    """``network`` (read from ``path``, every LIF in ``decay_input`` form) as a model for a dataset of
+    samples shaped ``input_shape`` with ``num_classes`` classes; checks both and the model
+    convention (:func:`load_nir_model`)."""
     _require_plain_chain(network, str(path))
     shape = tuple(int(s) for s in input_shape)
     first = _in_shape(network.stages[0]) if network.stages else ()

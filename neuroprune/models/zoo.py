@@ -63,7 +63,7 @@ from neuroprune.core.summary import conv_output_size
 from neuroprune.models import neurons
 from neuroprune.models.blocks import POOL_TYPES, Block, _prod
 from neuroprune.models.reader import model_wiring
-from neuroprune.models.registry import MODEL_ZOO
+from neuroprune.models.registry import MODEL_ZOO, ModelEntry
 from neuroprune.models.user_model import load_user_model
 from neuroprune.models.walker import parse_blocks
 
@@ -142,7 +142,17 @@ def _refuse_spikingjelly_zoo(spec: str) -> None:
 def _build_builtin(spec, input_shape, num_classes, neuron_kind, tau, v_threshold, hidden):
     if spec in SPIKINGJELLY_ZOO:
         _refuse_spikingjelly_zoo(spec)
-    entry = lookup(MODEL_ZOO, spec)
+    if spec in MODEL_ZOO:
+        return _build_entry(
+            spec, MODEL_ZOO[spec], input_shape, num_classes, neuron_kind, tau, v_threshold, hidden
+        )
+    return lookup(MODEL_ZOO, spec)  # raises ModelError: unknown model, with the closest names
+
+
+def _build_entry(
+    spec, entry: ModelEntry, input_shape, num_classes, neuron_kind, tau, v_threshold, hidden
+):
+    """Model ``spec`` from its registry ``entry`` (its builder, the convention check)."""
     build = entry.build_function()
     if not entry.chain:  # models that are not Sequential chains (e.g. models/sew.py)
         return build(input_shape, num_classes, neuron_kind, tau, v_threshold, hidden)

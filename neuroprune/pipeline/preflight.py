@@ -12,10 +12,14 @@ from neuroprune.core.errors import (
     ConfigError,
     UnsupportedError,
 )
+from neuroprune.data.dataset import Dataset
 from neuroprune.data.datasets import load_dataset
+from neuroprune.graph.neurons import with_decay_input
+from neuroprune.graph.read import read_network
+from neuroprune.graph.stages import NirNetwork
 from neuroprune.pipeline.config import RunConfig, event_options
 from neuroprune.pipeline.context import with_model_defaults
-from neuroprune.pruning.registry import method_entry
+from neuroprune.pruning.registry import MethodEntry, method_entry
 
 
 @dataclass(frozen=True)
@@ -32,27 +36,68 @@ class _Plan:
 
 
 def _preflight(cfg: RunConfig) -> _Plan:
-    """Validate every input (profile, data, model, options against the registries, device,
-    budget) and build the dense model; nothing is written."""
+    """Validate every input and build the dense model; nothing is written.
+
+    The order descends through the layers: the options resolved against the registries
+    (device, pruning method, allocation); the files (chip profile, NIR graph, dataset); the
+    configuration the run keeps (the graph's time steps, the model's defaults); the dense
+    model (torch only now that the inputs are valid), its summary and the budget."""
+    from neuroprune.fit.allocation import Allocation, allocation_budget  # deferred: imports scipy
 
     _check_device(cfg.device)
-    options = event_options(cfg)
+    method = method_entry(cfg.method)
+    allocation = Allocation(cfg.chips, cfg.cores, cfg.budget, cfg.sparsity)
+    events = event_options(cfg)
     profile = load_profile(cfg.chip)
-    dataset = load_dataset(cfg.dataset, cfg.data_dir, options)
+    # --from FILE.nir: the file's stages, every LIF in the model convention's decay_input form
+    network = with_decay_input(read_network(cfg.from_nir, dt=cfg.nir_dt)) if cfg.from_nir else None
+    dataset = load_dataset(cfg.dataset, cfg.data_dir, events)
     check_model_size(cfg.model, cfg.hidden, dataset.input_shape, dataset.num_classes)
-    # torch only once the inputs are valid
+    if network is not None:
+        cfg = cfg.replace(timesteps=cfg.timesteps or network.timesteps)
+    cfg = with_model_defaults(cfg)
+    model = _dense_model(cfg, network, dataset)
+    _check_method_takes(method, model, cfg)
     from neuroprune.models import summarize  # deferred: imports scipy, spikingjelly, torch
+
+    summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
+    budget = allocation_budget(summary, profile, allocation)
+    shared = profile.conv_weight_sharing
+    return _Plan(cfg, profile, dataset, model, budget, summary.synapses(shared), summary.neurons)
+
+
+def _dense_model(cfg: RunConfig, network: NirNetwork | None, dataset: Dataset):
+    """The model the run starts from: ``network`` (``--from FILE.nir``) for ``dataset``, or the
+    model the config names (:func:`configured_model`)."""
+    if network is not None:
+        from neuroprune.models.nir_model import (
+            nir_model_for,  # deferred: imports scipy, spikingjelly, torch
+        )
+
+        imported = nir_model_for(
+            network,
+            cfg.from_nir,
+            input_shape=dataset.input_shape,
+            num_classes=dataset.num_classes,
+        )
+        return imported.model.train()
+    from neuroprune.models.zoo import build_model  # deferred: imports scipy, spikingjelly, torch
+
+    return build_model(
+        cfg.model,
+        dataset.input_shape,
+        dataset.num_classes,
+        hidden=cfg.hidden,
+        neuron=cfg.neuron,
+        seed=cfg.seed,
+    )
+
+
+def _check_method_takes(method: MethodEntry, model, cfg: RunConfig) -> None:
+    """A method that is not structured needs a Sequential chain (or a wired SEW-ResNet)."""
     from neuroprune.models.reader import CHAIN, WIRED, model_kind  # deferred: imports torch
 
-    if cfg.from_nir:
-        imported = _nir_model(cfg.from_nir, dataset, cfg.nir_dt)
-        cfg = cfg.replace(timesteps=cfg.timesteps or imported.timesteps)
-        model = imported.model.train()
-    cfg = with_model_defaults(cfg)
-    if not cfg.from_nir:
-        model = configured_model(cfg, dataset.input_shape, dataset.num_classes)
-    chain_or_wired = model_kind(model) in (CHAIN, WIRED)
-    if not chain_or_wired and not method_entry(cfg.method).structured:
+    if model_kind(model) not in (CHAIN, WIRED) and not method.structured:
         raise UnsupportedError(
             f"method {cfg.method!r} needs a Sequential chain model",
             where="--method",
@@ -60,10 +105,6 @@ def _preflight(cfg: RunConfig) -> _Plan:
             value=cfg.model,
             fix="Use --method sca with --model sew.",
         )
-    summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
-    budget = configured_budget(cfg, profile, summary)
-    shared = profile.conv_weight_sharing
-    return _Plan(cfg, profile, dataset, model, budget, summary.synapses(shared), summary.neurons)
 
 
 def configured_model(cfg: RunConfig, input_shape, num_classes: int):
@@ -79,19 +120,10 @@ def configured_budget(cfg: RunConfig, profile: ChipProfile, summary):
     """The synapse budget a run config asks of ``profile`` for the network ``summary``
     (``chips``, ``cores``, ``budget``, ``sparsity``; :func:`neuroprune.fit.budget.derive_budget`).
     Raises the budget's one-line errors when no budget can make the network fit."""
-    from neuroprune.fit.allocation import allocation_capacity  # deferred: imports scipy
-    from neuroprune.fit.budget import derive_budget  # deferred: imports scipy
+    from neuroprune.fit.allocation import Allocation, allocation_budget  # deferred: imports scipy
 
-    capacity = allocation_capacity(summary, profile, chips=cfg.chips, cores=cfg.cores)
-    return derive_budget(
-        profile,
-        summary,
-        chips=cfg.chips,
-        cores=cfg.cores,
-        budget=cfg.budget,
-        sparsity=cfg.sparsity,
-        capacity=capacity,
-    )
+    allocation = Allocation(cfg.chips, cfg.cores, cfg.budget, cfg.sparsity)
+    return allocation_budget(summary, profile, allocation)
 
 
 MAX_DENSE_WEIGHTS = 200_000_000  # 0.8 GB of float32 weights, several times that to train
@@ -127,14 +159,3 @@ def _check_device(device: str) -> None:
             value=device,
             fix="Use --device cpu.",
         )
-
-
-def _nir_model(path, dataset, dt):
-    """``--from FILE.nir``: the graph as a SpikingJelly model for ``dataset``."""
-    from neuroprune.models.nir_model import (
-        load_nir_model,  # deferred: imports scipy, spikingjelly, torch
-    )
-
-    return load_nir_model(
-        path, input_shape=dataset.input_shape, num_classes=dataset.num_classes, dt=dt
-    )

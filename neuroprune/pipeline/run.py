@@ -44,18 +44,18 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
     in the outcome, not raised.
     """
     plan = _preflight(cfg)
+    record = _empty_record(plan.cfg, plan.profile, plan.budget)
     with distributed.process_group(plan.cfg.device):
         rundir = RunDir.of(plan.cfg.out, plan.cfg.run_name)
         if not distributed.is_main():  # a torchrun worker: trains, writes nothing
-            run = _Run(plan.cfg, rundir, plan.profile, progress or _noop, writes=False)
+            run = _Run(plan.cfg, rundir, plan.profile, progress or _noop, record, writes=False)
             return _run_worker_rank(run, plan)
         with rundir.lock():
-            return _run_main(plan, rundir, progress)
+            return _run_main(plan, record, rundir, progress)
 
 
 def _run_worker_rank(run: _Run, plan: _Plan) -> RunOutcome:
     """A torchrun rank > 0: the training stages only, nothing written."""
-    run.record = _empty_record(plan.cfg, plan.profile, plan.budget)
     carry = Carry(plan.model, plan.dataset, plan.budget)
     for stage in STAGES:
         if stage.on_workers(carry.model):
@@ -63,15 +63,19 @@ def _run_worker_rank(run: _Run, plan: _Plan) -> RunOutcome:
     return RunOutcome(run.run_dir, run.record.as_dict(), 0)
 
 
-def _run_main(plan: _Plan, rundir: RunDir, progress: Progress | None) -> RunOutcome:
+def _run_main(
+    plan: _Plan, record: RunRecord, rundir: RunDir, progress: Progress | None
+) -> RunOutcome:
     """Rank 0 (or the only process), holding the run's lock: clean, run every stage, keep the
     files this run wrote or reused."""
     cfg = plan.cfg
+    run = _Run(cfg, rundir, plan.profile, progress or _noop, record)
+    provenance = _provenance(plan.profile)
     if not cfg.resume:
         rundir.remove_files(keep=set())
-    _prepare_run_dir(rundir, cfg, plan.profile)
-    run = _Run(cfg, rundir, plan.profile, progress or _noop)
-    run.record = _empty_record(cfg, plan.profile, plan.budget)
+    rundir.save_config(cfg.as_dict(), provenance)
+    rundir.save_profile(Path(plan.profile.path).read_text())
+    rundir.plots.mkdir(exist_ok=True)
     run.emit(
         "setup",
         f"{plan.profile.name}: budget {plan.budget.synapses:,} synapses "
@@ -84,12 +88,6 @@ def _run_main(plan: _Plan, rundir: RunDir, progress: Progress | None) -> RunOutc
     if cfg.resume:
         rundir.remove_files(keep=rundir.written)
     return RunOutcome(rundir.path, run.record.as_dict(), carry.exit_code, carry.error)
-
-
-def _prepare_run_dir(rundir: RunDir, cfg: RunConfig, profile: ChipProfile) -> None:
-    rundir.save_config(cfg.as_dict(), _provenance(profile))
-    rundir.save_profile(Path(profile.path).read_text())
-    rundir.plots.mkdir(exist_ok=True)
 
 
 def _provenance(profile: ChipProfile) -> dict[str, Any]:
