@@ -58,13 +58,22 @@ def test_tie_does_not_fire_and_states_saturate_and_wrap():
     assert v.tolist() == [2**23 - 1]  # clipped to the 24-bit range
 
 
+# Every layer of every case spikes with the masks of seeds 0, 1, 2, 4 and 5 (not 3): the test
+# asserts that (comparing silent layers would prove nothing).
+MASK_SEED = 0
+
+
 def _chip_model(model_kind, neuron, tau, images, hidden):
     profile = load_profile("loihi")
     model = build_model(model_kind, SHAPE, 10, neuron=neuron, tau=tau, hidden=hidden, seed=3)
-    with torch.no_grad():  # pruned-looking layers (about half zero), gain rising with depth
+    # Pruned-looking layers (about half zero), gain rising with depth. The masks come from their
+    # own generator: drawn from torch's global one, they depended on the tests that ran before
+    # in the same worker, and some draws left a layer silent.
+    masks = torch.Generator().manual_seed(MASK_SEED)
+    with torch.no_grad():
         synapses = [m for m in model.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)]
         for depth, m in enumerate(synapses, start=1):
-            m.weight.mul_(8.0 * depth * (torch.rand_like(m.weight) < 0.5))
+            m.weight.mul_(8.0 * depth * (torch.rand(m.weight.shape, generator=masks) < 0.5))
     qmodel, layers = ptq_model(model.eval(), profile, SHAPE)
     layers, name, _ = use_chip_arithmetic(qmodel, layers, profile, analog_images=images)
     assert name == "loihi_fixed_pt"
