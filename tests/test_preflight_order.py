@@ -10,8 +10,7 @@ from neuroprune.chip.profiles import load_profile
 from neuroprune.core.errors import DatasetError, ModelError
 from neuroprune.core.summary import NetworkSummary, dense_layer
 from neuroprune.data.datasets import canonical_name, load_dataset
-from neuroprune.fit.allocation import Allocation, allocation_budget, allocation_capacity
-from neuroprune.fit.budget import derive_budget
+from neuroprune.fit.allocation import Allocation, allocation_budget
 
 
 def _summary(n_in: int = 400, hidden: int = 300, classes: int = 10) -> NetworkSummary:
@@ -23,23 +22,38 @@ def _summary(n_in: int = 400, hidden: int = 300, classes: int = 10) -> NetworkSu
     return NetworkSummary(layers=layers, input_shape=(1, 20, 20), timesteps=4)
 
 
-@pytest.mark.parametrize(
-    "allocation",
-    [Allocation(cores=1), Allocation(chips=1, sparsity=0.5), Allocation(cores=2, budget=5000)],
-)
-def test_allocation_budget_is_derive_budget_with_the_packed_capacity(allocation):
-    profile, summary = load_profile("loihi"), _summary()
-    capacity = allocation_capacity(summary, profile, chips=allocation.chips, cores=allocation.cores)
-    expected = derive_budget(
-        profile,
-        summary,
-        chips=allocation.chips,
-        cores=allocation.cores,
-        budget=allocation.budget,
-        sparsity=allocation.sparsity,
-        capacity=capacity,
+def _demo_summary() -> NetworkSummary:
+    """The demo's dense 64-512-256-10 mlp: 32,768 + 131,072 + 2,560 = 166,400 synapses."""
+    rng = np.random.default_rng(0)
+    sizes = (64, 512, 256, 10)
+    layers = tuple(
+        dense_layer(str(2 * i + 1), rng.normal(size=(n_out, n_in)))
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
     )
-    assert allocation_budget(summary, profile, allocation) == expected
+    return NetworkSummary(layers=layers, input_shape=(1, 8, 8), timesteps=8)
+
+
+def test_allocation_budget_gives_the_demo_budget_recorded_before_the_house():
+    """Oracle: report.json of ``make demo`` at 7338f0a (before the preflight was reordered)
+    held budget 52,492 synapses, binding "chip", source "chip:loihi cores=1 (packed)"."""
+    summary = _demo_summary()
+    assert summary.synapses(False) == 166_400  # the hand count above
+    budget = allocation_budget(summary, load_profile("loihi"), Allocation(cores=1))
+    assert (budget.synapses, budget.binding, budget.source) == (
+        52_492,
+        "chip",
+        "chip:loihi cores=1 (packed)",
+    )
+
+
+def test_allocation_budget_takes_the_smallest_request():
+    """400*300 + 300*10 = 123,000 dense positions, counted by hand; a whole Loihi chip holds
+    far more, so the user's request binds: floor(0.5 * 123,000) = 61,500, or --budget 5000."""
+    profile, summary = load_profile("loihi"), _summary()
+    half = allocation_budget(summary, profile, Allocation(chips=1, sparsity=0.5))
+    assert (half.synapses, half.binding) == (61_500, "sparsity")
+    capped = allocation_budget(summary, profile, Allocation(cores=2, budget=5000))
+    assert (capped.synapses, capped.binding) == (5000, "budget")
 
 
 def test_an_unknown_dataset_is_the_same_error_from_both_entry_points():
