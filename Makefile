@@ -1,30 +1,45 @@
 # The two commands of the README:  make demo  and  make test.
-# Each creates .venv with Python 3.10 when it is absent and installs neuroprune into it.
+# Each creates .venv (Python 3.12 if present, else 3.13 or 3.11: scripts/python.sh) when it is
+# absent or older than 3.11, installs neuroprune into it, then the environments it needs:
+# the Python 3.10 backend environment for Lava (`neuroprune backends install lava`) and, for
+# the tests, the Sinabs and NeuroBench test environments (README, "Backend environments").
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+NP := $(VENV)/bin/neuroprune
 
-.PHONY: demo test test-fast lint format venv benchmarks clean
+.PHONY: demo test test-fast lint format venv backends test-envs benchmarks clean
 
 $(STAMP): pyproject.toml
-	@PY310=$$(scripts/python310.sh) || exit 1; \
-	  if [ ! -x $(PY) ]; then echo "creating $(VENV) with $$PY310"; $$PY310 -m venv $(VENV); fi
+	@TOOLPY=$$(scripts/python.sh) || exit 1; \
+	  if [ -x $(PY) ] && ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+	    echo "$(VENV) holds Python $$($(PY) -V 2>&1 | cut -d' ' -f2); neuroprune needs 3.11+: recreating it"; \
+	    rm -rf $(VENV); fi; \
+	  if [ ! -x $(PY) ]; then echo "creating $(VENV) with $$TOOLPY"; $$TOOLPY -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
+## backends: the Python 3.10 environment that runs the Lava worker (skipped when ready)
+backends: $(STAMP)
+	$(NP) backends install lava
+
+## test-envs: the backend environment and the Sinabs and NeuroBench test environments
+test-envs: $(STAMP)
+	$(NP) backends install lava sinabs neurobench
+
 ## demo: train, prune, quantize, export, simulate on Lava and report, on the bundled digits data
-demo: $(STAMP)
+demo: backends
 	$(VENV)/bin/neuroprune fit --chip loihi --cores 1 --hidden 512,256 --out runs --name demo
 
 ## test: lint, the import contracts, types of the torch-free core, and the whole test suite
-test: lint
+test: lint test-envs
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 ## test-fast: the same checks and the suite without the tests marked slow (under a minute)
-test-fast: lint
+test-fast: lint test-envs
 	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 ## lint: style, the layer contracts of pyproject.toml, mypy on the torch-free packages
