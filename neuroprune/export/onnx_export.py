@@ -5,7 +5,7 @@ Choice: ONNX has no spiking neuron operator, so the network becomes a plain torc
 ``timesteps`` fixed at export (SpikingJelly eval-mode equations, hard reset to 0)::
 
     LIF, decay_input=True :  H = V + (X - V) / tau
-    LIF, decay_input=False:  H = V * (1 - 1/tau) + X
+    LIF, decay_input=False:  H = V - V / tau + X
     IF                    :  H = V + X
     S = (H > v_threshold);  V = H * (1 - S);  V starts at 0      (strict, as the model)
 
@@ -160,7 +160,7 @@ class NeuronStep(torch.nn.Module):
             return v + x
         if self.decay_input:
             return v + (x - v) / self.tau
-        return v * (1.0 - 1.0 / self.tau) + x
+        return v - v / self.tau + x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = torch.zeros_like(x[0])

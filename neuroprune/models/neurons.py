@@ -13,7 +13,8 @@ ties)::
     V[t] = (1 - S[t]) H[t] + S[t] v_reset                 (hard reset)
     V[t] = H[t] - S[t] v_threshold                        (soft reset, v_reset=None)
 
-(``v_reset = 0`` uses SpikingJelly's ``V + (X - V)/tau`` and ``V (1 - 1/tau) + X`` forms.)
+(SpikingJelly 2's ``_ops/lif/reference.charge`` forms, also for ``v_reset = 0``; a soft reset
+charges as if ``v_reset = 0``.)
 
 The loop over ``T`` is one autograd function (:class:`FusedSpikes`): the forward runs the
 recursion without building a graph and keeps ``H``; the backward runs it in reverse with the
@@ -82,9 +83,7 @@ class Dynamics:
             return v + x
         rest = self.v_reset or 0.0
         if self.decay_input:
-            return v + (x - v) / self.tau if rest == 0.0 else v + (x - (v - rest)) / self.tau
-        if rest == 0.0:
-            return v * (1.0 - 1.0 / self.tau) + x
+            return v + (x - (v - rest)) / self.tau
         return v - (v - rest) / self.tau + x
 
     def fire(self, h: torch.Tensor) -> torch.Tensor:
@@ -158,10 +157,18 @@ def bptt(dyn: Dynamics, h_seq, s_seq, grad_s, grad_v_seq=None):
     return grad_x, grad_v
 
 
+def initial_potential(node: neuron.BaseNode, x_seq: torch.Tensor) -> torch.Tensor:
+    """``V[-1]`` as a tensor shaped like one step of ``x_seq``: SpikingJelly 2's own rule
+    (``BaseNode.materialize_states``: a float fills a new tensor; a tensor of another shape is
+    replaced by ``v_reset``, or 0 for a soft reset)."""
+    (v, *_) = node.materialize_states((x_seq,), (node.v,), "m")
+    return v
+
+
 def strict_multi_step(node: neuron.BaseNode, x_seq: torch.Tensor) -> torch.Tensor:
     """Run ``node`` over ``x_seq [T, ...]`` with the strict rule; updates ``node.v`` (and
     ``node.v_seq`` when ``store_v_seq``) like SpikingJelly does; returns the spikes."""
-    node.v_float_to_tensor(x_seq[0])
+    node.v = initial_potential(node, x_seq)
     dyn = Dynamics(node)
     if torch.is_grad_enabled() and (x_seq.requires_grad or node.v.requires_grad):
         spikes, v_seq = FusedSpikes.apply(x_seq, node.v, dyn)

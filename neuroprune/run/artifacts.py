@@ -79,7 +79,6 @@ def _neuron_common(m) -> dict[str, Any]:
         "v_reset": None if m.v_reset is None else float(m.v_reset),
         "detach_reset": bool(m.detach_reset),
         "step_mode": str(m.step_mode),
-        "backend": str(m.backend),
         "store_v_seq": bool(m.store_v_seq),
         "surrogate": _surrogate_of(m),
     }
@@ -87,6 +86,7 @@ def _neuron_common(m) -> dict[str, Any]:
 
 def _build_neuron(cls, kwargs: dict[str, Any]):
     kwargs = dict(kwargs)
+    kwargs.pop("backend", None)  # written before SpikingJelly 2, whose nodes take no backend
     kwargs["surrogate_function"] = _make_surrogate(kwargs.pop("surrogate"))
     return cls(**kwargs)
 
