@@ -206,9 +206,9 @@ def _gesture_read(path: Path) -> np.ndarray:
         raise malformed_file(path, f"not a .npy array ({exc})", None) from exc
     if raw.ndim != 2 or raw.shape[1] != 4:
         raise malformed_file(path, "expected an array [events, 4] of x, y, p, t (ms)", raw.shape)
-    events = np.array(raw, dtype=np.float64)
-    events[:, 3] *= US_PER_MS  # ms -> us, as tonic.datasets.DVSGesture does
-    events = unstructured_to_structured(events, DVSGesture.dtype)
+    columns = np.array(raw, dtype=np.float64)
+    columns[:, 3] *= US_PER_MS  # ms -> us, as tonic.datasets.DVSGesture does
+    events = unstructured_to_structured(columns, DVSGesture.dtype)
     if events.size and (events["x"].max() >= 128 or events["y"].max() >= 128):
         raise malformed_file(
             path, "event address outside the 128x128 sensor", int(events["x"].max())
