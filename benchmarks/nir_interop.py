@@ -1,13 +1,18 @@
-"""Agreement of neuroprune's .nir files in snnTorch, Norse and Sinabs with neuroprune's model.
+"""Agreement of neuroprune's .nir files in snnTorch, Norse, Sinabs and SpikingJelly 2 with
+neuroprune's model.
 
 For each run directory given (made by ``neuroprune fit``), the dense model (``dense.pt``) and
 the pruned + quantized model (``quantized.pt``) are exported to NIR (default ``dt = 2**-10``
 and ``dt = 1e-4``), imported with each tool's own importer (``tests/interop_runners.py``) and
 run on the whole test split. Reported per importer x model: the fraction of samples whose
-output spike counts are identical to the SpikingJelly model's, and whose predictions
-(argmax of counts, first index on ties) agree.
+output spike counts are identical to the SpikingJelly model's, the fraction of (sample, output
+neuron) counts that are, the output spikes that differ (sum of |count difference|) against the
+model's total, and the fraction of samples whose predictions (argmax of counts, first index on
+ties) agree. SpikingJelly 2 (which fires on ``v >= v_th``) also runs the file with every
+threshold moved to the next float32 (``strict_thresholds``: ``>=`` then fires exactly where
+NIR's ``>`` does), which isolates the cause of any difference.
 
-    python benchmarks/nir_interop.py runs/bench-mlp runs/bench-conv
+    python benchmarks/nir_interop.py runs/bench-mlp runs/bench-conv [--tools spikingjelly]
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from common import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from interop_runners import IMPORTERS, output_counts  # noqa: E402
+from interop_runners import IMPORTERS, output_counts, strict_thresholds  # noqa: E402
 
 from neuroprune.data.datasets import load_dataset
 from neuroprune.data.encoding import encode  # noqa: E402
@@ -33,10 +38,10 @@ from neuroprune.export import export_nir  # noqa: E402
 from neuroprune.run.artifacts import load_model  # noqa: E402
 from neuroprune.sim.torch_reference import model_counts  # noqa: E402
 
-DT_FOR = {"snntorch": 1e-4, "norse": None, "sinabs": None}
+DT_FOR = {"snntorch": 1e-4, "norse": None, "sinabs": None, "spikingjelly": None}
 
 
-def rows_for_run(run_dir: Path, tmp: Path) -> list[str]:
+def rows_for_run(run_dir: Path, tmp: Path, tools: tuple[str, ...]) -> list[str]:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     cfg = cfg.get("config", cfg)
     data = load_dataset(cfg.get("dataset", "digits"))
@@ -46,7 +51,7 @@ def rows_for_run(run_dir: Path, tmp: Path) -> list[str]:
     for label, file in (("dense", "dense.pt"), ("pruned+quantized", "quantized.pt")):
         model = load_model(run_dir / file)[0].eval()
         want = model_counts(model, x)[-1].astype(np.int64)
-        for tool in IMPORTERS:
+        for tool in tools:
             path = export_nir(
                 model,
                 tmp / f"{run_dir.name}-{file}-{tool}.nir",
@@ -55,35 +60,50 @@ def rows_for_run(run_dir: Path, tmp: Path) -> list[str]:
                 input_shape=data.input_shape,
                 dt=DT_FOR[tool],
             )
-            begin = time.perf_counter()
-            try:
-                got = output_counts(tool, path, x)
-            except Exception as exc:  # an importer that cannot run the file: say so
-                rows.append(
-                    f"| {tool} | {run_dir.name} {label} | error: {type(exc).__name__} | | |"
-                )
-                continue
-            counts = float(np.mean(np.all(got == want, axis=1)))
-            preds = float(np.mean(got.argmax(1) == want.argmax(1)))
             option = "--dt 1e-4" if DT_FOR[tool] else "default"
-            rows.append(
-                f"| {tool} | {run_dir.name} {label} | {option} | {counts:.4f} | {preds:.4f} "
-                f"| {time.perf_counter() - begin:.1f} |"
-            )
+            variants = [(tool, path)]
+            if tool == "spikingjelly":
+                import nir
+
+                variants.append((f"{tool}, v_th + 1 ulp", strict_thresholds(nir.read(str(path)))))
+            for name, source in variants:
+                rows.append(_row(name, f"{run_dir.name} {label}", option, source, x, want))
     return rows
+
+
+def _row(tool: str, model: str, option: str, source, x: np.ndarray, want: np.ndarray) -> str:
+    begin = time.perf_counter()
+    try:
+        got = output_counts(tool.split(",")[0], source, x)
+    except Exception as exc:  # an importer that cannot run the file: say so
+        return f"| {tool} | {model} | {option} | error: {type(exc).__name__} | | | | |"
+    samples = float(np.mean(np.all(got == want, axis=1)))
+    counts = float(np.mean(got == want))
+    differing = int(np.abs(got - want).sum())
+    preds = float(np.mean(got.argmax(1) == want.argmax(1)))
+    return (
+        f"| {tool} | {model} | {option} | {samples:.4f} | {counts:.4f} "
+        f"| {differing:,} / {int(want.sum()):,} | {preds:.4f} "
+        f"| {time.perf_counter() - begin:.1f} |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--tools", nargs="+", choices=IMPORTERS, default=IMPORTERS)
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(machine(threads=1))
-    print("| importer | model | file | identical output counts | same prediction | s |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| importer | model | file | identical output counts (samples) "
+        "| identical (sample, neuron) counts | output spikes differing / total "
+        "| same prediction | s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for run in args.runs:
-            for row in rows_for_run(run, Path(tmp)):
+            for row in rows_for_run(run, Path(tmp), tuple(args.tools)):
                 print(row, flush=True)
 
 

@@ -185,12 +185,23 @@ def check_expected(counts: Sequence[np.ndarray], expected: Sequence[np.ndarray])
 
 def synops_per_sample(spec: DeploymentSpec, stimulus: Stimulus, counts) -> float:
     """Mean synaptic operations per sample (module docstring)."""
-    per_sample = sum(
+    return float(np.mean(sum(_layer_synops(spec, stimulus, counts))))
+
+
+def synops_per_layer(spec: DeploymentSpec, stimulus: Stimulus, counts) -> tuple[float, ...]:
+    """Mean synaptic operations per sample of each synaptic layer, in ``spec.layers`` order:
+    ``mean_i sum_j pre_k[i, j] * fan_out_k[j]`` (module docstring); they sum to
+    :func:`synops_per_sample` up to float rounding."""
+    return tuple(float(np.mean(ops)) for ops in _layer_synops(spec, stimulus, counts))
+
+
+def _layer_synops(spec: DeploymentSpec, stimulus: Stimulus, counts) -> list[np.ndarray]:
+    """Per layer ``k``: ``float64 [N]``, the events into each input times its nonzero fan-out."""
+    return [
         np.asarray(spec.layer_input(k, stimulus.input_events, counts), dtype=np.float64)
         @ layer.fan_out.astype(np.float64)
         for k, layer in enumerate(spec.layers)
-    )
-    return float(np.mean(per_sample))
+    ]
 
 
 def energy_per_sample_j(profile: Any, synops: float, neurons: int, steps: int) -> float | None:
