@@ -49,6 +49,17 @@ def install_hint(version: str) -> str:
     )
 
 
+def not_found(version: str) -> str:
+    """Why :func:`find_python` found nothing, for an error message: the explicit variable's
+    value is not a working interpreter of that version, or the search found none."""
+    variable = version_variable(version)
+    explicit = os.environ.get(variable)
+    if explicit:
+        return f"{variable}={explicit} is not a working Python {version} with venv and ensurepip"
+    places = ", ".join(str(d) for d in SYSTEM_DIRS)
+    return f"no python{version} on PATH, in pyenv's versions or in {places or 'the system'}"
+
+
 def candidates(version: str) -> list[Path]:
     """Paths to try for Python ``version``, in the order of the module docstring (unverified,
     duplicates removed)."""

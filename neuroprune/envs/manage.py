@@ -53,6 +53,7 @@ from neuroprune.envs.interpreter import (
     find_python,
     install_hint,
     interpreter_version,
+    not_found,
 )
 from neuroprune.envs.location import environment_dir, envs_root, interpreter_of
 from neuroprune.envs.spec import BACKEND, EnvironmentSpec, environment_spec
@@ -192,7 +193,7 @@ def require(
     tail = f"; {otherwise}" if otherwise else ""
     if spec.python is not None and find(spec.python) is None:
         raise BackendUnavailableError(
-            f"{what} needs Python {spec.python} and none was found ({spec.why})",
+            f"{what} needs Python {spec.python} ({spec.why}): {not_found(spec.python)}",
             where=where,
             fix=f"{install_hint(spec.python)}, then run {command}{tail}.",
         )
@@ -249,7 +250,8 @@ def _base_interpreter(
     found = find(spec.python)
     if found is None:
         raise BackendUnavailableError(
-            f"environment {spec.name} needs Python {spec.python} and none was found ({spec.why})",
+            f"environment {spec.name} needs Python {spec.python} ({spec.why}): "
+            f"{not_found(spec.python)}",
             where=f"backends install {spec.name}",
             fix=f"{install_hint(spec.python)}, then run `neuroprune backends install {spec.name}`.",
         )

@@ -21,6 +21,7 @@ Adding one: an :class:`EnvironmentSpec` and one ``ENVIRONMENTS.register`` line b
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -97,8 +98,8 @@ class EnvironmentSpec:
 
     @property
     def python_label(self) -> str:
-        """``"3.10"``, or ``"tool"`` for the tool's own interpreter."""
-        return self.python or "tool"
+        """``"3.10"``, or ``"3.12 (the tool's)"`` for the tool's own interpreter."""
+        return self.python or "{}.{} (the tool's)".format(*sys.version_info[:2])
 
 
 ENVIRONMENTS: Registry[EnvironmentSpec] = Registry(
