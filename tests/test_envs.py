@@ -321,3 +321,22 @@ def test_the_reference_backend_runs_the_whole_fit_without_python_310(tmp_path):
     assert report["simulation"]["backend"] == "reference" and report["errors"] == []
     assert (out / "tiny" / "model.nir").is_file()
     assert not (tmp_path / "envs").exists()
+
+
+@pytest.mark.slow  # a venv with pip (ensurepip) and two offline pip runs
+def test_a_failed_pip_install_is_one_line_naming_pips_error_and_its_log(tmp_path, monkeypatch):
+    """pip offline (no index, no links, no config): the requirement cannot be found."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    spec = EnvironmentSpec(
+        **{**layered_spec().__dict__, "requirements": ("neuroprune-no-such-dist==0.0.1",)}
+    )
+    with pytest.raises(BackendUnavailableError) as info:
+        install(spec, root=tmp_path)
+    message = str(info.value)
+    log = tmp_path / "scratch.install.log"
+    assert "\n" not in message and "pip install failed: ERROR:" in message
+    assert "neuroprune-no-such-dist" in message and str(log) in message
+    assert "neuroprune-no-such-dist" in log.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".scratch.lock", "scratch.install.log"]

@@ -10,6 +10,7 @@ Public API::
                                       BackendUnavailableError (one line, exit 3) with the fix
     environment_python(name) -> Path  <root>/<name>/bin/python (installed or not)
     install(name, progress=None, force=False) -> EnvironmentStatus
+    recorded_versions(name) -> dict   the interpreter's and the requirements' versions
     envs_root() -> Path               where they live, by LOCATION_RULE
     find_python("3.10") -> Interpreter | None
 
@@ -26,6 +27,7 @@ from neuroprune.envs.manage import (
     EnvironmentStatus,
     environment_python,
     install,
+    recorded_versions,
     require,
     status,
 )
@@ -46,6 +48,7 @@ __all__ = [
     "find_python",
     "install",
     "install_hint",
+    "recorded_versions",
     "require",
     "status",
 ]

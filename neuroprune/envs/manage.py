@@ -13,8 +13,8 @@ looks:
    (torch, numpy) is shared. This is written before pip runs, so pip sees the tool's packages
    as installed and installs only what differs (it reports that it cannot uninstall the
    tool's copy, "outside environment", and leaves it alone);
-3. ``python -m pip install --upgrade pip``, then the requirements, pip's output appended to
-   ``neuroprune-install.log`` inside the environment;
+3. ``python -m pip install --quiet --upgrade pip``, then the requirements (pip's whole output,
+   appended to ``neuroprune-install.log`` inside the environment);
 4. the probe: the spec's modules imported, every ``name==version`` pin checked against the
    installed metadata, in the new environment;
 5. the stamp ``neuroprune-env.json`` (:func:`stamp_for`), then the folder renamed to
@@ -67,14 +67,16 @@ PIP_TIMEOUT_S = 3600.0
 STEP_TIMEOUT_S = 600.0
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^,;\s]+)$")
 
+_DIST = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
+
 # Run in the new environment: import the modules, compare the pins with the installed
-# metadata, print the interpreter's version and the pinned versions as JSON.
+# metadata, print the interpreter's version and every requirement's version as JSON.
 _PROBE = """
 import importlib, importlib.metadata as md, json, sys
 job = json.loads(sys.argv[1])
 for name in job["modules"]:
     importlib.import_module(name)
-have = {dist: md.version(dist) for dist, _ in job["pins"]}
+have = {dist: md.version(dist) for dist in job["dists"]}
 wrong = [f"{d} {have[d]} (pinned {want})" for d, want in job["pins"] if have[d] != want]
 if wrong:
     sys.exit("installed versions differ from the pins: " + ", ".join(wrong))
@@ -168,6 +170,16 @@ def status(name_or_spec: str | EnvironmentSpec, root: Path | None = None) -> Env
     return state("", version)
 
 
+def recorded_versions(name_or_spec: str | EnvironmentSpec, root: Path | None = None) -> dict:
+    """``{"python": "3.10.13", "<requirement>": "<version>", ...}`` of a ready environment as
+    its install recorded them (for a run's provenance); ``{}`` when it is not ready."""
+    spec = environment_spec(name_or_spec)
+    if not status(spec, root).ready:
+        return {}
+    stamp = json.loads((environment_dir(spec.name, root) / STAMP_FILE).read_text("utf-8"))
+    return {"python": stamp["python"], **stamp.get("versions", {})}
+
+
 def require(
     name_or_spec: str | EnvironmentSpec,
     *,
@@ -246,7 +258,7 @@ def _base_interpreter(
 ) -> Interpreter:
     """The interpreter that creates the venv: the spec's version, or the running one."""
     if spec.python is None:
-        return Interpreter(Path(sys.executable), platform.python_version())
+        return Interpreter(Path(sys.executable).resolve(), platform.python_version())
     found = find(spec.python)
     if found is None:
         raise BackendUnavailableError(
@@ -294,7 +306,7 @@ def _build(
         if spec.layered:
             _layer_on_tool(python)
         if spec.requirements:
-            _pip(spec, python, log, ["install", "--upgrade", "pip"])
+            _pip(spec, python, log, ["install", "--quiet", "--upgrade", "pip"])
             step("pip upgraded")
             _pip(spec, python, log, ["install", *spec.requirements])
             step(f"installed {' '.join(spec.requirements)} (log: {final / LOG_FILE})")
@@ -378,8 +390,8 @@ def _layer_on_tool(python: Path) -> Path:
 
 
 def _pip(spec: EnvironmentSpec, python: Path, log: Path, arguments: list[str]) -> None:
-    """``python -m pip ARGUMENTS --quiet``, output appended to ``log``."""
-    command = [str(python), "-m", "pip", *arguments, "--quiet"]
+    """``python -m pip ARGUMENTS``, output appended to ``log``."""
+    command = [str(python), "-m", "pip", *arguments]
     with open(log, "a", encoding="utf-8") as handle:
         handle.write(f"$ {' '.join(command)}\n")
         handle.flush()
@@ -406,7 +418,8 @@ def _pip(spec: EnvironmentSpec, python: Path, log: Path, arguments: list[str]) -
 def _probe(spec: EnvironmentSpec, python: Path, env_dir: Path) -> dict:
     """Import the probe modules and check the pins in the new environment; its answer."""
     pins = [list(m.groups()) for m in map(_PIN.match, spec.requirements) if m]
-    job = json.dumps({"modules": list(spec.probe), "pins": pins})
+    dists = [m.group(1) for m in map(_DIST.match, spec.requirements) if m]
+    job = json.dumps({"modules": list(spec.probe), "pins": pins, "dists": dists})
     done = subprocess.run(
         [str(python), "-c", _PROBE, job],
         capture_output=True,

@@ -47,7 +47,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
     from neuroprune.fit.allocation import Allocation, allocation_budget  # deferred: imports scipy
 
     _check_device(cfg.device)
-    _check_backend(cfg.backend)
+    check_backend(cfg.backend)
     method = method_entry(cfg.method)
     allocation = Allocation(cfg.chips, cfg.cores, cfg.budget, cfg.sparsity)
     events = event_options(cfg)
@@ -148,7 +148,7 @@ def check_model_size(model: str, hidden, input_shape, num_classes: int) -> None:
         )
 
 
-def _check_backend(backend: str) -> None:
+def check_backend(backend: str) -> None:
     """The simulator can run on this machine, asked before anything is trained or written
     (``--backend lava`` needs its Python 3.10 environment; ``BackendUnavailableError``, exit
     code 3, says how to install it). ``--backend none`` simulates nothing."""
