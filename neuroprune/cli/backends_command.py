@@ -69,8 +69,9 @@ def backends(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps({"root": str(envs_root()), "rule": LOCATION_RULE, "envs": rows}))
         return
     table = Table(title="Environments apart from the tool's", title_justify="left")
-    for column in ("name", "purpose", "python", "state", "path", "for"):
-        table.add_column(column, overflow="fold")
+    for column in ("name", "purpose", "python", "state", "path"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("for", overflow="fold")
     for row in rows:
         state = f"ready ({row['version']})" if row["ready"] else f"[red]{row['reason']}[/]"
         table.add_row(
@@ -78,9 +79,9 @@ def backends(ctx: click.Context, as_json: bool) -> None:
         )
     console = _console()
     console.print(table)
-    console.print(f"location: {LOCATION_RULE} (here: {envs_root()})")
+    console.print(f"location: {LOCATION_RULE} (here: {envs_root()})", soft_wrap=True)
     if not all(row["ready"] for row in rows):
-        console.print("install: neuroprune backends install [NAME ...]")
+        console.print("install: neuroprune backends install NAME...", soft_wrap=True)
 
 
 @backends.command(
