@@ -340,3 +340,29 @@ def test_a_failed_pip_install_is_one_line_naming_pips_error_and_its_log(tmp_path
     assert "neuroprune-no-such-dist" in message and str(log) in message
     assert "neuroprune-no-such-dist" in log.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".scratch.lock", "scratch.install.log"]
+
+
+def test_a_lava_marked_test_fails_naming_make_test_envs_when_the_environment_is_missing(tmp_path):
+    """tests/conftest.py: no skip, a failure before the test's fixtures, with the fix."""
+    env = {**os.environ, "NEUROPRUNE_ENVS": str(tmp_path / "envs"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            "tests/test_lava_worker_env.py",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout
+    assert "make test-envs" in done.stdout and "2 error" in done.stdout
+    assert "skipped" not in done.stdout and "passed" not in done.stdout

@@ -146,7 +146,7 @@ ENVIRONMENTS.register(
         requirements=("sinabs==3.1.3", "nir==1.0.4"),
         # `import sinabs` does not import samna (the PyPI stub whose import may run pip);
         # only sinabs.backend.dynapcnn does, so the probe stops at sinabs.
-        probe=("sinabs", "nir"),
+        probe=("sinabs",),
         why="Sinabs 3.1 pins nir<=1.0.4 (the tool needs nir>=1.0.7) and pulls the samna stub",
         used_for="the Sinabs interoperability tests (exported .nir files read by Sinabs)",
     ),
