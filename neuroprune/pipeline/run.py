@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from neuroprune import __version__
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.progress import Progress
+from neuroprune.envs import BACKEND, ENVIRONMENTS, recorded_versions
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.context import RunOutcome, _noop, _Run
 from neuroprune.pipeline.preflight import _Plan, _preflight
@@ -98,11 +99,19 @@ def _provenance(profile: ChipProfile) -> dict[str, Any]:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             versions[pkg] = None
+    # the simulators' own environments (lava: its Python 3.10 and its requirements' versions)
+    backends = {
+        name: recorded_versions(spec)
+        for name, spec in ENVIRONMENTS.items()
+        if spec.purpose == BACKEND
+    }
+    versions["lava-nc"] = versions["lava-nc"] or backends.get("lava", {}).get("lava-nc")
     return {
         "neuroprune_version": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": versions,
+        "backend_environments": backends,
         "profile": {"id": profile.id, "path": profile.path, "sha256": profile.sha256},
     }
 

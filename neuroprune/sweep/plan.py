@@ -13,7 +13,7 @@ from neuroprune.chip.profiles import load_profile
 from neuroprune.core.errors import ConfigError
 from neuroprune.data.datasets import load_dataset
 from neuroprune.pipeline.config import RunConfig
-from neuroprune.pipeline.preflight import configured_budget, configured_model
+from neuroprune.pipeline.preflight import check_backend, configured_budget, configured_model
 
 SEARCHES = ("grid", "optuna")
 OBJECTIVES = {"synapses": "synapses", "cores": "cores", "energy": "energy_per_sample_j"}
@@ -96,6 +96,7 @@ def plan_sweep(
     method_list = _names(methods, "--methods")
     value_key, values = _values(budgets, sparsities)
     _check_search(search, samples, objective, workers)
+    check_backend(base.backend)  # every trial would fail on a backend that cannot run here
     _check_chips(chip_list)
     name = name or _default_name(chip_list, method_list, value_key)
     sweep_dir = Path(base.out) / name
