@@ -48,6 +48,7 @@ from neuroprune.sim import (
     simulate,
 )
 from neuroprune.sim.lava_map import LavaLayer, fixed_layer, lava_effective_weights
+from neuroprune.sim.lava_worker import OWNER_ENV
 from neuroprune.sim.torch_reference import model_counts
 
 torch.set_num_threads(1)
@@ -175,35 +176,23 @@ def assert_active(counts) -> None:
 
 
 def worker_processes() -> list[int]:
-    """Live processes running a Lava worker started by this test process (forked Lava children
-    share its cmdline). Other checkouts run theirs with their own interpreter path; another
-    pytest-xdist worker's Lava run has a live session leader whose parent is that process."""
+    """Live Lava workers started by this test process and their forked Lava children, whatever
+    interpreter runs them: they run the worker module and carry ``NEUROPRUNE_LAVA_OWNER=<this
+    pid>`` in their environment (``lava_backend.worker_env``; Lava's children inherit it)."""
+    tag = f"{OWNER_ENV}={os.getpid()}".encode()
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
-            stat = _stat_fields(entry.name)
+            environ = Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0")
+            state = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
         except OSError:
             continue
-        mine = WORKER.encode() in cmdline and sys.executable.encode() in cmdline
-        if mine and stat[0] not in (b"Z", b"X") and _session_started_here(int(stat[3])):
+        if WORKER.encode() in cmdline and tag in environ and state not in (b"Z", b"X"):
             found.append(int(entry.name))
     return found
-
-
-def _stat_fields(pid: str) -> list[bytes]:
-    """``/proc/PID/stat`` after the command name: state, ppid, pgrp, session, ..."""
-    return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
-
-
-def _session_started_here(session: int) -> bool:
-    """The worker session's leader is gone (orphans count) or is a child of this process."""
-    try:
-        return int(_stat_fields(str(session))[1]) == os.getpid()
-    except OSError:
-        return True
 
 
 def shared_memory_blocks() -> set[str]:
@@ -580,19 +569,30 @@ def test_lava_failure_is_one_line_and_leaves_nothing(
     assert created and not {name.lstrip("/") for name in created} & shared_memory_blocks()
 
 
-@pytest.mark.lava
-def test_lava_unavailable_raises_backend_unavailable(nets, inputs, tmp_path, monkeypatch):
+def test_lava_that_does_not_import_in_the_worker_is_backend_unavailable(nets, inputs):
+    """The worker run on an interpreter without lava-nc (the tool's own: lava-nc 0.10.0 does
+    not install on Python 3.11+) reports ``unavailable``: exit code 3, one line, the rebuild
+    command, and no process left."""
     _, files = nets
-    fake = tmp_path / "fake" / "lava"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('lava-nc broken for this test')\n")
-    monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+    no_lava = LavaBackend(python=sys.executable)
     with pytest.raises(BackendUnavailableError, match="cannot be imported") as info:
-        simulate(files["mlp"], x=inputs["poisson"][:, :2], backend="lava", timeout=30)
-    assert info.value.exit_code == 3
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a, **k: None)
-    with pytest.raises(BackendUnavailableError, match="not installed"):
+        simulate(files["mlp"], x=inputs["poisson"][:, :2], backend=no_lava, timeout=60)
+    assert info.value.exit_code == 3 and "\n" not in str(info.value)
+    assert "neuroprune backends install lava --force" in str(info.value)
+    assert worker_processes() == []
+
+
+def test_lava_without_its_environment_is_backend_unavailable(nets, inputs, tmp_path, monkeypatch):
+    """No lava environment where the location rule points: the check answers before any
+    worker starts, naming the install command and the reference backend."""
+    _, files = nets
+    monkeypatch.setenv("NEUROPRUNE_ENVS", str(tmp_path / "envs"))
+    with pytest.raises(BackendUnavailableError) as info:
         simulate(files["mlp"], x=inputs["poisson"][:, :2], backend="lava")
+    message = str(info.value)
+    assert info.value.exit_code == 3 and "\n" not in message
+    assert "neuroprune backends install lava" in message and "--backend reference" in message
+    assert not (tmp_path / "envs").exists()
     assert worker_processes() == []
 
 

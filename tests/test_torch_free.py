@@ -16,7 +16,7 @@ from pathlib import Path
 import neuroprune
 
 PACKAGE_ROOT = Path(neuroprune.__file__).parent
-TORCH_FREE_PACKAGES = ("core", "chip", "graph", "data", "fit")
+TORCH_FREE_PACKAGES = ("core", "chip", "graph", "data", "fit", "envs")
 HEAVY = ("torch", "spikingjelly")
 
 # Imports each module in turn and prints the first one after which a heavy library is loaded.

@@ -4,7 +4,13 @@
 registers its commands on that group when imported here.
 """
 
-from neuroprune.cli import chip_commands, fit_command, run_commands, sweep_command  # noqa: F401
+from neuroprune.cli import (  # noqa: F401
+    backends_command,
+    chip_commands,
+    fit_command,
+    run_commands,
+    sweep_command,
+)
 from neuroprune.cli.app import main
 
 __all__ = ["main"]

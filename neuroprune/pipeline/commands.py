@@ -21,6 +21,7 @@ from neuroprune.pipeline.stages.export import export_model
 from neuroprune.pipeline.stages.quantize import quant_record, quantize_pruned
 from neuroprune.pipeline.stages.simulate import bit_exact_check, fixed_by_default
 from neuroprune.run.rundir import RunDir, RunRecord
+from neuroprune.sim.backends import get_backend
 
 # ------------------------------------------------------------------------------------------
 # Commands on a saved run
@@ -107,8 +108,10 @@ def simulate_target(
     data_dir=None,
     timeout=None,
 ):
-    """Simulate a run directory's model.nir or a .nir file on the dataset's test split."""
+    """Simulate a run directory's model.nir or a .nir file on the dataset's test split. An
+    unavailable backend is answered first (``BackendUnavailableError``, exit code 3)."""
 
+    get_backend(backend).check_available()
     target = Path(target)
     reference, events = None, None
     if target.is_dir():

@@ -17,9 +17,10 @@ from neuroprune.data.datasets import load_dataset
 from neuroprune.graph.neurons import with_decay_input
 from neuroprune.graph.read import read_network
 from neuroprune.graph.stages import NirNetwork
-from neuroprune.pipeline.config import RunConfig, event_options
+from neuroprune.pipeline.config import NO_SIMULATION, RunConfig, event_options
 from neuroprune.pipeline.context import with_model_defaults
 from neuroprune.pruning.registry import MethodEntry, method_entry
+from neuroprune.sim.backends import get_backend
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,14 @@ def _preflight(cfg: RunConfig) -> _Plan:
     """Validate every input and build the dense model; nothing is written.
 
     The order descends through the layers: the options resolved against the registries
-    (device, pruning method, allocation); the files (chip profile, NIR graph, dataset); the
+    (device, simulator backend and whether it can run here, pruning method, allocation); the
+    files (chip profile, NIR graph, dataset); the
     configuration the run keeps (the graph's time steps, the model's defaults); the dense
     model (torch only now that the inputs are valid), its summary and the budget."""
     from neuroprune.fit.allocation import Allocation, allocation_budget  # deferred: imports scipy
 
     _check_device(cfg.device)
+    _check_backend(cfg.backend)
     method = method_entry(cfg.method)
     allocation = Allocation(cfg.chips, cfg.cores, cfg.budget, cfg.sparsity)
     events = event_options(cfg)
@@ -143,6 +146,14 @@ def check_model_size(model: str, hidden, input_shape, num_classes: int) -> None:
             value=",".join(map(str, hidden)),
             fix="Use narrower hidden layers.",
         )
+
+
+def _check_backend(backend: str) -> None:
+    """The simulator can run on this machine, asked before anything is trained or written
+    (``--backend lava`` needs its Python 3.10 environment; ``BackendUnavailableError``, exit
+    code 3, says how to install it). ``--backend none`` simulates nothing."""
+    if backend != NO_SIMULATION:
+        get_backend(backend).check_available()
 
 
 def _check_device(device: str) -> None:

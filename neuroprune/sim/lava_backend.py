@@ -4,15 +4,21 @@ Lava's runtime hangs in several ways (docs/lava.md §5), so it never runs in thi
 
 1. the job (Lava-unit weights, LIF parameters, input frames) is written as ``.npz``/``.npy``
    files to a fresh temporary directory;
-2. ``python -m neuroprune.sim.lava_worker DIR`` (``sys.executable``) starts in a new session
-   (its own process group); it never imports torch;
+2. ``python -m neuroprune.sim.lava_worker DIR`` starts in a new session (its own process
+   group) on the interpreter of the Python 3.10 backend environment ``lava``
+   (:mod:`neuroprune.envs`; lava-nc 0.10.0 imports only on Python 3.10 with numpy < 2). Its
+   ``PYTHONPATH`` is one folder in the job directory holding a symlink ``neuroprune`` to this
+   package, so it imports the torch-free worker modules and none of the tool environment's
+   packages; it never imports torch;
 3. the parent polls it until ``timeout`` seconds (``fit``'s default: :func:`scaled_timeout`,
    from the network's measured cost on the numpy reference), forwards
    its progress events, then kills the whole process group with SIGKILL (always, so no Lava
    child outlives the call), unlinks shared-memory blocks the group created, and deletes the
    directory;
 4. a timeout or a failed worker raises :class:`~neuroprune.core.errors.SimulationError` with one
-   line; lava-nc missing raises :class:`~neuroprune.core.errors.BackendUnavailableError` (exit 3).
+   line; a backend environment that is not ready (or lava-nc that does not import in it)
+   raises :class:`~neuroprune.core.errors.BackendUnavailableError` (exit 3) saying how to
+   install it (``neuroprune backends install lava``).
 
 Samples are space-batched: each chunk of ``B`` samples is one network computing what a Sparse
 process with weights ``kron(I_B, W)`` computes, with ``W`` stored once
@@ -28,13 +34,11 @@ numpy reference on a few samples of the same network and passes its seconds per 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -42,7 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
+import neuroprune
 from neuroprune.core.errors import BackendUnavailableError, SimulationError
+from neuroprune.envs import environment_python, require
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
 from neuroprune.sim.lava_map import LavaLayer, lava_layers
@@ -57,6 +63,8 @@ WORKER_MODULE = "neuroprune.sim.lava_worker"
 SHM_DIR = Path("/dev/shm")
 JOB_PREFIX = "neuroprune-lava-"
 OWNER_FILE = "owner.json"
+WHERE = "--backend lava"
+WORKER_PATH = "pythonpath"  # folder of the job directory: the worker's whole PYTHONPATH
 TIMEOUT_FIX = (
     "Pass a larger time limit (simulate --timeout, fit --sim-timeout) or fewer samples (--samples)."
 )
@@ -103,7 +111,8 @@ class LavaBackend:
             ``W[:, s].sum(axis=1)``; >0 its graded path ``W.dot(s)``, which for 0/1 spikes adds
             the same weights in the same (column) order, so counts are identical, and is faster.
         fault: tests only: ``"raise"`` or ``"hang"`` inside a Lava process model.
-        python: interpreter for the worker (default ``sys.executable``).
+        python: interpreter for the worker (default: the ``lava`` backend environment's,
+            :func:`neuroprune.envs.environment_python`).
     """
 
     name: str = "lava"
@@ -114,15 +123,32 @@ class LavaBackend:
     python: str | None = None
 
     def check_available(self) -> None:
-        """Raise :class:`BackendUnavailableError` when lava-nc is not installed."""
-        if importlib.util.find_spec("lava") is None:
-            raise BackendUnavailableError(
-                "lava-nc is not installed",
-                where="simulate --backend lava",
-                field="backend",
-                value=self.name,
-                fix="pip install lava-nc==0.10.0 (Python 3.10, numpy<2) or use --backend reference.",
+        """Raise :class:`BackendUnavailableError` (one line) when the worker's interpreter
+        cannot run Lava: the ``lava`` backend environment is not ready (the fix says how to get
+        Python 3.10 when this machine has none, then ``neuroprune backends install lava``),
+        or an explicit ``python`` does not exist. Whether lava-nc imports there is the
+        worker's to say (``kind: unavailable`` in its ``error.json``)."""
+        if self.python is None:
+            require(
+                "lava",
+                what="Lava (lava-nc 0.10.0)",
+                where=WHERE,
+                otherwise="or use --backend reference",
             )
+            return
+        if not os.access(self.python, os.X_OK) or not Path(self.python).is_file():
+            raise BackendUnavailableError(
+                "the Lava worker's interpreter does not exist",
+                where=WHERE,
+                field="python",
+                value=self.python,
+                fix="Pass an executable Python 3.10 with lava-nc, or leave python unset to use "
+                "the lava backend environment.",
+            )
+
+    def interpreter(self) -> Path:
+        """The worker's interpreter: ``python``, else the lava environment's."""
+        return Path(self.python) if self.python is not None else environment_python("lava")
 
     def run(
         self,
@@ -150,7 +176,7 @@ class LavaBackend:
                 chunks=len(chunks),
                 timeout=limit,
             )
-            result, wall = run_worker(job_dir, limit, progress, self.python or sys.executable)
+            result, wall = run_worker(job_dir, limit, progress, str(self.interpreter()))
         finally:
             shutil.rmtree(job_dir, ignore_errors=True)
         counts = tuple(result[f"counts{k}"].astype(np.int32) for k in range(len(layers)))
@@ -276,7 +302,7 @@ def run_worker(job_dir: Path, timeout: float, progress: Progress, python: str):
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**worker_env(), WATCHDOG_ENV: str(watch_read)},
+                env={**worker_env(job_dir), WATCHDOG_ENV: str(watch_read)},
                 pass_fds=(watch_read,),
                 start_new_session=True,
             )
@@ -294,7 +320,7 @@ def run_worker(job_dir: Path, timeout: float, progress: Progress, python: str):
     if status is None:
         raise SimulationError(
             f"Lava run timed out after {timeout:.1f} s; the worker and its processes were killed",
-            where="simulate --backend lava",
+            where=WHERE,
             field="timeout",
             value=timeout,
             fix=TIMEOUT_FIX,
@@ -337,15 +363,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def worker_env() -> dict[str, str]:
-    """Environment: this package importable, one BLAS/OpenMP thread per Lava process."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+def worker_env(job_dir: Path) -> dict[str, str]:
+    """The worker's environment: ``PYTHONPATH`` is only :func:`worker_path` (this package,
+    nothing of the tool environment: its packages are built for another Python), no
+    ``PYTHONHOME``; one BLAS/OpenMP thread per Lava process; the parent's pid for the
+    watchdog."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PYTHONPATH"] = str(worker_path(job_dir))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = "1"
     env[OWNER_ENV] = str(os.getpid())  # inherited by Lava's children: whose worker this is
     return env
+
+
+def worker_path(job_dir: Path) -> Path:
+    """``JOB_DIR/pythonpath`` holding one symlink, ``neuroprune`` -> this package's folder: the
+    worker imports :mod:`neuroprune.sim.lava_worker` and the modules it needs from here (they
+    stay valid Python 3.10) and nothing else of the tool's environment. Removed with the job
+    directory (the link, not the package)."""
+    folder = job_dir / WORKER_PATH
+    folder.mkdir(exist_ok=True)
+    link = folder / "neuroprune"
+    if not link.is_symlink():
+        link.symlink_to(Path(neuroprune.__file__).resolve().parent, target_is_directory=True)
+    return folder
 
 
 def _wait_unreaped(pid: int, deadline: float, job_dir: Path, progress: Progress):
@@ -413,16 +454,22 @@ def _raise_on_failure(job_dir: Path, status) -> None:
     error_file = job_dir / "error.json"
     if error_file.exists():
         error = json.loads(error_file.read_text())
-        cls = BackendUnavailableError if error.get("kind") == "unavailable" else SimulationError
-        raise cls(
+        if error.get("kind") == "unavailable":
+            raise BackendUnavailableError(
+                f"Lava worker failed: {error.get('message')}",
+                where=WHERE,
+                fix="Rebuild the backend environment (`neuroprune backends install lava "
+                "--force`) or use --backend reference.",
+            )
+        raise SimulationError(
             f"Lava worker failed: {error.get('message')}",
-            where="simulate --backend lava",
+            where=WHERE,
             fix="Check the model with --backend reference; see docs/lava.md §5.",
         )
     if code != 0 or not (job_dir / "result.npz").exists():
         raise SimulationError(
             f"Lava worker died ({_describe_exit(code)}) without a result: {_last_line(job_dir)}",
-            where="simulate --backend lava",
+            where=WHERE,
             fix="Check the model with --backend reference; see docs/lava.md §5.",
         )
 
