@@ -8,8 +8,10 @@ run on the whole test split. Reported per importer x model: the fraction of samp
 output spike counts are identical to the SpikingJelly model's, the fraction of (sample, output
 neuron) counts that are, the output spikes that differ (sum of |count difference|) against the
 model's total, and the fraction of samples whose predictions (argmax of counts, first index on
-ties) agree. SpikingJelly 2 (which fires on ``v >= v_th``) also runs the file with every
-threshold moved to the next float32 (``strict_thresholds``: ``>=`` then fires exactly where
+ties) agree. Sinabs runs in its test environment (nir 1.0.4, ``make test-envs``), in a child
+process per file (``interop_runners.sinabs_run``), reading the file written here on the tool's
+nir; a line after the table gives the versions the child saw. SpikingJelly 2 (which fires on
+``v >= v_th``) also runs the file with every threshold moved to the next float32 (``strict_thresholds``: ``>=`` then fires exactly where
 NIR's ``>`` does), which isolates the cause of any difference.
 
     python benchmarks/nir_interop.py runs/bench-mlp runs/bench-conv [--tools spikingjelly]
@@ -30,7 +32,7 @@ from common import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from interop_runners import IMPORTERS, output_counts, strict_thresholds  # noqa: E402
+from interop_runners import IMPORTERS, output_counts, sinabs_run, strict_thresholds  # noqa: E402
 
 from neuroprune.data.datasets import load_dataset
 from neuroprune.data.encoding import encode  # noqa: E402
@@ -39,6 +41,7 @@ from neuroprune.run.artifacts import load_model  # noqa: E402
 from neuroprune.sim.torch_reference import model_counts  # noqa: E402
 
 DT_FOR = {"snntorch": 1e-4, "norse": None, "sinabs": None, "spikingjelly": None}
+SINABS_SEEN: dict = {}  # the facts of the last Sinabs child that ran a file
 
 
 def rows_for_run(run_dir: Path, tmp: Path, tools: tuple[str, ...]) -> list[str]:
@@ -74,9 +77,15 @@ def rows_for_run(run_dir: Path, tmp: Path, tools: tuple[str, ...]) -> list[str]:
 def _row(tool: str, model: str, option: str, source, x: np.ndarray, want: np.ndarray) -> str:
     begin = time.perf_counter()
     try:
-        got = output_counts(tool.split(",")[0], source, x)
+        if tool == "sinabs":
+            run = sinabs_run(source, x)
+            got = run.counts
+            SINABS_SEEN.update(run.facts)
+        else:
+            got = output_counts(tool.split(",")[0], source, x)
     except Exception as exc:  # an importer that cannot run the file: say so
-        return f"| {tool} | {model} | {option} | error: {type(exc).__name__} | | | | |"
+        kind = getattr(exc, "kind", type(exc).__name__)  # Sinabs: the type raised in its env
+        return f"| {tool} | {model} | {option} | error: {kind} | | | | |"
     samples = float(np.mean(np.all(got == want, axis=1)))
     counts = float(np.mean(got == want))
     differing = int(np.abs(got - want).sum())
@@ -105,6 +114,13 @@ def main() -> None:
         for run in args.runs:
             for row in rows_for_run(run, Path(tmp), tuple(args.tools)):
                 print(row, flush=True)
+    if SINABS_SEEN:
+        seen = SINABS_SEEN
+        print(
+            f"\nSinabs {seen['sinabs']} ran in {seen['prefix']} on nir {seen['nir']} "
+            f"({seen['nir_file']}), reading files written by nir {seen['file_nir_version']}; "
+            f"samna imported: {seen['samna_imported']}"
+        )
 
 
 if __name__ == "__main__":

@@ -15,24 +15,31 @@ def digits():
     return load_dataset("digits")
 
 
+# Markers that name an environment of neuroprune.envs: a test marked with one needs it ready.
+ENVIRONMENT_MARKERS = ("lava", "sinabs", "neurobench")
+
+
 @functools.cache
-def _lava_environment_problem() -> str:
-    """``""`` when the lava backend environment is ready, else why not (asked once)."""
+def _environment_problem(name: str) -> str:
+    """``""`` when environment ``name`` is ready, else why not (asked once per session)."""
     from neuroprune.envs import status
 
-    state = status("lava")
+    state = status(name)
     return "" if state.ready else f"{state.reason} at {state.path}"
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A test marked ``lava`` fails (never skips) when the Python 3.10 backend environment is
-    not ready: a run without it must not look green. It fails before its fixtures are built."""
-    if item.get_closest_marker("lava") is None:
-        return
-    problem = _lava_environment_problem()
-    if problem:
-        pytest.fail(
-            f"the lava backend environment is not ready ({problem}): run `make test-envs` "
-            "(or `neuroprune backends install lava`)",
-            pytrace=False,
-        )
+    """A test marked ``lava``, ``sinabs`` or ``neurobench`` fails (never skips) when that
+    environment (the Python 3.10 backend environment, or a test environment) is not ready: a
+    run without it must not look green. It fails before its fixtures are built."""
+    for name in ENVIRONMENT_MARKERS:
+        if item.get_closest_marker(name) is None:
+            continue
+        problem = _environment_problem(name)
+        if problem:
+            kind = "backend" if name == "lava" else "test"
+            pytest.fail(
+                f"the {name} {kind} environment is not ready ({problem}): run `make test-envs` "
+                f"(or `neuroprune backends install {name}`)",
+                pytrace=False,
+            )

@@ -270,6 +270,43 @@ def test_nir_metadata_follows_conventions(tmp_path, inputs):
     assert graph.nodes["l02_0_flatten"].start_dim == 0
 
 
+def test_nir_files_leave_out_zero_resets_that_nir_1_0_4_cannot_read(tmp_path, inputs):
+    """nir 1.0.8 writes every LIF/IF node's ``v_reset`` (zeros when none was given); nir 1.0.4
+    (Sinabs' pin) has no such field and refuses the whole file. Export leaves the zeros out and
+    1.0.8 reads them back as 0; a nonzero ``v_reset`` in a graph is kept (only zeros mean the
+    same when absent). The Sinabs tests read the files on 1.0.4 itself."""
+    import h5py
+
+    from neuroprune.graph.write import write_graph
+
+    path = export_nir(
+        make_model("conv", "quantized", inputs),
+        tmp_path / "q.nir",
+        timesteps=T,
+        encoding="direct",
+        input_shape=(1, 8, 8),
+    )
+    with h5py.File(path, "r") as handle:
+        nodes = handle["node/nodes"]
+        kinds = {name: nodes[name]["type"][()].decode() for name in nodes}
+        spiking = [name for name, kind in kinds.items() if kind in ("LIF", "IF")]
+        assert len(spiking) == 3 and not any("v_reset" in nodes[name] for name in spiking)
+    graph = nir.read(path)
+    assert all(
+        np.array_equal(graph.nodes[n].v_reset, np.zeros(graph.nodes[n].v_threshold.shape))
+        for n in spiking
+    )
+
+    weight = np.ones((3, 2), np.float32)
+    ones = np.ones(3)
+    for reset, kept in ((0.0, False), (0.5, True)):
+        node = nir.IF(r=ones, v_threshold=ones, v_reset=ones * reset)
+        written = write_graph(_single_layer_graph(node, weight, dt=1.0), tmp_path / f"{reset}.nir")
+        with h5py.File(written, "r") as handle:
+            assert ("v_reset" in handle["node/nodes/0_neuron"]) is kept
+        assert np.all(nir.read(written).nodes["0_neuron"].v_reset == reset)
+
+
 def test_nir_chip_none_is_stored_as_empty_string_and_decoded(tmp_path, inputs):
     model = make_model("mlp", "float", inputs)
     path = export_nir(

@@ -162,8 +162,9 @@ def synapse_node(stage: SynapseStage):
 def neuron_node(stage: NeuronStage, dt: float = NIR_DT):
     """NIR ``LIF``/``IF`` of a SpikingJelly neuron (module docstring); float64 parameters.
 
-    ``v_reset`` is not written: nir 1.0.8 defaults it to 0, and nir 1.0.4 (Sinabs' pin) cannot
-    read a file that has it. Graph metadata ``reset: "hard_zero"`` states the reset."""
+    ``v_reset`` is not passed (nir 1.0.8 fills in 0; 1.0.4's nodes have no such field) and
+    :func:`write_graph` leaves a zero ``v_reset`` out of the file. Graph metadata
+    ``reset: "hard_zero"`` states the reset."""
     import nir  # deferred: imports nir
 
     full = np.ones(stage.shape, dtype=np.float64)
@@ -206,14 +207,46 @@ def neuron_metadata(stage: NeuronStage) -> dict[str, Any]:
     return meta
 
 
+# Neuron nodes whose ``v_reset`` nir >= 1.0.7 writes (as zeros when the node was built without
+# one) and nir 1.0.4 cannot read: its LIF/IF/CubaLIF have no such field, so ``nir.read`` there
+# fails on the whole file with "unexpected keyword argument 'v_reset'".
+RESET_NODE_TYPES = ("LIF", "IF", "CubaLIF")
+
+
 def write_graph(graph, path: str | os.PathLike) -> Path:
-    """``nir.write`` to ``path`` atomically (temporary file, then rename)."""
+    """``nir.write`` to ``path`` atomically (temporary file, then rename), without the zero
+    ``v_reset`` datasets of :data:`RESET_NODE_TYPES` (:func:`drop_zero_resets`): the file then
+    reads on nir 1.0.4 (Sinabs 3.1's pin) and means the same on every version, since 1.0.8
+    reads a missing ``v_reset`` as 0."""
     import nir  # deferred: imports nir
 
     path = Path(path)
     with atomic_path(path) as tmp:
         nir.write(tmp, graph)
+        drop_zero_resets(tmp)
     return path
+
+
+def drop_zero_resets(path: str | os.PathLike) -> list[str]:
+    """Delete every all-zero ``v_reset`` dataset of a LIF/IF/CubaLIF node group in the NIR file
+    at ``path`` (nested graphs included); a nonzero one is kept. Returns the groups changed."""
+    import h5py  # deferred: imports h5py
+
+    changed: list[str] = []
+
+    def visit(name: str, item: Any) -> None:
+        if not isinstance(item, h5py.Group) or "type" not in item or "v_reset" not in item:
+            return
+        kind = item["type"][()]
+        kind = kind.decode("utf8") if isinstance(kind, bytes) else str(kind)
+        if kind in RESET_NODE_TYPES and not np.any(np.asarray(item["v_reset"][()]) != 0):
+            changed.append(name)
+
+    with h5py.File(path, "a") as handle:
+        handle.visititems(visit)
+        for name in changed:
+            del handle[name]["v_reset"]
+    return changed
 
 
 def check_dt(dt: Any) -> float:

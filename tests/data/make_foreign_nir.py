@@ -1,10 +1,15 @@
 """Make ``tests/data/foreign/*.nir``: small networks trained and exported by other SNN tools.
 
 Run from the repository root, each tool where its exporter works: snnTorch 1.0's exporter
-needs nir >= 1.0.8 (it writes ``v_reset``), Norse 1.1 and Sinabs 3.1 run on nir 1.0.4::
+needs nir >= 1.0.8 (it writes ``v_reset``); Norse 1.1's and Sinabs 3.1's need nir 1.0.4 (on
+1.0.8 Norse's graph fails to write: "Scalar datasets don't support chunk/filter options"), so
+they run in the sinabs test environment (``neuroprune backends install sinabs``; its folder is
+listed by ``neuroprune backends``), which sees Norse from the tool's environment::
 
-    PYTHONPATH=. python tests/data/make_foreign_nir.py snntorch            # nir 1.0.8
-    PYTHONPATH=. python tests/data/make_foreign_nir.py norse sinabs        # nir 1.0.4
+    PYTHONPATH=. python tests/data/make_foreign_nir.py snntorch            # tool's nir 1.0.8
+    <envs>/sinabs/bin/python tests/data/make_foreign_nir.py norse sinabs   # nir 1.0.4
+
+(The stored files were made with the torch of their day: a run today trains other weights.)
 
 Each tool trains a 64-32-10 network on scikit-learn's 8x8 digits (direct input, T = 8 steps,
 cross-entropy on the output spike counts, surrogate gradients of the tool, 4 epochs, seed 0)
