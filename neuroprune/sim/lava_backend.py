@@ -39,9 +39,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from neuroprune.chip.arithmetic import LOIHI
 from neuroprune.core.errors import BackendUnavailableError, SimulationError
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
@@ -104,9 +106,12 @@ class LavaBackend:
             the same weights in the same (column) order, so counts are identical, and is faster.
         fault: tests only: ``"raise"`` or ``"hang"`` inside a Lava process model.
         python: interpreter for the worker (default ``sys.executable``).
+        chip_arithmetics: chip arithmetics it runs bit for bit in fixed point (Lava's
+            ``fixed_pt`` LIF is Loihi's; :mod:`neuroprune.sim.verification`).
     """
 
     name: str = "lava"
+    chip_arithmetics: ClassVar[tuple[str, ...]] = (LOIHI,)
     max_chunk_bytes: int | None = None
     chunk_samples: int | None = None
     message_bits: int = 1
