@@ -19,10 +19,20 @@ from neuroprune.train import distributed
 FIT_OPTIONS = [
     fit_option("--chip", field="chip", help=chip_help()),
     fit_option(
-        "--chips", field="chips", type=int, help="Chips allocated; the budget is what they hold."
+        "--chips",
+        field="chips",
+        type=int,
+        help="Chips allocated; the budget is what they hold.",
+        default_text="1",
     ),
     fit_option(
-        "--cores", field="cores", type=int, help="Cores allocated; the budget is what they hold."
+        "--cores",
+        field="cores",
+        type=int,
+        help="Cores allocated; the budget is what they hold. Pruning binds only when "
+        "--cores, --chips, --budget or --sparsity asks for fewer synapses than the dense "
+        "network has; otherwise nothing is pruned (the run says so before training).",
+        default_text="every core of the chips",
     ),
     fit_option(
         "--budget",
@@ -32,7 +42,11 @@ FIT_OPTIONS = [
         default_text="what the allocated cores hold",
     ),
     fit_option(
-        "--sparsity", field="sparsity", type=float, help="Fraction of synapses to remove (0..1)."
+        "--sparsity",
+        field="sparsity",
+        type=float,
+        help="Fraction of synapses to remove (0..1).",
+        default_text="none: the budget sets it",
     ),
     fit_option("--model", field="model", help=model_help()),
     fit_option(
@@ -44,7 +58,11 @@ FIT_OPTIONS = [
     fit_option("--neuron", field="neuron", help="Neuron model of the built-in models."),
     fit_option("--dataset", field="dataset", help="Dataset."),
     fit_option(
-        "--data-dir", field="data_dir", type=click.Path(), help="Folder holding the dataset files."
+        "--data-dir",
+        field="data_dir",
+        type=click.Path(),
+        help="Folder holding the dataset files.",
+        default_text="none: digits is built in, other datasets need one",
     ),
     fit_option("--method", field="method", help="Pruning method (or METHOD-SCHEDULER)."),
     fit_option(
@@ -131,7 +149,16 @@ FIT_OPTIONS = [
         field="fixed_point",
         default=None,
         help="Simulate the chip's integer arithmetic.",
-        default_text="fixed point when the weight format is loihi",
+        default_text="fixed point where the chip's profile declares neuron.arithmetic",
+    ),
+    fit_option(
+        "--max-accuracy-drop",
+        field="max_accuracy_drop",
+        type=float,
+        metavar="PTS",
+        help="Exit 1 (ran but does not meet) when the deployed model (quantized, as simulated) "
+        "loses more than PTS points of test accuracy against the pruned float model.",
+        default_text="no limit",
     ),
     fit_option(
         "--nir-dt",
@@ -147,6 +174,7 @@ FIT_OPTIONS = [
         field="from_nir",
         type=click.Path(dir_okay=False),
         help="Start from this NIR graph (e.g. exported by snnTorch or Norse).",
+        default_text="none: build --model",
     ),
     fit_option(
         "--train-dense",
@@ -159,7 +187,7 @@ FIT_OPTIONS = [
         "--config",
         "config_file",
         type=click.Path(dir_okay=False),
-        help="YAML file of options; command-line options override it.",
+        help="YAML file of options; command-line options override it.  [default: none]",
     ),
     fit_option("--out", field="out", help="Parent folder of runs."),
     fit_option(
@@ -193,13 +221,19 @@ def fit_options(fn):
 
 @main.command(context_settings=CONTEXT)
 @fit_options
-@click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout, nothing else.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print report.json on stdout, nothing else.  [default: off]",
+)
 @handle_errors
 def fit(config_file, as_json, **options) -> None:
     """Train, prune to the chip's budget, quantize, export, simulate on Lava and report.
 
-    Exit 0 when the network fits and verification passed, 1 when it does not fit or the
-    simulation disagrees with the model, 2 on bad input, 3 when a backend is unavailable or
+    Exit 0 when the network fits and verification passed, 1 when it does not fit, the
+    simulation disagrees with the model or the deployed model loses more than
+    --max-accuracy-drop, 2 on bad input, 3 when a backend is unavailable or
     the simulator failed (report.json is still written), 4 on a file-system fault.
     `--nproc N` trains in N processes (same as `torchrun --nproc-per-node N -m neuroprune fit`).
     """
@@ -219,6 +253,9 @@ def fit(config_file, as_json, **options) -> None:
         sys.exit(0)
     if as_json:
         click.echo(json.dumps(outcome.report, indent=2, default=str))
+        gate = outcome.report.get("accuracy_gate") or {}
+        if gate.get("reason"):
+            click.echo(f"does not meet: {gate['reason']}", err=True)
     else:
         console.print(summary_text(RunRecord.model_validate(outcome.report), outcome.run_dir))
     if outcome.error is not None:

@@ -99,6 +99,15 @@ class Allocation:
     sparsity: float | None = None
 
 
+def dense_cores(
+    summary: NetworkSummary, profile: ChipProfile, allocation: Allocation
+) -> tuple[int, int]:
+    """``(cores used, cores allocated)`` when the network ``summary`` (dense: every synapse
+    present) is packed onto ``allocation`` (:func:`neuroprune.fit.rules.check_fit`)."""
+    report = check_fit(summary, profile, chips=allocation.chips, cores=allocation.cores)
+    return report.cores_used, report.cores_allocated
+
+
 def allocation_budget(
     summary: NetworkSummary, profile: ChipProfile, allocation: Allocation
 ) -> Budget:

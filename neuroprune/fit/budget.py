@@ -94,6 +94,11 @@ class Budget:
             raise _too_small_error(self, needed)
 
     @property
+    def binds(self) -> bool:
+        """False when ``B`` is at least the dense network's synapses: nothing to prune."""
+        return self.dense_synapses is None or self.synapses < self.dense_synapses
+
+    @property
     def sparsity(self) -> float | None:
         """Target sparsity ``1 - B / dense`` (None when the dense count is unknown)."""
         if not self.dense_synapses:

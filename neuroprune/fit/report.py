@@ -103,6 +103,25 @@ class Packing:
 
 
 @dataclass(frozen=True)
+class CoreCountLimit:
+    """The limit that sets how many cores a network uses.
+
+    ``resource``: ``neurons``, ``input_axons`` or ``memory_bits`` (the per-core resource whose
+    network total, divided by one core's capacity, is largest), or, when the packing needs more
+    cores than every total does, ``fan_out`` (a neuron's targets must sit in few cores),
+    ``layers`` (one layer per core) or ``packing`` (layers split into partly filled cores);
+    ``cores``: the cores that ``resource`` alone needs; ``detail``: a sentence with the figures.
+    """
+
+    resource: str
+    cores: int
+    detail: str
+
+    def as_dict(self) -> dict:
+        return {"resource": self.resource, "cores": self.cores, "detail": self.detail}
+
+
+@dataclass(frozen=True)
 class FitReport:
     """Verdict of :func:`check_fit`. ``fits`` is True iff there are no violations."""
 
@@ -119,6 +138,7 @@ class FitReport:
     neurons: int
     packing: Packing = field(repr=False)
     cores_lower_bound: int = 1
+    cores_set_by: CoreCountLimit | None = None
 
     def as_dict(self) -> dict:
         """JSON-ready dict (report.json ``fit.*``)."""
@@ -128,6 +148,7 @@ class FitReport:
             "cores": self.cores_used,
             "cores_allocated": self.cores_allocated,
             "cores_lower_bound": self.cores_lower_bound,
+            "cores_set_by": None if self.cores_set_by is None else self.cores_set_by.as_dict(),
             "chips": self.chips_needed,
             "chips_allocated": self.chips_allocated,
             "synapses": self.synapses,

@@ -16,7 +16,7 @@ from neuroprune.chip.capacity import (
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.summary import NetworkSummary
 from neuroprune.fit.packing import FitContext, fan_out_cores, pack
-from neuroprune.fit.report import Finding, FitReport, Packing
+from neuroprune.fit.report import CoreCountLimit, Finding, FitReport, Packing
 
 Rule = Callable[[FitContext], list[Finding]]
 FIT_RULES: dict[str, Rule] = {}
@@ -301,6 +301,64 @@ def check_fit(
         synapses=summary.synapses(ctx.shared),
         neurons=summary.neurons,
         packing=packing,
+        cores_set_by=core_count_limit(summary, model, len(packing.cores)),
+    )
+
+
+RESOURCE_WORDS = {
+    "neurons": "neurons",
+    "input_axons": "input axons",
+    "memory_bits": "synaptic memory bits",
+}
+"""How a per-core resource of :meth:`CapacityModel.core_resources` is named in a sentence."""
+
+
+def core_count_limit(
+    summary: NetworkSummary, model: CapacityModel, cores_used: int
+) -> CoreCountLimit:
+    """The limit that sets the core count of ``summary`` packed onto ``cores_used`` cores.
+
+    Per resource ``r`` of :meth:`CapacityModel.core_resources` (neurons, input axons, synaptic
+    memory), ``ratio_r = total_r / per-core capacity_r``, and ``ceil(ratio_r)`` cores is what
+    ``r`` alone needs. When ``cores_used`` is no more than the largest ``ceil(ratio_r)``, that
+    resource sets the count. Otherwise the packing needs more cores than any total does, and
+    the cause is named by the chip's placement rules: ``fan_out`` where a neuron's targets must
+    sit in a limited number of cores, ``layers`` where a core holds one layer, else
+    ``packing`` (each layer's slices leave cores partly filled).
+    """
+    ratios = {
+        name: total / cap for name, (total, cap) in model.core_resources(summary).items() if cap
+    }
+    name, ratio = max(ratios.items(), key=lambda item: item[1], default=("neurons", 0.0))
+    need = max(1, math.ceil(ratio))
+    if cores_used <= need:
+        total, cap = model.core_resources(summary)[name]
+        word = RESOURCE_WORDS.get(name, name)
+        return CoreCountLimit(
+            name,
+            need,
+            f"{word}: {total:,} in all, {cap:,} per core, so {need} core(s) at least",
+        )
+    fan_out = model.fan_out_cores()
+    if fan_out is not None:
+        return CoreCountLimit(
+            "fan_out",
+            need,
+            f"fan-out: a neuron's targets must sit in {fan_out} core(s), so layers are cut "
+            f"where no input feeds both sides ({cores_used} cores; {RESOURCE_WORDS.get(name, name)} "
+            f"alone need {need})",
+        )
+    if not model.splits_layers or model.profile.core.layers_per_core == "one":
+        return CoreCountLimit(
+            "layers",
+            len(summary.layers),
+            f"layers: a core holds one whole layer, {len(summary.layers)} layer(s)",
+        )
+    return CoreCountLimit(
+        "packing",
+        need,
+        f"packing: layers split into partly filled cores ({cores_used} cores; "
+        f"{RESOURCE_WORDS.get(name, name)} alone need {need})",
     )
 
 

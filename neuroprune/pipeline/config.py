@@ -120,7 +120,8 @@ EpochCount = Annotated[StrictInt, Field(ge=0)]
 
 class RunConfig(BaseModel):
     """Everything a ``neuroprune fit`` run needs. Units: epochs, steps, samples, synapses,
-    seconds (``sim_timeout``); ``sparsity`` and ``agreement_threshold`` are fractions."""
+    seconds (``sim_timeout``); ``sparsity`` and ``agreement_threshold`` are fractions,
+    ``max_accuracy_drop`` percentage points."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
@@ -158,6 +159,9 @@ class RunConfig(BaseModel):
     samples: PosInt | None = None
     fixed_point: StrictBool | None = None
     agreement_threshold: Annotated[Float, Field(ge=0, le=1)] = 0.99
+    # points of test accuracy the deployed model may lose against the pruned float model
+    # (None: no gate; negative: it must gain that many)
+    max_accuracy_drop: Annotated[Float, Field(ge=-100, le=100)] | None = None
     sim_timeout: Annotated[Float, Field(gt=0)] | None = None
     nir_dt: Annotated[Float, Field(gt=0)] | None = None  # seconds per step in model.nir
     from_nir: str | None = None  # start from this NIR graph instead of --model

@@ -17,6 +17,7 @@ from neuroprune.core.errors import (
 from neuroprune.core.progress import Progress, ProgressEvent, emit
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.resume import changed_inputs, input_hash
+from neuroprune.run.record import WarningRecord
 from neuroprune.run.rundir import MODEL_FILES, RunDir, RunRecord
 from neuroprune.train import distributed
 
@@ -58,6 +59,10 @@ class _Run:
                 self.rundir.write_log(self.log_lines)
             event["message"] = message
         emit(self.progress, **{"stage": stage, **event})
+
+    def warn(self, warning: WarningRecord, stage: str = "setup") -> None:
+        """Say a warning now (a ``warning`` progress event; ``warning: ...`` in log.txt)."""
+        self.emit(stage, f"warning: {warning.message}", warning=warning.kind)
 
     def reusable(self, stage: str, inputs: Mapping[str, Any]):
         """``(model, meta)`` of the stage's artifact when ``--resume`` may reuse it (made with
@@ -165,6 +170,7 @@ def _layer_rows(summary, shared: bool) -> list[dict[str, Any]]:
             {
                 "layer": layer.name,
                 "kind": layer.kind,
+                "neuron_model": layer.neuron_model,
                 "neurons": layer.neurons,
                 "synapses": synapses,
                 "dense": dense,

@@ -34,6 +34,8 @@ class _Plan:
     budget: Any
     dense_synapses: int
     dense_neurons: int
+    dense_cores: int  # cores the dense network uses in the allocation
+    cores_allocated: int
 
 
 def _preflight(cfg: RunConfig) -> _Plan:
@@ -44,7 +46,11 @@ def _preflight(cfg: RunConfig) -> _Plan:
     files (chip profile, NIR graph, dataset); the
     configuration the run keeps (the graph's time steps, the model's defaults); the dense
     model (torch only now that the inputs are valid), its summary and the budget."""
-    from neuroprune.fit.allocation import Allocation, allocation_budget  # deferred: imports scipy
+    from neuroprune.fit.allocation import (  # deferred: imports scipy
+        Allocation,
+        allocation_budget,
+        dense_cores,
+    )
 
     _check_device(cfg.device)
     check_backend(cfg.backend)
@@ -65,8 +71,19 @@ def _preflight(cfg: RunConfig) -> _Plan:
 
     summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
     budget = allocation_budget(summary, profile, allocation)
+    used, allocated = dense_cores(summary, profile, allocation)
     shared = profile.conv_weight_sharing
-    return _Plan(cfg, profile, dataset, model, budget, summary.synapses(shared), summary.neurons)
+    return _Plan(
+        cfg,
+        profile,
+        dataset,
+        model,
+        budget,
+        summary.synapses(shared),
+        summary.neurons,
+        dense_cores=used,
+        cores_allocated=allocated,
+    )
 
 
 def _dense_model(cfg: RunConfig, network: NirNetwork | None, dataset: Dataset):

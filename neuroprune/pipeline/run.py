@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from neuroprune import __version__
 from neuroprune.chip.schema import ChipProfile
@@ -22,10 +22,8 @@ from neuroprune.run.rundir import (
     RunDir,
     RunRecord,
 )
+from neuroprune.run.warnings import preflight_warnings
 from neuroprune.train import distributed
-
-if TYPE_CHECKING:
-    from neuroprune.fit.budget import Budget
 
 REPORTED_BUDGET = ("synapses", "source", "binding", "fan_in_cap")  # report.json ``budget``
 
@@ -45,7 +43,7 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
     in the outcome, not raised.
     """
     plan = _preflight(cfg)
-    record = _empty_record(plan.cfg, plan.profile, plan.budget)
+    record = _empty_record(plan)
     with distributed.process_group(plan.cfg.device):
         rundir = RunDir.of(plan.cfg.out, plan.cfg.run_name)
         if not distributed.is_main():  # a torchrun worker: trains, writes nothing
@@ -81,8 +79,11 @@ def _run_main(
         "setup",
         f"{plan.profile.name}: budget {plan.budget.synapses:,} synapses "
         f"({plan.budget.source}); dense network {plan.dense_synapses:,} "
-        f"synapses, {plan.dense_neurons:,} neurons",
+        f"synapses, {plan.dense_neurons:,} neurons, {plan.dense_cores:,} of "
+        f"{plan.cores_allocated:,} cores",
     )
+    for warning in preflight_warnings(record):  # said before training
+        run.warn(warning)
     carry = Carry(plan.model, plan.dataset, plan.budget)
     for stage in STAGES:
         carry = stage.run(run, carry)
@@ -116,14 +117,20 @@ def _provenance(profile: ChipProfile) -> dict[str, Any]:
     }
 
 
-def _empty_record(cfg: RunConfig, profile: ChipProfile, budget: Budget) -> RunRecord:
-    """The run record before any stage ran: chip, configuration, budget; every stage section
-    empty."""
+def _empty_record(plan: _Plan) -> RunRecord:
+    """The run record before any stage ran: chip, configuration, budget (whether it binds, the
+    cores the dense network uses); every stage section empty."""
+    cfg, profile, budget = plan.cfg, plan.profile, plan.budget
     budget_fields = budget.to_dict()
     return RunRecord(
         record_version=RECORD_VERSION,
         chip=profile.id,
-        budget=BudgetRecord(**{k: budget_fields[k] for k in REPORTED_BUDGET}),
+        budget=BudgetRecord(
+            **{k: budget_fields[k] for k in REPORTED_BUDGET},
+            binds=budget.binds,
+            dense_cores=plan.dense_cores,
+            cores_allocated=plan.cores_allocated,
+        ),
         artifacts=ArtifactsRecord(),
         stages_not_run=[],
         errors=[],

@@ -37,10 +37,16 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def report_markdown(record: RunRecord) -> str:
-    """Render the sections: verdict, budget, stages, per layer, fit, simulation, plots."""
+    """Render the sections: verdict (with what the simulation verified and the accuracy gate),
+    warnings, budget, stages, per layer, fit, simulation, plots."""
     out = [f"# neuroprune run on {record.chip_name or record.chip}", ""]
     if record.fit is not None:
         out.append(_verdict(record.fit))
+    sim = record.simulation
+    if sim is not None and sim.verification is not None:
+        out += ["", f"Verification: **{sim.verification.kind}** — {sim.verification.detail}."]
+    out += _gate(record)
+    out += _warnings(record)
     out += [
         "",
         f"Budget: {_num(record.budget.synapses)} synapses ({record.budget.source}).",
@@ -65,6 +71,24 @@ def report_markdown(record: RunRecord) -> str:
     return "\n".join(out) + "\n"
 
 
+def _gate(record: RunRecord) -> list[str]:
+    gate = record.accuracy_gate
+    if gate is None:
+        return []
+    if not gate.passed:
+        return ["", f"**Does not meet**: {gate.reason}."]
+    drop = "not measured" if gate.drop is None else f"{gate.drop:.2f} points lost"
+    return ["", f"Meets --max-accuracy-drop {gate.max_drop:g} ({drop})."]
+
+
+def _warnings(record: RunRecord) -> list[str]:
+    """``## Warnings``: one line per warning (kind, stage, message), or that there are none."""
+    out = ["", "## Warnings", ""]
+    if not record.warnings:
+        return out + ["None."]
+    return out + [f"- **{w.kind}** ({w.stage}): {w.message}." for w in record.warnings]
+
+
 def _verdict(fit: FitRecord) -> str:
     verdict = "**fits**" if fit.fits else "**does not fit**"
     return (
@@ -75,7 +99,13 @@ def _verdict(fit: FitRecord) -> str:
 
 def _stages(record: RunRecord) -> str:
     rows: list[list[Any]] = [
-        [name, _pct(rec.accuracy), rec.synapses, rec.neurons]
+        [
+            name,
+            _pct(rec.accuracy),
+            rec.synapses,
+            rec.neurons,
+            f"skipped: {rec.skipped}" if rec.skipped else "",
+        ]
         for name, rec in (
             ("dense", record.dense),
             ("pruned", record.pruned),
@@ -83,7 +113,7 @@ def _stages(record: RunRecord) -> str:
         )
         if rec is not None
     ]
-    return _table(["stage", "test accuracy", "synapses", "neurons"], rows)
+    return _table(["stage", "test accuracy", "synapses", "neurons", "note"], rows)
 
 
 def _pruned_layers(pruned: StageRecord) -> str:
@@ -155,11 +185,16 @@ def _fit(fit: FitRecord) -> list[str]:
         out.append("No violations.")
     util = ", ".join(f"{k} {_pct(v)}" for k, v in fit.utilisation.items())
     out.append(f"\nUtilisation of the cores used: {util}.")
+    if fit.cores_set_by is not None:
+        out.append(f"\nCore count set by {fit.cores_set_by.detail}.")
     return out
 
 
 def _simulation(sim: SimulationRecord) -> list[str]:
-    out = ["", f"## Simulation ({sim.backend}, {sim.mode or ''})", ""]
+    kind = sim.verification.kind if sim.verification is not None else "kind not recorded"
+    out = ["", f"## Simulation ({sim.backend}, {sim.mode or ''}, {kind})", ""]
+    if sim.verification is not None:
+        out += [f"Every figure below is **{kind}**: {sim.verification.proves}.", ""]
     out.append(
         f"{sim.samples} samples; spike agreement {_pct(sim.spike_agreement)}; "
         f"prediction agreement {_pct(sim.prediction_agreement)}; accuracy "

@@ -18,6 +18,7 @@ from rich.text import Text
 from neuroprune.chip.capacity import capacity_model
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.run.rundir import FitRecord, RunRecord, SimulationRecord
+from neuroprune.sim.verification import CHIP_EXACT
 
 
 def _fmt(value: Any) -> str:
@@ -135,6 +136,8 @@ def fit_group(fit: FitRecord) -> Group:
     util = ", ".join(f"{k} {_pct(v)}" for k, v in fit.utilisation.items())
     if util:
         parts.append(Text(f"utilisation of the cores used: {util}", style="dim"))
+    if fit.cores_set_by is not None:
+        parts.append(Text(f"core count set by {fit.cores_set_by.detail}", style="dim"))
     return Group(*parts)
 
 
@@ -161,9 +164,31 @@ def summary_text(record: RunRecord, run_dir: Path | None = None) -> Group:
         parts.append(fit_group(record.fit))
     if record.simulation is not None:
         parts.append(simulation_text(record.simulation))
+    parts += warnings_text(record)
     if run_dir is not None:
         parts.append(Text(f"run directory: {run_dir}", style="dim"))
     return Group(*parts)
+
+
+def warnings_text(record: RunRecord) -> list[Any]:
+    """The warnings section (:func:`neuroprune.run.warnings.run_warnings`, in report.json) and
+    the ``--max-accuracy-drop`` verdict."""
+    parts: list[Any] = []
+    if record.warnings:
+        parts.append(Text(f"Warnings ({len(record.warnings)})", style="bold yellow"))
+        parts += [Text(f"  ! {w.stage}: {w.message}", style="yellow") for w in record.warnings]
+    gate = record.accuracy_gate
+    if gate is not None and not gate.passed:
+        parts.append(Text(f"DOES NOT MEET: {gate.reason}", style="bold red"))
+    elif gate is not None and gate.drop is not None:
+        parts.append(
+            Text(
+                f"meets --max-accuracy-drop {gate.max_drop:g}: the deployed model loses "
+                f"{gate.drop:.2f} points against the pruned float model",
+                style="bold green",
+            )
+        )
+    return parts
 
 
 def _stages_table(record: RunRecord) -> Table:
@@ -173,13 +198,14 @@ def _stages_table(record: RunRecord) -> Table:
     if dense is not None:
         stages.add_row("dense", _pct(dense.accuracy), _fmt(dense.synapses), _fmt(dense.neurons), "")
     if pruned is not None:
+        skipped = "; skipped: nothing to prune" if pruned.skipped else ""
         stages.add_row(
             "pruned",
             _pct(pruned.accuracy),
             _fmt(pruned.synapses),
             _fmt(pruned.neurons),
             f"budget {_fmt(budget.synapses)} ({budget.source}), "
-            f"max fan-in {_fmt(pruned.max_fan_in)}",
+            f"max fan-in {_fmt(pruned.max_fan_in)}{skipped}",
         )
     if quant is not None:
         stages.add_row(
@@ -211,14 +237,24 @@ def quantize_text(result) -> Group:
 
 
 def simulation_text(sim: SimulationRecord) -> Group:
+    """The simulation: every agreement figure under its verification kind (chip-exact, float
+    stand-in, vendor simulator), then the comparisons, activity and energy."""
+    kind = sim.verification.kind if sim.verification is not None else "kind not recorded"
     head = Text(
-        f"simulation ({sim.backend}, {sim.mode or ''}): {sim.samples} samples, "
+        f"simulation ({sim.backend}, {sim.mode or ''}) [{kind}]: {sim.samples} samples, "
         f"spike agreement {_pct(sim.spike_agreement)}, prediction agreement "
         f"{_pct(sim.prediction_agreement)}, accuracy {_pct(sim.accuracy)}, "
         f"{_fmt(sim.seconds_per_sample and 1000 * sim.seconds_per_sample)} ms/sample",
         style="bold",
     )
     parts: list[Any] = [head]
+    if sim.verification is not None:
+        parts.append(
+            Text(
+                f"{kind}: {sim.verification.detail}; {sim.verification.proves or ''}",
+                style="green" if kind == CHIP_EXACT else "yellow",
+            )
+        )
     if sim.agreement_source:
         parts.append(Text(f"agreement measured against: {sim.agreement_source}", style="dim"))
     if sim.model_agreement is not None:
@@ -330,7 +366,9 @@ class ProgressRenderer:
         if self.quiet:
             return
         stage = str(event.get("stage", ""))
-        if "message" in event:
+        if "message" in event and event.get("warning"):
+            self.progress.console.print(f"[bold yellow]{stage}[/]: {event['message']}")
+        elif "message" in event:
             self.progress.console.print(f"[bold cyan]{stage}[/]: {event['message']}")
         if "total" in event:
             self.tasks[stage] = self.progress.add_task(stage, total=event["total"], info="")

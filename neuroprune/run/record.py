@@ -114,21 +114,32 @@ class SimLayerRow(_Section):
 
 
 class BudgetRecord(_Section):
+    """The synapse budget: ``synapses`` (B), its ``source``; ``binds`` (False: B is at least the
+    dense network's synapses, nothing to prune), ``dense_cores`` (cores the dense network needs
+    in the allocation) of ``cores_allocated``."""
+
+    _optional = frozenset({"binds", "dense_cores", "cores_allocated"})
+
     synapses: int
     source: str
+    binds: bool | None = None
+    dense_cores: int | None = None
+    cores_allocated: int | None = None
 
 
 class StageRecord(_Section):
     """dense / pruned / quantized: test accuracy (0..1), physical synapses, spiking neurons;
-    ``layers``: one :class:`LayerRow` per layer (the rows the plots draw)."""
+    ``layers``: one :class:`LayerRow` per layer (the rows the plots draw); ``skipped``: why the
+    stage's training did not run (the pruned model is then the dense model)."""
 
-    _optional = frozenset({"layers"})
+    _optional = frozenset({"layers", "skipped"})
 
     accuracy: float
     synapses: int
     neurons: int
     max_fan_in: int | None = None
     layers: list[LayerRow] = []
+    skipped: str | None = None
 
 
 class QatRecord(_Section):
@@ -181,12 +192,24 @@ class ViolationRecord(_Section):
     hint: str
 
 
+class CoresSetByRecord(_Section):
+    """The limit that sets the core count (:func:`neuroprune.fit.rules.core_count_limit`):
+    ``resource`` (``neurons``, ``input_axons``, ``synapse_memory`` or ``fan_out``), the cores
+    that resource alone needs (``cores``) and a sentence (``detail``)."""
+
+    resource: str
+    cores: int
+    detail: str
+
+
 class FitRecord(_Section):
     """The fit check (:class:`neuroprune.fit.report.FitReport`): verdict, cores used of
     ``cores_allocated``, chips needed, violations, ``utilisation`` (resource -> 0..1 of the
     cores used); ``chip``, ``synapses`` and ``neurons`` of the network checked."""
 
-    _optional = frozenset({"chip", "cores_allocated", "synapses", "neurons", "utilisation"})
+    _optional = frozenset(
+        {"chip", "cores_allocated", "synapses", "neurons", "utilisation", "cores_set_by"}
+    )
 
     fits: bool
     cores: int
@@ -197,6 +220,7 @@ class FitRecord(_Section):
     synapses: int | None = None
     neurons: int | None = None
     utilisation: dict[str, float] = {}
+    cores_set_by: CoresSetByRecord | None = None
 
 
 class FloatDriftRecord(_Section):
@@ -210,13 +234,28 @@ class FloatDriftRecord(_Section):
     accuracy: float | None = None
 
 
+class VerificationRecord(_Section):
+    """What a simulation verified (:mod:`neuroprune.sim.verification`): ``kind``
+    (``chip-exact``, ``float stand-in`` or ``vendor simulator``), what ran (``detail``) and what
+    the kind proves (``proves``)."""
+
+    _optional = frozenset({"proves"})
+
+    kind: str
+    detail: str
+    proves: str | None = None
+
+
 class SimulationRecord(_Section):
     """The simulation (:class:`neuroprune.sim.result.SimulationResult`): agreements are
     fractions (0..1), ``seconds_per_sample`` in s, ``energy_per_sample_j`` in J; ``layers``:
-    one :class:`SimLayerRow` per neuron layer."""
+    one :class:`SimLayerRow` per neuron layer; ``verification``: the kind every agreement
+    figure carries; ``model_accuracy``: the compared model's accuracy on the same samples."""
 
     _optional = frozenset(
         {
+            "verification",
+            "model_accuracy",
             "mode",
             "accuracy",
             "agreement_source",
@@ -236,6 +275,8 @@ class SimulationRecord(_Section):
     spike_agreement: float | None = None
     prediction_agreement: float | None = None
     seconds_per_sample: float | None = None
+    verification: VerificationRecord | None = None
+    model_accuracy: float | None = None
     mode: str | None = None
     accuracy: float | None = None
     agreement_source: str | None = None
@@ -262,12 +303,35 @@ class ErrorRecord(_Section):
     message: str
 
 
+class WarningRecord(_Section):
+    """One warning about a run (:func:`neuroprune.run.warnings.run_warnings`): its ``kind`` (a
+    key of :data:`neuroprune.run.warnings.WARNING_KINDS`), the ``stage`` it concerns and a
+    one-line ``message`` naming the figures."""
+
+    kind: str
+    stage: str
+    message: str
+
+
+class AccuracyGateRecord(_Section):
+    """``--max-accuracy-drop``: the most test-accuracy points (``max_drop``) the deployed model
+    may lose against the pruned float model, the loss measured (``drop``, points), whether it
+    ``passed``, and the one-line ``reason`` when not."""
+
+    max_drop: float
+    drop: float | None = None
+    passed: bool = True
+    reason: str | None = None
+
+
 class RunRecord(_Section):
     """``report.json`` (docs/architecture.md "report.json: keys other tools rely on");
     ``chip_name`` (the profile's name), ``counting`` (the synapse counting convention) and
-    ``plots`` (paths relative to the run) are written by the run, absent from older records."""
+    ``plots`` (paths relative to the run) are written by the run, absent from older records;
+    ``warnings`` (:class:`WarningRecord`) and ``accuracy_gate`` (``--max-accuracy-drop``) are
+    written by runs that know them."""
 
-    _optional = frozenset({"chip_name", "counting", "plots"})
+    _optional = frozenset({"chip_name", "counting", "plots", "warnings", "accuracy_gate"})
 
     record_version: int = RECORD_VERSION
     chip: str
@@ -283,6 +347,8 @@ class RunRecord(_Section):
     chip_name: str | None = None
     counting: str | None = None
     plots: list[str] = []
+    warnings: list[WarningRecord] = []
+    accuracy_gate: AccuracyGateRecord | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (what ``report.json`` holds and ``--json`` prints)."""

@@ -20,6 +20,12 @@ from neuroprune.sim.reference import ReferenceBackend
 from neuroprune.sim.result import SimulationResult
 from neuroprune.sim.spec import DeploymentSpec, read_deployment
 from neuroprune.sim.torch_reference import model_counts
+from neuroprune.sim.verification import (
+    CHIP_EXACT,
+    VENDOR_SIMULATOR,
+    Verification,
+    verification_kind,
+)
 
 REFERENCE = "reference"
 
@@ -67,7 +73,10 @@ def simulate(
             float-to-chip drift, reported, never gated on).
 
     Returns:
-        a :class:`SimulationResult` (definitions in :mod:`neuroprune.sim.result`).
+        a :class:`SimulationResult` (definitions in :mod:`neuroprune.sim.result`); its
+        ``verification`` says what the run verified (:mod:`neuroprune.sim.verification`:
+        chip-exact, float stand-in or vendor simulator, from ``profile``, ``backend`` and the
+        mode), and ``model_accuracy`` is ``reference_model``'s accuracy on the same samples.
 
     Raises:
         ArtifactError / UnsupportedError: the file cannot be read or simulated.
@@ -81,6 +90,7 @@ def simulate(
     _check_timeout(timeout)
     chosen.check_available()
     chip = _resolve_profile(profile)
+    verification = verification_kind(chip, chosen, fixed_point=fixed_point)
     spec = read_deployment(nir_path)
     stimulus = prepare_stimulus(spec, x, samples=samples, fixed_point=fixed_point)
     labels = _labels(y, stimulus.samples)
@@ -108,6 +118,7 @@ def simulate(
         agreement_source=source,
         backend_seconds=backend_seconds,
         wall=time.perf_counter() - start,
+        verification=verification,
     )
     if expected_counts is not None and reference_model is not None:
         drift, _ = _expected(None, reference_model, chosen, spec, stimulus, run)
@@ -116,7 +127,10 @@ def simulate(
             model_agreement=metrics.layer_agreement(run.counts, drift),
             model_prediction_agreement=_prediction_agreement(result.predictions, drift),
             model_count_agreement=metrics.count_agreement(run.counts, drift),
+            model_accuracy=_accuracy_of(drift, labels),
         )
+    elif reference_model is not None:
+        result = replace(result, model_accuracy=_accuracy_of(expected, labels))
     if float_model is not None:
         result = replace(
             result,
@@ -145,8 +159,12 @@ def build_result(
     agreement_source: str | None = None,
     backend_seconds: float,
     wall: float,
+    verification: Verification | None = None,
 ) -> SimulationResult:
-    """Assemble a :class:`SimulationResult` from a backend run (definitions in ``result``)."""
+    """Assemble a :class:`SimulationResult` from a backend run (definitions in ``result``);
+    ``verification`` defaults to what the backend ``name`` verifies without a profile."""
+    if verification is None:
+        verification = verification_kind(profile, name, fixed_point=fixed_point)
     counts = run.counts
     steps, samples = stimulus.timesteps, stimulus.samples
     predictions = metrics.predictions_from(counts[-1])
@@ -178,8 +196,9 @@ def build_result(
         seconds_per_sample=backend_seconds / samples,
         wall_seconds=wall,
         timings=dict(run.timings),
-        notes=_notes(spec, stimulus, run, fixed_point),
+        notes=_notes(spec, stimulus, run, fixed_point, verification),
         placement=placement(spec, stimulus),
+        verification=verification,
     )
 
 
@@ -269,6 +288,13 @@ def _check_layer_count(counts, spec: DeploymentSpec, field: str):
     return counts
 
 
+def _accuracy_of(counts, labels: np.ndarray | None) -> float | None:
+    """Accuracy (0..1) of the predictions that per-layer ``counts`` make, or None."""
+    if counts is None:
+        return None
+    return metrics.agreement_with_labels(metrics.predictions_from(np.asarray(counts[-1])), labels)
+
+
 def _prediction_agreement(predictions: np.ndarray, expected) -> float | None:
     if expected is None:
         return None
@@ -281,23 +307,30 @@ def _first_divergent(spec: DeploymentSpec, agreement) -> str | None:
     return next((spec.layer_names[k] for k, a in enumerate(agreement) if a < 1.0), None)
 
 
-def _notes(spec: DeploymentSpec, stimulus: Stimulus, run: BackendRun, fixed_point: bool):
+def _notes(
+    spec: DeploymentSpec,
+    stimulus: Stimulus,
+    run: BackendRun,
+    fixed_point: bool,
+    verification: Verification,
+):
     notes = list(run.notes)
     encoding = spec.encoding or "unknown"
+    computed = _as_computed(verification)
     if stimulus.kind == CURRENT:
         shift = stimulus.current_shift
         rounding = f", in units of 2**-{shift} weight LSB" if fixed_point else ""
         notes.append(
             f"analog input ({encoding} encoding): first layer's synaptic current "
             f"({spec.layers[0].name}) computed on the host{rounding}; every neuron layer and "
-            "every later synaptic layer ran on the chip"
+            f"every later synaptic layer is placed on the chip and {computed}"
         )
     else:
         readers = ", ".join(layer.name for layer in spec.layers if INPUT in layer.sources)
         notes.append(
             f"spike input ({encoding} encoding): the input spike generator sends each step's "
-            f"frame to {readers}; every synaptic and neuron layer ran on the chip, "
-            "none on the host"
+            f"frame to {readers}; every synaptic and neuron layer is placed on the chip, none "
+            f"on the host, and {computed}"
         )
     if spec.timesteps and spec.timesteps != stimulus.timesteps:
         notes.append(
@@ -306,3 +339,12 @@ def _notes(spec: DeploymentSpec, stimulus: Stimulus, run: BackendRun, fixed_poin
     if any(not layer.neuron.strict for layer in spec.layers):
         notes.append("legacy graph with threshold '>=': simulated as v >= v_th")
     return tuple(notes)
+
+
+def _as_computed(verification: Verification) -> str:
+    """How the chip-placed layers were computed, by verification kind."""
+    if verification.kind == CHIP_EXACT:
+        return f"ran as the chip computes it ({verification.kind}: {verification.detail})"
+    if verification.kind == VENDOR_SIMULATOR:
+        return f"ran as the vendor's simulator computes it ({verification.detail})"
+    return f"did not run as the chip computes it ({verification.kind}: {verification.detail})"

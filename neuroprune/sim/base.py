@@ -38,7 +38,12 @@ class BackendRun:
 
 @runtime_checkable
 class SimBackend(Protocol):
-    """A simulator. ``name`` is its registry key."""
+    """A simulator. ``name`` is its registry key.
+
+    Two optional class attributes say what it runs exactly (read with ``getattr``, default
+    empty; :func:`neuroprune.sim.verification.verification_kind`): ``chip_arithmetics``, the
+    chip arithmetics (``neuron.arithmetic`` of a profile) it runs bit for bit in fixed point,
+    and ``vendor_chips``, the profile ids whose vendor wrote this simulator."""
 
     name: str
 

@@ -43,10 +43,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 import neuroprune
+from neuroprune.chip.arithmetic import LOIHI
 from neuroprune.core.errors import BackendUnavailableError, SimulationError
 from neuroprune.envs import environment_python, require
 from neuroprune.sim.base import BackendRun, Progress, emit
@@ -113,9 +115,12 @@ class LavaBackend:
         fault: tests only: ``"raise"`` or ``"hang"`` inside a Lava process model.
         python: interpreter for the worker (default: the ``lava`` backend environment's,
             :func:`neuroprune.envs.environment_python`).
+        chip_arithmetics: chip arithmetics it runs bit for bit in fixed point (Lava's
+            ``fixed_pt`` LIF is Loihi's; :mod:`neuroprune.sim.verification`).
     """
 
     name: str = "lava"
+    chip_arithmetics: ClassVar[tuple[str, ...]] = (LOIHI,)
     max_chunk_bytes: int | None = None
     chunk_samples: int | None = None
     message_bits: int = 1

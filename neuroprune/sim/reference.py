@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from neuroprune.chip.arithmetic import ACT_SHIFT, LoihiNeuron, int32, trunc_decay, wrap24
+from neuroprune.chip.arithmetic import ACT_SHIFT, LOIHI, LoihiNeuron, int32, trunc_decay, wrap24
 from neuroprune.graph.stages import INPUT
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
@@ -47,9 +48,13 @@ __all__ = ["ReferenceBackend", "int32", "simulate_fixed", "simulate_float", "tru
 
 @dataclass(frozen=True)
 class ReferenceBackend:
-    """Numpy oracle: SpikingJelly semantics in float, Lava ``fixed_pt`` bit-exact in fixed."""
+    """Numpy oracle: SpikingJelly semantics in float, Lava ``fixed_pt`` bit-exact in fixed.
+
+    ``chip_arithmetics``: the chip arithmetics it runs bit for bit in fixed point
+    (:mod:`neuroprune.sim.verification`)."""
 
     name: str = "reference"
+    chip_arithmetics: ClassVar[tuple[str, ...]] = (LOIHI,)
 
     def check_available(self) -> None:
         """Always available (numpy and scipy only)."""

@@ -27,6 +27,7 @@ import numpy as np
 from neuroprune.core.errors import ConfigError
 from neuroprune.sim.inputs import Stimulus
 from neuroprune.sim.spec import DeploymentSpec
+from neuroprune.sim.verification import Verification
 
 PICO = 1e-12
 
@@ -66,6 +67,10 @@ class SimulationResult:
             chip's arithmetic, compared with the same weights on float neurons):
             ``layer_agreement``, ``count_agreement`` (per layer), ``prediction_agreement`` and
             ``accuracy`` of the float model against this run: the float-to-chip drift.
+        verification: what the run verified (:mod:`neuroprune.sim.verification`): the kind
+            every agreement figure above carries.
+        model_accuracy: accuracy (0..1) of the PyTorch model compared with, on the same
+            samples (``None`` without one or without labels).
     """
 
     backend: str
@@ -96,6 +101,8 @@ class SimulationResult:
     model_count_agreement: tuple[float, ...] | None = None
     placement: tuple[tuple[str, str], ...] = ()
     float_drift: Mapping[str, Any] | None = None
+    verification: Verification | None = None
+    model_accuracy: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no per-sample arrays) for ``simulation.json`` / report.json."""
@@ -107,11 +114,13 @@ class SimulationResult:
             "stimulus": self.stimulus,
             "placement": dict(self.placement),
             "layers": self.layer_rows(),
+            "verification": None if self.verification is None else self.verification.as_dict(),
             "spike_agreement": self.spike_agreement,
             "agreement_source": self.agreement_source,
             "first_divergent_layer": self.first_divergent_layer,
             "prediction_agreement": self.prediction_agreement,
             "accuracy": self.accuracy,
+            "model_accuracy": self.model_accuracy,
             "synops_per_sample": self.synops_per_sample,
             "energy_per_sample_j": self.energy_per_sample_j,
             "seconds_per_sample": self.seconds_per_sample,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from neuroprune.core.errors import NeuropruneError
+from neuroprune.core.errors import EXIT_DOES_NOT_FIT, EXIT_OK, NeuropruneError
 from neuroprune.pipeline.context import _Run
 
 if TYPE_CHECKING:
@@ -22,22 +22,25 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Carry:
     """What one stage hands the next: the model so far, the dataset, the synapse budget, and
-    the verdicts of the fit check and the simulation (True until a stage says otherwise)."""
+    the verdicts of the fit check, the simulation and the accuracy gate (``--max-accuracy-drop``)
+    (True until a stage says otherwise)."""
 
     model: Any
     dataset: Any
     budget: Budget  # synapses the pruned network may keep (neuroprune.fit.budget)
     fits: bool = True
     verified: bool = True
+    meets: bool = True  # the deployed model meets --max-accuracy-drop
     error: NeuropruneError | None = None  # a stage that failed after the run started
 
     @property
     def exit_code(self) -> int:
-        """0 when the network fits and the simulation agrees; the failed stage's exit code;
-        1 otherwise."""
+        """0 when the network fits, the simulation agrees and the accuracy gate passes; the
+        failed stage's exit code; 1 (``EXIT_DOES_NOT_FIT``: ran but does not fit or meet)
+        otherwise."""
         if self.error is not None:
             return self.error.exit_code
-        return 0 if self.fits and self.verified else 1
+        return EXIT_OK if self.fits and self.verified and self.meets else EXIT_DOES_NOT_FIT
 
 
 def _never(_: Any) -> bool:

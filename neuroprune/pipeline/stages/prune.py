@@ -20,8 +20,11 @@ from neuroprune.run.rundir import StageRecord
 
 def run_prune(run: _Run, carry: Carry) -> Carry:
     """Pruning (+ fine-tuning); report.json ``pruned`` (:class:`StageRecord` with ``method``,
-    ``scheduler`` and per-layer rows)."""
+    ``scheduler`` and per-layer rows). When the budget does not bind (``B`` holds every dense
+    synapse) nothing is pruned: :func:`skip_pruning`."""
     cfg = run.cfg
+    if not carry.budget.binds:
+        return skip_pruning(run, carry)
     model = _pruned_model(run, carry)
     accuracy, summary = measure(run, model, carry.dataset)
     shared = run.profile.conv_weight_sharing
@@ -32,6 +35,29 @@ def run_prune(run: _Run, carry: Carry) -> Carry:
         "prune", f"{summary.synapses(shared):,} synapses kept, test accuracy {100 * accuracy:.2f} %"
     )
     return replace(carry, model=model)
+
+
+def skip_pruning(run: _Run, carry: Carry) -> Carry:
+    """Nothing to prune: the pruned model is the dense model, no pruning or fine-tuning epoch
+    runs. pruned.pt is still written (the dense weights; later stages and ``--resume`` read
+    it), and report.json ``pruned`` repeats the dense figures with ``skipped`` saying why."""
+    cfg, budget = run.cfg, carry.budget
+    reason = (
+        f"nothing to prune: the budget ({budget.synapses:,} synapses, {budget.source}) holds "
+        f"all {budget.dense_synapses:,} synapses of the dense network"
+    )
+    inputs = stage_inputs(cfg, run.profile, "pruned")
+    history: dict[str, list] = {"prune": [], "finetune": []}
+    run.history.update(history)
+    run.save_model(
+        "pruned", carry.model, inputs, history=history, method=cfg.method, skipped=reason
+    )
+    dense = run.record.dense.model_dump() if run.record.dense is not None else {}
+    run.record.pruned = StageRecord(
+        **{**dense, "method": cfg.method, "scheduler": cfg.scheduler, "skipped": reason}
+    )
+    run.emit("prune", f"skipped, {reason}; the pruned model is the dense model")
+    return carry
 
 
 def _pruned_model(run: _Run, carry: Carry):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from neuroprune.pipeline.context import _Run
@@ -14,10 +15,13 @@ from neuroprune.reports.plots import (
     spike_rates,
     training_curves,
 )
+from neuroprune.run.warnings import accuracy_gate, preflight_warnings, run_warnings
 
 
 def run_report(run: _Run, carry: Carry) -> Carry:
-    """Draw the plots, write report.json (the typed :class:`RunRecord`) and report.md."""
+    """Judge the run (warnings, ``--max-accuracy-drop``), draw the plots, write report.json (the
+    typed :class:`RunRecord`) and report.md."""
+    carry = judge(run, carry)
     files = _plots(run)
     record = run.record
     record.history = run.history
@@ -27,6 +31,23 @@ def run_report(run: _Run, carry: Carry) -> Carry:
         run.rundir.mark(plot)
     run.emit("report", f"wrote report.json, report.md and {len(files)} plots")
     return carry
+
+
+def judge(run: _Run, carry: Carry) -> Carry:
+    """report.json ``warnings`` (:func:`neuroprune.run.warnings.run_warnings`), each also said
+    in the log, and ``accuracy_gate`` when ``--max-accuracy-drop`` was given; a failed gate
+    makes the run exit 1 (ran but does not meet)."""
+    record = run.record
+    record.warnings = run_warnings(record, run.profile)
+    for warning in record.warnings:
+        if warning.kind not in {w.kind for w in preflight_warnings(record)}:
+            run.warn(warning, stage="report")
+    if run.cfg.max_accuracy_drop is None:
+        return carry
+    record.accuracy_gate = accuracy_gate(record, run.cfg.max_accuracy_drop)
+    if not record.accuracy_gate.passed:
+        run.emit("report", record.accuracy_gate.reason)
+    return replace(carry, meets=record.accuracy_gate.passed)
 
 
 def _plots(run: _Run) -> list[Path]:

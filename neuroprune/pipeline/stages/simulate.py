@@ -76,20 +76,30 @@ def _simulate(run: _Run, carry: Carry) -> bool:
     run.rundir.write_simulation(data)
     run.record.simulation = SimulationRecord(**data)
     _chip_traffic(run, result.counts)
-    run.emit("simulate", _agreement_line(data, fixed))
+    run.emit("simulate", _agreement_line(data))
     return verification_passed(data, cfg.agreement_threshold)
 
 
-def _agreement_line(data: Mapping[str, Any], fixed: bool) -> str:
+AGAINST = {
+    "reference": "the bit-exact emulation",
+    "reference_model": "the PyTorch model",
+    "expected_counts": "the expected counts",
+}
+"""What a simulation's ``agreement_source`` compared it with, in words."""
+
+
+def _agreement_line(data: Mapping[str, Any]) -> str:
+    """The log line of a simulation: its verification kind, then every agreement figure."""
     agreement = data.get("spike_agreement")
     drift = data.get("model_spike_agreement")
-    versus = "the bit-exact emulation" if fixed else "the PyTorch model"
+    versus = AGAINST.get(data.get("agreement_source") or "", "nothing")
+    kind = (data.get("verification") or {}).get("kind", "unverified")
     extra = f"; {100 * drift:.2f} % vs the trained PyTorch model" if drift is not None else ""
     if data.get("float_drift"):
         floats = min(data["float_drift"]["layer_agreement"])
         extra += f" ({100 * floats:.2f} % vs its weights on float neurons)"
     return (
-        f"spike agreement {100 * (agreement or 0):.2f} % vs {versus}{extra}, "
+        f"{kind}: spike agreement {100 * (agreement or 0):.2f} % vs {versus}{extra}, "
         f"{1000 * (data.get('seconds_per_sample') or 0):.2f} ms/sample"
     )
 
@@ -141,8 +151,10 @@ def bit_exact_check(backend: str, fixed: bool) -> str | None:
 
 
 def fixed_by_default(profile: ChipProfile) -> bool:
-    """Bit-accurate simulation where Lava has a bit-accurate model of the chip (Loihi)."""
-    return profile.weights.format in ("loihi", "loihi2")
+    """Fixed point where the chip's integer neuron arithmetic is modelled: the profile declares
+    ``neuron.arithmetic`` (Loihi and Loihi 2 today), so the run can be chip-exact
+    (:mod:`neuroprune.sim.verification`)."""
+    return profile.neuron.arithmetic is not None
 
 
 SIMULATE = Stage("simulate", "simulation", run_simulate)

@@ -1,0 +1,123 @@
+"""What a simulation verified (issue 25, item 1): every agreement figure carries its kind, derived
+from the chip profile, the backend and the mode, never from a chip's name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from neuroprune.chip.profiles import load_profile, shipped_profile_paths
+from neuroprune.sim.reference import ReferenceBackend
+from neuroprune.sim.verification import (
+    CHIP_EXACT,
+    FLOAT_STAND_IN,
+    VENDOR_SIMULATOR,
+    VERIFICATION_KINDS,
+    verification_kind,
+)
+
+
+@dataclass(frozen=True)
+class PlainBackend:
+    """A backend that declares nothing it runs exactly."""
+
+    name: str = "plain"
+
+
+@dataclass(frozen=True)
+class VendorBackend:
+    """A backend its vendor wrote for one chip."""
+
+    name: str = "vendor"
+    vendor_chips: tuple[str, ...] = ("truenorth",)
+
+
+def test_the_three_kinds_are_defined_once():
+    assert list(VERIFICATION_KINDS) == [CHIP_EXACT, FLOAT_STAND_IN, VENDOR_SIMULATOR]
+    assert VERIFICATION_KINDS[FLOAT_STAND_IN].proves.startswith("the chip's arithmetic is not")
+
+
+@pytest.mark.parametrize("chip", sorted(shipped_profile_paths()))
+def test_every_shipped_chip_is_chip_exact_only_where_its_arithmetic_runs(chip):
+    """The oracle reads the profile field and the backend attribute directly: fixed point is
+    chip-exact exactly where the profile declares an arithmetic the reference backend runs."""
+    profile = load_profile(chip)
+    backend = ReferenceBackend()
+    expected = (
+        CHIP_EXACT
+        if profile.neuron.arithmetic is not None
+        and profile.neuron.arithmetic in ReferenceBackend.chip_arithmetics
+        else FLOAT_STAND_IN
+    )
+    assert verification_kind(profile, backend, fixed_point=True).kind == expected
+    assert verification_kind(profile, backend, fixed_point=False).kind == FLOAT_STAND_IN
+
+
+def test_loihi_fixed_point_is_chip_exact_and_truenorth_is_a_float_stand_in():
+    loihi, truenorth = load_profile("loihi"), load_profile("truenorth")
+    exact = verification_kind(loihi, ReferenceBackend(), fixed_point=True)
+    assert exact.kind == CHIP_EXACT and "loihi_fixed_pt" in exact.detail
+    stand_in = verification_kind(truenorth, ReferenceBackend(), fixed_point=False)
+    assert stand_in.kind == FLOAT_STAND_IN
+    assert "declares no neuron arithmetic" in stand_in.detail
+    floating = verification_kind(loihi, ReferenceBackend(), fixed_point=False)
+    assert floating.kind == FLOAT_STAND_IN and "floating point" in floating.detail
+
+
+def test_a_backend_that_does_not_run_the_arithmetic_is_not_chip_exact():
+    loihi = load_profile("loihi")
+    found = verification_kind(loihi, PlainBackend(), fixed_point=True)
+    assert found.kind == FLOAT_STAND_IN and "does not implement loihi_fixed_pt" in found.detail
+
+
+def test_a_vendor_backend_is_a_vendor_simulator_for_its_chips_only():
+    assert (
+        verification_kind(load_profile("truenorth"), VendorBackend(), fixed_point=False).kind
+        == VENDOR_SIMULATOR
+    )
+    assert (
+        verification_kind(load_profile("loihi"), VendorBackend(), fixed_point=True).kind
+        == FLOAT_STAND_IN
+    )
+
+
+def test_no_profile_is_never_chip_exact():
+    assert verification_kind(None, ReferenceBackend(), fixed_point=True).kind == FLOAT_STAND_IN
+
+
+def _tiny_nir(tmp_path, chip: str, digits):
+    """An untrained 64-16-10 mlp, post-training quantized for ``chip``, exported to NIR."""
+    import torch
+
+    from neuroprune.export import export_nir
+    from neuroprune.models.zoo import build_model
+    from neuroprune.quantize.model import ptq_model
+
+    torch.manual_seed(0)
+    model = build_model("mlp", digits.input_shape, digits.num_classes, hidden=(16,)).eval()
+    qmodel, _ = ptq_model(model, load_profile(chip), digits.input_shape)
+    path = tmp_path / f"{chip}.nir"
+    export_nir(
+        qmodel, path, timesteps=4, encoding="direct", input_shape=digits.input_shape, chip=chip
+    )
+    return path, digits.x_test[:20]
+
+
+@pytest.mark.parametrize(
+    ("chip", "fixed", "kind", "computed"),
+    [
+        ("loihi", True, CHIP_EXACT, "ran as the chip computes it"),
+        ("truenorth", False, FLOAT_STAND_IN, "did not run as the chip computes it"),
+    ],
+)
+def test_the_simulation_result_and_its_placement_note_carry_the_kind(
+    tmp_path, digits, chip, fixed, kind, computed
+):
+    from neuroprune.sim import simulate
+
+    path, x = _tiny_nir(tmp_path, chip, digits)
+    result = simulate(path, x=x, profile=chip, backend="reference", fixed_point=fixed).as_dict()
+    assert result["verification"]["kind"] == kind
+    placement_note = next(n for n in result["notes"] if "host" in n)
+    assert computed in placement_note and "ran on the chip" not in placement_note
