@@ -25,6 +25,12 @@ code the chip-arithmetic training neuron runs::
     u = wrap24( trunc0(u (4096 - du - 1) / 4096) + (a << 6) )
     v = clip( trunc0(v (4096 - dv) / 4096) + u + (bias_mant << 6), -(2^23 - 1), 2^23 - 1 )
     S = v > (vth << 6);  v[S] = 0
+
+A graph quantized for another chip arithmetic (:func:`neuroprune.chip.arithmetic.
+arithmetic_for_format` of its weight format) runs that arithmetic's
+:class:`~neuroprune.chip.arithmetic.LayerNeuron` instead (:func:`simulate_chip`): SpiNNaker's
+``spinnaker_lif`` gets ``a = W_int s`` (weight LSBs, int64; a host-injected first layer its
+stimulus integers) and the per-neuron ``bias_int``.
 """
 
 from __future__ import annotations
@@ -35,7 +41,19 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from neuroprune.chip.arithmetic import ACT_SHIFT, LoihiNeuron, int32, trunc_decay, wrap24
+from neuroprune.chip.arithmetic import (
+    ACT_SHIFT,
+    LOIHI,
+    LayerFacts,
+    LoihiNeuron,
+    arithmetic_for_format,
+    int32,
+    layer_neuron,
+    trunc_decay,
+    wrap24,
+)
+from neuroprune.chip.arithmetic.spinnaker import RING_BUFFER_MAX, SPINNAKER
+from neuroprune.core.errors import UnsupportedError
 from neuroprune.graph.stages import INPUT
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
@@ -66,7 +84,10 @@ class ReferenceBackend:
         """Simulate all samples at once; ``timeout`` is ignored (the run is bounded)."""
         start = time.perf_counter()
         emit(progress, "backend_start", backend=self.name, samples=stimulus.samples)
-        if fixed_point:
+        name = spec_arithmetic(spec) if fixed_point else None
+        if fixed_point and name not in (None, LOIHI):
+            counts = simulate_chip(spec, stimulus, name)
+        elif fixed_point:
             layers = lava_layers(spec, fixed_point=True, input_shift=stimulus.current_shift)
             counts = simulate_fixed(layers, stimulus)
         else:
@@ -173,3 +194,84 @@ def fixed_step(layer: LavaLayer, u: np.ndarray, v: np.ndarray, a: np.ndarray) ->
     bias = layer.bias_mant.astype(np.int64)
     u[...], v[...], fired = neuron.step(u, v, np.asarray(a, dtype=np.int64), bias)
     return fired.astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Any other chip arithmetic, through its LayerNeuron
+
+
+def spec_arithmetic(spec: DeploymentSpec) -> str | None:
+    """The chip arithmetic of a quantized graph, from its first layer's weight format."""
+    quant = spec.layers[0].quant
+    return None if quant is None else arithmetic_for_format(quant.format)
+
+
+def chip_layers(spec: DeploymentSpec, name: str, input_shift: int = 0) -> list:
+    """Each layer's :class:`~neuroprune.chip.arithmetic.LayerNeuron` under ``name`` (the first
+    with the stimulus' ``input_shift``); checks what the arithmetic needs of the integers."""
+    out = []
+    for k, layer in enumerate(spec.layers):
+        quant = layer.quant
+        if quant is None:
+            raise UnsupportedError(
+                "chip-arithmetic simulation needs a quantized model",
+                where=f"layer {layer.neuron_name}",
+                field="quantized",
+                value=False,
+                fix="Run the quantize stage (or drop --fixed-point).",
+            )
+        if name == SPINNAKER:
+            _check_ring_buffers(layer)
+        neuron = layer.neuron
+        facts = LayerFacts(
+            model=neuron.model,
+            tau=neuron.tau,
+            decay_input=neuron.decay_input,
+            threshold_int=int(quant.threshold_int),
+            input_shift=input_shift if k == 0 else 0,
+        )
+        out.append(layer_neuron(name, facts))
+    return out
+
+
+def _check_ring_buffers(layer: LayerSpec) -> None:
+    """sPyNNaker's 16-bit ring buffers saturate; the quantizer keeps every neuron's summed
+    excitatory and inhibitory weights within one word, so they never do on spike input."""
+    weight = layer.quant.weight_int.tocsr()  # type: ignore[union-attr]
+    exc = np.asarray(weight.multiply(weight > 0).sum(axis=1))
+    inh = -np.asarray(weight.multiply(weight < 0).sum(axis=1))
+    exc, inh = int(np.max(exc, initial=0)), int(np.max(inh, initial=0))
+    if max(exc, inh) > RING_BUFFER_MAX:
+        raise UnsupportedError(
+            "summed weights of one neuron exceed sPyNNaker's 16-bit ring buffer",
+            where=f"layer {layer.neuron_name}",
+            field="weight_int",
+            value=(exc, inh),
+            fix="Quantize for SpiNNaker with this version (--chip spinnaker).",
+        )
+
+
+def simulate_chip(spec: DeploymentSpec, stimulus: Stimulus, name: str) -> tuple[np.ndarray, ...]:
+    """Per-layer spike counts ``int32 [N, neurons]`` under chip arithmetic ``name``."""
+    samples = stimulus.samples
+    neurons = chip_layers(spec, name, stimulus.current_shift)
+    weights = [layer.quant.weight_int.tocsr() for layer in spec.layers]  # type: ignore[union-attr]
+    biases = [
+        0 if layer.quant.bias_int is None else layer.quant.bias_int.astype(np.int64)  # type: ignore[union-attr]
+        for layer in spec.layers
+    ]
+    zeros = [np.zeros((samples, layer.neurons), np.int64) for layer in spec.layers]
+    state = [neuron.zero_state(z) for neuron, z in zip(neurons, zeros, strict=True)]
+    counts = [np.zeros((samples, layer.neurons), np.int32) for layer in spec.layers]
+    for t in range(stimulus.timesteps):
+        spikes: list[np.ndarray] = []
+        for k in range(len(spec.layers)):
+            if k == 0 and stimulus.kind == CURRENT:
+                a = stimulus.frames[t].astype(np.int64)
+            else:
+                pre = spec.layer_input(k, stimulus.frames[t], spikes).astype(np.int64)
+                a = np.asarray((weights[k] @ pre.T).T, dtype=np.int64)
+            state[k], fired = neurons[k].step(state[k], a, biases[k])
+            spikes.append(fired.astype(np.uint8))
+            counts[k] += spikes[k]
+    return tuple(counts)
