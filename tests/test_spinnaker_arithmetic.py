@@ -327,3 +327,38 @@ def test_spinnaker_analog_first_layer_equals_the_reference(tmp_path):
     counts = model_counts(qmodel, np.broadcast_to(images, (T, *images.shape)))
     for got, want in zip(counts, result.counts, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+# ------------------------------------------------------------------------------------------
+# The profile states every rule with its source; the reader holds it to the registry
+
+
+def _profile_with(tmp_path, edit):
+    import yaml
+
+    from neuroprune.chip.profiles import shipped_profile_paths
+
+    raw = yaml.safe_load(shipped_profile_paths()["spinnaker"].read_text())
+    edit(raw["neuron"]["arithmetic"])
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda a: a["rules"].update(threshold={"value": ">", "source": "S46"}), "implements '>='"),
+        (lambda a: a["rules"].pop("reset"), "rules.reset: missing"),
+        (lambda a: a["rules"].update(colour={"value": 1, "source": "S46"}), "not a rule of"),
+        (lambda a: a["rules"]["leak"].update(source="S99"), "cites 'S99'"),
+        (lambda a: a.update(value="spinnaker_float"), "must be one of"),
+    ],
+)
+def test_profile_rules_must_match_the_registry(tmp_path, edit, message):
+    from neuroprune.chip.profiles import load_profile
+    from neuroprune.core.errors import ProfileError
+
+    assert load_profile("spinnaker").neuron.arithmetic == "spinnaker_lif"
+    with pytest.raises(ProfileError, match=message):
+        load_profile(_profile_with(tmp_path, edit))

@@ -41,23 +41,17 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from neuroprune.chip.arithmetic import (
-    ACT_SHIFT,
-    LOIHI,
-    LayerFacts,
-    LoihiNeuron,
-    arithmetic_for_format,
-    int32,
-    layer_neuron,
-    trunc_decay,
-    wrap24,
-)
-from neuroprune.chip.arithmetic.spinnaker import RING_BUFFER_MAX, SPINNAKER
-from neuroprune.core.errors import UnsupportedError
+from neuroprune.chip.arithmetic import ACT_SHIFT, LOIHI, LoihiNeuron, int32, trunc_decay, wrap24
 from neuroprune.graph.stages import INPUT
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
-from neuroprune.sim.lava_map import LavaLayer, lava_layers, lava_projections
+from neuroprune.sim.lava_map import (
+    LavaLayer,
+    chip_layers,
+    lava_layers,
+    lava_projections,
+    spec_arithmetic,
+)
 from neuroprune.sim.spec import DeploymentSpec, LayerSpec
 
 __all__ = ["ReferenceBackend", "int32", "simulate_fixed", "simulate_float", "trunc_decay", "wrap24"]
@@ -198,57 +192,6 @@ def fixed_step(layer: LavaLayer, u: np.ndarray, v: np.ndarray, a: np.ndarray) ->
 
 # --------------------------------------------------------------------------------------------
 # Any other chip arithmetic, through its LayerNeuron
-
-
-def spec_arithmetic(spec: DeploymentSpec) -> str | None:
-    """The chip arithmetic of a quantized graph, from its first layer's weight format."""
-    quant = spec.layers[0].quant
-    return None if quant is None else arithmetic_for_format(quant.format)
-
-
-def chip_layers(spec: DeploymentSpec, name: str, input_shift: int = 0) -> list:
-    """Each layer's :class:`~neuroprune.chip.arithmetic.LayerNeuron` under ``name`` (the first
-    with the stimulus' ``input_shift``); checks what the arithmetic needs of the integers."""
-    out = []
-    for k, layer in enumerate(spec.layers):
-        quant = layer.quant
-        if quant is None:
-            raise UnsupportedError(
-                "chip-arithmetic simulation needs a quantized model",
-                where=f"layer {layer.neuron_name}",
-                field="quantized",
-                value=False,
-                fix="Run the quantize stage (or drop --fixed-point).",
-            )
-        if name == SPINNAKER:
-            _check_ring_buffers(layer)
-        neuron = layer.neuron
-        facts = LayerFacts(
-            model=neuron.model,
-            tau=neuron.tau,
-            decay_input=neuron.decay_input,
-            threshold_int=int(quant.threshold_int),
-            input_shift=input_shift if k == 0 else 0,
-        )
-        out.append(layer_neuron(name, facts))
-    return out
-
-
-def _check_ring_buffers(layer: LayerSpec) -> None:
-    """sPyNNaker's 16-bit ring buffers saturate; the quantizer keeps every neuron's summed
-    excitatory and inhibitory weights within one word, so they never do on spike input."""
-    weight = layer.quant.weight_int.tocsr()  # type: ignore[union-attr]
-    exc = np.asarray(weight.multiply(weight > 0).sum(axis=1))
-    inh = -np.asarray(weight.multiply(weight < 0).sum(axis=1))
-    exc, inh = int(np.max(exc, initial=0)), int(np.max(inh, initial=0))
-    if max(exc, inh) > RING_BUFFER_MAX:
-        raise UnsupportedError(
-            "summed weights of one neuron exceed sPyNNaker's 16-bit ring buffer",
-            where=f"layer {layer.neuron_name}",
-            field="weight_int",
-            value=(exc, inh),
-            fix="Quantize for SpiNNaker with this version (--chip spinnaker).",
-        )
 
 
 def simulate_chip(spec: DeploymentSpec, stimulus: Stimulus, name: str) -> tuple[np.ndarray, ...]:

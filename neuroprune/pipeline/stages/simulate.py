@@ -141,8 +141,10 @@ def bit_exact_check(backend: str, fixed: bool) -> str | None:
 
 
 def fixed_by_default(profile: ChipProfile) -> bool:
-    """Bit-accurate simulation where Lava has a bit-accurate model of the chip (Loihi)."""
-    return profile.weights.format in ("loihi", "loihi2")
+    """Bit-accurate simulation where the profile declares its chip arithmetic
+    (``neuron.arithmetic``: Loihi, SpiNNaker), whose integer neurons the reference and Lava
+    both run."""
+    return profile.neuron.arithmetic is not None
 
 
 SIMULATE = Stage("simulate", "simulation", run_simulate)
