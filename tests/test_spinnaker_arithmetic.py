@@ -362,3 +362,24 @@ def test_profile_rules_must_match_the_registry(tmp_path, edit, message):
     assert load_profile("spinnaker").neuron.arithmetic == "spinnaker_lif"
     with pytest.raises(ProfileError, match=message):
         load_profile(_profile_with(tmp_path, edit))
+
+
+def test_spinnaker_quantizer_keeps_ring_buffer_sums_within_16_bits():
+    """Dense rows of large weights: the power-of-two scale grows until every neuron's summed
+    excitatory and summed inhibitory integer weights fit one 16-bit word."""
+    from neuroprune.chip.formats import get_quantizer
+    from neuroprune.chip.profiles import load_profile
+
+    profile = load_profile("spinnaker")
+    quantizer = get_quantizer(profile.weights, profile.path)
+    params = quantizer.read_params(profile.weights, profile.path)
+    rng = np.random.default_rng(0)
+    weight = rng.normal(0.0, 1.0, (16, 200))
+    grid, _, notes = quantizer.choose_grid(weight, params)
+    ints = np.clip(np.rint(weight / grid.scale), -0xFFFF, 0xFFFF)
+    largest = max(
+        np.where(ints > 0, ints, 0).sum(axis=1).max(),
+        np.where(ints < 0, -ints, 0).sum(axis=1).max(),
+    )
+    assert 0xFFFF // 2 < largest <= 0xFFFF  # fits, and half the scale would not
+    assert any("ring buffer" in note for note in notes)

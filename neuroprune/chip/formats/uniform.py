@@ -67,13 +67,6 @@ class SpinnakerQuantizer(Quantizer):
             )
         return grid, {"sign": "per_receptor"}, notes
 
-    def refit_grid(self, weight: np.ndarray, grid: Grid, params: UniformParams) -> Grid:
-        """Keep the scale unless fine-tuned weights overfill a ring buffer (then double it)."""
-        scale, q = grid.scale, params.magnitude_max
-        while _largest_receptor_sum(weight, scale, q) > q:
-            scale *= 2.0
-        return grid if scale == grid.scale else Grid(scale=scale, int_min=-q, int_max=q)
-
 
 def _largest_receptor_sum(weight: np.ndarray, scale: float, q: int) -> int:
     """Largest summed positive or summed negative integer weight of one output neuron (row of
