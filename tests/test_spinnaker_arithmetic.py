@@ -383,3 +383,18 @@ def test_spinnaker_quantizer_keeps_ring_buffer_sums_within_16_bits():
     )
     assert 0xFFFF // 2 < largest <= 0xFFFF  # fits, and half the scale would not
     assert any("ring buffer" in note for note in notes)
+
+
+def test_an_if_network_for_spinnaker_is_refused_before_training():
+    from neuroprune.chip.profiles import load_profile
+    from neuroprune.core.errors import UnsupportedError
+    from neuroprune.models.zoo import build_model
+    from neuroprune.pipeline.preflight import check_arithmetic_models
+
+    if_model = build_model("mlp", SHAPE, 10, neuron="if", hidden=(8,), seed=0)
+    lif_model = build_model("mlp", SHAPE, 10, neuron="lif", hidden=(8,), seed=0)
+    with pytest.raises(UnsupportedError, match="no IF neuron.*--neuron lif"):
+        check_arithmetic_models(if_model, load_profile("spinnaker"))
+    check_arithmetic_models(lif_model, load_profile("spinnaker"))
+    check_arithmetic_models(if_model, load_profile("loihi"))  # Loihi's arithmetic has IF
+    check_arithmetic_models(if_model, load_profile("tianjic"))  # no arithmetic declared
