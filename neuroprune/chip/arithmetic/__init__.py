@@ -1,6 +1,7 @@
 """Chip neuron arithmetic: one interface, one implementation per chip, run by training (torch),
-the reference emulation (numpy) and the Lava process models alike (layer L1, torch-free; Python 3.10 syntax, because the Lava
-worker imports it in the 3.10 backend environment: pyproject's per-file-target-version).
+the reference emulation (numpy) and the Lava process models alike (layer L1, torch-free;
+Python 3.10 syntax, because the Lava worker imports it in the 3.10 backend environment:
+pyproject's per-file-target-version).
 
 Design
 ------
