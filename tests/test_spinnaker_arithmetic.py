@@ -398,3 +398,28 @@ def test_an_if_network_for_spinnaker_is_refused_before_training():
     check_arithmetic_models(lif_model, load_profile("spinnaker"))
     check_arithmetic_models(if_model, load_profile("loihi"))  # Loihi's arithmetic has IF
     check_arithmetic_models(if_model, load_profile("tianjic"))  # no arithmetic declared
+
+
+def test_requantized_weights_keep_the_ring_buffer_bound():
+    """Fine-tuned weights re-projected onto the frozen PTQ grid: where they outgrew a 16-bit
+    receptor sum, the scale doubles again (other formats keep their grid)."""
+    from neuroprune.chip.formats import get_quantizer
+    from neuroprune.chip.profiles import load_profile
+
+    profile = load_profile("spinnaker")
+    quantizer = get_quantizer(profile.weights, profile.path)
+    rng = np.random.default_rng(2)
+    weight = rng.normal(0.0, 1.0, (8, 100))
+    neuron = {"model": "LIF", "tau": 2.0, "decay_input": True, "v_threshold": 1.0}
+    ptq = quantizer.quantize_layer(weight, None, neuron, profile.weights, where="t")
+    grown = quantizer.quantize_layer(
+        3.0 * weight, None, neuron, profile.weights, grid=ptq.grid, where="t"
+    )
+    same = quantizer.quantize_layer(
+        0.5 * weight, None, neuron, profile.weights, grid=ptq.grid, where="t"
+    )
+    assert same.grid == ptq.grid and grown.grid.scale == 4 * ptq.grid.scale
+    for lq in (ptq, grown, same):
+        ints = lq.weight_int.reshape(8, -1)
+        assert np.where(ints > 0, ints, 0).sum(axis=1).max() <= 0xFFFF
+        assert np.where(ints < 0, -ints, 0).sum(axis=1).max() <= 0xFFFF

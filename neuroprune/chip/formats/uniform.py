@@ -67,6 +67,16 @@ class SpinnakerQuantizer(Quantizer):
             )
         return grid, {"sign": "per_receptor"}, notes
 
+    def frozen_grid(self, weight: np.ndarray, grid: Grid, params: UniformParams):
+        """Fine-tuned weights whose receptor sums outgrew 16 bits double the scale again."""
+        scale, q = grid.scale, params.magnitude_max
+        while _largest_receptor_sum(weight, scale, q) > q:
+            scale *= 2.0
+        if scale == grid.scale:
+            return grid, []
+        note = f"scale doubled to {scale:g} after fine-tuning so receptor sums fit the ring buffer"
+        return Grid(scale=scale, int_min=-q, int_max=q), [note]
+
 
 def _largest_receptor_sum(weight: np.ndarray, scale: float, q: int) -> int:
     """Largest summed positive or summed negative integer weight of one output neuron (row of
