@@ -423,3 +423,25 @@ def test_requantized_weights_keep_the_ring_buffer_bound():
         ints = lq.weight_int.reshape(8, -1)
         assert np.where(ints > 0, ints, 0).sum(axis=1).max() <= 0xFFFF
         assert np.where(ints < 0, -ints, 0).sum(axis=1).max() <= 0xFFFF
+
+
+def test_exponential_synapse_words_spread_one_input_over_time():
+    """IF_curr_exp's init = (tau/dt)(1 - e^(-dt/tau)) and decay = e^(-dt/tau) as u0.32 words:
+    one input of value x injects x init/2**32 now and the total charge over time is about
+    x (tau/dt)(1 - e^(-dt/tau)) / (1 - e^(-dt/tau)) = x tau/dt."""
+    import math
+
+    from neuroprune.chip.arithmetic.spinnaker import spinnaker_exp_synapse
+
+    for tau in (2.0, 5.0, 10.0):
+        decay, init = spinnaker_exp_synapse(tau)
+        assert abs(decay / 2**32 - math.exp(-1 / tau)) < 2**-31
+        assert abs(init / 2**32 - tau * (1 - math.exp(-1 / tau))) < 2**-14
+        n = {"exc": 0, "inh": 0, "exp": True, "decay": decay, "init": init}
+        n.update(V_membrane=0, refract_timer=0, exp_TC=0, R_membrane=0, V_rest=0)
+        n.update(threshold=2**30, V_reset=0, T_refract=0, I_offset=0)
+        total = 0
+        for t in range(400):
+            c_timestep(n, 1000 if t == 0 else 0, 0, 15, 0)
+            total += n["exc"] / decay * 2**32 if decay else 0  # the value the neuron read
+        assert abs(total / (1000 << 15) - tau) < 0.01 * tau

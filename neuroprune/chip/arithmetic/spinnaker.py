@@ -228,6 +228,18 @@ def spinnaker_r(tau: float, decay_input: bool) -> int:
     return ONE if decay_input else int(round(ONE * tau))
 
 
+def spinnaker_exp_synapse(tau_syn: float, dt: float = 1.0) -> tuple[int, int]:
+    """``(decay, init)`` u0.32 words of an ``IF_curr_exp`` synapse with time constant
+    ``tau_syn`` (``exp_synapse_utils.h`` ``decay_and_init``): ``decay = exp(-dt/tau)`` (the
+    chip's ``expulr``; here rounded to nearest), ``init = ((tau/dt) (1 - decay)) `` as
+    ``decay_s1615_to_u032``: ``(bits(tau/dt) (2**32 - decay)) >> 15``, ``tau/dt`` in s16.15
+    rounded to nearest (``kdivk``)."""
+    decay = min(int(round(math.exp(-dt / tau_syn) * 2**DECAY_FRAC_BITS)), 2**DECAY_FRAC_BITS - 1)
+    tau_over_ts = int(round(tau_syn / dt * ONE))
+    init = (tau_over_ts * (2**DECAY_FRAC_BITS - decay)) >> FRAC_BITS
+    return decay, init & (2**DECAY_FRAC_BITS - 1)
+
+
 def spinnaker_shift(threshold_int: int, r_membrane: int) -> int:
     """Largest ``s <= 15`` with ``2**17 R << s`` and ``threshold_int << s`` below 2**31."""
     r_ceil = max(1, math.ceil(r_membrane / ONE))
