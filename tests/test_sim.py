@@ -624,3 +624,32 @@ def test_chip_model_equals_lava_fixed_point(tmp_path):
     )
     result = simulate(path, x=images, backend="lava", fixed_point=True, reference_model=qmodel)
     assert list(result.layer_agreement) == [1.0] * len(result.layer_agreement)
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+@pytest.mark.parametrize("encoding", ["poisson", "direct"])
+def test_spinnaker_model_equals_lava_chip_neuron(tmp_path, encoding):
+    """SpiNNaker's arithmetic in Lava (``ChipNeuron`` running ``spinnaker_lif`` behind float
+    Sparse processes of the integer weights) against the trained quantized model: every layer
+    100 %, for spike input and a host-injected analog first layer."""
+    import test_spinnaker_arithmetic as spin
+
+    rng = np.random.default_rng(3)
+    if encoding == "poisson":
+        x = (rng.random((spin.T, 20, *spin.SHAPE)) < 0.3).astype(np.float32)
+        qmodel, _ = spin._spinnaker_model(2.5, None)
+    else:
+        x = (rng.integers(0, 17, (20, *spin.SHAPE)) / 16).astype(np.float32)
+        qmodel, _ = spin._spinnaker_model(3.0, x)
+    path = export_nir(
+        qmodel,
+        tmp_path / "s.nir",
+        timesteps=spin.T,
+        encoding=encoding,
+        input_shape=spin.SHAPE,
+        chip="spinnaker",
+    )
+    result = simulate(path, x=x, backend="lava", fixed_point=True, reference_model=qmodel)
+    assert list(result.layer_agreement) == [1.0] * len(result.layer_agreement)
+    assert all(count > 0 for count in result.spike_counts), result.spike_counts

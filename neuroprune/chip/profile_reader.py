@@ -62,7 +62,8 @@ class _Reader:
                 self.problem(path, "missing (required)")
             return None
         if isinstance(node, Mapping):
-            unknown = set(node) - {"value", "unit", "status", "source", "note"}
+            extra = {"rules"} if path == "neuron.arithmetic" else set()
+            unknown = set(node) - {"value", "unit", "status", "source", "note"} - extra
             if unknown:
                 self.problem(path, f"unknown keys {sorted(unknown)}")
             status = node.get("status")
@@ -130,7 +131,8 @@ class _Reader:
         (the unit is the schema's, e.g. ``arithmetic``)."""
         node = self.node(path)
         if isinstance(node, Mapping):
-            unknown = set(node) - {"value", "unit", "status", "source", "note"}
+            extra = {"rules"} if path == "neuron.arithmetic" else set()
+            unknown = set(node) - {"value", "unit", "status", "source", "note"} - extra
             if unknown:
                 self.problem(path, f"unknown keys {sorted(unknown)}")
             if node.get("unit") not in (None, UNITS[path]):
@@ -308,7 +310,7 @@ def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> Chip
         threshold_bits=r.quantity("neuron.threshold_bits", required=False),
         decay_bits=r.quantity("neuron.decay_bits", required=False),
         bias_bits=r.quantity("neuron.bias_bits", required=False),
-        arithmetic=r.declared_name("neuron.arithmetic", ARITHMETICS),
+        arithmetic=r.declared_name("neuron.arithmetic", tuple(ARITHMETICS)),
     )
     if not neuron.models:
         r.problem("neuron.models", f"missing: list at least one of {list(NEURON_MODELS)}")
@@ -334,6 +336,7 @@ def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> Chip
             for ref in str(source).replace(",", " ").split():
                 if ref not in sources:
                     r.problem(qpath + ".source", f"cites {ref!r}, which is not under 'sources'")
+    _check_arithmetic_rules(r, neuron.arithmetic, sources)
     _check_consistency(r, cores, neurons_max, core_neurons)
     _check_encoding_memory(r, core)
     if r.problems:
@@ -448,6 +451,32 @@ def _check_keys(r: _Reader, node: Any, prefix: str, allowed: set[str]) -> None:
     for key in sorted((k for k in node if k not in allowed), key=str):
         hint = did_you_mean(key, allowed).strip().replace("Did", "did", 1)
         r.problem(f"{prefix}{key}", "unknown key" + (f" ({hint})" if hint else ""))
+
+
+def _check_arithmetic_rules(r: _Reader, name: str | None, sources: Mapping) -> None:
+    """``neuron.arithmetic.rules``: every rule of the registry's spec, each ``{value, source}``,
+    with the implementation's value and a source listed under ``sources``."""
+    node = r.node("neuron.arithmetic")
+    if name is None or not isinstance(node, Mapping):
+        return
+    stated = node.get("rules")
+    path = "neuron.arithmetic.rules"
+    if not isinstance(stated, Mapping):
+        r.problem(path, "missing: state every rule of the arithmetic with its source")
+        return
+    expected = ARITHMETICS[name].spec.rules()
+    for rule in sorted(set(stated) - set(expected)):
+        r.problem(f"{path}.{rule}", f"not a rule of {name}; its rules are {sorted(expected)}")
+    for rule, value in expected.items():
+        entry = stated.get(rule)
+        if not isinstance(entry, Mapping) or "value" not in entry or "source" not in entry:
+            r.problem(f"{path}.{rule}", "missing: {value, source}")
+            continue
+        if entry["value"] != value:
+            r.problem(f"{path}.{rule}", f"{name} implements {value!r}, got {entry['value']!r}")
+        for ref in str(entry["source"]).replace(",", " ").split():
+            if ref not in sources:
+                r.problem(f"{path}.{rule}.source", f"cites {ref!r}, which is not under 'sources'")
 
 
 def _check_consistency(r: _Reader, cores, neurons_max, core_neurons) -> None:

@@ -240,86 +240,92 @@ def make_strict(model: torch.nn.Sequential) -> torch.nn.Sequential:
 
 
 class ChipDynamics(Dynamics):
-    """A chip neuron's integer dynamics (:mod:`neuroprune.chip.arithmetic`) and the float view its
-    surrogate gradient uses.
+    """A chip neuron's integer dynamics (:mod:`neuroprune.chip.arithmetic`, the layer's
+    :class:`~neuroprune.chip.arithmetic.LayerNeuron`) and the float view its surrogate
+    gradient uses.
 
     The synaptic current ``X`` (model units, ``W = weight_int * scale``) reaches the chip as the
     integer ``a = round(2**k X / scale)`` (exact for spike inputs; ``k`` > 0 only for a
-    host-injected analog first layer). The chip's potential ``v`` (in ``2**-(6+k)`` LSB, times
-    ``fold = tau`` for LIF with decay_input) maps back to model units as
-    ``H = v scale / (2**(6+k) fold)``; the surrogate is taken at ``H - vth scale / (2**k fold)``,
-    whose sign is exactly the chip's spike decision. ``dH/dV = 1 - dv/4096``, ``dH/dX = 1/fold``.
+    host-injected analog first layer). The chip's potential ``p`` maps back to model units as
+    ``H = p scale / potential_divisor`` (Loihi: ``2**(6+k)`` times ``fold = tau`` for LIF with
+    decay_input; SpiNNaker: ``2**s``); the surrogate is taken at ``H - threshold scale /
+    potential_divisor``, whose sign is the chip's spike decision (off ties). ``dH/dV =
+    gain_v``, ``dH/dX = gain_x`` (the layer's).
     """
 
     def __init__(self, node: neuron.BaseNode, chip: dict) -> None:
         super().__init__(node)
-        if chip["arithmetic"] != arithmetic.LOIHI:
-            raise ValueError(f"unknown chip arithmetic {chip['arithmetic']!r}")
         self.scale = float(chip["weight_scale"])
         self.shift = int(chip.get("input_shift", 0))
-        self.fold = self.tau if self.model == "LIF" and self.decay_input else 1.0
-        self.chip = arithmetic.loihi_neuron(
-            self.model, self.tau, self.decay_input, int(chip["threshold_int"]), self.shift
+        facts = arithmetic.LayerFacts(
+            model=self.model,
+            tau=self.tau,
+            decay_input=self.decay_input,
+            threshold_int=int(chip["threshold_int"]),
+            input_shift=self.shift,
         )
-        self.unit = self.scale / (2.0 ** (arithmetic.ACT_SHIFT + self.shift) * self.fold)
+        self.chip = arithmetic.layer_neuron(chip["arithmetic"], facts)
+        self.unit = self.scale / self.chip.potential_divisor
         self.v_threshold = self.chip.threshold * self.unit
         self.v_reset = 0.0
 
     @property
     def gain_x(self) -> float:
-        return 1.0 / self.fold
+        return self.chip.gain_x
 
     @property
     def gain_v(self) -> float:
-        return arithmetic.keep_factor(self.chip.dv) / arithmetic.DECAY_UNITY
+        return self.chip.gain_v
 
     def current(self, x_seq: torch.Tensor) -> torch.Tensor:
         """Integer input ``round(2**k X / scale)`` (int64, round half to even like numpy)."""
         return torch.round(x_seq.double() * (2.0**self.shift / self.scale)).to(torch.int64)
 
-    def run(self, x_seq: torch.Tensor, u0, v0):
-        """``(spikes, H_seq, u, v)``: the integer recursion and the float view of its potential."""
+    def run(self, x_seq: torch.Tensor, state: tuple):
+        """``(spikes, H_seq, state)``: the integer recursion and the float view of its
+        potential."""
         a = self.current(x_seq)
-        u, v = u0, v0
         h_seq = torch.empty_like(x_seq)
         s_seq = torch.empty_like(x_seq)
-        bounded = a.numel() == 0 or int(a.abs().max()) < 2**16
-        small = self.chip.du == arithmetic.DECAY_MAX and bounded
+        small = self.chip.bounded(a)
         for t in range(a.shape[0]):
-            u, v = self.chip.charge(u, v, a[t], small=small)
-            fired = self.chip.fire(v)
-            h_seq[t] = v.to(x_seq.dtype) * self.unit
+            state = self.chip.charge(state, a[t], small=small)
+            fired = self.chip.fire(state)
+            h_seq[t] = self.chip.potential(state).to(x_seq.dtype) * self.unit
             s_seq[t] = fired
-            v = self.chip.reset(v, fired)
-        return s_seq, h_seq, u, v
+            state = self.chip.reset(state, fired)
+        return s_seq, h_seq, state
 
 
 class ChipSpikes(torch.autograd.Function):
     """All ``T`` steps of a chip-arithmetic layer: integer forward, surrogate backward."""
 
     @staticmethod
-    def forward(ctx, x_seq, u0, v0, dyn: ChipDynamics):
-        s_seq, h_seq, u, v = dyn.run(x_seq, u0, v0)
+    def forward(ctx, x_seq, dyn: ChipDynamics, *state):
+        s_seq, h_seq, state = dyn.run(x_seq, tuple(state))
         ctx.dyn = dyn
         ctx.save_for_backward(h_seq, s_seq)
-        ctx.mark_non_differentiable(u, v)
-        return s_seq, u, v
+        ctx.mark_non_differentiable(*state)
+        return (s_seq, *state)
 
     @staticmethod
-    def backward(ctx, grad_s, _grad_u, _grad_v):
+    def backward(ctx, grad_s, *_grad_state):
         h_seq, s_seq = ctx.saved_tensors
         grad_x, _ = bptt(ctx.dyn, h_seq, s_seq, grad_s)
-        return grad_x, None, None, None
+        return (grad_x, None, *(None for _ in _grad_state))
 
 
 def chip_multi_step(node, x_seq: torch.Tensor) -> torch.Tensor:
-    """Run a chip-arithmetic node over ``x_seq [T, ...]``; keeps its integer state."""
+    """Run a chip-arithmetic node over ``x_seq [T, ...]``; keeps its integer state
+    (``node.chip_state``, in the arithmetic's state order)."""
     dyn = ChipDynamics(node, node.chip)
-    zeros = torch.zeros(x_seq.shape[1:], dtype=torch.int64, device=x_seq.device)
-    u0 = node.chip_u if isinstance(node.chip_u, torch.Tensor) else zeros
-    v0 = node.chip_v if isinstance(node.chip_v, torch.Tensor) else zeros
-    spikes, node.chip_u, node.chip_v = ChipSpikes.apply(x_seq, u0, v0, dyn)
-    node.v = node.chip_v.to(x_seq.dtype) * dyn.unit
+    state = node.chip_state
+    if not isinstance(state, tuple):
+        zeros = torch.zeros(x_seq.shape[1:], dtype=torch.int64, device=x_seq.device)
+        state = dyn.chip.zero_state(zeros)
+    spikes, *state = ChipSpikes.apply(x_seq, dyn, *state)
+    node.chip_state = tuple(state)
+    node.v = dyn.chip.potential(node.chip_state).to(x_seq.dtype) * dyn.unit
     out_dtype = torch.get_default_dtype() if x_seq.dtype == torch.float64 else x_seq.dtype
     return spikes.to(out_dtype)
 
@@ -332,8 +338,7 @@ class _ChipMixin:
 
     def _init_chip(self, chip: dict) -> None:
         self.chip = dict(chip)
-        self.register_memory("chip_u", 0)
-        self.register_memory("chip_v", 0)
+        self.register_memory("chip_state", 0)
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         return chip_multi_step(self, x_seq)

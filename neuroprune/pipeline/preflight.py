@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from neuroprune.chip.arithmetic import get_arithmetic
 from neuroprune.chip.profiles import load_profile
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.errors import (
@@ -67,6 +68,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
     cfg = with_model_defaults(cfg)
     model = _dense_model(cfg, network, dataset)
     _check_method_takes(method, model, cfg)
+    check_arithmetic_models(model, profile)
     from neuroprune.models import summarize  # deferred: imports scipy, spikingjelly, torch
 
     summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
@@ -111,6 +113,31 @@ def _dense_model(cfg: RunConfig, network: NirNetwork | None, dataset: Dataset):
         neuron=cfg.neuron,
         seed=cfg.seed,
     )
+
+
+def check_arithmetic_models(model, profile: ChipProfile) -> None:
+    """A chip that declares its neuron arithmetic trains its quantized model with it: every
+    neuron of ``model`` must be a model that arithmetic maps (e.g. SpiNNaker's LIF has no IF),
+    checked before training instead of failing at quantization."""
+    name = profile.neuron.arithmetic
+    if name is None:
+        return
+    from spikingjelly.activation_based import neuron  # deferred: imports torch
+
+    supported = get_arithmetic(name).models
+    kinds = {
+        "IF" if isinstance(m, neuron.IFNode) else "LIF"
+        for m in model.modules()
+        if isinstance(m, neuron.BaseNode)
+    }
+    for kind in sorted(kinds - set(supported)):
+        raise UnsupportedError(
+            f"{profile.name}'s neuron arithmetic {name} has no {kind} neuron",
+            where=f"chip {profile.id}",
+            field="neuron",
+            value=kind.lower(),
+            fix=f"Use --neuron {supported[0].lower()}.",
+        )
 
 
 def _check_method_takes(method: MethodEntry, model, cfg: RunConfig) -> None:

@@ -8,7 +8,7 @@ fine-tuning trains that model, and its accuracy is the accuracy under the chip's
 
 Analog input (``direct`` encoding): the chip's host injects the first layer's current as the
 integer ``rint(2**k W_int x)`` (units of ``2**-k`` weight LSB). ``k`` is fixed here, from the
-training images (:func:`neuroprune.chip.arithmetic.loihi_input_shift`), and stored as
+training images (the arithmetic's ``analog_shift``), and stored as
 ``neuroprune_quant["input_shift"]`` on the first synaptic layer so the simulators inject the
 same integers; that layer computes in float64 (as the simulator's ``W_int x`` does).
 A chip without declared arithmetic keeps float neurons; :func:`use_chip_arithmetic` says so.
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuroprune.chip.arithmetic import loihi_input_shift
+from neuroprune.chip.arithmetic import LayerFacts, get_arithmetic
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.models.neurons import CHIP_TYPES, chip_copy, compute_in_float64
 from neuroprune.models.zoo import set_module
@@ -51,7 +51,7 @@ def use_chip_arithmetic(
         return list(layers), None, [FLOAT_NOTE]
     shift = 0
     if analog_images is not None:
-        shift = _input_shift(qmodel, layers[0], analog_images)
+        shift = _input_shift(qmodel, layers[0], analog_images, name)
         compute_in_float64(layers[0].block.synapse)
     out = []
     for i, layer in enumerate(layers):
@@ -96,12 +96,19 @@ def sync_chip_nodes(layers: Sequence[QuantizedLayer]) -> None:
             }
 
 
-def _input_shift(qmodel, first: QuantizedLayer, images: np.ndarray) -> int:
+def _input_shift(qmodel, first: QuantizedLayer, images: np.ndarray, name: str) -> int:
     """``k`` for the analog first layer from the largest ``|W_int x|`` over ``images``."""
     quant = first.quant
     bias = 0 if quant.bias_int is None else int(np.max(np.abs(quant.bias_int), initial=0))
     largest = _largest_current(qmodel, first, images)
-    return loihi_input_shift(quant.threshold_int, quant.tau, bias, largest)
+    node = first.block.neuron
+    facts = LayerFacts(
+        model="IF" if quant.tau is None else "LIF",
+        tau=quant.tau,
+        decay_input=bool(getattr(node, "decay_input", True)),
+        threshold_int=int(quant.threshold_int),
+    )
+    return get_arithmetic(name).analog_shift(facts, bias, largest)
 
 
 def _largest_current(qmodel, first: QuantizedLayer, images: np.ndarray) -> float:

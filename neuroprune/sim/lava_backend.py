@@ -53,7 +53,7 @@ from neuroprune.core.errors import BackendUnavailableError, SimulationError
 from neuroprune.envs import environment_python, require
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
-from neuroprune.sim.lava_map import LavaLayer, lava_layers
+from neuroprune.sim.lava_map import LavaLayer, chip_lava_layers, lava_layers, spec_arithmetic
 from neuroprune.sim.lava_worker import OWNER_ENV, WATCHDOG_ENV
 from neuroprune.sim.spec import DeploymentSpec
 
@@ -166,7 +166,12 @@ class LavaBackend:
     ) -> BackendRun:
         """Simulate in a Lava worker; see the module docstring."""
         self.check_available()
-        layers = lava_layers(spec, fixed_point, stimulus.current_shift)
+        name = spec_arithmetic(spec) if fixed_point else None
+        if name not in (None, LOIHI):  # another chip arithmetic: ChipNeuron, float Sparse
+            layers = chip_lava_layers(spec, name, stimulus.current_shift)  # type: ignore[arg-type]
+            fixed_point = False
+        else:
+            layers = lava_layers(spec, fixed_point, stimulus.current_shift)
         limit = default_timeout(stimulus.samples) if timeout is None else float(timeout)
         chunks = self.chunks(layers, stimulus)
         sweep_stale_jobs()
@@ -288,6 +293,7 @@ def _layer_scalars(layer: LavaLayer) -> dict:
         "weight_exp": int(layer.weight_exp),
         "num_weight_bits": int(layer.num_weight_bits),
         "bias_exp": int(layer.bias_exp),
+        "chip": layer.chip,
     }
 
 

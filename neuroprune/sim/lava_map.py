@@ -50,10 +50,15 @@ from neuroprune.chip.arithmetic import (
     BIAS_MANT_MAX,
     DECAY_MAX,
     VTH_MAX,
+    LayerFacts,
+    SpinnakerLayer,
+    arithmetic_for_format,
+    layer_neuron,
     loihi_dv,
     loihi_input_shift,
     loihi_vth,
 )
+from neuroprune.chip.arithmetic.spinnaker import RING_BUFFER_MAX, SPINNAKER
 from neuroprune.core.errors import UnsupportedError
 from neuroprune.sim.spec import DeploymentSpec, LayerSpec, LayerWiring
 
@@ -78,6 +83,9 @@ class LavaLayer:
         wiring: sources, column blocks, depth and per-source delays
             (:meth:`DeploymentSpec.wiring`); ``None`` only for a layer built by hand outside
             :func:`lava_layers` (it cannot be simulated).
+        chip: for a layer that runs another chip arithmetic than Loihi's (:func:`chip_words`):
+            its name and integer words, run by a ``ChipNeuron`` instead of ``LIFReset``
+            (weights and bias are then the plain integers, in float Sparse processes).
     """
 
     name: str
@@ -91,6 +99,7 @@ class LavaLayer:
     bias_exp: int
     input_gain: float = 1.0
     wiring: LayerWiring | None = None
+    chip: dict | None = None
 
     @property
     def neurons(self) -> int:
@@ -217,6 +226,113 @@ def _check_range(values, low: int, high: int, field: str, where: str, fix: str |
             value=(lo, hi),
             fix=fix or "Choose a chip format whose parameters fit, or simulate in float.",
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Other chip arithmetics (neuroprune.chip.arithmetic): one LayerNeuron per layer
+
+
+def spec_arithmetic(spec: DeploymentSpec) -> str | None:
+    """The chip arithmetic of a quantized graph, from its first layer's weight format."""
+    quant = spec.layers[0].quant
+    return None if quant is None else arithmetic_for_format(quant.format)
+
+
+def chip_layers(spec: DeploymentSpec, name: str, input_shift: int = 0) -> list:
+    """Each layer's :class:`~neuroprune.chip.arithmetic.LayerNeuron` under ``name`` (the first
+    with the stimulus' ``input_shift``); checks what the arithmetic needs of the integers."""
+    out = []
+    for k, layer in enumerate(spec.layers):
+        quant = layer.quant
+        if quant is None:
+            raise UnsupportedError(
+                "chip-arithmetic simulation needs a quantized model",
+                where=f"layer {layer.neuron_name}",
+                field="quantized",
+                value=False,
+                fix="Run the quantize stage (or drop --fixed-point).",
+            )
+        if name == SPINNAKER:
+            _check_ring_buffers(layer)
+        neuron = layer.neuron
+        facts = LayerFacts(
+            model=neuron.model,
+            tau=neuron.tau,
+            decay_input=neuron.decay_input,
+            threshold_int=int(quant.threshold_int),
+            input_shift=input_shift if k == 0 else 0,
+        )
+        out.append(layer_neuron(name, facts))
+    return out
+
+
+def _check_ring_buffers(layer: LayerSpec) -> None:
+    """sPyNNaker's 16-bit ring buffers saturate; the quantizer keeps every neuron's summed
+    excitatory and inhibitory weights within one word, so they never do on spike input."""
+    weight = layer.quant.weight_int.tocsr()  # type: ignore[union-attr]
+    exc = np.asarray(weight.multiply(weight > 0).sum(axis=1))
+    inh = -np.asarray(weight.multiply(weight < 0).sum(axis=1))
+    largest = (int(np.max(exc, initial=0)), int(np.max(inh, initial=0)))
+    if max(largest) > RING_BUFFER_MAX:
+        raise UnsupportedError(
+            "summed weights of one neuron exceed sPyNNaker's 16-bit ring buffer",
+            where=f"layer {layer.neuron_name}",
+            field="weight_int",
+            value=largest,
+            fix="Quantize for SpiNNaker with this version (--chip spinnaker).",
+        )
+
+
+def chip_words(name: str, neuron) -> dict:
+    """The integer words a Lava ``ChipNeuron`` rebuilds ``neuron`` from (JSON-ready)."""
+    if name != SPINNAKER or not isinstance(neuron, SpinnakerLayer):
+        raise UnsupportedError(
+            f"no Lava process model for chip arithmetic {name!r}",
+            where="lava backend",
+            field="neuron.arithmetic",
+            value=name,
+            fix="Simulate with --backend reference.",
+        )
+    words = neuron.neuron
+    return {
+        "arithmetic": name,
+        "exp_tc": words.exp_tc,
+        "r_membrane": words.r_membrane,
+        "v_thresh": words.v_thresh,
+        "v_reset": words.v_reset,
+        "v_rest": words.v_rest,
+        "t_refract": words.t_refract,
+        "shift": neuron.shift,
+        "input_shift": neuron.input_shift,
+    }
+
+
+def chip_lava_layers(
+    spec: DeploymentSpec, name: str, input_shift: int = 0
+) -> tuple[LavaLayer, ...]:
+    """Lava layers for chip arithmetic ``name``: float Sparse processes holding the integer
+    weights (their products are exact integers), integer biases, and each layer's words."""
+    neurons = chip_layers(spec, name, input_shift)
+    layers = []
+    for k, (layer, neuron) in enumerate(zip(spec.layers, neurons, strict=True)):
+        quant = layer.quant
+        bias = np.zeros(layer.neurons) if quant.bias_int is None else quant.bias_int  # type: ignore[union-attr]
+        layers.append(
+            LavaLayer(
+                name=layer.neuron_name,
+                weights=quant.weight_int.astype(np.float64).tocsr(),  # type: ignore[union-attr]
+                weight_exp=0,
+                num_weight_bits=16,
+                du=0,
+                dv=0,
+                vth=0,
+                bias_mant=np.asarray(bias, dtype=np.float64),
+                bias_exp=0,
+                wiring=spec.wiring(k),
+                chip=chip_words(name, neuron),
+            )
+        )
+    return tuple(layers)
 
 
 # --------------------------------------------------------------------------------------------

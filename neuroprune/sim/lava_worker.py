@@ -79,6 +79,7 @@ def _import_lava() -> dict:
 
     from neuroprune.sim.lavaext.process import (  # deferred: imports lava
         BatchedSparse,
+        ChipNeuron,
         CountSink,
         FrameSource,
     )
@@ -88,6 +89,7 @@ def _import_lava() -> dict:
         "Loihi2SimCfg": Loihi2SimCfg,
         "LIFReset": LIFReset,
         "BatchedSparse": BatchedSparse,
+        "ChipNeuron": ChipNeuron,
         "CountSink": CountSink,
         "FrameSource": FrameSource,
     }
@@ -212,8 +214,16 @@ def _sparse(lava, weights, batch: int, fixed: bool, job: dict, delay: int, layer
 
 
 def _neuron(lava, layer: dict, batch: int, first_step: int, final: int):
-    """LIFReset that zeroes u and v once, at ``first_step`` (interval longer than the run)."""
+    """LIFReset that zeroes u and v once, at ``first_step`` (interval longer than the run);
+    a ``ChipNeuron`` (same reset) for a layer that runs another chip arithmetic."""
     bias = np.tile(layer["bias_mant"], batch)
+    if layer.get("chip"):
+        return lava["ChipNeuron"](
+            shape=(batch * layer["neurons"],),
+            bias=np.rint(bias).astype(np.int64),
+            reset_offset=first_step,
+            chip=layer["chip"],
+        )
     params = {"du": layer["du"], "dv": layer["dv"], "vth": layer["vth"]}
     if layer["fixed"]:
         bias = bias.astype(np.int32)

@@ -25,6 +25,12 @@ code the chip-arithmetic training neuron runs::
     u = wrap24( trunc0(u (4096 - du - 1) / 4096) + (a << 6) )
     v = clip( trunc0(v (4096 - dv) / 4096) + u + (bias_mant << 6), -(2^23 - 1), 2^23 - 1 )
     S = v > (vth << 6);  v[S] = 0
+
+A graph quantized for another chip arithmetic (:func:`neuroprune.chip.arithmetic.
+arithmetic_for_format` of its weight format) runs that arithmetic's
+:class:`~neuroprune.chip.arithmetic.LayerNeuron` instead (:func:`simulate_chip`): SpiNNaker's
+``spinnaker_lif`` gets ``a = W_int s`` (weight LSBs, int64; a host-injected first layer its
+stimulus integers) and the per-neuron ``bias_int``.
 """
 
 from __future__ import annotations
@@ -40,7 +46,13 @@ from neuroprune.chip.arithmetic import ACT_SHIFT, LOIHI, LoihiNeuron, int32, tru
 from neuroprune.graph.stages import INPUT
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
-from neuroprune.sim.lava_map import LavaLayer, lava_layers, lava_projections
+from neuroprune.sim.lava_map import (
+    LavaLayer,
+    chip_layers,
+    lava_layers,
+    lava_projections,
+    spec_arithmetic,
+)
 from neuroprune.sim.spec import DeploymentSpec, LayerSpec
 
 __all__ = ["ReferenceBackend", "int32", "simulate_fixed", "simulate_float", "trunc_decay", "wrap24"]
@@ -71,7 +83,10 @@ class ReferenceBackend:
         """Simulate all samples at once; ``timeout`` is ignored (the run is bounded)."""
         start = time.perf_counter()
         emit(progress, "backend_start", backend=self.name, samples=stimulus.samples)
-        if fixed_point:
+        name = spec_arithmetic(spec) if fixed_point else None
+        if fixed_point and name not in (None, LOIHI):
+            counts = simulate_chip(spec, stimulus, name)
+        elif fixed_point:
             layers = lava_layers(spec, fixed_point=True, input_shift=stimulus.current_shift)
             counts = simulate_fixed(layers, stimulus)
         else:
@@ -178,3 +193,33 @@ def fixed_step(layer: LavaLayer, u: np.ndarray, v: np.ndarray, a: np.ndarray) ->
     bias = layer.bias_mant.astype(np.int64)
     u[...], v[...], fired = neuron.step(u, v, np.asarray(a, dtype=np.int64), bias)
     return fired.astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Any other chip arithmetic, through its LayerNeuron
+
+
+def simulate_chip(spec: DeploymentSpec, stimulus: Stimulus, name: str) -> tuple[np.ndarray, ...]:
+    """Per-layer spike counts ``int32 [N, neurons]`` under chip arithmetic ``name``."""
+    samples = stimulus.samples
+    neurons = chip_layers(spec, name, stimulus.current_shift)
+    weights = [layer.quant.weight_int.tocsr() for layer in spec.layers]  # type: ignore[union-attr]
+    biases = [
+        0 if layer.quant.bias_int is None else layer.quant.bias_int.astype(np.int64)  # type: ignore[union-attr]
+        for layer in spec.layers
+    ]
+    zeros = [np.zeros((samples, layer.neurons), np.int64) for layer in spec.layers]
+    state = [neuron.zero_state(z) for neuron, z in zip(neurons, zeros, strict=True)]
+    counts = [np.zeros((samples, layer.neurons), np.int32) for layer in spec.layers]
+    for t in range(stimulus.timesteps):
+        spikes: list[np.ndarray] = []
+        for k in range(len(spec.layers)):
+            if k == 0 and stimulus.kind == CURRENT:
+                a = stimulus.frames[t].astype(np.int64)
+            else:
+                pre = spec.layer_input(k, stimulus.frames[t], spikes).astype(np.int64)
+                a = np.asarray((weights[k] @ pre.T).T, dtype=np.int64)
+            state[k], fired = neurons[k].step(state[k], a, biases[k])
+            spikes.append(fired.astype(np.uint8))
+            counts[k] += spikes[k]
+    return tuple(counts)

@@ -129,6 +129,12 @@ class Quantizer:
         """
         raise NotImplementedError
 
+    def frozen_grid(self, weight: np.ndarray, grid: Grid, params: Any) -> tuple[Grid, list[str]]:
+        """The grid fine-tuned weights are re-projected onto: ``grid`` itself, unless the format
+        has a rule the new weights could break on it (SpiNNaker's ring-buffer bound widens the
+        scale); returns the grid and notes."""
+        return grid, []
+
     def refit_grid(self, weight: np.ndarray, grid: Grid, params: Any) -> Grid:
         """Re-fit a level grid to fine-tuned weights, keeping its scale and integer range.
 
@@ -174,6 +180,8 @@ class Quantizer:
         extra: dict[str, Any] = {}
         if grid is None:
             grid, extra, notes = self.choose_grid(w, params)
+        else:
+            grid, notes = self.frozen_grid(w, grid, params)
         weight_int = snap(w, grid)
         fields, neuron_notes = self.neuron_fields(grid, bias, neuron, params, neuron_spec)
         extra = {**extra, **fields.pop("extra", {})}

@@ -7,7 +7,11 @@ is stored:
 
 * ``spinnaker``: ``q = 2**weight_bits - 1`` (16-bit unsigned magnitude; the sign is the
   receptor type, excitatory or inhibitory, so it costs no weight bit); the scale is a power of
-  two per projection (ring-buffer left shift), chosen to minimise the squared error.
+  two per projection (ring-buffer left shift), chosen to minimise the squared error, then
+  doubled until every neuron's summed excitatory and summed inhibitory integer weights fit
+  one 16-bit ring-buffer word (sPyNNaker's ring buffers saturate at 0xFFFF: with the sums
+  bounded, one step of spikes on every input cannot saturate them;
+  :mod:`neuroprune.chip.arithmetic.spinnaker`).
 * ``int``: symmetric two's complement, ``q = 2**(bits-1) - 1``; the scale is a per-layer float
   ``max|w| / q`` rounded up to 8 significant bits (so ``weight_int * scale`` is exact in
   float32 and nothing clips).
@@ -47,12 +51,40 @@ class SpinnakerQuantizer(Quantizer):
 
     def choose_grid(self, weight: np.ndarray, params: UniformParams):
         q = params.magnitude_max
-        grid = Grid(scale=best_pow2_scale(weight, -q, q), int_min=-q, int_max=q)
+        scale = best_pow2_scale(weight, -q, q)
+        doublings = 0
+        while _largest_receptor_sum(weight, scale, q) > q:
+            scale, doublings = scale * 2.0, doublings + 1
+        grid = Grid(scale=scale, int_min=-q, int_max=q)
         notes = [
             f"|weight_int| <= {q}; sign = receptor type (excitatory/inhibitory), "
             "scale = one power of two per projection",
         ]
+        if doublings:
+            notes.append(
+                f"scale doubled {doublings}x so each neuron's summed excitatory and inhibitory "
+                f"weights fit a {q.bit_length()}-bit ring buffer"
+            )
         return grid, {"sign": "per_receptor"}, notes
+
+    def frozen_grid(self, weight: np.ndarray, grid: Grid, params: UniformParams):
+        """Fine-tuned weights whose receptor sums outgrew 16 bits double the scale again."""
+        scale, q = grid.scale, params.magnitude_max
+        while _largest_receptor_sum(weight, scale, q) > q:
+            scale *= 2.0
+        if scale == grid.scale:
+            return grid, []
+        note = f"scale doubled to {scale:g} after fine-tuning so receptor sums fit the ring buffer"
+        return Grid(scale=scale, int_min=-q, int_max=q), [note]
+
+
+def _largest_receptor_sum(weight: np.ndarray, scale: float, q: int) -> int:
+    """Largest summed positive or summed negative integer weight of one output neuron (row of
+    ``weight [out, ...]``) on the grid ``scale``, ``[-q, q]``."""
+    ints = np.clip(np.rint(weight / scale), -q, q).reshape(weight.shape[0], -1)
+    positive = np.where(ints > 0, ints, 0).sum(axis=1)
+    negative = np.where(ints < 0, -ints, 0).sum(axis=1)
+    return int(max(positive.max(initial=0), negative.max(initial=0)))
 
 
 @register_quantizer("int")

@@ -152,8 +152,8 @@ def bit_exact_check(backend: str, fixed: bool) -> str | None:
 
 def fixed_by_default(profile: ChipProfile) -> bool:
     """Fixed point where the chip's integer neuron arithmetic is modelled: the profile declares
-    ``neuron.arithmetic`` (Loihi and Loihi 2 today), so the run can be chip-exact
-    (:mod:`neuroprune.sim.verification`)."""
+    ``neuron.arithmetic`` (Loihi, Loihi 2 and SpiNNaker), whose integer neurons the reference
+    and Lava both run, so the run can be chip-exact (:mod:`neuroprune.sim.verification`)."""
     return profile.neuron.arithmetic is not None
 
 

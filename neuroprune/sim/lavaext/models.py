@@ -16,8 +16,9 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.sparse.models import AbstractPySparseModelBitAcc, AbstractPySparseModelFloat
 from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
+from neuroprune.chip.arithmetic.spinnaker import SPINNAKER, SpinnakerLayer, SpinnakerNeuron
 from neuroprune.sim.batching import batched_dot
-from neuroprune.sim.lavaext.process import BatchedSparse, CountSink, FrameSource
+from neuroprune.sim.lavaext.process import BatchedSparse, ChipNeuron, CountSink, FrameSource
 
 
 class _FrameSourceModel(PyLoihiProcessModel):
@@ -149,3 +150,44 @@ class PyBatchedSparseBitAcc(AbstractPySparseModelBitAcc):
             self.a_buff = np.left_shift(accumulated, exp)
         else:
             self.a_buff = np.right_shift(accumulated, -exp)
+
+
+def chip_layer(chip: dict):
+    """The :class:`~neuroprune.chip.arithmetic.LayerNeuron` that training and the reference
+    run, rebuilt from the layer's integer words (:func:`neuroprune.sim.lava_map.chip_words`)."""
+    if chip["arithmetic"] != SPINNAKER:
+        raise ValueError(f"no Lava process model for chip arithmetic {chip['arithmetic']!r}")
+    neuron = SpinnakerNeuron(
+        exp_tc=int(chip["exp_tc"]),
+        r_membrane=int(chip["r_membrane"]),
+        v_thresh=int(chip["v_thresh"]),
+        v_reset=int(chip["v_reset"]),
+        v_rest=int(chip["v_rest"]),
+        t_refract=int(chip["t_refract"]),
+    )
+    return SpinnakerLayer(neuron, int(chip["shift"]), int(chip["input_shift"]))
+
+
+@implements(proc=ChipNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyChipNeuronModel(PyLoihiProcessModel):
+    """Runs :func:`chip_layer`'s ``step`` (the same code as training and the reference) on
+    ``rint(a_in)``; sends the spikes as 0/1 floats."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self._layer = chip_layer(proc_params["chip"])
+        self._bias = np.asarray(proc_params["bias"], dtype=np.int64)
+        self._zeros = np.zeros(proc_params["shape"], dtype=np.int64)
+        self._state = self._layer.zero_state(self._zeros)
+
+    def run_spk(self) -> None:
+        a = np.rint(self.a_in.recv()).astype(np.int64)
+        if self.time_step == self.proc_params["reset_offset"]:
+            self._state = self._layer.zero_state(self._zeros)
+        self._state, fired = self._layer.step(self._state, a, self._bias)
+        self.s_out.send(fired.astype(np.float64))

@@ -93,3 +93,24 @@ class BatchedSparse(AbstractProcess):
         self.weights = Var(shape=weights.shape, init=weights)
         self.a_buff = Var(shape=(batch * rows,), init=0)
         self.num_message_bits = Var(shape=(1,), init=num_message_bits)
+
+
+class ChipNeuron(AbstractProcess):
+    """A population running a registered chip arithmetic (:mod:`neuroprune.chip.arithmetic`)
+    on its integer input: ``a_in`` carries integers (as floats, exact below 2**53: float Sparse
+    products of integer weights, or an injected current), ``s_out`` the spikes.
+
+    The state lives in the process model and is zeroed once, at Lava step ``reset_offset``,
+    before that step's input (as ``LIFReset`` does), so what the pipeline fill integrated is
+    discarded.
+
+    Parameters: ``shape``, ``bias`` (per neuron, weight LSBs), ``reset_offset``, and ``chip``:
+    the arithmetic's name and the layer's integer words (``arithmetic``, ``exp_tc``,
+    ``r_membrane``, ``v_thresh``, ``v_reset``, ``v_rest``, ``t_refract``, ``shift``,
+    ``input_shift`` for ``spinnaker_lif``).
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], bias, reset_offset: int, chip: dict) -> None:
+        super().__init__(shape=shape, bias=bias, reset_offset=reset_offset, chip=chip)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)

@@ -1,13 +1,4 @@
-"""Chip neuron arithmetic, written once for training (torch) and emulation (numpy) (layer L1).
-
-Torch-free and numpy-free: every function takes integer arrays of either library (int64
-``numpy.ndarray`` or ``torch.Tensor``) and uses only operators both implement (``*``, ``+``,
-``>>``, ``%``, comparisons, ``abs``, ``.clip``), so the reference simulator
-(:mod:`neuroprune.sim.reference`) and the chip-arithmetic training neuron
-(:mod:`neuroprune.models.neurons`) run the same lines and cannot drift apart.
-
-A profile declares its neuron arithmetic in ``neuron.arithmetic`` (:data:`ARITHMETICS`); a chip
-without one keeps float neurons.
+"""``loihi_fixed_pt``: Loihi's integer neuron on the chip-arithmetic interface (torch-free).
 
 ``loihi_fixed_pt``: Lava's bit-accurate Loihi LIF (``PyLifModelBitAcc``, docs/lava.md §2,
 §4.2). States ``u``, ``v`` are 24-bit signed integers in ``2**-6`` of the input unit (the
@@ -29,8 +20,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from neuroprune.chip.arithmetic import rules
+from neuroprune.chip.arithmetic.spec import (
+    CURRENT_STATE,
+    MULTIPLICATIVE,
+    ArithmeticSpec,
+    ChipArithmetic,
+    LayerFacts,
+    Product,
+    StateVariable,
+)
+
 LOIHI = "loihi_fixed_pt"
-ARITHMETICS = (LOIHI,)
 
 DECAY_BITS = 12
 DECAY_UNITY = 1 << DECAY_BITS  # 4096: a decay of dv keeps (4096 - dv) / 4096
@@ -46,15 +47,13 @@ INPUT_LIMIT = 2**16  # injected |a| stays below 2**16, far from u's 24-bit wrap 
 
 def int32(values):
     """Two's-complement wrap to int32 (Lava's int32 arrays), kept in the caller's int64."""
-    return ((values + 2**31) % 2**32) - 2**31
+    return rules.wrap(values, 32)
 
 
 def trunc_decay(state, keep: int):
     """``state * keep / 4096`` rounded toward zero: ``sign(p) (|p| >> 12)`` with ``p = state
     keep`` (int64)."""
-    product = state * keep
-    magnitude = abs(product) >> DECAY_BITS
-    return magnitude - 2 * magnitude * (product < 0)
+    return rules.shift_round(state * keep, DECAY_BITS, rules.TOWARD_ZERO)
 
 
 def wrap24(current):
@@ -94,21 +93,21 @@ class LoihiNeuron:
         if small:
             u = decayed_u + (a << ACT_SHIFT)
             decayed_v = trunc_decay(v, keep_factor(self.dv))
-            v = (decayed_v + u + (bias << ACT_SHIFT)).clip(-STATE_LIMIT + 1, STATE_LIMIT - 1)
+            v = rules.clip(decayed_v + u + (bias << ACT_SHIFT), STATE_BITS, symmetric=True)
             return u, v
         u = wrap24(int32(int32(decayed_u) + int32(a << ACT_SHIFT)))
         decayed_v = int32(trunc_decay(v, keep_factor(self.dv)))
-        v = int32(decayed_v + u + int32(bias << ACT_SHIFT)).clip(-STATE_LIMIT + 1, STATE_LIMIT - 1)
+        v = rules.clip(int32(decayed_v + u + int32(bias << ACT_SHIFT)), STATE_BITS, symmetric=True)
         return u, v
 
     def fire(self, v):
         """Boolean spikes ``v > vth << 6`` (strict)."""
-        return v > self.threshold
+        return rules.compare(v, self.threshold, rules.GREATER)
 
     @staticmethod
     def reset(v, fired):
         """Hard reset to 0 where the neuron fired."""
-        return v * (~fired)
+        return rules.reset(v, fired, rules.TO_V_RESET)
 
     def step(self, u, v, a, bias=0):
         """One full step: ``(u, v_after_reset, fired)``."""
@@ -152,3 +151,102 @@ def loihi_input_shift(
         if fits and max_current * 2**shift < INPUT_LIMIT:
             return shift
     return 0
+
+
+@dataclass(frozen=True)
+class LoihiLayer:
+    """One layer's :class:`LoihiNeuron` on the interface (:class:`~.spec.LayerNeuron`):
+    state ``(u, v)``; the potential is ``v``, in ``2**-(6+k)`` weight LSB times ``fold``
+    (``tau`` for LIF with decay_input, else 1)."""
+
+    neuron: LoihiNeuron
+    fold: float
+    shift: int
+
+    @property
+    def threshold(self) -> int:
+        return self.neuron.threshold
+
+    @property
+    def potential_divisor(self) -> float:
+        return 2.0 ** (ACT_SHIFT + self.shift) * self.fold
+
+    @property
+    def gain_v(self) -> float:
+        return keep_factor(self.neuron.dv) / DECAY_UNITY
+
+    @property
+    def gain_x(self) -> float:
+        return 1.0 / self.fold
+
+    @staticmethod
+    def zero_state(zeros) -> tuple:
+        return (zeros, zeros)
+
+    def bounded(self, a_seq) -> bool:
+        """``|a| < 2**16`` everywhere and u holds no state: the wraps are identities."""
+        small = a_seq.numel() == 0 if hasattr(a_seq, "numel") else a_seq.size == 0
+        small = small or int(abs(a_seq).max()) < INPUT_LIMIT
+        return self.neuron.du == DECAY_MAX and small
+
+    def charge(self, state: tuple, a, bias=0, *, small: bool = False) -> tuple:
+        return self.neuron.charge(state[0], state[1], a, bias, small=small)
+
+    @staticmethod
+    def potential(state: tuple):
+        return state[1]
+
+    def fire(self, state: tuple):
+        return self.neuron.fire(state[1])
+
+    def reset(self, state: tuple, fired) -> tuple:
+        return (state[0], self.neuron.reset(state[1], fired))
+
+    def step(self, state: tuple, a, bias=0) -> tuple:
+        u, v, fired = self.neuron.step(state[0], state[1], a, bias)
+        return (u, v), fired
+
+
+def loihi_layer(facts: LayerFacts) -> LoihiLayer:
+    """The :class:`LoihiLayer` of a neuroprune layer (module docstring's mapping)."""
+    neuron = loihi_neuron(
+        facts.model, facts.tau, facts.decay_input, facts.threshold_int, facts.input_shift
+    )
+    fold = facts.tau if facts.model == "LIF" and facts.decay_input else 1.0
+    return LoihiLayer(neuron=neuron, fold=float(fold), shift=int(facts.input_shift))  # type: ignore[arg-type]
+
+
+def _analog_shift(facts: LayerFacts, bias_max: int, max_current: float) -> int:
+    return loihi_input_shift(facts.threshold_int, facts.tau, bias_max, max_current)
+
+
+LOIHI_SPEC = ArithmeticSpec(
+    name=LOIHI,
+    summary="Lava's bit-accurate Loihi LIF (PyLifModelBitAcc), the CUBA neuron of Loihi 1/2",
+    state=(
+        StateVariable("u", STATE_BITS, True, ACT_SHIFT, rules.WRAP, "2**-6 weight LSB"),
+        StateVariable("v", STATE_BITS, True, ACT_SHIFT, rules.CLIP, "2**-6 weight LSB"),
+    ),
+    products=(
+        Product("u decay", "u (24-bit) x (4096 - du - 1) (12-bit)", DECAY_BITS, rules.TOWARD_ZERO),
+        Product("v decay", "v (24-bit) x (4096 - dv) (12-bit)", DECAY_BITS, rules.TOWARD_ZERO),
+    ),
+    threshold=rules.GREATER,
+    reset=rules.TO_V_RESET,
+    leak=MULTIPLICATIVE,
+    refractory=False,
+    synapse=CURRENT_STATE,
+    spikes_per_step=1,
+    lower_bound=None,
+    weights="8-bit signed mantissa (Lava Sparse: 2 w with weight_exp -1), a << 6 into u",
+    thresholds="17-bit unsigned mantissa vth, compared as vth << 6",
+    step_order="u decay + input; v decay + u + bias; clip; fire v > vth << 6; v = 0 on spike",
+)
+
+LOIHI_ARITHMETIC = ChipArithmetic(
+    spec=LOIHI_SPEC,
+    layer=loihi_layer,
+    analog_shift=_analog_shift,
+    weight_formats=("loihi", "loihi2"),
+    models=("LIF", "IF"),
+)

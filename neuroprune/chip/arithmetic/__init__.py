@@ -1,0 +1,175 @@
+"""Chip neuron arithmetic: one interface, one implementation per chip, run by training (torch),
+the reference emulation (numpy) and the Lava process models alike (layer L1, torch-free;
+Python 3.10 syntax, because the Lava worker imports it in the 3.10 backend environment:
+pyproject's per-file-target-version).
+
+Design
+------
+A chip's integer neuron is two things:
+
+* **its rules, as data** (:class:`ArithmeticSpec`, frozen): the state variables with width,
+  signedness, fractional bits and overflow (``wrap``/``clip``); every rounded product or shift
+  of a step with its rounding (``toward_zero``, ``nearest_half_up``, ``floor``); the threshold
+  comparison (``>`` or ``>=``); the reset (``to_v_reset``, ``subtract_threshold``, ``none``);
+  the leak (``multiplicative`` by a stored fraction, ``shift``, ``linear``, ``none``); the
+  refractory counter; the synapse dynamics (``delta``, ``exponential``, Loihi's
+  ``current_state``); spikes per step; a lower bound; how integer weights and thresholds
+  enter. A profile names it in ``neuron.arithmetic`` and states the same rules with their
+  sources in ``neuron.arithmetic.rules`` (the profile reader checks they match the registry).
+* **one layer's dynamics** (:class:`LayerNeuron`): ``charge`` (input and leak, before the spike
+  check), ``fire``, ``reset`` (everything after the check), ``step`` = the three, on a tuple of
+  integer states. Every operation is one of :mod:`.rules` (``wrap``, ``clip``,
+  ``shift_round``, ``compare``, ``reset``), duck-typed: int64 numpy arrays and torch tensors
+  both run them, so the training neuron (:class:`neuroprune.models.neurons.ChipDynamics`), the
+  reference (:mod:`neuroprune.sim.reference`) and a Lava process model execute the same lines.
+  The float view that training's surrogate gradient needs (``potential_divisor``, ``gain_v``,
+  ``gain_x``) is part of the layer.
+
+:data:`ARITHMETICS` maps each ``neuron.arithmetic`` name to a :class:`ChipArithmetic`: the spec,
+the ``LayerFacts -> LayerNeuron`` factory (a neuroprune layer's model, tau, decay_input,
+``threshold_int``, input shift), the analog-input shift rule, the weight formats it runs on and
+the neuron models it maps. It is the only list of names (profile validation, errors, the
+reference's dispatch).
+
+Chips on it
+-----------
+* ``loihi_fixed_pt`` (:mod:`.loihi`): 24-bit u, v in ``2**-6`` LSB; 12-bit decays truncated
+  toward zero; ``v > vth << 6``; reset to 0; u wraps, v clips.
+* ``spinnaker_lif`` (:mod:`.spinnaker`): sPyNNaker's LIF in s16.15; closed-form update with
+  ``nearest_half_up`` products; ``V >= V_thresh``; reset to V_reset; refractory counter; delta
+  or exponential synapses (u0.32 ``floor`` decays); 16-bit weights with a power-of-two shift.
+
+How Speck and Xylo (issue 24) map, checked on paper
+---------------------------------------------------
+* **Speck** (Sinabs' ``IAFSqueeze`` on the DYNAP-CNN path, ``discretize=True``): state ``v``
+  16-bit signed integer, ``overflow="clip"``; no product (``products=()``); ``leak="none"``
+  (or ``"linear"`` through a per-step bias); ``threshold=">="``; ``reset=
+  "subtract_threshold"``; ``spikes_per_step`` > 1 (MultiSpike: ``floor(v / thr)`` spikes, each
+  subtracting thr: ``fire`` returns a count, not a boolean, and ``reset`` subtracts
+  ``count * thr``); ``lower_bound`` = Sinabs' ``min_v_mem`` (a ``clip`` from below in
+  ``charge``); ``synapse="delta"``; integer 8-bit weights enter as they are.
+* **Xylo** (XyloSim, Xylo Audio 2): states ``isyn`` and ``vmem`` 16-bit signed with
+  ``overflow="clip"``; ``leak="shift"`` (``x -= x >> dash``: a ``Product`` with
+  ``rounding="floor"`` per state); ``synapse="exponential"`` by bit shift (``isyn``); ``threshold
+  =">"`` or ``">="`` as XyloSim states it; ``reset="subtract_threshold"``; ``spikes_per_step``
+  up to XyloSim's maximum (a count, as Speck); int8 weights with a per-layer ``weight_shift``
+  (``a << shift``, as SpiNNaker's ring-buffer shift).
+
+Both fit the dataclasses as they are; the one extension is a spike *count* from ``fire`` where
+``spikes_per_step > 1``, which ``ChipDynamics`` would pass on as a multi-spike output.
+"""
+
+from __future__ import annotations
+
+from neuroprune.chip.arithmetic import rules
+from neuroprune.chip.arithmetic.loihi import (
+    ACT_SHIFT,
+    BIAS_MANT_MAX,
+    DECAY_BITS,
+    DECAY_MAX,
+    DECAY_UNITY,
+    INPUT_LIMIT,
+    LOIHI,
+    LOIHI_ARITHMETIC,
+    MAX_INPUT_SHIFT,
+    STATE_BITS,
+    STATE_LIMIT,
+    VTH_MAX,
+    LoihiLayer,
+    LoihiNeuron,
+    int32,
+    keep_factor,
+    loihi_dv,
+    loihi_input_shift,
+    loihi_layer,
+    loihi_neuron,
+    loihi_vth,
+    trunc_decay,
+    wrap24,
+)
+from neuroprune.chip.arithmetic.spec import (
+    ArithmeticSpec,
+    ChipArithmetic,
+    LayerFacts,
+    LayerNeuron,
+    Product,
+    StateVariable,
+)
+from neuroprune.chip.arithmetic.spinnaker import (
+    SPINNAKER,
+    SPINNAKER_ARITHMETIC,
+    SpinnakerLayer,
+    SpinnakerNeuron,
+)
+from neuroprune.core.errors import UnsupportedError
+
+ARITHMETICS: dict[str, ChipArithmetic] = {
+    LOIHI: LOIHI_ARITHMETIC,
+    SPINNAKER: SPINNAKER_ARITHMETIC,
+}
+
+
+def get_arithmetic(name: str) -> ChipArithmetic:
+    """The registry entry ``name`` (an :class:`UnsupportedError` naming the known ones)."""
+    if name not in ARITHMETICS:
+        raise UnsupportedError(
+            f"unknown chip arithmetic {name!r}",
+            where="neuron.arithmetic",
+            field="neuron.arithmetic",
+            value=name,
+            fix=f"Use one of {sorted(ARITHMETICS)}.",
+        )
+    return ARITHMETICS[name]
+
+
+def arithmetic_for_format(weight_format: str) -> str | None:
+    """The arithmetic whose integers a quantized ``weight_format`` holds (``None``: none)."""
+    for name, entry in ARITHMETICS.items():
+        if weight_format in entry.weight_formats:
+            return name
+    return None
+
+
+def layer_neuron(name: str, facts: LayerFacts) -> LayerNeuron:
+    """``facts``' :class:`LayerNeuron` under arithmetic ``name``."""
+    return get_arithmetic(name).layer(facts)
+
+
+__all__ = [
+    "ACT_SHIFT",
+    "ARITHMETICS",
+    "BIAS_MANT_MAX",
+    "DECAY_BITS",
+    "DECAY_MAX",
+    "DECAY_UNITY",
+    "INPUT_LIMIT",
+    "LOIHI",
+    "MAX_INPUT_SHIFT",
+    "SPINNAKER",
+    "STATE_BITS",
+    "STATE_LIMIT",
+    "VTH_MAX",
+    "ArithmeticSpec",
+    "ChipArithmetic",
+    "LayerFacts",
+    "LayerNeuron",
+    "LoihiLayer",
+    "LoihiNeuron",
+    "Product",
+    "SpinnakerLayer",
+    "SpinnakerNeuron",
+    "StateVariable",
+    "arithmetic_for_format",
+    "get_arithmetic",
+    "int32",
+    "keep_factor",
+    "layer_neuron",
+    "loihi_dv",
+    "loihi_input_shift",
+    "loihi_layer",
+    "loihi_neuron",
+    "loihi_vth",
+    "rules",
+    "trunc_decay",
+    "wrap24",
+]
