@@ -49,6 +49,7 @@ import numpy as np
 
 import neuroprune
 from neuroprune.chip.arithmetic import LOIHI
+from neuroprune.chip.arithmetic.spinnaker import SPINNAKER
 from neuroprune.core.errors import BackendUnavailableError, SimulationError
 from neuroprune.envs import environment_python, require
 from neuroprune.sim.base import BackendRun, Progress, emit
@@ -116,11 +117,12 @@ class LavaBackend:
         python: interpreter for the worker (default: the ``lava`` backend environment's,
             :func:`neuroprune.envs.environment_python`).
         chip_arithmetics: chip arithmetics it runs bit for bit in fixed point (Lava's
-            ``fixed_pt`` LIF is Loihi's; :mod:`neuroprune.sim.verification`).
+            ``fixed_pt`` LIF is Loihi's; SpiNNaker's runs in a ``ChipNeuron`` process,
+            :func:`neuroprune.sim.lava_map.chip_words`; :mod:`neuroprune.sim.verification`).
     """
 
     name: str = "lava"
-    chip_arithmetics: ClassVar[tuple[str, ...]] = (LOIHI,)
+    chip_arithmetics: ClassVar[tuple[str, ...]] = (LOIHI, SPINNAKER)
     max_chunk_bytes: int | None = None
     chunk_samples: int | None = None
     message_bits: int = 1

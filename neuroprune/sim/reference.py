@@ -42,7 +42,15 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from neuroprune.chip.arithmetic import ACT_SHIFT, LOIHI, LoihiNeuron, int32, trunc_decay, wrap24
+from neuroprune.chip.arithmetic import (
+    ACT_SHIFT,
+    ARITHMETICS,
+    LOIHI,
+    LoihiNeuron,
+    int32,
+    trunc_decay,
+    wrap24,
+)
 from neuroprune.graph.stages import INPUT
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
@@ -63,10 +71,12 @@ class ReferenceBackend:
     """Numpy oracle: SpikingJelly semantics in float, Lava ``fixed_pt`` bit-exact in fixed.
 
     ``chip_arithmetics``: the chip arithmetics it runs bit for bit in fixed point
-    (:mod:`neuroprune.sim.verification`)."""
+    (:mod:`neuroprune.sim.verification`): every registered one (Loihi's through
+    :class:`~neuroprune.chip.arithmetic.LoihiNeuron`, the others through their
+    :class:`~neuroprune.chip.arithmetic.LayerNeuron`)."""
 
     name: str = "reference"
-    chip_arithmetics: ClassVar[tuple[str, ...]] = (LOIHI,)
+    chip_arithmetics: ClassVar[tuple[str, ...]] = tuple(ARITHMETICS)
 
     def check_available(self) -> None:
         """Always available (numpy and scipy only)."""
