@@ -8,7 +8,10 @@ checkout root whose code is put on ``PYTHONPATH`` and an interpreter (by default
   neuroprune's conv and mlp and of plain SpikingJelly's conv, 28x28x1 and 32x32x3; see that
   file), one fresh child per stack and round;
 * ``--bench neuron``: ``benchmarks/neuron.py --json`` (the fused strict LIF node alone against
-  SpikingJelly's ``LIFNode``, training step and evaluation, milliseconds).
+  SpikingJelly's ``LIFNode``, training step and evaluation, milliseconds);
+* ``--bench epoch``: ``benchmarks/training.py --child epoch`` (one epoch of
+  ``neuroprune.train.loop.train`` of the zoo conv on ``--images`` random 28x28 images, batch
+  32, T = 8, with its evaluation: seconds).
 
 Rounds alternate the order of the stacks (old then new, new then old, ...), so slow phases of
 a shared machine fall on both. Every child runs with ``OMP_NUM_THREADS=MKL_NUM_THREADS=1`` and
@@ -48,10 +51,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--old-python", type=Path, help="default: OLD/.venv/bin/python")
     parser.add_argument("--new", type=Path, default=ROOT, help="default: this checkout")
     parser.add_argument("--new-python", type=Path, help="default: this interpreter")
-    parser.add_argument("--bench", choices=("training", "neuron"), default="training")
+    parser.add_argument("--bench", choices=("training", "neuron", "epoch"), default="training")
     parser.add_argument("--rounds", type=int, default=5, help="children per stack, alternating")
     parser.add_argument("--steps", type=int, default=5, help="training: steps per timed block")
     parser.add_argument("--repeats", type=int, default=3, help="blocks (training) or calls")
+    parser.add_argument("--images", type=int, default=2000, help="epoch: training images")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     return parser.parse_args(argv)
 
@@ -101,6 +105,8 @@ def bench_command(args) -> list[str]:
             "--repeats",
             str(args.repeats),
         ]
+    if args.bench == "epoch":
+        return [str(BENCHMARKS / "training.py"), "--child", "epoch", "--images", str(args.images)]
     return [str(BENCHMARKS / "neuron.py"), "--json", "--repeats", str(args.repeats)]
 
 
@@ -177,6 +183,26 @@ def neuron_tables(results: dict) -> list[str]:
     return lines
 
 
+def epoch_tables(results: dict, images: int) -> list[str]:
+    old = [r["seconds"] for r in results["old"]]
+    new = [r["seconds"] for r in results["new"]]
+    speed_up = statistics.median(old) / statistics.median(new)
+    return [
+        "| measurement | old stack | new stack | old / new (medians) |",
+        "|---|---|---|---|",
+        f"| conv epoch, {images} images 28x28, s | {spread(old, 1)} | {spread(new, 1)} | "
+        f"{speed_up:.2f}x |",
+    ]
+
+
+def tables(args, results: dict) -> list[str]:
+    if args.bench == "training":
+        return training_tables(results)
+    if args.bench == "epoch":
+        return epoch_tables(results, args.images)
+    return neuron_tables(results)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     machines, results = collect(args)
@@ -187,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Medians over {args.rounds} rounds per stack (min-max in brackets).",
         "",
-        *(training_tables(results) if args.bench == "training" else neuron_tables(results)),
+        *tables(args, results),
     ]
     publish("\n".join(lines) + "\n", args.out)
     return 0
