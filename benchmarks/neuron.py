@@ -9,11 +9,13 @@ SpikingJelly / neuroprune (> 1 means the fused node is faster). The spikes are c
 Example::
 
     python benchmarks/neuron.py --repeats 20
+    python benchmarks/neuron.py --json   # one JSON line of milliseconds (benchmarks/stacks.py)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import torch
@@ -22,7 +24,8 @@ from spikingjelly.activation_based import neuron, surrogate
 
 from neuroprune.models import neurons
 
-SHAPES = ((8, 64, 512), (8, 64, 256), (8, 128, 1024))
+# [T, B, N] of the recorded runs, and the first conv layer's map of the zoo conv at 28x28
+SHAPES = ((8, 64, 512), (8, 64, 256), (8, 128, 1024), (8, 32, 8, 28, 28))
 
 
 def make(cls):
@@ -73,8 +76,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print one JSON line of ms")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.json:
+        rows = {"x".join(map(str, s)): bench(s, args.repeats) for s in SHAPES}
+        print(json.dumps({k: {m: 1e3 * t for m, t in r.items()} for k, r in rows.items()}))
+        return
     print(f"machine: {machine(args.threads)}")
     print("| T, B, N | SJ train ms | fused train ms | ratio | SJ eval ms | fused eval ms | ratio |")
     print("|---|---|---|---|---|---|---|")

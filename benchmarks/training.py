@@ -6,12 +6,23 @@ measured (this one, "after", and ``--before ROOT``), alternating row by row:
 1. **start-up**: seconds from interpreter start to the end of the first ``deterministic(seed)``
    block (``import torch``, ``neuroprune.models.train``, switching on deterministic mode), and
    whether ``torch._inductor`` got imported;
-2. **steps/s**: training steps per second (forward over T, loss, backward, Adam step, reset) of
-   the zoo ``conv`` model (8, 16 channels) on random 28x28x1 and 32x32x3 batches, measured
-   against the *same architecture built from plain SpikingJelly* (``neuron.LIFNode``
-   multi-step, torch backend, ATan surrogate) in the same child with the same loop,
-   alternating, fastest of ``--repeats`` blocks; and the zoo model with its weights in
-   ``torch.channels_last`` memory format;
+2. **steps/s**: training steps per second (forward over T, loss, backward, Adam step, reset)
+   on random 28x28x1 and 32x32x3 batches, alternating the nets within one child, fastest of
+   ``--repeats`` blocks of ``--steps`` steps:
+
+   * ``neuroprune conv``: the zoo ``conv`` model (8, 16 channels) stepped by neuroprune's own
+     training loop (``train.loop._train_step``: encoding, the batch layout that version uses,
+     forward, loss, backward, step, reset), prepared as ``train`` prepares it
+     (``train.loop.place_model`` where the version has it);
+   * ``spikingjelly conv``: the same architecture from plain SpikingJelly modules
+     (``neuron.LIFNode``, its default multi-step implementation, ATan surrogate), NCHW,
+     stepped by a loop of its own with the same encoding and loss;
+   * ``neuroprune conv, model channels-last``: the zoo model after
+     ``model.to(memory_format=torch.channels_last)`` (every weight), neuroprune's loop;
+   * ``spikingjelly conv, channels-last``: the plain SpikingJelly net and its input batch in
+     channels-last memory format (what the layout alone gives SpikingJelly);
+   * ``neuroprune mlp``: the zoo ``mlp`` model (one hidden layer of 128), neuroprune's loop;
+
 3. **conv epoch**: one epoch of ``neuroprune.train.loop.train`` on ``--images`` random
    28x28 images (batch 32, T = 8, direct encoding), the time ``train`` reports.
 
@@ -92,31 +103,62 @@ def plain_spikingjelly_conv(input_shape, num_classes: int, channels=(8, 16)):
     return net
 
 
+NETS = (
+    "neuroprune conv",
+    "spikingjelly conv",
+    "neuroprune conv, model channels-last",
+    "spikingjelly conv, channels-last",
+    "neuroprune mlp",
+)
+
+
+def neuroprune_net(spec: str, shape, channels_last: bool = False):
+    """A zoo model on the CPU as ``train`` prepares it (``place_model`` where it exists)."""
+    import torch
+
+    from neuroprune.models.zoo import build_model
+    from neuroprune.train import loop
+
+    model = build_model(spec, shape, 10, seed=0)
+    place = getattr(loop, "place_model", None)
+    model = place(model, torch.device("cpu")) if place else model
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
 def child_steps(args) -> dict:
     import torch
     from spikingjelly.activation_based import functional
 
-    from neuroprune.models.zoo import build_model
+    from neuroprune.train import loop
 
     torch.set_num_threads(1)
+    config = loop.TrainConfig(timesteps=args.timesteps, batch_size=args.batch)
     rows = {}
     for shape in SHAPES:
         torch.manual_seed(0)
         nets = {
-            "neuroprune": build_model("conv", shape, 10, seed=0),
-            "spikingjelly": plain_spikingjelly_conv(shape, 10),
-            "neuroprune channels-last": build_model("conv", shape, 10, seed=0).to(
+            "neuroprune conv": neuroprune_net("conv", shape),
+            "spikingjelly conv": plain_spikingjelly_conv(shape, 10),
+            "neuroprune conv, model channels-last": neuroprune_net("conv", shape, True),
+            "spikingjelly conv, channels-last": plain_spikingjelly_conv(shape, 10).to(
                 memory_format=torch.channels_last
             ),
+            "neuroprune mlp": neuroprune_net("mlp", shape),
         }
-        x = torch.rand(args.timesteps, args.batch, *shape)
-        y = torch.randint(0, 10, (args.batch,))
+        xb = torch.rand(args.batch, *shape)
+        yb = torch.randint(0, 10, (args.batch,))
         optimizers = {k: torch.optim.Adam(n.parameters(), 1e-3) for k, n in nets.items()}
         best = dict.fromkeys(nets, float("inf"))
 
-        def step(name, x=x, y=y, nets=nets, optimizers=optimizers):
+        def step(name, xb=xb, yb=yb, nets=nets, optimizers=optimizers):
+            if name.startswith("neuroprune"):
+                loop._train_step(nets[name], optimizers[name], xb, yb, config, None, ())
+                return
+            x = xb.unsqueeze(0).repeat(args.timesteps, 1, 1, 1, 1)  # direct encoding
+            if name.endswith("channels-last"):
+                x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
             spikes = nets[name](x)
-            loss = torch.nn.functional.cross_entropy(spikes.sum(0), y)
+            loss = torch.nn.functional.cross_entropy(spikes.sum(0), yb)
             optimizers[name].zero_grad(set_to_none=True)
             loss.backward()
             optimizers[name].step()
@@ -209,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         + " |"
     )
     for shape in results["steps"]["after"]:
-        for net in ("neuroprune", "spikingjelly", "neuroprune channels-last"):
+        for net in NETS:
             cells = [f"{results['steps'][n][shape][net]:.2f}" for n in roots]
-            print(f"| steps/s {shape} ({net} conv) | " + " | ".join(cells) + " |")
+            print(f"| steps/s {shape} ({net}) | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -72,6 +72,42 @@ def test_fused_node_equals_spikingjelly_off_ties(kind, extra):
     assert torch.equal(theirs(x), ours(x))
 
 
+@pytest.mark.parametrize("store_v_seq", [False, True])
+@pytest.mark.parametrize("v_reset", [0.0, None])
+def test_state_carried_over_two_calls_has_spikingjelly_gradients(store_v_seq, v_reset):
+    """Gradients through the potential handed from one call to the next, and through
+    ``v``/``v_seq`` themselves, equal SpikingJelly's per-step node."""
+    torch.manual_seed(1)
+    theirs, ours = _pair("lif", v_reset=v_reset, store_v_seq=store_v_seq)
+    x = torch.randn(5, 3, 7) * 1.5
+    grads = []
+    for node in (theirs, ours):
+        xr = x.clone().requires_grad_()
+        first, second = node(xr), node(xr * 0.7)
+        loss = first.sum() * 0.5 + (second * torch.arange(7.0)).sum() + node.v.sum() * 0.1
+        if store_v_seq:
+            loss = loss + node.v_seq.sum() * 0.05
+        loss.backward()
+        grads.append(xr.grad)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+
+
+def test_channels_last_input_gives_the_same_spikes_and_keeps_its_layout():
+    torch.manual_seed(2)
+    theirs, ours = _pair("lif")
+    x = torch.randn(4, 2, 3, 5, 5) * 1.5
+    x_last = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    xa, xb = x.clone().requires_grad_(), x_last.clone().requires_grad_()
+    sa, sb = theirs(xa), ours(xb)
+    assert torch.equal(sa, sb) and torch.equal(theirs.v, ours.v)
+    assert sb.stride() == x_last.stride()
+    weight = torch.randn_like(sa)
+    (sa * weight).sum().backward()
+    (sb * weight).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-6)
+
+
 def test_store_v_seq_keeps_the_potentials():
     node = neurons.IFNode(v_threshold=1.0, v_reset=0.0, step_mode="m", store_v_seq=True)
     node(torch.full((3, 1, 1), 0.6))

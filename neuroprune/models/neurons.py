@@ -26,6 +26,13 @@ node's surrogate derivative ``sigma'(H - v_th)`` for ``dS/dH``::
     dL/dX[t] = dL/dH[t] * gain_x,   dL/dV[t-1] += dL/dH[t] * gain_v
 
 with ``gain_x = 1/tau`` (decay_input) or 1 and ``gain_v = 1 - 1/tau`` (LIF) or 1 (IF).
+
+Speed (CPU, docs/benchmarks.md): every step writes into buffers allocated once per call, in the
+input's memory layout (channels-last stays channels-last); ``S`` is a float comparison result
+and the hard reset ``H - S H`` a fused multiply-add, since on the CPU a bool mask, its cast and
+``masked_fill`` each cost several times a float operation. The backward computes
+``dL/dS sigma'`` and ``gain_v dV/dH`` for all steps at once and leaves one multiply-add per step.
+The node outputs the last potential only, or all of them with ``store_v_seq``.
 """
 
 from __future__ import annotations
@@ -39,15 +46,17 @@ from spikingjelly.activation_based import neuron, surrogate
 from neuroprune.chip import arithmetic
 
 
-def spike_derivative(fn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``d sigma(x) / dx`` of a SpikingJelly surrogate (``x = H - v_th``).
+def spike_derivative_(fn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``d sigma(x) / dx`` of a SpikingJelly surrogate (``x = H - v_th``); may overwrite ``x``
+    (pass a tensor of your own) and return it.
 
-    ATan in closed form, ``alpha / 2 / (1 + (pi/2 alpha x)^2)``; any other surrogate through
-    autograd on its ``primitive_function``.
+    ATan in closed form, ``alpha / 2 / (1 + (pi/2 alpha x)^2)``, in place (the same operations
+    as the out-of-place expression); any other surrogate through autograd on its
+    ``primitive_function``.
     """
     alpha = getattr(fn, "alpha", None)
     if type(fn) is surrogate.ATan:
-        return alpha / 2 / (1 + (math.pi / 2 * alpha * x).pow(2))
+        return x.mul_(math.pi / 2 * alpha).square_().add_(1).reciprocal_().mul_(alpha / 2)
     with torch.enable_grad():
         xr = x.detach().requires_grad_(True)
         y = fn.primitive_function(xr, alpha)
@@ -77,24 +86,33 @@ class Dynamics:
         """``dH/dV[t-1]``: ``1 - 1/tau`` for LIF, 1 for IF."""
         return 1.0 - 1.0 / self.tau if self.model == "LIF" else 1.0
 
-    def charge(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``H[t]`` from ``V[t-1]`` and ``X[t]`` (SpikingJelly's float expressions)."""
+    def charge_into(self, v: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``H[t]`` from ``V[t-1]`` and ``X[t]``, written into ``out``: SpikingJelly's float
+        expressions, operation by operation (``v - 0.0 == v`` exactly and IEEE addition
+        commutes, so the bits are SpikingJelly's)."""
         if self.model == "IF":
-            return v + x
+            return torch.add(v, x, out=out)
         rest = self.v_reset or 0.0
-        if self.decay_input:
-            return v + (x - (v - rest)) / self.tau
-        return v - (v - rest) / self.tau + x
+        if self.decay_input:  # v + (x - (v - rest)) / tau
+            torch.sub(x, v if rest == 0.0 else v - rest, out=out)
+            return out.div_(self.tau).add_(v)
+        torch.sub(v, rest, out=out)  # v - (v - rest) / tau + x
+        out.div_(self.tau)
+        return torch.sub(v, out, out=out).add_(x)
 
-    def fire(self, h: torch.Tensor) -> torch.Tensor:
-        """``S[t] = H[t] > v_threshold`` as 0/1 in ``h``'s dtype."""
-        return (h > self.v_threshold).to(h.dtype)
+    def fire_into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``S[t] = H[t] > v_threshold`` as 0/1 in ``h``'s dtype, written into ``out`` (a float
+        comparison result: on the CPU several times faster than a bool mask and a cast)."""
+        return torch.gt(h, self.v_threshold, out=out)
 
-    def reset(self, h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """``V[t]`` after the spike (hard reset to ``v_reset`` or soft by ``v_threshold``)."""
+    def reset_into(self, h: torch.Tensor, s: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``V[t]`` after the spike, written into ``out``: ``H - S H + S v_reset`` (hard; equals
+        ``(1 - S) H + S v_reset`` for ``S`` in {0, 1} and finite ``H``) or ``H - S v_threshold``
+        (soft), each product exact."""
         if self.v_reset is None:
-            return h - s * self.v_threshold
-        return (1.0 - s) * h + s * self.v_reset
+            return torch.add(h, s, alpha=-self.v_threshold, out=out)
+        torch.addcmul(h, h, s, value=-1.0, out=out)
+        return out if self.v_reset == 0.0 else out.add_(s, alpha=self.v_reset)
 
     def reset_derivative(self, h: torch.Tensor, s: torch.Tensor, sg: torch.Tensor):
         """``dV[t]/dH[t]`` (module docstring)."""
@@ -105,55 +123,71 @@ class Dynamics:
         return 1.0 - s - (h - self.v_reset) * sg
 
 
-def run_forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, keep_h: bool = True):
-    """The recursion without autograd: ``(spikes, h_seq or None, v_seq)``, each ``[T, ...]``."""
-    h_seq = torch.empty_like(x_seq) if keep_h else None
+def run_forward(
+    dyn: Dynamics,
+    x_seq: torch.Tensor,
+    v0: torch.Tensor,
+    *,
+    keep_h: bool = True,
+    keep_v_seq: bool = False,
+):
+    """The recursion without autograd: ``(spikes, h_seq or None, v)`` with ``v`` the potentials
+    ``[T, ...]`` (``keep_v_seq``) or the last one ``[1, ...]``.
+
+    Every step writes into preallocated buffers (in ``x_seq``'s memory format, so a
+    channels-last input stays channels-last): ``H`` into ``h_seq[t]`` (or a scratch buffer),
+    ``S`` into ``s_seq[t]``, ``V`` into ``v_seq[t]`` or one of two alternating buffers.
+    """
+    steps = x_seq.shape[0]
     s_seq = torch.empty_like(x_seq)
-    v_seq = torch.empty_like(x_seq)
+    h_seq = torch.empty_like(x_seq) if keep_h else None
+    v_buf = torch.empty_like(x_seq) if keep_v_seq else torch.empty_like(x_seq[:2])
+    h_scratch = None if keep_h else torch.empty_like(x_seq[0])
     v = v0
-    for t in range(x_seq.shape[0]):
-        h = dyn.charge(v, x_seq[t])
-        fired = h > dyn.v_threshold
-        s_seq[t] = fired
-        if dyn.v_reset is None:
-            v = h - fired * dyn.v_threshold
-        else:  # equals (1 - S) H + S v_reset exactly
-            v = h.masked_fill(fired, dyn.v_reset)
-        v_seq[t] = v
-        if keep_h:
-            h_seq[t] = h
-    return s_seq, h_seq, v_seq
+    for t in range(steps):
+        h = dyn.charge_into(v, x_seq[t], h_seq[t] if keep_h else h_scratch)
+        dyn.fire_into(h, s_seq[t])
+        v = dyn.reset_into(h, s_seq[t], v_buf[t] if keep_v_seq else v_buf[t % 2])
+    return s_seq, h_seq, (v_buf if keep_v_seq else v.unsqueeze(0))
 
 
 class FusedSpikes(torch.autograd.Function):
-    """All ``T`` steps of one layer as a single autograd node (module docstring)."""
+    """All ``T`` steps of one layer as a single autograd node (module docstring). Outputs the
+    spikes and the potentials: all ``T`` of them with ``keep_v_seq``, else the last ``[1, ...]``."""
 
     @staticmethod
-    def forward(ctx, x_seq: torch.Tensor, v0: torch.Tensor, dyn: Dynamics):
-        s_seq, h_seq, v_seq = run_forward(dyn, x_seq, v0)
+    def forward(ctx, x_seq: torch.Tensor, v0: torch.Tensor, dyn: Dynamics, keep_v_seq: bool):
+        s_seq, h_seq, v_out = run_forward(dyn, x_seq, v0, keep_v_seq=keep_v_seq)
         ctx.dyn = dyn
         ctx.save_for_backward(h_seq, s_seq)
-        return s_seq, v_seq
+        return s_seq, v_out
 
     @staticmethod
-    def backward(ctx, grad_s: torch.Tensor, grad_v_seq: torch.Tensor | None):
+    def backward(ctx, grad_s: torch.Tensor, grad_v_out: torch.Tensor):
         h_seq, s_seq = ctx.saved_tensors
-        grad_x, grad_v = bptt(ctx.dyn, h_seq, s_seq, grad_s, grad_v_seq)
-        return grad_x, grad_v, None
+        grad_x, grad_v = bptt(ctx.dyn, h_seq, s_seq, grad_s, grad_v_out)
+        return grad_x, grad_v, None, None
 
 
-def bptt(dyn: Dynamics, h_seq, s_seq, grad_s, grad_v_seq=None):
-    """Backpropagation through the ``T`` steps (module docstring): ``(dL/dX, dL/dV[-1])``."""
-    grad_x = torch.empty_like(h_seq)
-    grad_v = torch.zeros_like(h_seq[0])
-    for t in range(h_seq.shape[0] - 1, -1, -1):
-        if grad_v_seq is not None:
-            grad_v = grad_v + grad_v_seq[t]
-        h, s = h_seq[t], s_seq[t]
-        sg = spike_derivative(dyn.surrogate, h - dyn.v_threshold)
-        grad_h = grad_s[t].to(h.dtype) * sg + grad_v * dyn.reset_derivative(h, s, sg)
-        grad_x[t] = grad_h * dyn.gain_x
-        grad_v = grad_h * dyn.gain_v
+def bptt(dyn: Dynamics, h_seq, s_seq, grad_s, grad_v_out=None):
+    """Backpropagation through the ``T`` steps (module docstring): ``(dL/dX, dL/dV[-1])``.
+
+    ``grad_v_out`` is ``dL/dV`` of the last ``k`` steps ``[k, ...]`` (or None). Unrolled, the
+    recursion is ``dL/dH[t] = g[t] + dL/dH[t+1] gain_v dV/dH[t]`` with
+    ``g[t] = dL/dS[t] sigma'[t] + dL/dV[t] dV/dH[t]``: ``g`` and ``gain_v dV/dH`` are computed
+    for all steps at once, leaving one fused multiply-add per step.
+    """
+    sg = spike_derivative_(dyn.surrogate, h_seq - dyn.v_threshold)
+    dv_dh = dyn.reset_derivative(h_seq, s_seq, sg)
+    grad_h = sg.mul_(grad_s.to(sg.dtype))
+    if grad_v_out is not None:
+        k = grad_v_out.shape[0]
+        grad_h[-k:].addcmul_(grad_v_out.to(sg.dtype), dv_dh[-k:])
+    carry = dv_dh.mul_(dyn.gain_v) if dyn.gain_v != 1.0 else dv_dh
+    for t in range(h_seq.shape[0] - 2, -1, -1):
+        grad_h[t].addcmul_(grad_h[t + 1], carry[t])
+    grad_v = grad_h[0] * dyn.gain_v
+    grad_x = grad_h.mul_(dyn.gain_x) if dyn.gain_x != 1.0 else grad_h
     return grad_x, grad_v
 
 
@@ -168,15 +202,16 @@ def initial_potential(node: neuron.BaseNode, x_seq: torch.Tensor) -> torch.Tenso
 def strict_multi_step(node: neuron.BaseNode, x_seq: torch.Tensor) -> torch.Tensor:
     """Run ``node`` over ``x_seq [T, ...]`` with the strict rule; updates ``node.v`` (and
     ``node.v_seq`` when ``store_v_seq``) like SpikingJelly does; returns the spikes."""
-    node.v = initial_potential(node, x_seq)
+    v0 = initial_potential(node, x_seq)
     dyn = Dynamics(node)
-    if torch.is_grad_enabled() and (x_seq.requires_grad or node.v.requires_grad):
-        spikes, v_seq = FusedSpikes.apply(x_seq, node.v, dyn)
+    keep_v_seq = bool(node.store_v_seq)
+    if torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad):
+        spikes, v_out = FusedSpikes.apply(x_seq, v0, dyn, keep_v_seq)
     else:
-        spikes, _, v_seq = run_forward(dyn, x_seq, node.v, keep_h=False)
-    node.v = v_seq[-1]
-    if node.store_v_seq:
-        node.v_seq = v_seq
+        spikes, _, v_out = run_forward(dyn, x_seq, v0, keep_h=False, keep_v_seq=keep_v_seq)
+    node.v = v_out[-1]
+    if keep_v_seq:
+        node.v_seq = v_out
     return spikes
 
 

@@ -38,6 +38,7 @@ from neuroprune.core.errors import ArtifactError, ConfigError, ModelError
 from neuroprune.core.progress import Progress, emit
 from neuroprune.data.encoding import ENCODINGS
 from neuroprune.models.encoding import encode, make_generator
+from neuroprune.models.layout import channels_last_sequence, tag_channels_last
 from neuroprune.train import distributed
 
 OPTIMIZERS = ("adam", "sgd")
@@ -300,7 +301,7 @@ def train(
     device = resolve_device(config.device)
     started = time.perf_counter()
     with deterministic(config.seed):
-        model.to(device)
+        place_model(model, device)
         net = distributed.wrap(model)  # DDP under torchrun: rank 0's weights, averaged grads
         optimizer = make_optimizer(model, config)
         if optimizer_state is not None:
@@ -328,6 +329,14 @@ def train(
         seconds=time.perf_counter() - started,
         optimizer_state=optimizer.state_dict(),
     )
+
+
+def place_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move ``model`` to ``device`` (in place); on the CPU its convolutions then run on
+    channels-last activations (:func:`neuroprune.models.layout.tag_channels_last`, with the
+    channels-last batches of :func:`model_input`). Returns ``model``."""
+    model.to(device)
+    return tag_channels_last(model) if device.type == "cpu" else model
 
 
 def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
@@ -411,7 +420,7 @@ def _epoch_generator(config: TrainConfig, epoch: int, device) -> torch.Generator
 
 def _train_step(model, optimizer, xb, yb, config, generator, callbacks) -> tuple[float, int]:
     """Forward, loss, backward, step, reset; returns ``(loss, correct predictions)``."""
-    spikes = model(encode(xb, config.timesteps, config.encoding, generator=generator))
+    spikes = model(model_input(xb, config.timesteps, config.encoding, generator))
     loss = _regularize(callbacks, spike_loss(spikes, yb, config.loss))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -420,6 +429,16 @@ def _train_step(model, optimizer, xb, yb, config, generator, callbacks) -> tuple
     functional.reset_net(model)
     hits = int((spikes.detach().sum(0).argmax(1) == yb).sum())
     return float(loss.detach()), hits
+
+
+def model_input(
+    xb: torch.Tensor, timesteps: int, encoding: str, generator: torch.Generator | None
+) -> torch.Tensor:
+    """The encoded batch ``[T, B, ...]`` a model reads; on the CPU, image batches are stored
+    channels-last (:func:`neuroprune.models.layout.channels_last_sequence`: same values, faster
+    convolutions)."""
+    x = encode(xb, timesteps, encoding, generator=generator)
+    return channels_last_sequence(x) if x.device.type == "cpu" else x
 
 
 def _test_accuracy(model, data, config: TrainConfig) -> float:
@@ -454,7 +473,7 @@ def predict(
     try:
         with torch.no_grad():
             for start in range(0, len(x), batch_size):
-                xb = encode(x[start : start + batch_size], timesteps, encoding, generator=generator)
+                xb = model_input(x[start : start + batch_size], timesteps, encoding, generator)
                 counts.append(model(xb).sum(0).round().to(torch.int64).cpu())
                 functional.reset_net(model)
     finally:
