@@ -47,6 +47,7 @@ from pathlib import Path
 
 from neuroprune.core.atomic import write_json
 from neuroprune.core.errors import BackendUnavailableError
+from neuroprune.core.processes import process_alive
 from neuroprune.core.progress import Progress, emit
 from neuroprune.envs.interpreter import (
     Interpreter,
@@ -472,20 +473,10 @@ def _sweep_dead_installs(root: Path, name: str) -> list[Path]:
     swept = []
     for folder in root.glob(f"{name}.*-*"):
         kind, _, pid = folder.name[len(name) + 1 :].rpartition("-")
-        if kind in ("partial", "old") and pid.isdigit() and not _alive(int(pid)):
+        if kind in ("partial", "old") and pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             swept.append(folder)
     return swept
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def folder_bytes(folder: Path) -> int:

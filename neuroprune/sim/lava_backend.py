@@ -51,6 +51,7 @@ import neuroprune
 from neuroprune.chip.arithmetic import LOIHI
 from neuroprune.chip.arithmetic.spinnaker import SPINNAKER
 from neuroprune.core.errors import BackendUnavailableError, SimulationError
+from neuroprune.core.processes import process_alive
 from neuroprune.envs import environment_python, require
 from neuroprune.sim.base import BackendRun, Progress, emit
 from neuroprune.sim.inputs import CURRENT, Stimulus
@@ -358,22 +359,12 @@ def sweep_stale_jobs(root: Path | None = None) -> list[Path]:
             owner = json.loads((job_dir / OWNER_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue  # not started yet, or not ours: leave it
-        if _alive(int(owner["parent"])) or group_members(int(owner["worker_group"])):
+        if process_alive(int(owner["parent"])) or group_members(int(owner["worker_group"])):
             continue
         unlink_shared_memory(job_dir / "shm.txt")
         shutil.rmtree(job_dir, ignore_errors=True)
         swept.append(job_dir)
     return swept
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def worker_env(job_dir: Path) -> dict[str, str]:
