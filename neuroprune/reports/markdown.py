@@ -162,11 +162,15 @@ def _quantization(quant: QuantizedRecord) -> list[str]:
     qat = quant.qat
     if qat.decision in ("kept", "reverted"):
         out.append(
-            f"Fine-tuning {qat.decision} on the validation split "
-            f"({qat.val_samples} training samples held out): validation "
-            f"{_pct(qat.val_ptq)} post-training vs {_pct(qat.val_qat)} "
-            f"fine-tuned (best of {qat.epochs_run} epochs: "
-            f"{qat.best_epoch})."
+            f"Fine-tuning {qat.decision} on the validation part "
+            f"({qat.val_samples} training samples held out before any training, never trained "
+            f"on): validation {_pct(qat.val_ptq)} post-training vs {_pct(qat.val_qat)} "
+            f"fine-tuned (best epoch {qat.best_epoch} of {qat.epochs_run} run"
+            + (f", {qat.epochs_asked} asked" if qat.epochs_asked is not None else "")
+            + ")"
+            + (f"; {qat.reason}" if qat.reason else "")
+            + (f"; {qat.stopped}" if qat.stopped else "")
+            + "."
         )
     out += [f"- {n}" for n in quant.notes]
     return out
