@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def _trained_validation_rows(seen: list, cut, full) -> tuple[int, int]:
     is checkable when its image is unique in the full training split (no duplicate elsewhere
     could be the one trained on)."""
     rows = [r.tobytes() for r in full.x_train]
-    unique = {b for b, c in zip(*np.unique(rows, return_counts=True), strict=True) if c == 1}
+    unique = {b for b, c in Counter(rows).items() if c == 1}
     checkable = {rows[i] for i in cut.val_indices if rows[i] in unique}
     trained = {r.tobytes() for dataset in seen for r in dataset.x_train}
     return len(checkable & trained), len(checkable)
