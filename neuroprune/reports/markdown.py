@@ -51,10 +51,9 @@ def report_markdown(record: RunRecord) -> str:
         "",
         f"Budget: {_num(record.budget.synapses)} synapses ({record.budget.source}).",
         f"Counting: {record.counting or ''}.",
-        "",
-        "## Stages",
-        "",
     ]
+    out += _validation(record)
+    out += ["", "## Stages", ""]
     out.append(_stages(record))
     if record.pruned is not None and record.pruned.layers:
         out += ["", "## Per layer after pruning", "", _pruned_layers(record.pruned)]
@@ -69,6 +68,19 @@ def report_markdown(record: RunRecord) -> str:
     if record.plots:
         out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in record.plots]
     return "\n".join(out) + "\n"
+
+
+def _validation(record: RunRecord) -> list[str]:
+    """The validation part: its size, held out before any training, what reads it."""
+    val = record.validation
+    if val is None:
+        return []
+    total = val.samples + val.train_samples
+    return [
+        f"Validation: {_num(val.samples)} of {_num(total)} training samples held out before "
+        f"any training (seed {val.seed}, cut {val.digest}); no stage trained on them; every "
+        "keep/revert and early-stop decision read them, the test split none.",
+    ]
 
 
 def _gate(record: RunRecord) -> list[str]:
