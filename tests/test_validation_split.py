@@ -262,3 +262,19 @@ def test_every_torchrun_rank_cuts_the_same_rows_or_the_run_stops():
     assert same == {0: None, 1: None}
     differ = distributed.run_function(2, _rank_cut, True)
     assert differ[0] is None and "another validation part than rank 0" in differ[1]
+
+
+def test_a_sweep_search_steers_by_validation_not_test_accuracy():
+    """The row a search reads carries the deployed model's validation accuracy: the fine-tune's
+    when kept, post-training quantization's when reverted (a tie included)."""
+    from neuroprune.run.rundir import SavedRecord
+    from neuroprune.sweep.results import deployed_validation
+
+    def quantized(decision: str):
+        qat = {"decision": decision, "val_ptq": 0.7, "val_qat": 0.8}
+        record = {"quantized": {"accuracy": 0.99, "synapses": 1, "qat": qat}}
+        return SavedRecord.model_validate(record).quantized
+
+    assert deployed_validation(quantized("kept")) == 0.8
+    assert deployed_validation(quantized("reverted")) == 0.7
+    assert deployed_validation(SavedRecord().quantized) is None
