@@ -61,6 +61,7 @@ def _record() -> RunRecord:
         chip_name="Intel Loihi",
         config={"epochs": 1},
         counting="nonzero weights",
+        validation={"samples": 20, "train_samples": 180, "seed": 0, "rule": "r", "digest": "ab"},
     )
     layer = {
         "layer": "1",
@@ -111,7 +112,7 @@ def test_keys_keep_the_order_they_were_written_and_unset_options_stay_out():
         "stages_not_run",
         "errors",
     ]
-    assert list(data)[11:] == ["chip_name", "config", "counting", "history", "plots"]
+    assert list(data)[11:] == ["chip_name", "config", "counting", "validation", "history", "plots"]
     assert list(data["fit"])[:5] == ["fits", "cores", "chips", "violations", "chip"]
     assert "accuracy" not in data["simulation"]  # a reader field the stage did not write
     assert "model_agreement" not in data["simulation"]
@@ -156,7 +157,8 @@ def test_reports_render_a_full_and_a_bare_record():
     assert text.startswith("# neuroprune run on Intel Loihi\n")
     assert "Verdict: **does not fit** — 2 core(s) used of 1 allocated" in text
     assert "| cores | 1 | 1 | 2 | prune harder |" in text
-    assert "Fine-tuning kept on the validation split (20 training samples held out)" in text
+    assert "Fine-tuning kept on the validation part (20 training samples held out before" in text
+    assert "Validation: 20 of 200 training samples held out before any training" in text
     assert "Synaptic operations per sample: 9259." in text
     assert "![plots/training.png](plots/training.png)" in text
     bare = RunRecord(chip="c", budget=BudgetRecord(synapses=1, source="s"))

@@ -85,7 +85,8 @@ FIT_OPTIONS = [
         "--quant-epochs",
         field="quant_epochs",
         type=int,
-        help="Quantization-aware fine-tuning epochs.",
+        help="Most quantization-aware fine-tuning epochs: stops early when the accuracy on "
+        "the validation part stops improving (the log says how many ran).",
     ),
     fit_option(
         "--timesteps",

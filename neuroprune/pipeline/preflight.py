@@ -15,6 +15,7 @@ from neuroprune.core.errors import (
 )
 from neuroprune.data.dataset import Dataset
 from neuroprune.data.datasets import load_dataset
+from neuroprune.data.split import Holdout, hold_out
 from neuroprune.graph.neurons import with_decay_input
 from neuroprune.graph.read import read_network
 from neuroprune.graph.stages import NirNetwork
@@ -31,6 +32,7 @@ class _Plan:
     cfg: RunConfig
     profile: ChipProfile
     dataset: Any
+    holdout: Holdout  # the validation cut, made once here, before any training
     model: Any
     budget: Any
     dense_synapses: int
@@ -44,9 +46,10 @@ def _preflight(cfg: RunConfig) -> _Plan:
 
     The order descends through the layers: the options resolved against the registries
     (device, simulator backend and whether it can run here, pruning method, allocation); the
-    files (chip profile, NIR graph, dataset); the
-    configuration the run keeps (the graph's time steps, the model's defaults); the dense
-    model (torch only now that the inputs are valid), its summary and the budget."""
+    files (chip profile, NIR graph, dataset); the configuration the run keeps (the graph's time
+    steps, the model's defaults); the validation cut (:func:`neuroprune.data.split.hold_out`,
+    seeded by ``--seed``); the dense model (torch only now that the inputs are valid), its
+    summary and the budget."""
     from neuroprune.fit.allocation import (  # deferred: imports scipy
         Allocation,
         allocation_budget,
@@ -79,6 +82,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
         cfg,
         profile,
         dataset,
+        hold_out(dataset, seed=cfg.seed),  # before any training: no stage trains on it
         model,
         budget,
         summary.synapses(shared),

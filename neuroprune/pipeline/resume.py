@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from neuroprune.chip.schema import ChipProfile
+from neuroprune.data.split import SPLIT_RULE
 from neuroprune.pipeline.config import RunConfig
 
 # ------------------------------------------------------------------------------------------
@@ -50,7 +51,9 @@ QUANT_INPUTS = ("quant_epochs",)
 
 def stage_inputs(cfg: RunConfig, profile: ChipProfile, stage: str) -> dict[str, Any]:
     """The options (and chip profile hash) a stage's artifact depends on; a stage depends on
-    everything its earlier stages depend on."""
+    everything its earlier stages depend on. Every stage depends on the validation rule
+    (``validation``: :data:`neuroprune.data.split.SPLIT_RULE`): with the dataset and seed it
+    fixes the rows no stage trains on, so an artifact trained under another cut is not reused."""
     keys = DENSE_INPUTS
     if stage in ("pruned", "quantized"):
         keys += PRUNE_INPUTS
@@ -58,6 +61,7 @@ def stage_inputs(cfg: RunConfig, profile: ChipProfile, stage: str) -> dict[str, 
         keys += QUANT_INPUTS
     values = cfg.as_dict()
     inputs = {key: values[key] for key in keys}
+    inputs["validation"] = SPLIT_RULE
     if stage != "dense":
         inputs["chip"] = profile.id
         inputs["profile_sha256"] = profile.sha256

@@ -9,7 +9,9 @@ from typing import Any
 
 from neuroprune import __version__
 from neuroprune.chip.schema import ChipProfile
+from neuroprune.core.errors import DatasetError
 from neuroprune.core.progress import Progress
+from neuroprune.data.split import SPLIT_RULE, Holdout
 from neuroprune.envs import BACKEND, ENVIRONMENTS, recorded_versions
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.context import RunOutcome, _noop, _Run
@@ -21,6 +23,7 @@ from neuroprune.run.rundir import (
     BudgetRecord,
     RunDir,
     RunRecord,
+    ValidationRecord,
 )
 from neuroprune.run.warnings import preflight_warnings
 from neuroprune.train import distributed
@@ -48,14 +51,16 @@ def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
         rundir = RunDir.of(plan.cfg.out, plan.cfg.run_name)
         if not distributed.is_main():  # a torchrun worker: trains, writes nothing
             run = _Run(plan.cfg, rundir, plan.profile, progress or _noop, record, writes=False)
+            check_same_holdout(plan.holdout)
             return _run_worker_rank(run, plan)
+        check_same_holdout(plan.holdout)
         with rundir.lock():
             return _run_main(plan, record, rundir, progress)
 
 
 def _run_worker_rank(run: _Run, plan: _Plan) -> RunOutcome:
     """A torchrun rank > 0: the training stages only, nothing written."""
-    carry = Carry(plan.model, plan.dataset, plan.budget)
+    carry = Carry(plan.model, plan.holdout.train, plan.budget, holdout=plan.holdout)
     for stage in STAGES:
         if stage.on_workers(carry.model):
             carry = stage.run(run, carry)
@@ -82,14 +87,36 @@ def _run_main(
         f"synapses, {plan.dense_neurons:,} neurons, {plan.dense_cores:,} of "
         f"{plan.cores_allocated:,} cores",
     )
+    run.emit(
+        "setup",
+        f"validation: {plan.holdout.size:,} of {plan.dataset.train_size:,} training samples "
+        f"held out before training (seed {plan.holdout.seed}); no stage trains on them, every "
+        "keep/revert and early-stop decision reads them",
+    )
     for warning in preflight_warnings(record):  # said before training
         run.warn(warning)
-    carry = Carry(plan.model, plan.dataset, plan.budget)
+    carry = Carry(plan.model, plan.holdout.train, plan.budget, holdout=plan.holdout)
     for stage in STAGES:
         carry = stage.run(run, carry)
     if cfg.resume:
         rundir.remove_files(keep=rundir.written)
     return RunOutcome(rundir.path, run.record.as_dict(), carry.exit_code, carry.error)
+
+
+def check_same_holdout(holdout: Holdout) -> None:
+    """Under torchrun: every rank must have cut the same validation rows as rank 0 (the cut is
+    seeded, so they do unless the ranks read different data); raises ``DatasetError`` when not.
+    Alone: nothing to compare."""
+    mine = holdout.digest
+    main = distributed.from_main(mine)
+    if main != mine:
+        raise DatasetError(
+            "this rank cut another validation part than rank 0 (different training data?)",
+            where=f"torchrun rank {distributed.rank()}",
+            field="validation digest",
+            value=mine,
+            fix=f"Give every rank the same dataset and --seed (rank 0: {main}).",
+        )
 
 
 def _provenance(profile: ChipProfile) -> dict[str, Any]:
@@ -120,7 +147,7 @@ def _provenance(profile: ChipProfile) -> dict[str, Any]:
 def _empty_record(plan: _Plan) -> RunRecord:
     """The run record before any stage ran: chip, configuration, budget (whether it binds, the
     cores the dense network uses); every stage section empty."""
-    cfg, profile, budget = plan.cfg, plan.profile, plan.budget
+    cfg, profile, budget, holdout = plan.cfg, plan.profile, plan.budget, plan.holdout
     budget_fields = budget.to_dict()
     return RunRecord(
         record_version=RECORD_VERSION,
@@ -139,4 +166,11 @@ def _empty_record(plan: _Plan) -> RunRecord:
         config=cfg.as_dict(),
         counting=budget.counting,
         stages={},
+        validation=ValidationRecord(
+            samples=holdout.size,
+            train_samples=holdout.train.train_size,
+            seed=holdout.seed,
+            rule=SPLIT_RULE,
+            digest=holdout.digest,
+        ),
     )

@@ -9,12 +9,14 @@ Steps of :func:`quantize_model`:
    the neurons become chip-arithmetic nodes (:mod:`neuroprune.quantize.chip`), so every
    accuracy below is under the chip's integer arithmetic -> ``accuracy_ptq``;
 3. up to ``finetune_epochs`` of quantization-aware fine-tuning on the frozen grids with the
-   pruning mask kept (:mod:`neuroprune.quantize.qat`), trained on the training split minus a
-   held-out validation part (:func:`neuroprune.train.loop.validation_split`). After every
-   epoch the validation accuracy decides: the best epoch is remembered, and training stops
-   after :data:`PATIENCE` epochs without improvement. The fine-tune is **kept only if its best
-   validation accuracy beats post-training quantization's**; otherwise the PTQ model is kept
-   (``qat.decision = "reverted"``). The test split is only reported, never used to decide.
+   pruning mask kept (:mod:`neuroprune.quantize.qat`), trained on the training split minus its
+   validation part (:class:`neuroprune.data.split.Holdout`: the fit run's own cut, handed in,
+   or cut here by the same seeded rule). After every epoch the validation accuracy decides:
+   the best epoch is remembered, and training stops after :data:`PATIENCE` epochs without
+   improvement (``qat.stopped`` says which). The fine-tune is **kept only if its best
+   validation accuracy beats post-training quantization's**; a tie keeps the simpler PTQ model
+   (``qat.reason = "tie: kept PTQ"``), a lower score too (``qat.decision = "reverted"``). The
+   test split is only reported, never used to decide.
 
 Accuracies are test accuracies (0..1) with the training config's timesteps and encoding;
 ``validation`` holds the validation accuracies that took the decisions.
@@ -30,10 +32,11 @@ import torch
 
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.progress import Progress, emit
+from neuroprune.data.split import Holdout, hold_out
 from neuroprune.quantize.chip import sync_chip_nodes, use_chip_arithmetic
 from neuroprune.quantize.model import QuantizedLayer, layer_row, ptq_model, requantize_layer
 from neuroprune.quantize.qat import QuantAwareCallback
-from neuroprune.train.loop import TrainConfig, evaluate, train, validation_split
+from neuroprune.train.loop import TrainConfig, evaluate, train
 
 PATIENCE = 1  # epochs without a better validation accuracy before fine-tuning stops
 
@@ -57,9 +60,11 @@ class QuantizeResult:
         chip: profile id.
         history: per-epoch metrics of the fine-tuning (with ``val_accuracy``).
         arithmetic: the chip neuron arithmetic the model runs, or ``None`` (float neurons).
-        qat: the decision: ``decision`` ("kept", "reverted" or "not run"), ``val_ptq``,
-            ``val_qat`` (validation accuracies), ``val_samples``, ``epochs_run``,
-            ``best_epoch``.
+        qat: the decision: ``decision`` ("kept", "reverted" or "not run"), ``reason`` (one
+            line, "tie: kept PTQ" on a tie), ``val_ptq``, ``val_qat`` (validation accuracies,
+            0..1), ``val_samples``, ``val_digest`` (the cut's
+            :attr:`~neuroprune.data.split.Holdout.digest`), ``epochs_asked``, ``epochs_run``, ``best_epoch``,
+            ``stopped`` (why fine-tuning stopped).
     """
 
     model: torch.nn.Module
@@ -97,32 +102,41 @@ def quantize_model(
     train_config: TrainConfig,
     *,
     finetune_epochs: int,
+    holdout: Holdout | None = None,
     progress: Progress | None = None,
 ) -> QuantizeResult:
     """Quantize a pruned model to ``profile``'s formats and fine-tune it (module docstring).
 
     ``model`` is left unchanged. ``dataset`` is a :class:`neuroprune.data.dataset.Dataset`;
     ``train_config`` gives optimizer, batch size, timesteps, encoding and seed (its ``epochs``
-    is replaced by ``finetune_epochs``; 0 skips fine-tuning).
+    is replaced by ``finetune_epochs``; 0 skips fine-tuning). ``holdout``: the run's validation
+    cut (fine-tuning trains on ``holdout.train``, decisions read ``holdout``'s validation rows);
+    None cuts it here from ``dataset`` with ``train_config.seed``
+    (:func:`neuroprune.data.split.hold_out`, the cut a fit run with that seed made).
     """
+    holdout = holdout if holdout is not None else hold_out(dataset, seed=train_config.seed)
     acc_float = _accuracy(model, dataset, train_config)
     qmodel, layers = ptq_model(model, profile, dataset.input_shape, progress=progress)
-    analog = dataset.x_train if train_config.encoding == "direct" else None
+    analog = holdout.train.x_train if train_config.encoding == "direct" else None
     layers, arithmetic, chip_notes = use_chip_arithmetic(
         qmodel, layers, profile, analog_images=analog
     )
-    fit_part, x_val, y_val = validation_split(dataset, seed=train_config.seed)
+    x_val, y_val = holdout.x_val, holdout.y_val
     val_ptq = _score(qmodel, x_val, y_val, train_config)
     acc_ptq = _accuracy(qmodel, dataset, train_config)
     emit(progress, event="ptq", accuracy=acc_ptq, accuracy_float=acc_float, val_accuracy=val_ptq)
     ptq_rows = [layer_row(layer.block, layer.quant) for layer in layers]
     qat = {
         "decision": "not run",
+        "reason": "no fine-tuning epochs asked: kept PTQ",
         "val_ptq": val_ptq,
         "val_qat": None,
         "val_samples": len(y_val),
+        "val_digest": holdout.digest,
+        "epochs_asked": int(finetune_epochs),
         "epochs_run": 0,
         "best_epoch": 0,
+        "stopped": "not run",
     }
     history: tuple[dict[str, Any], ...] = ()
     acc_qat = acc_ptq
@@ -132,19 +146,21 @@ def quantize_model(
             qmodel,
             layers,
             profile,
-            fit_part,
+            holdout.train,
             (x_val, y_val),
             train_config,
             finetune_epochs,
             progress,
         )
         acc_qat = _accuracy(qmodel, dataset, train_config)
-        keep = best["val"] > val_ptq
+        keep, reason = qat_decision(val_ptq, best["val"])
         qat.update(
             decision="kept" if keep else "reverted",
+            reason=reason,
             val_qat=best["val"],
             epochs_run=len(history),
             best_epoch=best["epoch"],
+            stopped=stop_reason(len(history), finetune_epochs, best["epoch"]),
         )
         qmodel, layers = (qmodel, tuned) if keep else saved
     rows = [_final_row(layer, ptq) for layer, ptq in zip(layers, ptq_rows, strict=True)]
@@ -161,6 +177,31 @@ def quantize_model(
         arithmetic=arithmetic,
         qat=qat,
     )
+
+
+def qat_decision(val_ptq: float, val_qat: float) -> tuple[bool, str]:
+    """``(keep the fine-tune, one-line reason)``: kept only when its best validation accuracy
+    is strictly higher than post-training quantization's; a tie keeps the simpler PTQ model."""
+    if val_qat > val_ptq:
+        return True, f"better on validation: kept QAT ({_pct(val_qat)} > {_pct(val_ptq)})"
+    if val_qat == val_ptq:
+        return False, f"tie: kept PTQ ({_pct(val_qat)} = {_pct(val_ptq)} on validation)"
+    return False, f"worse on validation: kept PTQ ({_pct(val_qat)} < {_pct(val_ptq)})"
+
+
+def stop_reason(epochs_run: int, epochs_asked: int, best_epoch: int) -> str:
+    """Why fine-tuning stopped: every asked epoch ran, or early stop after :data:`PATIENCE`
+    epochs without a better validation accuracy than epoch ``best_epoch``."""
+    if epochs_run >= epochs_asked:
+        return f"all {epochs_asked} epochs ran"
+    return (
+        f"early stop after epoch {epochs_run} of {epochs_asked}: no better validation "
+        f"accuracy for {PATIENCE} epoch(s) after epoch {best_epoch}"
+    )
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f} %"
 
 
 def _finetune(qmodel, layers, profile, fit_part, val, config, epochs, progress):

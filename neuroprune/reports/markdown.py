@@ -51,10 +51,9 @@ def report_markdown(record: RunRecord) -> str:
         "",
         f"Budget: {_num(record.budget.synapses)} synapses ({record.budget.source}).",
         f"Counting: {record.counting or ''}.",
-        "",
-        "## Stages",
-        "",
     ]
+    out += _validation(record)
+    out += ["", "## Stages", ""]
     out.append(_stages(record))
     if record.pruned is not None and record.pruned.layers:
         out += ["", "## Per layer after pruning", "", _pruned_layers(record.pruned)]
@@ -69,6 +68,19 @@ def report_markdown(record: RunRecord) -> str:
     if record.plots:
         out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in record.plots]
     return "\n".join(out) + "\n"
+
+
+def _validation(record: RunRecord) -> list[str]:
+    """The validation part: its size, held out before any training, what reads it."""
+    val = record.validation
+    if val is None:
+        return []
+    total = val.samples + val.train_samples
+    return [
+        f"Validation: {_num(val.samples)} of {_num(total)} training samples held out before "
+        f"any training (seed {val.seed}, cut {val.digest}); no stage trained on them; every "
+        "keep/revert and early-stop decision read them, the test split none.",
+    ]
 
 
 def _gate(record: RunRecord) -> list[str]:
@@ -162,11 +174,15 @@ def _quantization(quant: QuantizedRecord) -> list[str]:
     qat = quant.qat
     if qat.decision in ("kept", "reverted"):
         out.append(
-            f"Fine-tuning {qat.decision} on the validation split "
-            f"({qat.val_samples} training samples held out): validation "
-            f"{_pct(qat.val_ptq)} post-training vs {_pct(qat.val_qat)} "
-            f"fine-tuned (best of {qat.epochs_run} epochs: "
-            f"{qat.best_epoch})."
+            f"Fine-tuning {qat.decision} on the validation part "
+            f"({qat.val_samples} training samples held out before any training, never trained "
+            f"on): validation {_pct(qat.val_ptq)} post-training vs {_pct(qat.val_qat)} "
+            f"fine-tuned (best epoch {qat.best_epoch} of {qat.epochs_run} run"
+            + (f", {qat.epochs_asked} asked" if qat.epochs_asked is not None else "")
+            + ")"
+            + (f"; {qat.reason}" if qat.reason else "")
+            + (f"; {qat.stopped}" if qat.stopped else "")
+            + "."
         )
     out += [f"- {n}" for n in quant.notes]
     return out

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from neuroprune.chip.capacity import capacity_model
 from neuroprune.chip.schema import ChipProfile
-from neuroprune.run.rundir import FitRecord, RunRecord, SimulationRecord
+from neuroprune.run.rundir import FitRecord, QatRecord, RunRecord, SimulationRecord
 from neuroprune.sim.verification import CHIP_EXACT
 
 
@@ -232,8 +232,9 @@ def quantize_text(result) -> Group:
         f"accuracy: float {_pct(data.get('accuracy_float'))}, after PTQ "
         f"{_pct(data.get('accuracy_ptq'))}, after fine-tuning {_pct(data.get('accuracy_qat'))}"
     )
+    qat = Text(QatRecord.model_validate(data.get("qat") or {}).line())
     notes = [Text(f"note: {n}", style="yellow") for n in data.get("notes", [])]
-    return Group(table, acc, *notes)
+    return Group(table, acc, qat, *notes)
 
 
 def simulation_text(sim: SimulationRecord) -> Group:

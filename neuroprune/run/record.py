@@ -143,19 +143,62 @@ class StageRecord(_Section):
 
 
 class QatRecord(_Section):
-    """Quantization-aware fine-tuning: ``decision`` (``kept``, ``reverted`` or ``not run``),
-    validation accuracy (0..1) after PTQ and after fine-tuning, held-out samples, epochs."""
+    """Quantization-aware fine-tuning: ``decision`` (``kept``, ``reverted`` or ``not run``) and
+    its one-line ``reason`` ("tie: kept PTQ ..." when the validation accuracies are equal), the
+    validation accuracies compared (0..1, after PTQ and the fine-tune's best epoch), held-out
+    samples and their cut's ``val_digest`` (:class:`ValidationRecord` ``digest``), epochs asked (``--quant-epochs``) and run, the best epoch, and why it ``stopped``
+    (every epoch ran, or early stop)."""
 
     _optional = frozenset(
-        {"decision", "val_ptq", "val_qat", "val_samples", "epochs_run", "best_epoch"}
+        {
+            "decision",
+            "reason",
+            "val_ptq",
+            "val_qat",
+            "val_samples",
+            "val_digest",
+            "epochs_asked",
+            "epochs_run",
+            "best_epoch",
+            "stopped",
+        }
     )
 
     decision: str | None = None
+    reason: str | None = None
     val_ptq: float | None = None
     val_qat: float | None = None
     val_samples: int | None = None
+    val_digest: str | None = None
+    epochs_asked: int | None = None
     epochs_run: int | None = None
     best_epoch: int | None = None
+    stopped: str | None = None
+
+    def line(self) -> str:
+        """One line for the console and log.txt: epochs run of asked, why it stopped, the
+        validation samples and the decision's reason ("tie: kept PTQ ..." on a tie)."""
+        asked = "?" if self.epochs_asked is None else self.epochs_asked
+        if self.decision in (None, "not run"):
+            return f"fine-tuning: 0 of {asked} epochs ran; {self.reason or 'kept PTQ'}"
+        return (
+            f"fine-tuning: {self.epochs_run} of {asked} epochs ran ({self.stopped}); "
+            f"on {self.val_samples} validation samples: {self.reason or self.decision}"
+        )
+
+
+class ValidationRecord(_Section):
+    """The validation part (:mod:`neuroprune.data.split`): cut from the training split before
+    any training and never trained on; every keep/revert and early-stop decision reads it.
+    ``samples`` held out, ``train_samples`` left to train on, the cut's ``seed``, ``rule`` and
+    ``digest`` (sha256 of the held-out row numbers, 16 hex digits: equal on every resume and
+    torchrun rank of the run)."""
+
+    samples: int
+    train_samples: int
+    seed: int
+    rule: str
+    digest: str
 
 
 class QuantizedRecord(StageRecord):
@@ -328,10 +371,12 @@ class RunRecord(_Section):
     """``report.json`` (docs/architecture.md "report.json: keys other tools rely on");
     ``chip_name`` (the profile's name), ``counting`` (the synapse counting convention) and
     ``plots`` (paths relative to the run) are written by the run, absent from older records;
-    ``warnings`` (:class:`WarningRecord`) and ``accuracy_gate`` (``--max-accuracy-drop``) are
-    written by runs that know them."""
+    ``warnings`` (:class:`WarningRecord`), ``accuracy_gate`` (``--max-accuracy-drop``) and
+    ``validation`` (:class:`ValidationRecord`) are written by runs that know them."""
 
-    _optional = frozenset({"chip_name", "counting", "plots", "warnings", "accuracy_gate"})
+    _optional = frozenset(
+        {"chip_name", "counting", "plots", "warnings", "accuracy_gate", "validation"}
+    )
 
     record_version: int = RECORD_VERSION
     chip: str
@@ -349,6 +394,7 @@ class RunRecord(_Section):
     plots: list[str] = []
     warnings: list[WarningRecord] = []
     accuracy_gate: AccuracyGateRecord | None = None
+    validation: ValidationRecord | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (what ``report.json`` holds and ``--json`` prints)."""

@@ -47,6 +47,7 @@ from neuroprune.run.record import (
     SavedStage,
     SimulationRecord,
     StageRecord,
+    ValidationRecord,
     ViolationRecord,
 )
 
@@ -74,6 +75,7 @@ __all__ = [  # the record's models are re-exported: callers import them from her
     "SavedStage",
     "SimulationRecord",
     "StageRecord",
+    "ValidationRecord",
     "ViolationRecord",
     "check_run_name",
 ]

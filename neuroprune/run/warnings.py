@@ -294,18 +294,21 @@ def _worst_layer_loss(layers: list[Any]) -> str | None:
 
 @warning_rule("qat_reverted")
 def qat_reverted(record: RunRecord, profile: ChipProfile | None) -> list[WarningRecord]:
-    """Quantization-aware fine-tuning did worse on validation than PTQ and was undone."""
+    """Quantization-aware fine-tuning did not beat PTQ on validation and was undone (a tie
+    keeps the simpler PTQ model; the message says "tie: kept PTQ")."""
     quant = record.quantized
     if quant is None or quant.qat.decision != "reverted":
         return []
     qat = quant.qat
+    why = f" ({qat.reason.split(' (')[0]})" if qat.reason else ""
+    ran = f"{qat.epochs_run} of {qat.epochs_asked}" if qat.epochs_asked else f"{qat.epochs_run}"
     return [
         WarningRecord(
             kind="qat_reverted",
             stage="quantize",
-            message=f"quantization-aware fine-tuning was reverted: validation {_pct(qat.val_qat)} "
-            f"fine-tuned vs {_pct(qat.val_ptq)} after post-training quantization "
-            f"({qat.epochs_run} epoch(s) run); the deployed model is the post-training one",
+            message=f"quantization-aware fine-tuning was reverted{why}: validation "
+            f"{_pct(qat.val_qat)} fine-tuned vs {_pct(qat.val_ptq)} after post-training "
+            f"quantization ({ran} epoch(s) run); the deployed model is the post-training one",
         )
     ]
 

@@ -19,11 +19,21 @@ from neuroprune.sweep.plan import OBJECTIVES, SweepPlan, SweepResult
 _NONE = SavedStage()  # a stage that did not run: every figure None
 
 
+def deployed_validation(quant: Any) -> float | None:
+    """Validation accuracy (0..1) of the deployed quantized model: the fine-tune's best when
+    QAT was kept, else post-training quantization's (report.json ``quantized.qat``); None when
+    the record has none. A search (Optuna) steers by this, never by the test split."""
+    qat = getattr(quant, "qat", None) or {}
+    value = qat.get("val_qat") if qat.get("decision") == "kept" else qat.get("val_ptq")
+    return None if value is None else float(value)
+
+
 def trial_row(
     name: str, config: RunConfig, record: SavedRecord | None, status: str, error: str | None
 ) -> dict[str, Any]:
     """One results row from a trial's record; ``accuracy`` and ``synapses`` are the deployed
-    model's: the quantized one where it was measured, else the pruned one."""
+    model's: the quantized one where it was measured, else the pruned one; ``val_accuracy``
+    (:func:`deployed_validation`) is what a search steers by."""
     record = record or SavedRecord()
     pruned, quant = record.pruned or _NONE, record.quantized or _NONE
     fit, sim = record.fit or SavedFit(), record.simulation or SavedSimulation()
@@ -39,6 +49,7 @@ def trial_row(
         "budget": (record.budget or _NONE).synapses,
         "synapses": deployed.synapses,
         "accuracy": deployed.accuracy,
+        "val_accuracy": deployed_validation(quant),
         "dense_accuracy": (record.dense or _NONE).accuracy,
         "pruned_accuracy": pruned.accuracy,
         "quantized_accuracy": quant.accuracy,

@@ -89,27 +89,28 @@ def run_trials(
 
 
 def optuna_search(plan: SweepPlan):
-    """Optuna's NSGA-II sampler through Ray Tune: maximise accuracy, minimise the objective."""
+    """Optuna's NSGA-II sampler through Ray Tune: maximise the deployed model's validation
+    accuracy (never the test split's), minimise the objective."""
     from optuna.samplers import NSGAIISampler  # deferred: imports optuna
     from ray.tune.search.optuna import OptunaSearch  # deferred: imports optuna
 
     seed = plan.trials[0].config.seed
     return OptunaSearch(
-        metric=["accuracy", OBJECTIVES[plan.objective]],
+        metric=["val_accuracy", OBJECTIVES[plan.objective]],
         mode=["max", "min"],
         sampler=NSGAIISampler(seed=seed),
     )
 
 
 def trial_entry(space: dict[str, Any]) -> None:
-    """The trainable: one fit run (or its finished report with ``resume``); reports accuracy
-    and whichever of synapses, cores and energy per sample the run measured. A failing run
+    """The trainable: one fit run (or its finished report with ``resume``); reports test and
+    validation accuracy (the search steers by validation) and whichever of synapses, cores and energy per sample the run measured. A failing run
     raises, so Tune (and Optuna) record the trial as failed."""
     config = space_config(space)
     _torch_setup()
     report = _fit_or_reuse(config)
     row = trial_row(config.run_name, config, report, "done", None)
-    keys = ("accuracy", *OBJECTIVES.values())
+    keys = ("accuracy", "val_accuracy", *OBJECTIVES.values())
     tune.report({k: float(row[k]) for k in keys if row.get(k) is not None})
 
 

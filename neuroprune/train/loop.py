@@ -503,26 +503,3 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
-
-
-# --------------------------------------------------------------------------------------------
-# Validation split (decisions never look at the test split)
-
-VALIDATION_FRACTION = 0.1
-
-
-def validation_split(
-    dataset: Any, fraction: float = VALIDATION_FRACTION, *, seed: int = 0
-) -> tuple[Any, np.ndarray, np.ndarray]:
-    """``(train_part, x_val, y_val)``: a seeded random ``fraction`` of the training split held
-    out for decisions (keep/revert, early stopping); ``train_part`` is ``dataset`` with the rest
-    as its training split (its test split untouched, for reporting only). At least one sample
-    each side."""
-    n = len(dataset.y_train)
-    count = min(max(int(round(fraction * n)), 1), n - 1)
-    order = np.random.default_rng([seed, 7919]).permutation(n)
-    val, rest = np.sort(order[:count]), np.sort(order[count:])
-    part = dataclasses.replace(
-        dataset, x_train=dataset.x_train[rest], y_train=dataset.y_train[rest]
-    )
-    return part, dataset.x_train[val], dataset.y_train[val]

@@ -16,12 +16,14 @@ from neuroprune.core.errors import EXIT_DOES_NOT_FIT, EXIT_OK, NeuropruneError
 from neuroprune.pipeline.context import _Run
 
 if TYPE_CHECKING:
+    from neuroprune.data.split import Holdout
     from neuroprune.fit.budget import Budget
 
 
 @dataclass(frozen=True)
 class Carry:
-    """What one stage hands the next: the model so far, the dataset, the synapse budget, and
+    """What one stage hands the next: the model so far, the dataset (its training split without
+    the validation part: what every training stage trains on), the synapse budget, and
     the verdicts of the fit check, the simulation and the accuracy gate (``--max-accuracy-drop``)
     (True until a stage says otherwise)."""
 
@@ -32,6 +34,7 @@ class Carry:
     verified: bool = True
     meets: bool = True  # the deployed model meets --max-accuracy-drop
     error: NeuropruneError | None = None  # a stage that failed after the run started
+    holdout: Holdout | None = None  # the validation cut every decision reads (data.split)
 
     @property
     def exit_code(self) -> int:

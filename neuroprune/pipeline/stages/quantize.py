@@ -28,6 +28,7 @@ def run_quantize(run: _Run, carry: Carry) -> Carry:
             "synapses": summary.synapses(run.profile.conv_weight_sharing),
         }
     )
+    run.emit("quantize", run.record.quantized.qat.line())
     run.emit("quantize", f"test accuracy {100 * accuracy:.2f} % ({record.get('format')})")
     return replace(carry, model=qmodel)
 
@@ -45,7 +46,7 @@ def _quantized_model(run: _Run, carry: Carry) -> tuple[Any, dict[str, Any]]:
     run.emit(
         "quantize",
         f"to {run.profile.weights.format} ({run.profile.weights.bits} bits) "
-        f"+ {cfg.quant_epochs} fine-tuning epochs",
+        f"+ up to {cfg.quant_epochs} fine-tuning epochs (early stop on the validation part)",
     )
     result = quantize_pruned(
         carry.model,
@@ -54,18 +55,22 @@ def _quantized_model(run: _Run, carry: Carry) -> tuple[Any, dict[str, Any]]:
         train_config(cfg, cfg.quant_epochs),
         cfg.quant_epochs,
         _epoch_progress(run, "quantize"),
+        holdout=carry.holdout,
     )
     record = quant_record(result)
     run.save_model("quantized", result.model, inputs, record=record)
     return result.model, record
 
 
-def quantize_pruned(model, profile, dataset, config, epochs: int, progress: Progress | None):
-    """Quantize ``model`` for ``profile`` with ``epochs`` QAT fine-tuning epochs
-    (:func:`neuroprune.quantize.quantize_model`); the fit run and ``neuroprune quantize RUN``
-    both go through here."""
+def quantize_pruned(
+    model, profile, dataset, config, epochs: int, progress: Progress | None, holdout=None
+):
+    """Quantize ``model`` for ``profile`` with up to ``epochs`` QAT fine-tuning epochs
+    (:func:`neuroprune.quantize.quantize_model`); the fit run (its own validation cut,
+    ``holdout``) and ``neuroprune quantize RUN`` (``holdout`` None: the same seeded cut, made
+    again from the run's dataset and seed) both go through here."""
     return quantize.quantize_model(
-        model, profile, dataset, config, finetune_epochs=epochs, progress=progress
+        model, profile, dataset, config, finetune_epochs=epochs, holdout=holdout, progress=progress
     )
 
 
