@@ -236,7 +236,24 @@ class CapacityModel:
                 f"core.neurons_max: {summary.neurons} neurons need {need} cores of "
                 f"{self.neurons_max}, {cores} allocated"
             )
+        layer_cores = self.layer_slice_cores(summary)
+        if self.splits_layers and layer_cores is not None and max(need, cores) < layer_cores:
+            out.append(
+                f"core.layers_per_core: one layer per core, slices of at most "
+                f"{self.neurons_max} neurons: {layer_cores} cores, {cores} allocated"
+            )
         return out
+
+    def layer_slice_cores(self, summary: NetworkSummary) -> int | None:
+        """Cores the layers need when a core holds neurons of one layer only
+        (``core.layers_per_core: one``): ``sum over layers of max(1, ceil(n_l / neurons_max))``
+        where the chip splits layers into slices (sPyNNaker's fixed slices of one population),
+        one core per layer where it does not (Speck). None when layers may share a core."""
+        if self.profile.core.layers_per_core != "one":
+            return None
+        if not self.splits_layers:
+            return len(summary.layers)
+        return sum(max(1, -(-layer.neurons // self.neurons_max)) for layer in summary.layers)
 
     # -- loads --------------------------------------------------------------------------------
     def group_load(self, group: Group) -> Load:
@@ -305,9 +322,11 @@ class CapacityModel:
         return out
 
     def cores_lower_bound(self, summary: NetworkSummary) -> int:
-        """``max over resources of ceil(total / per-core capacity)`` (at least 1)."""
+        """``max over resources of ceil(total / per-core capacity)`` (at least 1), and at least
+        :meth:`layer_slice_cores` where a core holds one layer only."""
         totals = self.core_resources(summary).values()
-        return max([1] + [math.ceil(total / cap) for total, cap in totals if cap])
+        bounds = [1] + [math.ceil(total / cap) for total, cap in totals if cap]
+        return max(bounds + [self.layer_slice_cores(summary) or 1])
 
 
 def register_capacity_model(cls: type[CapacityModel]) -> type[CapacityModel]:

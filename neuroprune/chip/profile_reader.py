@@ -298,7 +298,7 @@ def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> Chip
         output_axons_max=r.quantity("core.output_axons_max", required=False),
         synapse_memory_bits=r.quantity("core.synapse_memory_bits", required=False),
         encoding=encoding,
-        layers_per_core=r.choice("core.layers_per_core", LAYERS_PER_CORE, default="many"),
+        layers_per_core=r.declared_name("core.layers_per_core", LAYERS_PER_CORE) or "many",
     )
     neuron = NeuronSpec(
         models=r.str_list("neuron.models", NEURON_MODELS),

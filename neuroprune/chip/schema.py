@@ -41,6 +41,7 @@ UNITS = {
     "neuron.bias_bits": "bits",
     "weights.bits": "bits",
     "neuron.arithmetic": "arithmetic",
+    "core.layers_per_core": "placement",
     "weights.distinct_values_per_neuron": "values",
     "energy.synop_pj": "pJ",
     "energy.neuron_update_pj": "pJ",

@@ -331,6 +331,9 @@ def core_count_limit(
     }
     name, ratio = max(ratios.items(), key=lambda item: item[1], default=("neurons", 0.0))
     need = max(1, math.ceil(ratio))
+    layer_cores = model.layer_slice_cores(summary)
+    if layer_cores is not None and layer_cores > need and cores_used <= layer_cores:
+        return _layers_limit(summary, model, layer_cores)
     if cores_used <= need:
         total, cap = model.core_resources(summary)[name]
         word = RESOURCE_WORDS.get(name, name)
@@ -348,7 +351,9 @@ def core_count_limit(
             f"where no input feeds both sides ({cores_used} cores; {RESOURCE_WORDS.get(name, name)} "
             f"alone need {need})",
         )
-    if not model.splits_layers or model.profile.core.layers_per_core == "one":
+    if layer_cores is not None:
+        return _layers_limit(summary, model, layer_cores)
+    if not model.splits_layers:
         return CoreCountLimit(
             "layers",
             len(summary.layers),
@@ -360,6 +365,22 @@ def core_count_limit(
         f"packing: layers split into partly filled cores ({cores_used} cores; "
         f"{RESOURCE_WORDS.get(name, name)} alone need {need})",
     )
+
+
+def _layers_limit(summary: NetworkSummary, model: CapacityModel, cores: int) -> CoreCountLimit:
+    """The ``layers`` limit where a core holds one layer: one whole layer per core, or (where
+    layers split) slices of one layer, ``ceil(n_l / neurons_max)`` cores per layer."""
+    if not model.splits_layers:
+        detail = f"layers: a core holds one whole layer, {len(summary.layers)} layer(s)"
+        return CoreCountLimit("layers", cores, detail)
+    per_layer = " + ".join(
+        str(max(1, math.ceil(layer.neurons / model.neurons_max))) for layer in summary.layers
+    )
+    detail = (
+        f"layers: a core holds a slice of one layer, at most {model.neurons_max:,} neurons, "
+        f"so {per_layer} = {cores} core(s)"
+    )
+    return CoreCountLimit("layers", cores, detail)
 
 
 def _utilisation(model: CapacityModel, packing: Packing) -> dict[str, float]:
