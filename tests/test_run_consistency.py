@@ -251,6 +251,7 @@ def test_simulate_records_its_result_in_the_run(tmp_path):
     out = tmp_path / "runs"
     run_dir = fit(out, "--backend", "none", "--quant-epochs", "0")
     before = snapshot(run_dir)
+    fit_log = (run_dir / "log.txt").read_text()
     report = json.loads((run_dir / "report.json").read_text())
     assert report["simulation"] is None and any("simulation" in s for s in report["stages_not_run"])
 
@@ -276,7 +277,8 @@ def test_simulate_records_its_result_in_the_run(tmp_path):
     assert "plots/spike_rates.png" in report["plots"] and "plots/spike_rates.png" in after
     assert after["report.md"] != before["report.md"]
     assert "reference" in (run_dir / "report.md").read_text()
-    assert "simulate" in (run_dir / "log.txt").read_text().splitlines()[-2]
+    log = (run_dir / "log.txt").read_text()
+    assert log.startswith(fit_log) and "simulate: reference backend" in log[len(fit_log) :]
 
     recorded = snapshot(run_dir)
     other = cli(
@@ -285,3 +287,21 @@ def test_simulate_records_its_result_in_the_run(tmp_path):
     assert "not recorded in the run" in other.output, other.output
     assert snapshot(run_dir) == recorded
     assert sorted(p.name for p in out.iterdir()) == ["run"]
+
+
+def test_a_derived_run_takes_pruned_pt_even_where_its_budget_would_not_prune(tmp_path, monkeypatch):
+    """On the new chip the run's allocation may not bind (fit would skip pruning there); the
+    derived run still quantizes RUN's pruned model, not its dense one."""
+    from neuroprune.fit.budget import Budget
+
+    out = tmp_path / "runs"
+    run_dir = fit(out, "--backend", "none", "--quant-epochs", "0")
+    monkeypatch.setattr(Budget, "binds", property(lambda self: False))
+    result = cli("quantize", run_dir, "--chip", "truenorth")
+    assert result.exit_code in (0, 1), result.stderr
+    new = out / "run-truenorth"
+    assert (new / "pruned.pt").read_bytes() == (run_dir / "pruned.pt").read_bytes()
+    report = json.loads((new / "report.json").read_text())
+    pruned = json.loads((run_dir / "report.json").read_text())["pruned"]
+    assert report["pruned"]["synapses"] == pruned["synapses"] < report["dense"]["synapses"]
+    assert "skipped" not in report["pruned"]
