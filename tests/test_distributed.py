@@ -156,7 +156,7 @@ def test_nproc_bad_input_is_answered_before_any_launch(tmp_path):
 
 @pytest.mark.slow
 def test_fit_nproc_2_trains_every_stage_and_only_rank_0_writes(tmp_path):
-    result = _cli(
+    argv = [
         "fit",
         "--chip",
         "loihi",
@@ -181,7 +181,8 @@ def test_fit_nproc_2_trains_every_stage_and_only_rank_0_writes(tmp_path):
         "--nproc",
         "2",
         "--json",
-    )
+    ]
+    result = _cli(*argv)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)  # one JSON document: only rank 0 printed
     assert report["pruned"]["synapses"] == report["budget"]["synapses"]
@@ -191,3 +192,12 @@ def test_fit_nproc_2_trains_every_stage_and_only_rank_0_writes(tmp_path):
     assert log.count("dense: training") == 1 and "quantize: test accuracy" in log
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
     assert not list(run_dir.glob(".*")) and not (run_dir / "dense.ckpt").exists()
+
+    # --resume under torchrun: rank 0 builds the new run beside the old one, the other ranks
+    # read the models it reuses from that staging folder
+    resumed = _cli(*argv, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = (run_dir / "log.txt").read_text()
+    assert all(f"reused {name}" in log for name in ("dense.pt", "pruned.pt", "quantized.pt"))
+    assert json.loads(resumed.stdout)["pruned"] == report["pruned"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]

@@ -137,7 +137,8 @@ def test_resume_reuses_stages_and_interruption_keeps_artifacts(reference_run, mo
     (run_dir / "quantized.pt").unlink()
     result = fit(run_dir.parent, "--sparsity", "0.8", "--backend", "reference", "--resume")
     assert result.exit_code == 130
-    assert "reused dense.pt" in (run_dir / "log.txt").read_text()
+    partial = run_dir.parent / ".run.staging"  # the partial run, beside the run it would replace
+    assert "reused dense.pt" in (partial / "log.txt").read_text()
     assert (run_dir / "pruned.pt").read_bytes() == pruned_before  # not rewritten, not destroyed
     assert (run_dir / "report.json").read_bytes() == report_before
     assert not list(run_dir.glob(".*")), "temporary files left behind"

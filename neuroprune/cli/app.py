@@ -76,7 +76,11 @@ def handle_errors(fn):
         except MemoryError:
             _fail(verbose, "out of memory; use a smaller network or --batch-size", EXIT_BAD_INPUT)
         except KeyboardInterrupt:
-            click.echo("interrupted: outputs written so far are complete files", err=True)
+            click.echo(
+                "interrupted: an earlier run in the folder is replaced only by a completed one; "
+                "a fit's partial run is kept for --resume",
+                err=True,
+            )
             sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # a bug: never exit 1 ("does not fit") on a crash
             text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]

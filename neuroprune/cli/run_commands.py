@@ -19,15 +19,60 @@ from neuroprune.sim.backends import SIM_BACKENDS
 
 @main.command(context_settings=CONTEXT)
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--chip", help="Quantize for another chip than the run's.")
+@click.option(
+    "--chip",
+    help="Quantize for another chip: writes a new run (RUN_DIR-CHIP, or --out); RUN_DIR is "
+    "left as it is. [the run's chip: RUN_DIR is rebuilt]",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Folder of the new run. [RUN_DIR-CHIP beside RUN_DIR for another chip]",
+)
+@click.option(
+    "--quant-epochs",
+    type=click.IntRange(min=0),
+    help="Quantization-aware fine-tuning epochs. [the run's]",
+)
 @handle_errors
-def quantize(run_dir: str, chip: str | None) -> None:
-    """Quantize a saved run's pruned model (pruned.pt) to the chip's formats."""
+def quantize(run_dir: str, chip: str | None, out_dir: str | None, quant_epochs) -> None:
+    """Quantize a saved run's pruned model (pruned.pt) for a chip, then check the fit, export,
+    simulate (if the run did) and report again, so that every file of the run describes the
+    new quantized model. Exit codes as for fit."""
     _torch_threads()
     from neuroprune.pipeline.commands import quantize_run  # deferred: imports yaml
-    from neuroprune.reports.render import quantize_text  # deferred: imports scipy
+    from neuroprune.reports.render import (  # deferred: imports scipy
+        ProgressRenderer,
+        quantize_text,
+        summary_text,
+    )
+    from neuroprune.run.rundir import RunRecord  # deferred: imports yaml
 
-    _console().print(quantize_text(quantize_run(Path(run_dir), chip=chip)))
+    console = _console()
+    with ProgressRenderer(console) as progress:
+        done = quantize_run(
+            Path(run_dir),
+            chip=chip,
+            out=Path(out_dir) if out_dir else None,
+            finetune_epochs=quant_epochs,
+            progress=progress,
+        )
+    outcome = done.outcome
+    record = RunRecord.model_validate(outcome.report)
+    if record.quantized is not None:
+        console.print(quantize_text(record.quantized.model_dump(mode="json")))
+    console.print(summary_text(record, outcome.run_dir))
+    if done.derived:
+        click.echo(
+            f"new run {outcome.run_dir} for {record.chip}, derived from {done.source} "
+            f"(dense.pt and pruned.pt as they are); {done.source} is unchanged"
+        )
+    else:
+        click.echo(f"rebuilt {outcome.run_dir}: every file after pruned.pt written anew")
+    if outcome.error is not None:
+        click.echo(f"error: {outcome.error.one_line()} (recorded in report.json)", err=True)
+    sys.exit(outcome.exit_code)
 
 
 @main.command(context_settings=CONTEXT)
@@ -88,14 +133,17 @@ def export(run_dir: str, fmt: str, out_file: str | None, dt: float | None) -> No
 def simulate(
     target, chip, backend, samples, fixed_point, dataset, data_dir, threshold, timeout, as_json
 ) -> None:
-    """Simulate RUN_DIR (its model.nir) or a FILE.nir and compare with the PyTorch model."""
+    """Simulate RUN_DIR (its model.nir) or a FILE.nir and compare with the PyTorch model.
+
+    A run simulated with its own chip and dataset records the result in the run
+    (simulation.json, report.json, report.md, plots), replacing an earlier simulation."""
     _torch_threads()
-    from neuroprune.pipeline.commands import simulate_target  # deferred: imports yaml
+    from neuroprune.pipeline.commands import simulate_command  # deferred: imports yaml
     from neuroprune.pipeline.stages.simulate import verification_passed  # deferred: imports yaml
     from neuroprune.reports.render import simulation_text  # deferred: imports scipy
     from neuroprune.run.rundir import SimulationRecord  # deferred: imports yaml
 
-    result = simulate_target(
+    done = simulate_command(
         Path(target),
         chip=chip,
         backend=backend,
@@ -104,12 +152,17 @@ def simulate(
         dataset=dataset,
         data_dir=data_dir,
         timeout=timeout,
+        threshold=threshold,
     )
-    record = result.as_dict()
+    record = done.simulation
     if as_json:
         click.echo(json.dumps(record, indent=2, default=str))
     else:
         _console().print(simulation_text(SimulationRecord.model_validate(record)))
+        if done.recorded_in is not None:
+            click.echo(f"recorded in {done.recorded_in} (simulation.json, report.json, report.md)")
+        elif done.not_recorded:
+            click.echo(f"not recorded in the run: {done.not_recorded}")
     sys.exit(0 if verification_passed(record, threshold) else 1)
 
 

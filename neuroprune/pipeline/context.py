@@ -46,6 +46,9 @@ class _Run:
     log_lines: list[str] = field(default_factory=list)
     writes: bool = True  # False on torchrun ranks > 0: only rank 0 writes the run directory
     fitted: tuple[Any, Any] | None = None  # (summary, packing) of the fit check, for traffic
+    # stage -> the run its model file was taken from as it is (a derived run, quantize RUN)
+    derived: dict[str, str] = field(default_factory=dict)
+    taken_hashes: dict[str, Any] = field(default_factory=dict)  # their recorded inputs hash
 
     @property
     def run_dir(self) -> Path:
@@ -73,6 +76,10 @@ class _Run:
         return found or self.rundir.load_model(stage)
 
     def _matching(self, stage: str, inputs: Mapping[str, Any]):
+        if stage in self.derived and self.rundir.has_model(stage):
+            model, meta = self.rundir.load_model(stage)
+            self.taken_hashes[stage] = meta.get("inputs_hash")
+            return model, meta
         if not self.cfg.resume or not self.rundir.has_model(stage):
             return None
         model, meta = self.rundir.load_model(stage)
@@ -95,10 +102,14 @@ class _Run:
 
     def note_stage(self, stage: str, inputs: Mapping[str, Any], reused: bool = False) -> None:
         """report.json ``stages.<stage>``: the hash of the inputs its artifact was made with
-        (and ``reused: true`` when ``--resume`` reused it)."""
+        (and ``reused: true`` when ``--resume`` reused it; ``taken_from``: the run a derived
+        run took it from, with the hash recorded there)."""
         entry: dict[str, Any] = {"inputs_hash": input_hash(inputs)}
         if reused:
             entry["reused"] = True
+        if reused and stage in self.derived:
+            entry["inputs_hash"] = self.taken_hashes.get(stage)
+            entry["taken_from"] = self.derived[stage]
         self.record.stages[stage] = entry
 
     def mark(self, name: str) -> None:

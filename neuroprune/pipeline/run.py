@@ -1,8 +1,15 @@
-"""``run_fit``: the run directory, the stages in order, the report."""
+"""``run_fit``: the run directory, the stages in order, the report.
+
+A run is built beside its folder and replaces an earlier run there only when it completes
+(:meth:`neuroprune.run.rundir.RunDir.build`); a run may also be derived from another run's
+models (:class:`Derivation`, ``neuroprune quantize RUN``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import platform
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -18,9 +25,13 @@ from neuroprune.pipeline.context import RunOutcome, _noop, _Run
 from neuroprune.pipeline.preflight import _Plan, _preflight
 from neuroprune.pipeline.stages import STAGES, Carry
 from neuroprune.run.rundir import (
+    MODEL_FILES,
     RECORD_VERSION,
+    RESUMABLE,
     ArtifactsRecord,
     BudgetRecord,
+    DerivationRecord,
+    RunBuild,
     RunDir,
     RunRecord,
     ValidationRecord,
@@ -34,28 +45,56 @@ REPORTED_BUDGET = ("synapses", "source", "binding", "fan_in_cap")  # report.json
 # fit
 
 
-def run_fit(cfg: RunConfig, *, progress: Progress | None = None) -> RunOutcome:
+@dataclass(frozen=True)
+class Derivation:
+    """A run made from another run's models (``neuroprune quantize RUN``).
+
+    The model files of ``stages`` (in stage order, e.g. dense and pruned) are taken from
+    ``source`` as they are, whatever options or chip they were made with; every later stage
+    runs anew for the new configuration. ``profile``: the chip profile file to use instead of
+    the configuration's ``chip`` (a run's own profile.yaml when the chip stays)."""
+
+    source: RunDir
+    stages: tuple[str, ...] = ("dense", "pruned")
+    profile: Path | None = None
+
+
+def run_fit(
+    cfg: RunConfig, *, progress: Progress | None = None, derive: Derivation | None = None
+) -> RunOutcome:
     """Run every stage for ``cfg``; return the outcome (never raises for "does not fit").
 
     Under torchrun every rank trains (``neuroprune.train.distributed``); ranks > 0 write nothing and
     return after the last training stage, rank 0 goes on to fit, export, simulate and report.
 
-    Every input is checked before the run directory is touched (:func:`_preflight`); then the
-    run's lock is taken, files of an earlier run that this run does not reuse are removed, and
-    the stages run. A simulator failure is recorded in report.json (``errors``) and returned
-    in the outcome, not raised.
+    Every input is checked before anything is written (:func:`_preflight`); then the run is
+    built in the staging folder beside ``out/name`` under the run's lock, and replaces an
+    earlier run there only once every stage ran (:meth:`RunDir.build`); an error or a signal
+    before that leaves the earlier run as it was and the partial run for ``--resume``. A
+    simulator failure is recorded in report.json (``errors``) and returned in the outcome, not
+    raised: the run completes. ``derive``: take models from another run (:class:`Derivation`).
     """
-    plan = _preflight(cfg)
+    plan = _preflight_for(cfg, derive)
     record = _empty_record(plan)
     with distributed.process_group(plan.cfg.device):
-        rundir = RunDir.of(plan.cfg.out, plan.cfg.run_name)
-        if not distributed.is_main():  # a torchrun worker: trains, writes nothing
-            run = _Run(plan.cfg, rundir, plan.profile, progress or _noop, record, writes=False)
+        target = RunDir.of(plan.cfg.out, plan.cfg.run_name)
+        if not distributed.is_main():  # a torchrun worker: trains, reads rank 0's staging folder
+            staging = RunDir(target.staging_path())
+            run = _Run(plan.cfg, staging, plan.profile, progress or _noop, record, writes=False)
             check_same_holdout(plan.holdout)
             return _run_worker_rank(run, plan)
         check_same_holdout(plan.holdout)
-        with rundir.lock():
-            return _run_main(plan, record, rundir, progress)
+        with target.build(resumable=derive is None, resume=plan.cfg.resume) as build:
+            return _run_main(plan, record, build, progress, derive)
+
+
+def _preflight_for(cfg: RunConfig, derive: Derivation | None) -> _Plan:
+    """The preflight of ``cfg``, with the chip profile ``derive.profile`` when given (the
+    configuration keeps its ``chip``)."""
+    if derive is None or derive.profile is None:
+        return _preflight(cfg)
+    plan = _preflight(cfg.replace(chip=str(derive.profile)))
+    return dataclasses.replace(plan, cfg=plan.cfg.replace(chip=cfg.chip))
 
 
 def _run_worker_rank(run: _Run, plan: _Plan) -> RunOutcome:
@@ -68,15 +107,22 @@ def _run_worker_rank(run: _Run, plan: _Plan) -> RunOutcome:
 
 
 def _run_main(
-    plan: _Plan, record: RunRecord, rundir: RunDir, progress: Progress | None
+    plan: _Plan,
+    record: RunRecord,
+    build: RunBuild,
+    progress: Progress | None,
+    derive: Derivation | None,
 ) -> RunOutcome:
-    """Rank 0 (or the only process), holding the run's lock: clean, run every stage, keep the
-    files this run wrote or reused."""
-    cfg = plan.cfg
+    """Rank 0 (or the only process), holding the run's lock: every stage writes into the
+    staging folder; files there that this run neither wrote nor reused are removed (a partial
+    run continued by ``--resume`` may hold some); then the run is published."""
+    cfg, rundir = plan.cfg, build.staging
     run = _Run(cfg, rundir, plan.profile, progress or _noop, record)
     provenance = _provenance(plan.profile)
-    if not cfg.resume:
-        rundir.remove_files(keep=set())
+    if derive is not None:
+        provenance["derived_from"] = _take_derived(run, build, derive)
+    elif cfg.resume:
+        build.take(build.target, RESUMABLE)  # the finished run's models, where the partial has none
     rundir.save_config(cfg.as_dict(), provenance)
     rundir.save_profile(Path(plan.profile.path).read_text())
     rundir.plots.mkdir(exist_ok=True)
@@ -93,14 +139,32 @@ def _run_main(
         f"held out before training (seed {plan.holdout.seed}); no stage trains on them, every "
         "keep/revert and early-stop decision reads them",
     )
+    if derive is not None:
+        taken = ", ".join(MODEL_FILES[stage] for stage in derive.stages)
+        run.emit(
+            "setup",
+            f"derived from {derive.source.path}: {taken} taken as they are; every later stage "
+            f"runs for {plan.profile.id}",
+        )
     for warning in preflight_warnings(record):  # said before training
         run.warn(warning)
     carry = Carry(plan.model, plan.holdout.train, plan.budget, holdout=plan.holdout)
     for stage in STAGES:
         carry = stage.run(run, carry)
-    if cfg.resume:
-        rundir.remove_files(keep=rundir.written)
-    return RunOutcome(rundir.path, run.record.as_dict(), carry.exit_code, carry.error)
+    rundir.remove_files(keep=rundir.written)
+    path = build.publish()
+    return RunOutcome(path, run.record.as_dict(), carry.exit_code, carry.error)
+
+
+def _take_derived(run: _Run, build: RunBuild, derive: Derivation) -> dict[str, Any]:
+    """Copy the source run's models of ``derive.stages`` into the new run, have the stages
+    take them as they are, and return what report.json and config.yaml record of it."""
+    names = [MODEL_FILES[stage] for stage in derive.stages]
+    build.take(derive.source, names)
+    run.derived = {stage: str(derive.source.path) for stage in derive.stages}
+    entry = DerivationRecord(run=str(derive.source.path), taken=names)
+    run.record.derived_from = entry
+    return entry.model_dump(mode="json")
 
 
 def check_same_holdout(holdout: Holdout) -> None:

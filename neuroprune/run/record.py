@@ -338,6 +338,15 @@ class ArtifactsRecord(_Section):
     onnx: str | None = None
 
 
+class DerivationRecord(_Section):
+    """A run made from another run (``neuroprune quantize RUN --chip OTHER``): the source
+    ``run`` (its path) and the model files ``taken`` from it as they are; every later stage
+    ran for this run's own chip."""
+
+    run: str
+    taken: list[str]
+
+
 class ErrorRecord(_Section):
     """A stage that failed after the run started (the run still wrote its record)."""
 
@@ -372,10 +381,19 @@ class RunRecord(_Section):
     ``chip_name`` (the profile's name), ``counting`` (the synapse counting convention) and
     ``plots`` (paths relative to the run) are written by the run, absent from older records;
     ``warnings`` (:class:`WarningRecord`), ``accuracy_gate`` (``--max-accuracy-drop``) and
-    ``validation`` (:class:`ValidationRecord`) are written by runs that know them."""
+    ``validation`` (:class:`ValidationRecord`) are written by runs that know them;
+    ``derived_from`` only by a run derived from another (:class:`DerivationRecord`)."""
 
     _optional = frozenset(
-        {"chip_name", "counting", "plots", "warnings", "accuracy_gate", "validation"}
+        {
+            "chip_name",
+            "counting",
+            "plots",
+            "warnings",
+            "accuracy_gate",
+            "validation",
+            "derived_from",
+        }
     )
 
     record_version: int = RECORD_VERSION
@@ -395,6 +413,7 @@ class RunRecord(_Section):
     warnings: list[WarningRecord] = []
     accuracy_gate: AccuracyGateRecord | None = None
     validation: ValidationRecord | None = None
+    derived_from: DerivationRecord | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (what ``report.json`` holds and ``--json`` prints)."""

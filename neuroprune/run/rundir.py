@@ -11,18 +11,52 @@ into it (one-line error when it is absent, corrupt or off the schema), the repor
 :meth:`RunDir.saved_record` reads a possibly partial record leniently (:class:`SavedRecord`,
 for a sweep's resume).
 
-The lock is ``<run>/.neuroprune.lock``: ``flock`` on an open file plus the holder's pid written
-inside. The kernel drops a ``flock`` when its holder dies, so a lock file left by a killed run
-(its pid dead) is simply taken over; a live holder gives :class:`RunLockedError` naming its pid.
+**Runs are never lost.** A run is never written in place: :meth:`RunDir.build` makes a
+:class:`RunBuild`, whose files go to a staging folder beside the run (same parent, so a rename
+moves it), and :meth:`RunBuild.publish` puts the finished run in the place of the earlier one in
+one step. Until then the earlier run is not touched, whatever stops the process (an error,
+Ctrl-C, SIGTERM, SIGKILL, a full disk). Beside ``runs/<name>``::
+
+    .<name>.lock       the writer lock of <name> (below)
+    .<name>.staging    a fit being built; after a failure, the partial run --resume continues
+    .<name>.update     a command rewriting a finished run (quantize, simulate); never resumed
+    .<name>.replaced   the earlier run during a swap where the exchange below is unavailable
+
+Publishing: the partial mark (``.neuroprune-partial``, present while a staging folder is being
+built) is removed; the user's own files of the earlier run (anything that is not a run file) are
+hard-linked into the new one; then the two folders are exchanged with one ``renameat2(...,
+RENAME_EXCHANGE)`` (Linux), and the earlier run, now under the staging name, is deleted. Where
+the file system cannot exchange, the earlier run is renamed to ``.<name>.replaced``, the new one
+to ``<name>``, and the earlier one deleted; a process killed between the two renames leaves no
+``<name>``, and the next writer renames ``.replaced`` back (the earlier run, byte-identical).
+SIGINT and SIGTERM are held back for the few system calls of a swap.
+
+**Where a resumable partial run lives:** in ``.<name>.staging`` (it holds the partial mark). A
+``fit`` that stops before publishing leaves it there; ``fit --resume`` continues from it (the
+models it finished, ``dense.ckpt``), taking the finished run's models (hard links) for any the
+partial lacks; each is reused only when its recorded inputs match (:mod:`neuroprune.pipeline.resume`).
+A ``fit`` without ``--resume`` deletes it and starts anew. A staging folder without the mark is
+an earlier run left by a swap that was killed before deleting it, and is deleted by the next
+build. Holding the lock proves that no live process is writing any of these folders.
+
+The lock is ``.<name>.lock`` beside the run (outside it, so that it survives the swap): ``flock``
+on an open file plus the holder's pid written inside. The kernel drops a ``flock`` when its
+holder dies, so a lock file left by a killed run (its pid dead) is simply taken over; a live
+holder gives :class:`RunLockedError` naming its pid.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fcntl
 import json
 import os
-from collections.abc import Iterator, Mapping
+import shutil
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +69,7 @@ from neuroprune.run.record import (
     RECORD_VERSION,
     ArtifactsRecord,
     BudgetRecord,
+    DerivationRecord,
     ErrorRecord,
     FitRecord,
     FloatDriftRecord,
@@ -53,18 +88,22 @@ from neuroprune.run.record import (
 
 __all__ = [  # the record's models are re-exported: callers import them from here
     "CHECKPOINT",
-    "LOCK_NAME",
+    "LEGACY_LOCK",
     "MODEL_FILES",
+    "PARTIAL_MARK",
     "PLOTS",
     "RECORD_VERSION",
+    "RESUMABLE",
     "RUN_FILES",
     "ArtifactsRecord",
     "BudgetRecord",
+    "DerivationRecord",
     "ErrorRecord",
     "FitRecord",
     "FloatDriftRecord",
     "QatRecord",
     "QuantizedRecord",
+    "RunBuild",
     "RunDir",
     "RunLockedError",
     "RunPathError",
@@ -78,8 +117,11 @@ __all__ = [  # the record's models are re-exported: callers import them from her
     "ValidationRecord",
     "ViolationRecord",
     "check_run_name",
+    "run_files",
+    "user_entries",
 ]
-LOCK_NAME = ".neuroprune.lock"
+LEGACY_LOCK = ".neuroprune.lock"  # the lock inside the run, before the lock moved beside it
+PARTIAL_MARK = ".neuroprune-partial"  # in a staging folder while its run is being built
 MODEL_FILES = {"dense": "dense.pt", "pruned": "pruned.pt", "quantized": "quantized.pt"}
 CHECKPOINT = "dense.ckpt"
 # Every file a run writes (plots are matched by folder); anything else in the folder is the
@@ -100,6 +142,7 @@ RUN_FILES = (
     "log.txt",
 )
 PLOTS = "plots"
+RESUMABLE = (*MODEL_FILES.values(), CHECKPOINT)  # what --resume may take from a finished run
 
 
 class RunLockedError(NeuropruneError):
@@ -134,7 +177,7 @@ def check_run_name(name: str) -> str:
 
 class RunDir:
     """One run directory ``out/name`` (module docstring). Nothing is created until
-    :meth:`lock` or a write."""
+    :meth:`lock`, :meth:`build` or a write."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -163,6 +206,34 @@ class RunDir:
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
+    # ---- the folders beside the run -------------------------------------------------------
+
+    @property
+    def real_path(self) -> Path:
+        """The folder itself: absolute, symbolic links resolved (a run reached through a link
+        is replaced where it is, the link kept)."""
+        return Path(os.path.realpath(self.path))
+
+    def _beside(self, tag: str) -> Path:
+        """``<parent>/.<name>.<tag>`` beside :attr:`real_path`."""
+        folder = self.real_path
+        return folder.parent / f".{folder.name}.{tag}"
+
+    @property
+    def lock_path(self) -> Path:
+        """The writer lock, ``.<name>.lock`` beside the run."""
+        return self._beside("lock")
+
+    def staging_path(self, resumable: bool = True) -> Path:
+        """The folder a new run of this name is built in: ``.<name>.staging`` (a fit,
+        resumable) or ``.<name>.update`` (a command rewriting a finished run)."""
+        return self._beside("staging" if resumable else "update")
+
+    @property
+    def replaced_path(self) -> Path:
+        """Where the earlier run waits during a swap without ``RENAME_EXCHANGE``."""
+        return self._beside("replaced")
+
     # ---- lock -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -175,9 +246,11 @@ class RunDir:
             self.release()
 
     def acquire(self) -> None:
+        """Take the writer lock (creating the parent folder); then put back an earlier run that
+        a swap killed half-way left aside (module docstring)."""
         self._check_folder()
-        self.path.mkdir(parents=True, exist_ok=True)
-        lock = self.path / LOCK_NAME
+        lock = self.lock_path
+        lock.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(20):
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -196,6 +269,7 @@ class RunDir:
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()}\n".encode())
                 self._lock_fd = fd
+                self._restore_replaced()
                 return
             os.close(fd)  # the file was replaced by a releasing holder: lock the new one
         raise RunLockedError("could not take the run lock", where=str(lock))
@@ -203,10 +277,54 @@ class RunDir:
     def release(self) -> None:
         if self._lock_fd is None:
             return
-        with contextlib.suppress(FileNotFoundError):
-            (self.path / LOCK_NAME).unlink()
+        if _same_file(self._lock_fd, self.lock_path):  # never another holder's lock file
+            with contextlib.suppress(FileNotFoundError):
+                self.lock_path.unlink()
         os.close(self._lock_fd)
         self._lock_fd = None
+
+    def _restore_replaced(self) -> None:
+        """Under the lock: an earlier run left at ``.<name>.replaced`` by a killed swap goes
+        back to ``<name>`` when nothing took its place; else it is the stale earlier run."""
+        aside = self.replaced_path
+        if not aside.is_dir():
+            return
+        if not os.path.lexists(self.real_path):
+            os.rename(aside, self.real_path)
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
+
+    # ---- building a run beside the earlier one ---------------------------------------------
+
+    @contextlib.contextmanager
+    def build(self, *, resumable: bool = True, resume: bool = False) -> Iterator[RunBuild]:
+        """Build a new run of this name in a staging folder (module docstring) while holding
+        the lock; the body ends with :meth:`RunBuild.publish`.
+
+        ``resumable`` (a fit): the folder is ``.<name>.staging``; ``resume`` continues the
+        partial run found there, else it is deleted; a body that stops before publishing leaves
+        its partial run for ``--resume``. Not ``resumable`` (a command rewriting a finished run):
+        ``.<name>.update``, deleted when the body stops early. Either way the run at ``<name>``
+        is not touched unless the body publishes."""
+        with self.lock():
+            staging = self.staging_path(resumable)
+            _remove(self.staging_path(resumable=False))  # under the lock: never being written
+            # a fit's partial run is resumed or deleted by a fit only (a command leaves it); a
+            # folder without the partial mark is an earlier run a killed swap left behind
+            partial = (staging / PARTIAL_MARK).is_file()
+            if resumable and not (resume and partial):
+                _remove(staging)
+            staging.mkdir(exist_ok=True)
+            (staging / PARTIAL_MARK).write_text(f"{os.getpid()}\n")
+            build = RunBuild(self, RunDir(staging))
+            try:
+                yield build
+            except BaseException:
+                if not (resumable or build.published):
+                    _remove(staging)
+                raise
+            if not build.published and not resumable:
+                _remove(staging)
 
     def _check_folder(self) -> None:
         for parent in (self.path, *self.path.parents):
@@ -390,6 +508,162 @@ class RunDir:
                 path.unlink()
                 removed.append(name)
         return removed
+
+
+class RunBuild:
+    """A new run of ``target`` being written in ``staging`` (:meth:`RunDir.build`): every
+    writer gets ``staging``; :meth:`publish` puts it in the place of ``target``."""
+
+    def __init__(self, target: RunDir, staging: RunDir) -> None:
+        self.target = target
+        self.staging = staging
+        self.published = False
+
+    def take(self, source: RunDir, names: Iterable[str]) -> list[str]:
+        """Bring the run files ``names`` (relative, e.g. ``plots/cores.png``) of ``source``
+        that the staging folder lacks; returns those taken. From the run being replaced they
+        are hard links (its files are never written in place: every write is a new file
+        renamed over the old, so the earlier run stays byte-identical); from another run,
+        copies (two runs never share a file)."""
+        link = source.real_path == self.target.real_path
+        taken = []
+        for name in names:
+            src, dst = source / name, self.staging / name
+            if not src.is_file() or os.path.lexists(dst):
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(src, dst) if link else shutil.copy2(src, dst)
+            taken.append(name)
+        return taken
+
+    def publish(self) -> Path:
+        """Replace the earlier run (if any) with this one in one step (module docstring): the
+        partial mark goes, the user's own files of the earlier run are linked in, the folders
+        are swapped and the earlier run deleted. Returns the run's path (as the caller named
+        it)."""
+        staging, target = self.staging.path, self.target.real_path
+        (staging / PARTIAL_MARK).unlink(missing_ok=True)
+        if target.is_dir():
+            for name in user_entries(target):
+                _link_tree(target / name, staging / name)
+        with _signals_held():
+            if not os.path.lexists(target):
+                os.rename(staging, target)
+                self.published = True
+            elif _exchange(staging, target):
+                self.published = True
+                _remove(staging)  # the earlier run, now under the staging name
+            else:
+                aside = self.target.replaced_path
+                os.rename(target, aside)
+                try:
+                    os.rename(staging, target)
+                except OSError:
+                    os.rename(aside, target)
+                    raise
+                self.published = True
+                _remove(aside)
+        return self.target.path
+
+
+def run_files(folder: Path) -> list[str]:
+    """The run files present in ``folder`` (names relative to it; plots included)."""
+    names = [n for n in RUN_FILES if (folder / n).is_file()]
+    plots = folder / PLOTS
+    if plots.is_dir():
+        names += [f"{PLOTS}/{p.name}" for p in sorted(plots.glob("*.png")) if p.is_file()]
+    return names
+
+
+def user_entries(folder: Path) -> list[str]:
+    """What in ``folder`` is the user's (names relative to it): anything but the run files,
+    the plots, a partial mark, a legacy lock and an atomic write's temporary file."""
+    ours = {*RUN_FILES, PARTIAL_MARK, LEGACY_LOCK}
+
+    def own(name: str, names: Iterable[str]) -> bool:
+        temporary = any(name.startswith(f".{n}.") for n in names)
+        return name in ours or temporary
+
+    entries = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name == PLOTS and entry.is_dir() and not entry.is_symlink():
+            pngs = [p.name for p in entry.glob("*.png")]
+            entries += [
+                f"{PLOTS}/{p.name}"
+                for p in sorted(entry.iterdir())
+                if p.suffix != ".png" and not own(p.name, pngs)
+            ]
+        elif not own(entry.name, RUN_FILES):
+            entries.append(entry.name)
+    return entries
+
+
+def _link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """A hard link, or a copy where the file system has none."""
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """``src`` (a file, a link or a folder) at ``dst``, files hard-linked."""
+    if os.path.lexists(dst):
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(src, dst)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the folders ``a`` and ``b`` in one step (Linux ``renameat2`` with
+    ``RENAME_EXCHANGE``); False where the C library or the file system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+    renameat2.argtypes += [ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the body is done (then are delivered as usual), so that
+    an interrupt never falls between the renames of a swap. Only the main thread can set
+    handlers; elsewhere the body runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda num, _: pending.append(num)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for sig in pending:
+            signal.raise_signal(sig)
 
 
 def _read_pid(fd: int) -> int | None:

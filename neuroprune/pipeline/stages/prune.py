@@ -21,9 +21,10 @@ from neuroprune.run.rundir import StageRecord
 def run_prune(run: _Run, carry: Carry) -> Carry:
     """Pruning (+ fine-tuning); report.json ``pruned`` (:class:`StageRecord` with ``method``,
     ``scheduler`` and per-layer rows). When the budget does not bind (``B`` holds every dense
-    synapse) nothing is pruned: :func:`skip_pruning`."""
+    synapse) nothing is pruned: :func:`skip_pruning` (unless a derived run takes pruned.pt as
+    it is)."""
     cfg = run.cfg
-    if not carry.budget.binds:
+    if not carry.budget.binds and "pruned" not in run.derived:
         return skip_pruning(run, carry)
     model = _pruned_model(run, carry)
     accuracy, summary = measure(run, model, carry.dataset)
