@@ -76,13 +76,10 @@ def handle_errors(fn):
         except MemoryError:
             _fail(verbose, "out of memory; use a smaller network or --batch-size", EXIT_BAD_INPUT)
         except KeyboardInterrupt:
-            click.echo(
-                "interrupted: an earlier run in the folder is replaced only by a completed one; "
-                "a fit's partial run is kept for --resume",
-                err=True,
-            )
-            sys.exit(EXIT_INTERRUPTED)
+            _interrupted()
         except Exception as exc:  # a bug: never exit 1 ("does not fit") on a crash
+            if _caused_by_interrupt(exc):  # e.g. pybind11's "initialization failed" import
+                _interrupted()
             text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
             _fail(
                 verbose,
@@ -98,6 +95,29 @@ def handle_errors(fn):
 def _is_main_process() -> bool:
 
     return is_main()
+
+
+def _interrupted() -> None:
+    click.echo(
+        "interrupted: an earlier run in the folder is replaced only by a completed one; "
+        "a fit's partial run is kept for --resume",
+        err=True,
+    )
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised because of a Ctrl-C or SIGTERM: a library that turns the
+    ``KeyboardInterrupt`` raised inside it into its own error keeps it as the cause or
+    context (an extension module interrupted while it initialises raises ``ImportError:
+    initialization failed`` from it)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _terminate(signum, frame):
