@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from fit_args import tiny_fit_args
 
 from neuroprune.cli.app import main
 
@@ -27,22 +28,7 @@ pytestmark = pytest.mark.slow  # every test here runs `neuroprune fit` end to en
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "neuroprune" / "hardware_profiles"
-TINY = [
-    "--hidden",
-    "32",
-    "--epochs",
-    "1",
-    "--prune-epochs",
-    "1",
-    "--finetune-epochs",
-    "1",
-    "--timesteps",
-    "4",
-    "--sparsity",
-    "0.8",
-    "--seed",
-    "0",
-]
+TINY = tiny_fit_args(quant_epochs=None, sparsity=0.8, seed=0)
 TEXT_FILES = ("report.json", "fit.json", "simulation.json", "config.yaml", "report.md", "log.txt")
 
 

@@ -17,28 +17,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from fit_args import tiny_fit_args
 
 from neuroprune.cli.app import main
 from neuroprune.core.errors import EXIT_BAD_INPUT, EXIT_IO_ERROR
 from neuroprune.run.rundir import RunDir, RunLockedError
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--hidden",
-    "32",
-    "--epochs",
-    "1",
-    "--prune-epochs",
-    "1",
-    "--finetune-epochs",
-    "1",
-    "--quant-epochs",
-    "1",
-    "--timesteps",
-    "4",
-    "--seed",
-    "0",
-]
+TINY = tiny_fit_args(seed=0)
 
 
 def cli(*args):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fit_args import tiny_fit_args
 
 from neuroprune.cli.app import main
 from neuroprune.core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_IO_ERROR
@@ -29,22 +30,7 @@ from neuroprune.run import rundir as rundir_module
 from neuroprune.run.rundir import PARTIAL_MARK, RunDir, RunLockedError
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--hidden",
-    "32",
-    "--epochs",
-    "1",
-    "--prune-epochs",
-    "1",
-    "--finetune-epochs",
-    "1",
-    "--quant-epochs",
-    "1",
-    "--timesteps",
-    "4",
-    "--sparsity",
-    "0.8",
-]
+TINY = tiny_fit_args(sparsity=0.8)
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -15,6 +15,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from fit_args import tiny_fit_args
 
 from neuroprune.cli.app import main
 from neuroprune.data import split
@@ -24,21 +25,8 @@ from neuroprune.train import distributed
 TINY = [
     "--chip",
     "loihi",
-    "--hidden",
-    "32",
-    "--epochs",
-    "1",
-    "--prune-epochs",
-    "1",
-    "--finetune-epochs",
-    "1",
-    "--sparsity",
-    "0.5",
-    "--backend",
-    "reference",
+    *tiny_fit_args(quant_epochs=None, timesteps=None, sparsity=0.5, backend="reference", seed=0),
     "--floating-point",
-    "--seed",
-    "0",
 ]
 
 

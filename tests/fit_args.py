@@ -1,0 +1,24 @@
+"""The options of a tiny ``neuroprune fit`` (seconds, not minutes) that the CLI tests share."""
+
+from __future__ import annotations
+
+TINY_OPTIONS = {
+    "hidden": 32,
+    "epochs": 1,
+    "prune_epochs": 1,
+    "finetune_epochs": 1,
+    "quant_epochs": 1,
+    "timesteps": 4,
+}
+
+
+def tiny_fit_args(**options: object) -> list[str]:
+    """``--hidden 32``, one epoch per training stage and T = 4, changed by ``options``:
+    ``sparsity=0.8`` adds ``--sparsity 0.8``, a value ``None`` leaves that option at fit's
+    default (``quant_epochs=None``)."""
+    chosen = {**TINY_OPTIONS, **options}
+    args: list[str] = []
+    for name, value in chosen.items():
+        if value is not None:
+            args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
