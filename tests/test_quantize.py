@@ -354,7 +354,7 @@ def test_shipped_profiles_quantize_a_pruned_model(profile, conv):
         if params["weight_exp"] is not None:
             assert scale == math.ldexp(1.0, params["weight_exp"])
         if profile.weights.format == "truenorth":
-            assert params["axon_duplication"] == 2
+            assert params["axon_duplication"] in (2, 4)
         yaml.safe_dump(params)  # JSON/YAML-serialisable plain values
     stages = pytest.importorskip("neuroprune.export.stages")
     stages.model_stages(qmodel, (1, 8, 8))  # the exporter accepts the contract

@@ -54,11 +54,13 @@ def test_every_shipped_chip_is_chip_exact_only_where_its_arithmetic_runs(chip):
     assert verification_kind(profile, backend, fixed_point=False).kind == FLOAT_STAND_IN
 
 
-def test_loihi_fixed_point_is_chip_exact_and_truenorth_is_a_float_stand_in():
-    loihi, truenorth = load_profile("loihi"), load_profile("truenorth")
+def test_loihi_fixed_point_is_chip_exact_and_tianjic_is_a_float_stand_in():
+    loihi, tianjic = load_profile("loihi"), load_profile("tianjic")
     exact = verification_kind(loihi, ReferenceBackend(), fixed_point=True)
     assert exact.kind == CHIP_EXACT and "loihi_fixed_pt" in exact.detail
-    stand_in = verification_kind(truenorth, ReferenceBackend(), fixed_point=False)
+    truenorth = verification_kind(load_profile("truenorth"), ReferenceBackend(), fixed_point=True)
+    assert truenorth.kind == CHIP_EXACT and "truenorth" in truenorth.detail
+    stand_in = verification_kind(tianjic, ReferenceBackend(), fixed_point=False)
     assert stand_in.kind == FLOAT_STAND_IN
     assert "declares no neuron arithmetic" in stand_in.detail
     floating = verification_kind(loihi, ReferenceBackend(), fixed_point=False)

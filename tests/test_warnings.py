@@ -5,6 +5,7 @@ the core count (item 3)."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -106,7 +107,12 @@ def kinds(found) -> list[str]:
     return [w.kind for w in found]
 
 
-TRUENORTH = load_profile("truenorth")
+TRUENORTH = replace(
+    load_profile("truenorth"),
+    neuron=replace(load_profile("truenorth").neuron, arithmetic=None),
+)
+"""TrueNorth's profile as it was before its neuron arithmetic was modelled (LIF and IF listed,
+no decay precision): the case every warning rule below is read against."""
 
 
 def test_a_clean_run_has_no_warning():
@@ -172,6 +178,7 @@ def test_neuron_model_warns_only_where_the_chip_lists_a_better_model():
     (warning,) = [w for w in run_warnings(lif, TRUENORTH) if w.kind == "neuron_model"]
     assert "membrane decay" in warning.message and "--neuron if" in warning.message
     assert "neuron_model" not in kinds(run_warnings(lif, load_profile("loihi")))  # arithmetic
+    assert "neuron_model" not in kinds(run_warnings(lif, load_profile("truenorth")))
     assert "neuron_model" not in kinds(run_warnings(lif, load_profile("tianjic")))  # LIF only
 
 

@@ -216,21 +216,27 @@ def weight_bits(ctx: FitContext) -> list[Finding]:
 
 @rule("distinct_weights")
 def distinct_weights(ctx: FitContext) -> list[Finding]:
-    """Distinct nonzero weight values per neuron <= weights.distinct_values_per_neuron."""
+    """Distinct nonzero weight values per neuron <= weights.distinct_values_per_neuron, or
+    ``2**c - 1`` where each input drives ``c`` axons of different types (TrueNorth): a neuron
+    then receives any nonempty subset sum of its ``c`` type weights."""
     cap = ctx.profile.weights.distinct_values_per_neuron
     if cap is None:
         return []
-    return [
-        Finding(
-            "distinct_weights",
-            layer.name,
-            cap,
-            layer.distinct_values_max,
-            "quantize with the chip's per-neuron value table (e.g. ternary)",
-        )
-        for layer in ctx.summary.layers
-        if layer.distinct_values_max is not None and layer.distinct_values_max > cap
-    ]
+    out = []
+    for layer in ctx.summary.layers:
+        copies = ctx.model.input_copies(layer)
+        layer_cap = max(cap, 2**copies - 1) if copies > 1 else cap
+        if layer.distinct_values_max is not None and layer.distinct_values_max > layer_cap:
+            out.append(
+                Finding(
+                    "distinct_weights",
+                    layer.name,
+                    layer_cap,
+                    layer.distinct_values_max,
+                    "quantize with the chip's per-neuron value table (e.g. type_levels)",
+                )
+            )
+    return out
 
 
 @rule("layer_memory")

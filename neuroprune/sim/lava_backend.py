@@ -50,6 +50,7 @@ import numpy as np
 import neuroprune
 from neuroprune.chip.arithmetic import LOIHI
 from neuroprune.chip.arithmetic.spinnaker import SPINNAKER
+from neuroprune.chip.arithmetic.truenorth import TRUENORTH
 from neuroprune.core.errors import BackendUnavailableError, SimulationError
 from neuroprune.core.processes import process_alive
 from neuroprune.envs import environment_python, require
@@ -123,7 +124,7 @@ class LavaBackend:
     """
 
     name: str = "lava"
-    chip_arithmetics: ClassVar[tuple[str, ...]] = (LOIHI, SPINNAKER)
+    chip_arithmetics: ClassVar[tuple[str, ...]] = (LOIHI, SPINNAKER, TRUENORTH)
     max_chunk_bytes: int | None = None
     chunk_samples: int | None = None
     message_bits: int = 1

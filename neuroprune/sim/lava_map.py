@@ -59,6 +59,7 @@ from neuroprune.chip.arithmetic import (
     loihi_vth,
 )
 from neuroprune.chip.arithmetic.spinnaker import RING_BUFFER_MAX, SPINNAKER
+from neuroprune.chip.arithmetic.truenorth import TRUENORTH, TrueNorthLayer
 from neuroprune.core.errors import UnsupportedError
 from neuroprune.sim.spec import DeploymentSpec, LayerSpec, LayerWiring
 
@@ -285,6 +286,8 @@ def _check_ring_buffers(layer: LayerSpec) -> None:
 
 def chip_words(name: str, neuron) -> dict:
     """The integer words a Lava ``ChipNeuron`` rebuilds ``neuron`` from (JSON-ready)."""
+    if name == TRUENORTH and isinstance(neuron, TrueNorthLayer):
+        return {"arithmetic": name, **neuron.words()}
     if name != SPINNAKER or not isinstance(neuron, SpinnakerLayer):
         raise UnsupportedError(
             f"no Lava process model for chip arithmetic {name!r}",

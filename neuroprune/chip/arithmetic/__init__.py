@@ -38,6 +38,10 @@ Chips on it
 * ``spinnaker_lif`` (:mod:`.spinnaker`): sPyNNaker's LIF in s16.15; closed-form update with
   ``nearest_half_up`` products; ``V >= V_thresh``; reset to V_reset; refractory counter; delta
   or exponential synapses (u0.32 ``floor`` decays); 16-bit weights with a power-of-two shift.
+* ``truenorth`` (:mod:`.truenorth`): Cassidy 2013's deterministic neuron as NeMo computes it;
+  integer V clamped to +-393216; per-axon-type signed 9-bit weights; linear leak (leak
+  reversal optional) with the ringing guard; ``V >= alpha``; reset by gamma (to R, linear,
+  none); negative threshold beta with saturation (kappa).
 
 How Speck and Xylo (issue 24) map, checked on paper
 ---------------------------------------------------
@@ -101,11 +105,18 @@ from neuroprune.chip.arithmetic.spinnaker import (
     SpinnakerLayer,
     SpinnakerNeuron,
 )
+from neuroprune.chip.arithmetic.truenorth import (
+    TRUENORTH,
+    TRUENORTH_ARITHMETIC,
+    TrueNorthLayer,
+    TrueNorthNeuron,
+)
 from neuroprune.core.errors import UnsupportedError
 
 ARITHMETICS: dict[str, ChipArithmetic] = {
     LOIHI: LOIHI_ARITHMETIC,
     SPINNAKER: SPINNAKER_ARITHMETIC,
+    TRUENORTH: TRUENORTH_ARITHMETIC,
 }
 
 
@@ -147,6 +158,7 @@ __all__ = [
     "MAX_INPUT_SHIFT",
     "SPINNAKER",
     "STATE_BITS",
+    "TRUENORTH",
     "STATE_LIMIT",
     "VTH_MAX",
     "ArithmeticSpec",
@@ -159,6 +171,8 @@ __all__ = [
     "SpinnakerLayer",
     "SpinnakerNeuron",
     "StateVariable",
+    "TrueNorthLayer",
+    "TrueNorthNeuron",
     "arithmetic_for_format",
     "get_arithmetic",
     "int32",

@@ -1,20 +1,29 @@
-"""IBM TrueNorth: ternary weights with input-axon duplication (``mapping: ternary_duplicate``).
+"""IBM TrueNorth: per-neuron axon-type weights with input-axon duplication.
 
-A TrueNorth synapse is one crossbar bit; its value is the target neuron's integer weight for
-the input axon's *type* (``axon_types`` per core, ``type_weight_bits`` signed per neuron).
-The ternary mapping gives every input two axons, a positive-type and a negative-type copy, and
-every neuron ``i`` the type weights ``+A_i`` and ``-A_i``:
+A TrueNorth synapse is one crossbar bit; its value is the target neuron's signed integer
+weight ``s_i[G]`` for the input axon's *type* ``G`` (``axon_types`` = 4 per core,
+``type_weight_bits`` = 9 signed per neuron). An input sent to ``d`` axons of different types
+gives neuron ``i`` the weight ``sum of s_i[G]`` over the copies whose crossbar bit it sets:
+any subset sum of its ``d`` type weights. The integer ``weight_int[i, j]`` the simulators and
+the chip-arithmetic neuron use is that sum (:mod:`neuroprune.chip.arithmetic.truenorth`);
+:func:`crossbar_bits` recovers the bits.
 
-    weight_int[i, j] in {-A_i, 0, +A_i},   1 <= A_i <= 2**(type_weight_bits-1) - 1
+Mappings (``weights.params.mapping``):
 
-so a neuron sees at most 2 distinct values (of the ``axon_types`` allowed) and each input costs
-2 axons: ``axon_duplication = 2`` (the fit check must double the layer's input axons).
+* ``type_levels`` (default): per layer, as many copies as the core's axons allow. Where the
+  layer's used inputs times 4 fit ``axons_per_core`` (then every core of the layer fits
+  whatever the split), each input goes to all 4 types and neuron ``i`` has the type weights
+  ``(A_i, 2 A_i, 4 A_i, -7 A_i)``, whose subset sums are ``k A_i`` for every ``k`` in
+  ``-7..7`` (15 levels, ``7 A_i <= 255``); ``A_i`` is the MSE-optimal step of the neuron's
+  nonzero weights (Lloyd on the uniform grid). Elsewhere each input goes to 2 axons of types 0
+  and 1 and neuron ``i`` has ``(P_i, -N_i)``: levels ``{-N_i, P_i - N_i, 0, P_i}``, a
+  magnitude per sign (``P_i``, ``N_i``: Lloyd magnitudes of the positive and the negative
+  weights, up to 255). ``axon_duplication`` (4 or 2) is counted by the fit check.
+* ``ternary_duplicate`` (the previous mapping): 2 copies, ``{-A_i, 0, +A_i}``.
 
-Per neuron, ``a_i`` minimises ``sum_j (w_ij - a_i * t_ij)**2`` over the nonzero weights with
-``t = nearest of {-1, 0, 1}`` (Lloyd iteration: ``t_ij = sign(w_ij) * [|w_ij| > a_i/2]``,
-``a_i = mean |w_ij|`` over ``t_ij != 0``, from ``a_i = mean |w_ij|``). The layer scale
-maps ``max_i a_i`` onto the largest type weight; ``A_i = rint(a_i / scale)``. Weights are then
-snapped to the nearest of ``{-A_i, 0, A_i} * scale``, so small weights become 0 (pruned).
+The layer scale maps the largest per-neuron level onto the largest integer it may take;
+weights snap to the nearest level of their neuron (small weights can become 0, counted as
+pruned).
 """
 
 from __future__ import annotations
@@ -29,28 +38,68 @@ from neuroprune.chip.formats.params import param_choice, param_int
 from neuroprune.chip.schema import WeightFormat
 
 LLOYD_ITERATIONS = 20
+TYPE_LEVELS = "type_levels"
+TERNARY = "ternary_duplicate"
+MULTILEVEL_BASIS = (1, 2, 4, -7)  # type weights / A_i with 4 copies: subset sums -7..7
+MULTILEVEL_MAX = 7
 
 
 @dataclass(frozen=True)
 class TrueNorthParams:
-    """``type_max``: largest |type weight|; ``axon_types``: types per core."""
+    """``type_max``: largest |type weight|; ``axon_types``: types per core; ``mapping``;
+    ``axons``: input axons per core."""
 
     axon_types: int
     type_max: int
+    mapping: str = TYPE_LEVELS
+    axons: int = 256
 
 
 @register_quantizer("truenorth")
 class TrueNorthQuantizer(Quantizer):
-    """Ternary per-neuron weights ``{-A_i, 0, +A_i}`` with duplicated input axons."""
+    """Per-neuron type weights with duplicated input axons (module docstring)."""
 
     def read_params(self, fmt: WeightFormat, where: str) -> TrueNorthParams:
         types = param_int(fmt, "axon_types", where, minimum=2)
         bits = param_int(fmt, "type_weight_bits", where, minimum=2)
-        param_choice(fmt, "mapping", where, ("ternary_duplicate",))
-        return TrueNorthParams(axon_types=types, type_max=2 ** (bits - 1) - 1)
+        mapping = param_choice(fmt, "mapping", where, (TYPE_LEVELS, TERNARY))
+        axons = param_int(fmt, "axons_per_core", where, minimum=1, default=256)
+        return TrueNorthParams(
+            axon_types=types, type_max=2 ** (bits - 1) - 1, mapping=mapping, axons=axons
+        )
 
     def choose_grid(self, weight: np.ndarray, params: TrueNorthParams):
-        magnitudes = ternary_magnitudes(np.abs(weight.reshape(weight.shape[0], -1)))
+        rows = weight.reshape(weight.shape[0], -1)
+        if params.mapping == TERNARY:
+            return self._ternary(rows, params)
+        used_inputs = int(np.count_nonzero(np.any(rows != 0, axis=0)))
+        four = params.axon_types >= 4 and weight.ndim == 2 and used_inputs * 4 <= params.axons
+        if four:
+            steps = multilevel_steps(rows, MULTILEVEL_MAX)
+            step_max = params.type_max // MULTILEVEL_MAX
+            scale = uniform_max_scale(steps, step_max)
+            grid = multilevel_grid(steps, Grid(scale=scale, int_min=0, int_max=0), step_max)
+            notes = [
+                f"4 axons per input (types 0-3, {used_inputs} inputs x 4 <= {params.axons} "
+                "axons): neuron type weights (A, 2A, 4A, -7A), weights k A_i with k in -7..7",
+            ]
+            extra = {"axon_duplication": 4, "distinct_values_per_neuron": 14, "mapping": "4x"}
+            return grid, extra, notes
+        positive = ternary_magnitudes(np.where(rows > 0, rows, 0.0))
+        negative = ternary_magnitudes(np.where(rows < 0, -rows, 0.0))
+        scale = uniform_max_scale(np.maximum(positive, negative), params.type_max)
+        grid = Grid(scale=scale, int_min=-params.type_max, int_max=params.type_max)
+        grid = signed_pair_grid(positive, negative, grid)
+        notes = [
+            "2 axons per input (types 0 and 1): neuron type weights (P_i, -N_i), weights in "
+            "{-N_i, P_i - N_i, 0, P_i} (axon_duplication=2: fan-in axons double)",
+            "weights nearer 0 than any level become 0 (counted as pruned)",
+        ]
+        extra = {"axon_duplication": 2, "distinct_values_per_neuron": 3, "mapping": "2x"}
+        return grid, extra, notes
+
+    def _ternary(self, rows: np.ndarray, params: TrueNorthParams):
+        magnitudes = ternary_magnitudes(np.abs(rows))
         scale = uniform_max_scale(magnitudes, params.type_max)
         grid = Grid(scale=scale, int_min=-params.type_max, int_max=params.type_max)
         grid = ternary_grid(magnitudes, grid)
@@ -60,14 +109,84 @@ class TrueNorthQuantizer(Quantizer):
             "onto a positive-type and a negative-type axon (axon_duplication=2: fan-in axons "
             f"double); uses 2 of the {params.axon_types} axon types",
             "weights below half their neuron's level become 0 (counted as pruned)",
-            "TrueNorth's leak is linear per tick, not multiplicative: LIF tau is not "
-            "representable exactly (IF neurons map exactly)",
         ]
         return grid, extra, notes
 
     def refit_grid(self, weight: np.ndarray, grid: Grid, params: TrueNorthParams) -> Grid:
-        """New per-neuron magnitudes ``A_i`` for fine-tuned weights (scale kept)."""
-        return ternary_grid(ternary_magnitudes(np.abs(weight.reshape(weight.shape[0], -1))), grid)
+        """New per-neuron levels for fine-tuned weights (scale and integer range kept)."""
+        rows = np.abs(weight.reshape(weight.shape[0], -1))
+        levels = np.asarray(grid.levels)
+        if levels.shape[-1] == 2 * MULTILEVEL_MAX + 1:
+            signed = weight.reshape(weight.shape[0], -1)
+            steps = multilevel_steps(signed, MULTILEVEL_MAX)
+            return multilevel_grid(steps, grid, params.type_max // MULTILEVEL_MAX)
+        if levels.shape[-1] == 4:
+            signed = weight.reshape(weight.shape[0], -1)
+            positive = ternary_magnitudes(np.where(signed > 0, signed, 0.0))
+            negative = ternary_magnitudes(np.where(signed < 0, -signed, 0.0))
+            return signed_pair_grid(positive, negative, grid, params.type_max)
+        return ternary_grid(ternary_magnitudes(rows), grid)
+
+
+def multilevel_steps(rows: np.ndarray, k_max: int) -> np.ndarray:
+    """Per row, the step ``a`` minimising ``sum (w - a k)**2`` over the nonzero entries with
+    ``k = clip(rint(w / a), -k_max, k_max)`` (Lloyd from ``max|w| / k_max``); 0 for a zero row."""
+    nonzero = rows != 0
+    step = np.abs(rows).max(axis=1, initial=0.0) / k_max
+    for _ in range(LLOYD_ITERATIONS):
+        safe = np.where(step > 0, step, 1.0)[:, None]
+        k = np.clip(np.rint(rows / safe), -k_max, k_max) * nonzero
+        denominator = (k * k).sum(axis=1)
+        new = np.where(denominator > 0, (rows * k).sum(axis=1) / np.maximum(denominator, 1), step)
+        if np.allclose(new, step, rtol=0, atol=0):
+            break
+        step = new
+    return step
+
+
+def multilevel_grid(steps: np.ndarray, grid: Grid, step_max: int) -> Grid:
+    """Levels ``k A_i`` (``k`` in -7..7) with ``A_i = clip(rint(a_i / scale), 1, step_max)``."""
+    a = np.clip(np.rint(steps / grid.scale), 1, step_max).astype(np.int64)
+    k = np.arange(-MULTILEVEL_MAX, MULTILEVEL_MAX + 1, dtype=np.int64)
+    top = MULTILEVEL_MAX * step_max
+    return replace(grid, levels=a[:, None] * k[None, :], int_min=-top, int_max=top)
+
+
+def signed_pair_grid(
+    positive: np.ndarray, negative: np.ndarray, grid: Grid, type_max: int | None = None
+) -> Grid:
+    """Levels ``{-N_i, P_i - N_i, 0, P_i}`` with ``P_i``, ``N_i`` the magnitudes in LSBs
+    (``clip(rint(m / scale), 1, type_max)``)."""
+    top = grid.int_max if type_max is None else type_max
+    p = np.clip(np.rint(positive / grid.scale), 1, top).astype(np.int64)
+    n = np.clip(np.rint(negative / grid.scale), 1, top).astype(np.int64)
+    levels = np.stack([-n, p - n, np.zeros_like(p), p], axis=1)
+    return replace(grid, levels=levels)
+
+
+def crossbar_bits(weight_int: np.ndarray, type_weights: np.ndarray) -> np.ndarray:
+    """The crossbar bits ``[out, in, d]`` that give every ``weight_int[i, j]`` as the sum of
+    neuron ``i``'s type weights ``type_weights[i, :d]`` over the set bits of input ``j``'s
+    ``d`` copies (the first subset found; ValueError where none sums to the weight)."""
+    d = type_weights.shape[1]
+    subsets = np.array([[(m >> b) & 1 for b in range(d)] for m in range(2**d)], dtype=np.int64)
+    sums = type_weights @ subsets.T  # [out, 2**d]
+    match = sums[:, None, :] == weight_int[:, :, None]
+    if not match.any(axis=2).all():
+        raise ValueError("a weight is not a subset sum of its neuron's type weights")
+    return subsets[np.argmax(match, axis=2)]
+
+
+def type_weights_of(levels: np.ndarray) -> np.ndarray:
+    """Each neuron's type weights from its level row: ``(A, 2A, 4A, -7A)`` (15 levels),
+    ``(P, -N)`` (4 levels) or ``(A, -A)`` (ternary)."""
+    levels = np.asarray(levels, dtype=np.int64)
+    if levels.shape[1] == 2 * MULTILEVEL_MAX + 1:
+        a = levels[:, MULTILEVEL_MAX + 1]
+        return a[:, None] * np.asarray(MULTILEVEL_BASIS, dtype=np.int64)[None, :]
+    if levels.shape[1] == 4:
+        return np.stack([levels[:, 3], levels[:, 0]], axis=1)
+    return np.stack([levels[:, 2], levels[:, 0]], axis=1)
 
 
 def ternary_grid(magnitudes: np.ndarray, grid: Grid) -> Grid:

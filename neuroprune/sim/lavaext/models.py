@@ -17,6 +17,7 @@ from lava.proc.sparse.models import AbstractPySparseModelBitAcc, AbstractPySpars
 from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
 from neuroprune.chip.arithmetic.spinnaker import SPINNAKER, SpinnakerLayer, SpinnakerNeuron
+from neuroprune.chip.arithmetic.truenorth import TRUENORTH, TrueNorthLayer
 from neuroprune.sim.batching import batched_dot
 from neuroprune.sim.lavaext.process import BatchedSparse, ChipNeuron, CountSink, FrameSource
 
@@ -155,6 +156,8 @@ class PyBatchedSparseBitAcc(AbstractPySparseModelBitAcc):
 def chip_layer(chip: dict):
     """The :class:`~neuroprune.chip.arithmetic.LayerNeuron` that training and the reference
     run, rebuilt from the layer's integer words (:func:`neuroprune.sim.lava_map.chip_words`)."""
+    if chip["arithmetic"] == TRUENORTH:
+        return TrueNorthLayer.from_words(chip)
     if chip["arithmetic"] != SPINNAKER:
         raise ValueError(f"no Lava process model for chip arithmetic {chip['arithmetic']!r}")
     neuron = SpinnakerNeuron(

@@ -107,7 +107,7 @@ class ChipNeuron(AbstractProcess):
     Parameters: ``shape``, ``bias`` (per neuron, weight LSBs), ``reset_offset``, and ``chip``:
     the arithmetic's name and the layer's integer words (``arithmetic``, ``exp_tc``,
     ``r_membrane``, ``v_thresh``, ``v_reset``, ``v_rest``, ``t_refract``, ``shift``,
-    ``input_shift`` for ``spinnaker_lif``).
+    ``input_shift`` for ``spinnaker_lif``; ``TrueNorthLayer.words`` for ``truenorth``).
     """
 
     def __init__(self, *, shape: tuple[int, ...], bias, reset_offset: int, chip: dict) -> None:
