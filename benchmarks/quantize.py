@@ -51,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chips", nargs="+", default=list(DEFAULT_CHIPS))
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--method", default="gmp")
+    parser.add_argument("--neuron", default="lif", choices=("lif", "if"))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--dense-epochs", type=int, default=15)
     parser.add_argument("--prune-epochs", type=int, default=10)
@@ -68,7 +69,9 @@ def pruned_model(args, dataset, model_name: str, seed: int):
     config = default_config(
         model_name, epochs=args.dense_epochs, timesteps=args.timesteps, seed=seed
     )
-    dense = build_model(model_name, dataset.input_shape, dataset.num_classes, seed=seed)
+    dense = build_model(
+        model_name, dataset.input_shape, dataset.num_classes, neuron=args.neuron, seed=seed
+    )
     train(dense, dataset, config)
     summary = summarize(dense, dataset.input_shape, args.timesteps)
     budget = derive_budget(None, summary, sparsity=args.sparsity)
@@ -122,7 +125,9 @@ def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
         )
         print(
             f"  {model_name} seed={seed} {profile.id}: float={result.accuracy_float:.3f} "
-            f"ptq={result.accuracy_ptq:.3f} qat={result.accuracy_qat:.3f}",
+            f"ptq={result.accuracy_ptq:.3f} qat={result.accuracy_qat:.3f} "
+            f"val_ptq={result.qat.get('val_ptq')} val_qat={result.qat.get('val_qat')} "
+            f"qat {result.qat.get('decision')}",
             file=sys.stderr,
         )
     return rows

@@ -58,7 +58,7 @@ WEIGHT_PARAMS = {
         "bias_exponent_bits",
         "state_bits",
     },
-    "truenorth": {"axon_types", "type_weight_bits", "mapping"},
+    "truenorth": {"axon_types", "type_weight_bits", "mapping", "axons_per_core"},
     "spinnaker": {"weight_bits", "scale", "sign"},
     "int": {"bits"},
     "dynapse": {"shared_values_per_core", "connection_bits"},
