@@ -34,8 +34,9 @@ import numpy as np
 
 from neuroprune.chip.formats.base import Quantizer, register_quantizer
 from neuroprune.chip.formats.grid import Grid, uniform_max_scale
+from neuroprune.chip.formats.neuron import NeuronParams, generic_neuron_fields
 from neuroprune.chip.formats.params import param_choice, param_int
-from neuroprune.chip.schema import WeightFormat
+from neuroprune.chip.schema import NeuronSpec, WeightFormat
 
 LLOYD_ITERATIONS = 20
 TYPE_LEVELS = "type_levels"
@@ -111,6 +112,27 @@ class TrueNorthQuantizer(Quantizer):
             "weights below half their neuron's level become 0 (counted as pruned)",
         ]
         return grid, extra, notes
+
+    def neuron_fields(
+        self,
+        grid: Grid,
+        bias: np.ndarray | None,
+        neuron: NeuronParams,
+        params: TrueNorthParams,
+        neuron_spec: NeuronSpec | None,
+    ):
+        """The generic threshold and bias; a LIF's tau says how TrueNorth's linear leak
+        stands in for it (:mod:`neuroprune.chip.arithmetic.truenorth`)."""
+        fields, notes = generic_neuron_fields(grid, bias, neuron, neuron_spec)
+        if neuron.tau is not None:
+            notes = [n for n in notes if not n.startswith("leak kept as float")]
+            notes.append(
+                f"LIF tau={neuron.tau:g} runs as TrueNorth's linear leak toward zero, "
+                "alpha / (2 tau) per tick"
+                + (", alpha = threshold x tau" if neuron.decay_input else "")
+                + " (truenorth arithmetic)"
+            )
+        return fields, notes
 
     def refit_grid(self, weight: np.ndarray, grid: Grid, params: TrueNorthParams) -> Grid:
         """New per-neuron levels for fine-tuned weights (scale and integer range kept)."""
