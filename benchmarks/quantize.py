@@ -11,8 +11,8 @@ command and the machine. As a control, the pruned float model is fine-tuned for 
 mistaken for a quantization effect.
 
 Default chips: Loihi (8-bit mantissa, shared power-of-two exponent), Tianjic (int8, per-layer
-scale), SpiNNaker (16-bit magnitude, power-of-two per projection) and TrueNorth (ternary with
-input-axon duplication)::
+scale), SpiNNaker (16-bit magnitude, power-of-two per projection) and TrueNorth (per-neuron axon-type
+weights with input-axon duplication; ``--neuron if`` trains IF neurons)::
 
     python benchmarks/quantize.py --models mlp conv --seeds 0 1 2 \\
         --out docs/benchmarks/quantize.md
@@ -171,8 +171,8 @@ def report(args, rows: list[dict], seconds: float) -> str:
             "- accuracies: test accuracy (%) mean ± std over seeds "
             + ", ".join(map(str, args.seeds)),
             "- nonzero weights: after BN folding, kernel entries (conv not unrolled); a weight that "
-            "rounds to 0 is pruned, so the count can only fall (TrueNorth's ternary levels prune "
-            "most). TrueNorth also doubles input axons (axon_duplication = 2).",
+            "rounds to 0 is pruned, so the count can only fall. TrueNorth sends each input to 2 "
+            "or 4 axons (axon_duplication).",
             "",
             table(rows),
             "",

@@ -376,3 +376,30 @@ def test_profile_declares_the_truenorth_arithmetic():
     profile = load_profile("truenorth")
     assert profile.neuron.arithmetic == "truenorth"
     assert ARITHMETICS["truenorth"].spec.threshold == ">="
+
+
+def test_the_fit_check_allows_the_subset_sums_of_duplicated_inputs():
+    """A layer on 4 axons per input gives a neuron up to 15 distinct nonzero weights; the
+    distinct-weights rule allows 2**copies - 1 of them, and still refuses more."""
+    from dataclasses import replace
+
+    from neuroprune.chip.profiles import load_profile
+    from neuroprune.fit.rules import check_fit
+    from neuroprune.models import summarize
+
+    qmodel, layers = _truenorth_model("if")
+    profile = load_profile("truenorth")
+    summary = summarize(qmodel, SHAPE, timesteps=T)
+    widest = max(layer.distinct_values_max or 0 for layer in summary.layers)
+    assert widest > profile.weights.distinct_values_per_neuron  # the 4-axon layer has more
+    found = [f for f in check_fit(summary, profile).violations if f.rule == "distinct_weights"]
+    assert found == []
+    two_copies = replace(
+        summary,
+        layers=tuple(
+            replace(layer, neuron_params={**(layer.neuron_params or {}), "input_copies": 2})
+            for layer in summary.layers
+        ),
+    )
+    found = [f for f in check_fit(two_copies, profile).violations if f.rule == "distinct_weights"]
+    assert found and all(f.limit == 4 for f in found)
