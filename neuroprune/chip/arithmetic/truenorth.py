@@ -29,14 +29,17 @@ steps): the synaptic current ``a`` is ``sum_i A_i w_ij s_j[G_i]`` (the weight fo
 ``gamma = 0`` to ``R = 0``, ``kappa = 1`` with ``beta`` at its largest (a floor, never reached
 by a trained layer's potentials in practice).
 
-* **IF**: ``alpha = K << k``, ``lambda = 0``, ``epsilon = 0``; a bias enters with the current
-  (a constant input: the chip's leak ``lambda = bias`` where it fits 9 bits).
+* **IF**: ``alpha = K << k``, ``lambda = 0``, ``epsilon = 0``; a bias enters with the current,
+  which equals the chip's leak ``lambda = bias`` (the leak follows the integration and nothing
+  clamps between them) where the bias fits lambda's 9 bits (not checked here).
 * **LIF (linear leak)**: TrueNorth has no multiplicative decay. The potential carries
   ``fold = tau`` times the model's (decay_input; the input is not divided), ``alpha =
   round((K << k) fold)``, and the leak is leak reversal toward zero, ``epsilon = 1``,
   ``lambda = -min(255, max(1, round(alpha / (2 tau))))``: the loss ``V / tau`` of the float
   LIF averaged over ``0..alpha``, within lambda's 9 bits. Training runs this neuron (quantization-aware fine-tuning), so the network
-  learns the linear leak; the float LIF before quantization is only its starting point.
+  learns the linear leak; the float LIF before quantization is only its starting point. A
+  bias (BN folded into a conv) is added with the current here; on the chip it would need an
+  always-active axon, since lambda holds the leak.
 """
 
 from __future__ import annotations
