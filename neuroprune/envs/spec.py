@@ -194,8 +194,8 @@ ENVIRONMENTS.register(
         purpose=BACKEND,
         python=None,
         layered=True,
-        requirements=("PyNN==0.13.0", "brian2==2.10.1"),
-        probe=("pyNN", "pyNN.mock", "pyNN.brian2", "brian2"),
+        requirements=("PyNN==0.13.0", "nest-simulator==3.10.0", "brian2==2.10.1"),
+        probe=("pyNN", "pyNN.mock", "pyNN.nest", "pyNN.brian2"),
         why="PyNN and Brian 2 are needed only to run an exported SpiNNaker script off the "
         "board; kept apart so that their pins (neo, quantities, sympy) never change the "
         "tool's environment",
