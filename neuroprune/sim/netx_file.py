@@ -146,7 +146,7 @@ def first_layer_shift(spec: DeploymentSpec) -> int:
         return 0
     if quant.input_shift is not None:
         return int(quant.input_shift)
-    rows = abs(quant.weight_int).sum(axis=1)
+    rows = np.asarray(abs(quant.weight_int).sum(axis=1)).ravel()
     return injection_shift(layer, float(np.max(rows, initial=0)))
 
 
