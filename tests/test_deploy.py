@@ -21,8 +21,9 @@ from neuroprune.core.errors import ConfigError, NeuropruneError, UnsupportedErro
 def _quantized_nir(
     tmp_path, digits, chip, *, model="mlp", hidden=(32,), encoding="direct", prune=0.0
 ):
-    """An untrained model (``prune``: that fraction of its first layer's weights zeroed,
-    smallest first), post-training quantized for ``chip``, exported to NIR."""
+    """An untrained model with a low threshold (0.1, so that it spikes; ``prune``: that fraction
+    of its first layer's weights zeroed, smallest first), post-training quantized for ``chip``,
+    exported to NIR."""
     import torch
 
     from neuroprune.export import export_nir
@@ -30,7 +31,9 @@ def _quantized_nir(
     from neuroprune.quantize.model import ptq_model
 
     torch.manual_seed(0)
-    net = build_model(model, digits.input_shape, digits.num_classes, hidden=hidden).eval()
+    net = build_model(
+        model, digits.input_shape, digits.num_classes, hidden=hidden, v_threshold=0.1
+    ).eval()
     if prune:
         first = next(m for m in net.modules() if hasattr(m, "weight") and m.weight.dim() > 1)
         with torch.no_grad():
