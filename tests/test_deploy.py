@@ -238,3 +238,46 @@ def test_the_pynn_script_on_nest_predicts_as_the_spinnaker_emulation(tmp_path, d
     assert same >= 0.99
     assert pynn.as_dict()["verification"]["kind"] == "float stand-in"
     assert any("pyNN.mock" in note for note in pynn.notes)
+
+
+# --------------------------------------------------------------------------------------------
+# The command line: fit writes the chip's artifact, export refuses another chip's format
+
+
+@pytest.mark.slow
+def test_fit_writes_the_netx_file_and_export_and_deploy_answer_per_chip(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+    from fit_args import tiny_fit_args
+
+    from neuroprune.cli.app import main
+
+    def cli(*args):
+        return CliRunner().invoke(main, [str(a) for a in args], env={"COLUMNS": "200"})
+
+    fit = cli(
+        "fit",
+        "--chip",
+        "loihi",
+        *tiny_fit_args(),
+        "--backend",
+        "reference",
+        "--out",
+        tmp_path,
+        "--name",
+        "tiny",
+    )
+    assert fit.exit_code in (0, 1), fit.output
+    run = tmp_path / "tiny"
+    report = json.loads((run / "report.json").read_text())
+    assert report["artifacts"]["netx"] == "model.netx" and (run / "model.netx").is_file()
+    assert report["artifacts"]["pynn"] is None
+    before = sorted(p.name for p in run.iterdir())
+    refused = cli("export", run, "--format", "pynn")
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.exit_code == 2 and len(lines) == 1 and "--format netx" in lines[0]
+    assert sorted(p.name for p in run.iterdir()) == before
+    plan = cli("deploy", run)
+    assert plan.exit_code == 0 and "netx.hdf5.Network" in plan.output
+    assert f"neuroprune simulate {run} --backend netx" in plan.output
