@@ -281,3 +281,20 @@ def test_fit_writes_the_netx_file_and_export_and_deploy_answer_per_chip(tmp_path
     plan = cli("deploy", run)
     assert plan.exit_code == 0 and "netx.hdf5.Network" in plan.output
     assert f"neuroprune simulate {run} --backend netx" in plan.output
+
+
+def test_fit_refuses_a_vendor_backend_of_another_chip_before_anything_is_written(tmp_path):
+    from click.testing import CliRunner
+
+    from neuroprune.cli.app import main
+
+    for chip, backend, right in (("spinnaker", "netx", "pynn"), ("truenorth", "pynn", None)):
+        result = CliRunner().invoke(
+            main,
+            ["fit", "--chip", chip, "--backend", backend, "--out", str(tmp_path), "--name", "x"],
+        )
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert f"--backend {backend}" in lines[0]
+        assert (f"--backend {right}" if right else "--backend lava or reference") in lines[0]
+    assert list(tmp_path.iterdir()) == []

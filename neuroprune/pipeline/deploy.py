@@ -218,17 +218,21 @@ def deploy_plan(run_dir: Path, profile, *, files: Sequence[str] = ()) -> DeployP
     )
 
 
-def check_deploy_format(fmt: str, arithmetic: str | None, chip: str, where: str) -> None:
-    """Refuse (exit 2, before anything is written) a deployment format for a run of another
-    chip: netx needs Loihi's arithmetic, pynn SpiNNaker's."""
+def check_deploy_format(
+    fmt: str, arithmetic: str | None, chip: str, where: str, field: str = "format"
+) -> None:
+    """Refuse (exit 2, before anything is written) a deployment format, or the backend of the
+    same name (``field="backend"``), for a run of another chip: netx needs Loihi's
+    arithmetic, pynn SpiNNaker's."""
     needs = DEPLOY_FORMATS.get(fmt)
     if needs is None or needs == arithmetic:
         return
     right = deploy_format_for(arithmetic)
+    other = "--format nir (or onnx)" if field == "format" else "--backend lava or reference"
     raise ConfigError(
-        f"--format {fmt} is for networks quantized for {needs}; this run is for {chip!r}",
+        f"--{field} {fmt} is for networks quantized for {needs}; this run is for {chip!r}",
         where=where,
-        field="format",
+        field=field,
         value=fmt,
-        fix=f"Use --format {right} for {chip}." if right else "Use --format nir (or onnx).",
+        fix=f"Use --{field} {right} for {chip}." if right else f"Use {other}.",
     )
