@@ -21,7 +21,7 @@ from neuroprune.graph.read import read_network
 from neuroprune.graph.stages import NirNetwork
 from neuroprune.pipeline.config import NO_SIMULATION, RunConfig, event_options
 from neuroprune.pipeline.context import with_model_defaults
-from neuroprune.pipeline.deploy import check_deploy_format
+from neuroprune.pipeline.deploy import DEPLOY_FORMATS, check_deploy_format
 from neuroprune.pruning.registry import MethodEntry, method_entry
 from neuroprune.sim.backends import get_backend
 
@@ -58,12 +58,14 @@ def _preflight(cfg: RunConfig) -> _Plan:
     )
 
     _check_device(cfg.device)
+    if cfg.backend in DEPLOY_FORMATS:  # netx/pynn run one chip's artifact: a usage error first
+        chip = load_profile(cfg.chip)
+        check_deploy_format(cfg.backend, chip.neuron.arithmetic, chip.id, "fit", "backend")
     check_backend(cfg.backend)
     method = method_entry(cfg.method)
     allocation = Allocation(cfg.chips, cfg.cores, cfg.budget, cfg.sparsity)
     events = event_options(cfg)
     profile = load_profile(cfg.chip)
-    check_deploy_format(cfg.backend, profile.neuron.arithmetic, profile.id, "fit", "backend")
     # --from FILE.nir: the file's stages, every LIF in the model convention's decay_input form
     network = with_decay_input(read_network(cfg.from_nir, dt=cfg.nir_dt)) if cfg.from_nir else None
     dataset = load_dataset(cfg.dataset, cfg.data_dir, events)
