@@ -194,13 +194,13 @@ ENVIRONMENTS.register(
         purpose=BACKEND,
         python=None,
         layered=True,
-        requirements=("PyNN==0.13.0", "nest-simulator==3.10.0", "brian2==2.10.1"),
-        probe=("pyNN", "pyNN.mock", "pyNN.nest", "pyNN.brian2"),
-        why="PyNN and Brian 2 are needed only to run an exported SpiNNaker script off the "
-        "board; kept apart so that their pins (neo, quantities, sympy) never change the "
-        "tool's environment",
-        used_for="the pynn simulator backend (the exported PyNN script run on pyNN.brian2, "
-        "and checked on pyNN.mock): python -m neuroprune.sim.pynn_worker",
+        requirements=("PyNN==0.13.0", "nest-simulator==3.10.0"),
+        probe=("pyNN", "pyNN.mock", "pyNN.nest"),
+        why="PyNN and NEST are needed only to run an exported SpiNNaker script off the "
+        "board; kept apart so that their pins (neo, quantities) never change the tool's "
+        "environment",
+        used_for="the pynn simulator backend (the exported PyNN script run unchanged on "
+        "pyNN.nest and checked on pyNN.mock)",
     ),
 )
 

@@ -3,11 +3,16 @@ simulator (parent side).
 
 :func:`neuroprune.sim.pynn_script.write_pynn` writes the script and its weights exactly as
 ``neuroprune export RUN --format pynn`` does; the script then runs, in the ``pynn``
-environment (PyNN 0.13.0 with NEST 3.10 and Brian 2, layered on the tool's), as
+environment (PyNN 0.13.0 with NEST 3.10, layered on the tool's), as
 ``python model_pynn.py --simulator nest --input ... --out ...`` in a child process with a time
 limit, and once more on ``pyNN.mock`` (PyNN's own checker of a network description: every
 call the script makes must be valid PyNN; mock has no IF_curr_delta, so the checker registers
 PyNN's standard one for it, :data:`MOCK_RUNNER`). The counts it returns are NEST's.
+
+NEST, not Brian 2: PyNN's Brian 2 backend tests the threshold before the step's synaptic
+jumps and resets after them (Brian 2's schedule: groups, thresholds, synapses, resets), so the
+input a neuron receives in the step it fires is lost; measured on the SpiNNaker digits run
+(docs/benchmarks.md) its counts differ where NEST's are identical to the chip emulation's.
 
 What an agreement proves: this is a float simulation of the SpiNNaker network description
 (PyNN's IF_curr_delta in NEST, exact integration in float64), not SpiNNaker's s16.15 fixed

@@ -10,7 +10,8 @@ in the file beside it (__WEIGHTS__, numpy .npz: no pickle). On a SpiNNaker machi
 ``--input``: an .npz whose ``spikes`` is uint8 [samples, T, inputs] (or [samples, T, *shape]):
 one frame of input spikes per 1 ms step. ``--out``: per layer, the spike counts of every sample
 over its T steps (``counts<k>`` int32 [samples, neurons]). ``--simulator NAME`` runs the same
-network on another PyNN backend (nest, brian2, mock).
+network on another PyNN backend (nest, mock; brian2 runs it too, but its step order differs:
+it tests the threshold before the step's synaptic jumps, so counts differ).
 
 The network (neuroprune's SpiNNaker mapping, neuroprune/chip/arithmetic/spinnaker.py): one
 Population of IF_curr_delta per layer, v_rest = v_reset = 0 mV, tau_refrac = 0 ms,
