@@ -20,7 +20,9 @@ R = 1 MOhm (SpikingJelly's decay_input) or tau, v_thresh = threshold_int * 2**(s
 weights = weight_int * 2**(s - 15) nA (s: the layer's s16.15 ring-buffer shift), the bias as
 i_offset; at most MAX_ATOMS_PER_CORE neurons per core. Each layer's synapses are two
 FromListConnector projections (receptor 'excitatory' with weights > 0, 'inhibitory' with
-weights < 0, PyNN's sign convention for current-based synapses), delay 1 ms. Spikes enter
+weights < 0, PyNN's sign convention for current-based synapses; sPyNNaker stores |weight| and
+takes the sign from the receptor, synapse_dynamics_static.py), delay 1 ms. sPyNNaker scales
+the weights to its 16-bit ring-buffer words itself. Spikes enter
 from a SpikeSourceArray; every layer records its spikes.
 
 Units of a delta synapse: sPyNNaker adds a delta weight w (nA) as a one-step current through
