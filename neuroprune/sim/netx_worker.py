@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import time
 import types
@@ -64,8 +65,6 @@ def main(argv: list[str]) -> None:
         common._save_npz(job_dir / "result.npz", result)
     except BaseException as exc:  # noqa: BLE001 - everything must end in error.json
         common._fail(job_dir, "failed", common._one_line(exc), common.EXIT_FAILED)
-    import os
-
     os._exit(0)
 
 
