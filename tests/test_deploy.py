@@ -298,3 +298,25 @@ def test_fit_refuses_a_vendor_backend_of_another_chip_before_anything_is_written
         assert f"--backend {backend}" in lines[0]
         assert (f"--backend {right}" if right else "--backend lava or reference") in lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.lava
+def test_lava_dls_netx_imports_in_the_lava_environment_without_torch(tmp_path):
+    import subprocess
+
+    from neuroprune.envs import environment_python
+    from neuroprune.sim.lava_backend import worker_env
+
+    code = (
+        "import sys; from neuroprune.sim.netx_worker import import_netx; names = import_netx(); "
+        "print(names['Network'].__module__, 'torch' in sys.modules)"
+    )
+    done = subprocess.run(
+        [str(environment_python("lava")), "-c", code],
+        env=worker_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-2:] == ["lava.lib.dl.netx.hdf5", "False"]
