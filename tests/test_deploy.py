@@ -320,3 +320,26 @@ def test_lava_dls_netx_imports_in_the_lava_environment_without_torch(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-2:] == ["lava.lib.dl.netx.hdf5", "False"]
+
+
+def test_netx_refuses_a_residual_sum_naming_the_layer(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_sim_graph import residual
+
+    from neuroprune.graph.write import build_graph, write_graph
+    from neuroprune.sim.netx_file import write_netx
+    from neuroprune.sim.spec import read_deployment
+
+    stages, inputs, shape = residual(True)
+    graph = build_graph(
+        stages, input_shape=shape, timesteps=4, encoding="poisson", chip="loihi", inputs=inputs
+    )
+    spec = read_deployment(write_graph(graph, tmp_path / "residual.nir"))
+    with pytest.raises(UnsupportedError) as refused:
+        write_netx(spec, tmp_path / "model.netx")
+    line = refused.value.one_line()
+    assert "residual" in line and spec.layers[3].neuron_name in line and "\n" not in line
+    assert not (tmp_path / "model.netx").exists()
