@@ -16,7 +16,7 @@ def digits():
 
 
 # Markers that name an environment of neuroprune.envs: a test marked with one needs it ready.
-ENVIRONMENT_MARKERS = ("lava", "sinabs", "neurobench")
+ENVIRONMENT_MARKERS = ("lava", "pynn", "sinabs", "neurobench")
 
 
 @functools.cache
@@ -29,7 +29,7 @@ def _environment_problem(name: str) -> str:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A test marked ``lava``, ``sinabs`` or ``neurobench`` fails (never skips) when that
+    """A test marked ``lava``, ``pynn``, ``sinabs`` or ``neurobench`` fails (never skips) when that
     environment (the Python 3.10 backend environment, or a test environment) is not ready: a
     run without it must not look green. It fails before its fixtures are built."""
     for name in ENVIRONMENT_MARKERS:
@@ -37,7 +37,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             continue
         problem = _environment_problem(name)
         if problem:
-            kind = "backend" if name == "lava" else "test"
+            kind = "backend" if name in ("lava", "pynn") else "test"
             pytest.fail(
                 f"the {name} {kind} environment is not ready ({problem}): run `make test-envs` "
                 f"(or `neuroprune backends install {name}`)",

@@ -89,12 +89,28 @@ def quantize(run_dir: str, chip: str | None, out_dir: str | None, quant_epochs) 
 @click.option("--dt", type=float, help="NIR: seconds per step [2**-10]; snnTorch needs 1e-4.")
 @handle_errors
 def export(run_dir: str, fmt: str, out_file: str | None, dt: float | None) -> None:
-    """Export a run's final model to NIR or ONNX."""
+    """Export a run's final model: NIR, ONNX, or the vendor artifact of its chip (netx for
+    Loihi/Loihi 2, pynn for SpiNNaker; `neuroprune deploy RUN` says how to run it)."""
     _torch_threads()
     from neuroprune.pipeline.commands import export_run  # deferred: imports yaml
 
     path = export_run(Path(run_dir), fmt, Path(out_file) if out_file else None, dt=dt)
     click.echo(f"wrote {path}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@handle_errors
+def deploy(run_dir: str) -> None:
+    """Say which artifact of a run to take to which vendor tool, and the exact commands."""
+    from neuroprune.pipeline.commands import deploy_run  # deferred: imports yaml
+
+    plan = deploy_run(Path(run_dir))
+    click.echo(f"{plan.chip_name} ({plan.chip}): take {plan.artifact} to {plan.tool}")
+    for number, step in enumerate(plan.steps, start=1):
+        click.echo(f"{number}. {step.what}")
+        if step.command:
+            click.echo(f"   $ {step.command}")
 
 
 @main.command(context_settings=CONTEXT)

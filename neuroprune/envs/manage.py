@@ -126,7 +126,7 @@ def stamp_for(spec: EnvironmentSpec, python_version: str) -> dict:
         "stamp_format": STAMP_FORMAT,
         "name": spec.name,
         "purpose": spec.purpose,
-        "requirements": list(spec.requirements),
+        "requirements": list(spec.all_requirements),
         "python": python_version,
         "layered": spec.layered,
         "tool_env": tool_site_dirs() if spec.layered else None,
@@ -310,7 +310,9 @@ def _build(
             _pip(spec, python, log, ["install", "--quiet", "--upgrade", "pip"])
             step("pip upgraded")
             _pip(spec, python, log, ["install", *spec.requirements])
-            step(f"installed {' '.join(spec.requirements)} (log: {final / LOG_FILE})")
+            if spec.without_dependencies:
+                _pip(spec, python, log, ["install", "--no-deps", *spec.without_dependencies])
+            step(f"installed {' '.join(spec.all_requirements)} (log: {final / LOG_FILE})")
         probed = _probe(spec, python, partial)
         step(f"probe passed: imported {', '.join(spec.probe) or 'nothing'}")
         stamp = {
@@ -418,8 +420,8 @@ def _pip(spec: EnvironmentSpec, python: Path, log: Path, arguments: list[str]) -
 
 def _probe(spec: EnvironmentSpec, python: Path, env_dir: Path) -> dict:
     """Import the probe modules and check the pins in the new environment; its answer."""
-    pins = [list(m.groups()) for m in map(_PIN.match, spec.requirements) if m]
-    dists = [m.group(1) for m in map(_DIST.match, spec.requirements) if m]
+    pins = [list(m.groups()) for m in map(_PIN.match, spec.all_requirements) if m]
+    dists = [m.group(1) for m in map(_DIST.match, spec.all_requirements) if m]
     job = json.dumps({"modules": list(spec.probe), "pins": pins, "dists": dists})
     done = subprocess.run(
         [str(python), "-c", _PROBE, job],

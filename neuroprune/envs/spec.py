@@ -51,6 +51,10 @@ class EnvironmentSpec:
             ``name==version`` requirement is also checked against the installed metadata.
         why: the pins that force it apart from the tool's environment.
         used_for: what runs in it (shown by ``neuroprune backends``).
+        without_dependencies: pip requirement strings installed after ``requirements`` with
+            ``pip install --no-deps`` (a package whose declared pins would replace what the
+            environment holds, used only through modules that do not need them); their
+            ``name==version`` pins are checked like the others.
     """
 
     name: str
@@ -61,6 +65,12 @@ class EnvironmentSpec:
     probe: tuple[str, ...]
     why: str
     used_for: str
+    without_dependencies: tuple[str, ...] = ()
+
+    @property
+    def all_requirements(self) -> tuple[str, ...]:
+        """``requirements`` then ``without_dependencies``: every pin the stamp records."""
+        return (*self.requirements, *self.without_dependencies)
 
     def __post_init__(self) -> None:
         where = f"environment {self.name!r}"
@@ -121,6 +131,7 @@ ENVIRONMENTS.register(
             "xylosim==0.1.3",
             "numpy>=1.24.4,<2",
             "scipy>=1.10.1,<2",
+            "h5py>=3.10,<4",
         ),
         probe=(
             "lava.magma.core.run_configs",
@@ -129,11 +140,19 @@ ENVIRONMENTS.register(
             "lava.proc.sparse.models",
             "scipy.sparse",
             "xylosim",
+            "h5py",
         ),
         why="lava-nc 0.10.0 imports only on Python 3.10 with numpy<2; xylosim 0.1.3 ships "
-        "only a cp310 wheel",
+        "only a cp310 wheel; lava-dl 0.6.0 pins torch 2.3 (netx needs none of it)",
         used_for="the lava simulator backend (its worker process: python -m "
-        "neuroprune.sim.lava_worker)",
+        "neuroprune.sim.lava_worker) and the netx backend (lava-dl's netx.hdf5.Network: "
+        "python -m neuroprune.sim.netx_worker)",
+        # lava-dl 0.6.0 declares torch==2.3 (2.7 GB of wheels with its CUDA libraries: PyPI
+        # has no CPU-only torch 2.3). Its netx loader uses torch only through
+        # lava.lib.dl.slayer's RF-neuron helper, which neuroprune's files never need, so
+        # lava-dl goes in without its dependencies and the netx worker loads netx without
+        # slayer (neuroprune/sim/netx_worker.py).
+        without_dependencies=("lava-dl==0.6.0",),
     ),
 )
 ENVIRONMENTS.register(
@@ -166,6 +185,22 @@ ENVIRONMENTS.register(
         "so that a test-only package (tonic<2, numba>=0.57.1, torchaudio) never changes the "
         "tool's environment",
         used_for="the NeuroBench tests (benchmarking an exported model with NeuroBench)",
+    ),
+)
+ENVIRONMENTS.register(
+    "pynn",
+    EnvironmentSpec(
+        name="pynn",
+        purpose=BACKEND,
+        python=None,
+        layered=True,
+        requirements=("PyNN==0.13.0", "nest-simulator==3.10.0"),
+        probe=("pyNN", "pyNN.mock", "pyNN.nest"),
+        why="PyNN and NEST are needed only to run an exported SpiNNaker script off the "
+        "board; kept apart so that their pins (neo, quantities) never change the tool's "
+        "environment",
+        used_for="the pynn simulator backend (the exported PyNN script run unchanged on "
+        "pyNN.nest and checked on pyNN.mock)",
     ),
 )
 

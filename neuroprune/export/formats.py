@@ -6,7 +6,9 @@ Every format's ``export`` has one signature::
 
 The exporter is named lazily (``"module:function"``) so that ``neuroprune export --help``
 reads the names without importing torch. Adding a format: an exporter function and one
-``EXPORTERS.register`` line below.
+``EXPORTERS.register`` line below. The deployment formats (``netx``, ``pynn``) are written from
+the NIR file by the simulators' writers, so their exporters live a layer up, in
+:mod:`neuroprune.pipeline.deploy` (named here by string, never imported).
 """
 
 from __future__ import annotations
@@ -59,6 +61,22 @@ _format(
         ".onnx",
         "ONNX graph unrolled over T steps: [T, B, ...] -> spikes",
         "neuroprune.export.onnx_export:export_onnx_format",
+    )
+)
+_format(
+    ExportFormat(
+        "netx",
+        ".netx",
+        "lava-dl netx HDF5 for Loihi/Loihi 2 (lava.lib.dl.netx.hdf5.Network)",
+        "neuroprune.pipeline.deploy:export_netx",
+    )
+)
+_format(
+    ExportFormat(
+        "pynn",
+        ".py",
+        "PyNN script + .npz weights for SpiNNaker (pyNN.spiNNaker)",
+        "neuroprune.pipeline.deploy:export_pynn",
     )
 )
 

@@ -25,6 +25,12 @@ from neuroprune.data.encoding import simulation_input
 from neuroprune.data.events import EventOptions
 from neuroprune.pipeline.config import RunConfig, config_from_saved, event_options
 from neuroprune.pipeline.context import RunOutcome, _noop, _Run, with_model_defaults
+from neuroprune.pipeline.deploy import (
+    DEPLOY_FORMATS,
+    DeployPlan,
+    check_deploy_format,
+    deploy_plan,
+)
 from neuroprune.pipeline.run import Derivation, run_fit
 from neuroprune.pipeline.stages import Carry
 from neuroprune.pipeline.stages.export import export_model
@@ -56,7 +62,12 @@ def export_run(run_dir: Path, fmt: str, out: Path | None, dt: float | None = Non
     run's profile.yaml, the one its weights were quantized for."""
     rundir = RunDir(run_dir)
     cfg = saved_config(rundir)
+    if fmt in DEPLOY_FORMATS:  # a run for another chip: refused before anything is read
+        chip = _run_chip(rundir, cfg)
+        arithmetic = load_profile(rundir.profile_path if rundir.profile_path.is_file() else chip)
+        check_deploy_format(fmt, arithmetic.neuron.arithmetic, chip, f"export {run_dir}")
     shape = load_dataset(cfg.dataset, cfg.data_dir, event_options(cfg)).input_shape
+    default = rundir.deploy_file(fmt) if fmt in DEPLOY_FORMATS else rundir.model_file(fmt)
     with contextlib.ExitStack() as stack:
         if out is None:
             stack.enter_context(rundir.lock())
@@ -64,13 +75,22 @@ def export_run(run_dir: Path, fmt: str, out: Path | None, dt: float | None = Non
         return export_model(
             model,
             fmt,
-            out or rundir.model_file(fmt),
+            out or default,
             timesteps=cfg.timesteps,
             encoding=cfg.encoding,
             input_shape=shape,
             chip=_run_chip(rundir, cfg),
             dt=dt,
         )
+
+
+def deploy_run(run_dir: Path) -> DeployPlan:
+    """``neuroprune deploy RUN``: which artifact of the run goes to which vendor tool, and
+    the exact commands (:func:`neuroprune.pipeline.deploy.deploy_plan`)."""
+    rundir = RunDir(run_dir)
+    cfg = saved_config(rundir)
+    chip = rundir.profile_path if rundir.profile_path.is_file() else _run_chip(rundir, cfg)
+    return deploy_plan(Path(run_dir), load_profile(chip), files=run_files(rundir.path))
 
 
 def _run_chip(rundir: RunDir, cfg: RunConfig) -> str:

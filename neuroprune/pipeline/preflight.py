@@ -21,6 +21,7 @@ from neuroprune.graph.read import read_network
 from neuroprune.graph.stages import NirNetwork
 from neuroprune.pipeline.config import NO_SIMULATION, RunConfig, event_options
 from neuroprune.pipeline.context import with_model_defaults
+from neuroprune.pipeline.deploy import DEPLOY_FORMATS, check_deploy_format
 from neuroprune.pruning.registry import MethodEntry, method_entry
 from neuroprune.sim.backends import get_backend
 
@@ -57,6 +58,9 @@ def _preflight(cfg: RunConfig) -> _Plan:
     )
 
     _check_device(cfg.device)
+    if cfg.backend in DEPLOY_FORMATS:  # netx/pynn run one chip's artifact: a usage error first
+        chip = load_profile(cfg.chip)
+        check_deploy_format(cfg.backend, chip.neuron.arithmetic, chip.id, "fit", "backend")
     check_backend(cfg.backend)
     method = method_entry(cfg.method)
     allocation = Allocation(cfg.chips, cfg.cores, cfg.budget, cfg.sparsity)

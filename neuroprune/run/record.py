@@ -336,6 +336,8 @@ class SimulationRecord(_Section):
 class ArtifactsRecord(_Section):
     nir: str | None = None
     onnx: str | None = None
+    netx: str | None = None  # lava-dl netx file (Loihi, Loihi 2)
+    pynn: str | None = None  # PyNN script for SpiNNaker (its .npz weights beside it)
 
 
 class DerivationRecord(_Section):

@@ -135,6 +135,9 @@ RUN_FILES = (
     "quantized.pt",
     "model.nir",
     "model.onnx",
+    "model.netx",
+    "model_pynn.py",
+    "model_pynn.npz",
     "fit.json",
     "simulation.json",
     "report.json",
@@ -492,6 +495,11 @@ class RunDir:
 
     def model_file(self, fmt: str) -> Path:
         return self / f"model.{fmt}"
+
+    def deploy_file(self, fmt: str) -> Path:
+        """A vendor artifact: ``model.netx`` (lava-dl netx) or ``model_pynn.py`` (PyNN, with
+        ``model_pynn.npz`` beside it)."""
+        return self / ("model_pynn.py" if fmt == "pynn" else f"model.{fmt}")
 
     # ---- stale files ------------------------------------------------------------------------
 

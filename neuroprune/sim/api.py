@@ -120,6 +120,8 @@ def simulate(
         wall=time.perf_counter() - start,
         verification=verification,
     )
+    if getattr(chosen, "float_only", False):  # e.g. pynn: floating point whatever was asked
+        result = replace(result, mode=_mode(False))
     if expected_counts is not None and reference_model is not None:
         drift, _ = _expected(None, reference_model, chosen, spec, stimulus, run)
         result = replace(

@@ -21,6 +21,8 @@ SIM_BACKENDS: Registry[SimBackend] = Registry(
 )
 SIM_BACKENDS.register_lazy("lava", "neuroprune.sim.lava_backend:LavaBackend", call=True)
 SIM_BACKENDS.register_lazy("reference", "neuroprune.sim.reference:ReferenceBackend", call=True)
+SIM_BACKENDS.register_lazy("netx", "neuroprune.sim.netx_backend:NetxBackend", call=True)
+SIM_BACKENDS.register_lazy("pynn", "neuroprune.sim.pynn_backend:PynnBackend", call=True)
 
 
 def get_backend(backend: str | SimBackend) -> SimBackend:

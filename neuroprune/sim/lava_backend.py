@@ -305,14 +305,22 @@ def _layer_scalars(layer: LavaLayer) -> dict:
 # The child process
 
 
-def run_worker(job_dir: Path, timeout: float, progress: Progress, python: str):
-    """Run the worker to completion or kill its group at ``timeout``; ``(result, seconds)``."""
+def run_worker(
+    job_dir: Path,
+    timeout: float,
+    progress: Progress,
+    python: str,
+    module: str = WORKER_MODULE,
+    where: str = WHERE,
+):
+    """Run the worker (``python -m module JOB_DIR``) to completion or kill its group at
+    ``timeout``; ``(result, seconds)``. ``where`` names the backend in its errors."""
     start = time.perf_counter()
     watch_read, watch_write = os.pipe()  # the worker dies when this process's end closes
     try:
         with open(job_dir / "worker.log", "wb") as log:
             proc = subprocess.Popen(
-                [python, "-m", WORKER_MODULE, str(job_dir)],
+                [python, "-m", module, str(job_dir)],
                 cwd=job_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -335,12 +343,12 @@ def run_worker(job_dir: Path, timeout: float, progress: Progress, python: str):
     if status is None:
         raise SimulationError(
             f"Lava run timed out after {timeout:.1f} s; the worker and its processes were killed",
-            where=WHERE,
+            where=where,
             field="timeout",
             value=timeout,
             fix=TIMEOUT_FIX,
         )
-    _raise_on_failure(job_dir, status)
+    _raise_on_failure(job_dir, status, where)
     with np.load(job_dir / "result.npz") as data:
         return {key: data[key] for key in data.files}, wall
 
@@ -454,7 +462,7 @@ def unlink_shared_memory(names_file: Path) -> None:
             (SHM_DIR / name.lstrip("/")).unlink()
 
 
-def _raise_on_failure(job_dir: Path, status) -> None:
+def _raise_on_failure(job_dir: Path, status, where: str = WHERE) -> None:
     code = status.si_status if status.si_code == os.CLD_EXITED else -status.si_status
     error_file = job_dir / "error.json"
     if error_file.exists():
@@ -462,19 +470,19 @@ def _raise_on_failure(job_dir: Path, status) -> None:
         if error.get("kind") == "unavailable":
             raise BackendUnavailableError(
                 f"Lava worker failed: {error.get('message')}",
-                where=WHERE,
+                where=where,
                 fix="Rebuild the backend environment (`neuroprune backends install lava "
                 "--force`) or use --backend reference.",
             )
         raise SimulationError(
             f"Lava worker failed: {error.get('message')}",
-            where=WHERE,
+            where=where,
             fix="Check the model with --backend reference; see docs/lava.md §5.",
         )
     if code != 0 or not (job_dir / "result.npz").exists():
         raise SimulationError(
             f"Lava worker died ({_describe_exit(code)}) without a result: {_last_line(job_dir)}",
-            where=WHERE,
+            where=where,
             fix="Check the model with --backend reference; see docs/lava.md §5.",
         )
 

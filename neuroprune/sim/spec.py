@@ -199,6 +199,8 @@ class DeploymentSpec:
         quantized: whether integer views are present.
         source: file the spec was read from.
         metadata: the graph metadata as plain Python values.
+        network: the stages it was compiled from (``None`` when built by hand): what a
+            deployment file that keeps conv kernels and pooling (netx) reads.
     """
 
     layers: tuple[LayerSpec, ...]
@@ -209,6 +211,7 @@ class DeploymentSpec:
     quantized: bool = False
     source: str = "<memory>"
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    network: NirNetwork | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         """Give hand-built chain layers ``sources = (i - 1,)`` and check every layer's
@@ -323,6 +326,7 @@ def spec_from_network(network: NirNetwork) -> DeploymentSpec:
         quantized=network.quantized,
         source=network.source,
         metadata=network.metadata,
+        network=network,
     )
 
 

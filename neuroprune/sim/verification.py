@@ -16,7 +16,8 @@ three kinds, once, for report.json, report.md and the console:
 :func:`verification_kind` derives the kind from the chip profile, the backend and the mode; it
 never looks at a chip's name. A backend declares what it runs exactly in two optional class
 attributes: ``chip_arithmetics`` (the :data:`neuroprune.chip.arithmetic.ARITHMETICS` it runs bit
-for bit in fixed point) and ``vendor_chips`` (profile ids whose vendor wrote it).
+for bit in fixed point) and ``vendor_chips`` (profile ids whose vendor wrote it); a backend
+with ``float_only = True`` (``pynn``) always counts as a floating-point run.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def verification_kind(profile: Any, backend: Any, *, fixed_point: bool) -> Verif
     """
     name = getattr(backend, "name", str(backend))
     runs = tuple(getattr(backend, "chip_arithmetics", ()))
+    if getattr(backend, "float_only", False):  # runs floating point whatever it is asked
+        fixed_point = False
     if profile is None:
         return Verification(
             FLOAT_STAND_IN,

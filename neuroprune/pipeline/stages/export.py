@@ -29,9 +29,43 @@ def run_export(run: _Run, carry: Carry) -> Carry:
     nir_path, onnx_path = written["nir"], written["onnx"]
     run.mark(nir_path.name)
     run.mark(onnx_path.name)
-    run.record.artifacts = ArtifactsRecord(nir=nir_path.name, onnx=onnx_path.name)
-    run.emit("export", f"wrote {nir_path.name} and {onnx_path.name}")
+    deployable = _deployable(run, carry)
+    run.record.artifacts = ArtifactsRecord(nir=nir_path.name, onnx=onnx_path.name, **deployable)
+    extra = "".join(f", {name}" for name in deployable.values())
+    run.emit("export", f"wrote {nir_path.name}, {onnx_path.name}{extra}")
     return carry
+
+
+def _deployable(run: _Run, carry: Carry) -> dict[str, str]:
+    """The vendor artifact of the run's chip (Loihi: model.netx; SpiNNaker: model_pynn.py
+    and .npz), when the chip has one and the graph fits it; a graph the format cannot express
+    (pooling, residual sums, analog input for PyNN) is said as a note, not a failure."""
+    from neuroprune.core.errors import UnsupportedError
+    from neuroprune.pipeline.deploy import deploy_format_for
+
+    fmt = deploy_format_for(run.profile.neuron.arithmetic)
+    if fmt is None:
+        return {}
+    cfg = run.cfg
+    target = run.rundir.deploy_file(fmt)
+    try:
+        path = export_model(
+            carry.model,
+            fmt,
+            target,
+            timesteps=cfg.timesteps,
+            encoding=cfg.encoding,
+            input_shape=carry.dataset.input_shape,
+            chip=run.profile.id,
+            dt=cfg.nir_dt,
+        )
+    except UnsupportedError as exc:
+        run.emit("export", f"no {fmt} artifact: {exc.one_line()}")
+        return {}
+    run.mark(path.name)
+    if fmt == "pynn":
+        run.mark(path.with_suffix(".npz").name)
+    return {fmt: path.name}
 
 
 def export_model(
@@ -45,13 +79,26 @@ def export_model(
     chip: str,
     dt: float | None,
 ) -> Path:
-    """Write ``model`` as NIR (``fmt == "nir"``, ``dt`` seconds per step, default 2**-10) or
-    ONNX to ``target``; the fit run and ``neuroprune export RUN`` both go through here."""
+    """Write ``model`` as NIR (``fmt == "nir"``, ``dt`` seconds per step, default 2**-10),
+    ONNX, or a deployment format (``netx``, ``pynn``: :mod:`neuroprune.pipeline.deploy`) to
+    ``target``; the fit run and ``neuroprune export RUN`` both go through here."""
     from neuroprune.export import (  # deferred: imports scipy, spikingjelly, torch
         export_nir,
         export_onnx,
     )
+    from neuroprune.pipeline.deploy import DEPLOY_FORMATS, export_netx, export_pynn
 
+    if fmt in DEPLOY_FORMATS:
+        writer = export_netx if fmt == "netx" else export_pynn
+        return writer(
+            model,
+            target,
+            timesteps=timesteps,
+            encoding=encoding,
+            input_shape=input_shape,
+            chip=chip,
+            dt=dt,
+        )
     if fmt == "nir":
         return export_nir(
             model,

@@ -19,6 +19,8 @@ from neuroprune.pipeline.context import _Run
 from neuroprune.pipeline.stages.base import Carry, Stage
 from neuroprune.run.rundir import ErrorRecord, SimulationRecord
 
+LAVA_BACKENDS = ("lava", "netx")  # run in a Lava worker: scaled time limit, bit-exact check
+
 
 def run_simulate(run: _Run, carry: Carry) -> Carry:
     """Simulate model.nir; a simulator failure is recorded (report.json ``errors``) and carried
@@ -48,7 +50,7 @@ def _simulate(run: _Run, carry: Carry) -> bool:
     )
     x, y = simulation_input(dataset, samples), dataset.y_test[:samples]
     timeout = cfg.sim_timeout
-    if timeout is None and cfg.backend == "lava":
+    if timeout is None and cfg.backend in LAVA_BACKENDS:
         timeout = calibrated_timeout(run.rundir.model_file("nir"), x, fixed)
         run.emit(
             "simulate",
@@ -145,9 +147,10 @@ def verification_passed(sim: Mapping[str, Any], threshold: float) -> bool:
 
 
 def bit_exact_check(backend: str, fixed: bool) -> str | None:
-    """Lava fixed point is checked against the numpy bit-exact emulation; the emulation itself
-    (reference backend) has no independent oracle, so it is compared with the model only."""
-    return "reference" if fixed and backend == "lava" else None
+    """Lava fixed point (``lava``, and ``netx``: lava-dl's loader in Lava) is checked against
+    the numpy bit-exact emulation; the emulation itself (reference backend) has no independent
+    oracle, so it is compared with the model only."""
+    return "reference" if fixed and backend in LAVA_BACKENDS else None
 
 
 def fixed_by_default(profile: ChipProfile) -> bool:

@@ -19,7 +19,13 @@ from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_w
 from neuroprune.chip.arithmetic.spinnaker import SPINNAKER, SpinnakerLayer, SpinnakerNeuron
 from neuroprune.chip.arithmetic.truenorth import TRUENORTH, TrueNorthLayer
 from neuroprune.sim.batching import batched_dot
-from neuroprune.sim.lavaext.process import BatchedSparse, ChipNeuron, CountSink, FrameSource
+from neuroprune.sim.lavaext.process import (
+    BatchedSparse,
+    ChipNeuron,
+    CountSink,
+    FrameSource,
+    SampleCountSink,
+)
 
 
 class _FrameSourceModel(PyLoihiProcessModel):
@@ -99,6 +105,39 @@ class PyCountSinkFloat(_CountSinkModel):
 @requires(CPU)
 @tag("fixed_pt", "bit_accurate_loihi")
 class PyCountSinkFixed(_CountSinkModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+
+
+class _SampleCountSinkModel(PyLoihiProcessModel):
+    """Adds ``a_in != 0`` to sample ``(step - first_step) // steps``; saves after the last."""
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        shape = (proc_params["samples"], *proc_params["shape"])
+        self._counts = np.zeros(shape, dtype=np.int32)
+
+    def run_spk(self) -> None:
+        spikes = self.a_in.recv()
+        params = self.proc_params
+        offset = self.time_step - params["first_step"]
+        sample = offset // params["steps"] if offset >= 0 else -1
+        if 0 <= sample < params["samples"]:
+            self._counts[sample] += spikes != 0
+        if offset == params["samples"] * params["steps"] - 1:
+            _save_atomically(params["out_path"], self._counts)
+
+
+@implements(proc=SampleCountSink, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PySampleCountSinkFloat(_SampleCountSinkModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+
+
+@implements(proc=SampleCountSink, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "bit_accurate_loihi")
+class PySampleCountSinkFixed(_SampleCountSinkModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
 
 

@@ -114,3 +114,19 @@ class ChipNeuron(AbstractProcess):
         super().__init__(shape=shape, bias=bias, reset_offset=reset_offset, chip=chip)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
+
+
+class SampleCountSink(AbstractProcess):
+    """Counts spikes per neuron and sample when ``samples`` samples stream through one network
+    back to back, ``steps`` Lava steps each: sample ``n`` owns the steps
+    ``first_step + n steps .. first_step + (n + 1) steps - 1``. Writes the counts (``int32
+    [samples, *shape]``) to ``out_path`` (``.npy``) at step ``first_step + samples steps - 1``.
+    """
+
+    def __init__(
+        self, *, shape: tuple[int, ...], first_step: int, steps: int, samples: int, out_path: str
+    ) -> None:
+        super().__init__(
+            shape=shape, first_step=first_step, steps=steps, samples=samples, out_path=out_path
+        )
+        self.a_in = InPort(shape=shape)
