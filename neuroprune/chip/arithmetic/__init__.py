@@ -55,8 +55,10 @@ How Speck and Xylo (issue 24) map, checked on paper
   up to XyloSim's maximum (a count, as Speck); int8 weights with a per-layer ``weight_shift``
   (``a << shift``, as SpiNNaker's ring-buffer shift).
 
-Both fit the dataclasses as they are; the one extension is a spike *count* from ``fire`` where
-``spikes_per_step > 1``, which ``ChipDynamics`` would pass on as a multi-spike output.
+Both fit the dataclasses; the one extension (made) is a spike *count* from ``fire`` where
+``spikes_per_step`` is not 1 (:attr:`ArithmeticSpec.multi_spike`, :func:`rules.spike_count`):
+``ChipDynamics`` passes it on as a multi-spike output (the next layer's input is ``W c``), the
+reference and the Lava ``ChipNeuron`` carry counts, and their spike counts add them up.
 """
 
 from __future__ import annotations

@@ -76,7 +76,10 @@ class ArithmeticSpec:
         refractory: whether the chip holds a neuron for a counted number of steps after a
             spike (neuroprune maps every layer with 0 steps; the rule is still emulated).
         synapse: ``"delta"``, ``"exponential"`` or ``"current_state"``.
-        spikes_per_step: most spikes one neuron emits per step (1; Speck's IAF: several).
+        spikes_per_step: most spikes one neuron emits per step: 1 (``fire`` returns booleans),
+            ``n > 1`` or ``None`` (no limit: Sinabs' MultiSpike); then ``fire`` returns a spike
+            count per neuron (:func:`.rules.spike_count`) and ``reset`` (``subtract_threshold``)
+            removes ``count * threshold``.
         lower_bound: the potential's floor other than its width (``None``: none).
         weights: how integer weights enter (width, sign, scale).
         thresholds: how the integer threshold enters.
@@ -92,11 +95,16 @@ class ArithmeticSpec:
     leak: str
     refractory: bool
     synapse: str
-    spikes_per_step: int
+    spikes_per_step: int | None
     lower_bound: str | None
     weights: str
     thresholds: str
     step_order: str
+
+    @property
+    def multi_spike(self) -> bool:
+        """Whether ``fire`` returns spike counts (``spikes_per_step`` other than 1)."""
+        return self.spikes_per_step != 1
 
     def rules(self) -> dict[str, Any]:
         """The rules a profile states (``neuron.arithmetic.rules``): name -> value."""
@@ -137,6 +145,9 @@ class LayerNeuron(Protocol):
     """One layer's integer neuron. ``state`` is a tuple of int64 arrays (or tensors) of the
     layer's shape, in :attr:`ArithmeticSpec.state` order; ``a`` is the step's integer input in
     ``2**-k`` weight LSB (:attr:`LayerFacts.input_shift`), ``bias`` per neuron in weight LSBs.
+
+    ``fire`` returns booleans, or spike counts (int64) where the arithmetic's
+    ``spikes_per_step`` is not 1; ``reset`` takes what ``fire`` returned.
 
     The float view (training's surrogate gradient): the potential in model units is
     ``potential(state) * weight_scale / potential_divisor``; ``gain_v`` and ``gain_x`` are

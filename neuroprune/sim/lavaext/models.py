@@ -16,6 +16,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.sparse.models import AbstractPySparseModelBitAcc, AbstractPySparseModelFloat
 from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
+from neuroprune.chip.arithmetic import LayerFacts, layer_neuron
 from neuroprune.chip.arithmetic.spinnaker import SPINNAKER, SpinnakerLayer, SpinnakerNeuron
 from neuroprune.sim.batching import batched_dot
 from neuroprune.sim.lavaext.process import BatchedSparse, ChipNeuron, CountSink, FrameSource
@@ -57,7 +58,8 @@ class PyFrameSourceFixed(_FrameSourceModel):
 
 
 class _CountSinkModel(PyLoihiProcessModel):
-    """Accumulates ``a_in != 0`` inside the window and saves the counts at ``final_step``."""
+    """Accumulates ``a_in != 0`` (``graded``: the spike counts ``a_in`` carries) inside the
+    window and saves the counts at ``final_step``."""
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
@@ -69,7 +71,7 @@ class _CountSinkModel(PyLoihiProcessModel):
         params = self.proc_params
         self._inject_fault(params["fault"], step)
         if params["first_step"] <= step <= params["last_step"]:
-            self._counts += spikes != 0
+            self._counts += np.rint(spikes).astype(np.int32) if params["graded"] else spikes != 0
         if step == params["final_step"]:
             _save_atomically(params["out_path"], self._counts)
 
@@ -154,9 +156,12 @@ class PyBatchedSparseBitAcc(AbstractPySparseModelBitAcc):
 
 def chip_layer(chip: dict):
     """The :class:`~neuroprune.chip.arithmetic.LayerNeuron` that training and the reference
-    run, rebuilt from the layer's integer words (:func:`neuroprune.sim.lava_map.chip_words`)."""
+    run, rebuilt from the layer's words (:func:`neuroprune.sim.lava_map.chip_words`):
+    SpiNNaker's integer words, or any other registered arithmetic's layer facts."""
     if chip["arithmetic"] != SPINNAKER:
-        raise ValueError(f"no Lava process model for chip arithmetic {chip['arithmetic']!r}")
+        if "facts" not in chip:
+            raise ValueError(f"no Lava process model for chip arithmetic {chip['arithmetic']!r}")
+        return layer_neuron(chip["arithmetic"], LayerFacts(**chip["facts"]))
     neuron = SpinnakerNeuron(
         exp_tc=int(chip["exp_tc"]),
         r_membrane=int(chip["r_membrane"]),
@@ -173,7 +178,8 @@ def chip_layer(chip: dict):
 @tag("floating_pt")
 class PyChipNeuronModel(PyLoihiProcessModel):
     """Runs :func:`chip_layer`'s ``step`` (the same code as training and the reference) on
-    ``rint(a_in)``; sends the spikes as 0/1 floats."""
+    ``rint(a_in)``; sends the spikes as 0/1 floats, or as spike counts where the arithmetic
+    emits several per step (the next Sparse weights them: ``W c``)."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
