@@ -25,6 +25,8 @@ Definitions (``hardware_profiles/README.md``, "Synapse encodings"), with ``w = w
 - ``conv_kernel``: per layer, ``c_in * 2^(ceil log2(kh*kw) + ceil log2 c_out)`` kernel entries of
   ``w`` bits and ``c_out * 2^(ceil log2 H_out + ceil log2 W_out)`` neuron entries (Sinabs'
   ``DynapcnnLayer.memory_summary``); a layer is never split over cores.
+- ``population`` (Xylo): ``rows`` input channels -> a hidden population of
+  ``core.neurons_max`` -> ``cols`` readout neurons, dense fixed-size matrices; no memory charge.
 
 Input copies: after quantization some formats need several axons per input (TrueNorth's ternary
 mapping drives a positive-type and a negative-type axon; BrainScaleS sets the sign per synapse
@@ -520,6 +522,44 @@ class ConvKernel(CapacityModel):
                 f"chip.cores: {len(summary.layers)} layers need one core each, {cores} allocated"
             )
         return out
+
+
+@register_capacity_model
+class Population(CapacityModel):
+    """Xylo: off-chip input channels -> one recurrent hidden population -> readout neurons, on
+    one core with dense weight matrices (Rockpool's ``syns61201`` mapper).
+
+    ``core.synapse_encoding.rows`` is the input channels, ``cols`` the readout neurons;
+    ``core.neurons_max`` the core's neurons, hidden population and readout together (the
+    hidden population is ``neurons_max - cols``). A chain of dense layers maps as Rockpool's
+    mapper maps it: the last layer's neurons are the readout, every other layer's neurons are
+    slices of the hidden population (layer to layer through the recurrent matrix); the fit
+    rule ``population`` checks each part. The matrices are dense and fixed in size: pruning
+    frees nothing (no synapse budget)."""
+
+    kind = "population"
+    required_fields = ("rows", "cols")
+
+    @property
+    def inputs_max(self) -> int:
+        return cast(int, self.profile.core.encoding.rows)  # required for this kind
+
+    @property
+    def readout_max(self) -> int:
+        return cast(int, self.profile.core.encoding.cols)  # required for this kind
+
+    @property
+    def hidden_max(self) -> int:
+        return self.profile.core.neurons_max - self.readout_max
+
+    @staticmethod
+    def split(summary: NetworkSummary) -> tuple[int, int, int]:
+        """``(input channels, hidden neurons, readout neurons)`` of a chain as the mapper
+        allocates it (the first layer's inputs; all layers but the last; the last)."""
+        layers = summary.layers
+        if not layers:
+            return 0, 0, 0
+        return layers[0].inputs, sum(layer.neurons for layer in layers[:-1]), layers[-1].neurons
 
 
 def conv_kernel_entries(c_in: int, c_out: int, kh: int, kw: int) -> int:

@@ -119,6 +119,9 @@ ENVIRONMENTS.register(
         requirements=(
             "lava-nc==0.10.0",
             "xylosim==0.1.3",
+            # Rockpool's Xylo mapper and XyloSim wrapper (numpy and scipy only; its samna
+            # driver extra is not installed: neuroprune.sim.xylo_worker stands in for the import)
+            "rockpool==3.1.0",
             "numpy>=1.24.4,<2",
             "scipy>=1.10.1,<2",
         ),
@@ -129,11 +132,13 @@ ENVIRONMENTS.register(
             "lava.proc.sparse.models",
             "scipy.sparse",
             "xylosim",
+            "rockpool",
         ),
         why="lava-nc 0.10.0 imports only on Python 3.10 with numpy<2; xylosim 0.1.3 ships "
         "only a cp310 wheel",
         used_for="the lava simulator backend (its worker process: python -m "
-        "neuroprune.sim.lava_worker)",
+        "neuroprune.sim.lava_worker) and the xylosim backend (Rockpool's Xylo mapper and "
+        "XyloSim: python -m neuroprune.sim.xylo_worker)",
     ),
 )
 ENVIRONMENTS.register(

@@ -304,6 +304,7 @@ class ChipDynamics(Dynamics):
             decay_input=self.decay_input,
             threshold_int=int(chip["threshold_int"]),
             input_shift=self.shift,
+            readout=bool(chip.get("readout", False)),
         )
         self.chip = arithmetic.layer_neuron(chip["arithmetic"], facts)
         spec = arithmetic.get_arithmetic(chip["arithmetic"]).spec

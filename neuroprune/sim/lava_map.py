@@ -261,6 +261,7 @@ def chip_facts(spec: DeploymentSpec, input_shift: int = 0) -> list[LayerFacts]:
                 decay_input=neuron.decay_input,
                 threshold_int=int(quant.threshold_int),
                 input_shift=input_shift if k == 0 else 0,
+                readout=k == len(spec.layers) - 1,
             )
         )
     return out

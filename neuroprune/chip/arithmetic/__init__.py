@@ -39,6 +39,10 @@ Chips on it
   ``nearest_half_up`` products; ``V >= V_thresh``; reset to V_reset; refractory counter; delta
   or exponential synapses (u0.32 ``floor`` decays); 16-bit weights with a power-of-two shift.
 
+* ``xylo_lif`` (:mod:`.xylo`): XyloSim's Xylo Audio 2 LIF: 16-bit saturating ``isyn`` and
+  ``vmem`` with bit-shift decays, ``vmem >= thr``, subtractive reset, up to 31 spikes per step
+  (readout: 1); checked against XyloSim itself (``tests/test_xylo_arithmetic.py``).
+
 How Speck and Xylo (issue 24) map, checked on paper
 ---------------------------------------------------
 * **Speck** (Sinabs' ``IAFSqueeze`` on the DYNAP-CNN path, ``discretize=True``): state ``v``
@@ -103,11 +107,13 @@ from neuroprune.chip.arithmetic.spinnaker import (
     SpinnakerLayer,
     SpinnakerNeuron,
 )
+from neuroprune.chip.arithmetic.xylo import XYLO, XYLO_ARITHMETIC, XyloLayer, XyloNeuron
 from neuroprune.core.errors import UnsupportedError
 
 ARITHMETICS: dict[str, ChipArithmetic] = {
     LOIHI: LOIHI_ARITHMETIC,
     SPINNAKER: SPINNAKER_ARITHMETIC,
+    XYLO: XYLO_ARITHMETIC,
 }
 
 
@@ -151,6 +157,7 @@ __all__ = [
     "STATE_BITS",
     "STATE_LIMIT",
     "VTH_MAX",
+    "XYLO",
     "ArithmeticSpec",
     "ChipArithmetic",
     "LayerFacts",
@@ -161,6 +168,8 @@ __all__ = [
     "SpinnakerLayer",
     "SpinnakerNeuron",
     "StateVariable",
+    "XyloLayer",
+    "XyloNeuron",
     "arithmetic_for_format",
     "get_arithmetic",
     "int32",

@@ -132,6 +132,8 @@ class LayerFacts:
         threshold_int: the threshold in weight LSBs.
         input_shift: ``k``: the layer's integer input ``a`` is in ``2**-k`` weight LSB (0 for
             spike input; a host-injected analog first layer may use more resolution).
+        readout: the network's last layer (a chip whose readout neurons differ from its hidden
+            ones, Xylo's one spike per step, reads it; others ignore it).
     """
 
     model: str
@@ -139,6 +141,7 @@ class LayerFacts:
     decay_input: bool
     threshold_int: int
     input_shift: int = 0
+    readout: bool = False
 
 
 class LayerNeuron(Protocol):

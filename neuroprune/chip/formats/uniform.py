@@ -1,5 +1,5 @@
-"""Uniform sign-magnitude formats: SpiNNaker, generic ``int`` (Tianjic, Speck, ...) and
-BrainScaleS.
+"""Uniform sign-magnitude formats: SpiNNaker, generic ``int`` (Tianjic, Speck, ...), ``xylo``
+(``int`` whose integers run the ``xylo_lif`` arithmetic) and BrainScaleS.
 
 All three store ``weight_int`` in ``[-q, q]`` with one scale per layer, ``weight =
 weight_int * scale``; they differ in ``q``, in how the scale is constrained and in how the sign
@@ -102,6 +102,13 @@ class IntQuantizer(Quantizer):
             f"symmetric |weight_int| <= {q}, scale = max|w|/{q} rounded up to 8 significant bits"
         ]
         return grid, {}, notes
+
+
+@register_quantizer("xylo")
+class XyloQuantizer(IntQuantizer):
+    """Xylo Audio 2: int8 weights with one float scale per layer, as ``int``; a format of its
+    own because its integers run the ``xylo_lif`` arithmetic (whose per-matrix weight shift
+    is chosen from the threshold, :func:`neuroprune.chip.arithmetic.xylo.xylo_weight_shift`)."""
 
 
 @register_quantizer("brainscales")
