@@ -181,7 +181,7 @@ def xylo_job(spec: DeploymentSpec, stimulus: Stimulus) -> dict[str, np.ndarray]:
             where=WHERE,
             field="encoding",
             value=stimulus.kind,
-            fix="Encode the input as spikes (--encoding rate or latency).",
+            fix="Encode the input as spikes (--encoding poisson or latency).",
         )
     arithmetic = get_arithmetic(XYLO)
     arrays: dict[str, np.ndarray] = {

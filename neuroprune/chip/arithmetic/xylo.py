@@ -184,7 +184,7 @@ def _analog_shift(facts: LayerFacts, _bias_max: int, _max_current: float) -> int
         where="xylo_lif",
         field="encoding",
         value="direct",
-        fix="Encode the input as spikes (--encoding rate or latency).",
+        fix="Encode the input as spikes (--encoding poisson or latency).",
     )
 
 
