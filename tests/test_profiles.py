@@ -61,6 +61,7 @@ WEIGHT_PARAMS = {
     "truenorth": {"axon_types", "type_weight_bits", "mapping"},
     "spinnaker": {"weight_bits", "scale", "sign"},
     "int": {"bits"},
+    "xylo": {"bits"},
     "dynapse": {"shared_values_per_core", "connection_bits"},
     "brainscales": {"magnitude_bits", "sign"},
 }
