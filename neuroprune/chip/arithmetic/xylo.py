@@ -27,15 +27,16 @@ channels reach the hidden population in the same step). The threshold comparison
 **One departure, stated:** XyloSim saturates ``isyn`` after every event, in source order
 (input channel or hidden neuron index; the ``n`` events of one source are one saturating
 ``n w`` add). Here the step's summed input is saturated once. The two agree whenever no partial
-sum of a step leaves the 16-bit range (with the weight shift chosen below, a layer's states
-stay far from it), and the test checks exactly that boundary.
+sum of a step leaves the 16-bit range, and the test checks exactly that boundary.
 
 Mapping of a neuroprune layer (``K = threshold_int`` weight LSBs, ``tau`` in steps):
 ``dash_mem = clamp(round(log2 tau), 1, 15)`` (Rockpool's ``tau = dt 2**dash``; IF, which Xylo
 does not have, leaks with the slowest decay, 15), ``dash_syn = 1`` (the fastest current that
-still passes input: ``dash_syn = 0`` clears it before the membrane sees it), the weight shift
-``s`` (:func:`xylo_weight_shift`) and ``thr = K << s``; a layer's input ``a`` (weight LSBs)
-enters as ``a << s``.
+still passes input: ``dash_syn = 0`` clears it before the membrane sees it), ``thr = K`` and
+weight shift 0, as Rockpool's quantizers (``channel_quantize``) leave it: the states count
+weight LSBs, and the integers of an exported file map through Rockpool's mapper unchanged.
+:class:`XyloLayer` runs any shift (``a << shift``, ``thr`` in the shifted unit); the tests
+check shifts 0..7 against XyloSim.
 """
 
 from __future__ import annotations
@@ -61,9 +62,7 @@ HIDDEN_SPIKES_MAX = 31  # spikes one hidden neuron emits in one step (XyloSim)
 READOUT_SPIKES_MAX = 1  # readout (output) neurons: one spike per step
 DASH_MAX = 15  # slowest bit-shift decay used (4-bit dash fields)
 DASH_SYN = 1  # the synaptic current's decay of every mapped layer
-MAX_WEIGHT_SHIFT = 7  # largest weight_shift the mapping uses (XyloSim checked over 0..7)
-THRESHOLD_BITS = 12  # the shift keeps thr = K << s <= 2**12: four thresholds of headroom
-# below the 16-bit state before a membrane saturates
+WEIGHT_SHIFT = 0  # the mapping's weight_shift (module docstring)
 
 
 def xylo_decay(x, dash: int):
@@ -78,14 +77,6 @@ def xylo_dash(tau: float | None) -> int:
     if tau is None:
         return DASH_MAX
     return min(DASH_MAX, max(1, round(math.log2(max(tau, 1.0)))))
-
-
-def xylo_weight_shift(threshold_int: int) -> int:
-    """Largest ``s <= 7`` with ``threshold_int << s <= 2**12`` (0 for larger thresholds)."""
-    for shift in range(MAX_WEIGHT_SHIFT, -1, -1):
-        if int(threshold_int) << shift <= 1 << THRESHOLD_BITS:
-            return shift
-    return 0
 
 
 @dataclass(frozen=True)
@@ -168,14 +159,13 @@ class XyloLayer:
 def xylo_layer(facts: LayerFacts) -> XyloLayer:
     """The :class:`XyloLayer` of a neuroprune layer (module docstring's mapping); the
     network's last layer (``facts.readout``) is Xylo's readout: one spike per step."""
-    shift = xylo_weight_shift(facts.threshold_int)
     neuron = XyloNeuron(
         dash_syn=DASH_SYN,
         dash_mem=xylo_dash(facts.tau if facts.model == "LIF" else None),
-        threshold=max(1, int(facts.threshold_int) << shift),
+        threshold=max(1, int(facts.threshold_int) << WEIGHT_SHIFT),
         spikes_max=READOUT_SPIKES_MAX if facts.readout else HIDDEN_SPIKES_MAX,
     )
-    return XyloLayer(neuron=neuron, shift=shift)
+    return XyloLayer(neuron=neuron, shift=WEIGHT_SHIFT)
 
 
 def _analog_shift(facts: LayerFacts, _bias_max: int, _max_current: float) -> int:

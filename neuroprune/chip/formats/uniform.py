@@ -107,8 +107,8 @@ class IntQuantizer(Quantizer):
 @register_quantizer("xylo")
 class XyloQuantizer(IntQuantizer):
     """Xylo Audio 2: int8 weights with one float scale per layer, as ``int``; a format of its
-    own because its integers run the ``xylo_lif`` arithmetic (whose per-matrix weight shift
-    is chosen from the threshold, :func:`neuroprune.chip.arithmetic.xylo.xylo_weight_shift`)."""
+    own because its integers run the ``xylo_lif`` arithmetic (weight shift 0, thresholds in
+    weight LSBs: :mod:`neuroprune.chip.arithmetic.xylo`)."""
 
 
 @register_quantizer("brainscales")
