@@ -14,6 +14,13 @@ Commands:
   ``"fits"`` when ``rockpool.devices.xylo.syns61201.mapper`` maps the network
   (``Sequential(Linear, LIF, ...)``) without a ``DRCError`` or ``DRCWarning``, else the
   error's first line.
+* ``import-nir FILE SPEC.npz`` (in the ``rockpool`` test environment: Rockpool's NIR importer
+  needs torch): ``rockpool.nn.modules.torch.nir.from_nir(FILE)``, its ``as_graph()`` mapped by
+  the Xylo mapper; the specification's arrays saved to ``SPEC.npz``.
+* ``run-spec SPEC.npz FRAMES.npy OUT.npy`` (lava environment): ``XyloSim.from_specification``
+  of that specification on input events ``[T, N, inputs]``, each sample from a reset state for
+  ``T + 1`` steps; the readout's spike counts over steps ``[1, T + 1)`` (hidden spikes reach
+  the readout one step later) saved as ``[N, outputs]``. One hidden layer.
 
 **samna stand-in** (``mapper`` only): ``import rockpool.devices.xylo`` imports the ``samna``
 driver in modules the mapper never calls; the PyPI ``samna`` is a stub that runs ``pip
@@ -146,8 +153,67 @@ def run_mapper(shapes: list[list[int]]) -> list[str]:
     return verdicts
 
 
+SPEC_KEYS = [
+    "weights_in",
+    "weights_out",
+    "weights_rec",
+    "dash_mem",
+    "dash_mem_out",
+    "dash_syn",
+    "dash_syn_2",
+    "dash_syn_out",
+    "threshold",
+    "threshold_out",
+    "bias",
+    "bias_out",
+    "weight_shift_in",
+    "weight_shift_rec",
+    "weight_shift_out",
+]
+
+
+def import_nir(path: str, out: str) -> None:
+    stand_in_for_samna()
+    from rockpool.devices.xylo.syns61201 import DRCWarning, mapper
+    from rockpool.nn.modules.torch.nir import from_nir
+
+    network = from_nir(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DRCWarning)
+        spec = mapper(
+            network.as_graph(), weight_dtype="int8", threshold_dtype="int16", dash_dtype="uint8"
+        )
+    np.savez(out, **{key: np.asarray(spec[key]) for key in SPEC_KEYS})
+
+
+def run_spec(spec_file: str, frames_file: str, out: str) -> None:
+    stand_in_for_samna()
+    from rockpool.devices.xylo.syns61201 import XyloSim
+
+    with np.load(spec_file) as data:
+        spec = {key: data[key] for key in SPEC_KEYS}
+    for key in ("weight_shift_in", "weight_shift_rec", "weight_shift_out"):
+        spec[key] = int(spec[key])
+    module = XyloSim.from_specification(**spec)
+    frames = np.load(frames_file)
+    steps, samples = frames.shape[:2]
+    padded = np.zeros((steps + 1, frames.shape[2]), dtype=np.int64)
+    counts = []
+    for n in range(samples):
+        padded[:steps] = frames[:, n]
+        module.reset_state()
+        output, _, _ = module.evolve(padded)
+        counts.append(np.asarray(output)[1:].sum(axis=0))
+    np.save(out, np.asarray(counts, dtype=np.int64))
+
+
 if __name__ == "__main__":
-    job = json.load(sys.stdin)
     command = sys.argv[1]
-    answer = run_xylosim(job) if command == "xylosim" else run_mapper(job)
-    json.dump(answer, sys.stdout)
+    if command == "import-nir":
+        import_nir(sys.argv[2], sys.argv[3])
+    elif command == "run-spec":
+        run_spec(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        job = json.load(sys.stdin)
+        answer = run_xylosim(job) if command == "xylosim" else run_mapper(job)
+        json.dump(answer, sys.stdout)

@@ -173,6 +173,24 @@ ENVIRONMENTS.register(
         used_for="the NeuroBench tests (benchmarking an exported model with NeuroBench)",
     ),
 )
+ENVIRONMENTS.register(
+    "rockpool",
+    EnvironmentSpec(
+        name="rockpool",
+        purpose=TEST,
+        python=None,
+        layered=True,
+        # Rockpool's NIR importer is torch-based (nirtorch): it runs on the tool's interpreter,
+        # with torch, nir and nirtorch from the tool environment; its Xylo mapper needs no
+        # xylosim (XyloSim itself runs in the lava environment).
+        requirements=("rockpool==3.1.0",),
+        probe=("rockpool", "rockpool.nn.modules.torch.nir"),
+        why="kept apart so that a test-only package never changes the tool's environment; "
+        "Rockpool's NIR importer needs torch, which the 3.10 lava environment does not hold",
+        used_for="the Rockpool NIR interoperability measurement (export --format rockpool-nir "
+        "read by rockpool.nn.modules.torch.nir.from_nir, then Rockpool's Xylo mapper)",
+    ),
+)
 
 
 def environment_spec(name_or_spec: str | EnvironmentSpec) -> EnvironmentSpec:

@@ -156,9 +156,10 @@ class XylosimBackend:
             )
 
 
-def xylo_job(spec: DeploymentSpec, stimulus: Stimulus) -> dict[str, np.ndarray]:
-    """The worker's ``job.npz`` arrays (module docstring); raises :class:`UnsupportedError`
-    for what Xylo cannot run."""
+def check_xylo_layers(spec: DeploymentSpec) -> None:
+    """:class:`UnsupportedError` for what Xylo's SNN core cannot hold: a graph not quantized
+    for Xylo, anything but a chain of dense layers, biases, weights beyond int8, thresholds
+    beyond 16 bits."""
     if spec_arithmetic(spec) != XYLO:
         raise UnsupportedError(
             "XyloSim runs networks quantized for Xylo (weight format xylo)",
@@ -175,6 +176,44 @@ def xylo_job(spec: DeploymentSpec, stimulus: Stimulus) -> dict[str, np.ndarray]:
             value=",".join(layer.kind for layer in spec.layers),
             fix="Use --model mlp.",
         )
+    arithmetic = get_arithmetic(XYLO)
+    for layer, facts in zip(spec.layers, chip_facts(spec), strict=True):
+        quant = layer.quant
+        assert quant is not None  # chip_facts raised otherwise
+        where = f"{WHERE} layer {layer.neuron_name}"
+        if quant.bias_int is not None and np.any(quant.bias_int):
+            raise UnsupportedError(
+                "Xylo runs here without biases (the delay between populations would let a "
+                "bias act before the layer's first input)",
+                where=where,
+                field="bias",
+                value=True,
+                fix="Use the built-in mlp (bias=False).",
+            )
+        largest = int(abs(quant.weight_int).max()) if quant.weight_int.nnz else 0
+        if largest > INT8:
+            raise UnsupportedError(
+                "Xylo stores int8 weights",
+                where=where,
+                field="weight_int",
+                value=largest,
+                fix="Quantize for Xylo (--chip xylo).",
+            )
+        neuron: XyloLayer = arithmetic.layer(facts)  # type: ignore[assignment]
+        if neuron.neuron.threshold > THRESHOLD_MAX:
+            raise UnsupportedError(
+                "Xylo's thresholds are 16-bit",
+                where=where,
+                field="threshold",
+                value=neuron.neuron.threshold,
+                fix="Quantize for Xylo (--chip xylo) with a smaller threshold.",
+            )
+
+
+def xylo_job(spec: DeploymentSpec, stimulus: Stimulus) -> dict[str, np.ndarray]:
+    """The worker's ``job.npz`` arrays (module docstring); raises :class:`UnsupportedError`
+    for what Xylo cannot run (:func:`check_xylo_layers`, analog input)."""
+    check_xylo_layers(spec)
     if stimulus.kind != SPIKES:
         raise UnsupportedError(
             "Xylo's SNN core receives input events, not analog currents",
@@ -189,36 +228,9 @@ def xylo_job(spec: DeploymentSpec, stimulus: Stimulus) -> dict[str, np.ndarray]:
         "frames": np.asarray(stimulus.frames, dtype=np.uint8),
     }
     for k, (layer, facts) in enumerate(zip(spec.layers, chip_facts(spec), strict=True)):
-        quant = layer.quant
-        assert quant is not None  # chip_facts raised otherwise
-        if quant.bias_int is not None and np.any(quant.bias_int):
-            raise UnsupportedError(
-                "the xylosim backend maps layers without biases (the delay between "
-                "populations would let a bias act before the layer's first input)",
-                where=f"{WHERE} layer {layer.neuron_name}",
-                field="bias",
-                value=True,
-                fix="Use the built-in mlp (bias=False).",
-            )
-        weight = quant.weight_int.toarray().T
-        if np.abs(weight).max(initial=0) > INT8:
-            raise UnsupportedError(
-                "Xylo stores int8 weights",
-                where=f"{WHERE} layer {layer.neuron_name}",
-                field="weight_int",
-                value=int(np.abs(weight).max()),
-                fix="Quantize for Xylo (--chip xylo).",
-            )
+        assert layer.quant is not None
         neuron: XyloLayer = arithmetic.layer(facts)  # type: ignore[assignment]
-        if neuron.neuron.threshold > THRESHOLD_MAX:
-            raise UnsupportedError(
-                "Xylo's thresholds are 16-bit",
-                where=f"{WHERE} layer {layer.neuron_name}",
-                field="threshold",
-                value=neuron.neuron.threshold,
-                fix="Quantize for Xylo (--chip xylo) with a smaller threshold.",
-            )
-        arrays[f"w{k}"] = weight.astype(np.int8)
+        arrays[f"w{k}"] = layer.quant.weight_int.toarray().T.astype(np.int8)
         arrays[f"thr{k}"] = np.asarray(neuron.neuron.threshold)
         arrays[f"dash_mem{k}"] = np.asarray(neuron.neuron.dash_mem)
         arrays[f"dash_syn{k}"] = np.asarray(neuron.neuron.dash_syn)

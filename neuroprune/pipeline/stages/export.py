@@ -45,13 +45,26 @@ def export_model(
     chip: str,
     dt: float | None,
 ) -> Path:
-    """Write ``model`` as NIR (``fmt == "nir"``, ``dt`` seconds per step, default 2**-10) or
-    ONNX to ``target``; the fit run and ``neuroprune export RUN`` both go through here."""
+    """Write ``model`` as NIR (``fmt == "nir"``, ``dt`` seconds per step, default 2**-10), as
+    NIR for Rockpool's importer (``"rockpool-nir"``, a Xylo run) or ONNX to ``target``; the fit
+    run and ``neuroprune export RUN`` both go through here."""
     from neuroprune.export import (  # deferred: imports scipy, spikingjelly, torch
         export_nir,
         export_onnx,
     )
 
+    if fmt == "rockpool-nir":
+        from neuroprune.export.formats import get_exporter  # deferred: lazy names only
+
+        return get_exporter(fmt)(
+            model,
+            target,
+            timesteps=timesteps,
+            encoding=encoding,
+            input_shape=input_shape,
+            chip=chip,
+            dt=dt,
+        )
     if fmt == "nir":
         return export_nir(
             model,
