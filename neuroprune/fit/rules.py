@@ -301,9 +301,19 @@ def population(ctx: FitContext) -> list[Finding]:
         )
     inputs, hidden, readout = model.split(ctx.summary)
     checks = (
-        ("input channels", inputs, model.inputs_max, "reduce the input to fewer channels"),
+        (
+            "input channels",
+            inputs,
+            model.inputs_max,
+            "reduce the input to fewer channels (--dataset digits-4x4: digits pooled to 16)",
+        ),
         ("hidden neurons", hidden, model.hidden_max, "use fewer or narrower hidden layers"),
-        ("readout neurons", readout, model.readout_max, "use fewer classes (outputs)"),
+        (
+            "readout neurons",
+            readout,
+            model.readout_max,
+            "use fewer classes (--dataset digits-4x4 keeps digits 0-7)",
+        ),
     )
     for what, actual, cap, hint in checks:
         if actual > cap:
