@@ -1,18 +1,32 @@
 """``--backend xylosim``: SynSense's XyloSim on Rockpool's mapping of a run quantized for Xylo
 Audio 2. End to end on ``digits-4x4`` (16 input channels, 8 classes): XyloSim's spike counts
 equal the bit-exact emulation's and the trained quantized model's in every layer, for every
-sample, and so do the accuracies; without the ``lava`` environment the backend says how to
-install it (one line, exit 3) before anything trains."""
+sample, and so do the accuracies; the run's ``--format rockpool-nir`` file, read by Rockpool's
+NIR importer and mapped by its Xylo mapper, runs in XyloSim with the model's output counts
+(``tests/xylo_oracle.py`` children, a stand-in for the samna driver import there); without the
+``lava`` environment the backend says how to install it (one line, exit 3) before anything
+trains."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from fit_args import tiny_fit_args
 
 from neuroprune.cli.app import main
+from neuroprune.data.datasets import load_dataset
+from neuroprune.envs import environment_python
+from neuroprune.run.artifacts import load_model
+from neuroprune.sim.inputs import prepare_stimulus
+from neuroprune.sim.spec import read_deployment
+from neuroprune.sim.torch_reference import model_counts
+
+ORACLE = Path(__file__).with_name("xylo_oracle.py")
 
 XYLO_FIT = ["fit", "--chip", "xylo", "--dataset", "digits-4x4", "--encoding", "latency"]
 
@@ -31,7 +45,19 @@ def test_xylosim_without_its_environment_says_how_to_install_it(tmp_path, monkey
     assert not (tmp_path / "run").exists() and not (tmp_path / "envs").exists()
 
 
+def child(env: str, *args: str) -> None:
+    done = subprocess.run(
+        [str(environment_python(env)), str(ORACLE), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 @pytest.mark.lava
+@pytest.mark.rockpool
 @pytest.mark.slow
 def test_xylosim_equals_the_emulation_and_the_trained_model(tmp_path):
     result = run_fit(tmp_path, "--backend", "xylosim")
@@ -44,3 +70,21 @@ def test_xylosim_equals_the_emulation_and_the_trained_model(tmp_path):
     assert sim["model_agreement"] == [1.0, 1.0]  # the trained quantized PyTorch model
     assert sim["prediction_agreement"] == 1.0 and sim["accuracy"] == sim["model_accuracy"]
     assert sim["samples"] == 289
+
+    # the Xylo-target NIR file through Rockpool's importer, mapper and XyloSim
+    run = tmp_path / "run"
+    nir_file = tmp_path / "xylo.rockpool.nir"
+    exported = CliRunner().invoke(
+        main, ["export", str(run), "--format", "rockpool-nir", "--out", str(nir_file)]
+    )
+    assert exported.exit_code == 0, exported.output
+    stimulus = prepare_stimulus(
+        read_deployment(run / "model.nir"), load_dataset("digits-4x4").x_test
+    )
+    model = load_model(run / "quantized.pt")[0].eval()
+    want = model_counts(model, stimulus.inputs)[-1]
+    np.save(tmp_path / "frames.npy", stimulus.frames)
+    child("rockpool", "import-nir", str(nir_file), str(tmp_path / "spec.npz"))
+    child("lava", "run-spec", *(str(tmp_path / f) for f in ("spec.npz", "frames.npy", "out.npy")))
+    got = np.load(tmp_path / "out.npy")
+    assert np.mean(np.all(got == want, axis=1)) >= 0.99
