@@ -437,23 +437,43 @@ def test_result_figures(nets, inputs):
 # Contract over every registered backend
 
 
+def xylo_contract_net(folder: Path) -> tuple[Path, np.ndarray]:
+    """XyloSim runs only what Xylo holds: a 16-12-8 mlp quantized for Xylo (digits-4x4) and
+    12 of its samples as poisson spikes."""
+    from neuroprune.data.datasets import load_dataset
+
+    shape = (1, 4, 4)
+    model = scaled(build_model("mlp", shape, 8, hidden=(12,), seed=0), 6.0)
+    qmodel = ptq_model(model, load_profile("xylo"), shape)[0]
+    path = export_nir(
+        qmodel, folder / "xylo.nir", timesteps=T, encoding="poisson", input_shape=shape
+    )
+    return path, encode(load_dataset("digits-4x4").x_test[:12], T, "poisson", seed=3)
+
+
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=LAVA if n == "lava" else []) for n in sorted(SIM_BACKENDS)],
+    [pytest.param(n, marks=LAVA if n in ("lava", "xylosim") else []) for n in sorted(SIM_BACKENDS)],
 )
-def test_backend_contract(nets, inputs, name):
+def test_backend_contract(nets, inputs, name, tmp_path):
     backend = SIM_BACKENDS[name]
     assert isinstance(backend, SimBackend) and backend.name == name
     _, files = nets
-    for key, fixed in (("mlp", False), ("hand", True)):
+    runs = [
+        (files["mlp"], inputs["poisson"][:, :12], False),
+        (files["hand"], inputs["poisson"][:, :12], True),
+    ]
+    if name == "xylosim":  # SynSense's simulator of one chip: a network quantized for it
+        runs = [(*xylo_contract_net(tmp_path), True)]
+    for file, x, fixed in runs:
         result = simulate(
-            files[key],
-            x=inputs["poisson"][:, :12],
+            file,
+            x=x,
             backend=name,
             fixed_point=fixed,
             expected_counts="reference",
         )
-        spec = read_deployment(files[key])
+        spec = read_deployment(file)
         assert [c.shape for c in result.counts] == [(12, n.neurons) for n in spec.layers]
         assert all(c.dtype == np.int32 for c in result.counts)
         assert result.spike_agreement == 1.0 and result.samples == 12
