@@ -35,6 +35,7 @@ from neuroprune.chip.arithmetic.xylo import XYLO
 from neuroprune.core.errors import UnsupportedError
 from neuroprune.graph.read import network_from_graph
 from neuroprune.graph.stages import FlattenStage, NeuronStage, NirNetwork, SynapseStage
+from neuroprune.graph.write import write_graph
 
 WHERE = "export --format rockpool-nir"
 INT8 = 127
@@ -125,8 +126,7 @@ def export_rockpool_nir(
     graph = build_nir_graph(
         model, timesteps=timesteps, encoding=encoding, input_shape=input_shape, chip=chip, dt=dt
     )
-    written = Path(path)
-    nir.write(str(written), rockpool_graph(network_from_graph(graph)))
+    written = write_graph(rockpool_graph(network_from_graph(graph)), path)  # atomically
     if progress is not None:
         progress({"event": "exported", "format": "rockpool-nir", "path": str(written)})
     return written
