@@ -3,7 +3,7 @@
 
 Source: XyloSim, SynSense's bit-accurate simulator of the chip (PyPI ``xylosim`` 0.1.3,
 ``xylosim.v2.XyloLayer``, the back end of Rockpool 3.1's ``rockpool.devices.xylo.syns61201.
-XyloSim``; profile sources S70-S72, docs/chip_profiles.md section 14). XyloSim ships only a
+XyloSim``; profile sources S80-S82, docs/chip_profiles.md section 14). XyloSim ships only a
 compiled module, so every rule below was read off its recorded states (``rec_i_syn``,
 ``rec_v_mem``, ``rec_recurrent_spikes``, ``rec_v_mem_out``) and is checked against it on random
 configurations by ``tests/test_xylo_arithmetic.py``.
