@@ -1,4 +1,4 @@
-"""Uniform sign-magnitude formats: SpiNNaker, generic ``int`` (Tianjic, Speck, ...) and
+"""Uniform sign-magnitude formats: SpiNNaker, generic ``int`` (Tianjic, ...), ``speck`` and
 BrainScaleS.
 
 All three store ``weight_int`` in ``[-q, q]`` with one scale per layer, ``weight =
@@ -15,6 +15,10 @@ is stored:
 * ``int``: symmetric two's complement, ``q = 2**(bits-1) - 1``; the scale is a per-layer float
   ``max|w| / q`` rounded up to 8 significant bits (so ``weight_int * scale`` is exact in
   float32 and nothing clips).
+* ``speck``: ``int`` with 8 bits (``q = 127``), the threshold within the 16-bit signed state
+  (``1 <= threshold_int <= 2**15 - 1``) and 8-bit biases: the integers Sinabs' DYNAP-CNN
+  ``discretize`` keeps as they are (its common scale is then exactly 1;
+  :mod:`neuroprune.chip.arithmetic.speck`).
 * ``brainscales``: ``q = 2**magnitude_bits - 1`` (current-DAC code); the sign belongs to the
   synapse row (driver), so an input with both signs needs two rows: ``row_duplication`` counts
   the rows per input the layer needs (1 or 2). The scale is a per-layer float as for ``int``.
@@ -26,8 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neuroprune.chip.arithmetic.speck import THRESHOLD_MAX as SPECK_THRESHOLD_MAX
 from neuroprune.chip.formats.base import Quantizer, register_quantizer
 from neuroprune.chip.formats.grid import Grid, best_pow2_scale, uniform_max_scale
+from neuroprune.chip.formats.neuron import generic_neuron_fields, threshold_to_int
 from neuroprune.chip.formats.params import param_choice, param_int
 from neuroprune.chip.schema import WeightFormat
 
@@ -102,6 +108,17 @@ class IntQuantizer(Quantizer):
             f"symmetric |weight_int| <= {q}, scale = max|w|/{q} rounded up to 8 significant bits"
         ]
         return grid, {}, notes
+
+
+@register_quantizer("speck")
+class SpeckQuantizer(IntQuantizer):
+    """Speck (DYNAP-CNN): 8-bit kernels, thresholds in the 16-bit signed state."""
+
+    def neuron_fields(self, grid, bias, neuron, params, neuron_spec):
+        fields, notes = generic_neuron_fields(grid, bias, neuron, neuron_spec)
+        threshold, more = threshold_to_int(neuron.v_threshold, grid.scale, SPECK_THRESHOLD_MAX)
+        fields["threshold_int"] = threshold
+        return fields, [n for n in notes if not n.startswith("threshold")] + more
 
 
 @register_quantizer("brainscales")
