@@ -4,7 +4,8 @@
 The exported file is read again here (:func:`neuroprune.graph.read.read_network`) for what the
 unrolled :class:`~neuroprune.sim.spec.DeploymentSpec` no longer has: each layer's kernel,
 stride, padding, pooling and flattening. The chain becomes ``nn.Sequential`` of ``Conv2d`` /
-``Linear`` holding the quantized **integer** weights, ``SumPool2d``, ``Flatten`` and Sinabs'
+``Linear`` holding the quantized **integer** weights (and 8-bit integer biases, added every
+step as Speck's bias does), ``SumPool2d``, ``Flatten`` and Sinabs'
 ``IAFSqueeze`` with ``spike_threshold = threshold_int`` (its defaults: ``MultiSpike``,
 ``MembraneSubtract``), and Sinabs builds ``DynapcnnNetwork(..., discretize=True)`` from it,
 so Sinabs' own discretization runs; its common scale is exactly 1 for these integers (8-bit
@@ -129,9 +130,9 @@ def sinabs_chain(path: str | os.PathLike) -> tuple[list[dict], dict[str, np.ndar
         if isinstance(stage, SynapseStage):
             if stage.quant is None:
                 raise _unsupported("a quantized model", "quantized", False)
-            if stage.bias is not None and np.any(stage.quant.bias_int):
-                raise _unsupported("synaptic layers without bias", "bias", True)
             arrays[f"w{k}"] = np.asarray(stage.quant.weight_int, dtype=np.float32)
+            if stage.quant.bias_int is not None:  # added every step (a folded BatchNorm)
+                arrays[f"b{k}"] = np.asarray(stage.quant.bias_int, dtype=np.float32)
             if stage.kind == "conv":
                 ops.append({"op": "conv", "stride": stage.stride, "padding": stage.padding})
             else:
@@ -163,11 +164,12 @@ def _unsupported(what: str, field: str, value: Any) -> UnsupportedError:
 class SinabsBackend:
     """Sinabs 3.1.3's DYNAP-CNN layers on the exported integer network (module docstring).
 
-    ``chip_arithmetics``: it runs ``speck_iaf`` (Sinabs' IAF is its source)."""
+    ``chip_arithmetics``: it runs ``speck_iaf`` (Sinabs' IAF is its source); ``vendor_chips``:
+    SynSense wrote it for Speck (:mod:`neuroprune.sim.verification`: a vendor simulator)."""
 
     name: str = "sinabs"
     chip_arithmetics: ClassVar[tuple[str, ...]] = (SPECK,)
-    vendor: ClassVar[bool] = True
+    vendor_chips: ClassVar[tuple[str, ...]] = ("speck",)
 
     def check_available(self) -> None:
         """:class:`BackendUnavailableError` (exit 3) unless the sinabs environment is ready."""

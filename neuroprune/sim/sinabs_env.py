@@ -212,17 +212,15 @@ def simulate_job(job: dict, arrays) -> tuple[dict, dict]:
                 tuple(w.shape[2:]),
                 stride=int(op["stride"]),
                 padding=int(op["padding"]),
-                bias=False,
+                bias=f"b{k}" in arrays,
             )
-            conv.weight.data = w
-            modules.append(conv)
-            weights.append(w)
+            modules.append(_with_params(conv, w, arrays.get(f"b{k}")))
+            weights.append((w, arrays.get(f"b{k}")))
         elif kind == "linear":
             w = torch.from_numpy(np.asarray(arrays[f"w{k}"], dtype=np.float32))
-            linear = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
-            linear.weight.data = w
-            modules.append(linear)
-            weights.append(w)
+            linear = torch.nn.Linear(w.shape[1], w.shape[0], bias=f"b{k}" in arrays)
+            modules.append(_with_params(linear, w, arrays.get(f"b{k}")))
+            weights.append((w, arrays.get(f"b{k}")))
         elif kind == "flatten":
             modules.append(torch.nn.Flatten())
         elif kind == "sumpool":
@@ -234,12 +232,14 @@ def simulate_job(job: dict, arrays) -> tuple[dict, dict]:
     # The scale discretize will apply to each layer (Sinabs' own function, before it runs).
     thresholds = [float(op["threshold"]) for op in job["ops"] if op["op"] == "iaf"]
     scales = []
-    for w, thr in zip(weights, thresholds, strict=True):
+    for (w, b), thr in zip(weights, thresholds, strict=True):
         low = -(2 ** (DYNAPCNN_STATE_PRECISION_BITS - 1))  # discretize's min_v_mem default
+        bias = torch.zeros(w.shape[0]) if b is None else torch.from_numpy(np.asarray(b))
         scales.append(
             float(
                 min(
                     determine_discretization_scale(w, DYNAPCNN_WEIGHT_PRECISION_BITS),
+                    determine_discretization_scale(bias, DYNAPCNN_WEIGHT_PRECISION_BITS),
                     determine_discretization_scale(
                         torch.tensor((float(low), thr)), DYNAPCNN_STATE_PRECISION_BITS
                     ),
@@ -277,6 +277,17 @@ def simulate_job(job: dict, arrays) -> tuple[dict, dict]:
         "min_v_mem": [None if s.min_v_mem is None else float(s.min_v_mem) for s in spiking],
     }
     return facts, counts
+
+
+def _with_params(module, weight, bias):
+    """``module`` holding ``weight`` (and ``bias``, float32 integers)."""
+    import numpy as np
+    import torch
+
+    module.weight.data = weight
+    if bias is not None:
+        module.bias.data = torch.from_numpy(np.asarray(bias, dtype=np.float32))
+    return module
 
 
 def main(argv: list[str]) -> int:

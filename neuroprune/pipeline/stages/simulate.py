@@ -144,10 +144,15 @@ def verification_passed(sim: Mapping[str, Any], threshold: float) -> bool:
     return agreement is None or agreement >= threshold
 
 
+VERIFIED_BY_REFERENCE = ("lava", "sinabs")
+"""Backends whose fixed-point counts are gated on the numpy bit-exact emulation."""
+
+
 def bit_exact_check(backend: str, fixed: bool) -> str | None:
-    """Lava fixed point is checked against the numpy bit-exact emulation; the emulation itself
-    (reference backend) has no independent oracle, so it is compared with the model only."""
-    return "reference" if fixed and backend == "lava" else None
+    """Lava and Sinabs fixed point are checked against the numpy bit-exact emulation; the
+    emulation itself (reference backend) has no independent oracle, so it is compared with
+    the model only."""
+    return "reference" if fixed and backend in VERIFIED_BY_REFERENCE else None
 
 
 def fixed_by_default(profile: ChipProfile) -> bool:
