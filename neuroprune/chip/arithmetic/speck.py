@@ -136,7 +136,7 @@ def _no_analog_input() -> UnsupportedError:
         where=SPECK,
         field="encoding",
         value="direct",
-        fix="Use a spike encoding (--encoding rate or latency) or event data for Speck.",
+        fix="Use a spike encoding (--encoding latency or poisson) or event data for Speck.",
     )
 
 
@@ -168,4 +168,5 @@ SPECK_ARITHMETIC = ChipArithmetic(
     analog_shift=_analog_shift,
     weight_formats=("speck",),
     models=("IF",),
+    analog_input=False,
 )
