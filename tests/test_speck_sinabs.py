@@ -250,16 +250,17 @@ def _speck_reference_run(current: np.ndarray, threshold: int) -> tuple[np.ndarra
 def test_speck_neuron_equals_sinabs_iafsqueeze(threshold):
     """Random integer currents (about a third of the steps land exactly on a multiple of the
     threshold, the rest anywhere in +-4 thresholds, some far below the 16-bit floor): Sinabs'
-    IAFSqueeze (spike_threshold = threshold_int, min_v_mem = -2**15 as discretize sets it)
-    spikes and potentials equal the training neuron's and the reference's at every step."""
+    IAFSqueeze (spike_threshold = threshold_int, min_v_mem = -threshold_int as neuroprune
+    sets threshold_low and Sinabs' from_nir does) spikes and potentials equal the training
+    neuron's and the reference's at every step."""
     rng = np.random.default_rng(threshold)
     steps, samples, width = 12, 6, 50
     current = rng.integers(-4 * threshold, 4 * threshold + 1, size=(steps, samples, width))
     on_tie = rng.random(current.shape) < 0.33
     current = np.where(on_tie, threshold * rng.integers(-2, 4, size=current.shape), current)
-    current[3, 0, :10] = -(2**15) - 5  # pushes v below min_v_mem: the floor holds it
+    current[3, 0, :10] = -3 * threshold - 5  # pushes v below min_v_mem: the floor holds it
     current = current.astype(np.float64)
-    job = {"spike_threshold": threshold, "min_v_mem": -(2**15)}
+    job = {"spike_threshold": threshold, "min_v_mem": -threshold}
     facts, out = run_sinabs_job("neurons", job, {"current": current})
     assert facts["samna_real_imported"] is False and facts["samna_standin_called"] == []
     train_s, train_v = _speck_training_run(current, threshold)
@@ -270,4 +271,84 @@ def test_speck_neuron_equals_sinabs_iafsqueeze(threshold):
     assert np.array_equal(out["v_mem"], ref_v)
     assert out["spikes"].max() >= 2  # several spikes in one step happened
     assert np.any((train_v == 0) & (out["spikes"] > 0))  # landed exactly on a threshold
-    assert out["v_mem"].min() == -(2**15)  # the floor was reached
+    assert out["v_mem"].min() == -threshold  # the floor was reached
+
+
+# --------------------------------------------------------------------------------------------
+# A quantized Speck network: --backend sinabs and Sinabs' NIR importer
+
+SHAPE = (1, 8, 8)
+T = 8
+
+
+def _speck_model():
+    """A conv net quantized for Speck with chip-arithmetic (speck_iaf) neurons; gains rising
+    with depth so that every layer spikes, several times per step somewhere."""
+    from neuroprune.models.zoo import build_model
+    from neuroprune.quantize.chip import use_chip_arithmetic
+    from neuroprune.quantize.model import ptq_model
+
+    profile = load_profile("speck")
+    model = build_model("conv", SHAPE, 10, neuron="if", hidden=(4, 6), seed=3)
+    masks = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        synapses = [m for m in model.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)]
+        for depth, m in enumerate(synapses, start=1):
+            m.weight.mul_(4.0 * depth * (torch.rand(m.weight.shape, generator=masks) < 0.7))
+    qmodel, layers = ptq_model(model.eval(), profile, SHAPE)
+    layers, name, _ = use_chip_arithmetic(qmodel, layers, profile, analog_images=None)
+    assert name == SPECK
+    return qmodel
+
+
+def _spike_input(samples: int = 48) -> np.ndarray:
+    from neuroprune.data.encoding import encode
+
+    rng = np.random.default_rng(7)
+    images = (rng.integers(0, 17, (samples, *SHAPE)) / 16).astype(np.float32)
+    return encode(images, T, "latency")
+
+
+def test_sinabs_backend_and_nir_importer_equal_the_trained_speck_model(tmp_path):
+    """The quantized model (speck_iaf in torch) exported to NIR: --backend sinabs (Sinabs'
+    DynapcnnNetwork on the integers) equals the bit-exact reference in every layer and the
+    model in every layer; Sinabs' own NIR importer (sinabs.from_nir, in its environment)
+    gives the model's output counts for every sample."""
+    import sys
+    from pathlib import Path
+
+    from neuroprune.export import export_nir
+    from neuroprune.sim import simulate
+    from neuroprune.sim.torch_reference import model_counts
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from interop_runners import sinabs_run
+
+    qmodel = _speck_model()
+    x = _spike_input()
+    path = export_nir(
+        qmodel,
+        tmp_path / "speck.nir",
+        timesteps=T,
+        encoding="latency",
+        input_shape=SHAPE,
+        chip="speck",
+    )
+    result = simulate(
+        path,
+        x=x,
+        backend="sinabs",
+        fixed_point=True,
+        expected_counts="reference",
+        reference_model=qmodel,
+    )
+    assert result.agreement_source == "reference" and result.spike_agreement == 1.0
+    want = model_counts(qmodel, x)
+    for got, model in zip(result.counts, want, strict=True):
+        np.testing.assert_array_equal(got, model)
+    assert all(c.sum() > 0 for c in result.counts)
+    assert max(int(c.max()) for c in result.counts) > T  # several spikes in one step
+    imported = sinabs_run(path, x)
+    assert imported.facts["samna_imported"] is False
+    same = np.mean(np.all(imported.counts == want[-1].astype(np.int64), axis=1))
+    assert same == 1.0, same

@@ -6,11 +6,12 @@ unrolled :class:`~neuroprune.sim.spec.DeploymentSpec` no longer has: each layer'
 stride, padding, pooling and flattening. The chain becomes ``nn.Sequential`` of ``Conv2d`` /
 ``Linear`` holding the quantized **integer** weights (and 8-bit integer biases, added every
 step as Speck's bias does), ``SumPool2d``, ``Flatten`` and Sinabs'
-``IAFSqueeze`` with ``spike_threshold = threshold_int`` (its defaults: ``MultiSpike``,
-``MembraneSubtract``), and Sinabs builds ``DynapcnnNetwork(..., discretize=True)`` from it,
-so Sinabs' own discretization runs; its common scale is exactly 1 for these integers (8-bit
-weights, a threshold below ``2**15`` and ``min_v_mem = -2**15``), which the child reports per
-layer. Spike trains enter batch-major ``[N T, C, H, W]``; each layer's spike counts come
+``IAFSqueeze`` with ``spike_threshold = threshold_int`` and ``min_v_mem = -threshold_int``
+(its defaults: ``MultiSpike``, ``MembraneSubtract``), and Sinabs builds
+``DynapcnnNetwork(..., discretize=True)`` from it, so Sinabs' own discretization runs; its
+common scale is exactly 1 for these integers (the ``speck`` weight format puts each layer's
+extreme weight on 127 or -128; thresholds are below ``2**15``), which the child reports per
+layer, computed by Sinabs' ``determine_discretization_scale``. Spike trains enter batch-major ``[N T, C, H, W]``; each layer's spike counts come
 back from forward hooks on its ``IAFSqueeze``.
 
 Only quantized chains for ``speck_iaf`` with spike input run here (Speck takes events); the

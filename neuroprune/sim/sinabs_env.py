@@ -20,7 +20,8 @@ Jobs (``job["kind"]``):
   (kernel, neuron, bias per layer) and ``map_layers_to_cores`` (``get_valid_mapping`` with
   the Speck 2f constraints), or the error Sinabs raises.
 * ``"simulate"``: a chain (``ops``: conv / linear / flatten / sumpool / iaf, weights in
-  ``JOB.npz``) run as ``DynapcnnNetwork(nn.Sequential(...), discretize=True)`` on
+  ``JOB.npz``; ``IAFSqueeze(spike_threshold=thr, min_v_mem=-thr)``) run as
+  ``DynapcnnNetwork(nn.Sequential(...), discretize=True)`` on
   ``inputs [T, N, C, H, W]`` -> per-layer spike counts ``[N, neurons]`` and the discretize
   scale of every layer (1.0 when the integers are kept as they are).
 * ``"neurons"``: one ``IAFSqueeze`` (Sinabs' defaults: MultiSpike, MembraneSubtract) with
@@ -226,14 +227,17 @@ def simulate_job(job: dict, arrays) -> tuple[dict, dict]:
         elif kind == "sumpool":
             modules.append(sl.SumPool2d(int(op["kernel"])))
         elif kind == "iaf":
-            modules.append(sl.IAFSqueeze(batch_size=batch, spike_threshold=float(op["threshold"])))
+            threshold = float(op["threshold"])
+            modules.append(
+                sl.IAFSqueeze(batch_size=batch, spike_threshold=threshold, min_v_mem=-threshold)
+            )
         else:
             raise ValueError(f"unknown op {kind!r}")
     # The scale discretize will apply to each layer (Sinabs' own function, before it runs).
     thresholds = [float(op["threshold"]) for op in job["ops"] if op["op"] == "iaf"]
     scales = []
     for (w, b), thr in zip(weights, thresholds, strict=True):
-        low = -(2 ** (DYNAPCNN_STATE_PRECISION_BITS - 1))  # discretize's min_v_mem default
+        low = -thr  # the layer's min_v_mem
         bias = torch.zeros(w.shape[0]) if b is None else torch.from_numpy(np.asarray(b))
         scales.append(
             float(

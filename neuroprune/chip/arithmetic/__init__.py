@@ -37,7 +37,7 @@ Chips on it
   toward zero; ``v > vth << 6``; reset to 0; u wraps, v clips.
 * ``speck_iaf`` (:mod:`.speck`): Sinabs' IAF on the DYNAP-CNN path; ``v += W c + b``;
   ``v >= thr`` fires ``v // thr`` spikes at once (MultiSpike), each subtracting thr;
-  ``v >= min_v_mem = -2**15`` after the reset.
+  ``v >= min_v_mem = -thr`` after the reset.
 * ``spinnaker_lif`` (:mod:`.spinnaker`): sPyNNaker's LIF in s16.15; closed-form update with
   ``nearest_half_up`` products; ``V >= V_thresh``; reset to V_reset; refractory counter; delta
   or exponential synapses (u0.32 ``floor`` decays); 16-bit weights with a power-of-two shift.

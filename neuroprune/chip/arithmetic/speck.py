@@ -7,12 +7,18 @@ defaults ``spike_fn=MultiSpike``, ``reset_fn=MembraneSubtract()``), ``layers/fun
 (``lif_forward_single``: order of one step, ``min_v_mem`` applied after the reset as
 ``relu(v - min_v_mem) + min_v_mem``), ``activation/spike_generation.py`` (``MultiSpike``:
 ``(v > 0) * trunc(v / thr)`` spikes), ``activation/reset_mechanism.py`` (``MembraneSubtract``:
-``v - spikes * thr``), ``backend/dynapcnn/discretize.py`` (8-bit weights and biases, 16-bit
-thresholds and state; ``min_v_mem = -2**15`` when the layer has none; one common scale, which
-is exactly 1 for integer weights in ``[-128, 127]``, a threshold below ``2**15`` and
-``min_v_mem = -2**15``, so discretizing changes nothing) and
+``v - spikes * thr``), ``nir.py`` (``from_nir``: an IF node becomes ``IAFSqueeze(
+spike_threshold=v_th, min_v_mem=-v_th)``), ``backend/dynapcnn/discretize.py`` (8-bit weights
+and biases, 16-bit thresholds and state; one common scale, the smallest of
+``determine_discretization_scale`` over weights, biases and ``(min_v_mem, thr)``) and
 ``backend/dynapcnn/chips/dynapcnn.py`` (``threshold_high = spike_threshold``,
 ``threshold_low = min_v_mem`` written to the chip).
+
+The lower bound is a setting of the chip (``threshold_low``); neuroprune sets it to
+``-thr``, the value Sinabs' NIR importer gives an IF layer, so a Speck file means the same in
+Sinabs. With 8-bit weights whose extreme is ``127`` or ``-128`` (the ``speck`` weight format
+makes it so) and ``|min_v_mem| = thr < 2**15``, discretize's common scale is exactly 1:
+Sinabs keeps neuroprune's integers as they are.
 
 Per step, all integers (``v`` in weight LSBs, ``a = W_int s`` the step's input with ``s`` the
 presynaptic spike counts, ``b`` the 8-bit bias, added every step by the convolution)::
@@ -20,7 +26,7 @@ presynaptic spike counts, ``b`` the 8-bit bias, added every step by the convolut
     v = v + a + b                                  (alpha_mem = 1: no leak; b < 0 leaks)
     c = (v >= thr) * (v // thr)                    (MultiSpike; = (v > 0) trunc(v / thr))
     v = v - c thr                                  (MembraneSubtract)
-    v = max(v, min_v_mem)                          (min_v_mem = -2**15)
+    v = max(v, min_v_mem)                          (min_v_mem = -thr)
 
 ``c`` is the step's spike count (no limit per step in Sinabs); the next layer receives
 ``W_int c``. Sinabs computes in float32, exact for these integers while ``|v| < 2**24``; it
@@ -46,7 +52,6 @@ from neuroprune.core.errors import UnsupportedError
 SPECK = "speck_iaf"
 STATE_BITS = 16  # DYNAPCNN_STATE_PRECISION_BITS
 WEIGHT_BITS = 8  # DYNAPCNN_WEIGHT_PRECISION_BITS (weights and biases)
-MIN_V_MEM = -(2 ** (STATE_BITS - 1))  # discretize's min_v_mem when the layer has none
 THRESHOLD_MAX = 2 ** (STATE_BITS - 1) - 1  # threshold_high in the 16-bit signed state
 
 
@@ -56,7 +61,11 @@ class SpeckLayer:
     ``(v,)`` in weight LSBs; ``fire`` returns spike counts (int64)."""
 
     spike_threshold: int
-    min_v_mem: int = MIN_V_MEM
+
+    @property
+    def min_v_mem(self) -> int:
+        """``threshold_low``: ``-thr`` (what Sinabs' ``from_nir`` sets for an IF node)."""
+        return -self.spike_threshold
 
     @property
     def threshold(self) -> int:
@@ -156,7 +165,7 @@ SPECK_SPEC = ArithmeticSpec(
     refractory=False,
     synapse=DELTA,
     spikes_per_step=None,
-    lower_bound=f"min_v_mem = {MIN_V_MEM} (after the reset)",
+    lower_bound="min_v_mem = -threshold (threshold_low; after the reset)",
     weights="8-bit signed kernel entries, entering as they are (a = W_int c)",
     thresholds="spike_threshold = threshold_int (threshold_high), 16-bit signed",
     step_order=("v += W c + bias; c = (v >= thr) (v // thr); v -= c thr; v = max(v, min_v_mem)"),
