@@ -660,3 +660,26 @@ def test_spinnaker_model_equals_lava_chip_neuron(tmp_path, encoding):
     result = simulate(path, x=x, backend="lava", fixed_point=True, reference_model=qmodel)
     assert list(result.layer_agreement) == [1.0] * len(result.layer_agreement)
     assert all(count > 0 for count in result.spike_counts), result.spike_counts
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_speck_multi_spike_model_equals_lava_chip_neuron(tmp_path):
+    """Speck's arithmetic in Lava: a ``ChipNeuron`` running ``speck_iaf`` from its layer facts
+    sends spike counts (several per step), the float Sparse weights them and the graded sink
+    adds them up; every layer equals the trained quantized model."""
+    import test_speck_sinabs as speck
+
+    qmodel = speck._speck_model()
+    x = speck._spike_input(16)
+    path = export_nir(
+        qmodel,
+        tmp_path / "speck.nir",
+        timesteps=speck.T,
+        encoding="latency",
+        input_shape=speck.SHAPE,
+        chip="speck",
+    )
+    result = simulate(path, x=x, backend="lava", fixed_point=True, reference_model=qmodel)
+    assert list(result.layer_agreement) == [1.0] * len(result.layer_agreement)
+    assert max(int(c.max()) for c in result.counts) > speck.T  # several spikes in one step
