@@ -66,6 +66,7 @@ WEIGHT_PARAMS = {
     "brainscales": {"magnitude_bits", "sign"},
 }
 WEIGHT_PARAMS["loihi2"] = WEIGHT_PARAMS["loihi"]
+WEIGHT_PARAMS["speck"] = WEIGHT_PARAMS["int"]
 
 CONV_SHARING = {
     "loihi": False,

@@ -453,12 +453,22 @@ def xylo_contract_net(folder: Path) -> tuple[Path, np.ndarray]:
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=LAVA if n in ("lava", "xylosim") else []) for n in sorted(SIM_BACKENDS)],
+    [
+        pytest.param(
+            n,
+            marks={"lava": LAVA, "xylosim": LAVA, "sinabs": [pytest.mark.sinabs]}.get(n, []),
+        )
+        for n in sorted(SIM_BACKENDS)
+    ],
 )
 def test_backend_contract(nets, inputs, name, tmp_path):
     backend = SIM_BACKENDS[name]
     assert isinstance(backend, SimBackend) and backend.name == name
     _, files = nets
+    if name == "sinabs":  # Speck's quantized chains only: tests/test_speck_sinabs.py runs them
+        with pytest.raises(UnsupportedError, match="speck_iaf"):
+            simulate(files["mlp"], x=inputs["poisson"][:, :12], backend=name, fixed_point=True)
+        return
     runs = [
         (files["mlp"], inputs["poisson"][:, :12], False),
         (files["hand"], inputs["poisson"][:, :12], True),
@@ -673,3 +683,26 @@ def test_spinnaker_model_equals_lava_chip_neuron(tmp_path, encoding):
     result = simulate(path, x=x, backend="lava", fixed_point=True, reference_model=qmodel)
     assert list(result.layer_agreement) == [1.0] * len(result.layer_agreement)
     assert all(count > 0 for count in result.spike_counts), result.spike_counts
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_speck_multi_spike_model_equals_lava_chip_neuron(tmp_path):
+    """Speck's arithmetic in Lava: a ``ChipNeuron`` running ``speck_iaf`` from its layer facts
+    sends spike counts (several per step), the float Sparse weights them and the graded sink
+    adds them up; every layer equals the trained quantized model."""
+    import test_speck_sinabs as speck
+
+    qmodel = speck._speck_model()
+    x = speck._spike_input(16)
+    path = export_nir(
+        qmodel,
+        tmp_path / "speck.nir",
+        timesteps=speck.T,
+        encoding="latency",
+        input_shape=speck.SHAPE,
+        chip="speck",
+    )
+    result = simulate(path, x=x, backend="lava", fixed_point=True, reference_model=qmodel)
+    assert list(result.layer_agreement) == [1.0] * len(result.layer_agreement)
+    assert max(int(c.max()) for c in result.counts) > speck.T  # several spikes in one step

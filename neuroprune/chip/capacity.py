@@ -573,13 +573,18 @@ def conv_neuron_entries(c_out: int, h_out: int, w_out: int) -> int:
 
 
 def layer_entries(layer: LayerSummary) -> tuple[int, int]:
-    """(kernel entries, neuron entries) of a layer on a conv_kernel core; a dense layer is a
-    1x1 conv with ``inputs`` input channels and ``neurons`` output channels."""
+    """(kernel entries, neuron entries) of a layer on a conv_kernel core. A dense layer is a
+    conv as Sinabs' ``convert_linear_to_conv`` makes it: over a flattened ``(C, H, W)`` map
+    (``flat_shape``) an ``H x W`` kernel on ``C`` channels, otherwise a 1x1 conv with
+    ``inputs`` channels; its output is ``neurons x 1 x 1``."""
     if layer.kind == "conv" and layer.conv:
         c_out, h, w = layer.out_shape
         kh, kw = layer.conv["kernel"]
         kernel = conv_kernel_entries(int(layer.conv["in_channels"]), c_out, kh, kw)
         return kernel, conv_neuron_entries(c_out, h, w)
+    if layer.flat_shape is not None and len(layer.flat_shape) == 3:
+        c, h, w = layer.flat_shape
+        return conv_kernel_entries(c, layer.neurons, h, w), layer.neurons
     return conv_kernel_entries(layer.inputs, layer.neurons, 1, 1), layer.neurons
 
 

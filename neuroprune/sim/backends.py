@@ -21,6 +21,7 @@ SIM_BACKENDS: Registry[SimBackend] = Registry(
 )
 SIM_BACKENDS.register_lazy("lava", "neuroprune.sim.lava_backend:LavaBackend", call=True)
 SIM_BACKENDS.register_lazy("reference", "neuroprune.sim.reference:ReferenceBackend", call=True)
+SIM_BACKENDS.register_lazy("sinabs", "neuroprune.sim.sinabs_backend:SinabsBackend", call=True)
 SIM_BACKENDS.register_lazy("xylosim", "neuroprune.sim.xylo_backend:XylosimBackend", call=True)
 
 

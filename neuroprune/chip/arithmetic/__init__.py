@@ -35,6 +35,9 @@ Chips on it
 -----------
 * ``loihi_fixed_pt`` (:mod:`.loihi`): 24-bit u, v in ``2**-6`` LSB; 12-bit decays truncated
   toward zero; ``v > vth << 6``; reset to 0; u wraps, v clips.
+* ``speck_iaf`` (:mod:`.speck`): Sinabs' IAF on the DYNAP-CNN path; ``v += W c + b``;
+  ``v >= thr`` fires ``v // thr`` spikes at once (MultiSpike), each subtracting thr;
+  ``v >= min_v_mem = -thr`` after the reset.
 * ``spinnaker_lif`` (:mod:`.spinnaker`): sPyNNaker's LIF in s16.15; closed-form update with
   ``nearest_half_up`` products; ``V >= V_thresh``; reset to V_reset; refractory counter; delta
   or exponential synapses (u0.32 ``floor`` decays); 16-bit weights with a power-of-two shift.
@@ -101,6 +104,7 @@ from neuroprune.chip.arithmetic.spec import (
     Product,
     StateVariable,
 )
+from neuroprune.chip.arithmetic.speck import SPECK, SPECK_ARITHMETIC, SpeckLayer
 from neuroprune.chip.arithmetic.spinnaker import (
     SPINNAKER,
     SPINNAKER_ARITHMETIC,
@@ -113,6 +117,7 @@ from neuroprune.core.errors import UnsupportedError
 ARITHMETICS: dict[str, ChipArithmetic] = {
     LOIHI: LOIHI_ARITHMETIC,
     SPINNAKER: SPINNAKER_ARITHMETIC,
+    SPECK: SPECK_ARITHMETIC,
     XYLO: XYLO_ARITHMETIC,
 }
 
@@ -153,6 +158,7 @@ __all__ = [
     "INPUT_LIMIT",
     "LOIHI",
     "MAX_INPUT_SHIFT",
+    "SPECK",
     "SPINNAKER",
     "STATE_BITS",
     "STATE_LIMIT",
@@ -165,6 +171,7 @@ __all__ = [
     "LoihiLayer",
     "LoihiNeuron",
     "Product",
+    "SpeckLayer",
     "SpinnakerLayer",
     "SpinnakerNeuron",
     "StateVariable",

@@ -196,6 +196,8 @@ class ChipArithmetic:
         weight_formats: the weight formats (``weights.format``) whose integers it runs on; the
             reference emulation picks the arithmetic of a quantized graph by them.
         models: the neuron models it maps (``"LIF"``, ``"IF"``).
+        analog_input: whether the chip's host can inject an analog first layer (``direct``
+            encoding); ``False`` (Speck) means spike input only, checked before training.
     """
 
     spec: ArithmeticSpec
@@ -203,3 +205,4 @@ class ChipArithmetic:
     analog_shift: Callable[[LayerFacts, int, float], int]
     weight_formats: tuple[str, ...]
     models: tuple[str, ...]
+    analog_input: bool = True

@@ -144,16 +144,16 @@ def verification_passed(sim: Mapping[str, Any], threshold: float) -> bool:
     return agreement is None or agreement >= threshold
 
 
-CHECKED_AGAINST_REFERENCE = ("lava", "xylosim")
-"""Backends whose fixed-point counts are checked against the numpy bit-exact emulation (and
-the trained model's reported beside it): Lava, and XyloSim on Xylo's ``xylo_lif``."""
+VERIFIED_BY_REFERENCE = ("lava", "sinabs", "xylosim")
+"""Backends whose fixed-point counts are gated on the numpy bit-exact emulation (the trained
+model's agreement reported beside it): Lava, Sinabs on Speck, XyloSim on Xylo."""
 
 
 def bit_exact_check(backend: str, fixed: bool) -> str | None:
-    """Lava and XyloSim fixed point are checked against the numpy bit-exact emulation; the
-    emulation itself (reference backend) has no independent oracle, so it is compared with the
-    model only."""
-    return "reference" if fixed and backend in CHECKED_AGAINST_REFERENCE else None
+    """Lava, Sinabs and XyloSim fixed point are checked against the numpy bit-exact emulation;
+    the emulation itself (reference backend) has no independent oracle, so it is compared with
+    the model only."""
+    return "reference" if fixed and backend in VERIFIED_BY_REFERENCE else None
 
 
 def fixed_by_default(profile: ChipProfile) -> bool:
