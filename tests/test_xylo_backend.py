@@ -88,3 +88,15 @@ def test_xylosim_equals_the_emulation_and_the_trained_model(tmp_path):
     child("lava", "run-spec", *(str(tmp_path / f) for f in ("spec.npz", "frames.npy", "out.npy")))
     got = np.load(tmp_path / "out.npy")
     assert np.mean(np.all(got == want, axis=1)) >= 0.99
+
+
+def test_direct_encoding_is_refused_before_training(tmp_path):
+    """Xylo takes 16 input event channels: analog pixels (direct, the image default) are
+    refused in one line before anything trains or is written."""
+    args = ["fit", "--chip", "xylo", "--dataset", "digits-4x4", *tiny_fit_args(hidden=32)]
+    args += ["--backend", "reference"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path), "--name", "run"])
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert "\n" not in message and "--encoding latency" in message, message
+    assert not any(tmp_path.iterdir())

@@ -211,4 +211,5 @@ XYLO_ARITHMETIC = ChipArithmetic(
     analog_shift=_analog_shift,
     weight_formats=("xylo",),
     models=("LIF", "IF"),
+    analog_input=False,  # 16 input event channels: direct encoding is refused before training
 )
