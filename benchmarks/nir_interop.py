@@ -12,7 +12,9 @@ ties) agree. Sinabs runs in its test environment (nir 1.0.4, ``make test-envs``)
 process per file (``interop_runners.sinabs_run``), reading the file written here on the tool's
 nir; a line after the table gives the versions the child saw. SpikingJelly 2 (which fires on
 ``v >= v_th``) also runs the file with every threshold moved to the next float32 (``strict_thresholds``: ``>=`` then fires exactly where
-NIR's ``>`` does), which isolates the cause of any difference.
+NIR's ``>`` does), which isolates the cause of any difference. Each run's own encoding and
+chip are used (a Speck run: latency spikes, its quantized model exported for ``speck``, whose
+IF layers Sinabs' importer reads as Speck's neuron).
 
     python benchmarks/nir_interop.py runs/bench-mlp runs/bench-conv [--tools spikingjelly]
 
@@ -59,7 +61,8 @@ def rows_for_run(run_dir: Path, tmp: Path, tools: tuple[str, ...]) -> list[str]:
     cfg = cfg.get("config", cfg)
     data = load_dataset(cfg.get("dataset", "digits"))
     steps = int(cfg.get("timesteps") or 8)
-    x = encode(data.x_test, steps)
+    encoding = cfg.get("encoding") or "direct"  # a Speck run takes latency/poisson spikes
+    x = encode(data.x_test, steps, encoding)
     rows = []
     for label, file in (("dense", "dense.pt"), ("pruned+quantized", "quantized.pt")):
         model = load_model(run_dir / file)[0].eval()
@@ -69,9 +72,10 @@ def rows_for_run(run_dir: Path, tmp: Path, tools: tuple[str, ...]) -> list[str]:
                 model,
                 tmp / f"{run_dir.name}-{file}-{tool}.nir",
                 timesteps=steps,
-                encoding="direct",
+                encoding=encoding,
                 input_shape=data.input_shape,
                 dt=DT_FOR[tool],
+                chip=cfg.get("chip") if file == "quantized.pt" else None,
             )
             option = "--dt 1e-4" if DT_FOR[tool] else "default"
             variants = [(tool, path)]
@@ -80,7 +84,8 @@ def rows_for_run(run_dir: Path, tmp: Path, tools: tuple[str, ...]) -> list[str]:
 
                 variants.append((f"{tool}, v_th + 1 ulp", strict_thresholds(nir.read(str(path)))))
             for name, source in variants:
-                rows.append(_row(name, f"{run_dir.name} {label}", option, source, x, want))
+                model_name = f"{run_dir.name} {label} ({cfg.get('chip', '?')}, {encoding})"
+                rows.append(_row(name, model_name, option, source, x, want))
     return rows
 
 

@@ -153,7 +153,8 @@ ENVIRONMENTS.register(
         # only sinabs.backend.dynapcnn does, so the probe stops at sinabs.
         probe=("sinabs",),
         why="Sinabs 3.1 pins nir<=1.0.4 (the tool needs nir>=1.0.7) and pulls the samna stub",
-        used_for="the Sinabs interoperability tests (exported .nir files read by Sinabs)",
+        used_for="--backend sinabs (Speck) and the Sinabs tests (.nir files read by Sinabs, "
+        "Speck's neuron and fit verdicts against Sinabs' own code)",
     ),
 )
 ENVIRONMENTS.register(
