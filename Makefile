@@ -26,9 +26,9 @@ venv: $(STAMP)
 backends: $(STAMP)
 	$(NP) backends install lava
 
-## test-envs: the backend environments (Lava with lava-dl, PyNN with NEST) and the Sinabs and NeuroBench test environments
+## test-envs: the backend environments (Lava with lava-dl, XyloSim and Rockpool; PyNN with NEST) and the Sinabs, NeuroBench and Rockpool test environments
 test-envs: $(STAMP)
-	$(NP) backends install lava pynn sinabs neurobench
+	$(NP) backends install lava pynn sinabs neurobench rockpool
 
 ## demo: train, prune, quantize, export, simulate on Lava and report, on the bundled digits data
 demo: backends

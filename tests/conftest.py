@@ -16,7 +16,7 @@ def digits():
 
 
 # Markers that name an environment of neuroprune.envs: a test marked with one needs it ready.
-ENVIRONMENT_MARKERS = ("lava", "pynn", "sinabs", "neurobench")
+ENVIRONMENT_MARKERS = ("lava", "pynn", "sinabs", "neurobench", "rockpool")
 
 
 @functools.cache
@@ -29,7 +29,7 @@ def _environment_problem(name: str) -> str:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A test marked ``lava``, ``pynn``, ``sinabs`` or ``neurobench`` fails (never skips) when that
+    """A test marked ``lava``, ``pynn``, ``sinabs``, ``neurobench`` or ``rockpool`` fails (never skips) when that
     environment (the Python 3.10 backend environment, or a test environment) is not ready: a
     run without it must not look green. It fails before its fixtures are built."""
     for name in ENVIRONMENT_MARKERS:

@@ -191,3 +191,25 @@ def test_qat_decisions_never_look_at_the_test_split():
     for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters(), strict=True):
         assert torch.equal(a, b)
     assert runs[0].arithmetic == "loihi_fixed_pt"
+
+
+@pytest.mark.parametrize("comparison", [">=", ">"])
+@pytest.mark.parametrize("most", [None, 1, 3])
+@pytest.mark.parametrize("as_torch", [False, True])
+def test_spike_count_fires_once_per_whole_threshold(comparison, most, as_torch):
+    """``rules.spike_count`` + ``rules.reset`` (subtract) against spiking one threshold at a
+    time while the comparison holds (the definition of several spikes per step), ties and
+    negative potentials included, on numpy and torch alike."""
+    rules = arithmetic.rules
+    threshold = 7
+    potentials = list(range(-20, 60))
+    lib = torch.tensor if as_torch else np.array
+    count = rules.spike_count(lib(potentials), threshold, comparison, most)
+    after = rules.reset(lib(potentials), count, rules.SUBTRACT, threshold=threshold)
+    for p, c, v in zip(potentials, count.tolist(), after.tolist(), strict=True):
+        expected, left = 0, p
+        while (left >= threshold if comparison == ">=" else left > threshold) and (
+            most is None or expected < most
+        ):
+            expected, left = expected + 1, left - threshold
+        assert (int(c), v) == (expected, left), (p, comparison, most)

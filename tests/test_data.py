@@ -79,7 +79,7 @@ def test_digits_fixed_stratified_split(digits):
     np.testing.assert_array_equal(again.y_train, digits.y_train)
 
 
-IMAGES = ("digits", "mnist", "fashion-mnist", "cifar10")
+IMAGES = ("digits", "digits-4x4", "mnist", "fashion-mnist", "cifar10")
 
 
 def test_registry_and_aliases():
@@ -241,3 +241,14 @@ def test_direct_and_poisson_encoding():
     np.testing.assert_allclose(spikes.mean(0), x, atol=0.1)
     with pytest.raises(DatasetError):
         encode(x, 2, "rate")
+
+
+def test_digits_4x4_is_digits_pooled_to_16_channels_with_8_classes(digits):
+    """Xylo's reduction: each 8x8 digit averaged over 2x2 blocks, classes 0-7 only, same split."""
+    pooled = load_dataset("digits-4x4")
+    keep = digits.y_test < 8
+    assert pooled.x_test.shape == (int(keep.sum()), 1, 4, 4) and pooled.num_classes == 8
+    assert np.array_equal(pooled.y_test, digits.y_test[keep])
+    image = digits.x_test[keep][0, 0]
+    block = image[2:4, 4:6].sum() / 4  # row block 1, column block 2
+    assert pooled.x_test[0, 0, 1, 2] == pytest.approx(block)

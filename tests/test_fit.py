@@ -110,6 +110,11 @@ BREAKERS = {
         ),
         {},
     ),
+    "population": lambda: (  # Xylo's shape: 20 input channels > rows = 16
+        mlp(20, 4, 2),
+        profile(**{"core.synapse_encoding": {"kind": "population", "rows": 16, "cols": 8}}),
+        {},
+    ),
 }
 
 

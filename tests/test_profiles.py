@@ -61,10 +61,12 @@ WEIGHT_PARAMS = {
     "truenorth": {"axon_types", "type_weight_bits", "mapping", "axons_per_core"},
     "spinnaker": {"weight_bits", "scale", "sign"},
     "int": {"bits"},
+    "xylo": {"bits"},
     "dynapse": {"shared_values_per_core", "connection_bits"},
     "brainscales": {"magnitude_bits", "sign"},
 }
 WEIGHT_PARAMS["loihi2"] = WEIGHT_PARAMS["loihi"]
+WEIGHT_PARAMS["speck"] = WEIGHT_PARAMS["int"]
 
 CONV_SHARING = {
     "loihi": False,

@@ -437,23 +437,53 @@ def test_result_figures(nets, inputs):
 # Contract over every registered backend
 
 
+def xylo_contract_net(folder: Path) -> tuple[Path, np.ndarray]:
+    """XyloSim runs only what Xylo holds: a 16-12-8 mlp quantized for Xylo (digits-4x4) and
+    12 of its samples as poisson spikes."""
+    from neuroprune.data.datasets import load_dataset
+
+    shape = (1, 4, 4)
+    model = scaled(build_model("mlp", shape, 8, hidden=(12,), seed=0), 6.0)
+    qmodel = ptq_model(model, load_profile("xylo"), shape)[0]
+    path = export_nir(
+        qmodel, folder / "xylo.nir", timesteps=T, encoding="poisson", input_shape=shape
+    )
+    return path, encode(load_dataset("digits-4x4").x_test[:12], T, "poisson", seed=3)
+
+
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=LAVA if n == "lava" else []) for n in sorted(SIM_BACKENDS)],
+    [
+        pytest.param(
+            n,
+            marks={"lava": LAVA, "xylosim": LAVA, "sinabs": [pytest.mark.sinabs]}.get(n, []),
+        )
+        for n in sorted(SIM_BACKENDS)
+    ],
 )
-def test_backend_contract(nets, inputs, name):
+def test_backend_contract(nets, inputs, name, tmp_path):
     backend = SIM_BACKENDS[name]
     assert isinstance(backend, SimBackend) and backend.name == name
     _, files = nets
-    for key, fixed in (("mlp", False), ("hand", True)):
+    if name == "sinabs":  # Speck's quantized chains only: tests/test_speck_sinabs.py runs them
+        with pytest.raises(UnsupportedError, match="speck_iaf"):
+            simulate(files["mlp"], x=inputs["poisson"][:, :12], backend=name, fixed_point=True)
+        return
+    runs = [
+        (files["mlp"], inputs["poisson"][:, :12], False),
+        (files["hand"], inputs["poisson"][:, :12], True),
+    ]
+    if name == "xylosim":  # SynSense's simulator of one chip: a network quantized for it
+        runs = [(*xylo_contract_net(tmp_path), True)]
+    for file, x, fixed in runs:
         result = simulate(
-            files[key],
-            x=inputs["poisson"][:, :12],
+            file,
+            x=x,
             backend=name,
             fixed_point=fixed,
             expected_counts="reference",
         )
-        spec = read_deployment(files[key])
+        spec = read_deployment(file)
         assert [c.shape for c in result.counts] == [(12, n.neurons) for n in spec.layers]
         assert all(c.dtype == np.int32 for c in result.counts)
         assert result.spike_agreement == 1.0 and result.samples == 12
@@ -653,3 +683,26 @@ def test_spinnaker_model_equals_lava_chip_neuron(tmp_path, encoding):
     result = simulate(path, x=x, backend="lava", fixed_point=True, reference_model=qmodel)
     assert list(result.layer_agreement) == [1.0] * len(result.layer_agreement)
     assert all(count > 0 for count in result.spike_counts), result.spike_counts
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_speck_multi_spike_model_equals_lava_chip_neuron(tmp_path):
+    """Speck's arithmetic in Lava: a ``ChipNeuron`` running ``speck_iaf`` from its layer facts
+    sends spike counts (several per step), the float Sparse weights them and the graded sink
+    adds them up; every layer equals the trained quantized model."""
+    import test_speck_sinabs as speck
+
+    qmodel = speck._speck_model()
+    x = speck._spike_input(16)
+    path = export_nir(
+        qmodel,
+        tmp_path / "speck.nir",
+        timesteps=speck.T,
+        encoding="latency",
+        input_shape=speck.SHAPE,
+        chip="speck",
+    )
+    result = simulate(path, x=x, backend="lava", fixed_point=True, reference_model=qmodel)
+    assert list(result.layer_agreement) == [1.0] * len(result.layer_agreement)
+    assert max(int(c.max()) for c in result.counts) > speck.T  # several spikes in one step

@@ -25,6 +25,8 @@ Definitions (``hardware_profiles/README.md``, "Synapse encodings"), with ``w = w
 - ``conv_kernel``: per layer, ``c_in * 2^(ceil log2(kh*kw) + ceil log2 c_out)`` kernel entries of
   ``w`` bits and ``c_out * 2^(ceil log2 H_out + ceil log2 W_out)`` neuron entries (Sinabs'
   ``DynapcnnLayer.memory_summary``); a layer is never split over cores.
+- ``population`` (Xylo): ``rows`` input channels -> a hidden population of
+  ``core.neurons_max`` -> ``cols`` readout neurons, dense fixed-size matrices; no memory charge.
 
 Input copies: after quantization some formats need several axons per input (TrueNorth's ternary
 mapping drives a positive-type and a negative-type axon; BrainScaleS sets the sign per synapse
@@ -522,6 +524,44 @@ class ConvKernel(CapacityModel):
         return out
 
 
+@register_capacity_model
+class Population(CapacityModel):
+    """Xylo: off-chip input channels -> one recurrent hidden population -> readout neurons, on
+    one core with dense weight matrices (Rockpool's ``syns61201`` mapper).
+
+    ``core.synapse_encoding.rows`` is the input channels, ``cols`` the readout neurons;
+    ``core.neurons_max`` the core's neurons, hidden population and readout together (the
+    hidden population is ``neurons_max - cols``). A chain of dense layers maps as Rockpool's
+    mapper maps it: the last layer's neurons are the readout, every other layer's neurons are
+    slices of the hidden population (layer to layer through the recurrent matrix); the fit
+    rule ``population`` checks each part. The matrices are dense and fixed in size: pruning
+    frees nothing (no synapse budget)."""
+
+    kind = "population"
+    required_fields = ("rows", "cols")
+
+    @property
+    def inputs_max(self) -> int:
+        return cast(int, self.profile.core.encoding.rows)  # required for this kind
+
+    @property
+    def readout_max(self) -> int:
+        return cast(int, self.profile.core.encoding.cols)  # required for this kind
+
+    @property
+    def hidden_max(self) -> int:
+        return self.profile.core.neurons_max - self.readout_max
+
+    @staticmethod
+    def split(summary: NetworkSummary) -> tuple[int, int, int]:
+        """``(input channels, hidden neurons, readout neurons)`` of a chain as the mapper
+        allocates it (the first layer's inputs; all layers but the last; the last)."""
+        layers = summary.layers
+        if not layers:
+            return 0, 0, 0
+        return layers[0].inputs, sum(layer.neurons for layer in layers[:-1]), layers[-1].neurons
+
+
 def conv_kernel_entries(c_in: int, c_out: int, kh: int, kw: int) -> int:
     """Kernel memory entries: ``c_in * 2^(ceil(log2(kh*kw)) + ceil(log2(c_out)))`` (Sinabs)."""
     return c_in * 2 ** (math.ceil(math.log2(kh * kw)) + math.ceil(math.log2(max(c_out, 1))))
@@ -533,13 +573,18 @@ def conv_neuron_entries(c_out: int, h_out: int, w_out: int) -> int:
 
 
 def layer_entries(layer: LayerSummary) -> tuple[int, int]:
-    """(kernel entries, neuron entries) of a layer on a conv_kernel core; a dense layer is a
-    1x1 conv with ``inputs`` input channels and ``neurons`` output channels."""
+    """(kernel entries, neuron entries) of a layer on a conv_kernel core. A dense layer is a
+    conv as Sinabs' ``convert_linear_to_conv`` makes it: over a flattened ``(C, H, W)`` map
+    (``flat_shape``) an ``H x W`` kernel on ``C`` channels, otherwise a 1x1 conv with
+    ``inputs`` channels; its output is ``neurons x 1 x 1``."""
     if layer.kind == "conv" and layer.conv:
         c_out, h, w = layer.out_shape
         kh, kw = layer.conv["kernel"]
         kernel = conv_kernel_entries(int(layer.conv["in_channels"]), c_out, kh, kw)
         return kernel, conv_neuron_entries(c_out, h, w)
+    if layer.flat_shape is not None and len(layer.flat_shape) == 3:
+        c, h, w = layer.flat_shape
+        return conv_kernel_entries(c, layer.neurons, h, w), layer.neurons
     return conv_kernel_entries(layer.inputs, layer.neurons, 1, 1), layer.neurons
 
 

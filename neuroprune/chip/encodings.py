@@ -26,5 +26,6 @@ for _kind, _cls in (
     ("cam", "Cam"),
     ("row_list", "RowList"),
     ("conv_kernel", "ConvKernel"),
+    ("population", "Population"),
 ):
     CAPACITY_MODELS.register_lazy(_kind, f"neuroprune.chip.capacity:{_cls}")

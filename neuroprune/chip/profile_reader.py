@@ -231,6 +231,8 @@ _SECTION_KEYS = {
         "max_row_length",
         "rows",
         "cols",
+        "core_kernel_entries",
+        "core_neuron_entries",
     },
     "neuron": {
         "models",
@@ -383,12 +385,33 @@ def _parse_encoding(r: _Reader) -> SynapseEncoding:
         max_row_length=r.integer(base + ".max_row_length", positive=True),
         rows=r.integer(base + ".rows", positive=True),
         cols=r.integer(base + ".cols", positive=True),
+        core_kernel_entries=_per_core(r, base + ".core_kernel_entries"),
+        core_neuron_entries=_per_core(r, base + ".core_neuron_entries"),
     )
     needs = CAPACITY_MODELS.get(kind).required_fields if kind in CAPACITY_MODELS else ()
     for name in needs:
         if getattr(enc, name) is None:
             r.problem(f"{base}.{name}", f"required when kind is {kind!r}")
     return enc
+
+
+def _per_core(r: _Reader, path: str) -> tuple[int, ...] | None:
+    """A per-core table: ``{value: [n_core0, n_core1, ...], unit, status, source}`` or a bare
+    list of positive integers, one per core (``chip.cores`` of them)."""
+    node = r.node(path)
+    if node is _MISSING or node is None:
+        return None
+    values = node.get("value") if isinstance(node, Mapping) else node
+    if not isinstance(values, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+    ):
+        r.problem(path, f"must be a list of positive integers (one per core), got {values!r}")
+        return None
+    cores = r.node("chip.cores")
+    count = cores.get("value") if isinstance(cores, Mapping) else cores
+    if isinstance(count, int) and len(values) != count:
+        r.problem(path, f"has {len(values)} entries, chip.cores is {count}")
+    return tuple(values)
 
 
 def _parse_weights(r: _Reader) -> WeightFormat:

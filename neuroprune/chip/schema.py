@@ -112,6 +112,10 @@ class SynapseEncoding:
     - ``dense_matrix`` (Tianjic, BrainScaleS): every (input, neuron) position of a core costs
       ``bits_per_synapse`` whether zero or not.
     - ``conv_kernel`` (Speck/DYNAP-CNN): kernel memory per layer, padded to powers of two.
+      ``core_kernel_entries`` / ``core_neuron_entries``: each core's kernel and neuron-state
+      memory (entries, core 0 first) where cores differ; a layer then needs one core that
+      holds both of its memories, and layers are matched to cores as Sinabs'
+      ``get_valid_mapping`` does (:mod:`neuroprune.fit.core_matching`).
     """
 
     kind: str
@@ -124,6 +128,8 @@ class SynapseEncoding:
     max_row_length: int | None = None
     rows: int | None = None
     cols: int | None = None
+    core_kernel_entries: tuple[int, ...] | None = None
+    core_neuron_entries: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ class LayerSummary:
         distinct_values_max: most distinct nonzero weight values any neuron receives
             (``None`` while float); TrueNorth allows 4.
         conv: conv geometry ``{kernel: (kh, kw), stride, padding, in_channels, out_channels}``.
+        flat_shape: for a dense layer that reads a flattened ``(C, H, W)`` map, that map's
+            shape (``None``: not known); a conv-kernel chip (Speck) holds it as a conv with an
+            ``H x W`` kernel over ``C`` channels, as Sinabs converts a Linear.
         sources: names of the layers whose neurons are the input columns, block after block
             (each block as wide as that layer's neurons): a layer reading ``k`` ADDed (residual)
             spike sources lists ``k`` names. ``()``: the layer before (the network input for
@@ -74,6 +77,7 @@ class LayerSummary:
     distinct_values_max: int | None = None
     conv: Mapping[str, Any] | None = None
     sources: tuple[str, ...] = ()
+    flat_shape: tuple[int, ...] | None = None
 
     @property
     def neurons(self) -> int:
@@ -168,8 +172,10 @@ def dense_layer(
     neuron_model: str = "LIF",
     neuron_params: Mapping[str, Any] | None = None,
     weight_bits: int | None = None,
+    flat_shape: tuple[int, ...] | None = None,
 ) -> LayerSummary:
-    """Summary of a fully connected layer with weight matrix ``(out, in)``."""
+    """Summary of a fully connected layer with weight matrix ``(out, in)`` (``flat_shape``:
+    the ``(C, H, W)`` map it reads flattened, if any)."""
     weight = np.asarray(weight)
     conn = sp.csr_matrix(weight != 0)
     distinct = _distinct_values_max(list(weight)) if weight_bits is not None else None
@@ -185,6 +191,7 @@ def dense_layer(
         neuron_params=dict(neuron_params or {}),
         weight_bits=weight_bits,
         distinct_values_max=distinct,
+        flat_shape=None if flat_shape is None else tuple(int(v) for v in flat_shape),
     )
 
 

@@ -6,6 +6,9 @@ Every dataset comes back as a :class:`Dataset` of ``float32`` images in ``[0, 1]
 * ``digits``: scikit-learn's bundled 8x8 digits (1797 images, 16 grey levels). Pixels are
   divided by 16. The split is fixed and stratified (``test_size=0.2, random_state=0``):
   1437 train / 360 test images.
+* ``digits-4x4``: the same digits reduced to what Xylo Audio 2's SNN core takes (16 input
+  channels, 8 readout neurons): each image average-pooled 2x2 to ``1 x 4 x 4`` (16 channels),
+  and only the classes 0-7 kept (1154 train / 289 test images of the same split).
 * ``mnist`` and ``fashion-mnist``: the four IDX files (``train-images-idx3-ubyte``,
   ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``), each
   plain or gzipped (``.gz``), in ``data_dir`` (or torchvision's ``data_dir/MNIST/raw`` and
@@ -43,7 +46,7 @@ from neuroprune.data.events import (
 )
 from neuroprune.data.files import malformed_file, require_data_dir
 
-IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+IMAGE_DATASETS = ("digits", "digits-4x4", "mnist", "fashion-mnist", "cifar10")
 DATASETS = IMAGE_DATASETS + EVENT_DATASETS
 
 _ALIASES = {
@@ -182,6 +185,25 @@ def _load_digits(data_dir: str | Path | None = None) -> Dataset:
     y = bunch.target.astype(np.int64)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
     return Dataset("digits", x_tr, y_tr, x_te, y_te, 10, DIGIT_CLASSES)
+
+
+POOLED_DIGIT_CLASSES = 8  # Xylo Audio 2 has 8 readout neurons
+
+
+def _load_digits_4x4(data_dir: str | Path | None = None) -> Dataset:
+    """``digits`` average-pooled 2x2 to ``1 x 4 x 4`` (16 input channels), classes 0-7 (module
+    docstring): the reduction Xylo Audio 2's 16 input channels and 8 readout neurons need."""
+    full = _load_digits(data_dir)
+
+    def reduce(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = y < POOLED_DIGIT_CLASSES
+        pooled = x[keep].reshape(-1, 1, 4, 2, 4, 2).mean(axis=(3, 5))
+        return pooled.astype(np.float32), y[keep]
+
+    x_tr, y_tr = reduce(full.x_train, full.y_train)
+    x_te, y_te = reduce(full.x_test, full.y_test)
+    classes = DIGIT_CLASSES[:POOLED_DIGIT_CLASSES]
+    return Dataset("digits-4x4", x_tr, y_tr, x_te, y_te, POOLED_DIGIT_CLASSES, classes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,6 +384,7 @@ def _load_cifar10(data_dir: str | Path | None) -> Dataset:
 
 _LOADERS: dict[str, Callable[[str | Path | None], Dataset]] = {
     "digits": _load_digits,
+    "digits-4x4": _load_digits_4x4,
     "mnist": _load_mnist,
     "fashion-mnist": _load_fashion,
     "cifar10": _load_cifar10,

@@ -129,6 +129,9 @@ ENVIRONMENTS.register(
         requirements=(
             "lava-nc==0.10.0",
             "xylosim==0.1.3",
+            # Rockpool's Xylo mapper and XyloSim wrapper (numpy and scipy only; its samna
+            # driver extra is not installed: neuroprune.sim.xylo_worker stands in for the import)
+            "rockpool==3.1.0",
             "numpy>=1.24.4,<2",
             "scipy>=1.10.1,<2",
             "h5py>=3.10,<4",
@@ -141,12 +144,15 @@ ENVIRONMENTS.register(
             "scipy.sparse",
             "xylosim",
             "h5py",
+            "rockpool",
         ),
         why="lava-nc 0.10.0 imports only on Python 3.10 with numpy<2; xylosim 0.1.3 ships "
-        "only a cp310 wheel; lava-dl 0.6.0 pins torch 2.3 (netx needs none of it)",
+        "only a cp310 wheel (Rockpool's Xylo mapper runs beside it); lava-dl 0.6.0 pins torch "
+        "2.3 (netx needs none of it)",
         used_for="the lava simulator backend (its worker process: python -m "
-        "neuroprune.sim.lava_worker) and the netx backend (lava-dl's netx.hdf5.Network: "
-        "python -m neuroprune.sim.netx_worker)",
+        "neuroprune.sim.lava_worker), the netx backend (lava-dl's netx.hdf5.Network: "
+        "python -m neuroprune.sim.netx_worker) and the xylosim backend (Rockpool's Xylo "
+        "mapper and XyloSim: python -m neuroprune.sim.xylo_worker)",
         # lava-dl 0.6.0 declares torch==2.3 (2.7 GB of wheels with its CUDA libraries: PyPI
         # has no CPU-only torch 2.3). Its netx loader uses torch only through
         # lava.lib.dl.slayer's RF-neuron helper, which neuroprune's files never need, so
@@ -167,7 +173,8 @@ ENVIRONMENTS.register(
         # only sinabs.backend.dynapcnn does, so the probe stops at sinabs.
         probe=("sinabs",),
         why="Sinabs 3.1 pins nir<=1.0.4 (the tool needs nir>=1.0.7) and pulls the samna stub",
-        used_for="the Sinabs interoperability tests (exported .nir files read by Sinabs)",
+        used_for="--backend sinabs (Speck) and the Sinabs tests (.nir files read by Sinabs, "
+        "Speck's neuron and fit verdicts against Sinabs' own code)",
     ),
 )
 ENVIRONMENTS.register(
@@ -201,6 +208,24 @@ ENVIRONMENTS.register(
         "environment",
         used_for="the pynn simulator backend (the exported PyNN script run unchanged on "
         "pyNN.nest and checked on pyNN.mock)",
+    ),
+)
+ENVIRONMENTS.register(
+    "rockpool",
+    EnvironmentSpec(
+        name="rockpool",
+        purpose=TEST,
+        python=None,
+        layered=True,
+        # Rockpool's NIR importer is torch-based (nirtorch): it runs on the tool's interpreter,
+        # with torch, nir and nirtorch from the tool environment; its Xylo mapper needs no
+        # xylosim (XyloSim itself runs in the lava environment).
+        requirements=("rockpool==3.1.0",),
+        probe=("rockpool", "rockpool.nn.modules.torch.nir"),
+        why="kept apart so that a test-only package never changes the tool's environment; "
+        "Rockpool's NIR importer needs torch, which the 3.10 lava environment does not hold",
+        used_for="the Rockpool NIR interoperability measurement (export --format rockpool-nir "
+        "read by rockpool.nn.modules.torch.nir.from_nir, then Rockpool's Xylo mapper)",
     ),
 )
 

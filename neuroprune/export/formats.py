@@ -57,6 +57,14 @@ _format(
 )
 _format(
     ExportFormat(
+        "rockpool-nir",
+        ".nir",
+        "NIR graph for Rockpool's importer (Linear + CubaLIF holding Xylo's integers; --chip xylo)",
+        "neuroprune.export.rockpool_export:export_rockpool_nir",
+    )
+)
+_format(
+    ExportFormat(
         "onnx",
         ".onnx",
         "ONNX graph unrolled over T steps: [T, B, ...] -> spikes",

@@ -11,13 +11,16 @@ import numpy as np
 from neuroprune.chip.capacity import (
     INPUT,
     CapacityModel,
+    Excess,
     Group,
     Load,
     capacity_model,
+    layer_entries,
     sources,
 )
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.summary import LayerSummary, NetworkSummary
+from neuroprune.fit.core_matching import match_cores
 from neuroprune.fit.report import CoreLoad, Packing, Placement, _OpenCore
 
 
@@ -222,11 +225,70 @@ def pack_with(summary: NetworkSummary, profile: ChipProfile, strategy: str) -> P
 def pack(summary: NetworkSummary, profile: ChipProfile, strategy: str = "best") -> Packing:
     """Place all neurons on cores. ``best`` tries every strategy and keeps the packing with the
     fewest broken per-core limits and fan-out violations, then the fewest cores and chips
-    (earlier strategies win ties)."""
+    (earlier strategies win ties). A chip whose cores differ in memory (per-core tables of
+    ``conv_kernel``, Speck) gets Sinabs' matching instead (:func:`matched_packing`)."""
+    matched = matched_packing(summary, profile)
+    if matched is not None:
+        return matched
     if strategy != "best":
         return pack_with(summary, profile, strategy)
     tried = [pack_with(summary, profile, name) for name in PACKING_STRATEGIES]
     return min(tried, key=lambda p: _packing_cost(summary, profile, p))
+
+
+MATCHING = "sinabs_matching"
+
+
+def matched_packing(summary: NetworkSummary, profile: ChipProfile) -> Packing | None:
+    """One whole layer per core, matched to cores as Sinabs' ``get_valid_mapping`` does
+    (:mod:`neuroprune.fit.core_matching`): a layer goes only to a core whose kernel and neuron
+    memories both hold it. A layer the matching leaves without a core (Sinabs: "No valid
+    mapping found") is put on the free core it overflows least, with its excess recorded, so
+    the verdict is "does not fit". ``None`` where the profile has no per-core tables or the
+    network has more layers than the chip has cores (the usual packing then reports it)."""
+    encoding = profile.core.encoding
+    kernels, neurons = encoding.core_kernel_entries, encoding.core_neuron_entries
+    if kernels is None or neurons is None or len(summary.layers) > len(kernels):
+        return None
+    model = capacity_model(profile)
+    needs = [layer_entries(layer) for layer in summary.layers]
+    cores = match_cores(needs, kernels, neurons)
+    free = [c for c in range(len(kernels)) if c not in cores]
+    for i, core in enumerate(cores):
+        if core is None:
+            cores[i] = min(free, key=lambda c: (_overflows(needs[i], kernels[c], neurons[c]), c))
+            free.remove(cores[i])  # type: ignore[arg-type]
+    source = sources(summary)
+    loads, placements = [], []
+    for layer, need, core in zip(summary.layers, needs, cores, strict=True):
+        index = int(core)  # type: ignore[arg-type]  # every layer has one now
+        load = model.group_load(Group(layer, source[layer.name], 0, layer.neurons))
+        usage = model.usage(load)
+        excess = [e for e in model.excess(usage) if e.resource not in ("neurons", "memory_bits")]
+        bits = model.memory_bits(load) or 0
+        if need[0] > kernels[index]:
+            excess.append(Excess("memory_bits", int(bits), int(kernels[index]) * bits // need[0]))
+        if need[1] > neurons[index]:
+            excess.append(Excess("neurons", int(need[1]), int(neurons[index])))
+        loads.append(
+            CoreLoad(
+                index,
+                index // profile.cores,
+                usage.neurons,
+                usage.input_axons,
+                bits,
+                load.synapses,
+                (layer.name,),
+                tuple(excess),
+            )
+        )
+        placements.append(Placement(layer.name, index, 0, layer.neurons))
+    loads.sort(key=lambda c: c.index)
+    return Packing(tuple(loads), tuple(placements), MATCHING, profile.cores)
+
+
+def _overflows(need: tuple[int, int], kernel_max: int, neuron_max: int) -> int:
+    return int(need[0] > kernel_max) + int(need[1] > neuron_max)
 
 
 def _packing_cost(summary: NetworkSummary, profile: ChipProfile, packing: Packing):

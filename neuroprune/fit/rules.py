@@ -11,6 +11,7 @@ import numpy as np
 
 from neuroprune.chip.capacity import (
     CapacityModel,
+    Population,
     capacity_model,
 )
 from neuroprune.chip.schema import ChipProfile
@@ -270,6 +271,59 @@ def layer_memory(ctx: FitContext) -> list[Finding]:
                         "remove channels or lower the feature-map size",
                     )
                 )
+    return out
+
+
+@rule("population")
+def population(ctx: FitContext) -> list[Finding]:
+    """Xylo's network shape (``population`` encoding), the design rules of Rockpool's
+    ``syns61201`` mapper: a chain of dense layers, at least one hidden layer (two neuron
+    layers), input channels <= ``rows``, hidden neurons (all layers but the last) <=
+    ``core.neurons_max - cols``, readout neurons (the last layer) <= ``cols``."""
+    model = ctx.model
+    if not isinstance(model, Population):
+        return []
+    layers = ctx.summary.layers
+    out = [
+        Finding(
+            "population",
+            layer.name,
+            "dense",
+            layer.kind,
+            "the mapper takes dense (linear) layers only: use --model mlp",
+        )
+        for layer in layers
+        if layer.kind != "dense"
+    ]
+    if len(layers) < 2:
+        out.append(
+            Finding(
+                "population",
+                "network",
+                "2 neuron layers",
+                len(layers),
+                "add a hidden layer (--hidden): inputs reach the readout through hidden neurons",
+            )
+        )
+    inputs, hidden, readout = model.split(ctx.summary)
+    checks = (
+        (
+            "input channels",
+            inputs,
+            model.inputs_max,
+            "reduce the input to fewer channels (--dataset digits-4x4: digits pooled to 16)",
+        ),
+        ("hidden neurons", hidden, model.hidden_max, "use fewer or narrower hidden layers"),
+        (
+            "readout neurons",
+            readout,
+            model.readout_max,
+            "use fewer classes (--dataset digits-4x4 keeps digits 0-7)",
+        ),
+    )
+    for what, actual, cap, hint in checks:
+        if actual > cap:
+            out.append(Finding("population", f"network ({what})", cap, actual, hint))
     return out
 
 

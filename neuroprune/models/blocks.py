@@ -29,7 +29,8 @@ class Block:
 
     ``name``/``neuron_name`` are the child names in the Sequential; shapes exclude time and
     batch (``(F,)`` or ``(C, H, W)``). ``in_shape`` is what the synapse reads; when an
-    ``AvgPool2d`` precedes the block (``pool``), ``pool_in_shape`` is the spike map it pools.
+    ``AvgPool2d`` precedes the block (``pool``), ``pool_in_shape`` is the spike map it pools;
+    ``flat_shape`` is the ``(C, H, W)`` map a Linear reads through a Flatten.
     """
 
     name: str
@@ -41,6 +42,7 @@ class Block:
     out_shape: tuple[int, ...]
     pool: torch.nn.Module | None = None
     pool_in_shape: tuple[int, ...] | None = None
+    flat_shape: tuple[int, ...] | None = None
 
     @property
     def pool_kernel(self) -> int:

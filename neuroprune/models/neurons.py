@@ -286,6 +286,12 @@ class ChipDynamics(Dynamics):
     decay_input; SpiNNaker: ``2**s``); the surrogate is taken at ``H - threshold scale /
     potential_divisor``, whose sign is the chip's spike decision (off ties). ``dH/dV =
     gain_v``, ``dH/dX = gain_x`` (the layer's).
+
+    Spikes per step: ``fire`` gives booleans, or counts where the arithmetic's
+    ``spikes_per_step`` is not 1 (Speck's MultiSpike); the output ``S[t]`` is then the count,
+    which the next layer weights (``W S``) as the chip sends that many events. A subtractive
+    reset (``V = H - S thr``) takes the soft-reset derivative ``dV/dH = 1 - thr sigma'`` (1
+    with ``detach_reset``), the surrogate ``sigma'`` standing in for ``dS/dH`` as for one spike.
     """
 
     def __init__(self, node: neuron.BaseNode, chip: dict) -> None:
@@ -298,11 +304,13 @@ class ChipDynamics(Dynamics):
             decay_input=self.decay_input,
             threshold_int=int(chip["threshold_int"]),
             input_shift=self.shift,
+            readout=bool(chip.get("readout", False)),
         )
         self.chip = arithmetic.layer_neuron(chip["arithmetic"], facts)
+        spec = arithmetic.get_arithmetic(chip["arithmetic"]).spec
         self.unit = self.scale / self.chip.potential_divisor
         self.v_threshold = self.chip.threshold * self.unit
-        self.v_reset = 0.0
+        self.v_reset = None if spec.reset == arithmetic.rules.SUBTRACT else 0.0
 
     @property
     def gain_x(self) -> float:

@@ -98,7 +98,7 @@ def _synapse_summary(block: Block) -> LayerSummary:
     }
     weight = folded_weight(block)
     if block.kind == "dense":
-        return dense_layer(block.name, weight, **common)
+        return dense_layer(block.name, weight, flat_shape=block.flat_shape, **common)
     conv = block.synapse
     return conv_layer(
         block.name,

@@ -63,6 +63,7 @@ class _Walker:
         self.allow_bias = allow_bias
         self.allow_pooling = allow_pooling
         self.pool: tuple[torch.nn.Module, tuple[int, ...]] | None = None
+        self.flat_shape: tuple[int, ...] | None = None  # the map the last Flatten flattened
         self.pending: dict[str, Any] | None = None
         self.blocks: list[Block] = []
 
@@ -125,6 +126,7 @@ class _Walker:
             self.fail(
                 name, "Flatten must use start_dim=1, end_dim=-1", "start_dim", module.start_dim
             )
+        self.flat_shape = self.shape if len(self.shape) == 3 else self.flat_shape
         self.shape = (_prod(self.shape),)
 
     def pooling(self, name: str, module) -> None:
@@ -178,8 +180,10 @@ class _Walker:
             "out": out_shape,
             "in": self.shape,
             "pool": self.pool,
+            "flat": self.flat_shape if len(self.shape) == 1 else None,
         }
         self.pool = None
+        self.flat_shape = None
 
     def linear(self, name: str, module) -> None:
         if len(self.shape) != 1 or self.shape[0] != module.in_features:
@@ -247,7 +251,7 @@ class _Walker:
         pend, self.pending = self.pending, None
         pool, pool_in = pend["pool"] if pend["pool"] else (None, None)
         parts = (pend["name"], pend["synapse"], pend["bn"], name, module, pend["in"], pend["out"])
-        self.blocks.append(Block(*parts, pool=pool, pool_in_shape=pool_in))
+        self.blocks.append(Block(*parts, pool=pool, pool_in_shape=pool_in, flat_shape=pend["flat"]))
         self.shape = pend["out"]
 
     def finish(self, num_classes: int | None) -> list[Block]:

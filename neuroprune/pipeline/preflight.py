@@ -76,6 +76,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
     model = _dense_model(cfg, network, dataset)
     _check_method_takes(method, model, cfg)
     check_arithmetic_models(model, profile)
+    check_spike_input(cfg.encoding, profile)
     from neuroprune.models import summarize  # deferred: imports scipy, spikingjelly, torch
 
     summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
@@ -146,6 +147,22 @@ def check_arithmetic_models(model, profile: ChipProfile) -> None:
             value=kind.lower(),
             fix=f"Use --neuron {supported[0].lower()}.",
         )
+
+
+def check_spike_input(encoding: str | None, profile: ChipProfile) -> None:
+    """A chip whose arithmetic takes spike input only (Speck: events, no host-injected analog
+    first layer) refuses the ``direct`` encoding before training."""
+    name = profile.neuron.arithmetic
+    if name is None or get_arithmetic(name).analog_input or encoding != "direct":
+        return
+    raise UnsupportedError(
+        f"{profile.name} takes spike events only: with direct encoding the first layer would "
+        "take analog pixels computed on the host",
+        where=f"chip {profile.id}",
+        field="encoding",
+        value=encoding,
+        fix="Use --encoding latency or --encoding poisson (the first layer then runs on the chip).",
+    )
 
 
 def _check_method_takes(method: MethodEntry, model, cfg: RunConfig) -> None:

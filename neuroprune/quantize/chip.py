@@ -56,16 +56,17 @@ def use_chip_arithmetic(
     out = []
     for i, layer in enumerate(layers):
         k = shift if i == 0 else 0
-        out.append(
-            _swap_neuron(qmodel, layer, name, k, analog=analog_images is not None and i == 0)
-        )
+        analog = analog_images is not None and i == 0
+        out.append(_swap_neuron(qmodel, layer, name, k, analog, readout=i == len(layers) - 1))
     notes = [f"neurons run the chip's integer arithmetic ({name}) in training and evaluation"]
     if analog_images is not None:
         notes.append(f"analog first layer injected in 2**-{shift} weight LSB (input_shift={shift})")
     return out, name, notes
 
 
-def _swap_neuron(qmodel, layer: QuantizedLayer, name: str, shift: int, analog: bool):
+def _swap_neuron(
+    qmodel, layer: QuantizedLayer, name: str, shift: int, analog: bool, *, readout: bool
+):
     block, syn = layer.block, layer.block.synapse
     quant = getattr(syn, QUANT_ATTR)
     chip = {
@@ -73,6 +74,7 @@ def _swap_neuron(qmodel, layer: QuantizedLayer, name: str, shift: int, analog: b
         "threshold_int": int(quant["threshold_int"]),
         "weight_scale": float(quant["weight_scale"]),
         "input_shift": int(shift),
+        "readout": bool(readout),
     }
     node = chip_copy(block.neuron, chip)
     set_module(qmodel, block.neuron_name, node)

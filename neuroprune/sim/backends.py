@@ -23,6 +23,8 @@ SIM_BACKENDS.register_lazy("lava", "neuroprune.sim.lava_backend:LavaBackend", ca
 SIM_BACKENDS.register_lazy("reference", "neuroprune.sim.reference:ReferenceBackend", call=True)
 SIM_BACKENDS.register_lazy("netx", "neuroprune.sim.netx_backend:NetxBackend", call=True)
 SIM_BACKENDS.register_lazy("pynn", "neuroprune.sim.pynn_backend:PynnBackend", call=True)
+SIM_BACKENDS.register_lazy("sinabs", "neuroprune.sim.sinabs_backend:SinabsBackend", call=True)
+SIM_BACKENDS.register_lazy("xylosim", "neuroprune.sim.xylo_backend:XylosimBackend", call=True)
 
 
 def get_backend(backend: str | SimBackend) -> SimBackend:

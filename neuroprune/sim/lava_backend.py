@@ -48,7 +48,7 @@ from typing import ClassVar
 import numpy as np
 
 import neuroprune
-from neuroprune.chip.arithmetic import LOIHI
+from neuroprune.chip.arithmetic import LOIHI, SPECK
 from neuroprune.chip.arithmetic.spinnaker import SPINNAKER
 from neuroprune.chip.arithmetic.truenorth import TRUENORTH
 from neuroprune.core.errors import BackendUnavailableError, SimulationError
@@ -119,12 +119,13 @@ class LavaBackend:
         python: interpreter for the worker (default: the ``lava`` backend environment's,
             :func:`neuroprune.envs.environment_python`).
         chip_arithmetics: chip arithmetics it runs bit for bit in fixed point (Lava's
-            ``fixed_pt`` LIF is Loihi's; SpiNNaker's runs in a ``ChipNeuron`` process,
+            ``fixed_pt`` LIF is Loihi's; SpiNNaker's and Speck's (spike counts) run in a
+            ``ChipNeuron`` process,
             :func:`neuroprune.sim.lava_map.chip_words`; :mod:`neuroprune.sim.verification`).
     """
 
     name: str = "lava"
-    chip_arithmetics: ClassVar[tuple[str, ...]] = (LOIHI, SPINNAKER, TRUENORTH)
+    chip_arithmetics: ClassVar[tuple[str, ...]] = (LOIHI, SPINNAKER, TRUENORTH, SPECK)
     max_chunk_bytes: int | None = None
     chunk_samples: int | None = None
     message_bits: int = 1

@@ -40,7 +40,7 @@ is an integer, so the first layer runs in units of ``2**-k`` weight LSB: the inj
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,6 +53,7 @@ from neuroprune.chip.arithmetic import (
     LayerFacts,
     SpinnakerLayer,
     arithmetic_for_format,
+    get_arithmetic,
     layer_neuron,
     loihi_dv,
     loihi_input_shift,
@@ -239,9 +240,9 @@ def spec_arithmetic(spec: DeploymentSpec) -> str | None:
     return None if quant is None else arithmetic_for_format(quant.format)
 
 
-def chip_layers(spec: DeploymentSpec, name: str, input_shift: int = 0) -> list:
-    """Each layer's :class:`~neuroprune.chip.arithmetic.LayerNeuron` under ``name`` (the first
-    with the stimulus' ``input_shift``); checks what the arithmetic needs of the integers."""
+def chip_facts(spec: DeploymentSpec, input_shift: int = 0) -> list[LayerFacts]:
+    """Each layer's :class:`~neuroprune.chip.arithmetic.LayerFacts` (the first with the
+    stimulus' ``input_shift``); a chip arithmetic needs a quantized model."""
     out = []
     for k, layer in enumerate(spec.layers):
         quant = layer.quant
@@ -253,18 +254,28 @@ def chip_layers(spec: DeploymentSpec, name: str, input_shift: int = 0) -> list:
                 value=False,
                 fix="Run the quantize stage (or drop --fixed-point).",
             )
-        if name == SPINNAKER:
-            _check_ring_buffers(layer)
         neuron = layer.neuron
-        facts = LayerFacts(
-            model=neuron.model,
-            tau=neuron.tau,
-            decay_input=neuron.decay_input,
-            threshold_int=int(quant.threshold_int),
-            input_shift=input_shift if k == 0 else 0,
+        out.append(
+            LayerFacts(
+                model=neuron.model,
+                tau=neuron.tau,
+                decay_input=neuron.decay_input,
+                threshold_int=int(quant.threshold_int),
+                input_shift=input_shift if k == 0 else 0,
+                readout=k == len(spec.layers) - 1,
+            )
         )
-        out.append(layer_neuron(name, facts))
     return out
+
+
+def chip_layers(spec: DeploymentSpec, name: str, input_shift: int = 0) -> list:
+    """Each layer's :class:`~neuroprune.chip.arithmetic.LayerNeuron` under ``name`` (the first
+    with the stimulus' ``input_shift``); checks what the arithmetic needs of the integers."""
+    facts = chip_facts(spec, input_shift)
+    if name == SPINNAKER:
+        for layer in spec.layers:
+            _check_ring_buffers(layer)
+    return [layer_neuron(name, layer_facts) for layer_facts in facts]
 
 
 def _check_ring_buffers(layer: LayerSpec) -> None:
@@ -284,10 +295,16 @@ def _check_ring_buffers(layer: LayerSpec) -> None:
         )
 
 
-def chip_words(name: str, neuron) -> dict:
-    """The integer words a Lava ``ChipNeuron`` rebuilds ``neuron`` from (JSON-ready)."""
+def chip_words(name: str, neuron, facts: LayerFacts | None = None) -> dict:
+    """What a Lava ``ChipNeuron`` rebuilds ``neuron`` from (JSON-ready): SpiNNaker's and
+    TrueNorth's integer words; for any other registered arithmetic the layer's
+    :class:`LayerFacts` (its ``layer`` factory is pure). ``graded``: the neuron emits spike
+    counts (its process sends them and the sink adds them up)."""
+    graded = get_arithmetic(name).spec.multi_spike
     if name == TRUENORTH and isinstance(neuron, TrueNorthLayer):
-        return {"arithmetic": name, **neuron.words()}
+        return {"arithmetic": name, "graded": graded, **neuron.words()}
+    if name != SPINNAKER and facts is not None:
+        return {"arithmetic": name, "graded": graded, "facts": asdict(facts)}
     if name != SPINNAKER or not isinstance(neuron, SpinnakerLayer):
         raise UnsupportedError(
             f"no Lava process model for chip arithmetic {name!r}",
@@ -299,6 +316,7 @@ def chip_words(name: str, neuron) -> dict:
     words = neuron.neuron
     return {
         "arithmetic": name,
+        "graded": graded,
         "exp_tc": words.exp_tc,
         "r_membrane": words.r_membrane,
         "v_thresh": words.v_thresh,
@@ -316,6 +334,7 @@ def chip_lava_layers(
     """Lava layers for chip arithmetic ``name``: float Sparse processes holding the integer
     weights (their products are exact integers), integer biases, and each layer's words."""
     neurons = chip_layers(spec, name, input_shift)
+    facts = chip_facts(spec, input_shift)
     layers = []
     for k, (layer, neuron) in enumerate(zip(spec.layers, neurons, strict=True)):
         quant = layer.quant
@@ -332,7 +351,7 @@ def chip_lava_layers(
                 bias_mant=np.asarray(bias, dtype=np.float64),
                 bias_exp=0,
                 wiring=spec.wiring(k),
-                chip=chip_words(name, neuron),
+                chip=chip_words(name, neuron, facts[k]),
             )
         )
     return tuple(layers)

@@ -181,6 +181,7 @@ def _build(job, lava, layers, batch, windows, outputs, frames_path):
             final_step=final,
             out_path=str(outputs[k]),
             fault=job.get("fault", "") if k == len(layers) - 1 else "",
+            graded=bool((layer.get("chip") or {}).get("graded", False)),
         )
         neuron.s_out.connect(sink.a_in)
         spikes.append(neuron.s_out)

@@ -30,7 +30,9 @@ A graph quantized for another chip arithmetic (:func:`neuroprune.chip.arithmetic
 arithmetic_for_format` of its weight format) runs that arithmetic's
 :class:`~neuroprune.chip.arithmetic.LayerNeuron` instead (:func:`simulate_chip`): SpiNNaker's
 ``spinnaker_lif`` gets ``a = W_int s`` (weight LSBs, int64; a host-injected first layer its
-stimulus integers) and the per-neuron ``bias_int``.
+stimulus integers) and the per-neuron ``bias_int``. Where the arithmetic emits several spikes
+per step (:attr:`~neuroprune.chip.arithmetic.ArithmeticSpec.multi_spike`), a layer's output is
+its spike counts: the next layer receives ``W_int c`` and the per-layer counts add them up.
 """
 
 from __future__ import annotations
@@ -230,6 +232,6 @@ def simulate_chip(spec: DeploymentSpec, stimulus: Stimulus, name: str) -> tuple[
                 pre = spec.layer_input(k, stimulus.frames[t], spikes).astype(np.int64)
                 a = np.asarray((weights[k] @ pre.T).T, dtype=np.int64)
             state[k], fired = neurons[k].step(state[k], a, biases[k])
-            spikes.append(fired.astype(np.uint8))
+            spikes.append(np.asarray(fired).astype(np.int32))  # booleans or spike counts
             counts[k] += spikes[k]
     return tuple(counts)

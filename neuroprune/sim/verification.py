@@ -11,7 +11,8 @@ three kinds, once, for report.json, report.md and the console:
   in floating point. Agreement then proves that the exported file is faithful to the model,
   not that the chip computes this.
 * ``vendor simulator``: the chip vendor's own simulator ran the file (a backend that declares
-  the chip in ``vendor_chips``; none does yet).
+  the chip in ``vendor_chips``: ``sinabs``, SynSense's Sinabs, for Speck; ``xylosim``,
+  SynSense's XyloSim, for ``xylo``).
 
 :func:`verification_kind` derives the kind from the chip profile, the backend and the mode; it
 never looks at a chip's name. A backend declares what it runs exactly in two optional class

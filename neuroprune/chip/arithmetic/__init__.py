@@ -35,6 +35,9 @@ Chips on it
 -----------
 * ``loihi_fixed_pt`` (:mod:`.loihi`): 24-bit u, v in ``2**-6`` LSB; 12-bit decays truncated
   toward zero; ``v > vth << 6``; reset to 0; u wraps, v clips.
+* ``speck_iaf`` (:mod:`.speck`): Sinabs' IAF on the DYNAP-CNN path; ``v += W c + b``;
+  ``v >= thr`` fires ``v // thr`` spikes at once (MultiSpike), each subtracting thr;
+  ``v >= min_v_mem = -thr`` after the reset.
 * ``spinnaker_lif`` (:mod:`.spinnaker`): sPyNNaker's LIF in s16.15; closed-form update with
   ``nearest_half_up`` products; ``V >= V_thresh``; reset to V_reset; refractory counter; delta
   or exponential synapses (u0.32 ``floor`` decays); 16-bit weights with a power-of-two shift.
@@ -42,6 +45,10 @@ Chips on it
   integer V clamped to +-393216; per-axon-type signed 9-bit weights; linear leak (leak
   reversal optional) with the ringing guard; ``V >= alpha``; reset by gamma (to R, linear,
   none); negative threshold beta with saturation (kappa).
+
+* ``xylo_lif`` (:mod:`.xylo`): XyloSim's Xylo Audio 2 LIF: 16-bit saturating ``isyn`` and
+  ``vmem`` with bit-shift decays, ``vmem >= thr``, subtractive reset, up to 31 spikes per step
+  (readout: 1); checked against XyloSim itself (``tests/test_xylo_arithmetic.py``).
 
 How Speck and Xylo (issue 24) map, checked on paper
 ---------------------------------------------------
@@ -59,8 +66,10 @@ How Speck and Xylo (issue 24) map, checked on paper
   up to XyloSim's maximum (a count, as Speck); int8 weights with a per-layer ``weight_shift``
   (``a << shift``, as SpiNNaker's ring-buffer shift).
 
-Both fit the dataclasses as they are; the one extension is a spike *count* from ``fire`` where
-``spikes_per_step > 1``, which ``ChipDynamics`` would pass on as a multi-spike output.
+Both fit the dataclasses; the one extension (made) is a spike *count* from ``fire`` where
+``spikes_per_step`` is not 1 (:attr:`ArithmeticSpec.multi_spike`, :func:`rules.spike_count`):
+``ChipDynamics`` passes it on as a multi-spike output (the next layer's input is ``W c``), the
+reference and the Lava ``ChipNeuron`` carry counts, and their spike counts add them up.
 """
 
 from __future__ import annotations
@@ -99,6 +108,7 @@ from neuroprune.chip.arithmetic.spec import (
     Product,
     StateVariable,
 )
+from neuroprune.chip.arithmetic.speck import SPECK, SPECK_ARITHMETIC, SpeckLayer
 from neuroprune.chip.arithmetic.spinnaker import (
     SPINNAKER,
     SPINNAKER_ARITHMETIC,
@@ -111,12 +121,15 @@ from neuroprune.chip.arithmetic.truenorth import (
     TrueNorthLayer,
     TrueNorthNeuron,
 )
+from neuroprune.chip.arithmetic.xylo import XYLO, XYLO_ARITHMETIC, XyloLayer, XyloNeuron
 from neuroprune.core.errors import UnsupportedError
 
 ARITHMETICS: dict[str, ChipArithmetic] = {
     LOIHI: LOIHI_ARITHMETIC,
     SPINNAKER: SPINNAKER_ARITHMETIC,
     TRUENORTH: TRUENORTH_ARITHMETIC,
+    SPECK: SPECK_ARITHMETIC,
+    XYLO: XYLO_ARITHMETIC,
 }
 
 
@@ -156,11 +169,13 @@ __all__ = [
     "INPUT_LIMIT",
     "LOIHI",
     "MAX_INPUT_SHIFT",
+    "SPECK",
     "SPINNAKER",
     "STATE_BITS",
     "TRUENORTH",
     "STATE_LIMIT",
     "VTH_MAX",
+    "XYLO",
     "ArithmeticSpec",
     "ChipArithmetic",
     "LayerFacts",
@@ -168,11 +183,14 @@ __all__ = [
     "LoihiLayer",
     "LoihiNeuron",
     "Product",
+    "SpeckLayer",
     "SpinnakerLayer",
     "SpinnakerNeuron",
     "StateVariable",
     "TrueNorthLayer",
     "TrueNorthNeuron",
+    "XyloLayer",
+    "XyloNeuron",
     "arithmetic_for_format",
     "get_arithmetic",
     "int32",

@@ -2,7 +2,7 @@
 
 Each function takes integer arrays of either library (int64 ``numpy.ndarray`` or
 ``torch.Tensor``, or Python ints) and uses only operators both implement (``*``, ``+``, ``-``,
-``>>``, ``%``, comparisons, ``~`` on booleans, ``abs``, ``.clip``), so training
+``>>``, ``%``, ``//``, comparisons, ``~`` on booleans, ``abs``, ``.clip``), so training
 (:class:`neuroprune.models.neurons.ChipDynamics`), the reference emulation
 (:mod:`neuroprune.sim.reference`) and the Lava process models run the same lines.
 
@@ -69,8 +69,35 @@ def compare(potential, threshold, comparison: str):
     raise ValueError(f"unknown comparison {comparison!r}; known: {list(COMPARISONS)}")
 
 
+def spike_count(potential, threshold, comparison: str, most: int | None):
+    """A step's spikes: the boolean :func:`compare` where ``most == 1``; otherwise a count
+    (int64), the number of whole thresholds in the potential, at most ``most`` (``None``: no
+    limit), 0 below threshold::
+
+        ">=":  c = (p >= thr) * (p // thr)            (Sinabs' MultiSpike: (v > 0) trunc(v / thr))
+        ">":   c = (p > thr) * ((p - 1) // thr)       (p - (c - 1) thr > thr for each spike)
+
+    ``threshold`` > 0 (a positive integer, so ``//`` floors like Sinabs' truncation for
+    ``p > 0``). With :func:`reset` ``subtract_threshold`` the potential loses ``c thr``.
+    """
+    if most == 1:
+        return compare(potential, threshold, comparison)
+    fired = compare(potential, threshold, comparison)
+    whole = potential // threshold if comparison == GREATER_EQUAL else (potential - 1) // threshold
+    count = fired * whole
+    return count if most is None else count.clip(0, most)
+
+
+def lower_bound(potential, floor):
+    """``max(potential, floor)``: a potential held at its lower bound (Sinabs' ``min_v_mem``,
+    ``relu(v - min_v_mem) + min_v_mem``); ``floor`` ``None``: unchanged."""
+    return potential if floor is None else potential.clip(floor, None)
+
+
 def reset(potential, fired, mode: str, *, v_reset=0, threshold=0):
-    """The potential after a step's spikes ``fired`` (boolean) under ``mode``."""
+    """The potential after a step's spikes ``fired`` under ``mode``: ``fired`` is boolean, or a
+    spike count (:func:`spike_count`) for ``subtract_threshold``, which then subtracts
+    ``fired * threshold``."""
     if mode == TO_V_RESET:
         kept = potential * (~fired)
         return kept if isinstance(v_reset, int) and v_reset == 0 else kept + v_reset * fired

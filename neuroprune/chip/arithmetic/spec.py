@@ -76,7 +76,10 @@ class ArithmeticSpec:
         refractory: whether the chip holds a neuron for a counted number of steps after a
             spike (neuroprune maps every layer with 0 steps; the rule is still emulated).
         synapse: ``"delta"``, ``"exponential"`` or ``"current_state"``.
-        spikes_per_step: most spikes one neuron emits per step (1; Speck's IAF: several).
+        spikes_per_step: most spikes one neuron emits per step: 1 (``fire`` returns booleans),
+            ``n > 1`` or ``None`` (no limit: Sinabs' MultiSpike); then ``fire`` returns a spike
+            count per neuron (:func:`.rules.spike_count`) and ``reset`` (``subtract_threshold``)
+            removes ``count * threshold``.
         lower_bound: the potential's floor other than its width (``None``: none).
         weights: how integer weights enter (width, sign, scale).
         thresholds: how the integer threshold enters.
@@ -92,11 +95,16 @@ class ArithmeticSpec:
     leak: str
     refractory: bool
     synapse: str
-    spikes_per_step: int
+    spikes_per_step: int | None
     lower_bound: str | None
     weights: str
     thresholds: str
     step_order: str
+
+    @property
+    def multi_spike(self) -> bool:
+        """Whether ``fire`` returns spike counts (``spikes_per_step`` other than 1)."""
+        return self.spikes_per_step != 1
 
     def rules(self) -> dict[str, Any]:
         """The rules a profile states (``neuron.arithmetic.rules``): name -> value."""
@@ -124,6 +132,8 @@ class LayerFacts:
         threshold_int: the threshold in weight LSBs.
         input_shift: ``k``: the layer's integer input ``a`` is in ``2**-k`` weight LSB (0 for
             spike input; a host-injected analog first layer may use more resolution).
+        readout: the network's last layer (a chip whose readout neurons differ from its hidden
+            ones, Xylo's one spike per step, reads it; others ignore it).
     """
 
     model: str
@@ -131,12 +141,16 @@ class LayerFacts:
     decay_input: bool
     threshold_int: int
     input_shift: int = 0
+    readout: bool = False
 
 
 class LayerNeuron(Protocol):
     """One layer's integer neuron. ``state`` is a tuple of int64 arrays (or tensors) of the
     layer's shape, in :attr:`ArithmeticSpec.state` order; ``a`` is the step's integer input in
     ``2**-k`` weight LSB (:attr:`LayerFacts.input_shift`), ``bias`` per neuron in weight LSBs.
+
+    ``fire`` returns booleans, or spike counts (int64) where the arithmetic's
+    ``spikes_per_step`` is not 1; ``reset`` takes what ``fire`` returned.
 
     The float view (training's surrogate gradient): the potential in model units is
     ``potential(state) * weight_scale / potential_divisor``; ``gain_v`` and ``gain_x`` are
@@ -182,6 +196,8 @@ class ChipArithmetic:
         weight_formats: the weight formats (``weights.format``) whose integers it runs on; the
             reference emulation picks the arithmetic of a quantized graph by them.
         models: the neuron models it maps (``"LIF"``, ``"IF"``).
+        analog_input: whether the chip's host can inject an analog first layer (``direct``
+            encoding); ``False`` (Speck) means spike input only, checked before training.
     """
 
     spec: ArithmeticSpec
@@ -189,3 +205,4 @@ class ChipArithmetic:
     analog_shift: Callable[[LayerFacts, int, float], int]
     weight_formats: tuple[str, ...]
     models: tuple[str, ...]
+    analog_input: bool = True

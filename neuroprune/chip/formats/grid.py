@@ -154,6 +154,14 @@ def dyadic_scale(value: float, mantissa_bits: int = DYADIC_MANTISSA_BITS) -> flo
     return math.ldexp(steps, exponent - mantissa_bits)
 
 
+def dyadic_floor(value: float, mantissa_bits: int = DYADIC_MANTISSA_BITS) -> float:
+    """Largest float <= ``value`` (> 0) with at most ``mantissa_bits`` significant bits (the
+    floor twin of :func:`dyadic_scale`: ``value / scale`` is then at least what it aimed at)."""
+    mantissa, exponent = math.frexp(value)
+    steps = math.floor(mantissa * 2**mantissa_bits)
+    return math.ldexp(steps, exponent - mantissa_bits)
+
+
 def uniform_max_scale(weight: np.ndarray, int_max: int) -> float:
     """Dyadic scale that maps ``max|w|`` onto ``int_max`` (no clipping); 1.0 for all-zero."""
     peak = float(np.abs(weight).max(initial=0.0))

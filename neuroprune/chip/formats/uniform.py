@@ -1,5 +1,5 @@
-"""Uniform sign-magnitude formats: SpiNNaker, generic ``int`` (Tianjic, Speck, ...) and
-BrainScaleS.
+"""Uniform sign-magnitude formats: SpiNNaker, generic ``int`` (Tianjic, ...), ``speck``,
+``xylo`` (``int`` whose integers run the ``xylo_lif`` arithmetic) and BrainScaleS.
 
 All three store ``weight_int`` in ``[-q, q]`` with one scale per layer, ``weight =
 weight_int * scale``; they differ in ``q``, in how the scale is constrained and in how the sign
@@ -15,6 +15,13 @@ is stored:
 * ``int``: symmetric two's complement, ``q = 2**(bits-1) - 1``; the scale is a per-layer float
   ``max|w| / q`` rounded up to 8 significant bits (so ``weight_int * scale`` is exact in
   float32 and nothing clips).
+* ``speck``: 8-bit two's complement ``[-128, 127]`` (Sinabs' discrete range), the scale chosen
+  as Sinabs' ``determine_discretization_scale`` chooses it (the positive end onto 127 unless
+  ``|min| > max 128/127``, then the negative end onto -128), rounded *down* to 8 significant
+  bits so that end lands exactly on 127 or -128 (a weight past it clips by under one LSB);
+  thresholds within the 16-bit signed state (``1 <= threshold_int <= 2**15 - 1``), 8-bit
+  biases. Sinabs' ``discretize`` then finds a common scale of exactly 1 and keeps the integers
+  as they are (:mod:`neuroprune.chip.arithmetic.speck`).
 * ``brainscales``: ``q = 2**magnitude_bits - 1`` (current-DAC code); the sign belongs to the
   synapse row (driver), so an input with both signs needs two rows: ``row_duplication`` counts
   the rows per input the layer needs (1 or 2). The scale is a per-layer float as for ``int``.
@@ -26,8 +33,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neuroprune.chip.arithmetic.speck import THRESHOLD_MAX as SPECK_THRESHOLD_MAX
 from neuroprune.chip.formats.base import Quantizer, register_quantizer
-from neuroprune.chip.formats.grid import Grid, best_pow2_scale, uniform_max_scale
+from neuroprune.chip.formats.grid import (
+    Grid,
+    best_pow2_scale,
+    dyadic_floor,
+    uniform_max_scale,
+)
+from neuroprune.chip.formats.neuron import generic_neuron_fields, threshold_to_int
 from neuroprune.chip.formats.params import param_choice, param_int
 from neuroprune.chip.schema import WeightFormat
 
@@ -102,6 +116,50 @@ class IntQuantizer(Quantizer):
             f"symmetric |weight_int| <= {q}, scale = max|w|/{q} rounded up to 8 significant bits"
         ]
         return grid, {}, notes
+
+
+@register_quantizer("speck")
+class SpeckQuantizer(IntQuantizer):
+    """Speck (DYNAP-CNN): 8-bit kernels on Sinabs' scale, thresholds in the 16-bit state."""
+
+    def choose_grid(self, weight: np.ndarray, params: UniformParams):
+        high = params.magnitude_max
+        low = -high - 1
+        top, bottom = (
+            float(max(weight.max(initial=0.0), 0.0)),
+            float(min(weight.min(initial=0.0), 0.0)),
+        )
+        if top == bottom == 0.0:
+            return Grid(scale=1.0, int_min=low, int_max=high), {}, []
+        positive_end = abs(bottom) <= top * (-low / high)  # Sinabs' choice of the end
+        scale = dyadic_floor(top / high if positive_end else -bottom / -low)
+        end = f"max w onto {high}" if positive_end else f"min w onto {low}"
+        notes = [
+            f"weight_int in [{low}, {high}], scale = Sinabs' discretize scale ({end}) rounded "
+            "down to 8 significant bits: Sinabs keeps these integers as they are"
+        ]
+        return Grid(scale=scale, int_min=low, int_max=high), {}, notes
+
+    def frozen_grid(self, weight: np.ndarray, grid: Grid, params: UniformParams):
+        """Fine-tuned weights get Sinabs' scale again (their ends moved), so discretize still
+        keeps the integers: the grid is chosen anew."""
+        fresh, _, _ = self.choose_grid(weight, params)
+        if fresh.scale == grid.scale:
+            return grid, []
+        return fresh, [f"scale re-chosen after fine-tuning ({grid.scale:g} -> {fresh.scale:g})"]
+
+    def neuron_fields(self, grid, bias, neuron, params, neuron_spec):
+        fields, notes = generic_neuron_fields(grid, bias, neuron, neuron_spec)
+        threshold, more = threshold_to_int(neuron.v_threshold, grid.scale, SPECK_THRESHOLD_MAX)
+        fields["threshold_int"] = threshold
+        return fields, [n for n in notes if not n.startswith("threshold")] + more
+
+
+@register_quantizer("xylo")
+class XyloQuantizer(IntQuantizer):
+    """Xylo Audio 2: int8 weights with one float scale per layer, as ``int``; a format of its
+    own because its integers run the ``xylo_lif`` arithmetic (weight shift 0, thresholds in
+    weight LSBs: :mod:`neuroprune.chip.arithmetic.xylo`)."""
 
 
 @register_quantizer("brainscales")

@@ -79,9 +79,10 @@ def export_model(
     chip: str,
     dt: float | None,
 ) -> Path:
-    """Write ``model`` as NIR (``fmt == "nir"``, ``dt`` seconds per step, default 2**-10),
-    ONNX, or a deployment format (``netx``, ``pynn``: :mod:`neuroprune.pipeline.deploy`) to
-    ``target``; the fit run and ``neuroprune export RUN`` both go through here."""
+    """Write ``model`` as NIR (``fmt == "nir"``, ``dt`` seconds per step, default 2**-10), as
+    NIR for Rockpool's importer (``"rockpool-nir"``, a Xylo run), ONNX, or a deployment format
+    (``netx``, ``pynn``: :mod:`neuroprune.pipeline.deploy`) to ``target``; the fit run and
+    ``neuroprune export RUN`` both go through here."""
     from neuroprune.export import (  # deferred: imports scipy, spikingjelly, torch
         export_nir,
         export_onnx,
@@ -91,6 +92,18 @@ def export_model(
     if fmt in DEPLOY_FORMATS:
         writer = export_netx if fmt == "netx" else export_pynn
         return writer(
+            model,
+            target,
+            timesteps=timesteps,
+            encoding=encoding,
+            input_shape=input_shape,
+            chip=chip,
+            dt=dt,
+        )
+    if fmt == "rockpool-nir":
+        from neuroprune.export.formats import get_exporter  # deferred: lazy names only
+
+        return get_exporter(fmt)(
             model,
             target,
             timesteps=timesteps,

@@ -146,11 +146,17 @@ def verification_passed(sim: Mapping[str, Any], threshold: float) -> bool:
     return agreement is None or agreement >= threshold
 
 
+VERIFIED_BY_REFERENCE = (*LAVA_BACKENDS, "sinabs", "xylosim")
+"""Backends whose fixed-point counts are gated on the numpy bit-exact emulation (the trained
+model's agreement reported beside it): Lava, lava-dl's netx in Lava, Sinabs on Speck, XyloSim
+on Xylo."""
+
+
 def bit_exact_check(backend: str, fixed: bool) -> str | None:
-    """Lava fixed point (``lava``, and ``netx``: lava-dl's loader in Lava) is checked against
-    the numpy bit-exact emulation; the emulation itself (reference backend) has no independent
-    oracle, so it is compared with the model only."""
-    return "reference" if fixed and backend in LAVA_BACKENDS else None
+    """Lava fixed point (``lava``, and ``netx``: lava-dl's loader in Lava), Sinabs and XyloSim
+    are checked against the numpy bit-exact emulation; the emulation itself (reference backend)
+    has no independent oracle, so it is compared with the model only."""
+    return "reference" if fixed and backend in VERIFIED_BY_REFERENCE else None
 
 
 def fixed_by_default(profile: ChipProfile) -> bool:

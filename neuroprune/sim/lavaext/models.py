@@ -16,6 +16,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.sparse.models import AbstractPySparseModelBitAcc, AbstractPySparseModelFloat
 from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
+from neuroprune.chip.arithmetic import LayerFacts, layer_neuron
 from neuroprune.chip.arithmetic.spinnaker import SPINNAKER, SpinnakerLayer, SpinnakerNeuron
 from neuroprune.chip.arithmetic.truenorth import TRUENORTH, TrueNorthLayer
 from neuroprune.sim.batching import batched_dot
@@ -64,7 +65,8 @@ class PyFrameSourceFixed(_FrameSourceModel):
 
 
 class _CountSinkModel(PyLoihiProcessModel):
-    """Accumulates ``a_in != 0`` inside the window and saves the counts at ``final_step``."""
+    """Accumulates ``a_in != 0`` (``graded``: the spike counts ``a_in`` carries) inside the
+    window and saves the counts at ``final_step``."""
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
@@ -76,7 +78,7 @@ class _CountSinkModel(PyLoihiProcessModel):
         params = self.proc_params
         self._inject_fault(params["fault"], step)
         if params["first_step"] <= step <= params["last_step"]:
-            self._counts += spikes != 0
+            self._counts += np.rint(spikes).astype(np.int32) if params["graded"] else spikes != 0
         if step == params["final_step"]:
             _save_atomically(params["out_path"], self._counts)
 
@@ -194,11 +196,15 @@ class PyBatchedSparseBitAcc(AbstractPySparseModelBitAcc):
 
 def chip_layer(chip: dict):
     """The :class:`~neuroprune.chip.arithmetic.LayerNeuron` that training and the reference
-    run, rebuilt from the layer's integer words (:func:`neuroprune.sim.lava_map.chip_words`)."""
+    run, rebuilt from the layer's words (:func:`neuroprune.sim.lava_map.chip_words`):
+    SpiNNaker's and TrueNorth's integer words, or any other registered arithmetic's layer
+    facts."""
     if chip["arithmetic"] == TRUENORTH:
         return TrueNorthLayer.from_words(chip)
     if chip["arithmetic"] != SPINNAKER:
-        raise ValueError(f"no Lava process model for chip arithmetic {chip['arithmetic']!r}")
+        if "facts" not in chip:
+            raise ValueError(f"no Lava process model for chip arithmetic {chip['arithmetic']!r}")
+        return layer_neuron(chip["arithmetic"], LayerFacts(**chip["facts"]))
     neuron = SpinnakerNeuron(
         exp_tc=int(chip["exp_tc"]),
         r_membrane=int(chip["r_membrane"]),
@@ -215,7 +221,8 @@ def chip_layer(chip: dict):
 @tag("floating_pt")
 class PyChipNeuronModel(PyLoihiProcessModel):
     """Runs :func:`chip_layer`'s ``step`` (the same code as training and the reference) on
-    ``rint(a_in)``; sends the spikes as 0/1 floats."""
+    ``rint(a_in)``; sends the spikes as 0/1 floats, or as spike counts where the arithmetic
+    emits several per step (the next Sparse weights them: ``W c``)."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)

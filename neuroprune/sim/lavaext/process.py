@@ -27,6 +27,7 @@ class CountSink(AbstractProcess):
     writes the counts (``int32 [size]``) to ``out_path`` (``.npy``) at step ``final_step``.
 
     Reading counts through ``Var.get`` would cost about 25 us per element; a file costs nothing.
+    ``graded``: ``a_in`` carries spike counts (a multi-spike chip arithmetic), which it adds up.
     ``fault`` (tests only): ``"raise"`` raises inside the model at step 2, ``"hang"`` blocks.
     """
 
@@ -39,6 +40,7 @@ class CountSink(AbstractProcess):
         final_step: int,
         out_path: str,
         fault: str = "",
+        graded: bool = False,
     ) -> None:
         super().__init__(
             shape=shape,
@@ -47,6 +49,7 @@ class CountSink(AbstractProcess):
             final_step=final_step,
             out_path=out_path,
             fault=fault,
+            graded=graded,
         )
         self.a_in = InPort(shape=shape)
 
@@ -107,7 +110,9 @@ class ChipNeuron(AbstractProcess):
     Parameters: ``shape``, ``bias`` (per neuron, weight LSBs), ``reset_offset``, and ``chip``:
     the arithmetic's name and the layer's integer words (``arithmetic``, ``exp_tc``,
     ``r_membrane``, ``v_thresh``, ``v_reset``, ``v_rest``, ``t_refract``, ``shift``,
-    ``input_shift`` for ``spinnaker_lif``; ``TrueNorthLayer.words`` for ``truenorth``).
+    ``input_shift`` for ``spinnaker_lif``; ``TrueNorthLayer.words`` for ``truenorth``;
+    ``facts``, the layer's ``LayerFacts``, for any other arithmetic), ``graded``: it sends spike
+    counts (several spikes per step).
     """
 
     def __init__(self, *, shape: tuple[int, ...], bias, reset_offset: int, chip: dict) -> None:
