@@ -88,3 +88,31 @@ def test_a_layer_needs_one_core_that_holds_both_its_memories():
     assert both.violations[0].rule in ("layer_memory", "layer_neurons")
     small = check_fit(_one_conv_layer((8, 8)), profile)  # 256 * 2**(3 + 3) = 16,384
     assert small.fits and small.core_map == {"0": [5]}
+
+
+def test_samna_standin_only_answers_imports():
+    """The stand-in the Sinabs child puts in place of SynSense's driver: imports and
+    annotations resolve, any construction or call raises and is recorded (so a Sinabs path
+    that needed the driver could not pass silently)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from neuroprune.sim.sinabs_env import install_samna_standin, standin_facts\n"
+        "install_samna_standin()\n"
+        "import samna, samnagui\n"
+        "from samna.speck2f.configuration import SpeckConfiguration\n"
+        "assert isinstance(samna.device.DeviceInfo, type)\n"
+        "print(standin_facts()['samna_standin_called'])\n"
+        "try:\n"
+        "    SpeckConfiguration()\n"
+        "except RuntimeError as exc:\n"
+        "    print('raised', 'needs the driver' in str(exc))\n"
+        "print(standin_facts())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "[]" and lines[1] == "raised True"
+    assert "samna.speck2f.configuration.SpeckConfiguration" in lines[2]
+    assert "'samna_real_imported': False" in lines[2]

@@ -34,7 +34,7 @@ import numpy as np
 
 import neuroprune
 from neuroprune.chip.arithmetic import SPECK
-from neuroprune.core.errors import BackendUnavailableError, SimulationError, UnsupportedError
+from neuroprune.core.errors import SimulationError, UnsupportedError
 from neuroprune.envs import require
 from neuroprune.graph.read import read_network
 from neuroprune.graph.stages import FlattenStage, NeuronStage, PoolStage, SynapseStage
@@ -54,7 +54,7 @@ def run_sinabs_job(
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Run one job of :mod:`neuroprune.sim.sinabs_env` in the ``sinabs`` environment:
     ``(facts, output arrays)``. Raises :class:`BackendUnavailableError` (one line naming
-    ``neuroprune backends install sinabs``) when the environment is not ready, and
+    ``neuroprune backends install sinabs``, exit 3) when the environment is not ready, and
     :class:`SimulationError` when the child fails."""
     python = require(
         ENVIRONMENT,
@@ -124,6 +124,8 @@ def sinabs_chain(path: str | os.PathLike) -> tuple[list[dict], dict[str, np.ndar
     """The exported chain at ``path`` as the child's ``ops`` and weight arrays (the integer
     weights of each synaptic layer, ``threshold_int`` of each IF layer)."""
     network = read_network(path)
+    if any(network.sources(i) != (i - 1,) for i in range(len(network.stages))):
+        raise _unsupported("chains (Sinabs' DynapcnnNetwork here)", "graph", "residual")
     ops: list[dict] = []
     arrays: dict[str, np.ndarray] = {}
     for stage in network.stages:
@@ -227,4 +229,4 @@ class SinabsBackend:
         return BackendRun(counts=counts, timings={"run": elapsed, "total": elapsed}, notes=notes)
 
 
-__all__ = ["BackendUnavailableError", "SinabsBackend", "run_sinabs_job", "sinabs_chain"]
+__all__ = ["SinabsBackend", "run_sinabs_job", "sinabs_chain"]

@@ -1,7 +1,7 @@
 """``speck_iaf``: Speck's (DYNAP-CNN's) integrate-and-fire neuron as Sinabs 3.1.3 runs it on
 the DYNAP-CNN path (torch-free).
 
-Transcribed from synsense/sinabs 3.1.3 (profile sources S70-S73, docs/chip_profiles.md):
+Transcribed from synsense/sinabs 3.1.3 (profile sources S70-S74, docs/chip_profiles.md):
 ``layers/iaf.py`` (``IAF``/``IAFSqueeze``: ``LIF`` with ``tau_mem = inf``, so ``alpha_mem = 1``;
 defaults ``spike_fn=MultiSpike``, ``reset_fn=MembraneSubtract()``), ``layers/functional/lif.py``
 (``lif_forward_single``: order of one step, ``min_v_mem`` applied after the reset as
