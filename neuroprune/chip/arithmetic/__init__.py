@@ -45,28 +45,13 @@ Chips on it
   integer V clamped to +-393216; per-axon-type signed 9-bit weights; linear leak (leak
   reversal optional) with the ringing guard; ``V >= alpha``; reset by gamma (to R, linear,
   none); negative threshold beta with saturation (kappa).
-
 * ``xylo_lif`` (:mod:`.xylo`): XyloSim's Xylo Audio 2 LIF: 16-bit saturating ``isyn`` and
   ``vmem`` with bit-shift decays, ``vmem >= thr``, subtractive reset, up to 31 spikes per step
   (readout: 1); checked against XyloSim itself (``tests/test_xylo_arithmetic.py``).
 
-How Speck and Xylo (issue 24) map, checked on paper
----------------------------------------------------
-* **Speck** (Sinabs' ``IAFSqueeze`` on the DYNAP-CNN path, ``discretize=True``): state ``v``
-  16-bit signed integer, ``overflow="clip"``; no product (``products=()``); ``leak="none"``
-  (or ``"linear"`` through a per-step bias); ``threshold=">="``; ``reset=
-  "subtract_threshold"``; ``spikes_per_step`` > 1 (MultiSpike: ``floor(v / thr)`` spikes, each
-  subtracting thr: ``fire`` returns a count, not a boolean, and ``reset`` subtracts
-  ``count * thr``); ``lower_bound`` = Sinabs' ``min_v_mem`` (a ``clip`` from below in
-  ``charge``); ``synapse="delta"``; integer 8-bit weights enter as they are.
-* **Xylo** (XyloSim, Xylo Audio 2): states ``isyn`` and ``vmem`` 16-bit signed with
-  ``overflow="clip"``; ``leak="shift"`` (``x -= x >> dash``: a ``Product`` with
-  ``rounding="floor"`` per state); ``synapse="exponential"`` by bit shift (``isyn``); ``threshold
-  =">"`` or ``">="`` as XyloSim states it; ``reset="subtract_threshold"``; ``spikes_per_step``
-  up to XyloSim's maximum (a count, as Speck); int8 weights with a per-layer ``weight_shift``
-  (``a << shift``, as SpiNNaker's ring-buffer shift).
-
-Both fit the dataclasses; the one extension (made) is a spike *count* from ``fire`` where
+Several spikes per step
+-----------------------
+Speck and Xylo need one extension of the dataclasses: a spike *count* from ``fire`` where
 ``spikes_per_step`` is not 1 (:attr:`ArithmeticSpec.multi_spike`, :func:`rules.spike_count`):
 ``ChipDynamics`` passes it on as a multi-spike output (the next layer's input is ``W c``), the
 reference and the Lava ``ChipNeuron`` carry counts, and their spike counts add them up.
