@@ -292,7 +292,8 @@ def simulate_target(
     if target.is_dir():
         rundir = RunDir(target)
         cfg = saved_config(rundir)
-        chip, dataset = chip or cfg.chip, dataset or cfg.dataset
+        own = str(rundir.profile_path) if rundir.profile_path.is_file() else cfg.chip
+        chip, dataset = chip or own, dataset or cfg.dataset  # energy: the run's own chip
         data_dir = data_dir or cfg.data_dir
         nir_path = rundir.model_file("nir")
         reference = rundir.final_model()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from neuroprune.reports.units import energy_line
 from neuroprune.run.rundir import (
     FitRecord,
     QuantizedRecord,
@@ -62,7 +63,7 @@ def report_markdown(record: RunRecord) -> str:
     if record.fit is not None:
         out += _fit(record.fit)
     if record.simulation is not None:
-        out += _simulation(record.simulation)
+        out += _simulation(record.simulation, record.chip_name or record.chip)
     if record.stages_not_run:
         out += ["", "Not run: " + "; ".join(record.stages_not_run) + "."]
     if record.plots:
@@ -206,7 +207,7 @@ def _fit(fit: FitRecord) -> list[str]:
     return out
 
 
-def _simulation(sim: SimulationRecord) -> list[str]:
+def _simulation(sim: SimulationRecord, chip: str | None) -> list[str]:
     kind = sim.verification.kind if sim.verification is not None else "kind not recorded"
     out = ["", f"## Simulation ({sim.backend}, {sim.mode or ''}, {kind})", ""]
     if sim.verification is not None:
@@ -241,11 +242,8 @@ def _simulation(sim: SimulationRecord) -> list[str]:
         )
     out += [f"- {n}" for n in sim.notes]
     if sim.synops_per_sample is not None:
-        energy = sim.energy_per_sample_j
-        out.append(
-            f"Synaptic operations per sample: {_num(sim.synops_per_sample)}"
-            + (f"; energy estimate {energy * 1e9:.3g} nJ per sample." if energy else ".")
-        )
+        energy = energy_line(sim.energy_per_sample_j, sim.energy_basis, sim.energy_missing, chip)
+        out.append(f"Synaptic operations per sample: {_num(sim.synops_per_sample)}; {energy}.")
     if sim.layers:
         out.append("")
         out.append(

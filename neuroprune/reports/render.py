@@ -17,6 +17,7 @@ from rich.text import Text
 
 from neuroprune.chip.capacity import capacity_model
 from neuroprune.chip.schema import ChipProfile
+from neuroprune.reports.units import energy_line, energy_text
 from neuroprune.run.rundir import FitRecord, QatRecord, RunRecord, SimulationRecord
 from neuroprune.sim.verification import CHIP_EXACT
 
@@ -163,7 +164,7 @@ def summary_text(record: RunRecord, run_dir: Path | None = None) -> Group:
     if record.fit is not None:
         parts.append(fit_group(record.fit))
     if record.simulation is not None:
-        parts.append(simulation_text(record.simulation))
+        parts.append(simulation_text(record.simulation, record.chip_name or record.chip))
     parts += warnings_text(record)
     if run_dir is not None:
         parts.append(Text(f"run directory: {run_dir}", style="dim"))
@@ -237,9 +238,10 @@ def quantize_text(result) -> Group:
     return Group(table, acc, qat, *notes)
 
 
-def simulation_text(sim: SimulationRecord) -> Group:
+def simulation_text(sim: SimulationRecord, chip: str | None = None) -> Group:
     """The simulation: every agreement figure under its verification kind (chip-exact, float
-    stand-in, vendor simulator), then the comparisons, activity and energy."""
+    stand-in, vendor simulator), then the comparisons, activity and energy (``chip``: the
+    profile's name, said where it has no energy figure)."""
     kind = sim.verification.kind if sim.verification is not None else "kind not recorded"
     head = Text(
         f"simulation ({sim.backend}, {sim.mode or ''}) [{kind}]: {sim.samples} samples, "
@@ -286,12 +288,12 @@ def simulation_text(sim: SimulationRecord) -> Group:
                 _pct(row.agreement),
             )
         parts.append(table)
-    synops, energy = sim.synops_per_sample, sim.energy_per_sample_j
-    if synops is not None:
-        line = f"synaptic operations per sample: {_fmt(synops)}"
-        if energy is not None:
-            line += f"; energy estimate {energy * 1e9:.3g} nJ per sample (profile figures)"
-        parts.append(Text(line))
+    if sim.synops_per_sample is not None:
+        energy = energy_line(
+            sim.energy_per_sample_j, sim.energy_basis, sim.energy_missing, chip
+        )
+        parts.append(Text(f"synaptic operations per sample: {_fmt(sim.synops_per_sample)}"))
+        parts.append(Text(energy, style="yellow" if sim.energy_per_sample_j is None else ""))
     return Group(*parts)
 
 
@@ -322,7 +324,7 @@ def sweep_table(rows: list[Mapping[str, Any]], pareto: Mapping[str, Any] | None 
             _fmt(r.get("synapses")),
             _pct(r.get("accuracy")),
             _fmt(r.get("cores")),
-            f"{energy * 1e9:.3g} nJ" if energy else "-",
+            energy_text(energy) if energy is not None else "-",
             _fmt(r.get("fits")),
             r.get("error") or _fmt(r.get("status")),
         )

@@ -204,7 +204,9 @@ class ValidationRecord(_Section):
 class QuantizedRecord(StageRecord):
     """The quantized stage: its weight ``format``, test accuracy (0..1) of the float model,
     after PTQ and after fine-tuning, the chip ``arithmetic`` of its neurons (None: float
-    neurons), fine-tuning, one :class:`QuantLayerRow` per layer."""
+    neurons), fine-tuning, one :class:`QuantLayerRow` per layer; ``stored_layers``: one
+    :class:`LayerRow` per layer counted as the chip stores it (nonzero integers after
+    quantization: a weight rounded to zero is no synapse)."""
 
     _optional = StageRecord._optional | {
         "accuracy_float",
@@ -213,6 +215,7 @@ class QuantizedRecord(StageRecord):
         "arithmetic",
         "qat",
         "notes",
+        "stored_layers",
     }
 
     format: str
@@ -223,6 +226,7 @@ class QuantizedRecord(StageRecord):
     qat: QatRecord = QatRecord()
     layers: list[QuantLayerRow] = []  # type: ignore[assignment]  # a stage's own rows
     notes: list[str] = []
+    stored_layers: list[LayerRow] = []
 
 
 class ViolationRecord(_Section):
@@ -291,7 +295,8 @@ class VerificationRecord(_Section):
 
 class SimulationRecord(_Section):
     """The simulation (:class:`neuroprune.sim.result.SimulationResult`): agreements are
-    fractions (0..1), ``seconds_per_sample`` in s, ``energy_per_sample_j`` in J; ``layers``:
+    fractions (0..1), ``seconds_per_sample`` in s, ``energy_per_sample_j`` in J (what it sums:
+    ``energy_basis``; the profile's fields without a figure: ``energy_missing``); ``layers``:
     one :class:`SimLayerRow` per neuron layer; ``verification``: the kind every agreement
     figure carries; ``model_accuracy``: the compared model's accuracy on the same samples."""
 
@@ -309,6 +314,8 @@ class SimulationRecord(_Section):
             "notes",
             "synops_per_sample",
             "energy_per_sample_j",
+            "energy_basis",
+            "energy_missing",
             "layers",
         }
     )
@@ -330,6 +337,8 @@ class SimulationRecord(_Section):
     notes: list[str] = []
     synops_per_sample: int | float | None = None
     energy_per_sample_j: float | None = None
+    energy_basis: str | None = None
+    energy_missing: list[str] = []
     layers: list[SimLayerRow] = []
 
 

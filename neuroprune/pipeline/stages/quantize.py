@@ -9,7 +9,7 @@ from typing import Any
 
 from neuroprune import quantize  # a lazy face: torch loads on first use
 from neuroprune.core.progress import Progress
-from neuroprune.pipeline.context import _epoch_progress, _Run, train_config
+from neuroprune.pipeline.context import _epoch_progress, _layer_rows, _Run, train_config
 from neuroprune.pipeline.resume import stage_inputs
 from neuroprune.pipeline.stages.base import Carry, Stage, measure
 from neuroprune.run.rundir import QuantizedRecord
@@ -26,6 +26,7 @@ def run_quantize(run: _Run, carry: Carry) -> Carry:
             "accuracy": accuracy,
             "neurons": summary.neurons,
             "synapses": summary.synapses(run.profile.conv_weight_sharing),
+            "stored_layers": _layer_rows(summary, run.profile.conv_weight_sharing),
         }
     )
     run.emit("quantize", run.record.quantized.qat.line())
