@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from neuroprune.cli.app import CONTEXT, _console, _torch_threads, handle_errors, main
+from neuroprune.cli.invocation import command_line
 from neuroprune.cli.options import config_default
 from neuroprune.export.formats import EXPORTERS
 from neuroprune.sim.backends import SIM_BACKENDS
@@ -57,6 +58,7 @@ def quantize(run_dir: str, chip: str | None, out_dir: str | None, quant_epochs) 
             out=Path(out_dir) if out_dir else None,
             finetune_epochs=quant_epochs,
             progress=progress,
+            command=command_line(),
         )
     outcome = done.outcome
     record = RunRecord.model_validate(outcome.report)
@@ -153,6 +155,7 @@ def simulate(
         data_dir=data_dir,
         timeout=timeout,
         threshold=threshold,
+        command=command_line(),
     )
     record = done.simulation
     if as_json:

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from neuroprune.chip.capacity import capacity_model
 from neuroprune.chip.schema import ChipProfile
-from neuroprune.reports.units import energy_line, energy_text
+from neuroprune.reports.units import agreement_words, energy_line, energy_text, format_words
 from neuroprune.run.rundir import FitRecord, QatRecord, RunRecord, SimulationRecord
 from neuroprune.sim.verification import CHIP_EXACT
 
@@ -210,7 +210,11 @@ def _stages_table(record: RunRecord) -> Table:
         )
     if quant is not None:
         stages.add_row(
-            "quantized", _pct(quant.accuracy), _fmt(quant.synapses), "", str(quant.format)
+            "quantized",
+            _pct(quant.accuracy),
+            _fmt(quant.synapses),
+            _fmt(quant.neurons),
+            format_words(quant.format),
         )
     return stages
 
@@ -259,7 +263,9 @@ def simulation_text(sim: SimulationRecord, chip: str | None = None) -> Group:
             )
         )
     if sim.agreement_source:
-        parts.append(Text(f"agreement measured against: {sim.agreement_source}", style="dim"))
+        parts.append(
+            Text(f"agreement measured against {agreement_words(sim.agreement_source)}", style="dim")
+        )
     if sim.model_agreement is not None:
         per_layer = ", ".join(f"{100 * a:.2f} %" for a in sim.model_agreement)
         per_count = ", ".join(f"{100 * a:.2f} %" for a in sim.model_count_agreement or [])
@@ -289,9 +295,7 @@ def simulation_text(sim: SimulationRecord, chip: str | None = None) -> Group:
             )
         parts.append(table)
     if sim.synops_per_sample is not None:
-        energy = energy_line(
-            sim.energy_per_sample_j, sim.energy_basis, sim.energy_missing, chip
-        )
+        energy = energy_line(sim.energy_per_sample_j, sim.energy_basis, sim.energy_missing, chip)
         parts.append(Text(f"synaptic operations per sample: {_fmt(sim.synops_per_sample)}"))
         parts.append(Text(energy, style="yellow" if sim.energy_per_sample_j is None else ""))
     return Group(*parts)

@@ -32,3 +32,28 @@ def energy_line(
     if missing:
         line += f"; no figure in the profile for {named}, so that term is not counted"
     return line
+
+
+AGREEMENT_SOURCES = {
+    "reference": "the numpy reference emulation of the same file (bit-exact integer arithmetic)",
+    "reference_model": "the trained PyTorch model",
+    "expected_counts": "the spike counts given to the simulation",
+}
+"""``agreement_source`` (:mod:`neuroprune.sim.result`) in words."""
+
+
+def agreement_words(source: str | None) -> str:
+    """What the spike agreement was measured against, in words."""
+    return AGREEMENT_SOURCES.get(source or "", source or "nothing")
+
+
+def format_words(fmt: str | None) -> str:
+    """A chip weight format (``profile.weights.format``) in words: the first line of its
+    quantizer's docstring (:data:`neuroprune.chip.formats.QUANTIZERS`)."""
+    from neuroprune.chip.formats import QUANTIZERS  # deferred: imports numpy
+
+    if not fmt or fmt not in QUANTIZERS:
+        return str(fmt)
+    doc = (type(QUANTIZERS.get(fmt)).__doc__ or "").strip().splitlines()
+    words = doc[0].rstrip(".").replace("``", "`") if doc else ""
+    return words or f"{fmt} format"

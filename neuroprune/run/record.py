@@ -385,13 +385,40 @@ class AccuracyGateRecord(_Section):
     reason: str | None = None
 
 
+class ArtifactChecksum(_Section):
+    """One file of the run as it was when the report was written: ``sha256`` (hex) and size in
+    ``bytes``."""
+
+    sha256: str
+    bytes: int
+
+
+class DeploymentRecord(_Section):
+    """What a deployment engineer needs to trust and repeat the run: the ``command`` line that
+    made it (only the options given on it), the ``later`` commands that rebuilt it
+    (``quantize RUN``, ``simulate RUN``), every setting ``resolved`` (a default shows as the
+    value it took, never None), the ``provenance`` (package versions, Python, the profile's id,
+    path and sha256) and the run's files with their checksums (``artifacts``: name ->
+    :class:`ArtifactChecksum`; report.json and report.md cannot hold their own)."""
+
+    _optional = frozenset({"command", "later", "resolved", "provenance", "artifacts"})
+
+    command: str | None = None
+    later: list[str] = []
+    resolved: dict[str, Any] = {}
+    provenance: dict[str, Any] = {}
+    artifacts: dict[str, ArtifactChecksum] = {}
+
+
 class RunRecord(_Section):
     """``report.json`` (docs/architecture.md "report.json: keys other tools rely on");
     ``chip_name`` (the profile's name), ``counting`` (the synapse counting convention) and
     ``plots`` (paths relative to the run) are written by the run, absent from older records;
     ``warnings`` (:class:`WarningRecord`), ``accuracy_gate`` (``--max-accuracy-drop``) and
     ``validation`` (:class:`ValidationRecord`) are written by runs that know them;
-    ``derived_from`` only by a run derived from another (:class:`DerivationRecord`)."""
+    ``derived_from`` only by a run derived from another (:class:`DerivationRecord`);
+    ``deployment`` (:class:`DeploymentRecord`): command line, resolved settings, provenance and
+    checksums."""
 
     _optional = frozenset(
         {
@@ -402,6 +429,7 @@ class RunRecord(_Section):
             "accuracy_gate",
             "validation",
             "derived_from",
+            "deployment",
         }
     )
 
@@ -423,6 +451,7 @@ class RunRecord(_Section):
     accuracy_gate: AccuracyGateRecord | None = None
     validation: ValidationRecord | None = None
     derived_from: DerivationRecord | None = None
+    deployment: DeploymentRecord | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (what ``report.json`` holds and ``--json`` prints)."""

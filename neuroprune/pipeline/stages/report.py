@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from neuroprune.pipeline.context import _Run
+from neuroprune.pipeline.deployment import checksums, resolved_settings
 from neuroprune.pipeline.stages.base import Carry, Stage
 from neuroprune.reports.markdown import report_markdown
 from neuroprune.reports.plots import (
@@ -15,6 +16,7 @@ from neuroprune.reports.plots import (
     spike_rates,
     training_curves,
 )
+from neuroprune.run.record import DeploymentRecord
 from neuroprune.run.warnings import accuracy_gate, preflight_warnings, run_warnings
 
 
@@ -26,11 +28,23 @@ def run_report(run: _Run, carry: Carry) -> Carry:
     record = run.record
     record.history = run.history
     record.plots = [str(p.relative_to(run.run_dir)) for p in files]
+    record_deployment(run)
     run.rundir.write_record(record, report_markdown(record))
     for plot in record.plots:
         run.rundir.mark(plot)
     run.emit("report", f"wrote report.json, report.md and {len(files)} plots")
     return carry
+
+
+def record_deployment(run: _Run) -> None:
+    """report.json ``deployment``: the settings resolved (:func:`resolved_settings`) and the
+    checksums of the run's files as written now (the command line and provenance were
+    recorded when the run started)."""
+    record = run.record
+    deployment = record.deployment or DeploymentRecord()
+    deployment.resolved = resolved_settings(run.cfg, record, run.profile, run_name(run.run_dir))
+    deployment.artifacts = checksums(run.run_dir)
+    record.deployment = deployment
 
 
 def judge(run: _Run, carry: Carry) -> Carry:
