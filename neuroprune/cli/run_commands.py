@@ -173,7 +173,19 @@ def simulate(
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @handle_errors
 def report(run_dir: str) -> None:
-    """Print a run's report (report.json) as tables."""
+    """Print a run's report (report.json) as tables, or a sweep's table (a folder written by
+    'neuroprune sweep', holding sweep.json)."""
+    from neuroprune.sweep.results import is_sweep_dir, load_sweep  # deferred: imports yaml
+
+    if is_sweep_dir(Path(run_dir)):
+        from neuroprune.reports.render import sweep_table  # deferred: imports scipy
+
+        sweep = load_sweep(Path(run_dir))
+        _console().print(sweep_table(sweep.rows, sweep.pareto))
+        click.echo(f"sweep {sweep.name}: {len(sweep.rows)} trial(s); results: {run_dir}/sweep.json")
+        for plot in sweep.plots:
+            click.echo(f"plot: {Path(run_dir) / plot}")
+        return
     from neuroprune.pipeline.commands import load_report  # deferred: imports yaml
     from neuroprune.reports.render import summary_text  # deferred: imports scipy
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import warnings
 
 import click
 
@@ -10,6 +13,14 @@ from neuroprune.cli.app import CONTEXT, _console, _err_console, _torch_threads, 
 from neuroprune.cli.options import chip_help, config_default, model_help, one_of, with_default
 from neuroprune.pipeline.config import choices
 from neuroprune.pruning.registry import PRUNING_METHODS
+
+
+def _quiet_libraries() -> None:
+    """Silence the libraries' warnings and log records below ERROR, in this process and in the
+    Ray workers it starts (they inherit ``PYTHONWARNINGS``); the sweep's own lines stay."""
+    warnings.simplefilter("ignore")
+    os.environ["PYTHONWARNINGS"] = "ignore"
+    logging.disable(logging.WARNING)
 
 
 @main.command(context_settings=CONTEXT)
@@ -97,12 +108,15 @@ def sweep(
     Exit 0 when every trial finished, 1 when one failed (its row says why), 2 on bad input.
 
     Example: neuroprune sweep --chips loihi,truenorth --methods stds,gradr,gmp
-    --sparsities 0.8,0.9,0.95. Every value is checked before the first trial starts.
+    --sparsities 0.8,0.9,0.95. Every value is checked before the first trial starts. The
+    libraries' own warnings (Ray, Optuna, torch) are silenced; `neuroprune -v sweep` shows them.
     """
     from neuroprune.pipeline.config import resolve_config  # deferred: imports yaml
     from neuroprune.sweep.plan import plan_sweep  # deferred: imports yaml
     from neuroprune.sweep.run import run_sweep  # deferred: imports yaml
 
+    if not click.get_current_context().find_root().params.get("verbose", False):
+        _quiet_libraries()
     base = resolve_config(config_file, fit)
     plan = plan_sweep(
         chips=chips or one_chip or "loihi",

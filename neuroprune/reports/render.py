@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -343,8 +350,9 @@ class ProgressRenderer:
     """A ``progress(event)`` callable that drives a rich progress bar.
 
     Events are dicts: ``{"stage": str, "message": str}`` announces a stage;
-    ``{"stage", "total": n}`` starts a bar; ``{"stage", "advance": k, ...metrics}`` moves it;
-    ``{"stage", "done": True}`` ends it.
+    ``{"stage", "total": n, "unit": "batches"}`` starts a bar; ``{"stage", "advance": k,
+    ...metrics}`` moves it (the ETA column: the time left at its speed); ``{"stage", "done":
+    True}`` ends it.
     """
 
     def __init__(self, console: Console, quiet: bool = False) -> None:
@@ -353,9 +361,10 @@ class ProgressRenderer:
         self.progress = Progress(
             TextColumn("[bold]{task.description:<10}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
+            EtaColumn(),
             console=console,
             disable=quiet,
             transient=False,
@@ -378,7 +387,9 @@ class ProgressRenderer:
         elif "message" in event:
             self.progress.console.print(f"[bold cyan]{stage}[/]: {event['message']}")
         if "total" in event:
-            self.tasks[stage] = self.progress.add_task(stage, total=event["total"], info="")
+            self.tasks[stage] = self.progress.add_task(
+                stage, total=event["total"], info="", unit=event.get("unit", "")
+            )
         task = self.tasks.get(stage)
         if task is None:
             return
@@ -390,3 +401,17 @@ class ProgressRenderer:
 
 
 _SHOWN = ("epoch", "loss", "accuracy", "test_accuracy", "sparsity", "nonzero", "threshold")
+
+
+class EtaColumn(ProgressColumn):
+    """``eta 0:01:23``: the time left at the bar's measured speed (``eta -`` until known,
+    ``done`` at the end)."""
+
+    def render(self, task: Task) -> Text:
+        if task.finished:
+            return Text("done", style="dim")
+        left = task.time_remaining
+        if left is None:
+            return Text("eta -", style="dim")
+        minutes, seconds = divmod(int(left), 60)
+        return Text(f"eta {minutes // 60}:{minutes % 60:02d}:{seconds:02d}", style="cyan")

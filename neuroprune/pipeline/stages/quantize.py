@@ -55,9 +55,10 @@ def _quantized_model(run: _Run, carry: Carry) -> tuple[Any, dict[str, Any]]:
         carry.dataset,
         train_config(cfg, cfg.quant_epochs),
         cfg.quant_epochs,
-        _epoch_progress(run, "quantize"),
+        _epoch_progress(run, "quantize", epochs=cfg.quant_epochs),
         holdout=carry.holdout,
     )
+    run.emit("quantize", done=True)  # an early stop leaves no bar half drawn
     record = quant_record(result)
     run.save_model("quantized", result.model, inputs, record=record)
     return result.model, record
