@@ -6,6 +6,7 @@ and writes one PNG atomically.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,42 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG whose text chunks say what it draws: ``Title`` (the figure's
+    title) and ``Description`` (:func:`figure_description`, JSON), for readers and tests."""
+    title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    metadata = {"Title": title, "Description": json.dumps(figure_description(fig))}
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png", metadata=metadata)
     _pyplot().close(fig)
     return path
+
+
+def figure_description(fig) -> list[dict[str, Any]]:
+    """Per panel, as matplotlib drew it: ``title``, axis labels, tick labels, the labels of its
+    lines, bars and images (legend entries), and each line's style (``"-"``, ``"--"``...)."""
+    fig.canvas.draw()  # tick labels exist once drawn
+    panels = []
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            continue
+        panels.append(
+            {
+                "title": ax.get_title(),
+                "xlabel": ax.get_xlabel(),
+                "ylabel": ax.get_ylabel(),
+                "xticks": [t.get_text() for t in ax.get_xticklabels()],
+                "yticks": [t.get_text() for t in ax.get_yticklabels()],
+                "lines": [
+                    {"label": line.get_label(), "style": line.get_linestyle()}
+                    for line in ax.get_lines()
+                    if not line.get_label().startswith("_")
+                ],
+                "legend": [
+                    t.get_text() for t in (ax.get_legend().get_texts() if ax.get_legend() else [])
+                ],
+            }
+        )
+    return panels
 
 
 STAGE_LABELS = {
@@ -36,6 +69,9 @@ STAGE_LABELS = {
     "finetune": "fine-tuning (mask frozen)",
     "quantize": "quantization-aware fine-tuning",
 }
+
+
+STAGE_TAGS = {"dense": "dense", "prune": "prune", "finetune": "fine-tune", "quantize": "QAT"}
 
 
 def _integer_axis(axis) -> None:
@@ -113,7 +149,7 @@ def training_curves(
         acc_ax.text(
             (start + stop) / 2 + 0.5,
             1.01,
-            stage,
+            STAGE_TAGS.get(stage, stage),
             transform=acc_ax.get_xaxis_transform(),
             ha="center",
             va="bottom",
@@ -136,43 +172,58 @@ def _percent(value: float | None) -> float | None:
 
 
 def _quantization_drop(ax, quantized: Any, spans: Mapping[str, tuple[int, int]], reverted):
-    """The float model's accuracy and PTQ's at the quantization boundary, the drop annotated;
-    the deployed model's accuracy as a star (across the reverted fine-tune: a flat line)."""
+    """The float model's accuracy and PTQ's at the quantization boundary joined by an arrow,
+    the drop written beside it; the deployed model's accuracy as a star at the fine-tune's best
+    epoch (kept) or at PTQ with a flat line across the reverted fine-tune."""
     if quantized is None or quantized.accuracy_ptq is None:
         return
     at = spans.get("quantize", (max((s for _, s in spans.values()), default=0), 0))[0]
     before, ptq = _percent(quantized.accuracy_float), _percent(quantized.accuracy_ptq)
     if before is not None:
         ax.annotate(
-            f"quantization: {ptq - before:+.1f} points",
+            "",
             xy=(at, ptq),
-            xytext=(-12, 28 if ptq >= before else -28),
-            textcoords="offset points",
+            xytext=(at, before),
+            arrowprops={"arrowstyle": "->", "color": "C3", "lw": 1.5},
+        )
+        ax.text(
+            at - 0.2,
+            (before + ptq) / 2,
+            f"quantization\n{ptq - before:+.1f} points",
             ha="right",
             va="center",
             fontsize=8,
             color="C3",
-            arrowprops={"arrowstyle": "->", "color": "C3"},
         )
         ax.plot(
-            [at], [before], marker="s", ms=5, color="k", label="float model before quantization"
+            [at],
+            [before],
+            marker="s",
+            ms=5,
+            color="k",
+            ls="",
+            label="float model before quantization",
         )
     ax.plot([at], [ptq], marker="v", ms=6, color="C3", ls="", label="post-training quantized (PTQ)")
     end = spans.get("quantize", (at, at))[1]
     deployed = _percent(quantized.accuracy)
-    if reverted and deployed is not None:
-        ax.plot([at, end], [deployed, deployed], color="C3", lw=1.5, label="deployed (PTQ)")
-    if deployed is not None:
-        ax.plot(
-            [end],
-            [deployed],
-            marker="*",
-            ms=11,
-            color="gold",
-            mec="k",
-            ls="",
-            label=f"deployed: {deployed:.1f} %",
-        )
+    if deployed is None:
+        return
+    qat = getattr(quantized, "qat", None)
+    best = getattr(qat, "best_epoch", None)
+    where = at if reverted or not best else at + int(best)
+    if reverted:
+        ax.plot([at, end], [deployed, deployed], color="C3", lw=1.5, label="deployed: PTQ kept")
+    ax.plot(
+        [where],
+        [deployed],
+        marker="*",
+        ms=12,
+        color="gold",
+        mec="k",
+        ls="",
+        label=f"deployed: {deployed:.1f} %",
+    )
 
 
 def _sparsity_panel(ax, rows: Sequence[Mapping[str, Any]], spans) -> None:
