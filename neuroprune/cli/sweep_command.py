@@ -16,11 +16,11 @@ from neuroprune.pruning.registry import PRUNING_METHODS
 
 
 def _quiet_libraries() -> None:
-    """Silence the libraries' warnings and log records below ERROR, in this process and in the
+    """Silence the libraries' warnings and log records up to ERROR, in this process and in the
     Ray workers it starts (they inherit ``PYTHONWARNINGS``); the sweep's own lines stay."""
     warnings.simplefilter("ignore")
     os.environ["PYTHONWARNINGS"] = "ignore"
-    logging.disable(logging.WARNING)
+    logging.disable(logging.ERROR)  # a failed trial's traceback too: its row says why
 
 
 @main.command(context_settings=CONTEXT)

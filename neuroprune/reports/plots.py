@@ -37,7 +37,7 @@ def _save(fig, path: Path) -> Path:
 
 def figure_description(fig) -> list[dict[str, Any]]:
     """Per panel, as matplotlib drew it: ``title``, axis labels, tick labels, the labels of its
-    lines, bars and images (legend entries), and each line's style (``"-"``, ``"--"``...)."""
+    lines and each line's style (``"-"``, ``"--"``...), its texts, its legend entries."""
     fig.canvas.draw()  # tick labels exist once drawn
     panels = []
     for ax in fig.axes:
@@ -55,6 +55,7 @@ def figure_description(fig) -> list[dict[str, Any]]:
                     for line in ax.get_lines()
                     if not line.get_label().startswith("_")
                 ],
+                "texts": [t.get_text() for t in ax.texts],
                 "legend": [
                     t.get_text() for t in (ax.get_legend().get_texts() if ax.get_legend() else [])
                 ],
@@ -336,7 +337,9 @@ def spike_rates(layers: Sequence[SimLayerRow], path: Path, *, title: str = "") -
     for i, rate in enumerate(rates):
         ax.annotate(f"{rate:.3f}", (i, rate), ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("spikes / neuron / step")
-    ax.set_title(title or "Spike rates (simulated)", fontsize=10)
+    ax.set_title("Spikes per neuron per step (simulated)", fontsize=9)
+    fig.suptitle(title or "Spike rates", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -4,6 +4,7 @@ trial starts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,19 @@ class SweepResult:
 # Planning: every value checked before any trial
 
 
+def _absolute_paths(base: RunConfig) -> RunConfig:
+    """``out``, ``data_dir``, ``from_nir`` and a ``FILE.py:FACTORY`` model as absolute paths:
+    Ray runs each trial in its own working folder, where a relative path names nothing."""
+    changes: dict[str, str] = {"out": os.path.abspath(base.out)}
+    for key in ("data_dir", "from_nir"):
+        if getattr(base, key):
+            changes[key] = os.path.abspath(getattr(base, key))
+    model, _, factory = base.model.rpartition(":")
+    if model.endswith(".py"):
+        changes["model"] = f"{os.path.abspath(model)}:{factory}"
+    return base.replace(**changes)
+
+
 def plan_sweep(
     *,
     chips: str | Sequence[str],
@@ -91,7 +105,7 @@ def plan_sweep(
     (epochs, model, dataset, backend, ...); its chip, method, budget, sparsity, out and name
     are replaced per trial, and trials write under ``base.out / name``.
     """
-    base = base or RunConfig(backend="reference")
+    base = _absolute_paths(base or RunConfig(backend="reference"))
     chip_list = _names(chips, "--chips")
     method_list = _names(methods, "--methods")
     value_key, values = _values(budgets, sparsities)
