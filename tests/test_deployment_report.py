@@ -15,7 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -337,6 +340,16 @@ def make(input_shape, num_classes):
 """
 
 
+def neuroprune(*argv: str) -> subprocess.CompletedProcess:
+    """The command in its own process, as a user runs it (pytest captures warnings and log
+    records in its own process, so stderr is only seen whole from outside)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "200"}
+    env.pop("PYTHONWARNINGS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "neuroprune", *argv], capture_output=True, text=True, env=env
+    )
+
+
 @pytest.mark.slow
 def test_sweep_is_quiet_about_library_warnings_unless_verbose_and_report_prints_it(tmp_path):
     model = tmp_path / "warn_model.py"
@@ -344,11 +357,12 @@ def test_sweep_is_quiet_about_library_warnings_unless_verbose_and_report_prints_
     args = ["sweep", "--chips", "loihi", "--methods", "gmp", "--sparsities", "0.8"]
     args += ["--model", f"{model}:make", "--out", str(tmp_path / "sw"), "--name", "s"]
     args += tiny_fit_args(hidden=None) + ["--backend", "none"]
-    quiet = invoke(*args)
-    assert quiet.exit_code == 0, quiet.output
+    quiet = neuroprune(*args)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     assert "np-test library" not in quiet.stderr and "Traceback" not in quiet.stderr
-    loud = invoke("-v", *args, "--resume")  # the trial is reused; the driver still builds it
-    assert "np-test library warning" in loud.stderr
+    loud = neuroprune("-v", *args, "--resume")  # the trial is reused; the driver builds it again
+    assert loud.returncode == 0, loud.stdout + loud.stderr
+    assert "np-test library warning" in loud.stderr and "np-test library log line" in loud.stderr
     shown = invoke("report", str(tmp_path / "sw" / "s"))
     assert shown.exit_code == 0, shown.output
     assert "loihi-gmp-s0.8" in shown.stdout and "Sweep" in shown.stdout

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 
 import click
 
@@ -15,12 +17,24 @@ from neuroprune.pipeline.config import choices
 from neuroprune.pruning.registry import PRUNING_METHODS
 
 
-def _quiet_libraries() -> None:
-    """Silence the libraries' warnings and log records up to ERROR, in this process and in the
-    Ray workers it starts (they inherit ``PYTHONWARNINGS``); the sweep's own lines stay."""
-    warnings.simplefilter("ignore")
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """The libraries' warnings and log records up to ERROR silenced, in this process and in the
+    Ray workers it starts (they inherit ``PYTHONWARNINGS``); the sweep's own lines stay.
+    Everything is restored on leaving."""
+    before = os.environ.get("PYTHONWARNINGS")
     os.environ["PYTHONWARNINGS"] = "ignore"
     logging.disable(logging.ERROR)  # a failed trial's traceback too: its row says why
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+        if before is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = before
 
 
 @main.command(context_settings=CONTEXT)
@@ -115,8 +129,9 @@ def sweep(
     from neuroprune.sweep.plan import plan_sweep  # deferred: imports yaml
     from neuroprune.sweep.run import run_sweep  # deferred: imports yaml
 
-    if not click.get_current_context().find_root().params.get("verbose", False):
-        _quiet_libraries()
+    ctx = click.get_current_context()
+    if not ctx.find_root().params.get("verbose", False):
+        ctx.with_resource(_quiet_libraries())  # until the command ends
     base = resolve_config(config_file, fit)
     plan = plan_sweep(
         chips=chips or one_chip or "loihi",
