@@ -149,7 +149,7 @@ def training_curves(
         acc_ax.axvline(start + 0.5 if start else 0.5, color="k", lw=0.6, ls="--", alpha=0.5)
         acc_ax.text(
             (start + stop) / 2 + 0.5,
-            1.01,
+            1.01 + 0.055 * (list(spans).index(stage) % 2),  # narrow stages: labels alternate
             STAGE_TAGS.get(stage, stage),
             transform=acc_ax.get_xaxis_transform(),
             ha="center",
@@ -187,14 +187,18 @@ def _quantization_drop(ax, quantized: Any, spans: Mapping[str, tuple[int, int]],
             xytext=(at, before),
             arrowprops={"arrowstyle": "->", "color": "C3", "lw": 1.5},
         )
-        ax.text(
-            at - 0.2,
-            (before + ptq) / 2,
+        low, high = ax.get_ylim()
+        small = abs(before - ptq) < 0.15 * (high - low)  # no room beside the arrow: above it
+        ax.annotate(
             f"quantization\n{ptq - before:+.1f} points",
+            xy=(at, max(before, ptq)) if small else (at, (before + ptq) / 2),
+            xytext=(-6, 26) if small else (-6, 0),
+            textcoords="offset points",
             ha="right",
             va="center",
             fontsize=8,
             color="C3",
+            arrowprops={"arrowstyle": "-", "color": "C3", "lw": 0.6} if small else None,
         )
         ax.plot(
             [at],
