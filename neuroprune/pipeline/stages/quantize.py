@@ -12,6 +12,7 @@ from neuroprune.core.progress import Progress
 from neuroprune.pipeline.context import _epoch_progress, _layer_rows, _Run, train_config
 from neuroprune.pipeline.resume import stage_inputs
 from neuroprune.pipeline.stages.base import Carry, Stage, measure
+from neuroprune.reports.units import format_words
 from neuroprune.run.rundir import QuantizedRecord
 
 
@@ -30,7 +31,7 @@ def run_quantize(run: _Run, carry: Carry) -> Carry:
         }
     )
     run.emit("quantize", run.record.quantized.qat.line())
-    run.emit("quantize", f"test accuracy {100 * accuracy:.2f} % ({record.get('format')})")
+    run.emit("quantize", f"test accuracy {100 * accuracy:.2f} % ({run.profile.name}'s weights)")
     return replace(carry, model=qmodel)
 
 
@@ -46,7 +47,8 @@ def _quantized_model(run: _Run, carry: Carry) -> tuple[Any, dict[str, Any]]:
         return qmodel, dict(meta.get("record", {}))
     run.emit(
         "quantize",
-        f"to {run.profile.weights.format} ({run.profile.weights.bits} bits) "
+        f"to {run.profile.name}'s weights ({format_words(run.profile.weights.format)}, "
+        f"{run.profile.weights.bits} bit{'' if run.profile.weights.bits == 1 else 's'}) "
         f"+ up to {cfg.quant_epochs} fine-tuning epochs (early stop on the validation part)",
     )
     result = quantize_pruned(
