@@ -258,13 +258,13 @@ def accuracy_drop(record: RunRecord, profile: ChipProfile | None) -> list[Warnin
     return out
 
 
-@warning_rule("synapses_lost")
 def _weights_of(record: RunRecord) -> str:
     """``Tianjic's weights``: the chip's weight format by the chip's name (the format's id,
     such as ``int``, means nothing to a reader)."""
     return f"{record.chip_name or record.chip}'s weights"
 
 
+@warning_rule("synapses_lost")
 def synapses_lost(record: RunRecord, profile: ChipProfile | None) -> list[WarningRecord]:
     """Quantization rounded synapses that pruning kept to zero (the chip stores fewer)."""
     pruned, quant = record.pruned, record.quantized
