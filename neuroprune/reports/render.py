@@ -396,8 +396,9 @@ class ProgressRenderer:
         info = " ".join(f"{k}={_fmt(v)}" for k, v in event.items() if k in _SHOWN)
         if "advance" in event:
             self.progress.update(task, advance=event["advance"], info=info)
-        if event.get("done"):
-            self.progress.update(task, completed=self.progress.tasks[task].total, info=info)
+        if event.get("done"):  # a bare end keeps the last metrics shown
+            shown = {"info": info} if info else {}
+            self.progress.update(task, completed=self.progress.tasks[task].total, **shown)
 
 
 _SHOWN = ("epoch", "loss", "accuracy", "test_accuracy", "sparsity", "nonzero", "threshold")
