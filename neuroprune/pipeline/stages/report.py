@@ -113,7 +113,8 @@ def _plots(run: _Run) -> list[Path]:
     if record.fit:
         fit = record.fit
         bound = getattr(fit, "cores_lower_bound", None)
-        set_by = f", set by {fit.cores_set_by.resource}" if fit.cores_set_by else ""
+        resource = fit.cores_set_by.resource.replace("_", " ") if fit.cores_set_by else None
+        set_by = f", set by {resource}" if resource else ""  # input_axons: input axons
         files.append(
             core_map(
                 fit.per_core,
