@@ -93,7 +93,7 @@ def test_warnings_reach_the_console_report_md_and_report_json(truenorth_pruned):
     assert {"neuron_model", "encoding"} <= found  # LIF on TrueNorth; direct encoding
     assert f"Warnings ({len(report['warnings'])})" in result.stdout
     markdown = (out / "tn" / "report.md").read_text()
-    assert "## Warnings" in markdown and "**neuron_model**" in markdown
+    assert "## Warnings" in markdown and "**neuron model**" in markdown
     assert "try --neuron if" in result.stdout
 
 

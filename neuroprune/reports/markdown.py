@@ -144,7 +144,9 @@ def _warnings(record: RunRecord) -> list[str]:
     out = ["", "## Warnings", ""]
     if not record.warnings:
         return out + ["None."]
-    return out + [f"- **{w.kind}** ({w.stage}): {w.message}." for w in record.warnings]
+    return out + [
+        f"- **{w.kind.replace('_', ' ')}** ({w.stage}): {w.message}." for w in record.warnings
+    ]
 
 
 def _verdict(fit: FitRecord) -> str:
