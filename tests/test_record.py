@@ -159,7 +159,7 @@ def test_reports_render_a_full_and_a_bare_record():
     assert "| cores | 1 | 1 | 2 | prune harder |" in text
     assert "Fine-tuning kept on the validation part (20 training samples held out before" in text
     assert "Validation: 20 of 200 training samples held out before any training" in text
-    assert "Synaptic operations per sample: 9259." in text
+    assert "Synaptic operations per sample: 9259; no energy estimate recorded." in text
     assert "![plots/training.png](plots/training.png)" in text
     bare = RunRecord(chip="c", budget=BudgetRecord(synapses=1, source="s"))
     assert report_markdown(bare).startswith("# neuroprune run on c\n")

@@ -98,9 +98,10 @@ def test_optimising_energy_needs_a_simulation_and_energy_figures(tmp_path):
     optuna = {"sparsities": "0.8,0.9", "search": "optuna", "samples": 4, "objective": "energy"}
     plan = plan_sweep(chips="loihi", base=base(tmp_path), **optuna)
     assert plan.search == "optuna" and plan.samples == 4
-    with pytest.raises(ConfigError) as info:  # TrueNorth's profile has no neuron-update energy
-        plan_sweep(chips="loihi,truenorth", base=base(tmp_path), **optuna)
-    assert info.value.value == "truenorth"
+    plan_sweep(chips="loihi,truenorth", base=base(tmp_path), **optuna)  # TrueNorth: all-in
+    with pytest.raises(ConfigError) as info:  # Tianjic's profile has no energy figure
+        plan_sweep(chips="loihi,tianjic", base=base(tmp_path), **optuna)
+    assert info.value.value == "tianjic"
     with pytest.raises(ConfigError) as info:
         plan_sweep(chips="loihi", base=base(tmp_path, backend="none"), **optuna)
     assert info.value.field == "backend"

@@ -66,7 +66,9 @@ def record(
         chip="truenorth",
         budget=BudgetRecord(
             synapses=500 if binds else DENSE_SYNAPSES,
-            source="user --sparsity 0.5" if binds else "dense (no limit)",
+            source="user --sparsity 0.5"
+            if binds
+            else "every dense synapse: nothing asked for fewer",
             binding=binding if binds else "dense",
             binds=binds,
             dense_cores=dense_cores,

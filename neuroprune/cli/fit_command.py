@@ -8,6 +8,7 @@ import sys
 import click
 
 from neuroprune.cli.app import CONTEXT, _console, _err_console, _torch_threads, handle_errors, main
+from neuroprune.cli.invocation import command_line
 from neuroprune.cli.options import chip_help, fit_option, model_help
 from neuroprune.pipeline.config import resolve_config, scheduled_methods
 from neuroprune.train import distributed
@@ -242,6 +243,7 @@ def fit(config_file, as_json, **options) -> None:
     if cfg.nproc > 1 and not distributed.launched_by_torchrun():
         sys.exit(distributed.launch(cfg.nproc, sys.argv[1:]))
     _torch_threads()
+
     from neuroprune.pipeline.run import run_fit  # deferred: imports yaml
     from neuroprune.reports.render import ProgressRenderer, summary_text  # deferred: imports scipy
     from neuroprune.run.rundir import RunRecord  # deferred: imports yaml
@@ -249,7 +251,7 @@ def fit(config_file, as_json, **options) -> None:
     console = _err_console() if as_json else _console()
     quiet = as_json or not distributed.is_main()  # under torchrun only rank 0 prints
     with ProgressRenderer(console, quiet=quiet) as progress:
-        outcome = run_fit(cfg, progress=progress)
+        outcome = run_fit(cfg, progress=progress, command=command_line())
     if not distributed.is_main():
         sys.exit(0)
     if as_json:

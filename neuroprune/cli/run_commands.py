@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from neuroprune.cli.app import CONTEXT, _console, _torch_threads, handle_errors, main
+from neuroprune.cli.invocation import command_line
 from neuroprune.cli.options import config_default
 from neuroprune.export.formats import EXPORTERS
 from neuroprune.sim.backends import SIM_BACKENDS
@@ -57,6 +58,7 @@ def quantize(run_dir: str, chip: str | None, out_dir: str | None, quant_epochs) 
             out=Path(out_dir) if out_dir else None,
             finetune_epochs=quant_epochs,
             progress=progress,
+            command=command_line(),
         )
     outcome = done.outcome
     record = RunRecord.model_validate(outcome.report)
@@ -169,6 +171,7 @@ def simulate(
         data_dir=data_dir,
         timeout=timeout,
         threshold=threshold,
+        command=command_line(),
     )
     record = done.simulation
     if as_json:
@@ -186,7 +189,19 @@ def simulate(
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @handle_errors
 def report(run_dir: str) -> None:
-    """Print a run's report (report.json) as tables."""
+    """Print a run's report (report.json) as tables, or a sweep's table (a folder written by
+    'neuroprune sweep', holding sweep.json)."""
+    from neuroprune.sweep.results import is_sweep_dir, load_sweep  # deferred: imports yaml
+
+    if is_sweep_dir(Path(run_dir)):
+        from neuroprune.reports.render import sweep_table  # deferred: imports scipy
+
+        sweep = load_sweep(Path(run_dir))
+        _console().print(sweep_table(sweep.rows, sweep.pareto))
+        click.echo(f"sweep {sweep.name}: {len(sweep.rows)} trial(s); results: {run_dir}/sweep.json")
+        for plot in sweep.plots:
+            click.echo(f"plot: {Path(run_dir) / plot}")
+        return
     from neuroprune.pipeline.commands import load_report  # deferred: imports yaml
     from neuroprune.reports.render import summary_text  # deferred: imports scipy
 

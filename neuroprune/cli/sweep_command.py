@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sys
+import warnings
+from collections.abc import Iterator
 
 import click
 
@@ -10,6 +15,26 @@ from neuroprune.cli.app import CONTEXT, _console, _err_console, _torch_threads, 
 from neuroprune.cli.options import chip_help, config_default, model_help, one_of, with_default
 from neuroprune.pipeline.config import choices
 from neuroprune.pruning.registry import PRUNING_METHODS
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """The libraries' warnings and log records up to ERROR silenced, in this process and in the
+    Ray workers it starts (they inherit ``PYTHONWARNINGS``); the sweep's own lines stay.
+    Everything is restored on leaving."""
+    before = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = "ignore"
+    logging.disable(logging.ERROR)  # a failed trial's traceback too: its row says why
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+        if before is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = before
 
 
 @main.command(context_settings=CONTEXT)
@@ -97,12 +122,16 @@ def sweep(
     Exit 0 when every trial finished, 1 when one failed (its row says why), 2 on bad input.
 
     Example: neuroprune sweep --chips loihi,truenorth --methods stds,gradr,gmp
-    --sparsities 0.8,0.9,0.95. Every value is checked before the first trial starts.
+    --sparsities 0.8,0.9,0.95. Every value is checked before the first trial starts. The
+    libraries' own warnings (Ray, Optuna, torch) are silenced; `neuroprune -v sweep` shows them.
     """
     from neuroprune.pipeline.config import resolve_config  # deferred: imports yaml
     from neuroprune.sweep.plan import plan_sweep  # deferred: imports yaml
     from neuroprune.sweep.run import run_sweep  # deferred: imports yaml
 
+    ctx = click.get_current_context()
+    if not ctx.find_root().params.get("verbose", False):
+        ctx.with_resource(_quiet_libraries())  # until the command ends
     base = resolve_config(config_file, fit)
     plan = plan_sweep(
         chips=chips or one_chip or "loihi",

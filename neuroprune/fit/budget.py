@@ -227,8 +227,12 @@ def _candidate_limits(profile, summary, chips, cores, budget, sparsity, cap, sha
         if capacity < dense:
             source = _fan_in_source(profile, cap)
             limits.append(_Limit(capacity, source, "fan_in_cap", "--chip", cap))
-    limits.append(_Limit(int(dense), "dense (no limit)", "dense", "--budget", dense))
+    limits.append(_Limit(int(dense), DENSE_SOURCE, "dense", "--budget", dense))
     return limits
+
+
+DENSE_SOURCE = "every dense synapse: nothing asked for fewer"
+"""The budget's ``source`` when no allocation, --budget or --sparsity holds fewer synapses."""
 
 
 def chip_synapse_limit(profile: Any, *, chips: int | None = None, cores: int | None = None):

@@ -37,6 +37,7 @@ from neuroprune.pipeline.stages.export import export_model
 from neuroprune.pipeline.stages.fit import FIT
 from neuroprune.pipeline.stages.report import REPORT
 from neuroprune.pipeline.stages.simulate import SIMULATE, bit_exact_check, fixed_by_default
+from neuroprune.run.record import DeploymentRecord
 from neuroprune.run.rundir import MODEL_FILES, RunDir, RunRecord, run_files
 from neuroprune.sim.backends import get_backend
 
@@ -118,10 +119,12 @@ def quantize_run(
     out: Path | None = None,
     finetune_epochs: int | None = None,
     progress: Progress | None = None,
+    command: str | None = None,
 ) -> QuantizeOutcome:
     """``neuroprune quantize RUN_DIR``: quantize the run's pruned.pt for ``chip`` (default: the
     run's own profile.yaml) with the run's own dataset and training options (config.yaml);
-    ``finetune_epochs`` overrides the run's ``quant_epochs``.
+    ``finetune_epochs`` overrides the run's ``quant_epochs``; ``command``: the command line,
+    for the new run's deployment record.
 
     Every stage after pruning depends on the quantized model, so quantize, the fit check,
     export, simulation (with the run's backend; none if it had none) and the report all run
@@ -154,7 +157,7 @@ def quantize_run(
     with contextlib.ExitStack() as stack:
         if not same_folder:  # the source must not change while its models are copied
             stack.enter_context(source.lock())
-        outcome = run_fit(cfg.replace(**changes), progress=progress, derive=derive)
+        outcome = run_fit(cfg.replace(**changes), progress=progress, derive=derive, command=command)
     return QuantizeOutcome(outcome, source.path, derived=not same_folder)
 
 
@@ -181,6 +184,7 @@ def simulate_command(
     timeout: float | None = None,
     threshold: float | None = None,
     progress: Progress | None = None,
+    command: str | None = None,
 ) -> SimulateOutcome:
     """``neuroprune simulate TARGET``: a run directory simulated with its own chip and data is
     recorded in the run (:func:`simulate_run`); a bare ``.nir`` file, or a run simulated with
@@ -198,6 +202,7 @@ def simulate_command(
             timeout=timeout,
             threshold=threshold,
             progress=progress,
+            command=command,
         )
         return SimulateOutcome(sim, target)
     result = simulate_target(
@@ -236,12 +241,14 @@ def simulate_run(
     timeout: float | None = None,
     threshold: float | None = None,
     progress: Progress | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Simulate a run's model.nir as the fit's simulate stage does, and record the result in
     the run: simulation.json, report.json's ``simulation`` (an earlier one, a recorded
     simulator failure and "not run" replaced), fit.json's chip traffic, report.md, the plots
     and log.txt, all written beside the run and swapped in together. A simulator failure
-    raises and leaves the run as it was. Returns the ``simulation`` section."""
+    raises and leaves the run as it was. ``command`` (the command line) joins the deployment
+    record's ``later`` commands. Returns the ``simulation`` section."""
     rundir = RunDir(run_dir)
     cfg = saved_config(rundir)
     if not rundir.model_file("nir").is_file():
@@ -268,6 +275,9 @@ def simulate_run(
         run.log_lines = _log_lines(staging)
         run.history = dict(getattr(record, "history", None) or {})
         _forget_simulation(record)
+        if command is not None:
+            record.deployment = record.deployment or DeploymentRecord()
+            record.deployment.later = [*record.deployment.later, command]
         run.emit("simulate", "neuroprune simulate: the run's model.nir simulated again")
         carry = Carry(staging.final_model(), dataset, budget=None)
         for stage in (FIT, SIMULATE):  # the fit check again: its packing gives chip traffic
@@ -312,7 +322,8 @@ def simulate_target(
     if target.is_dir():
         rundir = RunDir(target)
         cfg = saved_config(rundir)
-        chip, dataset = chip or cfg.chip, dataset or cfg.dataset
+        own = str(rundir.profile_path) if rundir.profile_path.is_file() else cfg.chip
+        chip, dataset = chip or own, dataset or cfg.dataset  # energy: the run's own chip
         data_dir = data_dir or cfg.data_dir
         nir_path = rundir.model_file("nir")
         reference = rundir.final_model()

@@ -157,18 +157,32 @@ def train_config(cfg: RunConfig, epochs: int):
     )
 
 
-def _epoch_progress(run: _Run, stage: str) -> Progress:
-    """Adapt training events to the renderer's bar events."""
+def _epoch_progress(run: _Run, stage: str, epochs: int | None = None) -> Progress:
+    """Adapt training events to the renderer's bar events, one step a batch: a training's
+    ``train_begin`` starts a bar of (epochs x batches per epoch) steps, unless the stage's bar
+    still has steps to go (a stage that trains epoch by epoch, quantization-aware fine-tuning,
+    fills one bar of ``epochs`` epochs); every ``batch`` advances it, every ``epoch`` shows
+    the epoch's metrics. The CLI draws the bar with its ETA."""
+    bar = {"left": 0}
 
     def forward(event: ProgressEvent) -> None:
         if event.event == "train_begin":
-            total = event["epochs"] - event.get("start_epoch", 0)
-            emit(run.progress, stage=stage, total=total)
+            steps = int(event.get("steps_per_epoch") or 1)
+            if bar["left"] <= 0:
+                planned = (
+                    epochs if epochs is not None else event["epochs"] - event.get("start_epoch", 0)
+                )
+                bar["left"] = max(planned, 1) * steps
+                emit(run.progress, stage=stage, total=bar["left"], unit="batches")
+        elif event.event == "batch":
+            bar["left"] -= 1
+            shown = {k: event[k] for k in ("epoch", "epochs", "loss") if k in event}
+            emit(run.progress, stage=stage, advance=1, **shown)
         elif event.event == "epoch":
             shown = {
                 k: event[k] for k in ("epoch", "loss", "test_accuracy", "sparsity") if k in event
             }
-            emit(run.progress, stage=stage, advance=1, **shown)
+            emit(run.progress, stage=stage, advance=0, **shown)
 
     return forward
 

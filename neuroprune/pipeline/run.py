@@ -24,6 +24,7 @@ from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.context import RunOutcome, _noop, _Run
 from neuroprune.pipeline.preflight import _Plan, _preflight
 from neuroprune.pipeline.stages import STAGES, Carry
+from neuroprune.run.record import DeploymentRecord
 from neuroprune.run.rundir import (
     MODEL_FILES,
     RECORD_VERSION,
@@ -60,7 +61,11 @@ class Derivation:
 
 
 def run_fit(
-    cfg: RunConfig, *, progress: Progress | None = None, derive: Derivation | None = None
+    cfg: RunConfig,
+    *,
+    progress: Progress | None = None,
+    derive: Derivation | None = None,
+    command: str | None = None,
 ) -> RunOutcome:
     """Run every stage for ``cfg``; return the outcome (never raises for "does not fit").
 
@@ -73,6 +78,7 @@ def run_fit(
     before that leaves the earlier run as it was and the partial run for ``--resume``. A
     simulator failure is recorded in report.json (``errors``) and returned in the outcome, not
     raised: the run completes. ``derive``: take models from another run (:class:`Derivation`).
+    ``command``: the command line, for the run's deployment record.
     """
     plan = _preflight_for(cfg, derive)
     record = _empty_record(plan)
@@ -85,6 +91,7 @@ def run_fit(
             return _run_worker_rank(run, plan)
         check_same_holdout(plan.holdout)
         with target.build(resumable=derive is None, resume=plan.cfg.resume) as build:
+            record.deployment = DeploymentRecord(command=command)
             return _run_main(plan, record, build, progress, derive)
 
 
@@ -119,6 +126,8 @@ def _run_main(
     cfg, rundir = plan.cfg, build.staging
     run = _Run(cfg, rundir, plan.profile, progress or _noop, record)
     provenance = _provenance(plan.profile)
+    if record.deployment is not None:
+        record.deployment.provenance = dict(provenance)
     if derive is not None:
         provenance["derived_from"] = _take_derived(run, build, derive)
     elif cfg.resume:

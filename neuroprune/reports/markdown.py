@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from neuroprune.reports.units import agreement_words, energy_line, format_words
 from neuroprune.run.rundir import (
     FitRecord,
     QuantizedRecord,
@@ -36,38 +38,82 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+Section = Callable[[RunRecord], list[str]]
+
+
 def report_markdown(record: RunRecord) -> str:
-    """Render the sections: verdict (with what the simulation verified and the accuracy gate),
-    warnings, budget, stages, per layer, fit, simulation, plots."""
-    out = [f"# neuroprune run on {record.chip_name or record.chip}", ""]
+    """report.md: each of :data:`SECTIONS` in order (a section returns its lines, none when it
+    has nothing to say). Another section is one function added to :data:`SECTIONS`."""
+    out: list[str] = []
+    for section in SECTIONS:
+        out += section(record)
+    return "\n".join(out) + "\n"
+
+
+def _run_name(record: RunRecord) -> str | None:
+    deployment = record.deployment
+    return None if deployment is None else deployment.resolved.get("name")
+
+
+def _heading(record: RunRecord) -> list[str]:
+    """Title (run and chip), verdict, what the simulation verified, the accuracy gate."""
+    name = _run_name(record)
+    chip = record.chip_name or record.chip
+    out = [f"# neuroprune run {name} on {chip}" if name else f"# neuroprune run on {chip}", ""]
     if record.fit is not None:
         out.append(_verdict(record.fit))
     sim = record.simulation
     if sim is not None and sim.verification is not None:
         out += ["", f"Verification: **{sim.verification.kind}** — {sim.verification.detail}."]
-    out += _gate(record)
-    out += _warnings(record)
-    out += [
+    return out + _gate(record)
+
+
+def _budget(record: RunRecord) -> list[str]:
+    """The budget, the counting convention, the validation part."""
+    return [
         "",
         f"Budget: {_num(record.budget.synapses)} synapses ({record.budget.source}).",
         f"Counting: {record.counting or ''}.",
+        *_validation(record),
     ]
-    out += _validation(record)
-    out += ["", "## Stages", ""]
-    out.append(_stages(record))
-    if record.pruned is not None and record.pruned.layers:
-        out += ["", "## Per layer after pruning", "", _pruned_layers(record.pruned)]
-    if record.quantized is not None and record.quantized.layers:
-        out += _quantization(record.quantized)
-    if record.fit is not None:
-        out += _fit(record.fit)
-    if record.simulation is not None:
-        out += _simulation(record.simulation)
-    if record.stages_not_run:
-        out += ["", "Not run: " + "; ".join(record.stages_not_run) + "."]
-    if record.plots:
-        out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in record.plots]
-    return "\n".join(out) + "\n"
+
+
+def _stage_section(record: RunRecord) -> list[str]:
+    return ["", "## Stages", "", _stages(record)]
+
+
+def _pruned_section(record: RunRecord) -> list[str]:
+    if record.pruned is None or not record.pruned.layers:
+        return []
+    return ["", "## Per layer after pruning", "", _pruned_layers(record.pruned)]
+
+
+def _quantization_section(record: RunRecord) -> list[str]:
+    if record.quantized is None or not record.quantized.layers:
+        return []
+    return _quantization(record.quantized)
+
+
+def _fit_section(record: RunRecord) -> list[str]:
+    return [] if record.fit is None else _fit(record.fit)
+
+
+def _simulation_section(record: RunRecord) -> list[str]:
+    if record.simulation is None:
+        return []
+    return _simulation(record.simulation, record.chip_name or record.chip)
+
+
+def _not_run(record: RunRecord) -> list[str]:
+    if not record.stages_not_run:
+        return []
+    return ["", "Not run: " + "; ".join(record.stages_not_run) + "."]
+
+
+def _plots(record: RunRecord) -> list[str]:
+    if not record.plots:
+        return []
+    return ["", "## Plots", ""] + [f"![{p}]({p})" for p in record.plots]
 
 
 def _validation(record: RunRecord) -> list[str]:
@@ -98,7 +144,9 @@ def _warnings(record: RunRecord) -> list[str]:
     out = ["", "## Warnings", ""]
     if not record.warnings:
         return out + ["None."]
-    return out + [f"- **{w.kind}** ({w.stage}): {w.message}." for w in record.warnings]
+    return out + [
+        f"- **{w.kind.replace('_', ' ')}** ({w.stage}): {w.message}." for w in record.warnings
+    ]
 
 
 def _verdict(fit: FitRecord) -> str:
@@ -147,7 +195,9 @@ def _pruned_layers(pruned: StageRecord) -> str:
 
 
 def _quantization(quant: QuantizedRecord) -> list[str]:
-    out = ["", f"## Quantization ({quant.format})", ""]
+    bits = next((getattr(r, "bits", None) for r in quant.layers), None)
+    width = f", {bits} bit{'s' if bits != 1 else ''} stored per weight" if bits else ""
+    out = ["", f"## Quantization: {format_words(quant.format)}{width}", ""]
     out.append(
         _table(
             ["layer", "scale", "clipped", "max abs err", "mean abs err"],
@@ -206,7 +256,7 @@ def _fit(fit: FitRecord) -> list[str]:
     return out
 
 
-def _simulation(sim: SimulationRecord) -> list[str]:
+def _simulation(sim: SimulationRecord, chip: str | None) -> list[str]:
     kind = sim.verification.kind if sim.verification is not None else "kind not recorded"
     out = ["", f"## Simulation ({sim.backend}, {sim.mode or ''}, {kind})", ""]
     if sim.verification is not None:
@@ -219,7 +269,8 @@ def _simulation(sim: SimulationRecord) -> list[str]:
     )
     if sim.agreement_source:
         out.append(
-            f"Agreement is measured against: {sim.agreement_source} (per layer: the "
+            f"Agreement is measured against {agreement_words(sim.agreement_source)} (per "
+            "layer: the "
             "fraction of samples whose every neuron's spike count is identical)."
         )
     if sim.model_agreement is not None:
@@ -241,11 +292,8 @@ def _simulation(sim: SimulationRecord) -> list[str]:
         )
     out += [f"- {n}" for n in sim.notes]
     if sim.synops_per_sample is not None:
-        energy = sim.energy_per_sample_j
-        out.append(
-            f"Synaptic operations per sample: {_num(sim.synops_per_sample)}"
-            + (f"; energy estimate {energy * 1e9:.3g} nJ per sample." if energy else ".")
-        )
+        energy = energy_line(sim.energy_per_sample_j, sim.energy_basis, sim.energy_missing, chip)
+        out.append(f"Synaptic operations per sample: {_num(sim.synops_per_sample)}; {energy}.")
     if sim.layers:
         out.append("")
         out.append(
@@ -255,3 +303,166 @@ def _simulation(sim: SimulationRecord) -> list[str]:
             )
         )
     return out
+
+
+def _stored_section(record: RunRecord) -> list[str]:
+    """Per layer: synapses kept by pruning and as the chip stores them after quantization
+    (a weight rounded to zero is no synapse), against the budget."""
+    quant, pruned = record.quantized, record.pruned
+    if quant is None or not quant.stored_layers or pruned is None:
+        return []
+    kept = {r.layer: r.synapses for r in pruned.layers}
+    rows = [
+        [
+            r.layer,
+            r.neurons,
+            kept.get(r.layer),
+            r.synapses,
+            _lost(kept.get(r.layer), r.synapses),
+            r.dense,
+            _pct(r.sparsity),
+            r.max_fan_in,
+        ]
+        for r in quant.stored_layers
+    ]
+    stored = sum(r.synapses for r in quant.stored_layers)
+    budget = record.budget.synapses
+    return [
+        "",
+        "## Per layer as the chip stores it",
+        "",
+        _table(
+            [
+                "layer",
+                "neurons",
+                "kept by pruning",
+                "stored on the chip",
+                "lost to rounding",
+                "dense",
+                "sparsity",
+                "max fan-in",
+            ],
+            rows,
+        ),
+        "",
+        f"Stored in all: {_num(stored)} synapses of a budget of {_num(budget)} "
+        f"({_pct(stored / budget if budget else None)} of it).",
+    ]
+
+
+def _lost(kept: int | float | None, stored: int | float) -> str:
+    if kept is None:
+        return "—"
+    lost = kept - stored
+    return "0" if not lost else f"{_num(lost)} ({_pct(lost / kept if kept else None)})"
+
+
+def _cores_section(record: RunRecord) -> list[str]:
+    """The core map: which neurons of which layer sit on which core of which chip, each core's
+    use, and the lower bound on the core count with the resource that sets it."""
+    fit = record.fit
+    per_core = getattr(fit, "per_core", None) if fit is not None else None
+    if fit is None or not per_core:
+        return []
+    placed: dict[int, list[str]] = {}
+    for p in getattr(fit, "placements", None) or []:
+        placed.setdefault(int(p["core"]), []).append(
+            f"layer {p['layer']} neurons {p['start']}–{int(p['stop']) - 1}"
+        )
+    rows = [
+        [
+            c["core"],
+            c.get("chip", 0),
+            "; ".join(placed.get(int(c["core"]), [])) or ", ".join(map(str, c.get("layers", []))),
+            c.get("neurons"),
+            c.get("input_axons"),
+            c.get("synapses"),
+            c.get("memory_bits"),
+        ]
+        for c in per_core
+    ]
+    bound = getattr(fit, "cores_lower_bound", None)
+    set_by = fit.cores_set_by.detail if fit.cores_set_by is not None else None
+    out = ["", "## Cores", ""]
+    out.append(
+        f"{_num(fit.cores)} core(s) used of {_num(fit.cores_allocated)} allocated"
+        + (f"; lower bound {_num(bound)} core(s)" if bound is not None else "")
+        + (f", set by {set_by}" if set_by else "")
+        + "."
+    )
+    out += [
+        "",
+        _table(
+            ["core", "chip", "placed", "neurons", "input axons", "synapses", "memory bits"], rows
+        ),
+    ]
+    return out
+
+
+def _deployment_section(record: RunRecord) -> list[str]:
+    """How the run was made and what it wrote: the command line (and later commands that
+    rebuilt it), every setting as resolved, the versions and the profile's hash, the files
+    with their sha256."""
+    deployment = record.deployment
+    if deployment is None:
+        return []
+    out = ["", "## Deployment record", ""]
+    if deployment.command:
+        out += ["Made with:", "", "```", deployment.command, "```"]
+    if deployment.later:
+        out += ["", "Then rebuilt by:", "", "```", *deployment.later, "```"]
+    prov = deployment.provenance
+    if prov:
+        profile = prov.get("profile") or {}
+        packages = ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items() if v)
+        out += [
+            "",
+            f"neuroprune {prov.get('neuroprune_version')}, Python {prov.get('python')} on "
+            f"{prov.get('platform')}; {packages}.",
+            f"Chip profile {profile.get('id')} ({profile.get('path')}), sha256 "
+            f"`{profile.get('sha256')}`.",
+        ]
+        for env, versions in (prov.get("backend_environments") or {}).items():
+            if versions:
+                listed = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+                out.append(f"Backend environment {env}: {listed}.")
+    if deployment.resolved:
+        out += ["", "Settings, every one as the run used it:", ""]
+        out.append(
+            _table(["setting", "value"], [[k, _setting(v)] for k, v in deployment.resolved.items()])
+        )
+    if deployment.artifacts:
+        out += ["", "Files (report.json and report.md cannot hold their own checksum):", ""]
+        out.append(
+            _table(
+                ["file", "bytes", "sha256"],
+                [[name, a.bytes, f"`{a.sha256}`"] for name, a in deployment.artifacts.items()],
+            )
+        )
+    return out
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+SECTIONS: list[Section] = [
+    _heading,
+    _warnings,
+    _budget,
+    _stage_section,
+    _pruned_section,
+    _stored_section,
+    _quantization_section,
+    _fit_section,
+    _cores_section,
+    _simulation_section,
+    _not_run,
+    _plots,
+    _deployment_section,
+]
+"""report.md's sections in order: each ``(RunRecord) -> lines`` (empty: nothing to say)."""

@@ -6,6 +6,7 @@ and writes one PNG atomically.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,98 +25,421 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG whose text chunks say what it draws: ``Title`` (the figure's
+    title) and ``Description`` (:func:`figure_description`, JSON), for readers and tests."""
+    title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    metadata = {"Title": title, "Description": json.dumps(figure_description(fig))}
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png", metadata=metadata)
     _pyplot().close(fig)
     return path
 
 
-def training_curves(history: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) -> Path:
-    """Per epoch, for each stage (dense, prune, finetune, quantize): test accuracy; sparsity and
-    the method's knob (threshold d, alpha, ...) during pruning."""
+def figure_description(fig) -> list[dict[str, Any]]:
+    """Per panel, as matplotlib drew it: ``title``, axis labels, tick labels, the labels of its
+    lines and each line's style (``"-"``, ``"--"``...), its texts, its legend entries."""
+    fig.canvas.draw()  # tick labels exist once drawn
+    panels = []
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            continue
+        panels.append(
+            {
+                "title": ax.get_title(),
+                "xlabel": ax.get_xlabel(),
+                "ylabel": ax.get_ylabel(),
+                "xticks": [t.get_text() for t in ax.get_xticklabels()],
+                "yticks": [t.get_text() for t in ax.get_yticklabels()],
+                "lines": [
+                    {"label": line.get_label(), "style": line.get_linestyle()}
+                    for line in ax.get_lines()
+                    if not line.get_label().startswith("_")
+                ],
+                "texts": [t.get_text() for t in ax.texts],
+                "legend": [
+                    t.get_text() for t in (ax.get_legend().get_texts() if ax.get_legend() else [])
+                ],
+            }
+        )
+    return panels
+
+
+STAGE_LABELS = {
+    "dense": "dense training",
+    "prune": "pruning",
+    "finetune": "fine-tuning (mask frozen)",
+    "quantize": "quantization-aware fine-tuning",
+}
+
+
+STAGE_TAGS = {"dense": "dense", "prune": "prune", "finetune": "fine-tune", "quantize": "QAT"}
+
+
+def _integer_axis(axis) -> None:
+    """Ticks on whole numbers only (cores, chips, epochs)."""
+    from matplotlib.ticker import MaxNLocator  # deferred: imports matplotlib
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _varies(values: Sequence[float | None]) -> bool:
+    """Whether a series holds two different numbers (a panel of one constant adds nothing)."""
+    return len({v for v in values if v is not None}) > 1
+
+
+def training_curves(
+    history: Mapping[str, Sequence[Mapping[str, Any]]],
+    path: Path,
+    *,
+    title: str = "",
+    quantized: Any = None,
+) -> Path:
+    """Test accuracy per epoch over every stage that trained, each stage between dashed
+    boundaries and named; at the quantization boundary the float model's accuracy and the
+    post-training quantized one (PTQ), the drop between them annotated; a quantization-aware
+    fine-tune the validation part reverted drawn grey and dashed, with the deployed PTQ level
+    across it; the deployed model's accuracy as a star. A second panel (sparsity of counted
+    synapses, the method's knob on its own axis) only where pruning ran and changed them.
+
+    ``quantized``: report.json's ``quantized`` section (:class:`QuantizedRecord`) or None."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-    offset = 0
-    for k, (stage, rows) in enumerate(history.items()):
+    rows_of = {stage: list(rows) for stage, rows in history.items() if rows}
+    pruning = [r for stage in ("prune", "finetune") for r in rows_of.get(stage, [])]
+    show_sparsity = _varies([r.get("sparsity") for r in pruning])
+    fig, axes = plt.subplots(
+        1,
+        2 if show_sparsity else 1,
+        figsize=(15 if show_sparsity else 10, 3.8),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1.5, 1]} if show_sparsity else None,
+    )
+    acc_ax = axes[0][0]
+    qat = getattr(quantized, "qat", None)
+    reverted = getattr(qat, "decision", None) == "reverted"
+    offset, spans = 0, {}
+    for k, stage in enumerate(("dense", "prune", "finetune", "quantize")):
+        rows = rows_of.get(stage)
         if not rows:
             continue
-        style = {"marker": "o", "ms": 3, "label": stage, "color": f"C{k}"}  # one colour a stage
         epochs = [offset + i + 1 for i in range(len(rows))]
-        acc = [r.get("test_accuracy") for r in rows]
-        axes[0].plot(epochs, [a * 100 if a is not None else None for a in acc], **style)
-        if any("sparsity" in r for r in rows):
-            axes[1].plot(epochs, [100 * r.get("sparsity", 0) for r in rows], **style)
-        if any("knob" in r for r in rows):
-            axes[2].plot(epochs, [r.get("knob") for r in rows], **style)
-        offset = epochs[-1]
-    for ax, title, ylabel in zip(
-        axes,
-        ("Test accuracy", "Sparsity of counted synapses", "Pruning knob (threshold / alpha)"),
-        ("%", "%", "value"),
-        strict=True,
-    ):
-        ax.set_title(title)
-        ax.set_xlabel("epoch (all stages)")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
+        spans[stage] = (offset, epochs[-1])
+        acc = [_percent(r.get("test_accuracy")) for r in rows]
+        style: dict[str, Any] = {"marker": "o", "ms": 3, "color": f"C{k}"}
+        label = STAGE_LABELS.get(stage, stage)
+        if stage == "quantize" and reverted:
+            style.update(color="0.6", ls="--", mfc="white")
+            label += " (reverted: PTQ kept)"
+        if stage == "quantize" and quantized is not None:  # start from the PTQ point
+            epochs, acc = [offset, *epochs], [_percent(quantized.accuracy_ptq), *acc]
+        acc_ax.plot(epochs, acc, label=label, **style)
+        if stage == "quantize" and any(r.get("val_accuracy") is not None for r in rows):
+            val = [_percent(r.get("val_accuracy")) for r in rows]
+            acc_ax.plot(
+                epochs[-len(rows) :],
+                val,
+                ls=":",
+                marker="x",
+                ms=4,
+                color=style["color"],
+                label="validation part (decides keep / revert)",
+            )
+        offset = spans[stage][1]
+    _quantization_drop(acc_ax, quantized, spans, reverted)
+    for stage, (start, stop) in spans.items():
+        acc_ax.axvline(start + 0.5 if start else 0.5, color="k", lw=0.6, ls="--", alpha=0.5)
+        acc_ax.text(
+            (start + stop) / 2 + 0.5,
+            1.01 + 0.055 * (list(spans).index(stage) % 2),  # narrow stages: labels alternate
+            STAGE_TAGS.get(stage, stage),
+            transform=acc_ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    acc_ax.set_ylabel("test accuracy (%)")
+    acc_ax.set_xlabel("epoch (all stages in order)")
+    _integer_axis(acc_ax.xaxis)
+    acc_ax.grid(alpha=0.3)
+    acc_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    if show_sparsity:
+        _sparsity_panel(axes[0][1], pruning, spans)
+    fig.suptitle(title or "Training", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 
-def layer_sparsity(layers: Sequence[LayerRow], path: Path) -> Path:
-    """Bar chart: kept vs dense synapses per layer, sparsity on top."""
+def _percent(value: float | None) -> float | None:
+    return None if value is None else 100 * value
+
+
+def _quantization_drop(ax, quantized: Any, spans: Mapping[str, tuple[int, int]], reverted):
+    """The float model's accuracy and PTQ's at the quantization boundary joined by an arrow,
+    the drop written beside it; the deployed model's accuracy as a star at the fine-tune's best
+    epoch (kept) or at PTQ with a flat line across the reverted fine-tune."""
+    if quantized is None or quantized.accuracy_ptq is None:
+        return
+    at = spans.get("quantize", (max((s for _, s in spans.values()), default=0), 0))[0]
+    before, ptq = _percent(quantized.accuracy_float), _percent(quantized.accuracy_ptq)
+    if before is not None:
+        ax.annotate(
+            "",
+            xy=(at, ptq),
+            xytext=(at, before),
+            arrowprops={"arrowstyle": "->", "color": "C3", "lw": 1.5},
+        )
+        low, high = ax.get_ylim()
+        small = abs(before - ptq) < 0.15 * (high - low)  # no room beside the arrow: above it
+        ax.annotate(
+            f"quantization\n{ptq - before:+.1f} points",
+            xy=(at, max(before, ptq)) if small else (at, (before + ptq) / 2),
+            xytext=(-6, 26) if small else (-6, 0),
+            textcoords="offset points",
+            ha="right",
+            va="center",
+            fontsize=8,
+            color="C3",
+            arrowprops={"arrowstyle": "-", "color": "C3", "lw": 0.6} if small else None,
+        )
+        ax.plot(
+            [at],
+            [before],
+            marker="s",
+            ms=5,
+            color="k",
+            ls="",
+            label="float model before quantization",
+        )
+    ax.plot([at], [ptq], marker="v", ms=6, color="C3", ls="", label="post-training quantized (PTQ)")
+    end = spans.get("quantize", (at, at))[1]
+    deployed = _percent(quantized.accuracy)
+    if deployed is None:
+        return
+    qat = getattr(quantized, "qat", None)
+    best = getattr(qat, "best_epoch", None)
+    where = at if reverted or not best else at + int(best)
+    if reverted:
+        ax.plot([at, end], [deployed, deployed], color="C3", lw=1.5, label="deployed: PTQ kept")
+    ax.plot(
+        [where],
+        [deployed],
+        marker="*",
+        ms=12,
+        color="gold",
+        mec="k",
+        ls="",
+        label=f"deployed: {deployed:.1f} %",
+    )
+
+
+def _sparsity_panel(ax, rows: Sequence[Mapping[str, Any]], spans) -> None:
+    """Sparsity of counted synapses (%) per pruning and fine-tuning epoch; the method's knob
+    on a second axis where it changed."""
+    start = spans.get("prune", spans.get("finetune", (0, 0)))[0]
+    epochs = [start + i + 1 for i in range(len(rows))]
+    ax.plot(
+        epochs,
+        [_percent(r.get("sparsity")) for r in rows],
+        "o-",
+        ms=3,
+        color="C1",
+        label="sparsity of counted synapses",
+    )
+    ax.set_ylabel("sparsity (%)")
+    ax.set_xlabel("epoch (all stages in order)")
+    _integer_axis(ax.xaxis)
+    ax.grid(alpha=0.3)
+    knob = [r.get("knob") for r in rows]
+    if _varies(knob):
+        twin = ax.twinx()
+        name = next((r.get("knob_name") for r in rows if r.get("knob_name")), "knob")
+        twin.plot(epochs, knob, "s--", ms=3, color="C4", label=f"pruning {name}")
+        twin.set_ylabel(f"pruning {name}")
+        twin.legend(fontsize=7, loc="lower right")
+    if "finetune" in spans:
+        ax.axvline(spans["finetune"][0] + 0.5, color="k", lw=0.6, ls="--", alpha=0.5)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("Pruning", fontsize=9)
+
+
+def layer_synapses(
+    pruned: Sequence[LayerRow],
+    stored: Sequence[LayerRow],
+    budget: int | None,
+    path: Path,
+    *,
+    title: str = "",
+) -> Path:
+    """Left: per layer (the model's layer names), dense positions, synapses kept by pruning
+    and synapses as the chip stores them after quantization (log scale; the loss to rounding
+    annotated). Right: the stored total, stacked by layer, against the synapse budget."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(layers)), 3.4))
-    names = [r.layer for r in layers]
-    ax.bar(names, [r.dense for r in layers], color="#d0d0d0", label="dense positions")
-    ax.bar(names, [r.synapses for r in layers], color="#2a7ab9", label="kept synapses")
-    for i, r in enumerate(layers):
-        ax.annotate(f"{100 * r.sparsity:.1f} %", (i, r.dense), ha="center", va="bottom", fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("synapses (log)")
-    ax.set_title("Per-layer synapses after pruning")
-    ax.legend(fontsize=8)
+    names = [r.layer for r in pruned]
+    stored_by = {r.layer: r.synapses for r in stored}
+    fig, (left, right) = plt.subplots(
+        1,
+        2,
+        figsize=(max(6, 1.6 * len(names) + 4), 3.8),
+        gridspec_kw={"width_ratios": [max(2, len(names)), 1.2]},
+    )
+    xs = list(range(len(names)))
+    width = 0.27
+    left.bar(
+        [x - width for x in xs],
+        [r.dense for r in pruned],
+        width,
+        color="#d0d0d0",
+        label="dense positions",
+    )
+    left.bar(xs, [r.synapses for r in pruned], width, color="#2a7ab9", label="kept by pruning")
+    if stored_by:
+        kept = [stored_by.get(n, 0) for n in names]
+        left.bar(
+            [x + width for x in xs],
+            kept,
+            width,
+            color="#e08214",
+            label="stored on the chip (after quantization)",
+        )
+        for x, r, k in zip(xs, pruned, kept, strict=True):
+            lost = r.synapses - k
+            note = f"{k:,}" + (
+                f"\n(-{lost:,}, {100 * lost / r.synapses:.1f} %)" if lost > 0 and r.synapses else ""
+            )
+            left.annotate(note, (x + width, max(k, 1)), ha="center", va="bottom", fontsize=7)
+    left.set_xticks(xs, [f"layer {n}" for n in names])
+    left.set_yscale("log")
+    left.set_ylim(bottom=1)
+    left.set_ylabel("synapses (log)")
+    left.legend(fontsize=7, loc="lower left")
+    left.set_title("Per layer", fontsize=9)
+    rows = stored if stored_by else pruned
+    bottom = 0
+    for k, r in enumerate(rows):
+        right.bar([0], [r.synapses], bottom=bottom, color=f"C{k}", label=f"layer {r.layer}")
+        bottom += r.synapses
+    if budget:
+        right.axhline(budget, color="k", ls="--", lw=1)
+        right.text(0.42, budget, f"budget {budget:,}", va="bottom", ha="right", fontsize=8)
+    right.set_xticks([0], ["stored" if stored_by else "kept"])
+    right.set_ylim(0, max(bottom, budget or 0) * 1.15 or 1)
+    right.set_ylabel("synapses")
+    right.set_title(f"Total {bottom:,} vs budget", fontsize=9)
+    right.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title or "Synapses per layer", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 
-def spike_rates(layers: Sequence[SimLayerRow], path: Path) -> Path:
-    """Spikes per neuron per step, per layer (from the simulation)."""
+def spike_rates(layers: Sequence[SimLayerRow], path: Path, *, title: str = "") -> Path:
+    """Spikes per neuron per step, per layer (from the simulation), the layers named as the
+    model names them."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(layers)), 3.2))
-    ax.bar([r.layer for r in layers], [r.rate or 0 for r in layers], color="#c0504d")
+    names = [f"layer {r.layer}" for r in layers]
+    rates = [r.rate or 0 for r in layers]
+    ax.bar(names, rates, color="#c0504d")
+    for i, rate in enumerate(rates):
+        ax.annotate(f"{rate:.3f}", (i, rate), ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("spikes / neuron / step")
-    ax.set_title("Spike rates (simulated)")
+    ax.set_title("Spikes per neuron per step (simulated)", fontsize=9)
+    fig.suptitle(title or "Spike rates", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 
-def core_usage(
-    per_core: Sequence[Mapping[str, Any]], limits: Mapping[str, float | None], path: Path
+CORE_RESOURCES = (
+    ("neurons", "neurons"),
+    ("input_axons", "input axons"),
+    ("memory_bits", "synapse memory"),
+)
+
+
+def core_map(
+    per_core: Sequence[Mapping[str, Any]],
+    placements: Sequence[Mapping[str, Any]],
+    limits: Mapping[str, float | None],
+    path: Path,
+    *,
+    title: str = "",
 ) -> Path:
-    """Per core: neurons, input axons and synaptic memory as fractions of the core's limits."""
+    """Left: per core used (whole-number core ids), neurons, input axons and synaptic memory
+    as fractions of one core's limits (a resource without a limit in the profile, or unused,
+    is left out). Right: the layer-to-core map, neurons of each layer on each core, the chip
+    each core sits on under its id."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(per_core) + 2), 3.2))
-    keys = [
-        ("neurons", "neurons"),
-        ("input_axons", "input axons"),
-        ("memory_bits", "synapse memory"),
+    cores = [int(c["core"]) for c in per_core]
+    layers = list(dict.fromkeys(str(p["layer"]) for p in placements))
+    fig, (left, right) = plt.subplots(
+        1,
+        2,
+        figsize=(max(8, 0.45 * len(cores) + 6), max(3.4, 0.35 * len(layers) + 2)),
+        gridspec_kw={"width_ratios": [1.1, 1]},
+    )
+    shown = [
+        (key, label)
+        for key, label in CORE_RESOURCES
+        if limits.get(key) and any(c.get(key) for c in per_core)
     ]
-    width = 0.8 / len(keys)
-    for k, (key, label) in enumerate(keys):
-        limit = limits.get(key)
-        if not limit:
-            continue
-        xs = [c["core"] + k * width for c in per_core]
-        ax.bar(xs, [c[key] / limit for c in per_core], width=width, label=label)
-    ax.axhline(1.0, color="k", lw=0.8, ls="--")
-    ax.set_xlabel("core")
-    ax.set_ylabel("fraction of the core's limit")
-    ax.set_title("Core usage after packing")
-    ax.legend(fontsize=8)
+    width = 0.8 / max(len(shown), 1)
+    for k, (key, label) in enumerate(shown):
+        xs = [i + (k - (len(shown) - 1) / 2) * width for i in range(len(cores))]
+        left.bar(
+            xs, [c[key] / limits[key] for c in per_core], width=width, label=label, color=f"C{k}"
+        )
+    left.axhline(1.0, color="k", lw=0.8, ls="--")
+    chip_of = {int(c["core"]): int(c.get("chip", 0)) for c in per_core}
+    ticks = _core_ticks(cores, chip_of)
+    left.set_xticks(range(len(cores)), ticks)
+    left.set_xlabel("core")
+    left.set_ylabel("fraction of one core's limit")
+    left.set_ylim(0, 1.15)
+    left.set_title("Use of each core", fontsize=9)
+    if shown:
+        left.legend(fontsize=7, loc="upper right")
+    grid = [[0] * len(cores) for _ in layers]
+    column = {core: i for i, core in enumerate(cores)}
+    for p in placements:
+        if int(p["core"]) in column:
+            grid[layers.index(str(p["layer"]))][column[int(p["core"])]] += int(p["stop"]) - int(
+                p["start"]
+            )
+    image = right.imshow(grid, aspect="auto", cmap="Blues", vmin=0)
+    for i, row in enumerate(grid):
+        for j, n in enumerate(row):
+            if n and len(cores) <= 24:
+                right.text(
+                    j,
+                    i,
+                    f"{n:,}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if n > 0.6 * max(max(r) for r in grid) else "black",
+                )
+    right.set_xticks(range(len(cores)), ticks)
+    right.set_yticks(range(len(layers)), [f"layer {n}" for n in layers])
+    right.set_xlabel("core")
+    right.set_title("Layer-to-core map (neurons placed)", fontsize=9)
+    fig.colorbar(image, ax=right, fraction=0.05, label="neurons")
+    fig.suptitle(title or "Cores", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 
-def chip_partition(partition: Mapping[str, Any], path: Path) -> Path:
+def _core_ticks(cores: Sequence[int], chip_of: Mapping[int, int]) -> list[str]:
+    """``"3\nchip 0"``: core 3 on chip 0 (the chip only under a chip's first core); with
+    many cores only every n-th is labelled."""
+    step = max(1, len(cores) // 16)
+    ticks = []
+    for i, core in enumerate(cores):
+        chip = chip_of.get(core, 0)
+        first = i == 0 or chip_of.get(cores[i - 1], 0) != chip
+        label = f"{core}" + (f"\nchip {chip}" if first else "")
+        ticks.append(label if i % step == 0 or first else "")
+    return ticks
+
+
+def chip_partition(partition: Mapping[str, Any], path: Path, *, title: str = "") -> Path:
     """Multi-chip partition: cores per chip, and spikes per sample on each chip-to-chip link."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
@@ -123,13 +447,16 @@ def chip_partition(partition: Mapping[str, Any], path: Path) -> Path:
     left.bar(chips, [partition["cores_per_chip"][c] for c in chips])
     left.set_xlabel("chip")
     left.set_ylabel("cores used")
-    left.set_title("Cores per chip")
+    _integer_axis(left.yaxis)
+    left.set_title("Cores per chip", fontsize=9)
     links = partition["links"]
     right.bar(list(links) or ["none"], list(links.values()) or [0.0])
     right.set_xlabel("link (source chip -> target chip)")
     right.set_ylabel("spikes / sample")
     total = partition["inter_chip_spikes_per_sample"]
-    right.set_title(f"Inter-chip traffic ({total:.1f} spikes/sample)")
+    right.set_title(f"Inter-chip traffic ({total:.1f} spikes/sample)", fontsize=9)
+    fig.suptitle(title or "Chips", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -11,12 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 from neuroprune.chip.capacity import capacity_model
 from neuroprune.chip.schema import ChipProfile
+from neuroprune.reports.units import agreement_words, energy_line, energy_text, format_words
 from neuroprune.run.rundir import FitRecord, QatRecord, RunRecord, SimulationRecord
 from neuroprune.sim.verification import CHIP_EXACT
 
@@ -163,7 +171,7 @@ def summary_text(record: RunRecord, run_dir: Path | None = None) -> Group:
     if record.fit is not None:
         parts.append(fit_group(record.fit))
     if record.simulation is not None:
-        parts.append(simulation_text(record.simulation))
+        parts.append(simulation_text(record.simulation, record.chip_name or record.chip))
     parts += warnings_text(record)
     if run_dir is not None:
         parts.append(Text(f"run directory: {run_dir}", style="dim"))
@@ -209,7 +217,11 @@ def _stages_table(record: RunRecord) -> Table:
         )
     if quant is not None:
         stages.add_row(
-            "quantized", _pct(quant.accuracy), _fmt(quant.synapses), "", str(quant.format)
+            "quantized",
+            _pct(quant.accuracy),
+            _fmt(quant.synapses),
+            _fmt(quant.neurons),
+            format_words(quant.format),
         )
     return stages
 
@@ -237,9 +249,10 @@ def quantize_text(result) -> Group:
     return Group(table, acc, qat, *notes)
 
 
-def simulation_text(sim: SimulationRecord) -> Group:
+def simulation_text(sim: SimulationRecord, chip: str | None = None) -> Group:
     """The simulation: every agreement figure under its verification kind (chip-exact, float
-    stand-in, vendor simulator), then the comparisons, activity and energy."""
+    stand-in, vendor simulator), then the comparisons, activity and energy (``chip``: the
+    profile's name, said where it has no energy figure)."""
     kind = sim.verification.kind if sim.verification is not None else "kind not recorded"
     head = Text(
         f"simulation ({sim.backend}, {sim.mode or ''}) [{kind}]: {sim.samples} samples, "
@@ -257,7 +270,9 @@ def simulation_text(sim: SimulationRecord) -> Group:
             )
         )
     if sim.agreement_source:
-        parts.append(Text(f"agreement measured against: {sim.agreement_source}", style="dim"))
+        parts.append(
+            Text(f"agreement measured against {agreement_words(sim.agreement_source)}", style="dim")
+        )
     if sim.model_agreement is not None:
         per_layer = ", ".join(f"{100 * a:.2f} %" for a in sim.model_agreement)
         per_count = ", ".join(f"{100 * a:.2f} %" for a in sim.model_count_agreement or [])
@@ -286,12 +301,10 @@ def simulation_text(sim: SimulationRecord) -> Group:
                 _pct(row.agreement),
             )
         parts.append(table)
-    synops, energy = sim.synops_per_sample, sim.energy_per_sample_j
-    if synops is not None:
-        line = f"synaptic operations per sample: {_fmt(synops)}"
-        if energy is not None:
-            line += f"; energy estimate {energy * 1e9:.3g} nJ per sample (profile figures)"
-        parts.append(Text(line))
+    if sim.synops_per_sample is not None:
+        energy = energy_line(sim.energy_per_sample_j, sim.energy_basis, sim.energy_missing, chip)
+        parts.append(Text(f"synaptic operations per sample: {_fmt(sim.synops_per_sample)}"))
+        parts.append(Text(energy, style="yellow" if sim.energy_per_sample_j is None else ""))
     return Group(*parts)
 
 
@@ -322,7 +335,7 @@ def sweep_table(rows: list[Mapping[str, Any]], pareto: Mapping[str, Any] | None 
             _fmt(r.get("synapses")),
             _pct(r.get("accuracy")),
             _fmt(r.get("cores")),
-            f"{energy * 1e9:.3g} nJ" if energy else "-",
+            energy_text(energy) if energy is not None else "-",
             _fmt(r.get("fits")),
             r.get("error") or _fmt(r.get("status")),
         )
@@ -337,8 +350,9 @@ class ProgressRenderer:
     """A ``progress(event)`` callable that drives a rich progress bar.
 
     Events are dicts: ``{"stage": str, "message": str}`` announces a stage;
-    ``{"stage", "total": n}`` starts a bar; ``{"stage", "advance": k, ...metrics}`` moves it;
-    ``{"stage", "done": True}`` ends it.
+    ``{"stage", "total": n, "unit": "batches"}`` starts a bar; ``{"stage", "advance": k,
+    ...metrics}`` moves it (the ETA column: the time left at its speed); ``{"stage", "done":
+    True}`` ends it.
     """
 
     def __init__(self, console: Console, quiet: bool = False) -> None:
@@ -347,9 +361,10 @@ class ProgressRenderer:
         self.progress = Progress(
             TextColumn("[bold]{task.description:<10}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
+            EtaColumn(),
             console=console,
             disable=quiet,
             transient=False,
@@ -372,15 +387,32 @@ class ProgressRenderer:
         elif "message" in event:
             self.progress.console.print(f"[bold cyan]{stage}[/]: {event['message']}")
         if "total" in event:
-            self.tasks[stage] = self.progress.add_task(stage, total=event["total"], info="")
+            self.tasks[stage] = self.progress.add_task(
+                stage, total=event["total"], info="", unit=event.get("unit", "")
+            )
         task = self.tasks.get(stage)
         if task is None:
             return
         info = " ".join(f"{k}={_fmt(v)}" for k, v in event.items() if k in _SHOWN)
         if "advance" in event:
             self.progress.update(task, advance=event["advance"], info=info)
-        if event.get("done"):
-            self.progress.update(task, completed=self.progress.tasks[task].total, info=info)
+        if event.get("done"):  # a bare end keeps the last metrics shown
+            shown = {"info": info} if info else {}
+            self.progress.update(task, completed=self.progress.tasks[task].total, **shown)
 
 
 _SHOWN = ("epoch", "loss", "accuracy", "test_accuracy", "sparsity", "nonzero", "threshold")
+
+
+class EtaColumn(ProgressColumn):
+    """``eta 0:01:23``: the time left at the bar's measured speed (``eta -`` until known,
+    ``done`` at the end)."""
+
+    def render(self, task: Task) -> Text:
+        if task.finished:
+            return Text("done", style="dim")
+        left = task.time_remaining
+        if left is None:
+            return Text("eta -", style="dim")
+        minutes, seconds = divmod(int(left), 60)
+        return Text(f"eta {minutes // 60}:{minutes % 60:02d}:{seconds:02d}", style="cyan")

@@ -204,7 +204,9 @@ class ValidationRecord(_Section):
 class QuantizedRecord(StageRecord):
     """The quantized stage: its weight ``format``, test accuracy (0..1) of the float model,
     after PTQ and after fine-tuning, the chip ``arithmetic`` of its neurons (None: float
-    neurons), fine-tuning, one :class:`QuantLayerRow` per layer."""
+    neurons), fine-tuning, one :class:`QuantLayerRow` per layer; ``stored_layers``: one
+    :class:`LayerRow` per layer counted as the chip stores it (nonzero integers after
+    quantization: a weight rounded to zero is no synapse)."""
 
     _optional = StageRecord._optional | {
         "accuracy_float",
@@ -213,6 +215,7 @@ class QuantizedRecord(StageRecord):
         "arithmetic",
         "qat",
         "notes",
+        "stored_layers",
     }
 
     format: str
@@ -223,6 +226,7 @@ class QuantizedRecord(StageRecord):
     qat: QatRecord = QatRecord()
     layers: list[QuantLayerRow] = []  # type: ignore[assignment]  # a stage's own rows
     notes: list[str] = []
+    stored_layers: list[LayerRow] = []
 
 
 class ViolationRecord(_Section):
@@ -291,7 +295,8 @@ class VerificationRecord(_Section):
 
 class SimulationRecord(_Section):
     """The simulation (:class:`neuroprune.sim.result.SimulationResult`): agreements are
-    fractions (0..1), ``seconds_per_sample`` in s, ``energy_per_sample_j`` in J; ``layers``:
+    fractions (0..1), ``seconds_per_sample`` in s, ``energy_per_sample_j`` in J (what it sums:
+    ``energy_basis``; the profile's fields without a figure: ``energy_missing``); ``layers``:
     one :class:`SimLayerRow` per neuron layer; ``verification``: the kind every agreement
     figure carries; ``model_accuracy``: the compared model's accuracy on the same samples."""
 
@@ -309,6 +314,8 @@ class SimulationRecord(_Section):
             "notes",
             "synops_per_sample",
             "energy_per_sample_j",
+            "energy_basis",
+            "energy_missing",
             "layers",
         }
     )
@@ -330,6 +337,8 @@ class SimulationRecord(_Section):
     notes: list[str] = []
     synops_per_sample: int | float | None = None
     energy_per_sample_j: float | None = None
+    energy_basis: str | None = None
+    energy_missing: list[str] = []
     layers: list[SimLayerRow] = []
 
 
@@ -378,13 +387,40 @@ class AccuracyGateRecord(_Section):
     reason: str | None = None
 
 
+class ArtifactChecksum(_Section):
+    """One file of the run as it was when the report was written: ``sha256`` (hex) and size in
+    ``bytes``."""
+
+    sha256: str
+    bytes: int
+
+
+class DeploymentRecord(_Section):
+    """What a deployment engineer needs to trust and repeat the run: the ``command`` line that
+    made it (only the options given on it), the ``later`` commands that rebuilt it
+    (``quantize RUN``, ``simulate RUN``), every setting ``resolved`` (a default shows as the
+    value it took, never None), the ``provenance`` (package versions, Python, the profile's id,
+    path and sha256) and the run's files with their checksums (``artifacts``: name ->
+    :class:`ArtifactChecksum`; report.json and report.md cannot hold their own)."""
+
+    _optional = frozenset({"command", "later", "resolved", "provenance", "artifacts"})
+
+    command: str | None = None
+    later: list[str] = []
+    resolved: dict[str, Any] = {}
+    provenance: dict[str, Any] = {}
+    artifacts: dict[str, ArtifactChecksum] = {}
+
+
 class RunRecord(_Section):
     """``report.json`` (docs/architecture.md "report.json: keys other tools rely on");
     ``chip_name`` (the profile's name), ``counting`` (the synapse counting convention) and
     ``plots`` (paths relative to the run) are written by the run, absent from older records;
     ``warnings`` (:class:`WarningRecord`), ``accuracy_gate`` (``--max-accuracy-drop``) and
     ``validation`` (:class:`ValidationRecord`) are written by runs that know them;
-    ``derived_from`` only by a run derived from another (:class:`DerivationRecord`)."""
+    ``derived_from`` only by a run derived from another (:class:`DerivationRecord`);
+    ``deployment`` (:class:`DeploymentRecord`): command line, resolved settings, provenance and
+    checksums."""
 
     _optional = frozenset(
         {
@@ -395,6 +431,7 @@ class RunRecord(_Section):
             "accuracy_gate",
             "validation",
             "derived_from",
+            "deployment",
         }
     )
 
@@ -416,6 +453,7 @@ class RunRecord(_Section):
     accuracy_gate: AccuracyGateRecord | None = None
     validation: ValidationRecord | None = None
     derived_from: DerivationRecord | None = None
+    deployment: DeploymentRecord | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (what ``report.json`` holds and ``--json`` prints)."""

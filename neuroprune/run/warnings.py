@@ -237,7 +237,7 @@ def accuracy_drop(record: RunRecord, profile: ChipProfile | None) -> list[Warnin
                 WarningRecord(
                     kind="accuracy_drop",
                     stage="quantize",
-                    message=f"quantization to {quant.format} lost {lost:.2f} points of test "
+                    message=f"quantization to {_weights_of(record)} lost {lost:.2f} points of test "
                     f"accuracy ({_pct(pruned.accuracy)} pruned -> {_pct(quant.accuracy)} "
                     f"quantized{ptq})",
                 )
@@ -258,6 +258,12 @@ def accuracy_drop(record: RunRecord, profile: ChipProfile | None) -> list[Warnin
     return out
 
 
+def _weights_of(record: RunRecord) -> str:
+    """``Tianjic's weights``: the chip's weight format by the chip's name (the format's id,
+    such as ``int``, means nothing to a reader)."""
+    return f"{record.chip_name or record.chip}'s weights"
+
+
 @warning_rule("synapses_lost")
 def synapses_lost(record: RunRecord, profile: ChipProfile | None) -> list[WarningRecord]:
     """Quantization rounded synapses that pruning kept to zero (the chip stores fewer)."""
@@ -272,7 +278,7 @@ def synapses_lost(record: RunRecord, profile: ChipProfile | None) -> list[Warnin
         WarningRecord(
             kind="synapses_lost",
             stage="quantize",
-            message=f"quantization to {quant.format} rounded {lost:,} of {pruned.synapses:,} "
+            message=f"quantization to {_weights_of(record)} rounded {lost:,} of {pruned.synapses:,} "
             f"kept synapses to zero ({100 * lost / pruned.synapses:.2f} %): the chip stores "
             f"{quant.synapses:,}, the budget was {budget:,}{where}",
         )

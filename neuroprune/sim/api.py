@@ -173,6 +173,7 @@ def build_result(
     agreement = None if expected is None else metrics.layer_agreement(counts, expected)
     synops = metrics.synops_per_sample(spec, stimulus, counts)
     neurons = tuple(layer.neurons for layer in spec.layers)
+    energy = metrics.energy_estimate(profile, synops, sum(neurons), steps)
     return SimulationResult(
         backend=name,
         mode=_mode(fixed_point),
@@ -194,7 +195,9 @@ def build_result(
         prediction_agreement=_prediction_agreement(predictions, expected),
         accuracy=metrics.agreement_with_labels(predictions, labels),
         synops_per_sample=synops,
-        energy_per_sample_j=metrics.energy_per_sample_j(profile, synops, sum(neurons), steps),
+        energy_per_sample_j=energy.joules,
+        energy_basis=energy.basis,
+        energy_missing=energy.missing,
         seconds_per_sample=backend_seconds / samples,
         wall_seconds=wall,
         timings=dict(run.timings),

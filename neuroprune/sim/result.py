@@ -12,8 +12,10 @@ Definitions (N samples, T steps, layer k with n_k neurons, counts c_k[i, j] over
   ``pre_k`` concatenates the counts of layer k's sources (the input events for the network
   input; ``pre_k = c_{k-1}`` in a chain); ``fan_out_k[j]`` = nonzero weights leaving input j of
   layer k (conv unrolled, pooling and residual sums expanded as the chip wires them);
-* energy per sample: ``(synop_pj * synops + neuron_update_pj * neurons * T) * 1e-12`` J, ``None``
-  when the profile lacks either figure.
+* energy per sample (:func:`energy_estimate`): ``(synop_pj * synops + neuron_update_pj * neurons
+  * T) * 1e-12`` J; a profile without ``neuron_update_pj`` (TrueNorth's 26 pJ is all-in: chip
+  energy over synaptic events) gives the synaptic term alone and names the missing figure;
+  ``None`` without ``synop_pj`` (the missing figures named in ``energy_missing``).
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ class SimulationResult:
         prediction_agreement: fraction of samples whose prediction equals the expected one.
         accuracy: fraction of correct predictions (``None`` without labels).
         synops_per_sample: synaptic operations per sample.
-        energy_per_sample_j: energy estimate in joules (``None`` without profile figures).
+        energy_per_sample_j: energy estimate in joules (``None`` without ``energy.synop_pj``).
+        energy_basis / energy_missing: what the estimate sums, in words; the profile fields
+            without a figure (:func:`energy_estimate`).
         seconds_per_sample: backend wall time / N (Lava: includes the worker's start-up).
         wall_seconds: the whole call.
         timings: backend durations in seconds; notes: facts a report should state.
@@ -103,6 +107,8 @@ class SimulationResult:
     float_drift: Mapping[str, Any] | None = None
     verification: Verification | None = None
     model_accuracy: float | None = None
+    energy_basis: str | None = None
+    energy_missing: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no per-sample arrays) for ``simulation.json`` / report.json."""
@@ -123,6 +129,8 @@ class SimulationResult:
             "model_accuracy": self.model_accuracy,
             "synops_per_sample": self.synops_per_sample,
             "energy_per_sample_j": self.energy_per_sample_j,
+            "energy_basis": self.energy_basis,
+            "energy_missing": list(self.energy_missing),
             "seconds_per_sample": self.seconds_per_sample,
             "wall_seconds": self.wall_seconds,
             "timings": dict(self.timings),
@@ -213,14 +221,61 @@ def _layer_synops(spec: DeploymentSpec, stimulus: Stimulus, counts) -> list[np.n
     ]
 
 
-def energy_per_sample_j(profile: Any, synops: float, neurons: int, steps: int) -> float | None:
-    """``(synop_pj * synops + neuron_update_pj * neurons * T) * 1e-12`` J, or ``None``."""
+ENERGY_FIELDS = ("energy.synop_pj", "energy.neuron_update_pj")
+
+
+@dataclass(frozen=True)
+class EnergyEstimate:
+    """Energy per sample from a profile's figures (module docstring).
+
+    ``joules``: J per sample, ``None`` without ``energy.synop_pj``; ``basis``: what it sums, in
+    words (figures and their profile notes); ``missing``: the profile fields that had no figure
+    (empty when both were there)."""
+
+    joules: float | None
+    basis: str | None
+    missing: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "energy_per_sample_j": self.joules,
+            "energy_basis": self.basis,
+            "energy_missing": list(self.missing),
+        }
+
+
+def energy_estimate(profile: Any, synops: float, neurons: int, steps: int) -> EnergyEstimate:
+    """``synop_pj * synops + neuron_update_pj * neurons * T`` pJ per sample, with the terms the
+    profile has figures for; ``joules`` None without ``synop_pj`` (a neuron-update term alone
+    would pass for a whole-chip figure)."""
+    if profile is None:
+        return EnergyEstimate(None, None, ("a chip profile (simulate --chip CHIP)",))
     energy = getattr(profile, "energy", None)
-    synop = _figure(getattr(energy, "synop_pj", None))
-    update = _figure(getattr(energy, "neuron_update_pj", None))
-    if synop is None or update is None:
-        return None
-    return (synop * synops + update * neurons * steps) * PICO
+    synop, update = (getattr(energy, name.split(".")[1], None) for name in ENERGY_FIELDS)
+    missing = tuple(
+        name for name, q in zip(ENERGY_FIELDS, (synop, update), strict=True) if _figure(q) is None
+    )
+    if _figure(synop) is None:
+        return EnergyEstimate(None, None, missing)
+    pj = _figure(synop) * synops
+    basis = f"{synops:.4g} synaptic events x {_figure(synop):g} pJ"
+    if _figure(update) is not None:
+        pj += _figure(update) * neurons * steps
+        basis += f" + {neurons} neurons x {steps} steps x {_figure(update):g} pJ"
+    else:  # the profile's note says whether the synaptic figure already holds the rest
+        basis += _note(getattr(profile, "quantities", {}), ENERGY_FIELDS[0])
+    return EnergyEstimate(pj * PICO, basis, missing)
+
+
+def energy_per_sample_j(profile: Any, synops: float, neurons: int, steps: int) -> float | None:
+    """J per sample (:func:`energy_estimate`), or ``None`` without ``synop_pj``."""
+    return energy_estimate(profile, synops, neurons, steps).joules
+
+
+def _note(quantities: Any, name: str) -> str:
+    """``: the profile's note on the figure`` or nothing."""
+    note = getattr(quantities.get(name), "note", None)
+    return f": {note}" if note else ""
 
 
 def _figure(value: Any) -> float | None:

@@ -4,6 +4,7 @@ trial starts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,19 @@ class SweepResult:
 # Planning: every value checked before any trial
 
 
+def _absolute_paths(base: RunConfig) -> RunConfig:
+    """``out``, ``data_dir``, ``from_nir`` and a ``FILE.py:FACTORY`` model as absolute paths:
+    Ray runs each trial in its own working folder, where a relative path names nothing."""
+    changes: dict[str, str] = {"out": os.path.abspath(base.out)}
+    for key in ("data_dir", "from_nir"):
+        if getattr(base, key):
+            changes[key] = os.path.abspath(getattr(base, key))
+    model, _, factory = base.model.rpartition(":")
+    if model.endswith(".py"):
+        changes["model"] = f"{os.path.abspath(model)}:{factory}"
+    return base.replace(**changes)
+
+
 def plan_sweep(
     *,
     chips: str | Sequence[str],
@@ -91,7 +105,7 @@ def plan_sweep(
     (epochs, model, dataset, backend, ...); its chip, method, budget, sparsity, out and name
     are replaced per trial, and trials write under ``base.out / name``.
     """
-    base = base or RunConfig(backend="reference")
+    base = _absolute_paths(base or RunConfig(backend="reference"))
     chip_list = _names(chips, "--chips")
     method_list = _names(methods, "--methods")
     value_key, values = _values(budgets, sparsities)
@@ -239,7 +253,8 @@ def _check_chips(chips: Sequence[str]) -> None:
 
 
 def _check_energy_figures(chips: Sequence[str], backend: str) -> None:
-    """Optimising energy needs a simulation (spike counts) and both energy figures per chip."""
+    """Optimising energy needs a simulation (spike counts) and, per chip, the figure every
+    estimate sums (``energy.synop_pj``; :func:`neuroprune.sim.result.energy_estimate`)."""
 
     if backend == "none":
         raise ConfigError(
@@ -250,11 +265,9 @@ def _check_energy_figures(chips: Sequence[str], backend: str) -> None:
             fix="Use --backend reference (or lava), or another --objective.",
         )
     for chip in chips:
-        energy = load_profile(chip).energy
-        if energy.synop_pj is None or energy.neuron_update_pj is None:
+        if load_profile(chip).energy.synop_pj is None:  # the estimate's one required figure
             raise ConfigError(
-                "the profile has no complete energy figures (energy.synop_pj and "
-                "energy.neuron_update_pj)",
+                "the profile has no energy per synaptic event (energy.synop_pj)",
                 where="--objective",
                 field="chip",
                 value=chip,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from neuroprune.core.atomic import write_json
+from neuroprune.core.errors import ArtifactError
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.reports.plots import pareto_plot
 from neuroprune.run.rundir import RunDir, SavedFit, SavedRecord, SavedSimulation, SavedStage
@@ -110,10 +113,57 @@ def _write_results(plan: SweepPlan, rows, seconds: float, skipped: int) -> Sweep
         "pareto": pareto,
         "plots": [p.name for p in plots],
     }
-    json_path = write_json(plan.sweep_dir / "sweep.json", record)
+    json_path = write_json(plan.sweep_dir / SWEEP_FILE, record)
     ran = sum(r.get("status") == "done" for r in rows)
     return SweepResult(plan.sweep_dir, rows, pareto, Path(json_path), plots, seconds, ran, skipped)
 
 
 def _read_report(run_dir: Path) -> SavedRecord | None:
     return RunDir(run_dir).saved_record()
+
+
+SWEEP_FILE = "sweep.json"
+
+
+@dataclass(frozen=True)
+class SavedSweep:
+    """A finished sweep as ``sweep.json`` holds it: its name, one row per trial (the keys of
+    :func:`trial_row`), the Pareto fronts per chip, the plots' file names."""
+
+    name: str
+    rows: list[dict[str, Any]]
+    pareto: dict[str, Any]
+    plots: list[str]
+
+
+def is_sweep_dir(folder: Path) -> bool:
+    """Whether ``folder`` holds a sweep's results (``sweep.json``)."""
+    return (Path(folder) / SWEEP_FILE).is_file()
+
+
+def load_sweep(folder: Path) -> SavedSweep:
+    """``folder/sweep.json`` read back (one-line :class:`ArtifactError` when it is unreadable
+    or not a sweep's results)."""
+    path = Path(folder) / SWEEP_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(
+            f"cannot read the sweep's results: {exc}",
+            where=str(path),
+            fix="Run the sweep again with --resume to rewrite it.",
+        ) from exc
+    trials = data.get("trials") if isinstance(data, dict) else None
+    if not isinstance(trials, list) or not all(isinstance(t, dict) for t in trials):
+        raise ArtifactError(
+            "not a sweep's results (no list of trials)",
+            where=str(path),
+            field="trials",
+            fix="Pass a folder written by 'neuroprune sweep'.",
+        )
+    return SavedSweep(
+        name=str(data.get("sweep") or Path(folder).name),
+        rows=trials,
+        pareto=dict(data.get("pareto") or {}),
+        plots=[str(p) for p in data.get("plots") or []],
+    )

@@ -30,7 +30,7 @@ def run_sweep(plan: SweepPlan, *, progress: Progress | None = None) -> SweepResu
 def _run_grid(plan: SweepPlan, progress: Progress | None) -> tuple[list[dict[str, Any]], int]:
     done = {t.name: finished_report(t) if plan.resume else None for t in plan.trials}
     pending = [t for t in plan.trials if done[t.name] is None]
-    emit(progress, stage="sweep", total=len(plan.trials))
+    emit(progress, stage="sweep", total=len(plan.trials), unit="trials")
     for trial in plan.trials:
         if done[trial.name] is not None:
             emit(progress, stage="sweep", advance=1, message=f"{trial.name}: finished, skipped")
@@ -53,7 +53,7 @@ def _run_grid(plan: SweepPlan, progress: Progress | None) -> tuple[list[dict[str
 def _run_optuna(plan: SweepPlan, progress: Progress | None) -> list[dict[str, Any]]:
     from ray import tune  # deferred: imports ray
 
-    emit(progress, stage="sweep", total=plan.samples)
+    emit(progress, stage="sweep", total=plan.samples, unit="trials")
     base = plan.trials[0].config.as_dict()
     space = {
         "base": base,

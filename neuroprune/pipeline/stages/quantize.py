@@ -9,9 +9,10 @@ from typing import Any
 
 from neuroprune import quantize  # a lazy face: torch loads on first use
 from neuroprune.core.progress import Progress
-from neuroprune.pipeline.context import _epoch_progress, _Run, train_config
+from neuroprune.pipeline.context import _epoch_progress, _layer_rows, _Run, train_config
 from neuroprune.pipeline.resume import stage_inputs
 from neuroprune.pipeline.stages.base import Carry, Stage, measure
+from neuroprune.reports.units import format_words
 from neuroprune.run.rundir import QuantizedRecord
 
 
@@ -26,10 +27,11 @@ def run_quantize(run: _Run, carry: Carry) -> Carry:
             "accuracy": accuracy,
             "neurons": summary.neurons,
             "synapses": summary.synapses(run.profile.conv_weight_sharing),
+            "stored_layers": _layer_rows(summary, run.profile.conv_weight_sharing),
         }
     )
     run.emit("quantize", run.record.quantized.qat.line())
-    run.emit("quantize", f"test accuracy {100 * accuracy:.2f} % ({record.get('format')})")
+    run.emit("quantize", f"test accuracy {100 * accuracy:.2f} % ({run.profile.name}'s weights)")
     return replace(carry, model=qmodel)
 
 
@@ -45,7 +47,8 @@ def _quantized_model(run: _Run, carry: Carry) -> tuple[Any, dict[str, Any]]:
         return qmodel, dict(meta.get("record", {}))
     run.emit(
         "quantize",
-        f"to {run.profile.weights.format} ({run.profile.weights.bits} bits) "
+        f"to {run.profile.name}'s weights ({format_words(run.profile.weights.format)}, "
+        f"{run.profile.weights.bits} bit{'' if run.profile.weights.bits == 1 else 's'}) "
         f"+ up to {cfg.quant_epochs} fine-tuning epochs (early stop on the validation part)",
     )
     result = quantize_pruned(
@@ -54,9 +57,10 @@ def _quantized_model(run: _Run, carry: Carry) -> tuple[Any, dict[str, Any]]:
         carry.dataset,
         train_config(cfg, cfg.quant_epochs),
         cfg.quant_epochs,
-        _epoch_progress(run, "quantize"),
+        _epoch_progress(run, "quantize", epochs=cfg.quant_epochs),
         holdout=carry.holdout,
     )
+    run.emit("quantize", done=True)  # an early stop leaves no bar half drawn
     record = quant_record(result)
     run.save_model("quantized", result.model, inputs, record=record)
     return result.model, record

@@ -6,6 +6,7 @@ simulation.json and report.json ``simulation`` (and ``fit.partition`` on several
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +38,30 @@ def run_simulate(run: _Run, carry: Carry) -> Carry:
         run.emit("simulate", f"failed: {exc.one_line()}")
         return replace(carry, error=exc)
     return replace(carry, verified=verified)
+
+
+_NODE_INDEX = re.compile(r"^l(\d+)_")
+
+
+def model_layer_names(data: dict[str, Any], record) -> dict[str, Any]:
+    """The simulation's layer rows named as report.md, fit.json and the plots name layers (the
+    model's layer names, ``record.pruned.layers``), each row keeping the NIR neuron node it was
+    read from as ``node``. NIR node ``l<i>_..`` is synaptic layer ``i`` of the model
+    (docs/conventions.md section 4); a node of another form keeps its own name."""
+    pruned = getattr(record, "pruned", None)
+    names = [row.layer for row in pruned.layers] if pruned is not None else []
+    rows = []
+    for row in data.get("layers", []):
+        found = _NODE_INDEX.match(str(row.get("layer", "")))
+        index = int(found.group(1)) if found else None
+        if index is not None and index < len(names):
+            row = {
+                "layer": names[index],
+                "node": row["layer"],
+                **{k: v for k, v in row.items() if k != "layer"},
+            }
+        rows.append(row)
+    return {**data, "layers": rows}
 
 
 def _simulate(run: _Run, carry: Carry) -> bool:
@@ -74,7 +99,7 @@ def _simulate(run: _Run, carry: Carry) -> bool:
         reference_model=carry.model,
         float_model=float_twin(carry.model),
     )
-    data = result.as_dict()
+    data = model_layer_names(result.as_dict(), run.record)
     run.rundir.write_simulation(data)
     run.record.simulation = SimulationRecord(**data)
     _chip_traffic(run, result.counts)
