@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from neuroprune.reports.neurobench_section import neurobench_markdown
 from neuroprune.run.rundir import (
     FitRecord,
     QuantizedRecord,
@@ -63,6 +64,7 @@ def report_markdown(record: RunRecord) -> str:
         out += _fit(record.fit)
     if record.simulation is not None:
         out += _simulation(record.simulation)
+    out += neurobench_markdown(record)
     if record.stages_not_run:
         out += ["", "Not run: " + "; ".join(record.stages_not_run) + "."]
     if record.plots:

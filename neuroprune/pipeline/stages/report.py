@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from neuroprune.pipeline.context import _Run
+from neuroprune.pipeline.neurobench import neurobench_section
 from neuroprune.pipeline.stages.base import Carry, Stage
 from neuroprune.reports.markdown import report_markdown
 from neuroprune.reports.plots import (
@@ -26,6 +27,7 @@ def run_report(run: _Run, carry: Carry) -> Carry:
     record = run.record
     record.history = run.history
     record.plots = [str(p.relative_to(run.run_dir)) for p in files]
+    record.neurobench = neurobench_section(run, carry)
     run.rundir.write_record(record, report_markdown(record))
     for plot in record.plots:
         run.rundir.mark(plot)
