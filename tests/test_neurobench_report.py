@@ -141,3 +141,20 @@ def test_a_fit_runs_report_carries_neurobenchs_metrics(tmp_path):
     assert all(row["agree"] is not False for row in section["cross_check"])
     markdown = (tmp_path / "run" / "report.md").read_text()
     assert "## NeuroBench metrics" in markdown and "Footprint" in markdown
+
+
+def test_no_neurobench_says_so_in_the_report(tmp_path):
+    """``--no-neurobench``: the report says the metrics were not computed and why."""
+    from click.testing import CliRunner
+    from fit_args import tiny_fit_args
+
+    from neuroprune.cli.app import main
+
+    args = ["fit", "--chip", "loihi", "--out", str(tmp_path), "--name", "run", "--backend"]
+    args += ["none", "--no-neurobench", *tiny_fit_args(sparsity=0.8, seed=0)]
+    result = CliRunner().invoke(main, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    section = json.loads((tmp_path / "run" / "report.json").read_text())["neurobench"]
+    assert section["computed"] is False and section["reason"] == "--no-neurobench"
+    assert section["results"] == {} and section["cross_check"] == []
+    assert "Not computed: --no-neurobench" in (tmp_path / "run" / "report.md").read_text()

@@ -57,6 +57,8 @@ def neurobench_section(run: _Run, carry: Carry) -> NeuroBenchRecord:
     samples = record.simulation.samples if record.simulation else len(dataset.x_test)
     timesteps = int(cfg.timesteps)
     base: dict[str, Any] = {"model": stage, "samples": samples, "timesteps": timesteps}
+    if not cfg.neurobench:
+        return NeuroBenchRecord(computed=False, reason="--no-neurobench", **base)
     x = encode(dataset.x_test[:samples], timesteps, cfg.encoding, seed=0)
     try:
         measured = neurobench_metrics(carry.model, x, dataset.y_test[:samples])
