@@ -82,7 +82,7 @@ CLAIM_NET = {
     "sca": "conv",
     "channels": "conv",
 }
-THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # D, weight units (dense |w| ~ 0.01-0.1)
+THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)  # D, weight units (dense |w| ~ 0.01-0.1)
 
 
 # ------------------------------------------------------------------------------------------
@@ -101,6 +101,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--collapse-epochs", type=int, default=8, help="prune epochs, collapse")
     run.add_argument("--timesteps", type=int, default=4)
     run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--prune-lr", type=float, default=None, help="pruning lr (default: model's)")
+    run.add_argument("--variant", default="", help="suffix of the results file (CLAIM-VARIANT)")
     run.add_argument("--chip", default="loihi")
     run.add_argument("--threads", type=int, default=1)
     run.add_argument("--results", default=str(ROOT / "docs" / "claims" / "results"))
@@ -119,7 +121,8 @@ class Bench:
         self.net = CLAIM_NET[args.claim]
         self.dataset = load_dataset("digits")
         self.profile = load_profile(args.chip)
-        self.path = Path(args.results) / f"{args.claim}.json"
+        self.stem = f"{args.claim}-{args.variant}" if args.variant else args.claim
+        self.path = Path(args.results) / f"{self.stem}.json"
         self.rows: list[dict[str, Any]] = (
             json.loads(self.path.read_text()) if self.path.exists() else []
         )
@@ -148,6 +151,11 @@ class Bench:
             timesteps=self.args.timesteps,
             seed=seed,
         )
+
+    def prune_config(self, seed: int):
+        """The training config the pruning runs start from (``--prune-lr`` when given)."""
+        config = self.config(seed, self.args.dense_epochs)
+        return config.replace(lr=self.args.prune_lr) if self.args.prune_lr else config
 
     def build(self, seed: int, hidden=None) -> torch.nn.Module:
         hidden = NETS[self.net] if hidden is None else hidden
@@ -334,7 +342,7 @@ def claim_threshold(bench: Bench) -> None:
             budget = derive_budget(
                 None, summarize(model, data.input_shape, a.timesteps), sparsity=0.5
             )  # fmt: skip  (unused: nothing projects)
-            config = bench.config(seed, a.dense_epochs)
+            config = bench.prune_config(seed)
             prune_cfg = prune_config(config, a.prune_epochs, constant=True)
             pruner = cls(budget, input_shape=tuple(data.input_shape), scheduler="sine",
                          lr_schedule=lr_schedule(prune_cfg, len(data.y_train)))  # fmt: skip
@@ -370,7 +378,7 @@ def claim_budgeted(bench: Bench, methods: list[str], sparsities: list[float]) ->
                 result = prune_to_budget(
                     copy.deepcopy(dense),
                     data,
-                    bench.config(seed, a.dense_epochs),
+                    bench.prune_config(seed),
                     method=name,
                     budget=budget,
                     scheduler=scheduler or None,
@@ -409,7 +417,7 @@ def claim_collapse(bench: Bench, sparsity: float = 0.93) -> None:
                 cls,
                 copy.deepcopy(dense),
                 data,
-                bench.config(seed, a.dense_epochs),
+                bench.prune_config(seed),
                 budget,
                 a.collapse_epochs,
                 a.finetune_epochs,
@@ -475,7 +483,7 @@ def claim_structured(bench: Bench, configs: dict[str, tuple[float, str]], sparsi
                 result = structured.prune_structured(
                     copy.deepcopy(dense),
                     data,
-                    bench.config(seed, a.dense_epochs),
+                    bench.prune_config(seed),
                     budget=budget,
                     epochs=a.prune_epochs,
                     finetune_epochs=a.finetune_epochs,
@@ -524,7 +532,7 @@ def run_claim(args: argparse.Namespace) -> None:
         claim_structured(bench, configs, 0.75)
     elif args.claim == "channels":
         claim_structured(bench, {"sca q=0.1 (activity)": (0.1, "activity")}, 0.5)
-    meta = Path(args.results) / f"{args.claim}.meta.json"
+    meta = Path(args.results) / f"{bench.stem}.meta.json"
     write_text(
         meta,
         json.dumps(

@@ -71,9 +71,19 @@ def _table(headers: list[str], lines: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+_RUN = {"command": ""}  # the run command of the claim being drawn (its meta file)
+
+
 def _save(fig, path: Path, command: str) -> Path:
-    fig.text(0.01, 0.005, command, fontsize=7, family="monospace", color="0.3")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    """Write ``fig`` with the commands that reproduce it at its foot: the run (from the
+    claim's meta file, else ``command``'s default) and this report."""
+    run = _RUN["command"] or command.partition("# after: ")[2]
+    if _RUN.get("variant"):
+        first = fig.axes[0]
+        first.set_title(f"{first.get_title()} [{_RUN['variant']}]", fontsize=9)
+    footer = f"{run}\n{COMMAND}"
+    fig.text(0.01, 0.005, footer, fontsize=6, family="monospace", color="0.3")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -409,21 +419,32 @@ BUILDERS: dict[str, Callable[[list[Row], Path], tuple[str, Path | None]]] = {
 
 
 def report(results: Path, figures: Path) -> str:
-    """Every claim's table and figure (Markdown)."""
+    """Every claim's table and figure (Markdown); a variant (``CLAIM-VARIANT.json``, e.g. a
+    longer schedule) gets its own section and figure ``claim_CLAIM-VARIANT.png``."""
     out = []
     for claim, build in BUILDERS.items():
-        rows = _load(results, claim)
-        out += [f"## {claim}", ""]
-        if not rows:
-            out += ["not run", ""]
-            continue
-        meta_file = results / f"{claim}.meta.json"
-        if meta_file.exists():
-            meta = json.loads(meta_file.read_text())
-            out += [f"- command: `{meta['command']}`", f"- machine: {meta['machine']}"]
-        out += [f"- seeds: {_seeds(rows)}", ""]
-        text, figure = build(rows, figures)
-        out += [text, ""]
-        if figure is not None:
-            out += [f"![{claim}]({figure.name})", ""]
+        stems = [claim] + sorted(
+            p.stem for p in results.glob(f"{claim}-*.json") if not p.stem.endswith(".meta")
+        )
+        for stem in stems:
+            rows = _load(results, stem)
+            out += [f"## {stem}", ""]
+            if not rows:
+                out += ["not run", ""]
+                continue
+            meta_file = results / f"{stem}.meta.json"
+            _RUN["command"] = ""
+            _RUN["variant"] = stem.partition("-")[2]
+            if meta_file.exists():
+                meta = json.loads(meta_file.read_text())
+                _RUN["command"] = meta["command"]
+                out += [f"- command: `{meta['command']}`", f"- machine: {meta['machine']}"]
+            out += [f"- seeds: {_seeds(rows)}", ""]
+            variant = figures / "variant" if stem != claim else figures
+            text, figure = build(rows, variant)
+            if figure is not None and stem != claim:
+                figure = figure.rename(figures / f"claim_{stem}.png")
+            out += [text, ""]
+            if figure is not None:
+                out += [f"![{stem}]({figure.name})", ""]
     return "\n".join(out)
