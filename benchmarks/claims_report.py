@@ -9,6 +9,7 @@ the chip column (Loihi PTQ, bit-exact reference simulation).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 from collections.abc import Callable, Iterable
@@ -447,4 +448,6 @@ def report(results: Path, figures: Path) -> str:
             out += [text, ""]
             if figure is not None:
                 out += [f"![{stem}]({figure.name})", ""]
+    with contextlib.suppress(OSError):  # the variants' drawing folder, empty once renamed
+        (figures / "variant").rmdir()
     return "\n".join(out)
