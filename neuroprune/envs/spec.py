@@ -163,7 +163,7 @@ ENVIRONMENTS.register(
         requirements=("neurobench==2.3.0",),
         probe=("neurobench", "neurobench.benchmarks"),
         why="no pin conflicts with the tool today (neurobench alone is installed); kept apart "
-        "so that a test-only package (tonic<2, numba>=0.57.1, torchaudio) never changes the "
+        "so that NeuroBench's own pins (tonic<2, numba>=0.57.1, torchaudio) never change the "
         "tool's environment",
         used_for="NeuroBench's metrics in every fit report (report.json neurobench: python -m "
         "neuroprune.sim.neurobench) and the NeuroBench tests",
