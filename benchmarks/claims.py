@@ -26,7 +26,7 @@ Claims (``run CLAIM``):
   after every epoch (STDS here follows the cosine rate, as the claim states; neuroprune's own
   STDS prunes at a constant rate for this reason);
 * ``gradr``: Grad R at 99 % and 99.5 %;
-* ``sca``: SCA on the conv net at 75 % synapse sparsity: regrowth q = 0 against q = 0.1, and
+* ``sca``: SCA on the conv net at 75 % synapse sparsity: regrowth q = 0 against 0.1 and 0.3, and
   importance by spiking activity (SCA) against BN gamma and filter L1;
 * ``channels``: SCA channel pruning to half the synapses (50 %) on the conv net.
 
@@ -526,6 +526,7 @@ def run_claim(args: argparse.Namespace) -> None:
         configs = {
             "sca q=0 (activity)": (0.0, "activity"),
             "sca q=0.1 (activity)": (0.1, "activity"),
+            "sca q=0.3 (activity)": (0.3, "activity"),
             "sca q=0.1 (BN gamma)": (0.1, "gamma"),
             "sca q=0.1 (filter L1)": (0.1, "l1"),
         }
