@@ -541,7 +541,7 @@ def run_claim(args: argparse.Namespace) -> None:
                 "command": "python benchmarks/claims.py " + " ".join(sys.argv[1:]),
                 "machine": machine(args.threads),
                 "seconds_last_call": time.perf_counter() - started,
-                "settings": {k: v for k, v in vars(args).items() if k not in ("cache",)},
+                "settings": {k: v for k, v in vars(args).items() if k not in ("cache", "results")},
             },
             indent=1,
         )
