@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## backends: the Python 3.10 environment that runs the Lava worker (skipped when ready)
+## backends: the Python 3.10 environment that runs the Lava worker and the NeuroBench
+## environment whose metrics every report carries (each skipped when ready)
 backends: $(STAMP)
-	$(NP) backends install lava
+	$(NP) backends install lava neurobench
 
 ## test-envs: the backend environments (Lava with lava-dl, XyloSim and Rockpool; PyNN with NEST) and the Sinabs, NeuroBench and Rockpool test environments
 test-envs: $(STAMP)

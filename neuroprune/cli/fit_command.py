@@ -163,6 +163,15 @@ FIT_OPTIONS = [
         default_text="no limit",
     ),
     fit_option(
+        "--neurobench/--no-neurobench",
+        "neurobench",
+        field="neurobench",
+        default=None,
+        help="Measure the final model with NeuroBench 2.3.0 (its environment: `neuroprune "
+        "backends install neurobench`) for report.json neurobench and report.md.",
+        default_text="on; without the environment the report says why not",
+    ),
+    fit_option(
         "--nir-dt",
         field="nir_dt",
         type=float,

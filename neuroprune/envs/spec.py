@@ -181,17 +181,24 @@ ENVIRONMENTS.register(
     "neurobench",
     EnvironmentSpec(
         name="neurobench",
-        purpose=TEST,
+        purpose=BACKEND,
         python=None,
         layered=True,
         # snntorch, tonic, torchaudio and numba (0.68 accepts numpy<2.6, so the tool's numpy
         # serves) come from the tool environment: this environment holds neurobench alone.
         requirements=("neurobench==2.3.0",),
-        probe=("neurobench", "neurobench.benchmarks"),
+        # the metrics the report measures with (neuroprune.sim.neurobench) must import
+        probe=(
+            "neurobench",
+            "neurobench.benchmarks",
+            "neurobench.metrics.static",
+            "neurobench.metrics.workload",
+        ),
         why="no pin conflicts with the tool today (neurobench alone is installed); kept apart "
-        "so that a test-only package (tonic<2, numba>=0.57.1, torchaudio) never changes the "
+        "so that NeuroBench's own pins (tonic<2, numba>=0.57.1, torchaudio) never change the "
         "tool's environment",
-        used_for="the NeuroBench tests (benchmarking an exported model with NeuroBench)",
+        used_for="NeuroBench's metrics in every fit report (report.json neurobench: python -m "
+        "neuroprune.sim.neurobench) and the NeuroBench tests",
     ),
 )
 ENVIRONMENTS.register(

@@ -164,6 +164,7 @@ class RunConfig(BaseModel):
     max_accuracy_drop: Annotated[Float, Field(ge=-100, le=100)] | None = None
     sim_timeout: Annotated[Float, Field(gt=0)] | None = None
     nir_dt: Annotated[Float, Field(gt=0)] | None = None  # seconds per step in model.nir
+    neurobench: StrictBool = True  # report.json neurobench: NeuroBench's metrics of the model
     from_nir: str | None = None  # start from this NIR graph instead of --model
     train_dense: StrictBool = False  # with from_nir: also train the imported network densely
     out: str = Field("runs", min_length=1)

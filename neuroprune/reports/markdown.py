@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from neuroprune.reports.units import agreement_words, energy_line, format_words
+from neuroprune.reports.neurobench_section import neurobench_markdown
 from neuroprune.run.rundir import (
     FitRecord,
     QuantizedRecord,
@@ -461,6 +462,7 @@ SECTIONS: list[Section] = [
     _fit_section,
     _cores_section,
     _simulation_section,
+    neurobench_markdown,
     _not_run,
     _plots,
     _deployment_section,

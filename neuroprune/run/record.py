@@ -412,6 +412,40 @@ class DeploymentRecord(_Section):
     artifacts: dict[str, ArtifactChecksum] = {}
 
 
+class NeuroBenchRow(_Section):
+    """One cross-check of a NeuroBench metric against neuroprune's own count of the same
+    thing: the ``metric``, NeuroBench's value, neuroprune's, whether they ``agree`` (to the
+    rounding NeuroBench applies), and the ``note`` that explains a difference in definition."""
+
+    _stable_first = False
+    metric: str
+    neurobench: Number | None = None
+    neuroprune: Number | None = None
+    agree: bool | None = None
+    note: str = ""
+
+
+class NeuroBenchRecord(_Section):
+    """report.json ``neurobench``: NeuroBench 2.3.0's metrics of the run's final (quantized)
+    model on the simulated test samples (:mod:`neuroprune.pipeline.neurobench`), measured by the
+    ``neurobench`` package in its own environment. ``computed`` False means they were not
+    measured and ``reason`` says why (never estimated). ``results`` is NeuroBench's dict as it
+    returned it (``Footprint`` in bytes, ``SynapticOperations`` per sample); ``chip_memory_bits``
+    the chip's synaptic memory the fit check used, ``chip_weight_bits`` the stored weights'
+    bits; ``cross_check`` one :class:`NeuroBenchRow` per metric."""
+
+    computed: bool
+    reason: str | None = None
+    version: str | None = None
+    model: str | None = None
+    samples: int | None = None
+    timesteps: int | None = None
+    results: dict[str, Any] = {}
+    chip_memory_bits: int | None = None
+    chip_weight_bits: int | None = None
+    cross_check: list[NeuroBenchRow] = []
+
+
 class RunRecord(_Section):
     """``report.json`` (docs/architecture.md "report.json: keys other tools rely on");
     ``chip_name`` (the profile's name), ``counting`` (the synapse counting convention) and
@@ -432,6 +466,7 @@ class RunRecord(_Section):
             "validation",
             "derived_from",
             "deployment",
+            "neurobench",
         }
     )
 
@@ -454,6 +489,7 @@ class RunRecord(_Section):
     validation: ValidationRecord | None = None
     derived_from: DerivationRecord | None = None
     deployment: DeploymentRecord | None = None
+    neurobench: NeuroBenchRecord | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (what ``report.json`` holds and ``--json`` prints)."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from neuroprune.pipeline.context import _Run
 from neuroprune.pipeline.deployment import checksums, resolved_settings
+from neuroprune.pipeline.neurobench import neurobench_section
 from neuroprune.pipeline.stages.base import Carry, Stage
 from neuroprune.reports.markdown import report_markdown
 from neuroprune.reports.plots import (
@@ -28,6 +29,7 @@ def run_report(run: _Run, carry: Carry) -> Carry:
     record = run.record
     record.history = run.history
     record.plots = [str(p.relative_to(run.run_dir)) for p in files]
+    record.neurobench = neurobench_section(run, carry)
     record_deployment(run)
     run.rundir.write_record(record, report_markdown(record))
     for plot in record.plots:

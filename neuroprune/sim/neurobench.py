@@ -1,0 +1,212 @@
+"""NeuroBench 2.3.0's metrics of a neuroprune model, measured by the ``neurobench`` package
+itself in its own environment (:mod:`neuroprune.envs`, ``neuroprune backends install
+neurobench``).
+
+NeuroBench pulls snnTorch, tonic, torchaudio and numba, so it lives in a layered environment
+that sees the tool's packages (torch, SpikingJelly 2, numpy) after its own. The parent
+(:func:`neurobench_metrics`) bakes the pruning masks into the weights (:func:`baked_copy`),
+saves the model (``torch.save`` of the whole module) and the encoded inputs, then runs this
+module as a script with that environment's interpreter and the folder holding this
+``neuroprune`` package on ``PYTHONPATH``::
+
+    <neurobench python> -m neuroprune.sim.neurobench MODEL.pt inputs.npy labels.npy [--threads K]
+
+The child (:func:`_child`) measures with NeuroBench's code only: ``Benchmark`` with the static
+metrics ``ParameterCount``, ``ConnectionSparsity``, ``Footprint`` and the workload metrics
+``SynapticOperations``, ``ActivationSparsity``, ``ClassificationAccuracy`` (post-processor
+``ChooseMaxCount``) over one batch. Its one piece of glue is a ``NeuroBenchModel`` without
+snnTorch: it resets the SpikingJelly state, runs the multi-step model on ``x.transpose(0, 1)``
+(NeuroBench's batches are ``[B, T, ...]``, SpikingJelly's ``[T, B, ...]``) and returns the
+output spikes as ``[B, T, classes]``; neuroprune's neuron classes (strict-threshold LIF/IF and
+their chip-arithmetic forms) and SpikingJelly's ``BaseNode`` are registered as activation
+modules, so NeuroBench hooks every spiking layer. The child prints one JSON line: ``results``
+(NeuroBench's dict), ``version`` (neurobench's) and ``activation_layers`` (the modules it
+hooked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import importlib.metadata as metadata
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuroprune.core.errors import SimulationError
+from neuroprune.envs import require
+
+NEUROBENCH_ENV = "neurobench"  # the neuroprune.envs environment NeuroBench runs in
+CHILD_TIMEOUT_S = 900.0  # generous: NeuroBench runs the model once more on every sample
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding this neuroprune
+
+
+def neurobench_metrics(
+    model: torch.nn.Module, x: np.ndarray, labels: np.ndarray, *, timeout: float | None = None
+) -> dict[str, Any]:
+    """NeuroBench's metrics of ``model`` (a SpikingJelly 2 multi-step module) on encoded inputs
+    ``x [T, N, ...]`` with ``labels [N]``, measured in a child process of the neurobench
+    environment (module docstring). Returns ``{"results", "version", "activation_layers"}``.
+
+    Raises ``BackendUnavailableError`` (one line naming ``neuroprune backends install
+    neurobench``) when the environment is not ready, ``SimulationError`` when the child fails.
+    """
+    python = require(NEUROBENCH_ENV, what="NeuroBench 2.3.0 (the report's NeuroBench metrics)")
+    with tempfile.TemporaryDirectory(prefix="np-neurobench-") as tmp:
+        folder = Path(tmp)
+        torch.save(baked_copy(model), folder / "model.pt")
+        np.save(folder / "inputs.npy", np.ascontiguousarray(x, dtype=np.float32))
+        np.save(folder / "labels.npy", np.asarray(labels, dtype=np.int64))
+        command = [
+            str(python),
+            "-m",
+            __name__,
+            *(str(folder / name) for name in ("model.pt", "inputs.npy", "labels.npy")),
+            "--threads",
+            str(torch.get_num_threads()),
+        ]
+        environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+        environ["PYTHONPATH"] = str(_PACKAGE_ROOT)
+        try:
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                env=environ,
+                cwd=folder,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout or CHILD_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise SimulationError(
+                f"NeuroBench did not finish in {exc.timeout:.0f} s",
+                where="neurobench",
+                fix="Measure fewer samples (--samples).",
+            ) from exc
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise SimulationError(
+            f"NeuroBench in {python} exited {done.returncode}: {' | '.join(tail)}",
+            where="neurobench",
+        )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def baked_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose weights hold their pruning masks as exact zeros: NeuroBench's
+    ``ConnectionSparsity`` counts stored zeros, so a mask kept apart would read as dense.
+
+    Handles both ways a mask can live beside a weight: a ``torch.nn.utils.parametrize``
+    parametrization (removed with the masked value kept) and ``torch.nn.utils.prune``'s
+    ``weight_orig``/``weight_mask`` pair (``prune.remove``). A plain model (neuroprune's
+    ``finalize`` already wrote exact zeros) is copied unchanged."""
+    from torch.nn.utils import parametrize, prune
+
+    memo: dict[int, Any] = {}
+    for module in model.modules():  # prune's computed weight is no leaf: deepcopy refuses it
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, prune.BasePruningMethod):
+                masked = getattr(module, hook._tensor_name)
+                memo[id(masked)] = masked.detach().clone()
+    baked = copy.deepcopy(model, memo)
+    for module in baked.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, prune.BasePruningMethod):
+                prune.remove(module, hook._tensor_name)
+    return baked
+
+
+def _activation_classes() -> tuple[type, ...]:
+    """The spiking layers NeuroBench must hook: neuroprune's neurons and SpikingJelly's base."""
+    from spikingjelly.activation_based.neuron import BaseNode
+
+    from neuroprune.models.neurons import ChipIFNode, ChipLIFNode, IFNode, LIFNode
+
+    return (LIFNode, IFNode, ChipLIFNode, ChipIFNode, BaseNode)
+
+
+def _child(argv: list[str]) -> int:
+    """Run NeuroBench on the saved model and inputs; print one JSON line (module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m neuroprune.sim.neurobench")
+    parser.add_argument("model")
+    parser.add_argument("inputs")
+    parser.add_argument("labels")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    from neurobench.benchmarks import Benchmark
+    from neurobench.metrics.static import ConnectionSparsity, Footprint, ParameterCount
+    from neurobench.metrics.workload import (
+        ActivationSparsity,
+        ClassificationAccuracy,
+        SynapticOperations,
+    )
+    from neurobench.models import NeuroBenchModel
+    from neurobench.processors.postprocessors import ChooseMaxCount
+    from spikingjelly.activation_based import functional
+
+    class SpikingJellySequence(NeuroBenchModel):
+        """A SpikingJelly multi-step module as a NeuroBenchModel (module docstring)."""
+
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net.eval()
+            for cls in _activation_classes():
+                self.add_activation_module(cls)
+
+        def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+            functional.reset_net(self.net)
+            with torch.no_grad():
+                spikes = self.net(batch.transpose(0, 1))
+            return spikes.transpose(0, 1)
+
+        def __net__(self) -> torch.nn.Module:
+            return self.net
+
+    torch.set_num_threads(max(1, args.threads))
+    net = torch.load(args.model, weights_only=False)
+    x = torch.from_numpy(np.load(args.inputs)).transpose(0, 1).contiguous()  # [N, T, ...]
+    y = torch.from_numpy(np.load(args.labels))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=len(y), shuffle=False
+    )
+    wrapped = SpikingJellySequence(net)
+    benchmark = Benchmark(
+        wrapped,
+        loader,
+        [],
+        [ChooseMaxCount()],
+        [
+            [ParameterCount, ConnectionSparsity, Footprint],
+            [SynapticOperations, ActivationSparsity, ClassificationAccuracy],
+        ],
+    )
+    with contextlib.redirect_stdout(sys.stderr):  # NeuroBench prints its progress
+        results = benchmark.run(quiet=True)
+    hooked = [layer["layer_name"] for layer in wrapped.activation_layers()]
+    print(
+        json.dumps(
+            {
+                "results": results,
+                "version": metadata.version("neurobench"),
+                "activation_layers": hooked,
+            },
+            default=float,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1:]))
