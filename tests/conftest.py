@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import pytest
+
+# A fit measures NeuroBench's metrics by default (15-30 s in its own environment on 2 cores).
+# The suite runs hundreds of fits: they skip that stage unless a test asks (`--neurobench`);
+# tests/test_neurobench_report.py and tests/test_neurobench.py measure it.
+os.environ.setdefault("NEUROPRUNE_NEUROBENCH", "0")
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +35,8 @@ def _environment_problem(name: str) -> str:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A test marked ``lava``, ``pynn``, ``sinabs``, ``neurobench`` or ``rockpool`` fails (never skips) when that
-    environment (the Python 3.10 backend environment, or a test environment) is not ready: a
+    """A test marked ``lava``, ``pynn``, ``sinabs``, ``neurobench`` or ``rockpool`` fails (never
+    skips) when that environment (the Python 3.10 backend environment, or a test environment) is not ready: a
     run without it must not look green. It fails before its fixtures are built."""
     for name in ENVIRONMENT_MARKERS:
         if item.get_closest_marker(name) is None:

@@ -122,6 +122,7 @@ def test_a_fit_runs_report_carries_neurobenchs_metrics(tmp_path):
 
     args = ["fit", "--chip", "loihi", "--out", str(tmp_path), "--name", "run"]
     args += [*tiny_fit_args(sparsity=0.8, seed=0), "--backend", "reference", "--samples", "60"]
+    args += ["--neurobench"]  # the suite's default is off (tests/conftest.py)
     result = CliRunner().invoke(main, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.stderr
     report = json.loads((tmp_path / "run" / "report.json").read_text())

@@ -170,6 +170,8 @@ FIT_OPTIONS = [
         help="Measure the final model with NeuroBench 2.3.0 (its environment: `neuroprune "
         "backends install neurobench`) for report.json neurobench and report.md.",
         default_text="on; without the environment the report says why not",
+        envvar="NEUROPRUNE_NEUROBENCH",
+        show_envvar=True,
     ),
     fit_option(
         "--nir-dt",

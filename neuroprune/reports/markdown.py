@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from neuroprune.reports.units import agreement_words, energy_line, format_words
 from neuroprune.reports.neurobench_section import neurobench_markdown
+from neuroprune.reports.units import agreement_words, energy_line, format_words
 from neuroprune.run.rundir import (
     FitRecord,
     QuantizedRecord,
