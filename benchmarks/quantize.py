@@ -10,11 +10,12 @@ command and the machine. As a control, the pruned float model is fine-tuned for 
 ``--qat-epochs`` with its mask frozen ("float + same epochs"), so the gain of fine-tuning is not
 mistaken for a quantization effect.
 
-Default chips: Loihi (8-bit mantissa, shared power-of-two exponent), Tianjic (int8, per-layer
-scale), SpiNNaker (16-bit magnitude, power-of-two per projection) and TrueNorth (ternary with
-input-axon duplication)::
+Default chips: every shipped profile (``--chips all``). Each row also gives the budget ``B``
+(the exact projection keeps ``B`` synapses), the nonzero weights after quantization against it,
+and the quantization-aware fine-tune's decision (kept or reverted on validation) with the
+deployed model's accuracy (the kept one)::
 
-    python benchmarks/quantize.py --models mlp conv --seeds 0 1 2 \\
+    python benchmarks/quantize.py --models mlp conv --hidden mlp=512,256 --seeds 0 1 2 \\
         --out docs/benchmarks/quantize.md
 """
 
@@ -30,7 +31,7 @@ import time
 import torch
 from common import limited, machine, mean_std, publish  # noqa: E402  (benchmarks/common.py)
 
-from neuroprune.chip.profiles import load_profile
+from neuroprune.chip.profiles import list_profiles, load_profile
 from neuroprune.data.datasets import load_dataset
 from neuroprune.fit.budget import derive_budget
 from neuroprune.models import summarize
@@ -40,7 +41,8 @@ from neuroprune.pruning import freeze_mask
 from neuroprune.quantize import quantize_model
 from neuroprune.train.loop import default_config, evaluate, train
 
-DEFAULT_CHIPS = ("loihi", "tianjic", "spinnaker", "truenorth")
+DEFAULT_CHIPS = ("all",)
+"""``all``: every shipped chip profile."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="digits", choices=("digits", "mnist"))
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--models", nargs="+", default=["mlp"])
+    parser.add_argument(
+        "--hidden",
+        nargs="*",
+        default=["mlp=512,256"],
+        help="MODEL=W1,W2 hidden widths per model (default: the demo's mlp 512,256)",
+    )
     parser.add_argument("--chips", nargs="+", default=list(DEFAULT_CHIPS))
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--method", default="gmp")
@@ -64,11 +72,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def pruned_model(args, dataset, model_name: str, seed: int):
-    """Dense training then pruning to the sparsity's exact budget; returns (model, config)."""
+    """Dense training then pruning to the sparsity's exact budget; returns (model, config, B)."""
     config = default_config(
         model_name, epochs=args.dense_epochs, timesteps=args.timesteps, seed=seed
     )
-    dense = build_model(model_name, dataset.input_shape, dataset.num_classes, seed=seed)
+    hidden = hidden_widths(args.hidden).get(model_name)
+    dense = build_model(
+        model_name, dataset.input_shape, dataset.num_classes, hidden=hidden, seed=seed
+    )
     train(dense, dataset, config)
     summary = summarize(dense, dataset.input_shape, args.timesteps)
     budget = derive_budget(None, summary, sparsity=args.sparsity)
@@ -81,7 +92,23 @@ def pruned_model(args, dataset, model_name: str, seed: int):
         epochs=args.prune_epochs,
         finetune_epochs=args.finetune_epochs,
     )
-    return result.model, config
+    return result.model, config, budget.synapses
+
+
+def hidden_widths(items: list[str]) -> dict[str, tuple[int, ...]]:
+    """``["mlp=512,256"]`` -> ``{"mlp": (512, 256)}``."""
+    out = {}
+    for item in items:
+        name, _, widths = item.partition("=")
+        out[name] = tuple(int(w) for w in widths.split(","))
+    return out
+
+
+def chip_ids(chips: list[str]) -> list[str]:
+    """The chips to run: ``all`` expands to every shipped profile."""
+    if chips == ["all"]:
+        return [profile.id for profile in list_profiles()]
+    return chips
 
 
 def float_control(model, dataset, config, epochs: int) -> float:
@@ -97,10 +124,10 @@ def float_control(model, dataset, config, epochs: int) -> float:
 
 def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
     """Prune once, then quantize + fine-tune for every chip."""
-    model, config = pruned_model(args, dataset, model_name, seed)
+    model, config, budget = pruned_model(args, dataset, model_name, seed)
     control = float_control(model, dataset, config, args.qat_epochs)
     rows = []
-    for chip in args.chips:
+    for chip in chip_ids(args.chips):
         profile = load_profile(chip)
         started = time.perf_counter()
         result = quantize_model(model, profile, dataset, config, finetune_epochs=args.qat_epochs)
@@ -113,6 +140,11 @@ def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
                 "float": result.accuracy_float,
                 "ptq": result.accuracy_ptq,
                 "qat": result.accuracy_qat,
+                "kept": result.qat.get("decision") == "kept",
+                "deployed": result.accuracy_qat
+                if result.qat.get("decision") == "kept"
+                else result.accuracy_ptq,
+                "budget": budget,
                 "control": control,
                 "before": sum(r["nonzero_before"] for r in result.layers),
                 "after": sum(r["nonzero_after"] for r in result.layers),
@@ -132,19 +164,24 @@ def table(rows: list[dict]) -> str:
     """Markdown: one row per (model, chip), accuracies as mean ± std over seeds."""
     lines = [
         "| model | chip | format | pruned float (%) | float + same epochs (%) | PTQ (%) | "
-        "PTQ + fine-tune (%) | nonzero weights before -> after | max clipped (PTQ) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "PTQ + fine-tune (%) | QAT kept | deployed (%) | deployed - float (points) | "
+        "budget B | nonzero after quantization (min..max) | max clipped (PTQ) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = list(dict.fromkeys((r["model"], r["chip"]) for r in rows))
     for model, chip in keys:
         group = [r for r in rows if (r["model"], r["chip"]) == (model, chip)]
         cells = [mean_std([r[k] for r in group]) for k in ("float", "control", "ptq", "qat")]
-        before, after = max(r["before"] for r in group), max(r["after"] for r in group)
+        kept = f"{sum(r['kept'] for r in group)}/{len(group)}"
+        drop = mean_std([r["deployed"] - r["float"] for r in group])
+        budgets = sorted({r["budget"] for r in group})
+        low, high = min(r["after"] for r in group), max(r["after"] for r in group)
         clipped = max(r["clipped"] for r in group)
         lines.append(
             f"| {model} | {chip} | {group[0]['format']} | "
             + " | ".join(cells)
-            + f" | {before} -> {after} | {100 * clipped:.1f} % |"
+            + f" | {kept} | {mean_std([r['deployed'] for r in group])} | {drop} | "
+            + f"{'/'.join(map(str, budgets))} | {low}..{high} | {100 * clipped:.1f} % |"
         )
     return "\n".join(lines)
 
@@ -165,9 +202,12 @@ def report(args, rows: list[dict], seconds: float) -> str:
             + (f"; first {args.train_limit} train images" if args.train_limit else ""),
             "- accuracies: test accuracy (%) mean ± std over seeds "
             + ", ".join(map(str, args.seeds)),
-            "- nonzero weights: after BN folding, kernel entries (conv not unrolled); a weight that "
-            "rounds to 0 is pruned, so the count can only fall (TrueNorth's ternary levels prune "
-            "most). TrueNorth also doubles input axons (axon_duplication = 2).",
+            "- nonzero weights: after BN folding, kernel entries (conv not unrolled), against the "
+            "budget B the projection kept (one pruned model per seed, shared by every chip); "
+            "TrueNorth also doubles input axons (axon_duplication = 2).",
+            "- QAT kept: seeds where the fine-tune beat PTQ on validation and was kept; deployed: "
+            "the kept model's test accuracy (PTQ where reverted); deployed - float: points "
+            "against the pruned float model.",
             "",
             table(rows),
             "",
