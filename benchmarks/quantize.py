@@ -165,8 +165,9 @@ def table(rows: list[dict]) -> str:
     lines = [
         "| model | chip | format | pruned float (%) | float + same epochs (%) | PTQ (%) | "
         "PTQ + fine-tune (%) | QAT kept | deployed (%) | deployed - float (points) | "
-        "budget B | nonzero after quantization (min..max) | max clipped (PTQ) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "budget B | kept weights before quantization (min..max) | after quantization "
+        "(min..max) | lost (max) | max clipped (PTQ) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = list(dict.fromkeys((r["model"], r["chip"]) for r in rows))
     for model, chip in keys:
@@ -176,12 +177,15 @@ def table(rows: list[dict]) -> str:
         drop = mean_std([r["deployed"] - r["float"] for r in group])
         budgets = sorted({r["budget"] for r in group})
         low, high = min(r["after"] for r in group), max(r["after"] for r in group)
+        kept_low, kept_high = min(r["before"] for r in group), max(r["before"] for r in group)
+        lost = max(r["before"] - r["after"] for r in group)
         clipped = max(r["clipped"] for r in group)
         lines.append(
             f"| {model} | {chip} | {group[0]['format']} | "
             + " | ".join(cells)
             + f" | {kept} | {mean_std([r['deployed'] for r in group])} | {drop} | "
-            + f"{'/'.join(map(str, budgets))} | {low}..{high} | {100 * clipped:.1f} % |"
+            + f"{'/'.join(map(str, budgets))} | {kept_low}..{kept_high} | {low}..{high} | "
+            + f"{lost} | {100 * clipped:.1f} % |"
         )
     return "\n".join(lines)
 
@@ -202,9 +206,11 @@ def report(args, rows: list[dict], seconds: float) -> str:
             + (f"; first {args.train_limit} train images" if args.train_limit else ""),
             "- accuracies: test accuracy (%) mean ± std over seeds "
             + ", ".join(map(str, args.seeds)),
-            "- nonzero weights: after BN folding, kernel entries (conv not unrolled), against the "
-            "budget B the projection kept (one pruned model per seed, shared by every chip); "
-            "TrueNorth also doubles input axons (axon_duplication = 2).",
+            "- budget B: synapses the projection kept (conv counted unrolled, one pruned model per "
+            "seed, shared by every chip); kept weights: the pruned model's nonzero weights after "
+            "BN folding (conv: kernel entries, so fewer than B), before and after quantization; "
+            "lost: the most any seed's quantization zeroed. TrueNorth also doubles input axons "
+            "(axon_duplication = 2).",
             "- QAT kept: seeds where the fine-tune beat PTQ on validation and was kept; deployed: "
             "the kept model's test accuracy (PTQ where reverted); deployed - float: points "
             "against the pruned float model.",

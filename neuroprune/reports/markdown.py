@@ -52,6 +52,11 @@ def report_markdown(record: RunRecord) -> str:
         f"Budget: {_num(record.budget.synapses)} synapses ({record.budget.source}).",
         f"Counting: {record.counting or ''}.",
     ]
+    if record.budget.core_blocks:
+        out.append(
+            "Core blocks (the projection pruned these layers into blocks of neurons that each "
+            "fit one core): " + "; ".join(record.budget.core_blocks) + "."
+        )
     out += _validation(record)
     out += ["", "## Stages", ""]
     out.append(_stages(record))
