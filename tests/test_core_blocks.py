@@ -175,3 +175,59 @@ def test_without_blocks_the_first_layer_spreads_over_a_core_per_neuron(trained_7
     unstructured = dataclasses.replace(budget, input_blocks={})
     cores, bound = _pruned_cores(trained_784, profile, unstructured)
     assert cores > 2 * bound
+
+
+# --------------------------------------------------------------------------------------------
+# neurons that share inputs, side by side
+
+
+def test_cluster_order_gathers_neurons_that_prefer_the_same_inputs():
+    """Four interleaved groups of neurons, each preferring its own 10 inputs: every contiguous
+    block of the order holds one group."""
+    from neuroprune.pruning.clustering import cluster_order
+
+    rng = np.random.default_rng(0)
+    group = np.arange(32) % 4
+    importance = rng.random((32, 40)) * 0.1
+    for i, g in enumerate(group):
+        importance[i, 10 * g : 10 * g + 10] += 1.0
+    order = cluster_order(importance, size=8, inputs=10)
+    assert sorted(order) == list(range(32))
+    for b in range(4):
+        assert len(set(group[order[8 * b : 8 * b + 8]])) == 1
+
+
+def test_reordering_keeps_the_function_and_moves_the_next_layers_columns():
+    import torch
+
+    from neuroprune.models.zoo import build_model
+    from neuroprune.pruning.clustering import cluster_for_blocks
+    from neuroprune.pruning.targets import find_targets
+
+    model = build_model("mlp", (1, 28, 28), 10, hidden=(128,), seed=1)
+    blocks = InputBlocks(7, 128, 128, 784, shared_inputs=True)
+    budget = derive_budget(None, _summary_784())
+    budget = budget.__class__(**{**budget.__dict__, "input_blocks": {"1": blocks}})
+    first, second = (t.module for t in find_targets(model, (1, 28, 28), conv_weight_sharing=False))
+    w1, w2 = first.weight.detach().clone(), second.weight.detach().clone()
+    x = torch.rand(4, 3, 1, 28, 28)
+    from spikingjelly.activation_based import functional
+
+    functional.reset_net(model)
+    before = model(x).detach()
+    done = cluster_for_blocks(model, budget, (1, 28, 28))
+    functional.reset_net(model)
+    after = model(x).detach()
+    perm = torch.as_tensor(done["1"])
+    assert sorted(done["1"].tolist()) == list(range(128))
+    assert torch.equal(first.weight, w1[perm]) and torch.equal(second.weight, w2[:, perm])
+    assert torch.equal(before, after)
+
+
+def _summary_784():
+    from neuroprune.core.summary import NetworkSummary, dense_layer
+
+    return NetworkSummary(
+        (dense_layer("1", np.ones((128, 784))), dense_layer("3", np.ones((10, 128)))),
+        input_shape=(784,),
+    )
