@@ -231,3 +231,24 @@ def _summary_784():
         (dense_layer("1", np.ones((128, 784))), dense_layer("3", np.ones((10, 128)))),
         input_shape=(784,),
     )
+
+
+def test_report_names_the_core_blocks():
+    """report.md says the projection used core blocks, with the layer and the reason; a run
+    without them says nothing of the kind."""
+    from neuroprune.reports.markdown import report_markdown
+    from neuroprune.run.record import BudgetRecord, RunRecord
+
+    blocks = InputBlocks(
+        7, 128, 128, 784, shared_inputs=True, reason="crossbar: a core's input axons are shared"
+    )
+    line = blocks.describe("fc0")
+
+    def run(core_blocks):
+        budget = BudgetRecord(synapses=17664, source="chip", core_blocks=core_blocks)
+        return report_markdown(RunRecord(chip="truenorth", budget=budget))
+
+    text = run([line])
+    assert "Core blocks" in text and line in text
+    assert "fc0: 7 blocks of <= 19 neurons x <= 128 inputs" in text
+    assert "Core blocks" not in run(None)
