@@ -100,7 +100,7 @@ def test_every_layer_the_first_included_gets_shared_input_blocks(chip, blocks, p
     assert first.shared_inputs
     assert (first.blocks, first.inputs_per_block, first.size) == (blocks, per_block, size)
     assert "fc1" not in budget.input_blocks  # 10 neurons x 128 inputs fit one core
-    assert first.describe("fc0").startswith(f"fc0: {blocks} blocks of <= {size} neurons")
+    assert first.describe("fc0").startswith(f"layer fc0: {blocks} blocks of <= {size} neurons")
 
 
 def test_a_shared_block_keeps_the_inputs_its_neurons_score_highest():
@@ -250,5 +250,5 @@ def test_report_names_the_core_blocks():
 
     text = run([line])
     assert "Core blocks" in text and line in text
-    assert "fc0: 7 blocks of <= 19 neurons x <= 128 inputs" in text
+    assert "layer fc0: 7 blocks of <= 19 neurons x <= 128 inputs" in text
     assert "Core blocks" not in run(None)

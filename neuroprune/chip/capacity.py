@@ -144,11 +144,12 @@ class InputBlocks:
         }
 
     def describe(self, layer: str) -> str:
-        """One line for reports, e.g. ``fc0: 7 blocks of <= 19 neurons x <= 128 inputs
-        (crossbar: a core's input axons are shared by its neurons)``."""
+        """One line for reports, e.g. ``layer fc0: 7 blocks of <= 19 neurons x <= 128 inputs
+        (inputs shared between blocks; crossbar: a core's input axons are shared by its
+        neurons)``."""
         inputs = "inputs shared between blocks" if self.shared_inputs else "disjoint inputs"
         return (
-            f"{layer}: {self.blocks} blocks of <= {self.size} neurons x <= "
+            f"layer {layer}: {self.blocks} blocks of <= {self.size} neurons x <= "
             f"{self.inputs_per_block} inputs ({inputs}; {self.reason})"
         )
 
