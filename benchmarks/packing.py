@@ -203,7 +203,8 @@ def core_block_rows(args) -> list[dict]:
             model = capacity_model(profile)
             after = derive_budget(profile, summary)
             before = dataclasses.replace(after, input_blocks=model._fan_out_blocks(summary))
-            for label, budget in (("before", before), ("after", after)):
+            chosen = (("before", before), ("after", after))
+            for label, budget in (c for c in chosen if c[0] in args.projections.split(",")):
                 result = prune_to_budget(
                     copy.deepcopy(dense),
                     dataset,
@@ -274,6 +275,7 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--timesteps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--projections", default="before,after", help="which of before,after")
     args = parser.parse_args()
     if args.core_blocks:
         args.chips = args.chips or ",".join(axon_sharing_chips())
