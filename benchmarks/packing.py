@@ -250,6 +250,8 @@ def core_block_table(rows: list[dict]) -> str:
     for chip in dict.fromkeys(r["chip"] for r in rows):
         for label in ("before", "after"):
             group = [r for r in rows if r["chip"] == chip and r["label"] == label]
+            if not group:
+                continue
             accs = [100 * r["accuracy"] for r in group]
             ratio = max(r["cores"] / r["bound"] for r in group)
             lines.append(
