@@ -8,13 +8,27 @@ per consuming layer, synaptic memory at the dense-form cost per synapse).
 Networks are pruned-like masks (seeded): each neuron keeps a random subset of its inputs, at
 most the chip's per-neuron input cap (the budget's, :meth:`CapacityModel.neuron_input_cap`).
 
-    python benchmarks/packing.py            # prints a Markdown table
+``--core-blocks`` (issue 23, item 5) trains instead: a 784-128-10 mlp on 28x28 data (the bundled
+digits upsampled to 28x28 and written as MNIST IDX files, the largest data there is offline),
+pruned to each chip's budget twice: before (unstructured: the projection's core blocks only
+where fan-out is limited, as before issue 23) and after (core blocks in every dense layer on
+chips whose cores share their input axons, :attr:`CapacityModel.shares_axons`: every crossbar
+and dense-matrix chip). Cores used, the lower bound on that pruned network, and test accuracy
+per seed.
+
+    python benchmarks/packing.py                      # prints a Markdown table
+    python benchmarks/packing.py --core-blocks --seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
+import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from common import machine
@@ -121,10 +135,158 @@ def row(net_name: str, chip: str) -> dict:
     }
 
 
+# --------------------------------------------------------------------------------------------
+# Core blocks on trained networks (issue 23, item 5)
+
+
+def write_digits_28(folder: Path) -> Path:
+    """The bundled digits upsampled to 28x28 as MNIST IDX files in ``folder``: each 8x8 pixel
+    becomes 4x4 (32x32), the centre 28x28 is kept, values 0..16 scaled to 0..255; the digits'
+    own 80/20 split. Returns ``folder``."""
+    from neuroprune.data.datasets import load_dataset
+
+    digits = load_dataset("digits")
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, x, y in (
+        ("train", digits.x_train, digits.y_train),
+        ("t10k", digits.x_test, digits.y_test),
+    ):
+        big = np.kron(x[:, 0], np.ones((4, 4), np.float32))[:, 2:30, 2:30]
+        images = np.clip(np.rint(big * 255.0), 0, 255).astype(np.uint8)
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte", y.astype(np.uint8))
+    return folder
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    """IDX: two zero bytes, 0x08 (uint8), the number of dimensions, big-endian sizes, data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def axon_sharing_chips() -> list[str]:
+    """Shipped chips whose cores share input axons among their neurons (crossbar and
+    dense-matrix capacity models)."""
+    from neuroprune.chip.profiles import list_profiles
+
+    return [p.id for p in list_profiles() if capacity_model(p).shares_axons]
+
+
+def core_block_rows(args) -> list[dict]:
+    """Per seed: train the dense 784-128-10 mlp once, then per chip prune it before (no
+    shared-axon blocks) and after (the budget's core blocks), count cores and the bound."""
+    import torch
+
+    from neuroprune.data.datasets import load_dataset
+    from neuroprune.fit.budget import derive_budget
+    from neuroprune.models import summarize
+    from neuroprune.models.zoo import build_model
+    from neuroprune.pipeline.prune_loop import prune_to_budget
+    from neuroprune.train.loop import default_config, train
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.data_dir) if args.data_dir else write_digits_28(Path(tmp) / "d28")
+        dataset = load_dataset("mnist", folder)
+    rows = []
+    for seed in args.seeds:
+        config = default_config(
+            "mlp", epochs=args.dense_epochs, timesteps=args.timesteps, seed=seed
+        )
+        dense = build_model(
+            "mlp", dataset.input_shape, dataset.num_classes, hidden=(128,), seed=seed
+        )
+        train(dense, dataset, config)
+        summary = summarize(dense, dataset.input_shape, args.timesteps)
+        for chip in args.chips.split(","):
+            profile = chip_profile(chip)
+            model = capacity_model(profile)
+            after = derive_budget(profile, summary)
+            before = dataclasses.replace(after, input_blocks=model._fan_out_blocks(summary))
+            chosen = (("before", before), ("after", after))
+            for label, budget in (c for c in chosen if c[0] in args.projections.split(",")):
+                result = prune_to_budget(
+                    copy.deepcopy(dense),
+                    dataset,
+                    config,
+                    method=args.method,
+                    budget=budget,
+                    epochs=args.prune_epochs,
+                    finetune_epochs=args.finetune_epochs,
+                )
+                pruned = summarize(result.model, dataset.input_shape, args.timesteps)
+                fit = check_fit(pruned, profile)
+                rows.append(
+                    {
+                        "seed": seed,
+                        "chip": chip,
+                        "label": label,
+                        "budget": budget.synapses,
+                        "synapses": result.synapses,
+                        "cores": fit.cores_used,
+                        "bound": model.cores_lower_bound(pruned),
+                        "accuracy": result.accuracy,
+                        "blocks": "; ".join(
+                            b.describe(name) for name, b in budget.input_blocks.items()
+                        ),
+                    }
+                )
+                print(
+                    f"  seed={seed} {chip} {label}: cores={rows[-1]['cores']} "
+                    f"bound={rows[-1]['bound']} acc={result.accuracy:.4f}",
+                    flush=True,
+                )
+    return rows
+
+
+def core_block_table(rows: list[dict]) -> str:
+    """Markdown: per chip, before and after: cores (per seed), bound, cores / bound, accuracy
+    (mean and per seed), and the blocks the after budget used."""
+    lines = [
+        "| chip | projection | budget B | kept | cores (per seed) | lower bound (per seed) | "
+        "max cores / bound | test accuracy % (mean; per seed) | core blocks |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for chip in dict.fromkeys(r["chip"] for r in rows):
+        for label in ("before", "after"):
+            group = [r for r in rows if r["chip"] == chip and r["label"] == label]
+            if not group:
+                continue
+            accs = [100 * r["accuracy"] for r in group]
+            ratio = max(r["cores"] / r["bound"] for r in group)
+            lines.append(
+                f"| {chip} | {label} | {group[0]['budget']} | "
+                f"{'/'.join(str(r['synapses']) for r in group)} | "
+                f"{'/'.join(str(r['cores']) for r in group)} | "
+                f"{'/'.join(str(r['bound']) for r in group)} | {ratio:.2f} | "
+                f"{statistics.fmean(accs):.2f}; {' / '.join(f'{a:.2f}' for a in accs)} | "
+                f"{group[0]['blocks'] or 'none'} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chips", default=",".join(CHIPS))
+    parser.add_argument("--chips", default=None, help="comma list (default: see the docstring)")
+    parser.add_argument("--core-blocks", action="store_true", help="trained core-block table")
+    parser.add_argument("--data-dir", default=None, help="MNIST IDX folder (default: digits 28)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--method", default="stds")
+    parser.add_argument("--dense-epochs", type=int, default=10)
+    parser.add_argument("--prune-epochs", type=int, default=10)
+    parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument("--timesteps", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--projections", default="before,after", help="which of before,after")
     args = parser.parse_args()
+    if args.core_blocks:
+        args.chips = args.chips or ",".join(axon_sharing_chips())
+        started = time.perf_counter()
+        rows = core_block_rows(args)
+        print(f"machine: {machine(args.threads)}; wall time {time.perf_counter() - started:.0f} s")
+        print(core_block_table(rows))
+        return
+    args.chips = args.chips or ",".join(CHIPS)
     print(f"machine: {machine()}\n")
     print(
         "| network | chip | lower bound | before (next-fit) | after (best) | strategy | "

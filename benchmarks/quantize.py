@@ -10,11 +10,13 @@ command and the machine. As a control, the pruned float model is fine-tuned for 
 ``--qat-epochs`` with its mask frozen ("float + same epochs"), so the gain of fine-tuning is not
 mistaken for a quantization effect.
 
-Default chips: Loihi (8-bit mantissa, shared power-of-two exponent), Tianjic (int8, per-layer
-scale), SpiNNaker (16-bit magnitude, power-of-two per projection) and TrueNorth (per-neuron axon-type
-weights with input-axon duplication; ``--neuron if`` trains IF neurons)::
+Default chips: every shipped profile (``--chips all``; ``--neuron if`` trains IF neurons). Each row also gives the budget ``B``
+(the exact projection keeps ``B`` synapses), the nonzero weights after quantization against it,
+and the quantization-aware fine-tune's decision (kept or reverted on validation) with the
+deployed model's accuracy (the kept one). TrueNorth sends each input to 2 or 4 axons (axon-type
+weights per neuron, ``axon_duplication``)::
 
-    python benchmarks/quantize.py --models mlp conv --seeds 0 1 2 \\
+    python benchmarks/quantize.py --models mlp conv --hidden mlp=512,256 --seeds 0 1 2 \\
         --out docs/benchmarks/quantize.md
 """
 
@@ -30,7 +32,7 @@ import time
 import torch
 from common import limited, machine, mean_std, publish  # noqa: E402  (benchmarks/common.py)
 
-from neuroprune.chip.profiles import load_profile
+from neuroprune.chip.profiles import list_profiles, load_profile
 from neuroprune.data.datasets import load_dataset
 from neuroprune.fit.budget import derive_budget
 from neuroprune.models import summarize
@@ -40,7 +42,8 @@ from neuroprune.pruning import freeze_mask
 from neuroprune.quantize import quantize_model
 from neuroprune.train.loop import default_config, evaluate, train
 
-DEFAULT_CHIPS = ("loihi", "tianjic", "spinnaker", "truenorth")
+DEFAULT_CHIPS = ("all",)
+"""``all``: every shipped chip profile."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="digits", choices=("digits", "mnist"))
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--models", nargs="+", default=["mlp"])
+    parser.add_argument(
+        "--hidden",
+        nargs="*",
+        default=["mlp=512,256"],
+        help="MODEL=W1,W2 hidden widths per model (default: the demo's mlp 512,256)",
+    )
     parser.add_argument("--chips", nargs="+", default=list(DEFAULT_CHIPS))
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--method", default="gmp")
@@ -65,12 +74,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def pruned_model(args, dataset, model_name: str, seed: int):
-    """Dense training then pruning to the sparsity's exact budget; returns (model, config)."""
+    """Dense training then pruning to the sparsity's exact budget; returns (model, config, B)."""
     config = default_config(
         model_name, epochs=args.dense_epochs, timesteps=args.timesteps, seed=seed
     )
+    hidden = hidden_widths(args.hidden).get(model_name)
     dense = build_model(
-        model_name, dataset.input_shape, dataset.num_classes, neuron=args.neuron, seed=seed
+        model_name,
+        dataset.input_shape,
+        dataset.num_classes,
+        hidden=hidden,
+        neuron=args.neuron,
+        seed=seed,
     )
     train(dense, dataset, config)
     summary = summarize(dense, dataset.input_shape, args.timesteps)
@@ -84,7 +99,23 @@ def pruned_model(args, dataset, model_name: str, seed: int):
         epochs=args.prune_epochs,
         finetune_epochs=args.finetune_epochs,
     )
-    return result.model, config
+    return result.model, config, budget.synapses
+
+
+def hidden_widths(items: list[str]) -> dict[str, tuple[int, ...]]:
+    """``["mlp=512,256"]`` -> ``{"mlp": (512, 256)}``."""
+    out = {}
+    for item in items:
+        name, _, widths = item.partition("=")
+        out[name] = tuple(int(w) for w in widths.split(","))
+    return out
+
+
+def chip_ids(chips: list[str]) -> list[str]:
+    """The chips to run: ``all`` expands to every shipped profile."""
+    if chips == ["all"]:
+        return [profile.id for profile in list_profiles()]
+    return chips
 
 
 def float_control(model, dataset, config, epochs: int) -> float:
@@ -100,10 +131,10 @@ def float_control(model, dataset, config, epochs: int) -> float:
 
 def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
     """Prune once, then quantize + fine-tune for every chip."""
-    model, config = pruned_model(args, dataset, model_name, seed)
+    model, config, budget = pruned_model(args, dataset, model_name, seed)
     control = float_control(model, dataset, config, args.qat_epochs)
     rows = []
-    for chip in args.chips:
+    for chip in chip_ids(args.chips):
         profile = load_profile(chip)
         started = time.perf_counter()
         result = quantize_model(model, profile, dataset, config, finetune_epochs=args.qat_epochs)
@@ -116,6 +147,11 @@ def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
                 "float": result.accuracy_float,
                 "ptq": result.accuracy_ptq,
                 "qat": result.accuracy_qat,
+                "kept": result.qat.get("decision") == "kept",
+                "deployed": result.accuracy_qat
+                if result.qat.get("decision") == "kept"
+                else result.accuracy_ptq,
+                "budget": budget,
                 "control": control,
                 "before": sum(r["nonzero_before"] for r in result.layers),
                 "after": sum(r["nonzero_after"] for r in result.layers),
@@ -137,19 +173,28 @@ def table(rows: list[dict]) -> str:
     """Markdown: one row per (model, chip), accuracies as mean ± std over seeds."""
     lines = [
         "| model | chip | format | pruned float (%) | float + same epochs (%) | PTQ (%) | "
-        "PTQ + fine-tune (%) | nonzero weights before -> after | max clipped (PTQ) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "PTQ + fine-tune (%) | QAT kept | deployed (%) | deployed - float (points) | "
+        "budget B | kept weights before quantization (min..max) | after quantization "
+        "(min..max) | lost (max) | max clipped (PTQ) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = list(dict.fromkeys((r["model"], r["chip"]) for r in rows))
     for model, chip in keys:
         group = [r for r in rows if (r["model"], r["chip"]) == (model, chip)]
         cells = [mean_std([r[k] for r in group]) for k in ("float", "control", "ptq", "qat")]
-        before, after = max(r["before"] for r in group), max(r["after"] for r in group)
+        kept = f"{sum(r['kept'] for r in group)}/{len(group)}"
+        drop = mean_std([r["deployed"] - r["float"] for r in group])
+        budgets = sorted({r["budget"] for r in group})
+        low, high = min(r["after"] for r in group), max(r["after"] for r in group)
+        kept_low, kept_high = min(r["before"] for r in group), max(r["before"] for r in group)
+        lost = max(r["before"] - r["after"] for r in group)
         clipped = max(r["clipped"] for r in group)
         lines.append(
             f"| {model} | {chip} | {group[0]['format']} | "
             + " | ".join(cells)
-            + f" | {before} -> {after} | {100 * clipped:.1f} % |"
+            + f" | {kept} | {mean_std([r['deployed'] for r in group])} | {drop} | "
+            + f"{'/'.join(map(str, budgets))} | {kept_low}..{kept_high} | {low}..{high} | "
+            + f"{lost} | {100 * clipped:.1f} % |"
         )
     return "\n".join(lines)
 
@@ -170,9 +215,14 @@ def report(args, rows: list[dict], seconds: float) -> str:
             + (f"; first {args.train_limit} train images" if args.train_limit else ""),
             "- accuracies: test accuracy (%) mean ± std over seeds "
             + ", ".join(map(str, args.seeds)),
-            "- nonzero weights: after BN folding, kernel entries (conv not unrolled); a weight that "
-            "rounds to 0 is pruned, so the count can only fall. TrueNorth sends each input to 2 "
-            "or 4 axons (axon_duplication).",
+            "- budget B: synapses the projection kept (conv counted unrolled, one pruned model per "
+            "seed, shared by every chip); kept weights: the pruned model's nonzero weights after "
+            "BN folding (conv: kernel entries, so fewer than B), before and after quantization; "
+            "lost: the most any seed's quantization zeroed. TrueNorth sends each input to 2 or 4 "
+            "axons (axon_duplication).",
+            "- QAT kept: seeds where the fine-tune beat PTQ on validation and was kept; deployed: "
+            "the kept model's test accuracy (PTQ where reverted); deployed - float: points "
+            "against the pruned float model.",
             "",
             table(rows),
             "",

@@ -263,8 +263,11 @@ def test_truenorth_budget_halves_the_fan_in_for_duplicated_inputs():
     assert budget.synapses == 128 * 128 + 10 * 128
     assert budget.source == "chip:truenorth fan-in cap 128 (fan_in_max 256 / 2 input copies)"
     # fc1: 128 hidden sources x 2 axons = 256 axons and 10 neurons: one core holds it whole, so
-    # it needs no blocks (its sources then drive that one core)
-    assert budget.input_blocks == {}
+    # it needs no blocks (its sources then drive that one core); fc0 (784 inputs x 2 axons)
+    # cannot, and the crossbar's shared axons prune it into blocks of 128 shared inputs
+    assert set(budget.input_blocks) == {"fc0"}
+    assert budget.input_blocks["fc0"].shared_inputs
+    assert budget.input_blocks["fc0"].inputs_per_block == 128
 
 
 def test_blocks_keep_each_source_in_one_core():

@@ -82,10 +82,13 @@ weights_2d = arrays(
 
 
 def nearest_level_distance(w: np.ndarray, grid: Grid) -> np.ndarray:
-    """Distance of every weight to its nearest allowed level (in weight units)."""
+    """Distance of every weight to its nearest allowed level (in weight units); on a uniform
+    grid, to its nearest nonzero level (a kept synapse never rounds to 0)."""
     if grid.levels is None:
         inside = np.clip(w, grid.int_min * grid.scale, grid.int_max * grid.scale)
-        return np.abs(w - inside) + np.abs(inside - np.rint(inside / grid.scale) * grid.scale)
+        steps = np.rint(inside / grid.scale)
+        steps[(steps == 0) & (w > 0)], steps[(steps == 0) & (w < 0)] = 1, -1
+        return np.abs(w - inside) + np.abs(inside - steps * grid.scale)
     levels = grid.row_levels(w.shape[0]).astype(np.float64) * grid.scale
     return np.abs(w[:, :, None] - levels[:, None, :]).min(axis=2)
 
@@ -112,7 +115,10 @@ def test_quantizer_properties(name, w):
     err = np.abs(deq - w)[nonzero]
     assert np.all(err <= nearest_level_distance(w, grid)[nonzero] + 1e-12 * grid.scale)
     if grid.levels is None:
-        inside = nonzero & (np.abs(w) <= grid.int_max * grid.scale)
+        assert np.count_nonzero(ints) == np.count_nonzero(w), "a kept synapse rounded to 0"
+        tiny = nonzero & (np.abs(w) < grid.scale / 2)
+        assert np.array_equal(ints[tiny], np.where(w[tiny] > 0, 1, -1))
+        inside = nonzero & ~tiny & (np.abs(w) <= grid.int_max * grid.scale)
         assert np.all(np.abs(deq - w)[inside] <= grid.scale / 2 * (1 + 1e-12))
     again = quantizer.quantize_layer(deq, None, NeuronParams(), fmt, grid=grid)
     assert np.array_equal(again.weight_int, ints), "re-projection is not idempotent"

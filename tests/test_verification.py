@@ -123,3 +123,54 @@ def test_the_simulation_result_and_its_placement_note_carry_the_kind(
     assert result["verification"]["kind"] == kind
     placement_note = next(n for n in result["notes"] if "host" in n)
     assert computed in placement_note and "ran on the chip" not in placement_note
+
+
+def test_tianjic_says_no_public_specification_of_its_arithmetic():
+    """Issue 23, item 9: no public source defines Tianjic's neuron arithmetic bit for bit; the
+    profile says so and every verification of it is a float stand-in that names the gap."""
+    tianjic = load_profile("tianjic")
+    assert tianjic.neuron.arithmetic is None
+    assert "no public source defines" in (tianjic.neuron.arithmetic_unpublished or "")
+    for fixed_point in (True, False):
+        found = verification_kind(tianjic, ReferenceBackend(), fixed_point=fixed_point)
+        assert found.kind == FLOAT_STAND_IN
+        line = f"{found.kind}: {found.detail}"
+        assert line.startswith(
+            "float stand-in: no public specification of Tianjic's neuron arithmetic"
+        )
+
+
+def _tianjic_raw() -> dict:
+    import yaml
+
+    return yaml.safe_load(shipped_profile_paths()["tianjic"].read_text())
+
+
+@pytest.mark.parametrize(
+    "arithmetic, problem",
+    [
+        ({"value": None, "source": "S29"}, "what they lack (note)"),
+        ({"value": None, "note": "nothing published"}, "the sources checked (source)"),
+        ({"value": None, "source": "S29", "note": "x", "rules": {}}, "no rules without"),
+    ],
+)
+def test_an_unpublished_arithmetic_needs_its_sources_and_note(arithmetic, problem):
+    from neuroprune.chip.profile_reader import parse_profile
+    from neuroprune.core.errors import ProfileError
+
+    raw = _tianjic_raw()
+    raw["neuron"]["arithmetic"] = arithmetic
+    with pytest.raises(ProfileError, match="neuron.arithmetic") as caught:
+        parse_profile(raw)
+    assert problem in str(caught.value)
+
+
+def test_a_chip_without_the_declaration_keeps_the_plain_stand_in_detail():
+    raw = _tianjic_raw()
+    del raw["neuron"]["arithmetic"]
+    from neuroprune.chip.profile_reader import parse_profile
+
+    plain = parse_profile(raw)
+    assert plain.neuron.arithmetic_unpublished is None
+    found = verification_kind(plain, ReferenceBackend(), fixed_point=True)
+    assert "declares no neuron arithmetic" in found.detail

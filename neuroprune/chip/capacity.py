@@ -112,25 +112,48 @@ class CoreUsage:
 
 @dataclass(frozen=True)
 class InputBlocks:
-    """Core blocks a layer must be pruned into so that its sources each drive one core.
+    """Core blocks a layer is pruned into, so that each block sits in one core.
 
     The layer's ``neurons`` are cut into ``blocks`` contiguous blocks (block ``b`` holds
-    neurons ``b*size : (b+1)*size`` with ``size = ceil(neurons / blocks)``); every input may
-    feed one block only, and a block keeps at most ``inputs_per_block`` distinct inputs, so one
-    core holds a block: ``inputs_per_block x input copies <= input axons per core``.
+    neurons ``b*size : (b+1)*size`` with ``size = ceil(neurons / blocks)``) and a block keeps at
+    most ``inputs_per_block`` distinct inputs, so one core holds a block:
+    ``inputs_per_block x input copies <= input axons per core``.
+
+    ``shared_inputs`` False (fan-out limited in cores, TrueNorth's one target core): every input
+    feeds one block only, so each source's targets sit in one core. True (axons shared by a
+    core's neurons, crossbar and dense-matrix cores): blocks choose their inputs independently
+    (an input may feed several blocks); the block's neurons share its axons, so the layer needs
+    about ``blocks`` cores instead of one per neuron. ``reason`` says which rule made them.
     """
 
     blocks: int
     inputs_per_block: int
     neurons: int
     inputs: int
+    shared_inputs: bool = False
+    reason: str = "fan-out"
 
     @property
     def size(self) -> int:
         return -(-self.neurons // self.blocks)
 
-    def as_dict(self) -> dict[str, int]:
-        return {"blocks": self.blocks, "inputs_per_block": self.inputs_per_block}
+    def as_dict(self) -> dict[str, int | bool | str]:
+        return {
+            "blocks": self.blocks,
+            "inputs_per_block": self.inputs_per_block,
+            "shared_inputs": self.shared_inputs,
+            "reason": self.reason,
+        }
+
+    def describe(self, layer: str) -> str:
+        """One line for reports, e.g. ``layer fc0: 7 blocks of <= 19 neurons x <= 128 inputs
+        (inputs shared between blocks; crossbar: a core's input axons are shared by its
+        neurons)``."""
+        inputs = "inputs shared between blocks" if self.shared_inputs else "disjoint inputs"
+        return (
+            f"layer {layer}: {self.blocks} blocks of <= {self.size} neurons x <= "
+            f"{self.inputs_per_block} inputs ({inputs}; {self.reason})"
+        )
 
 
 @dataclass(frozen=True)
@@ -156,6 +179,11 @@ class CapacityModel:
     """``core.synapse_encoding`` fields a profile of this kind must give."""
     needs_core_memory: ClassVar[bool] = False
     """True when the profile must give ``core.synapse_memory_bits``."""
+    shares_axons: ClassVar[bool] = False
+    """True when a core pays for every input axon it receives across all its neurons, however
+    few of them the axon reaches (a crossbar row, a dense-matrix row): neurons placed on one
+    core should then share their inputs, and the projection prunes every dense layer into core
+    blocks (:meth:`input_blocks`)."""
 
     def __init__(self, profile: ChipProfile) -> None:
         self.profile = profile
@@ -198,6 +226,22 @@ class CapacityModel:
         return neuron.fan_out_max
 
     def input_blocks(self, summary: NetworkSummary) -> dict[str, InputBlocks]:
+        """Core blocks each dense layer is pruned into (layers that fit one core need none).
+
+        Fan-out limited in cores (TrueNorth): every dense layer with on-chip sources that
+        cannot sit in one core gets disjoint blocks (:meth:`_fan_out_blocks`). Axons shared by
+        a core's neurons (:attr:`shares_axons`): every other dense layer, the first included,
+        gets blocks with shared inputs (:meth:`_shared_axon_blocks`)."""
+        out = self._fan_out_blocks(summary)
+        if self.shares_axons:
+            for layer in summary.layers:
+                if layer.kind == "dense" and layer.name not in out:
+                    blocks = self._shared_axon_blocks(layer)
+                    if blocks is not None:
+                        out[layer.name] = blocks
+        return out
+
+    def _fan_out_blocks(self, summary: NetworkSummary) -> dict[str, InputBlocks]:
         """Block structure each dense layer with on-chip sources needs when the chip limits
         fan-out in cores and the layer cannot sit in one core (too many neurons, or more
         input axons than a core has): ``blocks = max(ceil(neurons / neurons_max),
@@ -220,6 +264,34 @@ class CapacityModel:
                 min(blocks, layer.neurons), per_block, layer.neurons, layer.inputs
             )
         return out
+
+    def _shared_axon_blocks(self, layer: LayerSummary) -> InputBlocks | None:
+        """Blocks with shared inputs for one dense layer on a core whose axons its neurons
+        share: ``K = min(inputs, input axons per core // copies)`` inputs per block,
+        ``blocks = max(ceil(neurons / block_neurons_max(K)), ceil(inputs / K))`` (at most one
+        per neuron): the fewest cores that still let every input be used by some block. None
+        when a block may keep every input of the layer (nothing to impose)."""
+        axons = self.input_axons_max
+        if axons is None:
+            return None
+        per_block = max(1, min(layer.inputs, axons // self.input_copies(layer)))
+        if per_block >= layer.inputs:
+            return None  # every block may keep every input: no structure to impose
+        most = max(1, self.block_neurons_max(per_block))
+        blocks = max(-(-layer.neurons // most), -(-layer.inputs // per_block))
+        return InputBlocks(
+            min(blocks, layer.neurons),
+            per_block,
+            layer.neurons,
+            layer.inputs,
+            shared_inputs=True,
+            reason=f"{self.kind}: a core's input axons are shared by its neurons",
+        )
+
+    def block_neurons_max(self, inputs: int) -> int:
+        """Most neurons one core holds when they share ``inputs`` inputs (base: the core's
+        neuron limit)."""
+        return self.neurons_max
 
     def unprunable_excess(self, summary: NetworkSummary, cores: int, chips: int) -> list[str]:
         """Limits that no pruning of synapses can meet (neurons stay): one line each, naming
@@ -402,6 +474,16 @@ class DenseMatrix(CapacityModel):
     kind = "dense_matrix"
     required_fields = ("bits_per_synapse",)
     needs_core_memory = True
+    shares_axons = True
+
+    def block_neurons_max(self, inputs: int) -> int:
+        """``min(neurons_max, memory // (inputs x copies x bits_per_position))``: a block's
+        matrix must fit the core's memory."""
+        memory = self.memory_bits_max
+        if memory is None:
+            return self.neurons_max
+        row_bits = inputs * self.input_copies() * self.bits_per_position
+        return min(self.neurons_max, memory // max(row_bits, 1))
 
     @property
     def bits_per_position(self) -> int:
@@ -433,6 +515,7 @@ class Crossbar(CapacityModel):
 
     kind = "crossbar"
     required_fields = ("rows", "cols")
+    shares_axons = True
 
     @property
     def neurons_max(self) -> int:

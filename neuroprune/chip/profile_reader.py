@@ -313,6 +313,7 @@ def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> Chip
         decay_bits=r.quantity("neuron.decay_bits", required=False),
         bias_bits=r.quantity("neuron.bias_bits", required=False),
         arithmetic=r.declared_name("neuron.arithmetic", tuple(ARITHMETICS)),
+        arithmetic_unpublished=_unpublished_arithmetic(r),
     )
     if not neuron.models:
         r.problem("neuron.models", f"missing: list at least one of {list(NEURON_MODELS)}")
@@ -474,6 +475,27 @@ def _check_keys(r: _Reader, node: Any, prefix: str, allowed: set[str]) -> None:
     for key in sorted((k for k in node if k not in allowed), key=str):
         hint = did_you_mean(key, allowed).strip().replace("Did", "did", 1)
         r.problem(f"{prefix}{key}", "unknown key" + (f" ({hint})" if hint else ""))
+
+
+def _unpublished_arithmetic(r: _Reader) -> str | None:
+    """``neuron.arithmetic: {value: null, source, note}`` declares that no public source defines
+    the chip's neuron arithmetic bit for bit: ``source`` names the sources checked, ``note`` what
+    they lack (returned). The declaration needs both and states no ``rules``."""
+    node = r.node("neuron.arithmetic")
+    if not isinstance(node, Mapping) or node.get("value") is not None:
+        return None
+    path = "neuron.arithmetic"
+    note, source = node.get("note"), node.get("source")
+    if not isinstance(note, str) or not note.strip() or not source:
+        r.problem(
+            path,
+            "value null declares that no public source defines the arithmetic: give the "
+            "sources checked (source) and what they lack (note), or name an arithmetic",
+        )
+        return None
+    if "rules" in node:
+        r.problem(path + ".rules", "no rules without an arithmetic (value is null)")
+    return note.strip()
 
 
 def _check_arithmetic_rules(r: _Reader, name: str | None, sources: Mapping) -> None:

@@ -158,6 +158,10 @@ class NeuronSpec:
     decay_bits: int | None = None
     bias_bits: int | None = None
     arithmetic: str | None = None  # neuroprune.chip.arithmetic.ARITHMETICS; None: float neurons
+    arithmetic_unpublished: str | None = None
+    """Set when the profile declares ``neuron.arithmetic: {value: null, source, note}``: no public
+    source defines the chip's neuron arithmetic bit for bit; the note says which sources were
+    checked and what they lack (the chip then keeps float neurons, said in every report)."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,10 @@
 
 Stages (docs/pruning.md §6.6):
 
+0. where the budget prunes a hidden dense layer into shared-input core blocks (crossbar and
+   dense-matrix chips), reorder its neurons so that each block gathers neurons with
+   overlapping inputs (:func:`neuroprune.pruning.clustering.cluster_for_blocks`; the function
+   the model computes is unchanged);
 1. attach the method (reparameterise Linear/Conv2d weights);
 2. train ``epochs`` epochs with the method as a callback (the knob steers the predicted final
    count toward ``margin * B``), under :func:`prune_config` (the training schedule, or for a
@@ -27,6 +31,7 @@ from neuroprune.core.progress import Progress, emit
 from neuroprune.fit.budget import Budget
 from neuroprune.models.translate import summarize
 from neuroprune.pruning.base import PruningMethod
+from neuroprune.pruning.clustering import cluster_for_blocks
 from neuroprune.pruning.registry import method_class
 from neuroprune.train import distributed
 from neuroprune.train.loop import TrainConfig, evaluate, lr_at, train
@@ -103,6 +108,7 @@ def prune_to_budget(
         lr_schedule=lr_schedule(prune_cfg, len(dataset.y_train)),
         **dict(options or {}),
     )
+    cluster_for_blocks(model, budget, input_shape)
     pruner.attach(model)
     emit(
         progress,

@@ -230,6 +230,8 @@ def _empty_record(plan: _Plan) -> RunRecord:
             binds=budget.binds,
             dense_cores=plan.dense_cores,
             cores_allocated=plan.cores_allocated,
+            core_blocks=[blocks.describe(name) for name, blocks in budget.input_blocks.items()]
+            or None,
         ),
         artifacts=ArtifactsRecord(),
         stages_not_run=[],

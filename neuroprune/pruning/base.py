@@ -48,7 +48,12 @@ from neuroprune.core.registry import lookup
 from neuroprune.fit.budget import Budget, LayerScores
 from neuroprune.pruning.knob import planned_count, steer_knob
 from neuroprune.pruning.schedulers import SCHEDULERS
-from neuroprune.pruning.selection import KnobControl, count_above, select_synapses
+from neuroprune.pruning.selection import (
+    KnobControl,
+    count_above,
+    eligible_in_blocks,
+    select_synapses,
+)
 from neuroprune.pruning.targets import Target, find_targets
 from neuroprune.train import distributed
 from neuroprune.train.loop import Callback
@@ -171,6 +176,7 @@ class PruningMethod(Callback):
         self.lr_total: float | None = None
         self.lr_now = 0.0
         self.freezer: MaskFreezer | None = None
+        self._blocks_cache: dict[str, torch.Tensor] = {}
 
     # ----------------------------------------------------------------------------------------
     # Interface
@@ -393,15 +399,38 @@ class PruningMethod(Callback):
         return torch.where(sign == 0, torch.ones_like(sign), sign)
 
     def _refresh_cap(self) -> None:
-        """Fan-in cap during training: keep the top ``cap`` entries of each group by score."""
+        """Fan-in cap and core blocks during training: keep the top ``cap`` entries of each
+        group by score, among the entries the layer's core blocks allow
+        (``Budget.input_blocks``, :func:`neuroprune.pruning.selection.eligible_in_blocks`, the
+        projection's own rule), so the network adapts to the structure the projection will
+        impose. The blocks' inputs are re-chosen from the scores at every controller check."""
         cap = self.budget.fan_in_cap
         for target in self.targets:
             param = self._parametrization(target)
             if param is None or not hasattr(param, "set_cap_mask"):
                 continue
-            if cap is None or cap >= target.group_size:
+            capped = cap is not None and cap < target.group_size
+            blocks = self.budget.input_blocks.get(target.name)
+            if not capped and blocks is None:
                 continue
-            param.set_cap_mask(_top_per_group(self.scores(target).detach(), cap))
+            scores = self.scores(target).detach()
+            allowed = self._block_allowed(target, scores) if blocks is not None else None
+            if allowed is not None:
+                scores = torch.where(allowed, scores, torch.full_like(scores, -torch.inf))
+            mask = _top_per_group(scores, cap) if capped else torch.ones_like(scores)
+            if allowed is not None:
+                mask = mask * allowed.to(mask.dtype)
+            param.set_cap_mask(mask)
+
+    def _block_allowed(self, target: Target, scores: torch.Tensor) -> torch.Tensor:
+        """Entries the target's core blocks allow (weight's shape, bool), re-chosen from
+        ``scores`` at the start and at every controller check, cached between."""
+        cache = self._blocks_cache
+        if target.name not in cache or self.step % self.check_every == 0:
+            flat = scores.reshape(-1).cpu().double().numpy()
+            allowed = eligible_in_blocks(flat, self.budget.input_blocks[target.name])
+            cache[target.name] = torch.as_tensor(allowed.reshape(scores.shape)).to(scores.device)
+        return cache[target.name]
 
     def _check_scheduler(self, scheduler: str | None) -> str | None:
 

@@ -48,17 +48,31 @@ def select_synapses(layers: Sequence[LayerScores], budget: Budget) -> dict[str, 
 def block_mask(layer: LayerScores, blocks: InputBlocks | None) -> np.ndarray:
     """Entries a dense layer may keep under its core blocks (all True without blocks).
 
-    Each input goes to one block, greedily by affinity: the block whose neurons' summed scores
-    for that input are highest among blocks with room (``inputs_per_block``), pairs taken in
-    descending affinity. Entry ``(i, j)`` stays eligible iff input ``j`` went to neuron ``i``'s
-    block. Entries are the flattened ``(neurons, inputs)`` matrix.
+    A block's affinity for input ``j`` is the summed score of its neurons for ``j``.
+    Disjoint blocks (``shared_inputs`` False): each input goes to one block, greedily by
+    affinity (pairs in descending affinity, to the block with room for ``inputs_per_block``).
+    Shared inputs: each block keeps its own ``inputs_per_block`` inputs of highest affinity
+    (ties by lower index), whatever the other blocks keep. Entry ``(i, j)`` stays eligible iff
+    input ``j`` belongs to neuron ``i``'s block. Entries are the flattened ``(neurons, inputs)``
+    matrix.
     """
-    n = len(layer.scores)
+    return eligible_in_blocks(np.asarray(layer.scores, np.float64), blocks)
+
+
+def eligible_in_blocks(scores: np.ndarray, blocks: InputBlocks | None) -> np.ndarray:
+    """:func:`block_mask` on a flat score vector of a ``(neurons, inputs)`` layer (all True
+    without blocks or when the shape does not match)."""
+    n = len(scores)
     if blocks is None or n != blocks.neurons * blocks.inputs:
         return np.ones(n, dtype=bool)
-    scores = np.asarray(layer.scores, np.float64).reshape(blocks.neurons, blocks.inputs)
+    scores = np.asarray(scores, np.float64).reshape(blocks.neurons, blocks.inputs)
     block_of = np.arange(blocks.neurons) // blocks.size
     affinity = np.stack([scores[block_of == b].sum(axis=0) for b in range(blocks.blocks)])
+    if blocks.shared_inputs:
+        chosen = np.zeros_like(affinity, dtype=bool)
+        top = np.argsort(-affinity, axis=1, kind="stable")[:, : blocks.inputs_per_block]
+        np.put_along_axis(chosen, top, True, axis=1)
+        return chosen[block_of].reshape(-1)
     owner = np.full(blocks.inputs, -1)
     room = np.full(blocks.blocks, blocks.inputs_per_block)
     for flat in np.argsort(-affinity, axis=None, kind="stable"):

@@ -15,8 +15,9 @@ every weight.
 its scale and integer range stay frozen, so thresholds and biases keep their integers. Formats
 with data-dependent levels (TrueNorth per-neuron magnitudes, DYNAP-SE shared values) re-fit the
 levels to the latent weights after every step (``Quantizer.refit_grid``), so fine-tuning can
-move them. ``mask`` is the post-training nonzero pattern: pruned synapses and synapses that
-rounded to 0 stay 0, so the synapse count can only fall. Biases (from BN folding) are projected
+move them. ``mask`` is the post-training nonzero pattern: pruned synapses (and, on level grids, synapses
+that rounded to 0) stay 0; on uniform grids a kept synapse never rounds to 0 (the rule of
+``neuroprune.chip.formats.grid.snap``), so the count stays the budget's. Biases (from BN folding) are projected
 onto their own uniform grid with the same scale.
 """
 
@@ -63,8 +64,9 @@ class Projection:
         with torch.no_grad():
             if self.refit is not None:
                 self.grid = self.refit(self.masked_latent().cpu().double().numpy(), self.grid)
+            keep = self.is_weight
             if self.grid.levels is None:
-                values = project_kept(self.latent, self.grid)
+                values = project_kept(self.latent, self.grid, keep_nonzero=keep)
             else:  # per-neuron level tables need the parameter's shape
                 values = project(self.masked_latent(), self.grid).view(-1)[self.kept]
             self.param.view(-1).index_copy_(0, self.kept, values.to(self.param.dtype))
@@ -84,14 +86,26 @@ class Projection:
         return full.view_as(self.param)
 
 
-def project_kept(values: torch.Tensor, grid: Grid) -> torch.Tensor:
+def project_kept(values: torch.Tensor, grid: Grid, *, keep_nonzero: bool = True) -> torch.Tensor:
     """Nearest value of a uniform grid for a flat vector of kept entries: in their own dtype
     when the scale is a power of two (``round(v / scale) * scale`` is then exact in float32),
-    else through :func:`project` (float64)."""
+    else through :func:`project` (float64). ``keep_nonzero`` (weights): a nonzero entry that
+    rounds to 0 takes its nearest nonzero level, as ``snap`` does (biases: False)."""
     if not _is_pow2(grid.scale):
-        return project(values, grid)
-    q = torch.round(values / grid.scale).clamp_(grid.int_min, grid.int_max).mul_(grid.scale)
+        return project(values, grid, keep_nonzero=keep_nonzero)
+    steps = values / grid.scale
+    q = torch.round(steps).clamp_(grid.int_min, grid.int_max)
+    if keep_nonzero:
+        q = _lift_zeros(q, steps, grid)
+    q = q.mul_(grid.scale)
     return torch.where(values == 0, torch.zeros_like(q), q)
+
+
+def _lift_zeros(q: torch.Tensor, steps: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """``q`` with every nonzero ``steps`` entry that rounded to 0 set to
+    ``clip(sign(steps), int_min, int_max)`` (``neuroprune.chip.formats.grid.round_uniform``)."""
+    lifted = torch.sign(steps).clamp(grid.int_min, grid.int_max)
+    return torch.where((q == 0) & (steps != 0), lifted, q)
 
 
 def _is_pow2(scale: float) -> bool:
@@ -99,11 +113,16 @@ def _is_pow2(scale: float) -> bool:
     return scale > 0 and mantissa == 0.5
 
 
-def project(values: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """Nearest grid value of every entry (float64); zeros stay zero (same rule as ``snap``)."""
+def project(values: torch.Tensor, grid: Grid, *, keep_nonzero: bool = True) -> torch.Tensor:
+    """Nearest grid value of every entry (float64); zeros stay zero (same rule as ``snap``:
+    on a uniform grid a nonzero weight keeps a nonzero level where ``keep_nonzero``)."""
     v = values.detach().double()
     if grid.levels is None:
-        q = torch.clamp(torch.round(v / grid.scale), grid.int_min, grid.int_max) * grid.scale
+        steps = v / grid.scale
+        q = torch.clamp(torch.round(steps), grid.int_min, grid.int_max)
+        if keep_nonzero:
+            q = _lift_zeros(q, steps, grid)
+        q = q * grid.scale
     else:
         levels = grid_tensors(grid, v)
         rows = v.reshape(v.shape[0], -1, 1)

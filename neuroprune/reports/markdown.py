@@ -70,13 +70,18 @@ def _heading(record: RunRecord) -> list[str]:
 
 
 def _budget(record: RunRecord) -> list[str]:
-    """The budget, the counting convention, the validation part."""
-    return [
+    """The budget, the counting convention, the core blocks, the validation part."""
+    out = [
         "",
         f"Budget: {_num(record.budget.synapses)} synapses ({record.budget.source}).",
         f"Counting: {record.counting or ''}.",
-        *_validation(record),
     ]
+    if record.budget.core_blocks:
+        out.append(
+            "Core blocks (the projection pruned these layers into blocks of neurons that each "
+            "fit one core): " + "; ".join(record.budget.core_blocks) + "."
+        )
+    return out + _validation(record)
 
 
 def _stage_section(record: RunRecord) -> list[str]:

@@ -207,13 +207,14 @@ def _stages_table(record: RunRecord) -> Table:
         stages.add_row("dense", _pct(dense.accuracy), _fmt(dense.synapses), _fmt(dense.neurons), "")
     if pruned is not None:
         skipped = "; skipped: nothing to prune" if pruned.skipped else ""
+        blocks = f"; core blocks: {'; '.join(budget.core_blocks)}" if budget.core_blocks else ""
         stages.add_row(
             "pruned",
             _pct(pruned.accuracy),
             _fmt(pruned.synapses),
             _fmt(pruned.neurons),
             f"budget {_fmt(budget.synapses)} ({budget.source}), "
-            f"max fan-in {_fmt(pruned.max_fan_in)}{skipped}",
+            f"max fan-in {_fmt(pruned.max_fan_in)}{skipped}{blocks}",
         )
     if quant is not None:
         stages.add_row(

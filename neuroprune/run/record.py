@@ -116,15 +116,17 @@ class SimLayerRow(_Section):
 class BudgetRecord(_Section):
     """The synapse budget: ``synapses`` (B), its ``source``; ``binds`` (False: B is at least the
     dense network's synapses, nothing to prune), ``dense_cores`` (cores the dense network needs
-    in the allocation) of ``cores_allocated``."""
+    in the allocation) of ``cores_allocated``; ``core_blocks``: one line per layer the projection
+    prunes into core blocks (:meth:`neuroprune.chip.capacity.InputBlocks.describe`), and why."""
 
-    _optional = frozenset({"binds", "dense_cores", "cores_allocated"})
+    _optional = frozenset({"binds", "dense_cores", "cores_allocated", "core_blocks"})
 
     synapses: int
     source: str
     binds: bool | None = None
     dense_cores: int | None = None
     cores_allocated: int | None = None
+    core_blocks: list[str] | None = None
 
 
 class StageRecord(_Section):

@@ -9,7 +9,9 @@ three kinds, once, for report.json, report.md and the console:
   was fixed point). Agreement then says that the chip computes what the model computes.
 * ``float stand-in``: the chip's arithmetic is not modelled; the simulator ran the exported file
   in floating point. Agreement then proves that the exported file is faithful to the model,
-  not that the chip computes this.
+  not that the chip computes this. Where no public source defines the chip's arithmetic (the
+  profile says so: ``neuron.arithmetic: {value: null, source, note}``, Tianjic) the detail
+  begins "no public specification of <chip>'s neuron arithmetic".
 * ``vendor simulator``: the chip vendor's own simulator ran the file (a backend that declares
   the chip in ``vendor_chips``: ``sinabs``, SynSense's Sinabs, for Speck; ``xylosim``,
   SynSense's XyloSim, for ``xylo``).
@@ -110,6 +112,13 @@ def verification_kind(profile: Any, backend: Any, *, fixed_point: bool) -> Verif
             f"the {name} backend ran {arithmetic}, {profile.name}'s published integer "
             "arithmetic, bit for bit",
         )
+    unpublished = getattr(profile.neuron, "arithmetic_unpublished", None)
+    if arithmetic is None and unpublished:
+        return Verification(
+            FLOAT_STAND_IN,
+            f"{unpublished_text(profile)} ({unpublished}); the {name} backend ran the file in "
+            f"{_mode(runs, fixed_point)}",
+        )
     if arithmetic is None:
         why = f"the {profile.name} profile declares no neuron arithmetic (neuron.arithmetic)"
     elif not fixed_point:
@@ -119,6 +128,12 @@ def verification_kind(profile: Any, backend: Any, *, fixed_point: bool) -> Verif
     return Verification(
         FLOAT_STAND_IN, f"the {name} backend ran the file in {_mode(runs, fixed_point)}: {why}"
     )
+
+
+def unpublished_text(profile: Any) -> str:
+    """What a report says of a chip whose neuron arithmetic no public source defines
+    (``neuron.arithmetic: {value: null, ...}``)."""
+    return f"no public specification of {profile.name}'s neuron arithmetic"
 
 
 def _mode(runs: tuple[str, ...], fixed_point: bool) -> str:

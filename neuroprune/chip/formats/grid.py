@@ -1,9 +1,15 @@
 """Integer grids and the arithmetic every quantizer shares (torch-free).
 
 A :class:`Grid` is the set of integers one layer may store and the float value of one step.
-Assigning a float weight to a grid is always "nearest level" (:func:`snap`); quantization-aware
+Assigning a float weight to a grid is "nearest level" (:func:`snap`); quantization-aware
 fine-tuning projects onto the same grid with the same rule, so both agree by construction.
-Zeros stay zero, so the synapse count can only fall.
+Zeros stay zero (pruned synapses stay pruned). On a uniform grid a kept synapse never rounds to
+0: a nonzero weight below half a step takes the nearest nonzero level, ``sign(w)`` (error at
+most one step instead of half), so the chip stores exactly the ``B`` synapses the budget kept
+(:func:`round_uniform`). A level grid (TrueNorth's per-neuron ``{-A_i, 0, A_i}``, DYNAP-SE's
+shared values) keeps the nearest level, 0 included: its nearest nonzero level can be far from a
+small weight, so its count can fall, and the run's warnings name the shortfall and the format
+(``synapses_lost``, :mod:`neuroprune.run.warnings`).
 
 Scales: :func:`best_pow2_scale` (Loihi, SpiNNaker) and :func:`dyadic_scale` (float scales
 rounded up to 8 significant bits, so ``int * scale`` is exact in float32 for ``|int| < 2**16``).
@@ -46,15 +52,25 @@ class Grid:
         return np.broadcast_to(levels, (rows, levels.shape[-1]))
 
 
-def snap(weight: np.ndarray, grid: Grid) -> np.ndarray:
-    """Nearest grid integer for every weight (int64); zeros stay zero.
+def round_uniform(steps: np.ndarray, int_min: int, int_max: int) -> np.ndarray:
+    """Integers of a uniform grid for weights in steps (``w / scale``), keeping every synapse:
+    ``clip(rint(steps), int_min, int_max)`` (ties to even), except that a nonzero value that
+    rounds to 0 takes ``clip(sign(steps), int_min, int_max)`` (its nearest nonzero level).
+    Zeros stay zero. float64 in, float64 out."""
+    q = np.clip(np.rint(steps), int_min, int_max)
+    lifted = np.clip(np.sign(steps), int_min, int_max)
+    return np.where((q == 0) & (steps != 0), lifted, q)
 
-    Uniform grid: ``clip(rint(w / scale), int_min, int_max)`` (ties to even). Level grid: the
-    level ``l`` minimising ``|w - l*scale|`` (first such level on ties; levels hold 0).
+
+def snap(weight: np.ndarray, grid: Grid) -> np.ndarray:
+    """Grid integer for every weight (int64); zeros stay zero.
+
+    Uniform grid: :func:`round_uniform` (nearest integer, a kept synapse never 0). Level grid:
+    the level ``l`` minimising ``|w - l*scale|`` (first such level on ties; levels hold 0).
     """
     w = np.asarray(weight, dtype=np.float64)
     if grid.levels is None:
-        q = np.clip(np.rint(w / grid.scale), grid.int_min, grid.int_max).astype(np.int64)
+        q = round_uniform(w / grid.scale, grid.int_min, grid.int_max).astype(np.int64)
     else:
         rows = w.reshape(w.shape[0], -1)
         levels = cast(np.ndarray, grid.row_levels(rows.shape[0]))  # a level grid

@@ -39,6 +39,7 @@ from neuroprune.chip.formats.grid import (
     Grid,
     best_pow2_scale,
     dyadic_floor,
+    round_uniform,
     uniform_max_scale,
 )
 from neuroprune.chip.formats.neuron import generic_neuron_fields, threshold_to_int
@@ -94,8 +95,9 @@ class SpinnakerQuantizer(Quantizer):
 
 def _largest_receptor_sum(weight: np.ndarray, scale: float, q: int) -> int:
     """Largest summed positive or summed negative integer weight of one output neuron (row of
-    ``weight [out, ...]``) on the grid ``scale``, ``[-q, q]``."""
-    ints = np.clip(np.rint(weight / scale), -q, q).reshape(weight.shape[0], -1)
+    ``weight [out, ...]``) on the grid ``scale``, ``[-q, q]`` (rounded as :func:`snap` rounds:
+    a kept synapse is at least 1)."""
+    ints = round_uniform(weight / scale, -q, q).reshape(weight.shape[0], -1)
     positive = np.where(ints > 0, ints, 0).sum(axis=1)
     negative = np.where(ints < 0, -ints, 0).sum(axis=1)
     return int(max(positive.max(initial=0), negative.max(initial=0)))
