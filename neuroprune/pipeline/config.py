@@ -32,6 +32,7 @@ from pydantic import (
 
 from neuroprune.core.errors import ConfigError, NeuropruneError, did_you_mean
 from neuroprune.core.registry import unknown_name
+from neuroprune.core.yaml_text import DuplicateKeyError, load_unique
 from neuroprune.data.datasets import DATASETS as DATASET_NAMES
 from neuroprune.data.datasets import canonical_name, is_event_dataset
 from neuroprune.data.encoding import ENCODINGS, EVENTS, IMAGE_ENCODINGS
@@ -296,7 +297,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file into a dict (unknown key -> ConfigError)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        raw = load_unique(path.read_bytes().decode("utf-8")) or {}
     except OSError as exc:
         raise ConfigError(
             f"cannot read config: {exc.strerror}",
@@ -308,6 +309,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             f"not a UTF-8 text file (byte {exc.start})",
             where=str(path),
             fix="Pass a YAML file of key: value lines.",
+        ) from exc
+    except DuplicateKeyError as exc:
+        raise ConfigError(
+            f"{exc.describe()}; the last would silently win",
+            where=str(path),
+            fix="Remove one of them.",
         ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"malformed YAML: {exc}", where=str(path)) from exc
