@@ -212,11 +212,32 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _compatible(self) -> RunConfig:
+        """Options that would be ignored together are refused: ``--scheduler`` with a method
+        that has none; ``--train-dense`` without ``--from``; with ``--from FILE.nir`` (the
+        file is the model, neurons included) a ``--model``, ``--hidden`` or ``--neuron`` other
+        than the default."""
         if self.scheduler is not None and not PRUNING_METHODS.get(self.method).scheduled:
             raise ValueError(
                 f"--scheduler {self.scheduler} applies to {', '.join(scheduled_methods())} only, "
                 f"not to --method {self.method}"
             )
+        if self.train_dense and not self.from_nir:
+            raise ValueError(
+                "--train-dense (train_dense) applies with --from FILE.nir only: "
+                "a --model is always trained densely"
+            )
+        if self.from_nir:
+            ignored = {
+                "--model": self.model if self.model != "mlp" else None,
+                "--hidden": ",".join(map(str, self.hidden)) if self.hidden else None,
+                "--neuron": self.neuron if self.neuron != "lif" else None,
+            }
+            for option, value in ignored.items():
+                if value is not None:
+                    raise ValueError(
+                        f"{option} {value} would be ignored with --from {self.from_nir}: "
+                        "the NIR file is the model, its layers and neurons included"
+                    )
         return self
 
     def as_dict(self) -> dict[str, Any]:
