@@ -135,7 +135,7 @@ def _terminate(signum, frame):
 def _fail(verbose: bool, line: str, code: int) -> None:
     if verbose:
         traceback.print_exc()
-    click.echo(f"error: {line}", err=True)
+    click.echo(f"error: {' '.join(line.split())}", err=True)  # one line, whatever a library said
     sys.exit(code)
 
 
