@@ -55,12 +55,12 @@ def network_from_graph(graph, *, source: str = "<memory>", dt: float | None = No
     sum their signals there (a residual ADD of spike maps). A neuron node reads exactly one
     synaptic node. Every node must lead to the single Output.
     """
+    _check_finite(graph, list(graph.nodes), source)  # before any other reading of a value
     meta = graph_metadata(graph)
     step = time_step(meta, dt, source)
     _check_semantics(meta, source)
     order = topological_order(graph, source)
     _check_graph(graph, order, source)
-    _check_finite(graph, order, source)
     preds = predecessors(graph)
     input_shape = _input_node_shape(graph, order)
     index: dict[str, int] = {order[0]: INPUT}
