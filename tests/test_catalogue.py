@@ -1060,3 +1060,25 @@ def test_the_catalogue_spans_every_kind_of_fault():
     assert len(ids) == len(set(ids)) and len(ids) >= 150, len(ids)
     kinds = {i.split("-")[0] for i in ids}
     assert {"opt", "config", "profile", "data", "nir", "model", "run", "fs", "signal"} <= kinds
+
+
+def test_a_chip_exact_simulation_below_the_threshold_fails(real_run, tmp_path):
+    """The pass/fail rule of ``simulate`` can fail: a Loihi run (fixed point, chip-exact on the
+    reference backend) whose model.nir is another run's disagrees with its own quantized
+    model, and ``simulate RUN --backend reference`` exits 1 (it exited 0 at any agreement)."""
+    other = CliRunner().invoke(
+        main, ["fit", "--out", str(tmp_path), "--name", "other", *REAL[:-1], "1"]
+    )
+    assert other.exit_code == 0, other.stderr
+    run = tmp_path / "run"
+    shutil.copytree(real_run, run)
+    shutil.copyfile(tmp_path / "other" / "model.nir", run / "model.nir")
+    argv = ["simulate", str(run), "--backend", "reference", "--json"]
+    result = CliRunner().invoke(main, argv)
+    record = json.loads(result.stdout)
+    assert record["verification"]["kind"] == "chip-exact"
+    assert record["agreement_source"] == "reference_model" and record["mode"] == "fixed"
+    assert record["spike_agreement"] < 0.99 and result.exit_code == 1, result.stderr
+    own = shutil.copytree(real_run, tmp_path / "own")
+    same = CliRunner().invoke(main, ["simulate", str(own), "--backend", "reference"])
+    assert same.exit_code == 0, same.output  # its own model.nir agrees: the rule passes

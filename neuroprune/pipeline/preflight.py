@@ -156,9 +156,10 @@ def check_neuron_models(summary, profile: ChipProfile, cfg: RunConfig) -> None:
     if not foreign:
         return
     models = ", ".join(profile.neuron.models)
+    built = [m.lower() for m in profile.neuron.models if m.lower() in ("lif", "if")]
     fix = (
-        f"Use --neuron {profile.neuron.models[0].lower()}."
-        if not cfg.from_nir and profile.neuron.models[0].lower() in ("lif", "if")
+        f"Use --neuron {built[0]}."
+        if built and not cfg.from_nir
         else f"Give a network of {models} neurons."
     )
     raise UnsupportedError(
