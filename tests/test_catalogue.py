@@ -1006,8 +1006,8 @@ def test_a_real_file_size_limit_on_a_checkpoint_is_exit_4(real_run, tmp_path):
     assert snapshot(run) == before
 
 
-# (case id, signal, seconds after the fit marked its staging folder; None: after the start,
-# while the command line is still being imported)
+# (case id, signal, seconds after the fit marked its staging folder; None: while the command
+# line is still being imported)
 SIGNAL_CASES = [
     ("signal-sigint-while-importing", signal.SIGINT, None),
     ("signal-sigterm-while-importing", signal.SIGTERM, None),
@@ -1036,8 +1036,8 @@ def test_a_signal_at_any_point_is_exit_130_and_one_line(real_run, tmp_path, sig,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
     )
-    if delay is None:
-        time.sleep(0.3)  # past Python's own start-up, within the imports (seconds)
+    if delay is None:  # past Python's own start-up, within the command line's imports
+        wait_for_library(proc, "_pydantic_core")
     else:
         mark = tmp_path / ".run.staging" / PARTIAL_MARK
         deadline = time.monotonic() + 300
@@ -1051,6 +1051,16 @@ def test_a_signal_at_any_point_is_exit_130_and_one_line(real_run, tmp_path, sig,
     assert proc.returncode == EXIT_INTERRUPTED, (proc.returncode, err)
     assert len(lines) == 1 and lines[0].startswith("interrupted"), err
     assert snapshot(run) == before
+
+
+def wait_for_library(proc: subprocess.Popen, name: str, timeout: float = 300) -> None:
+    """Until ``proc`` has loaded the shared library ``name`` (its /proc maps name it): the
+    command line's imports are under way (pydantic's core is among the first), Python's own
+    start-up, out of any program's reach, is over."""
+    maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.monotonic() + timeout
+    while name not in maps.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.002)
 
 
 def test_the_catalogue_spans_every_kind_of_fault():
