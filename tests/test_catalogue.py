@@ -1092,3 +1092,37 @@ def test_a_chip_exact_simulation_below_the_threshold_fails(real_run, tmp_path):
     own = shutil.copytree(real_run, tmp_path / "own")
     same = CliRunner().invoke(main, ["simulate", str(own), "--backend", "reference"])
     assert same.exit_code == 0, same.output  # its own model.nir agrees: the rule passes
+
+
+def test_an_interrupt_a_destructor_swallowed_still_stops_the_command():
+    """A signal that lands while Python runs a weakref callback (or a destructor) has its
+    KeyboardInterrupt printed as "Exception ignored" and dropped, and the command ran on
+    (a SIGTERM mid-training once exited 0): the signal is recorded and raised again at the
+    next progress event, exit 130 and the one line."""
+    import weakref
+
+    import click
+
+    from neuroprune.cli.app import checked, handle_errors
+
+    reached = []
+
+    @click.command()
+    @handle_errors
+    def command():
+        class Node:
+            pass
+
+        node = Node()
+        ref = weakref.ref(node, lambda _: os.kill(os.getpid(), signal.SIGTERM))
+        del node  # the callback runs, its KeyboardInterrupt is swallowed
+        assert ref() is None
+        reached.append("after the callback")
+        checked(lambda event: reached.append(event))({"event": "epoch"})
+        reached.append("after the next event")
+
+    result = CliRunner().invoke(command, [])
+    assert reached == ["after the callback"]
+    assert result.exit_code == EXIT_INTERRUPTED, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("interrupted"), result.stderr

@@ -64,9 +64,15 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         verbose = click.get_current_context().find_root().params.get("verbose", False)
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGINT, signal.SIGTERM)}
+        SIGNALLED.clear()
+        unraisable, sys.unraisablehook = sys.unraisablehook, _quiet_interrupt(sys.unraisablehook)
         try:
-            return fn(*args, **kwargs)
+            done = fn(*args, **kwargs)
+        except SystemExit:
+            if SIGNALLED:  # a signal whose KeyboardInterrupt a destructor swallowed
+                _interrupted()
+            raise
         except NeuropruneError as exc:
             if not _is_main_process():  # under torchrun every rank meets the error; rank 0 says it
                 sys.exit(exc.exit_code)
@@ -87,7 +93,12 @@ def handle_errors(fn):
                 EXIT_INTERNAL,
             )
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            sys.unraisablehook = unraisable
+        if SIGNALLED:
+            _interrupted()
+        return done
 
     return wrapper
 
@@ -127,9 +138,42 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
     return False
 
 
+SIGNALLED: list[int] = []
+"""The SIGINT/SIGTERM a command received (:func:`_terminate` records each)."""
+
+
 def _terminate(signum, frame):
-    """SIGTERM is handled like SIGINT: stop, clean up child processes, exit 130."""
+    """SIGINT and SIGTERM: stop, clean up child processes, exit 130.
+
+    The KeyboardInterrupt raised here is lost when the signal lands while Python runs a
+    destructor or a weakref callback ("Exception ignored in ..."): the signal is also recorded,
+    and :func:`checked` raises it again at the next progress event."""
+    SIGNALLED.append(signum)
     raise KeyboardInterrupt
+
+
+def _quiet_interrupt(hook):
+    """``sys.unraisablehook`` that says nothing of a KeyboardInterrupt a destructor or weakref
+    callback swallowed (the signal is recorded, :func:`checked` raises it again); ``hook``
+    reports everything else."""
+
+    def report(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            hook(unraisable)
+
+    return report
+
+
+def checked(progress):
+    """``progress`` that first raises KeyboardInterrupt for a signal received before (one whose
+    own KeyboardInterrupt a destructor swallowed), so a run stops at its next event."""
+
+    def forward(event) -> None:
+        if SIGNALLED:
+            raise KeyboardInterrupt
+        progress(event)
+
+    return forward
 
 
 def _fail(verbose: bool, line: str, code: int) -> None:
