@@ -13,6 +13,7 @@ from neuroprune.chip.profile_reader import parse_profile
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.errors import ProfileError, UnknownChipError
 from neuroprune.core.registry import unknown_name
+from neuroprune.core.yaml_text import DuplicateKeyError, load_unique
 
 # --------------------------------------------------------------------------------------------
 # Locating profiles
@@ -96,7 +97,13 @@ def load_profile(chip: str | Path) -> ChipProfile:
             fix="Pass a profile YAML file (see hardware_profiles/README.md).",
         ) from exc
     try:
-        raw = yaml.safe_load(text)
+        raw = load_unique(text)
+    except DuplicateKeyError as exc:
+        raise ProfileError(
+            f"{exc.describe()}; the last would silently win",
+            where=str(path),
+            fix="Remove one of them (see hardware_profiles/README.md).",
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -64,9 +64,15 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         verbose = click.get_current_context().find_root().params.get("verbose", False)
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGINT, signal.SIGTERM)}
+        SIGNALLED.clear()
+        unraisable, sys.unraisablehook = sys.unraisablehook, _quiet_interrupt(sys.unraisablehook)
         try:
-            return fn(*args, **kwargs)
+            done = fn(*args, **kwargs)
+        except SystemExit:
+            if SIGNALLED:  # a signal whose KeyboardInterrupt a destructor swallowed
+                _interrupted()
+            raise
         except NeuropruneError as exc:
             if not _is_main_process():  # under torchrun every rank meets the error; rank 0 says it
                 sys.exit(exc.exit_code)
@@ -87,7 +93,12 @@ def handle_errors(fn):
                 EXIT_INTERNAL,
             )
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            sys.unraisablehook = unraisable
+        if SIGNALLED:
+            _interrupted()
+        return done
 
     return wrapper
 
@@ -97,13 +108,20 @@ def _is_main_process() -> bool:
     return is_main()
 
 
+INTERRUPTED_LINE = (
+    "interrupted: an earlier run in the folder is replaced only by a completed one; "
+    "a fit's partial run is kept for --resume"
+)
+
+
 def _interrupted() -> None:
-    click.echo(
-        "interrupted: an earlier run in the folder is replaced only by a completed one; "
-        "a fit's partial run is kept for --resume",
-        err=True,
-    )
-    sys.exit(EXIT_INTERRUPTED)
+    sys.exit(_interrupted_code())
+
+
+def _interrupted_code() -> int:
+    """Say the one line of an interrupt; its exit code (130)."""
+    click.echo(INTERRUPTED_LINE, err=True)
+    return EXIT_INTERRUPTED
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
@@ -120,15 +138,48 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
     return False
 
 
+SIGNALLED: list[int] = []
+"""The SIGINT/SIGTERM a command received (:func:`_terminate` records each)."""
+
+
 def _terminate(signum, frame):
-    """SIGTERM is handled like SIGINT: stop, clean up child processes, exit 130."""
+    """SIGINT and SIGTERM: stop, clean up child processes, exit 130.
+
+    The KeyboardInterrupt raised here is lost when the signal lands while Python runs a
+    destructor or a weakref callback ("Exception ignored in ..."): the signal is also recorded,
+    and :func:`checked` raises it again at the next progress event."""
+    SIGNALLED.append(signum)
     raise KeyboardInterrupt
+
+
+def _quiet_interrupt(hook):
+    """``sys.unraisablehook`` that says nothing of a KeyboardInterrupt a destructor or weakref
+    callback swallowed (the signal is recorded, :func:`checked` raises it again); ``hook``
+    reports everything else."""
+
+    def report(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            hook(unraisable)
+
+    return report
+
+
+def checked(progress):
+    """``progress`` that first raises KeyboardInterrupt for a signal received before (one whose
+    own KeyboardInterrupt a destructor swallowed), so a run stops at its next event."""
+
+    def forward(event) -> None:
+        if SIGNALLED:
+            raise KeyboardInterrupt
+        progress(event)
+
+    return forward
 
 
 def _fail(verbose: bool, line: str, code: int) -> None:
     if verbose:
         traceback.print_exc()
-    click.echo(f"error: {line}", err=True)
+    click.echo(f"error: {' '.join(line.split())}", err=True)  # one line, whatever a library said
     sys.exit(code)
 
 
@@ -157,7 +208,17 @@ class OneLineGroup(click.Group):
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
+            code: object = self._outcome(*args, **kwargs)
+        except KeyboardInterrupt:  # a signal while the outcome was being rendered
+            code = _interrupted_code()
+        exit_decided(code)
+
+    def _outcome(self, *args, **kwargs) -> object:
+        """Run the command: the exit code it decided, a usage error's one line and code 2."""
+        try:
             code = super().main(*args, standalone_mode=False, **kwargs)
+        except SystemExit as exc:  # every command's exit (handle_errors) ends here
+            return exc.code
         except click.ClickException as exc:
             hint = (
                 f" (see 'neuroprune {exc.ctx.command_path.split(' ', 1)[-1]} --help')"
@@ -166,11 +227,31 @@ class OneLineGroup(click.Group):
             )
             message = " ".join(exc.format_message().split())
             click.echo(f"error: {message}{hint}", err=True)
-            sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
-            click.echo("interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        sys.exit(code if isinstance(code, int) else 0)
+            return exc.exit_code
+        except (click.exceptions.Abort, KeyboardInterrupt):  # outside a command's handler
+            return _interrupted_code()
+        return code if isinstance(code, int) else 0
+
+
+PROCESS_EXIT = {"final": False}  # set by the process entry point (neuroprune.__main__.run)
+
+
+def exit_decided(code: object) -> None:
+    """Exit with ``code``, the outcome already decided, whatever signal comes now.
+
+    Two things would otherwise change it. (1) CPython records a KeyboardInterrupt that ended a
+    string ``exec``/``eval`` (``PyRun_String``: dataclasses, pydantic, pybind11 modules run
+    such code at import) and, under ``python -m``, ends the process by SIGINT (exit -2) after
+    the SystemExit, even when the interrupt was caught and answered with exit 130; the record
+    is cleared at the start of every string ``exec``, so one harmless ``exec`` clears it. (2)
+    While the interpreter shuts down it restores the default SIGINT action, so a signal then
+    kills the process silently: in the process's own exit (not a test's in-process call),
+    SIGINT and SIGTERM are ignored from here on."""
+    if PROCESS_EXIT["final"]:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    exec("pass", {})  # noqa: S102  (clears CPython's unhandled-KeyboardInterrupt record)
+    sys.exit(code)
 
 
 @click.group(context_settings=CONTEXT, cls=OneLineGroup)

@@ -7,7 +7,15 @@ import sys
 
 import click
 
-from neuroprune.cli.app import CONTEXT, _console, _err_console, _torch_threads, handle_errors, main
+from neuroprune.cli.app import (
+    CONTEXT,
+    _console,
+    _err_console,
+    _torch_threads,
+    checked,
+    handle_errors,
+    main,
+)
 from neuroprune.cli.invocation import command_line
 from neuroprune.cli.options import chip_help, fit_option, model_help
 from neuroprune.pipeline.config import resolve_config, scheduled_methods
@@ -262,7 +270,7 @@ def fit(config_file, as_json, **options) -> None:
     console = _err_console() if as_json else _console()
     quiet = as_json or not distributed.is_main()  # under torchrun only rank 0 prints
     with ProgressRenderer(console, quiet=quiet) as progress:
-        outcome = run_fit(cfg, progress=progress, command=command_line())
+        outcome = run_fit(cfg, progress=checked(progress), command=command_line())
     if not distributed.is_main():
         sys.exit(0)
     if as_json:

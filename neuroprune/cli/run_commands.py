@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from neuroprune.cli.app import CONTEXT, _console, _torch_threads, handle_errors, main
+from neuroprune.cli.app import CONTEXT, _console, _torch_threads, checked, handle_errors, main
 from neuroprune.cli.invocation import command_line
 from neuroprune.cli.options import config_default
 from neuroprune.export.formats import EXPORTERS
@@ -57,7 +57,7 @@ def quantize(run_dir: str, chip: str | None, out_dir: str | None, quant_epochs) 
             chip=chip,
             out=Path(out_dir) if out_dir else None,
             finetune_epochs=quant_epochs,
-            progress=progress,
+            progress=checked(progress),
             command=command_line(),
         )
     outcome = done.outcome

@@ -11,7 +11,15 @@ from collections.abc import Iterator
 
 import click
 
-from neuroprune.cli.app import CONTEXT, _console, _err_console, _torch_threads, handle_errors, main
+from neuroprune.cli.app import (
+    CONTEXT,
+    _console,
+    _err_console,
+    _torch_threads,
+    checked,
+    handle_errors,
+    main,
+)
 from neuroprune.cli.options import chip_help, config_default, model_help, one_of, with_default
 from neuroprune.pipeline.config import choices
 from neuroprune.pruning.registry import PRUNING_METHODS
@@ -152,7 +160,7 @@ def sweep(
 
     console = _err_console() if as_json else _console()
     with ProgressRenderer(console, quiet=as_json) as progress:
-        result = run_sweep(plan, progress=progress)
+        result = run_sweep(plan, progress=checked(progress))
     failed = any(row.get("status") == "failed" for row in result.rows)
     if as_json:
         click.echo(result.json_path.read_text())

@@ -7,6 +7,7 @@ An interrupted run never leaves a half-written artifact and never destroys an ea
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -64,6 +65,18 @@ def write_text(target: str | os.PathLike, text: str) -> Path:
 def write_json(target: str | os.PathLike, obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON (keys kept in insertion order)."""
     return write_text(target, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def write_through_memory(target: str | os.PathLike, writer: Callable[[io.BytesIO], Any]) -> Path:
+    """Atomically produce ``target`` from ``writer(buffer)``, which writes the whole file into
+    an in-memory buffer first; its bytes then reach the disk in one :func:`write_bytes`.
+
+    For writers that fail on a short write with their own error instead of an ``OSError``
+    (``torch.save``: "unexpected pos"; HDF5 and ONNX likewise): a file-size limit, a full disk
+    or an unwritable folder is then always an ``OSError`` naming ``target`` (exit 4)."""
+    buffer = io.BytesIO()
+    writer(buffer)
+    return write_bytes(target, buffer.getvalue())
 
 
 def write_with(target: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:

@@ -301,6 +301,8 @@ def _load_idx_dataset(name: str, data_dir, subdir: str, classes: tuple[str, ...]
 def _idx_images(path: Path, array: np.ndarray) -> np.ndarray:
     if array.ndim != 3 or array.dtype != np.uint8:
         raise malformed_file(path, "expected uint8 images of shape (N, H, W)", array.shape)
+    if array.shape[0] == 0:
+        raise malformed_file(path, "the file holds 0 images", array.shape)
     return (array.astype(np.float32) / 255.0)[:, None, :, :]
 
 
@@ -366,6 +368,8 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise malformed_file(path, f"not a CIFAR-10 python batch ({exc})", None) from exc
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise malformed_file(path, "data must be uint8 of shape (N, 3072)", data.shape)
+    if data.shape[0] == 0:
+        raise malformed_file(path, "the batch holds 0 images", data.shape)
     if labels.shape != (data.shape[0],) or (
         labels.size and not 0 <= labels.min() <= labels.max() <= 9
     ):

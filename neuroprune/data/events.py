@@ -174,6 +174,8 @@ def _nmnist_read(path: Path) -> np.ndarray:
     from tonic.io import read_mnist_file  # deferred: imports tonic
 
     size = path.stat().st_size
+    if size == 0:
+        raise malformed_file(path, "empty N-MNIST recording (0 bytes: no events)", size)
     if size % 5:
         raise malformed_file(path, "N-MNIST file length is not a multiple of 5 bytes", size)
     events = read_mnist_file(str(path), dtype=NMNIST.dtype)

@@ -37,7 +37,7 @@ def malformed_file(path: Path, message: str, value: object) -> DatasetError:
     return DatasetError(
         message,
         where=str(path),
-        field="file",
+        field=None if value is None else "file",
         value=value,
         fix="Replace the file with an intact copy of the original dataset file.",
     )

@@ -31,6 +31,7 @@ deprecation warning is silenced. The model's ``metadata_props`` record ``neuropr
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neuroprune.core.atomic import atomic_path
+from neuroprune.core.atomic import write_through_memory
 from neuroprune.core.errors import ArtifactError, BackendUnavailableError, ConfigError
 from neuroprune.export.stages import check_input_shape, check_timesteps, model_graph
 from neuroprune.graph.read import stage_out_shape
@@ -291,25 +292,29 @@ def _write(unrolled: UnrolledSNN, shape, path, progress) -> Path:
     onnx = _require("onnx")
     example = torch.zeros((unrolled.timesteps, 2, *shape), dtype=torch.float32)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        _torch_export(unrolled, example, tmp)
-        proto = onnx.load(str(tmp))
+
+    def write(buffer: io.BytesIO) -> None:  # through memory: torch's write errors name no file
+        exported = io.BytesIO()
+        _torch_export(unrolled, example, exported)
+        proto = onnx.load_from_string(exported.getvalue())
         _add_metadata(proto, unrolled.timesteps, shape)
         onnx.checker.check_model(proto, full_check=True)
-        onnx.save(proto, str(tmp))
+        buffer.write(proto.SerializeToString())
+
+    write_through_memory(path, write)
     if progress is not None:
         progress({"event": "exported", "format": "onnx", "path": str(path), "opset": ONNX_OPSET})
     return path
 
 
-def _torch_export(module: torch.nn.Module, example: torch.Tensor, target: Path) -> None:
+def _torch_export(module: torch.nn.Module, example: torch.Tensor, target) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             module,
             (example,),
-            str(target),
+            target,
             dynamo=False,
             opset_version=ONNX_OPSET,
             input_names=[INPUT_NAME],

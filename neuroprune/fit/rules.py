@@ -15,6 +15,7 @@ from neuroprune.chip.capacity import (
     capacity_model,
 )
 from neuroprune.chip.schema import ChipProfile
+from neuroprune.core.errors import ConfigError
 from neuroprune.core.summary import NetworkSummary
 from neuroprune.fit.packing import FitContext, fan_out_cores, pack
 from neuroprune.fit.report import CoreCountLimit, Finding, FitReport, Packing
@@ -33,6 +34,13 @@ def rule(name: str) -> Callable[[Rule], Rule]:
     return register
 
 
+def foreign_neuron_layers(summary: NetworkSummary, profile: ChipProfile) -> list:
+    """The layers of ``summary`` whose neuron model ``profile`` does not run
+    (``neuron.models``): no pruning or quantization changes a neuron model, so ``fit`` refuses
+    them before training (:func:`neuroprune.pipeline.preflight._preflight`)."""
+    return [layer for layer in summary.layers if layer.neuron_model not in profile.neuron.models]
+
+
 @rule("neuron_model")
 def neuron_model(ctx: FitContext) -> list[Finding]:
     """Every layer's neuron model must be one the chip runs."""
@@ -45,8 +53,7 @@ def neuron_model(ctx: FitContext) -> list[Finding]:
             layer.neuron_model,
             f"use a neuron model the chip runs ({', '.join(models)}), e.g. --neuron if",
         )
-        for layer in ctx.summary.layers
-        if layer.neuron_model not in models
+        for layer in foreign_neuron_layers(ctx.summary, ctx.profile)
     ]
 
 
@@ -340,6 +347,7 @@ def check_fit(
     Default allocation: one chip. ``cores`` (if given) caps the cores; ``chips`` multiplies the
     chip-level limits. Returns a :class:`FitReport`; never raises for "does not fit".
     """
+    check_allocation(profile, chips=chips, cores=cores)
     chips_alloc = chips or (math.ceil(cores / profile.cores) if cores else 1)
     cores_alloc = cores or chips_alloc * profile.cores
     model = capacity_model(profile)
@@ -363,6 +371,42 @@ def check_fit(
         packing=packing,
         cores_set_by=core_count_limit(summary, model, len(packing.cores)),
     )
+
+
+def check_allocation(profile: ChipProfile, *, chips: int | None, cores: int | None) -> None:
+    """Refuse an allocation no system of ``profile`` has: ``chips`` or ``cores`` below 1, or
+    more chips (``cores`` / cores per chip, rounded up) than the profile's
+    ``chip.chips_per_system_max`` (when it states one). A ``ConfigError`` (exit 2) naming the
+    option, the value and the most the profile allows."""
+    for option, value in (("chips", chips), ("cores", cores)):
+        if value is not None and value < 1:
+            raise ConfigError(
+                "an allocation holds at least one",
+                where="command line",
+                field=option,
+                value=value,
+                fix=f"Give --{option} 1 or more, or leave it out for one whole chip.",
+            )
+    most = profile.chips_per_system_max
+    if most is None:
+        return
+    if chips is not None and chips > most:
+        raise ConfigError(
+            f"{profile.name} systems hold at most {most} chips (chip.chips_per_system_max)",
+            where="command line",
+            field="chips",
+            value=chips,
+            fix=f"Give --chips {most} or fewer.",
+        )
+    if cores is not None and cores > most * profile.cores:
+        raise ConfigError(
+            f"{profile.name} systems hold at most {most} chips of {profile.cores} cores "
+            f"({most * profile.cores} cores; chip.chips_per_system_max)",
+            where="command line",
+            field="cores",
+            value=cores,
+            fix=f"Give --cores {most * profile.cores} or fewer.",
+        )
 
 
 RESOURCE_WORDS = {

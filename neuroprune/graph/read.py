@@ -55,6 +55,7 @@ def network_from_graph(graph, *, source: str = "<memory>", dt: float | None = No
     sum their signals there (a residual ADD of spike maps). A neuron node reads exactly one
     synaptic node. Every node must lead to the single Output.
     """
+    _check_finite(graph, list(graph.nodes), source)  # before any other reading of a value
     meta = graph_metadata(graph)
     step = time_step(meta, dt, source)
     _check_semantics(meta, source)
@@ -252,6 +253,30 @@ def _declared_input_shape(meta: Mapping[str, Any], flat: tuple[int, ...]) -> tup
 
 def _shape(value: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in np.asarray(value).ravel())
+
+
+def _check_finite(graph, order: list[str], where: str) -> None:
+    """Every number a node holds (weights, biases, thresholds, time constants, gains, ...) is
+    finite: a NaN weight trains to chance and an ``inf`` threshold never fires, so neither is
+    read. ``ArtifactError`` naming the node, its field and the first such value."""
+    for name in order:
+        for field, value in vars(graph.nodes[name]).items():
+            if isinstance(value, (Mapping, str)) or value is None:
+                continue
+            try:
+                numbers = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                continue
+            bad = ~np.isfinite(numbers)
+            if bad.any():
+                raise ArtifactError(
+                    f"node {name!r} ({type(graph.nodes[name]).__name__}) holds "
+                    f"{int(bad.sum())} non-finite value(s) in {field}",
+                    where=where,
+                    field=f"{name}.{field}",
+                    value=float(numbers[bad].ravel()[0]),
+                    fix="Export the network again from a model with finite parameters.",
+                )
 
 
 def _stage(name: str, node, shape, dt: float, meta, where: str) -> tuple[Stage, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -12,7 +13,7 @@ from typing import Any, cast
 import numpy as np
 
 from neuroprune import __version__
-from neuroprune.core.atomic import atomic_path
+from neuroprune.core.atomic import write_through_memory
 from neuroprune.core.errors import ConfigError
 from neuroprune.graph.stages import (
     FORMAT_VERSION,
@@ -220,16 +221,16 @@ def write_graph(graph, path: str | os.PathLike) -> Path:
     reads a missing ``v_reset`` as 0."""
     import nir  # deferred: imports nir
 
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        nir.write(tmp, graph)
-        drop_zero_resets(tmp)
-    return path
+    def write(buffer) -> None:  # through memory: HDF5's write errors name no file
+        nir.write(buffer, graph)
+        drop_zero_resets(buffer)
+
+    return write_through_memory(path, write)
 
 
-def drop_zero_resets(path: str | os.PathLike) -> list[str]:
+def drop_zero_resets(path: str | os.PathLike | io.BytesIO) -> list[str]:
     """Delete every all-zero ``v_reset`` dataset of a LIF/IF/CubaLIF node group in the NIR file
-    at ``path`` (nested graphs included); a nonzero one is kept. Returns the groups changed."""
+    at ``path`` (a file name or an in-memory file; nested graphs included); a nonzero one is kept. Returns the groups changed."""
     import h5py  # deferred: imports h5py
 
     changed: list[str] = []

@@ -258,7 +258,13 @@ class _Walker:
         if self.pending is not None:
             self.fail(self.pending["name"], "the last synaptic layer has no neuron node after it")
         if not self.blocks:
-            self.fail("-", "model has no Linear/Conv2d + neuron block")
+            self.fail(
+                "-",
+                "model has no Linear/Conv2d + neuron block",
+                field="blocks",
+                value=0,
+                fix="Return a Sequential of Linear/Conv2d layers, each followed by a LIF/IF node.",
+            )
         if self.pool is not None:
             self.fail("-", "AvgPool2d after the last block: no synaptic layer reads it")
         if num_classes is not None and self.shape != (num_classes,):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from neuroprune.chip.profiles import load_profile
 from neuroprune.data.datasets import dataset_shape
-from neuroprune.pipeline.config import parse_hidden
+from neuroprune.pipeline.config import parse_hidden, resolve_config
 from neuroprune.pipeline.preflight import check_model_size
 
 # ------------------------------------------------------------------------------------------
@@ -30,6 +30,10 @@ def check_dense(
     the NIR file ``from_nir`` (with its weights: zeros there are not synapses)."""
     from neuroprune.fit.rules import check_fit  # deferred: imports scipy
 
+    # the options by fit's rules (an option --from would ignore, --cores 0, ...)
+    options = {"chip": chip, "chips": chips, "cores": cores, "model": model, "hidden": hidden}
+    options |= {"neuron": neuron, "dataset": dataset, "from_nir": from_nir, "nir_dt": nir_dt}
+    resolve_config(None, {k: v for k, v in options.items() if v is not None})
     profile = load_profile(chip)
     shape, classes = dataset_shape(dataset, data_dir)
     from neuroprune.models import summarize  # deferred: imports scipy, spikingjelly, torch

@@ -32,6 +32,7 @@ from pydantic import (
 
 from neuroprune.core.errors import ConfigError, NeuropruneError, did_you_mean
 from neuroprune.core.registry import unknown_name
+from neuroprune.core.yaml_text import DuplicateKeyError, load_unique
 from neuroprune.data.datasets import DATASETS as DATASET_NAMES
 from neuroprune.data.datasets import canonical_name, is_event_dataset
 from neuroprune.data.encoding import ENCODINGS, EVENTS, IMAGE_ENCODINGS
@@ -212,11 +213,32 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _compatible(self) -> RunConfig:
+        """Options that would be ignored together are refused: ``--scheduler`` with a method
+        that has none; ``--train-dense`` without ``--from``; with ``--from FILE.nir`` (the
+        file is the model, neurons included) a ``--model``, ``--hidden`` or ``--neuron`` other
+        than the default."""
         if self.scheduler is not None and not PRUNING_METHODS.get(self.method).scheduled:
             raise ValueError(
                 f"--scheduler {self.scheduler} applies to {', '.join(scheduled_methods())} only, "
                 f"not to --method {self.method}"
             )
+        if self.train_dense and not self.from_nir:
+            raise ValueError(
+                "--train-dense (train_dense) applies with --from FILE.nir only: "
+                "a --model is always trained densely"
+            )
+        if self.from_nir:
+            ignored = {
+                "--model": self.model if self.model != "mlp" else None,
+                "--hidden": ",".join(map(str, self.hidden)) if self.hidden else None,
+                "--neuron": self.neuron if self.neuron != "lif" else None,
+            }
+            for option, value in ignored.items():
+                if value is not None:
+                    raise ValueError(
+                        f"{option} {value} would be ignored with --from {self.from_nir}: "
+                        "the NIR file is the model, its layers and neurons included"
+                    )
         return self
 
     def as_dict(self) -> dict[str, Any]:
@@ -297,7 +319,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file into a dict (unknown key -> ConfigError)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        raw = load_unique(path.read_bytes().decode("utf-8")) or {}
     except OSError as exc:
         raise ConfigError(
             f"cannot read config: {exc.strerror}",
@@ -309,6 +331,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             f"not a UTF-8 text file (byte {exc.start})",
             where=str(path),
             fix="Pass a YAML file of key: value lines.",
+        ) from exc
+    except DuplicateKeyError as exc:
+        raise ConfigError(
+            f"{exc.describe()}; the last would silently win",
+            where=str(path),
+            fix="Remove one of them.",
         ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"malformed YAML: {exc}", where=str(path)) from exc

@@ -56,6 +56,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
         allocation_budget,
         dense_cores,
     )
+    from neuroprune.fit.rules import check_allocation  # deferred: imports scipy
 
     _check_device(cfg.device)
     if cfg.backend in DEPLOY_FORMATS:  # netx/pynn run one chip's artifact: a usage error first
@@ -66,6 +67,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
     allocation = Allocation(cfg.chips, cfg.cores, cfg.budget, cfg.sparsity)
     events = event_options(cfg)
     profile = load_profile(cfg.chip)
+    check_allocation(profile, chips=cfg.chips, cores=cfg.cores)
     # --from FILE.nir: the file's stages, every LIF in the model convention's decay_input form
     network = with_decay_input(read_network(cfg.from_nir, dt=cfg.nir_dt)) if cfg.from_nir else None
     dataset = load_dataset(cfg.dataset, cfg.data_dir, events)
@@ -80,6 +82,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
     from neuroprune.models import summarize  # deferred: imports scipy, spikingjelly, torch
 
     summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
+    check_neuron_models(summary, profile, cfg)
     budget = allocation_budget(summary, profile, allocation)
     used, allocated = dense_cores(summary, profile, allocation)
     shared = profile.conv_weight_sharing
@@ -162,6 +165,31 @@ def check_spike_input(encoding: str | None, profile: ChipProfile) -> None:
         field="encoding",
         value=encoding,
         fix="Use --encoding latency or --encoding poisson (the first layer then runs on the chip).",
+    )
+
+
+def check_neuron_models(summary, profile: ChipProfile, cfg: RunConfig) -> None:
+    """Every neuron of the network is a model the chip runs (``neuron.models``), refused before
+    training as ``neuroprune check`` reports it (Speck runs IF neurons only)."""
+    from neuroprune.fit.rules import foreign_neuron_layers  # deferred: imports scipy
+
+    foreign = foreign_neuron_layers(summary, profile)
+    if not foreign:
+        return
+    models = ", ".join(profile.neuron.models)
+    built = [m.lower() for m in profile.neuron.models if m.lower() in ("lif", "if")]
+    fix = (
+        f"Use --neuron {built[0]}."
+        if built and not cfg.from_nir
+        else f"Give a network of {models} neurons."
+    )
+    raise UnsupportedError(
+        f"{profile.name} runs {models} neurons only; {len(foreign)} layer(s) have "
+        f"{foreign[0].neuron_model} neurons (first: {foreign[0].name})",
+        where=f"chip {profile.id}",
+        field="neuron",
+        value=foreign[0].neuron_model.lower(),
+        fix=fix,
     )
 
 

@@ -236,8 +236,8 @@ class ViolationRecord(_Section):
 
     rule: str
     layer: str
-    limit: int | float
-    actual: int | float
+    limit: int | float | str  # a neuron_model finding names models (e.g. "IF", "LIF")
+    actual: int | float | str
     hint: str
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from neuroprune.core.atomic import atomic_path
+from neuroprune.core.atomic import write_through_memory
 from neuroprune.core.errors import ArtifactError
 from neuroprune.train.loop import Callback
 
@@ -127,9 +127,8 @@ def save_checkpoint(
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
+    # through memory: torch.save's short write under a file-size limit is not an OSError
+    return write_through_memory(path, lambda buffer: torch.save(payload, buffer))
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

@@ -19,6 +19,7 @@ from neuroprune.data.encoding import simulation_input
 from neuroprune.pipeline.context import _Run
 from neuroprune.pipeline.stages.base import Carry, Stage
 from neuroprune.run.rundir import ErrorRecord, SimulationRecord
+from neuroprune.sim.verification import CHIP_EXACT
 
 LAVA_BACKENDS = ("lava", "netx")  # run in a Lava worker: scaled time limit, bit-exact check
 
@@ -162,10 +163,15 @@ def calibrated_timeout(nir_path: Path, x, fixed: bool) -> float:
 def verification_passed(sim: Mapping[str, Any], threshold: float) -> bool:
     """True when the simulation's gating agreement meets ``threshold``.
 
-    Fixed point compared only with the float model (reference backend) measures the drift of
-    the chip arithmetic, which is not expected to be exact: it is reported, not gated on.
+    Fixed point compared only with the PyTorch model (reference backend) measures the drift of
+    the chip arithmetic from float neurons where the model has float neurons (a float stand-in):
+    not expected to be exact, it is reported, not gated on. Where the run is chip-exact the
+    model runs the same integer arithmetic, so that comparison is gated like any other (it
+    passed at 0.00 % before).
     """
-    if sim.get("mode") == "fixed" and sim.get("agreement_source") == "reference_model":
+    kind = (sim.get("verification") or {}).get("kind")
+    drift_only = sim.get("mode") == "fixed" and sim.get("agreement_source") == "reference_model"
+    if drift_only and kind != CHIP_EXACT:
         return True
     agreement = sim.get("spike_agreement")
     return agreement is None or agreement >= threshold
