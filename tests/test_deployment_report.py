@@ -280,7 +280,7 @@ def test_report_is_a_deployment_record(truenorth):
     ):
         assert heading in markdown
     assert deployment["command"] in markdown and profile_hash in markdown
-    assert "Verification: **float stand-in**" in markdown
+    assert "Verification: **chip-exact**" in markdown  # TrueNorth's truenorth arithmetic
     fit_json = json.loads((run_dir / "fit.json").read_text())
     assert f"lower bound {fit_json['cores_lower_bound']} core(s)" in markdown
     assert "| null" not in markdown and "| None" not in markdown

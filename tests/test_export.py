@@ -594,26 +594,33 @@ def test_mismatched_shapes_name_the_edge_and_both_shapes(tmp_path):
 # Registry contract and argument checks
 
 
+CHIP_OF_FORMAT = {"rockpool-nir": "xylo", "netx": "loihi", "pynn": "spinnaker"}
+"""Formats that hold one chip's integers: Rockpool's Xylo file, lava-dl's netx, sPyNNaker's."""
+SPIKE_INPUT_FORMATS = ("pynn",)  # a SpikeSourceArray feeds the first population
+
+
 @pytest.mark.parametrize("name", sorted(EXPORTERS))
 def test_every_exporter_writes_one_file_atomically_and_reports_progress(tmp_path, inputs, name):
     fmt = get_exporter(name)
     assert fmt.name == name and fmt.suffix.startswith(".")
     events: list[dict] = []
     model = make_model("mlp", "float", inputs)
-    if name == "rockpool-nir":  # Rockpool's Xylo file holds a Xylo run's integers
-        model = ptq_model(model, load_profile("xylo"), (1, 8, 8))[0]
+    chip = CHIP_OF_FORMAT.get(name)
+    if chip is not None:
+        model = ptq_model(model, load_profile(chip), (1, 8, 8))[0]
     target = tmp_path / f"model{fmt.suffix}"
     out = fmt.export(
         model,
         target,
         timesteps=4,
-        encoding="direct",
+        encoding="latency" if name in SPIKE_INPUT_FORMATS else "direct",
         input_shape=(1, 8, 8),
-        chip=None,
+        chip=chip,
         progress=events.append,
     )
     assert out == target and target.stat().st_size > 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted([target.name, *(target.stem + c for c in fmt.companions)])
     assert len(events) == 1 and events[0]["format"] == name and events[0]["path"] == str(target)
 
 

@@ -48,6 +48,7 @@ FORMATS = {
     "spinnaker": (16, {"weight_bits": 16, "scale": "pow2_per_projection", "sign": "per_receptor"}),
     "int": (8, {"bits": 8}),
     "speck": (8, {"bits": 8}),
+    "xylo": (8, {"bits": 8}),
     "int4": (4, {"bits": 4}),
     "dynapse": (1, {"shared_values_per_core": 4, "connection_bits": 1}),
     "dynapse_mask": (4, {"shared_values_per_core": 4, "connection_bits": 4}),

@@ -23,13 +23,15 @@ from neuroprune.core.registry import Lazy, Registry, lookup
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """One export format: ``name`` (CLI ``--format``), file ``suffix``, a description and the
-    exporter (``"module:function"``, loaded on the first call of :meth:`export`)."""
+    """One export format: ``name`` (CLI ``--format``), file ``suffix``, a description, the
+    exporter (``"module:function"``, loaded on the first call of :meth:`export`) and the
+    suffixes of the ``companions`` it writes beside the file (same stem; PyNN's ``.npz``)."""
 
     name: str
     suffix: str
     description: str
     exporter: str
+    companions: tuple[str, ...] = ()
 
     @property
     def export(self) -> Callable[..., Path]:
@@ -85,6 +87,7 @@ _format(
         ".py",
         "PyNN script + .npz weights for SpiNNaker (pyNN.spiNNaker)",
         "neuroprune.pipeline.deploy:export_pynn",
+        companions=(".npz",),
     )
 )
 

@@ -58,7 +58,7 @@ def use_chip_arithmetic(
         k = shift if i == 0 else 0
         analog = analog_images is not None and i == 0
         out.append(_swap_neuron(qmodel, layer, name, k, analog, readout=i == len(layers) - 1))
-    notes = [f"neurons run the chip's integer arithmetic ({name}) in training and evaluation"]
+    notes = [f"neurons run the chip's integer arithmetic, {name}, in training and evaluation"]
     if analog_images is not None:
         notes.append(f"analog first layer injected in 2**-{shift} weight LSB (input_shift={shift})")
     return out, name, notes
