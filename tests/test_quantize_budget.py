@@ -71,8 +71,9 @@ def test_quantization_aware_projection_keeps_the_same_synapses(chip):
 
 
 def test_a_ternary_format_may_zero_synapses_and_the_warning_names_it():
-    """TrueNorth's per-neuron levels {-A_i, 0, A_i} cannot hold a tiny synapse: the shortfall is
-    the format's, and ``synapses_lost`` says how many and which format."""
+    """TrueNorth's per-neuron levels (multiples of one step per neuron) cannot hold a tiny
+    synapse: the shortfall is the format's, and ``synapses_lost`` says how many and on which
+    chip's weights."""
     from types import SimpleNamespace
 
     from neuroprune.run.warnings import synapses_lost
@@ -86,7 +87,9 @@ def test_a_ternary_format_may_zero_synapses_and_the_warning_names_it():
         pruned=SimpleNamespace(synapses=kept),
         quantized=SimpleNamespace(synapses=stored, format=lq.format, layers=[]),
         budget=SimpleNamespace(synapses=kept),
+        chip=profile.id,
+        chip_name=profile.name,
     )
     (found,) = synapses_lost(record, profile)
     assert f"{kept - stored:,} of {kept:,}" in found.message
-    assert "truenorth" in found.message
+    assert f"{profile.name}'s weights" in found.message
