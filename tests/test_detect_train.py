@@ -7,11 +7,11 @@ import torch
 
 from neuroprune.data.spikecam import SpikecamOptions, make_spikecam_digits
 from neuroprune.models.detector import HEAD_FIELDS, build_detector
+from neuroprune.pipeline.detect import prune_detector_channels
 from neuroprune.train.detect import (
     DetectTrainConfig,
     mean_average_precision,
     parameter_count,
-    prune_detector_channels,
     train_detector,
 )
 

@@ -9,12 +9,8 @@
   (:func:`neuroprune.models.detector.decode`) computed by torchmetrics'
   ``MeanAveragePrecision`` (pycocotools backend): ``map_50`` is AP at IoU 0.5, ``map`` the
   mean over IoU 0.50:0.05:0.95, both averaged over classes, in ``[0, 1]``.
-* :func:`prune_detector_channels`: SCA (``neuroprune.pruning.sca``) on the detector. Channels
-  joined by an ADD (a stage's stream: its stage conv and every block's second conv, read by
-  the next stage and the head) are one group and are removed together, so the skip
-  connections stay valid. The target is a fraction ``f`` of the dense **parameters**: with
-  ``conv_weight_sharing`` the budget counts a conv's kernel entries, so
-  ``B = floor(f * dense)`` in that convention; the structure keeps ``<= B``.
+
+Channel pruning of the detector is :func:`neuroprune.pipeline.detect.prune_detector_channels`.
 """
 
 from __future__ import annotations
@@ -140,41 +136,3 @@ def parameter_count(model: torch.nn.Module) -> int:
         for m in model.modules()
         if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
     )
-
-
-def prune_detector_channels(
-    model: SpikingDetector,
-    data: Any,
-    config: DetectTrainConfig,
-    *,
-    params_fraction: float,
-    epochs: int,
-    finetune_epochs: int,
-) -> torch.nn.Module:
-    """SCA to ``params_fraction`` of the dense parameters, fine-tuned, channels removed
-    (module docstring); returns the narrower model."""
-    from neuroprune.fit.budget import Budget
-    from neuroprune.pruning.channel_surgery import remove_channels
-    from neuroprune.pruning.sca import SCA
-
-    dense = parameter_count(model)
-    budget = Budget(
-        synapses=max(1, int(params_fraction * dense)),
-        source=f"--params {params_fraction}",
-        conv_weight_sharing=True,
-        dense_synapses=dense,
-    )
-    pruner = SCA(budget, input_shape=data.input_shape, enforce_fan_in=False)
-    pruner.attach(model)
-    train_detector(model, data, _with_epochs(config, epochs), callbacks=[pruner])
-    pruner.project()
-    if finetune_epochs:
-        finetune = DetectTrainConfig(finetune_epochs, config.lr / 2, config.batch_size, config.seed)
-        train_detector(model, data, finetune, callbacks=[pruner])
-    masked = pruner.finalize(model, remove=False)
-    assert pruner.graph is not None
-    return remove_channels(masked, pruner.graph, pruner.keep)
-
-
-def _with_epochs(config: DetectTrainConfig, epochs: int) -> DetectTrainConfig:
-    return DetectTrainConfig(max(1, epochs), config.lr, config.batch_size, config.seed)

@@ -1,0 +1,56 @@
+"""Channel pruning of the spiking detector to a fraction of its parameters (``--params F``).
+
+:func:`prune_detector_channels` runs SCA (:mod:`neuroprune.pruning.sca`) inside
+:func:`neuroprune.train.detect.train_detector`. Channels joined by an ADD (a stage's stream:
+its stage conv and every block's second conv, read by the next stage and by the head) are one
+group (:mod:`neuroprune.pruning.channels`) and are removed together, so the skip connections
+stay valid. The target is a fraction ``f`` of the dense **parameters** (nonzero conv/linear
+weights): the budget uses ``conv_weight_sharing`` (a conv's synapses are its kernel entries),
+``B = floor(f * dense)``, and the structure keeps ``<= B``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from neuroprune.fit.budget import Budget
+from neuroprune.models.detector import SpikingDetector
+from neuroprune.pruning.channel_surgery import remove_channels
+from neuroprune.pruning.sca import SCA
+from neuroprune.train.detect import DetectTrainConfig, parameter_count, train_detector
+
+
+def prune_detector_channels(
+    model: SpikingDetector,
+    data: Any,
+    config: DetectTrainConfig,
+    *,
+    params_fraction: float,
+    epochs: int,
+    finetune_epochs: int,
+) -> torch.nn.Module:
+    """SCA to ``params_fraction`` of the dense parameters, fine-tuned, channels removed
+    (module docstring); returns the narrower model."""
+    dense = parameter_count(model)
+    budget = Budget(
+        synapses=max(1, int(params_fraction * dense)),
+        source=f"--params {params_fraction}",
+        conv_weight_sharing=True,
+        dense_synapses=dense,
+    )
+    pruner = SCA(budget, input_shape=data.input_shape, enforce_fan_in=False)
+    pruner.attach(model)
+    train_detector(model, data, _with_epochs(config, epochs), callbacks=[pruner])
+    pruner.project()
+    if finetune_epochs:
+        finetune = DetectTrainConfig(finetune_epochs, config.lr / 2, config.batch_size, config.seed)
+        train_detector(model, data, finetune, callbacks=[pruner])
+    masked = pruner.finalize(model, remove=False)
+    assert pruner.graph is not None
+    return remove_channels(masked, pruner.graph, pruner.keep)
+
+
+def _with_epochs(config: DetectTrainConfig, epochs: int) -> DetectTrainConfig:
+    return DetectTrainConfig(max(1, epochs), config.lr, config.batch_size, config.seed)
