@@ -77,3 +77,24 @@ def test_channel_pruning_meets_the_parameter_fraction_and_keeps_adds_aligned(dat
     assert pruned.head.in_channels == pruned.stages[1].conv.out_channels
     out = pruned((torch.rand(4, 2, 1, 16, 16) < 0.3).float())
     assert out.shape == (4, 2, HEAD_FIELDS + 10, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("--model", "detector", "--dataset", "spikecam-digits"), "model"),
+        (("--dataset", "spikecam-digits"), "dataset"),
+    ],
+)
+def test_fit_refuses_detection_in_one_line_before_writing(tmp_path, args, field):
+    from click.testing import CliRunner
+
+    from neuroprune.cli.app import main
+
+    result = CliRunner().invoke(
+        main, ["fit", "--chip", "loihi", *args, "--out", str(tmp_path)], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and field in lines[0]
+    assert not any(tmp_path.iterdir())
