@@ -50,6 +50,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--prune-epochs", type=int, default=3)
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.2])
+    parser.add_argument("--neuron", choices=("lif", "if"), default="lif")
+    parser.add_argument("--v-threshold", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--plots", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
@@ -64,7 +66,13 @@ def _one_seed(args, seed: int) -> dict[str, dict[str, float]]:
     data = make_spikecam_digits(options)
     config = DetectTrainConfig(epochs=args.epochs, seed=seed)
     started = time.perf_counter()
-    dense = build_detector(data.input_shape, data.num_classes, seed=seed)
+    dense = build_detector(
+        data.input_shape,
+        data.num_classes,
+        neuron=args.neuron,
+        v_threshold=args.v_threshold,
+        seed=seed,
+    )
     train_detector(dense, data, config)
     rows = {
         "dense": {
@@ -73,6 +81,7 @@ def _one_seed(args, seed: int) -> dict[str, dict[str, float]]:
             "seconds": time.perf_counter() - started,
         }
     }
+    print(seed, "dense", rows["dense"], flush=True)
     models = {"dense": dense}
     for fraction in args.fractions:
         started = time.perf_counter()
@@ -93,13 +102,13 @@ def _one_seed(args, seed: int) -> dict[str, dict[str, float]]:
         models[name] = pruned
         print(seed, name, rows[name], flush=True)
     if args.plots is not None:
-        _plots(args.plots, data, models, rows)
+        _plots(args.plots, data, models, rows, f"detector_{args.neuron}")
     return rows
 
 
-def _plots(folder: Path, data, models, rows) -> None:
+def _plots(folder: Path, data, models, rows, prefix: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    map_per_stage(rows, folder / "detector_map_per_stage.png")
+    map_per_stage(rows, folder / f"{prefix}_map_per_stage.png")
     scenes = list(range(4))
     for name, model in models.items():
         found = predict_boxes(model, data.x_test[scenes], conf=0.1)
@@ -110,7 +119,7 @@ def _plots(folder: Path, data, models, rows) -> None:
             found,
             targets,
             data.class_names,
-            folder / f"detector_boxes_{slug}.png",
+            folder / f"{prefix}_boxes_{slug}.png",
         )
 
 
