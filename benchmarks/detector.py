@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import json
 import shlex
 import sys
 import time
@@ -30,7 +31,11 @@ from common import machine, mean_std, publish  # noqa: E402  (benchmarks/common.
 
 from neuroprune.data.spikecam import SpikecamOptions, make_spikecam_digits
 from neuroprune.models.detector import build_detector
-from neuroprune.pipeline.detect import prune_detector_channels
+from neuroprune.pipeline.detect import (
+    prune_detector_channels,
+    prune_detector_sca_stds,
+    shared_synapses,
+)
 from neuroprune.reports.plots import detection_boxes, map_per_stage
 from neuroprune.train.detect import (
     DetectTrainConfig,
@@ -50,6 +55,13 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--prune-epochs", type=int, default=3)
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.2])
+    parser.add_argument(
+        "--methods", nargs="+", choices=("sca", "sca+stds"), default=["sca", "sca+stds"]
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the per-seed rows here")
+    parser.add_argument(
+        "--aggregate", type=Path, nargs="+", default=None, help="tables from these --json files"
+    )
     parser.add_argument("--neuron", choices=("lif", "if"), default="lif")
     parser.add_argument("--v-threshold", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1)
@@ -78,29 +90,33 @@ def _one_seed(args, seed: int) -> dict[str, dict[str, float]]:
         "dense": {
             **mean_average_precision(dense, data),
             "params": parameter_count(dense),
+            "synapses": shared_synapses(dense, data.input_shape),
             "seconds": time.perf_counter() - started,
         }
     }
     print(seed, "dense", rows["dense"], flush=True)
     models = {"dense": dense}
-    for fraction in args.fractions:
-        started = time.perf_counter()
-        pruned = prune_detector_channels(
-            copy.deepcopy(dense),
-            data,
-            config,
-            params_fraction=fraction,
-            epochs=args.prune_epochs,
-            finetune_epochs=args.finetune_epochs,
-        )
-        name = f"sca {fraction:g}"
-        rows[name] = {
-            **mean_average_precision(pruned, data),
-            "params": parameter_count(pruned),
-            "seconds": time.perf_counter() - started,
-        }
-        models[name] = pruned
-        print(seed, name, rows[name], flush=True)
+    prune = {"sca": prune_detector_channels, "sca+stds": prune_detector_sca_stds}
+    for method in args.methods:
+        for fraction in args.fractions:
+            started = time.perf_counter()
+            pruned = prune[method](
+                copy.deepcopy(dense),
+                data,
+                config,
+                params_fraction=fraction,
+                epochs=args.prune_epochs,
+                finetune_epochs=args.finetune_epochs,
+            )
+            name = f"{method} {fraction:g}"
+            rows[name] = {
+                **mean_average_precision(pruned, data),
+                "params": parameter_count(pruned),
+                "synapses": shared_synapses(pruned, data.input_shape),
+                "seconds": time.perf_counter() - started,
+            }
+            models[name] = pruned
+            print(seed, name, rows[name], flush=True)
     if args.plots is not None:
         _plots(args.plots, data, models, rows, f"detector_{args.neuron}")
     return rows
@@ -113,7 +129,7 @@ def _plots(folder: Path, data, models, rows, prefix: str) -> None:
     for name, model in models.items():
         found = predict_boxes(model, data.x_test[scenes], conf=0.1)
         targets = [data.targets("test", n) for n in scenes]
-        slug = name.replace(" ", "_").replace(".", "")
+        slug = name.replace(" ", "_").replace(".", "").replace("+", "_")
         detection_boxes(
             data.x_test[scenes],
             found,
@@ -126,16 +142,24 @@ def _plots(folder: Path, data, models, rows, prefix: str) -> None:
 def main() -> None:
     args = _arguments()
     torch.set_num_threads(args.threads)
-    per_seed = [_one_seed(args, seed) for seed in args.seeds]
+    if args.aggregate:
+        per_seed = [rows for path in args.aggregate for rows in json.loads(path.read_text())]
+    else:
+        per_seed = [_one_seed(args, seed) for seed in args.seeds]
+    if args.json is not None:
+        args.json.write_text(json.dumps(per_seed, indent=1))
     stages = list(per_seed[0])
     lines = [
-        "| model | parameters | mAP@0.5 (%) | mAP@0.5:0.95 (%) | wall time per seed (s) |",
-        "|---|---:|---:|---:|---:|",
+        "| model | parameters | synapses (shared) | mAP@0.5 (%) | mAP@0.5:0.95 (%) "
+        "| wall time per seed (s) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for stage in stages:
         params = sorted({rows[stage]["params"] for rows in per_seed})
+        synapses = sorted({rows[stage]["synapses"] for rows in per_seed})
         lines.append(
             f"| {stage} | {', '.join(str(p) for p in params)} "
+            f"| {', '.join(str(p) for p in synapses)} "
             f"| {mean_std([r[stage]['map_50'] for r in per_seed])} "
             f"| {mean_std([r[stage]['map'] for r in per_seed])} "
             f"| {mean_std([r[stage]['seconds'] for r in per_seed], scale=1.0, digits=0)} |"
@@ -144,7 +168,7 @@ def main() -> None:
     text = "\n".join(
         [
             f"Measured {datetime.date.today().isoformat()} with `{command}`",
-            f"on {machine(args.threads)}; seeds {args.seeds}.",
+            f"on {machine(args.threads)}; {len(per_seed)} seed(s).",
             "",
             *lines,
             "",

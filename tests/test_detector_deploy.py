@@ -1,4 +1,4 @@
-"""The detector on a chip: channel-pruned, quantized for Loihi, exported as NIR and ONNX, and
+"""The detector on a chip: pruned by sca+stds to exactly half its synapses, quantized for Loihi, exported as NIR and ONNX, and
 run by the spec simulator (bit-exact against the quantized torch model) and by Lava."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from neuroprune.data.spikecam import SpikecamOptions, make_spikecam_digits
 from neuroprune.export.nir_export import export_nir
 from neuroprune.export.onnx_export import export_onnx, run_onnx
 from neuroprune.models.detector import build_detector
-from neuroprune.pipeline.detect import prune_detector_channels
+from neuroprune.pipeline.detect import prune_detector_sca_stds, shared_synapses
 from neuroprune.quantize.model import ptq_model
 from neuroprune.sim.api import simulate
 from neuroprune.train.detect import DetectTrainConfig, parameter_count, train_detector
@@ -23,7 +23,7 @@ TINY = SpikecamOptions(train_scenes=16, test_scenes=4, canvas=16, timesteps=4, m
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    """A trained detector pruned to half its parameters, quantized for Loihi, as NIR."""
+    """A trained detector pruned to half its synapses, quantized for Loihi, as NIR."""
     data = make_spikecam_digits(TINY)
     # IF neurons at threshold 0.5: every layer spikes after a few steps (checked below)
     model = build_detector(
@@ -31,9 +31,9 @@ def deployed(tmp_path_factory):
     )
     config = DetectTrainConfig(epochs=3, batch_size=2, lr=1e-2)
     train_detector(model, data, config)
-    dense = parameter_count(model)
-    pruned = prune_detector_channels(
-        model, data, config, params_fraction=0.5, epochs=1, finetune_epochs=1
+    dense = shared_synapses(model, data.input_shape)
+    pruned = prune_detector_sca_stds(
+        model, data, config, params_fraction=0.5, epochs=2, finetune_epochs=1
     )
     pruned.eval()
     profile = load_profile("loihi")
@@ -50,9 +50,14 @@ def deployed(tmp_path_factory):
     return data, dense, pruned, quantized, profile, nir_path, x
 
 
-def test_pruned_detector_keeps_at_most_half_its_parameters(deployed):
-    _, dense, pruned, *_ = deployed
-    assert parameter_count(pruned) <= dense // 2
+def test_sca_stds_meets_the_budget_exactly(deployed):
+    data, dense, pruned, *_ = deployed
+    assert shared_synapses(pruned, data.input_shape) == dense // 2
+    quantized = deployed[3]
+    kept = sum(
+        int(m.weight_int.count_nonzero()) for m in quantized.modules() if hasattr(m, "weight_int")
+    )
+    assert kept <= parameter_count(pruned)  # quantization adds no synapse
 
 
 def test_quantized_weights_are_integers_on_the_loihi_grid(deployed):
