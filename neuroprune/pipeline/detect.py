@@ -1,6 +1,9 @@
-"""Channel pruning of the spiking detector to a fraction of its parameters (``--params F``).
+"""Pruning the spiking detector to a fraction ``f`` of its size: ``sca`` and ``sca+stds``.
 
-:func:`prune_detector_channels` runs SCA (:mod:`neuroprune.pruning.sca`) inside
+:func:`prune_detector_sca_stds` (method ``sca+stds``) ends at exactly ``B = floor(f * S)``
+synapses, ``S`` the dense count of :func:`shared_synapses` (the chip convention with conv
+weight sharing: nonzero kernel entries, once per ADDed source a layer reads); its docstring
+gives the recipe. :func:`prune_detector_channels` (method ``sca``) runs SCA (:mod:`neuroprune.pruning.sca`) inside
 :func:`neuroprune.train.detect.train_detector`. Channels joined by an ADD (a stage's stream:
 its stage conv and every block's second conv, read by the next stage and by the head) are one
 group (:mod:`neuroprune.pruning.channels`) and are removed together, so the skip connections
