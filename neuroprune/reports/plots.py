@@ -201,7 +201,8 @@ def map_per_stage(rows: Mapping[str, Mapping[str, float]], path: Path) -> Path:
         ax.bar(xs, [100 * rows[s][key] for s in stages], width=0.36, label=label)
     ax.set_xticks([i + 0.19 for i in range(len(stages))], stages)
     ax.set_ylabel("%")
-    ax.set_ylim(0, 100)
+    highest = max(100 * rows[s][key] for s in stages for key in ("map_50", "map"))
+    ax.set_ylim(0, min(100.0, max(1.0, 1.25 * highest)))
     ax.legend(loc="upper right")
     return _save(fig, path)
 
