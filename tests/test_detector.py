@@ -89,3 +89,21 @@ def test_bad_max_box_is_a_model_error():
     with pytest.raises(ModelError) as info:
         _model(max_box=0.0)
     assert info.value.field == "max_box"
+
+
+def test_plots_of_boxes_and_map_per_stage_are_pngs(tmp_path):
+    from neuroprune.data.spikecam import SpikecamOptions, make_spikecam_digits
+    from neuroprune.reports.plots import detection_boxes, map_per_stage
+
+    data = make_spikecam_digits(SpikecamOptions(train_scenes=1, test_scenes=2))
+    targets = [data.targets("test", n) for n in range(2)]
+    found = [
+        {"boxes": torch.tensor(b), "labels": torch.tensor(lab), "scores": torch.ones(len(lab))}
+        for b, lab in targets
+    ]
+    paths = [
+        detection_boxes(data.x_test[:2], found, targets, data.class_names, tmp_path / "b.png"),
+        map_per_stage({"dense": {"map_50": 0.5, "map": 0.2}}, tmp_path / "m.png"),
+    ]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
