@@ -83,7 +83,7 @@ IMAGES = ("digits", "digits-4x4", "mnist", "fashion-mnist", "cifar10")
 
 
 def test_registry_and_aliases():
-    assert DATASETS == IMAGES + ("nmnist", "dvsgesture", "shd")
+    assert DATASETS == IMAGES + ("nmnist", "dvsgesture", "shd", "spikecam-digits", "spikecam")
     assert data.canonical_name("N-MNIST") == "nmnist"
     assert data.canonical_name("Fashion_MNIST") == "fashion-mnist"
     assert data.canonical_name("CIFAR-10") == "cifar10"

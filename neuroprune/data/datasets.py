@@ -19,6 +19,9 @@ Every dataset comes back as a :class:`Dataset` of ``float32`` images in ``[0, 1]
 
 * ``nmnist``, ``dvsgesture``, ``shd``: event recordings read with Tonic and binned into ``T``
   binary frames (:mod:`neuroprune.data.events`); ``x_*`` are ``uint8 [N, T, C, H, W]``.
+* ``spikecam-digits`` (generated) and ``spikecam`` (a local folder): spike-camera **detection**
+  scenes with boxes (:mod:`neuroprune.data.spikecam`, read by ``load_detection_dataset``);
+  :func:`load_dataset` refuses them in one line.
 
 Input encodings turn an image batch into ``T`` time steps ``[T, B, C, H, W]`` (see
 :func:`encode`; ``neuroprune.models.encoding`` is the torch twin used in training). Event
@@ -45,9 +48,10 @@ from neuroprune.data.events import (
     load_event_dataset,
 )
 from neuroprune.data.files import malformed_file, require_data_dir
+from neuroprune.data.spikecam import DETECTION_DATASETS
 
 IMAGE_DATASETS = ("digits", "digits-4x4", "mnist", "fashion-mnist", "cifar10")
-DATASETS = IMAGE_DATASETS + EVENT_DATASETS
+DATASETS = IMAGE_DATASETS + EVENT_DATASETS + DETECTION_DATASETS
 
 _ALIASES = {
     "fashion_mnist": "fashion-mnist",
@@ -58,6 +62,7 @@ _ALIASES = {
     "n-mnist": "nmnist",
     "dvs-gesture": "dvsgesture",
     "dvs128gesture": "dvsgesture",
+    "spikecam_digits": "spikecam-digits",
 }
 
 IDX_FILES = (
@@ -153,6 +158,8 @@ def load_dataset(
     key = _normalized(name)
     if key in EVENT_DATASETS:
         return load_event_dataset(key, data_dir, events or EventOptions())
+    if key in DETECTION_DATASETS:
+        raise _detection_only(key)
     if key in _LOADERS:
         return _LOADERS[key](data_dir)
     raise _unknown_dataset(key, name)
@@ -166,8 +173,27 @@ def dataset_shape(
     key = canonical_name(name)
     if key in EVENT_DATASETS:
         return describe_event_dataset(key, data_dir, events or EventOptions())
+    if key in DETECTION_DATASETS:
+        raise _detection_only(key)
     data = _LOADERS[key](data_dir)
     return data.input_shape, data.num_classes
+
+
+def is_detection_dataset(name: str) -> bool:
+    """True for a detection dataset (boxes per scene: :mod:`neuroprune.data.spikecam`)."""
+    return canonical_name(name) in DETECTION_DATASETS
+
+
+def _detection_only(key: str) -> DatasetError:
+    """The error for a detection dataset asked for as a classification dataset."""
+    return DatasetError(
+        "is a detection dataset (boxes per scene), not a classification dataset",
+        where=f"dataset {key}",
+        field="dataset",
+        value=key,
+        fix="Read it with neuroprune.data.spikecam.load_detection_dataset; the fit pipeline "
+        "does not train detectors yet.",
+    )
 
 
 def is_event_dataset(name: str) -> bool:

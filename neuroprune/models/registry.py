@@ -39,3 +39,6 @@ MODEL_ZOO.register("mlp", ModelEntry("neuroprune.models.zoo:build_mlp", hidden=(
 MODEL_ZOO.register("conv", ModelEntry("neuroprune.models.zoo:build_conv", hidden=(8, 16)))
 MODEL_ZOO.register("vgg", ModelEntry("neuroprune.models.zoo:build_vgg", hidden=(8, 16)))
 MODEL_ZOO.register("sew", ModelEntry("neuroprune.models.sew:build_sew_from_spec", chain=False))
+MODEL_ZOO.register(
+    "detector", ModelEntry("neuroprune.models.detector:build_detector_from_spec", chain=False)
+)

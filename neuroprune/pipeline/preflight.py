@@ -15,6 +15,7 @@ from neuroprune.core.errors import (
 )
 from neuroprune.data.dataset import Dataset
 from neuroprune.data.datasets import load_dataset
+from neuroprune.data.spikecam import DETECTION_DATASETS
 from neuroprune.data.split import Holdout, hold_out
 from neuroprune.graph.neurons import with_decay_input
 from neuroprune.graph.read import read_network
@@ -59,6 +60,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
     from neuroprune.fit.rules import check_allocation  # deferred: imports scipy
 
     _check_device(cfg.device)
+    check_detection_not_fitted(cfg)
     if cfg.backend in DEPLOY_FORMATS:  # netx/pynn run one chip's artifact: a usage error first
         chip = load_profile(cfg.chip)
         check_deploy_format(cfg.backend, chip.neuron.arithmetic, chip.id, "fit", "backend")
@@ -242,6 +244,26 @@ def check_model_size(model: str, hidden, input_shape, num_classes: int) -> None:
             field="hidden",
             value=",".join(map(str, hidden)),
             fix="Use narrower hidden layers.",
+        )
+
+
+def check_detection_not_fitted(cfg: RunConfig) -> None:
+    """``fit`` trains classifiers only: the detector and the detection datasets are refused
+    in one line (they are trained, pruned and measured by :mod:`neuroprune.train.detect` and
+    :mod:`neuroprune.pipeline.detect`)."""
+    field, value = None, None
+    if cfg.model == "detector":
+        field, value = "model", cfg.model
+    elif cfg.dataset in DETECTION_DATASETS:
+        field, value = "dataset", cfg.dataset
+    if field is not None:
+        raise UnsupportedError(
+            "fit does not train detectors yet (classification only)",
+            where="config",
+            field=field,
+            value=value,
+            fix="Train, prune and measure the detector with neuroprune.train.detect and "
+            "neuroprune.pipeline.detect (benchmarks/detector.py shows how).",
         )
 
 

@@ -516,3 +516,50 @@ def pareto_plot(
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def map_per_stage(rows: Mapping[str, Mapping[str, float]], path: Path) -> Path:
+    """Bars of mAP@0.5 and mAP@0.5:0.95 (``{"map_50", "map"}``, in [0, 1]) per stage."""
+    plt = _pyplot()
+    stages = list(rows)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(stages), 3.4))
+    for offset, (key, label) in enumerate((("map_50", "mAP@0.5"), ("map", "mAP@0.5:0.95"))):
+        xs = [i + 0.38 * offset for i in range(len(stages))]
+        ax.bar(xs, [100 * rows[s][key] for s in stages], width=0.36, label=label)
+    ax.set_xticks([i + 0.19 for i in range(len(stages))], stages)
+    ax.set_ylabel("%")
+    highest = max(100 * rows[s][key] for s in stages for key in ("map_50", "map"))
+    ax.set_ylim(0, min(100.0, max(1.0, 1.25 * highest)))
+    ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+def detection_boxes(
+    frames: Sequence[Any],
+    predictions: Sequence[Mapping[str, Any]],
+    targets: Sequence[tuple[Any, Any]],
+    class_names: Sequence[str],
+    path: Path,
+) -> Path:
+    """One panel per scene: spike counts over T (grey), ground truth (green, class name) and
+    predictions (red, class and score); ``frames[i]`` is ``(T, 1, H, W)``, boxes xyxy px."""
+    plt = _pyplot()
+    from matplotlib.patches import Rectangle  # deferred: imports matplotlib
+
+    fig, axes = plt.subplots(1, len(frames), figsize=(2.6 * len(frames), 2.9), squeeze=False)
+    for ax, scene, found, (boxes, labels) in zip(
+        axes[0], frames, predictions, targets, strict=True
+    ):
+        ax.imshow(scene.sum(axis=0)[0], cmap="gray", interpolation="nearest")
+        for (x0, y0, x1, y1), label in zip(boxes, labels, strict=True):
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="lime"))
+            ax.text(x0 - 0.5, y0 - 1, class_names[int(label)], color="lime", fontsize=7)
+        for (x0, y0, x1, y1), label, score in zip(
+            found["boxes"].tolist(), found["labels"].tolist(), found["scores"].tolist(), strict=True
+        ):
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="red"))
+            ax.text(
+                x0 - 0.5, y1 + 2, f"{class_names[int(label)]} {score:.2f}", color="red", fontsize=7
+            )
+        ax.set_axis_off()
+    return _save(fig, path)
