@@ -196,21 +196,36 @@ def test_finished_report_needs_the_final_stage_and_the_same_config(tmp_path):
 # Ray Tune end to end
 
 
-def _ray_processes() -> set[int]:
+def _ray_processes(sessions: list[str]) -> set[int]:
+    """Processes whose command line names one of ``sessions`` (the Ray temp folders this test's
+    sweeps made: another test file's sweep may run beside it under xdist)."""
     found = set()
+    names = [Path(s).name.encode() for s in sessions]
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if b"np-ray-" in Path(f"/proc/{entry.name}/cmdline").read_bytes():
-                    found.add(int(entry.name))
+                cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
             except OSError:
                 continue
+            if any(name in cmdline for name in names):
+                found.add(int(entry.name))
     return found
 
 
 @pytest.mark.slow
-def test_ray_sweep_runs_trials_and_a_resumed_sweep_skips_finished_ones(tmp_path):
-    before, ray_dirs = _ray_processes(), set(Path("/tmp").glob("np-ray-*"))
+def test_ray_sweep_runs_trials_and_a_resumed_sweep_skips_finished_ones(tmp_path, monkeypatch):
+    import neuroprune.sweep.tune as tune
+
+    sessions: list[str] = []
+    real_mkdtemp = tune.tempfile.mkdtemp
+
+    def recorded_mkdtemp(*args, **kwargs):  # observes the Ray session folders; calls the real one
+        path = real_mkdtemp(*args, **kwargs)
+        if Path(path).name.startswith("np-ray-"):
+            sessions.append(path)
+        return path
+
+    monkeypatch.setattr(tune.tempfile, "mkdtemp", recorded_mkdtemp)
     plan = plan_sweep(
         chips="loihi",
         methods="gmp,magnitude",
@@ -240,5 +255,5 @@ def test_ray_sweep_runs_trials_and_a_resumed_sweep_skips_finished_ones(tmp_path)
     assert (redo.run_dir / "report.json").is_file()
     third = run_sweep(plan)  # everything finished: Ray is not even started
     assert [r["status"] for r in third.rows] == ["skipped", "skipped"]
-    assert _ray_processes() <= before  # Ray shut down: nothing left running
-    assert set(Path("/tmp").glob("np-ray-*")) <= ray_dirs  # its session files removed
+    assert sessions and not _ray_processes(sessions)  # Ray shut down: nothing left running
+    assert not any(Path(s).exists() for s in sessions)  # its session files removed

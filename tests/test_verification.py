@@ -62,7 +62,10 @@ def test_loihi_fixed_point_is_chip_exact_and_tianjic_is_a_float_stand_in():
     assert truenorth.kind == CHIP_EXACT and "truenorth" in truenorth.detail
     stand_in = verification_kind(tianjic, ReferenceBackend(), fixed_point=False)
     assert stand_in.kind == FLOAT_STAND_IN
-    assert "declares no neuron arithmetic" in stand_in.detail
+    assert "no public specification of Tianjic's neuron arithmetic" in stand_in.detail
+    undeclared = verification_kind(load_profile("dynapse"), ReferenceBackend(), fixed_point=False)
+    assert undeclared.kind == FLOAT_STAND_IN
+    assert "declares no neuron arithmetic" in undeclared.detail
     floating = verification_kind(loihi, ReferenceBackend(), fixed_point=False)
     assert floating.kind == FLOAT_STAND_IN and "floating point" in floating.detail
 

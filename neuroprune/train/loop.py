@@ -117,6 +117,8 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "conv": {"epochs": 10, "lr": 0.01, "batch_size": 32, "timesteps": 8},
     "sew": {"epochs": 10, "lr": 0.01, "batch_size": 32, "timesteps": 8},
     "vgg": {"epochs": 10, "lr": 0.01, "batch_size": 32, "timesteps": 8},  # conv's, untuned
+    # train.detect.DetectTrainConfig's (Adam): spikecam-digits scenes, T = 8 frames
+    "detector": {"epochs": 10, "lr": 3e-3, "batch_size": 32, "timesteps": 8},
 }
 
 
