@@ -34,12 +34,14 @@ def prune_detector_channels(
     params_fraction: float,
     epochs: int,
     finetune_epochs: int,
+    synapses: int | None = None,
 ) -> torch.nn.Module:
     """SCA to ``params_fraction`` of the dense parameters, fine-tuned, channels removed
-    (module docstring); returns the narrower model."""
+    (module docstring; ``synapses``: the budget as is instead of ``floor(f * dense)``);
+    returns the narrower model."""
     dense = parameter_count(model)
     budget = Budget(
-        synapses=max(1, int(params_fraction * dense)),
+        synapses=synapses or max(1, int(params_fraction * dense)),
         source=f"--params {params_fraction}",
         conv_weight_sharing=True,
         dense_synapses=dense,
@@ -79,18 +81,20 @@ def prune_detector_sca_stds(
     params_fraction: float,
     epochs: int,
     finetune_epochs: int,
+    synapses: int | None = None,
 ) -> torch.nn.Module:
     """``sca+stds`` for the detector, as :func:`neuroprune.pipeline.structured.prune_structured`
     does for classifiers: SCA for ``ceil(STRUCTURE_FRACTION * epochs)`` epochs with the synapse
     limit ``STRUCTURE_SLACK * B``, channels removed (ADD groups together), then STDS inside the
     kept channels for the other epochs and ``finetune_epochs``, ending at **exactly**
-    ``B = floor(f * S_dense)`` synapses, ``S`` counted by :func:`shared_synapses`."""
+    ``B = floor(f * S_dense)`` synapses (``synapses``: that ``B`` given as is, e.g. a chip's
+    budget), ``S`` counted by :func:`shared_synapses`."""
     from neuroprune.pruning.registry import method_class
     from neuroprune.pruning.sca import STRUCTURE_FRACTION, STRUCTURE_SLACK
 
     dense = shared_synapses(model, data.input_shape)
     budget = Budget(
-        synapses=max(1, int(params_fraction * dense)),
+        synapses=synapses or max(1, int(params_fraction * dense)),
         source=f"--params {params_fraction}",
         conv_weight_sharing=True,
         dense_synapses=dense,
