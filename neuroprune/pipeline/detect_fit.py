@@ -278,7 +278,7 @@ def _simulate(cfg: RunConfig, profile, nir: Path, x, quantized, log: _Log):
             "backend",
             "mode",
             "spike_agreement",
-            "layer_agreement",
+            "layers",
             "agreement_source",
             "samples",
             "seconds_per_sample",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -85,7 +86,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
 
     summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
     check_neuron_models(summary, profile, cfg)
-    budget = allocation_budget(summary, profile, allocation)
+    budget = with_params(allocation_budget(summary, profile, allocation), cfg.params)
     used, allocated = dense_cores(summary, profile, allocation)
     shared = profile.conv_weight_sharing
     return _Plan(
@@ -245,6 +246,19 @@ def check_model_size(model: str, hidden, input_shape, num_classes: int) -> None:
             value=",".join(map(str, hidden)),
             fix="Use narrower hidden layers.",
         )
+
+
+def with_params(budget, params: float | None):
+    """``budget`` lowered to ``floor(params * dense synapses)`` (``--params``, a fraction of
+    the dense network kept) when that is smaller: the smallest budget wins."""
+    if params is None or budget.dense_synapses is None:
+        return budget
+    kept = max(1, math.floor(params * budget.dense_synapses))
+    if kept >= budget.synapses:
+        return budget
+    return dataclasses.replace(
+        budget, synapses=kept, source=f"--params {params:g}", binding="params"
+    )
 
 
 def check_detection_not_fitted(cfg: RunConfig) -> None:
