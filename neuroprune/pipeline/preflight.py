@@ -262,9 +262,9 @@ def with_params(budget, params: float | None):
 
 
 def check_detection_not_fitted(cfg: RunConfig) -> None:
-    """``fit`` trains classifiers only: the detector and the detection datasets are refused
-    in one line (they are trained, pruned and measured by :mod:`neuroprune.train.detect` and
-    :mod:`neuroprune.pipeline.detect`)."""
+    """The classifier stages do not take the detector: a detection run is fitted by
+    :mod:`neuroprune.pipeline.detect_fit` only (``neuroprune fit``); a run derived from another
+    run's models (``neuroprune quantize RUN``) is refused in one line."""
     field, value = None, None
     if cfg.model == "detector":
         field, value = "model", cfg.model
@@ -272,12 +272,11 @@ def check_detection_not_fitted(cfg: RunConfig) -> None:
         field, value = "dataset", cfg.dataset
     if field is not None:
         raise UnsupportedError(
-            "fit does not train detectors yet (classification only)",
+            "a detection run is not derived from another run's models",
             where="config",
             field=field,
             value=value,
-            fix="Train, prune and measure the detector with neuroprune.train.detect and "
-            "neuroprune.pipeline.detect (benchmarks/detector.py shows how).",
+            fix="Rerun 'neuroprune fit --model detector' with the new options.",
         )
 
 
