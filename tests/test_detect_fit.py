@@ -92,11 +92,19 @@ def test_nir_round_trip_is_bit_exact_in_the_spec_simulator(reference_run):
     assert all(row["spikes_per_sample"] > 0 for row in sim["layers"])  # no silent layer
 
 
+def test_unstructured_stds_keeps_exactly_the_params_fraction(tmp_path):
+    result, report = fit(tmp_path, "--params", "0.2", "--method", "stds", "--backend", "none")
+    assert result.exit_code == 0, result.output
+    dense = report["dense"]["synapses"]
+    assert report["pruned"]["synapses"] == int(0.2 * dense)
+    assert report["pruned"]["params"] < report["dense"]["params"]
+
+
 @pytest.mark.parametrize(
     ("flags", "field"),
     [
         (["--dataset", "digits"], "dataset"),
-        (["--method", "stds"], "method"),
+        (["--method", "gmp"], "method"),
     ],
 )
 def test_a_detection_run_that_cannot_be_is_one_line_exit_2(tmp_path, flags, field):

@@ -7,7 +7,8 @@ Stages, as for a classifier, with mAP in place of accuracy:
 2. **prune** to ``B = min(B_chip, floor(f * S_dense))`` synapses (``f = --params``, ``S`` counted
    with conv weight sharing by :func:`neuroprune.pipeline.detect.shared_synapses`; ``B_chip`` the
    allocation's budget, ``--budget``/``--sparsity`` included): ``sca+stds`` ends at exactly ``B``,
-   ``sca`` at ``<= B`` (:mod:`neuroprune.pipeline.detect`, ADD-joined channels pruned together);
+   ``sca`` at ``<= B`` (:mod:`neuroprune.pipeline.detect`, ADD-joined channels pruned together),
+   ``stds`` (unstructured, every channel kept) at exactly ``B``;
    nothing is pruned when ``B >= S_dense``;
 3. **quantize**: post-training quantization to the chip's weights
    (:func:`neuroprune.quantize.model.ptq_model`; no QAT epochs for the detector);
@@ -37,7 +38,7 @@ from neuroprune.pipeline.context import RunOutcome
 from neuroprune.pipeline.preflight import check_backend
 from neuroprune.run.rundir import RunDir
 
-DETECT_METHODS = ("sca", "sca+stds")
+DETECT_METHODS = ("sca", "sca+stds", "stds")
 DEFAULT_SCENES = 512
 BOX_SCENES = 4  # test scenes drawn in plots/detection_boxes.png
 
@@ -63,7 +64,7 @@ def check_detection_config(cfg: RunConfig) -> None:
         )  # fmt: skip
     if cfg.method not in DETECT_METHODS:
         raise ConfigError(
-            "the detector is pruned by channels (ADD-joined channels together)",
+            "the detector is pruned by sca, sca+stds (channels, ADD-joined ones together) or stds",
             where="config", field="method", value=cfg.method,
             fix=f"Use --method {' or '.join(DETECT_METHODS)}.",
         )  # fmt: skip
@@ -122,7 +123,11 @@ def _stages(cfg: RunConfig, profile, data, rundir: RunDir, log: _Log) -> dict[st
     from neuroprune.export.nir_export import export_nir
     from neuroprune.export.onnx_export import export_onnx
     from neuroprune.models.zoo import build_model
-    from neuroprune.pipeline.detect import prune_detector_channels, prune_detector_sca_stds
+    from neuroprune.pipeline.detect import (
+        prune_detector_channels,
+        prune_detector_sca_stds,
+        prune_detector_stds,
+    )
     from neuroprune.pipeline.detect import shared_synapses as synapses_of
     from neuroprune.quantize.model import ptq_model
     from neuroprune.train.detect import DetectTrainConfig, train_detector
@@ -148,7 +153,11 @@ def _stages(cfg: RunConfig, profile, data, rundir: RunDir, log: _Log) -> dict[st
     log("dense", _line(stages["dense"]))
     started = time.perf_counter()
     if budget < dense_synapses:
-        prune = prune_detector_sca_stds if cfg.method == "sca+stds" else prune_detector_channels
+        prune = {
+            "sca": prune_detector_channels,
+            "sca+stds": prune_detector_sca_stds,
+            "stds": prune_detector_stds,
+        }[cfg.method]
         log("prune", f"{cfg.method} to {budget:,} synapses")
         pruned = prune(
             copy.deepcopy(model), data, train, params_fraction=budget / dense_synapses,
