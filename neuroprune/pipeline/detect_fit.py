@@ -264,7 +264,7 @@ def _fit_check(model, profile, cfg: RunConfig, shape, timesteps: int) -> dict[st
     summary = summarize(model, shape, timesteps, name="detector")
     report = check_fit(summary, profile, chips=cfg.chips, cores=cfg.cores)
     return {"fits": report.fits, "cores_used": report.cores_used, "chips": report.chips_needed,
-            "violations": [str(v) for v in report.violations]}  # fmt: skip
+            "violations": [f"{v.rule} ({v.layer}): {v.actual} > {v.limit}" for v in report.violations]}  # fmt: skip
 
 
 def _simulate(cfg: RunConfig, profile, nir: Path, x, quantized, log: _Log):
