@@ -31,7 +31,7 @@ from typing import Any
 
 from neuroprune.chip.profiles import load_profile
 from neuroprune.core.errors import EXIT_DOES_NOT_FIT, EXIT_OK, ConfigError
-from neuroprune.core.progress import Progress
+from neuroprune.core.progress import Progress, emit
 from neuroprune.data.spikecam import DETECTION_DATASETS, SpikecamOptions, load_detection_dataset
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.context import RunOutcome
@@ -110,8 +110,18 @@ class _Log:
 
     def __call__(self, stage: str, message: str) -> None:
         self.lines.append(f"{time.strftime('%H:%M:%S')} {stage}: {message}")
-        if self.progress is not None:
-            self.progress({"stage": stage, "message": message})
+        emit(self.progress, stage=stage, message=message)
+
+    def epochs(self, stage: str, total: int):
+        """A bar of ``total`` epochs for ``stage``; the returned callable takes
+        :func:`neuroprune.train.detect.train_detector`'s ``{"event": "epoch", ...}`` rows."""
+        emit(self.progress, stage=stage, total=total, unit="epochs")
+
+        def forward(row: dict[str, Any]) -> None:
+            shown = {k: row[k] for k in ("epoch", "loss") if k in row}
+            emit(self.progress, stage=stage, advance=1, epochs=total, **shown)
+
+        return forward
 
 
 def _stages(cfg: RunConfig, profile, data, rundir: RunDir, log: _Log) -> dict[str, Any]:
@@ -147,7 +157,7 @@ def _stages(cfg: RunConfig, profile, data, rundir: RunDir, log: _Log) -> dict[st
     log("setup", f"{profile.name}: budget {budget:,} synapses ({source}); dense {dense_synapses:,}")
     started = time.perf_counter()
     log("dense", f"training the detector on {cfg.dataset} for {train.epochs} epochs")
-    train_detector(model, data, train)
+    train_detector(model, data, train, progress=log.epochs("dense", train.epochs))
     stages: dict[str, dict[str, Any]] = {"dense": _measure(model, data, started)}
     _save_state(rundir, "dense", model)
     log("dense", _line(stages["dense"]))
