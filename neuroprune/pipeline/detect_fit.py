@@ -12,9 +12,10 @@ Stages, as for a classifier, with mAP in place of accuracy:
    nothing is pruned when ``B >= S_dense``;
 3. **quantize**: post-training quantization to the chip's weights
    (:func:`neuroprune.quantize.model.ptq_model`; no QAT epochs for the detector);
-4. **fit** check, **export** model.nir and model.onnx, **simulate** model.nir in fixed point
-   (``reference``: against the quantized torch model; ``lava``: against the bit-exact
-   emulation), the gate being ``--agreement-threshold``;
+4. **fit** check, **export** model.nir (the quantized model) and model.onnx (the pruned float
+   model, whose head spikes ONNX reproduces: ``tests/test_detector_deploy.py``), **simulate**
+   model.nir in fixed point (``reference``: against the quantized torch model; ``lava``:
+   against the bit-exact emulation), the gate being ``--agreement-threshold``;
 5. **report**: report.json (``map_50`` = mAP@0.5 and ``map`` = mAP@0.5:0.95 per stage, in
    ``[0, 1]``, by torchmetrics' ``MeanAveragePrecision``) and report.md with the mAP-per-stage
    plot and the predicted boxes on four test scenes.
@@ -147,7 +148,7 @@ def _stages(cfg: RunConfig, profile, data, rundir: RunDir, log: _Log) -> dict[st
         "detector", shape, data.num_classes, hidden=cfg.hidden, neuron=cfg.neuron, seed=cfg.seed
     )
     train = DetectTrainConfig(
-        epochs=cfg.epochs or 10,
+        epochs=cfg.epochs or DetectTrainConfig.epochs,
         lr=cfg.lr or DetectTrainConfig.lr,
         batch_size=cfg.batch_size or DetectTrainConfig.batch_size,
         seed=cfg.seed,
@@ -184,7 +185,7 @@ def _stages(cfg: RunConfig, profile, data, rundir: RunDir, log: _Log) -> dict[st
     _save_state(rundir, "pruned", pruned)
     log("prune", _line(stages["pruned"]))
     started = time.perf_counter()
-    quantized, layers = ptq_model(pruned, profile, shape)
+    quantized, _ = ptq_model(pruned, profile, shape)
     stages["quantized"] = {**_measure(quantized, data, started), "chip": profile.id}
     _save_state(rundir, "quantized", quantized)
     log("quantize", f"to {profile.name}'s weights (post-training): " + _line(stages["quantized"]))
