@@ -133,7 +133,7 @@ def _stages(cfg: RunConfig, profile, data, rundir: RunDir, log: _Log) -> dict[st
 
     from neuroprune.export.nir_export import export_nir
     from neuroprune.export.onnx_export import export_onnx
-    from neuroprune.models.zoo import build_model
+    from neuroprune.models.detector import build_detector
     from neuroprune.pipeline.detect import (
         prune_detector_channels,
         prune_detector_sca_stds,
@@ -144,9 +144,9 @@ def _stages(cfg: RunConfig, profile, data, rundir: RunDir, log: _Log) -> dict[st
     from neuroprune.train.detect import DetectTrainConfig, train_detector
 
     shape = data.input_shape
-    model = build_model(
-        "detector", shape, data.num_classes, hidden=cfg.hidden, neuron=cfg.neuron, seed=cfg.seed
-    )
+    widths = {} if cfg.hidden is None else {"stages": tuple((int(w), 1) for w in cfg.hidden)}
+    # build_detector seeds its own forked RNG (the zoo's build_model would leave it at 0)
+    model = build_detector(shape, data.num_classes, neuron=cfg.neuron, seed=cfg.seed, **widths)
     train = DetectTrainConfig(
         epochs=cfg.epochs or DetectTrainConfig.epochs,
         lr=cfg.lr or DetectTrainConfig.lr,
