@@ -57,6 +57,21 @@ FIT_OPTIONS = [
         help="Fraction of synapses to remove (0..1).",
         default_text="none: the budget sets it",
     ),
+    fit_option(
+        "--params",
+        field="params",
+        type=float,
+        help="Fraction of the dense network's synapses (parameters) to keep (0..1]; the "
+        "smallest of it and the synapse budget wins.",
+        default_text="none: the budget sets it",
+    ),
+    fit_option(
+        "--scenes",
+        field="scenes",
+        type=int,
+        help="Detection (spikecam-digits): training scenes generated (test: a quarter, >= 4).",
+        default_text="512",
+    ),
     fit_option("--model", field="model", help=model_help()),
     fit_option(
         "--hidden",
@@ -278,6 +293,10 @@ def fit(config_file, as_json, **options) -> None:
         gate = outcome.report.get("accuracy_gate") or {}
         if gate.get("reason"):
             click.echo(f"does not meet: {gate['reason']}", err=True)
+    elif outcome.report.get("task") == "detect":
+        from neuroprune.pipeline.detect_fit import detection_summary  # deferred: imports yaml
+
+        console.print(detection_summary(outcome.report, outcome.run_dir))
     else:
         console.print(summary_text(RunRecord.model_validate(outcome.report), outcome.run_dir))
     if outcome.error is not None:

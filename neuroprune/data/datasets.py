@@ -191,8 +191,8 @@ def _detection_only(key: str) -> DatasetError:
         where=f"dataset {key}",
         field="dataset",
         value=key,
-        fix="Read it with neuroprune.data.spikecam.load_detection_dataset; the fit pipeline "
-        "does not train detectors yet.",
+        fix="Fit it with --model detector (neuroprune fit), or read it with "
+        "neuroprune.data.spikecam.load_detection_dataset.",
     )
 
 

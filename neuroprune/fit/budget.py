@@ -42,7 +42,7 @@ from neuroprune.core.errors import BudgetError
 from neuroprune.core.summary import COUNTING_CONVENTION, LayerSummary, NetworkSummary
 
 LAYER_MIN_FRACTION = 0.001
-BINDINGS = ("budget", "sparsity", "chip", "fan_in_cap", "dense")
+BINDINGS = ("budget", "sparsity", "params", "chip", "fan_in_cap", "dense")
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,8 @@ class RunConfig(BaseModel):
     cores: PosInt | None = None
     budget: PosInt | None = None
     sparsity: Annotated[Float, Field(ge=0, lt=1)] | None = None
+    params: Annotated[Float, Field(gt=0, le=1)] | None = None  # fraction of dense synapses kept
+    scenes: PosInt | None = None  # detection: training scenes of spikecam-digits
     model: str = Field("mlp", min_length=1)
     hidden: Annotated[tuple[Width, ...], BeforeValidator(_widths), Field(min_length=1)] | None = (
         None

@@ -34,12 +34,14 @@ def prune_detector_channels(
     params_fraction: float,
     epochs: int,
     finetune_epochs: int,
+    synapses: int | None = None,
 ) -> torch.nn.Module:
     """SCA to ``params_fraction`` of the dense parameters, fine-tuned, channels removed
-    (module docstring); returns the narrower model."""
+    (module docstring; ``synapses``: the budget as is instead of ``floor(f * dense)``);
+    returns the narrower model."""
     dense = parameter_count(model)
     budget = Budget(
-        synapses=max(1, int(params_fraction * dense)),
+        synapses=synapses or max(1, int(params_fraction * dense)),
         source=f"--params {params_fraction}",
         conv_weight_sharing=True,
         dense_synapses=dense,
@@ -79,18 +81,20 @@ def prune_detector_sca_stds(
     params_fraction: float,
     epochs: int,
     finetune_epochs: int,
+    synapses: int | None = None,
 ) -> torch.nn.Module:
     """``sca+stds`` for the detector, as :func:`neuroprune.pipeline.structured.prune_structured`
     does for classifiers: SCA for ``ceil(STRUCTURE_FRACTION * epochs)`` epochs with the synapse
     limit ``STRUCTURE_SLACK * B``, channels removed (ADD groups together), then STDS inside the
     kept channels for the other epochs and ``finetune_epochs``, ending at **exactly**
-    ``B = floor(f * S_dense)`` synapses, ``S`` counted by :func:`shared_synapses`."""
+    ``B = floor(f * S_dense)`` synapses (``synapses``: that ``B`` given as is, e.g. a chip's
+    budget), ``S`` counted by :func:`shared_synapses`."""
     from neuroprune.pruning.registry import method_class
     from neuroprune.pruning.sca import STRUCTURE_FRACTION, STRUCTURE_SLACK
 
     dense = shared_synapses(model, data.input_shape)
     budget = Budget(
-        synapses=max(1, int(params_fraction * dense)),
+        synapses=synapses or max(1, int(params_fraction * dense)),
         source=f"--params {params_fraction}",
         conv_weight_sharing=True,
         dense_synapses=dense,
@@ -115,3 +119,38 @@ def prune_detector_sca_stds(
         finetune = DetectTrainConfig(finetune_epochs, config.lr / 2, config.batch_size, config.seed)
         train_detector(narrow, data, finetune, callbacks=[stds])
     return stds.finalize(narrow)
+
+
+def prune_detector_stds(
+    model: SpikingDetector,
+    data: Any,
+    config: DetectTrainConfig,
+    *,
+    params_fraction: float,
+    epochs: int,
+    finetune_epochs: int,
+    synapses: int | None = None,
+) -> torch.nn.Module:
+    """Unstructured ``stds`` for the detector: STDS (:mod:`neuroprune.pruning`) for ``epochs``
+    and ``finetune_epochs`` with every channel kept, ending at **exactly**
+    ``B = floor(f * S_dense)`` synapses (``synapses``: ``B`` as is), ``S`` counted by
+    :func:`shared_synapses`; the model keeps its shape (masked weights)."""
+    from neuroprune.pruning.registry import method_class
+
+    dense = shared_synapses(model, data.input_shape)
+    budget = Budget(
+        synapses=synapses or max(1, int(params_fraction * dense)),
+        source=f"--params {params_fraction}",
+        conv_weight_sharing=True,
+        dense_synapses=dense,
+    )
+    stds = method_class("stds")(
+        budget, input_shape=data.input_shape, lr_schedule=lambda iteration: config.lr
+    )
+    stds.attach(model)
+    train_detector(model, data, _with_epochs(config, epochs), callbacks=[stds])
+    stds.project()
+    if finetune_epochs:
+        finetune = DetectTrainConfig(finetune_epochs, config.lr / 2, config.batch_size, config.seed)
+        train_detector(model, data, finetune, callbacks=[stds])
+    return stds.finalize(model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -85,7 +86,7 @@ def _preflight(cfg: RunConfig) -> _Plan:
 
     summary = summarize(model, dataset.input_shape, cfg.timesteps, name=cfg.model)
     check_neuron_models(summary, profile, cfg)
-    budget = allocation_budget(summary, profile, allocation)
+    budget = with_params(allocation_budget(summary, profile, allocation), cfg.params)
     used, allocated = dense_cores(summary, profile, allocation)
     shared = profile.conv_weight_sharing
     return _Plan(
@@ -247,10 +248,23 @@ def check_model_size(model: str, hidden, input_shape, num_classes: int) -> None:
         )
 
 
+def with_params(budget, params: float | None):
+    """``budget`` lowered to ``floor(params * dense synapses)`` (``--params``, a fraction of
+    the dense network kept) when that is smaller: the smallest budget wins."""
+    if params is None or budget.dense_synapses is None:
+        return budget
+    kept = max(1, math.floor(params * budget.dense_synapses))
+    if kept >= budget.synapses:
+        return budget
+    return dataclasses.replace(
+        budget, synapses=kept, source=f"--params {params:g}", binding="params"
+    )
+
+
 def check_detection_not_fitted(cfg: RunConfig) -> None:
-    """``fit`` trains classifiers only: the detector and the detection datasets are refused
-    in one line (they are trained, pruned and measured by :mod:`neuroprune.train.detect` and
-    :mod:`neuroprune.pipeline.detect`)."""
+    """The classifier stages do not take the detector: a detection run is fitted by
+    :mod:`neuroprune.pipeline.detect_fit` only (``neuroprune fit``); a run derived from another
+    run's models (``neuroprune quantize RUN``) is refused in one line."""
     field, value = None, None
     if cfg.model == "detector":
         field, value = "model", cfg.model
@@ -258,12 +272,11 @@ def check_detection_not_fitted(cfg: RunConfig) -> None:
         field, value = "dataset", cfg.dataset
     if field is not None:
         raise UnsupportedError(
-            "fit does not train detectors yet (classification only)",
+            "a detection run is not derived from another run's models",
             where="config",
             field=field,
             value=value,
-            fix="Train, prune and measure the detector with neuroprune.train.detect and "
-            "neuroprune.pipeline.detect (benchmarks/detector.py shows how).",
+            fix="Rerun 'neuroprune fit --model detector' with the new options.",
         )
 
 

@@ -22,6 +22,7 @@ from neuroprune.data.split import SPLIT_RULE, Holdout
 from neuroprune.envs import BACKEND, ENVIRONMENTS, recorded_versions
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.context import RunOutcome, _noop, _Run
+from neuroprune.pipeline.detect_fit import is_detection, run_detection_fit
 from neuroprune.pipeline.preflight import _Plan, _preflight
 from neuroprune.pipeline.stages import STAGES, Carry
 from neuroprune.run.record import DeploymentRecord
@@ -80,6 +81,8 @@ def run_fit(
     raised: the run completes. ``derive``: take models from another run (:class:`Derivation`).
     ``command``: the command line, for the run's deployment record.
     """
+    if is_detection(cfg) and derive is None:  # the detector: its own stages, mAP for accuracy
+        return run_detection_fit(cfg, progress=progress, command=command)
     plan = _preflight_for(cfg, derive)
     record = _empty_record(plan)
     with distributed.process_group(plan.cfg.device):
