@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 
 import pytest
 
@@ -11,6 +12,20 @@ import pytest
 # The suite runs hundreds of fits: they skip that stage unless a test asks (`--neurobench`);
 # tests/test_neurobench_report.py and tests/test_neurobench.py measure it.
 os.environ.setdefault("NEUROPRUNE_NEUROBENCH", "0")
+
+
+@pytest.fixture(autouse=True)
+def default_interrupt_handlers():
+    """Each test starts with Python's own SIGINT/SIGTERM actions and leaves them as it found
+    them. A library run in-process (Ray, Lava's runtime, an in-process CLI call) may leave
+    SIGINT ignored in an xdist worker, and a child process inherits an ignored signal: the
+    interrupt tests would then test nothing."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 @pytest.fixture(scope="session")
