@@ -83,46 +83,20 @@ def export_model(
     NIR for Rockpool's importer (``"rockpool-nir"``, a Xylo run), ONNX, or a deployment format
     (``netx``, ``pynn``: :mod:`neuroprune.pipeline.deploy`) to ``target``; the fit run and
     ``neuroprune export RUN`` both go through here."""
-    from neuroprune.export import (  # deferred: imports scipy, spikingjelly, torch
-        export_nir,
-        export_onnx,
+    from neuroprune.export import export_onnx  # deferred: imports scipy, spikingjelly, torch
+    from neuroprune.export.formats import get_exporter
+
+    if fmt == "onnx":  # unrolled over T steps: no encoding, chip or dt in the file
+        return export_onnx(model, target, timesteps=timesteps, input_shape=input_shape)
+    return get_exporter(fmt)(  # every other format takes the NIR exporter's arguments
+        model,
+        target,
+        timesteps=timesteps,
+        encoding=encoding,
+        input_shape=input_shape,
+        chip=chip,
+        dt=dt,
     )
-    from neuroprune.pipeline.deploy import DEPLOY_FORMATS, export_netx, export_pynn
-
-    if fmt in DEPLOY_FORMATS:
-        writer = export_netx if fmt == "netx" else export_pynn
-        return writer(
-            model,
-            target,
-            timesteps=timesteps,
-            encoding=encoding,
-            input_shape=input_shape,
-            chip=chip,
-            dt=dt,
-        )
-    if fmt == "rockpool-nir":
-        from neuroprune.export.formats import get_exporter  # deferred: lazy names only
-
-        return get_exporter(fmt)(
-            model,
-            target,
-            timesteps=timesteps,
-            encoding=encoding,
-            input_shape=input_shape,
-            chip=chip,
-            dt=dt,
-        )
-    if fmt == "nir":
-        return export_nir(
-            model,
-            target,
-            timesteps=timesteps,
-            encoding=encoding,
-            input_shape=input_shape,
-            chip=chip,
-            dt=dt,
-        )
-    return export_onnx(model, target, timesteps=timesteps, input_shape=input_shape)
 
 
 EXPORT = Stage("export", "artifacts", run_export)
