@@ -81,12 +81,11 @@ def test_channel_pruning_meets_the_parameter_fraction_and_keeps_adds_aligned(dat
 
 @pytest.mark.parametrize(
     ("args", "field"),
-    [
-        (("--model", "detector", "--dataset", "spikecam-digits"), "model"),
-        (("--dataset", "spikecam-digits"), "dataset"),
-    ],
+    [(("--dataset", "spikecam-digits"), "dataset")],  # a classifier on detection scenes
 )
 def test_fit_refuses_detection_in_one_line_before_writing(tmp_path, args, field):
+    """A classifier cannot take a detection dataset: one line, exit 2, nothing written (``fit
+    --model detector`` itself runs: tests/test_detect_fit.py)."""
     from click.testing import CliRunner
 
     from neuroprune.cli.app import main
