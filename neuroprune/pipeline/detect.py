@@ -40,22 +40,33 @@ def prune_detector_channels(
     (module docstring; ``synapses``: the budget as is instead of ``floor(f * dense)``);
     returns the narrower model."""
     dense = parameter_count(model)
-    budget = Budget(
+    budget = _params_budget(dense, params_fraction, synapses)
+    pruner = SCA(budget, input_shape=data.input_shape, enforce_fan_in=False)
+    pruner.attach(model)
+    _train_then_finetune(model, data, config, pruner, epochs, finetune_epochs)
+    masked = pruner.finalize(model, remove=False)
+    assert pruner.graph is not None
+    return remove_channels(masked, pruner.graph, pruner.keep)
+
+
+def _params_budget(dense: int, params_fraction: float, synapses: int | None) -> Budget:
+    """``B = floor(f * dense)`` (at least 1), or ``synapses`` as given, with conv sharing."""
+    return Budget(
         synapses=synapses or max(1, int(params_fraction * dense)),
         source=f"--params {params_fraction}",
         conv_weight_sharing=True,
         dense_synapses=dense,
     )
-    pruner = SCA(budget, input_shape=data.input_shape, enforce_fan_in=False)
-    pruner.attach(model)
+
+
+def _train_then_finetune(model, data, config, pruner, epochs: int, finetune_epochs: int) -> None:
+    """Train ``epochs`` with ``pruner`` attached, project onto its budget, then fine-tune
+    ``finetune_epochs`` at half the learning rate with the pruner still holding the mask."""
     train_detector(model, data, _with_epochs(config, epochs), callbacks=[pruner])
     pruner.project()
     if finetune_epochs:
         finetune = DetectTrainConfig(finetune_epochs, config.lr / 2, config.batch_size, config.seed)
         train_detector(model, data, finetune, callbacks=[pruner])
-    masked = pruner.finalize(model, remove=False)
-    assert pruner.graph is not None
-    return remove_channels(masked, pruner.graph, pruner.keep)
 
 
 def _with_epochs(config: DetectTrainConfig, epochs: int) -> DetectTrainConfig:
@@ -93,12 +104,7 @@ def prune_detector_sca_stds(
     from neuroprune.pruning.sca import STRUCTURE_FRACTION, STRUCTURE_SLACK
 
     dense = shared_synapses(model, data.input_shape)
-    budget = Budget(
-        synapses=synapses or max(1, int(params_fraction * dense)),
-        source=f"--params {params_fraction}",
-        conv_weight_sharing=True,
-        dense_synapses=dense,
-    )
+    budget = _params_budget(dense, params_fraction, synapses)
     sca_epochs = max(1, math.ceil(STRUCTURE_FRACTION * epochs))
     stds_epochs = max(1, epochs - sca_epochs)
     target = min(dense, int(STRUCTURE_SLACK * budget.synapses))
@@ -113,11 +119,7 @@ def prune_detector_sca_stds(
         budget, input_shape=data.input_shape, lr_schedule=lambda iteration: config.lr
     )
     stds.attach(narrow)
-    train_detector(narrow, data, _with_epochs(config, stds_epochs), callbacks=[stds])
-    stds.project()
-    if finetune_epochs:
-        finetune = DetectTrainConfig(finetune_epochs, config.lr / 2, config.batch_size, config.seed)
-        train_detector(narrow, data, finetune, callbacks=[stds])
+    _train_then_finetune(narrow, data, config, stds, stds_epochs, finetune_epochs)
     return stds.finalize(narrow)
 
 
@@ -138,19 +140,10 @@ def prune_detector_stds(
     from neuroprune.pruning.registry import method_class
 
     dense = shared_synapses(model, data.input_shape)
-    budget = Budget(
-        synapses=synapses or max(1, int(params_fraction * dense)),
-        source=f"--params {params_fraction}",
-        conv_weight_sharing=True,
-        dense_synapses=dense,
-    )
+    budget = _params_budget(dense, params_fraction, synapses)
     stds = method_class("stds")(
         budget, input_shape=data.input_shape, lr_schedule=lambda iteration: config.lr
     )
     stds.attach(model)
-    train_detector(model, data, _with_epochs(config, epochs), callbacks=[stds])
-    stds.project()
-    if finetune_epochs:
-        finetune = DetectTrainConfig(finetune_epochs, config.lr / 2, config.batch_size, config.seed)
-        train_detector(model, data, finetune, callbacks=[stds])
+    _train_then_finetune(model, data, config, stds, epochs, finetune_epochs)
     return stds.finalize(model)
