@@ -15,15 +15,20 @@ which vendor tool and how (``neuroprune deploy RUN``).
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from neuroprune.chip.arithmetic import LOIHI
 from neuroprune.chip.arithmetic.spinnaker import SPINNAKER
 from neuroprune.chip.profiles import load_profile
 from neuroprune.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from neuroprune.sim.spec import DeploymentSpec
 
 NETX = "netx"
 PYNN = "pynn"
@@ -40,20 +45,15 @@ def deploy_format_for(arithmetic: str | None) -> str | None:
     return None
 
 
-def _spec_of_model(model, *, timesteps, encoding, input_shape, chip, dt, folder: Path):
+@contextlib.contextmanager
+def _deployment_spec(model, prefix: str, **nir_args) -> Iterator[DeploymentSpec]:
+    """``model``'s :class:`DeploymentSpec`, read back from a NIR file written to a temporary
+    folder (``nir_args``: :func:`neuroprune.export.export_nir`'s keyword arguments)."""
     from neuroprune.export import export_nir  # deferred: imports torch
     from neuroprune.sim.spec import read_deployment  # deferred: imports scipy
 
-    nir_path = export_nir(
-        model,
-        folder / "model.nir",
-        timesteps=timesteps,
-        encoding=encoding,
-        input_shape=input_shape,
-        chip=chip,
-        dt=dt,
-    )
-    return read_deployment(nir_path)
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        yield read_deployment(export_nir(model, Path(folder) / "model.nir", **nir_args))
 
 
 def export_netx(
@@ -70,16 +70,10 @@ def export_netx(
     """Write ``model`` (quantized for Loihi) as a lava-dl netx file at ``path``."""
     from neuroprune.sim.netx_file import write_netx  # deferred: imports h5py
 
-    with tempfile.TemporaryDirectory(prefix="neuroprune-netx-") as folder:
-        spec = _spec_of_model(
-            model,
-            timesteps=timesteps,
-            encoding=encoding,
-            input_shape=input_shape,
-            chip=chip,
-            dt=dt,
-            folder=Path(folder),
-        )
+    nir_args = dict(
+        timesteps=timesteps, encoding=encoding, input_shape=input_shape, chip=chip, dt=dt
+    )
+    with _deployment_spec(model, "neuroprune-netx-", **nir_args) as spec:
         summary = write_netx(spec, path)
     if progress is not None:
         progress({"event": "exported", "format": NETX, "path": str(summary.path)})
@@ -102,16 +96,10 @@ def export_pynn(
     from neuroprune.sim.pynn_script import write_pynn  # deferred: imports scipy
 
     atoms = load_profile(chip).core.neurons_max if chip else DEFAULT_ATOMS_PER_CORE
-    with tempfile.TemporaryDirectory(prefix="neuroprune-pynn-") as folder:
-        spec = _spec_of_model(
-            model,
-            timesteps=timesteps,
-            encoding=encoding,
-            input_shape=input_shape,
-            chip=chip,
-            dt=dt,
-            folder=Path(folder),
-        )
+    nir_args = dict(
+        timesteps=timesteps, encoding=encoding, input_shape=input_shape, chip=chip, dt=dt
+    )
+    with _deployment_spec(model, "neuroprune-pynn-", **nir_args) as spec:
         files = write_pynn(spec, path, max_atoms_per_core=atoms)
     if progress is not None:
         progress({"event": "exported", "format": PYNN, "path": str(files.script)})
