@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -324,6 +325,35 @@ def test_training_progress_moves_per_batch_with_an_eta(loihi_unbound):
     line = next(x for x in result.stdout.splitlines() if x.startswith("dense "))
     assert f"{epochs * steps}/{epochs * steps} batches" in line
     assert line.rstrip().endswith("done")
+
+
+@pytest.mark.slow
+def test_simulation_shows_a_bar_of_test_samples(loihi_unbound):
+    """The simulate stage draws its own bar, in samples, ending done (the reference backend
+    fills it at its end; Lava moves it chunk by chunk: the next test)."""
+    run_dir, result = loihi_unbound
+    samples = report_of(run_dir)["simulation"]["samples"]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("simulate "))
+    assert f"{samples}/{samples} samples" in line
+    assert line.rstrip().endswith("done")
+
+
+def test_the_simulation_bar_follows_the_lava_workers_chunks():
+    """Lava's worker reports ``chunk_done`` with the samples finished so far (from its child
+    process); the bar advances by the difference and ends with the backend's ``done``."""
+    from neuroprune.core.progress import emit
+    from neuroprune.pipeline.context import _simulation_progress
+
+    seen: list[dict] = []
+    run = SimpleNamespace(progress=lambda event: seen.append(dict(event)))
+    forward = _simulation_progress(run)
+    emit(forward, stage="simulate", event="start", samples=100, backend="lava")
+    for finished in (40, 80, 100):
+        emit(forward, stage="simulate", event="chunk_done", chunk=1, chunks=3, samples=finished)
+    emit(forward, stage="simulate", event="done", backend="lava")
+    assert seen[0] == {"stage": "simulate", "total": 100, "unit": "samples"}
+    assert [e["advance"] for e in seen[1:4]] == [40, 40, 20]
+    assert seen[-1] == {"stage": "simulate", "done": True}
 
 
 WARNING_MODEL = """

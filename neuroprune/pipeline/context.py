@@ -187,6 +187,28 @@ def _epoch_progress(run: _Run, stage: str, epochs: int | None = None) -> Progres
     return forward
 
 
+def _simulation_progress(run: _Run) -> Progress:
+    """Adapt a simulator's events to one bar of test samples: ``start`` (``samples``) opens it,
+    every ``chunk_done`` (the Lava worker's, ``samples`` = samples finished so far, reported
+    from its child process chunk by chunk) moves it, ``done`` ends it. A backend that runs in
+    one piece (the numpy reference) fills the bar at its end. The CLI draws it with its ETA."""
+    bar = {"at": 0, "open": False}
+
+    def forward(event: ProgressEvent) -> None:
+        if event.event == "start" and event.get("samples"):
+            bar.update(at=0, open=True)
+            emit(run.progress, stage="simulate", total=int(event["samples"]), unit="samples")
+        elif event.event == "chunk_done" and bar["open"]:
+            finished = int(event.get("samples") or bar["at"])
+            emit(run.progress, stage="simulate", advance=max(finished - bar["at"], 0))
+            bar["at"] = max(finished, bar["at"])
+        elif event.event == "done" and bar["open"]:
+            bar["open"] = False
+            emit(run.progress, stage="simulate", done=True)
+
+    return forward
+
+
 def _layer_rows(summary, shared: bool) -> list[dict[str, Any]]:
     rows = []
     for layer in summary.layers:

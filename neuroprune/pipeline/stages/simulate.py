@@ -16,7 +16,7 @@ from neuroprune import sim as simulators  # a lazy face: Lava and torch load on 
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.errors import BackendUnavailableError, SimulationError
 from neuroprune.data.encoding import simulation_input
-from neuroprune.pipeline.context import _Run
+from neuroprune.pipeline.context import _Run, _simulation_progress
 from neuroprune.pipeline.stages.base import Carry, Stage
 from neuroprune.run.rundir import ErrorRecord, SimulationRecord
 from neuroprune.sim.verification import CHIP_EXACT
@@ -99,6 +99,7 @@ def _simulate(run: _Run, carry: Carry) -> bool:
         expected_counts=bit_exact_check(cfg.backend, fixed),
         reference_model=carry.model,
         float_model=float_twin(carry.model),
+        progress=_simulation_progress(run),
     )
     data = model_layer_names(result.as_dict(), run.record)
     run.rundir.write_simulation(data)
