@@ -37,12 +37,13 @@ DEMO = ["fit", "--chip", "loihi", "--hidden", "512,256", "--backend", "reference
 STAMP = re.compile(r"^(\d\d):(\d\d):(\d\d) (\w+): ")
 
 
-def run_once(tree: Path, out: Path, name: str) -> dict[str, float]:
-    """One fit of ``tree``: wall, CPU (user + system of the child) and seconds per stage."""
+def run_once(tree: Path, out: Path, name: str, python: str) -> dict[str, float]:
+    """One fit of ``tree`` under interpreter ``python``: wall, CPU (user + system of the
+    child) and seconds per stage."""
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started, clock = time.perf_counter(), time.time()
-    argv = [sys.executable, "-m", "neuroprune", *DEMO, "--out", str(out), "--name", name]
+    argv = [python, "-m", "neuroprune", *DEMO, "--out", str(out), "--name", name]
     subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL, cwd=out)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -92,14 +93,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", type=Path, required=True, help="checkout of fab48e2^")
     parser.add_argument("--after", type=Path, default=ROOT)
+    parser.add_argument(
+        "--before-python",
+        default=sys.executable,
+        help="interpreter for the before tree (its own environment: a checkout from before "
+        "the move to Python 3.12 needs the 3.10 stack it was built for)",
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", help="write the Markdown result here too")
     args = parser.parse_args()
     rows: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as folder:
         for i in range(args.repeats):
-            for label, tree in (("before", args.before), ("after", args.after)):
-                rows[label].append(run_once(tree.resolve(), Path(folder), f"{label}{i}"))
+            for label, tree, python in (
+                ("before", args.before, args.before_python),
+                ("after", args.after, sys.executable),
+            ):
+                rows[label].append(run_once(tree.resolve(), Path(folder), f"{label}{i}", python))
                 print(label, {k: round(v, 1) for k, v in rows[label][-1].items()}, flush=True)
     keys = sorted({k for runs in rows.values() for r in runs for k in r}, key=_order)
     lines = [
@@ -107,7 +117,8 @@ def main() -> None:
         f"`python benchmarks/nothing_binds.py {shlex.join(sys.argv[1:])}`, "
         f"{datetime.date.today()}.",
         "",
-        f"Machine: {machine(1)}.",
+        f"Machine: {machine(1)}. Interpreters: before `{args.before_python}`, after "
+        f"`{sys.executable}`.",
         "",
         "| median of runs | before | after | after / before |",
         "|---|---|---|---|",
