@@ -100,7 +100,9 @@ def test_digits_equal_scikit_learn_without_importing_it():
     y = bunch.target.astype(np.int64)
     expected = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
     ours = load_dataset("digits")
-    for want, got in zip(expected, (ours.x_train, ours.x_test, ours.y_train, ours.y_test)):
+    for want, got in zip(
+        expected, (ours.x_train, ours.x_test, ours.y_train, ours.y_test), strict=True
+    ):
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
 
