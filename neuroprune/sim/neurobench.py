@@ -35,6 +35,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +60,43 @@ def neurobench_metrics(
     Raises ``BackendUnavailableError`` (one line naming ``neuroprune backends install
     neurobench``) when the environment is not ready, ``SimulationError`` when the child fails.
     """
-    python = require(NEUROBENCH_ENV, what="NeuroBench 2.3.0 (the report's NeuroBench metrics)")
-    with tempfile.TemporaryDirectory(prefix="np-neurobench-") as tmp:
-        folder = Path(tmp)
+    return NeuroBenchChild(model, x, labels, timeout=timeout).result()
+
+
+class NeuroBenchChild:
+    """One NeuroBench measurement started in the background: the constructor writes the model
+    and inputs and starts the child (:func:`neurobench_metrics`'s process), :meth:`result`
+    waits for it, :meth:`cancel` stops it. The model is saved before the constructor returns,
+    so the caller may go on changing or simulating it. ``timeout`` (seconds, default
+    :data:`CHILD_TIMEOUT_S`) counts from the start. Raises as :func:`neurobench_metrics` does:
+    ``BackendUnavailableError`` here, ``SimulationError`` from :meth:`result`."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        x: np.ndarray,
+        labels: np.ndarray,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        self.python = require(
+            NEUROBENCH_ENV, what="NeuroBench 2.3.0 (the report's NeuroBench metrics)"
+        )
+        self.timeout = timeout or CHILD_TIMEOUT_S
+        self._folder = tempfile.TemporaryDirectory(prefix="np-neurobench-")
+        try:
+            self._proc = self._start(Path(self._folder.name), model, x, labels)
+        except BaseException:
+            self._folder.cleanup()
+            raise
+        self._started = time.monotonic()
+
+    def _start(self, folder: Path, model, x, labels) -> subprocess.Popen:
         torch.save(baked_copy(model), folder / "model.pt")
         np.save(folder / "inputs.npy", np.ascontiguousarray(x, dtype=np.float32))
         np.save(folder / "labels.npy", np.asarray(labels, dtype=np.int64))
         command = [
-            str(python),
+            str(self.python),
             "-m",
             __name__,
             *(str(folder / name) for name in ("model.pt", "inputs.npy", "labels.npy")),
@@ -75,29 +105,46 @@ def neurobench_metrics(
         ]
         environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         environ["PYTHONPATH"] = str(_PACKAGE_ROOT)
+        # output to files, not pipes: a child that fills a pipe nobody reads yet would stall
+        with open(folder / "stdout.txt", "wb") as out, open(folder / "stderr.txt", "wb") as err:
+            return subprocess.Popen(
+                command, stdout=out, stderr=err, env=environ, cwd=folder, stdin=subprocess.DEVNULL
+            )
+
+    def result(self) -> dict[str, Any]:
+        """Wait for the child and return its ``{"results", "version", "activation_layers"}``;
+        ``SimulationError`` when it ran past the timeout (then killed) or exited non-zero."""
+        left = max(0.0, self.timeout - (time.monotonic() - self._started))
+        folder = Path(self._folder.name)
         try:
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                env=environ,
-                cwd=folder,
-                stdin=subprocess.DEVNULL,
-                timeout=timeout or CHILD_TIMEOUT_S,
+            self._proc.wait(timeout=left)
+            stdout, stderr = (
+                (folder / name).read_text(errors="replace") for name in ("stdout.txt", "stderr.txt")
             )
         except subprocess.TimeoutExpired as exc:
+            self.cancel()
             raise SimulationError(
-                f"NeuroBench did not finish in {exc.timeout:.0f} s",
+                f"NeuroBench did not finish in {self.timeout:.0f} s",
                 where="neurobench",
                 fix="Measure fewer samples (--samples).",
             ) from exc
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise SimulationError(
-            f"NeuroBench in {python} exited {done.returncode}: {' | '.join(tail)}",
-            where="neurobench",
-        )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        finally:
+            self._folder.cleanup()
+        if self._proc.returncode != 0:
+            tail = (stderr or stdout).strip().splitlines()[-3:]
+            raise SimulationError(
+                f"NeuroBench in {self.python} exited {self._proc.returncode}: {' | '.join(tail)}",
+                where="neurobench",
+            )
+        return json.loads(stdout.strip().splitlines()[-1])
+
+    def cancel(self) -> None:
+        """Stop the child if it still runs and remove its files (a run that fails or is
+        interrupted before its report stage leaves no process behind)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._folder.cleanup()
 
 
 def baked_copy(model: torch.nn.Module) -> torch.nn.Module:
