@@ -1,6 +1,7 @@
-"""NeuroBench's child starts once the model is final (before export) and is collected by the
-report stage: the same section as a measurement made at the report, started before the
-simulation, and stopped when the run fails before its report."""
+"""NeuroBench's child is spawned when the fit run starts (it imports while the run trains), gets
+the model once it is final (before export) and is collected by the report stage: the same
+section as a measurement made at the report, handed over before the simulation, and stopped
+when the run fails or is interrupted before its report."""
 
 from __future__ import annotations
 
@@ -45,8 +46,12 @@ def _spy(monkeypatch, events):
 
     class Child(real_child):
         def __init__(self, *args, **kwargs):
-            events.append("start")
+            events.append("spawn")
             super().__init__(*args, **kwargs)
+
+        def measure(self, *args, **kwargs):
+            events.append("measure")
+            return super().measure(*args, **kwargs)
 
         def result(self):
             events.append("result")
@@ -64,7 +69,7 @@ def _spy(monkeypatch, events):
     monkeypatch.setattr(simulators, "simulate", simulate)
 
 
-def test_started_before_the_simulation_and_the_same_as_measured_at_the_report(
+def test_spawned_first_handed_the_model_before_the_simulation_and_the_same_as_at_the_report(
     tmp_path, monkeypatch
 ):
     _needs_environment()
@@ -72,11 +77,9 @@ def test_started_before_the_simulation_and_the_same_as_measured_at_the_report(
     _spy(monkeypatch, events)
     early = _fit(tmp_path, "early")
     assert early.exit_code == 0, early.output[-2000:]
-    assert events.index("start") < events.index("simulate") < events.index("result")
-    assert events.count("start") == events.count("result") == 1 and "cancel" not in events
-    # the oracle: the same run with the child started at the report (no early start)
-    monkeypatch.setattr(pipeline_neurobench, "start_neurobench", lambda run, carry: None)
-    monkeypatch.setattr("neuroprune.pipeline.run.start_neurobench", lambda run, carry: None)
+    assert events == ["spawn", "measure", "simulate", "result"]
+    # the oracle: the same run with the child started at the report (nothing spawned early)
+    monkeypatch.setattr("neuroprune.pipeline.run.spawn_neurobench", lambda run: None)
     late = _fit(tmp_path, "late")
     assert late.exit_code == 0, late.output[-2000:]
     sections = [
@@ -101,7 +104,7 @@ def test_an_interrupt_after_the_start_stops_the_child(tmp_path, monkeypatch):
     monkeypatch.setattr(simulators, "simulate", interrupted)
     result = _fit(tmp_path, "interrupted")
     assert result.exit_code == 130, result.output[-2000:]
-    assert events == ["start", "simulate", "cancel"]
+    assert events == ["spawn", "measure", "simulate", "cancel"]
 
 
 def test_without_the_environment_the_report_says_why_as_before(tmp_path, monkeypatch):

@@ -89,14 +89,14 @@ def neurobench_section(run: _Run, carry: Carry) -> NeuroBenchRecord:
 
 @dataclass
 class StartedNeuroBench:
-    """NeuroBench's child started early (:func:`start_neurobench`): the model and sample count
-    it measures, and the child, or the error starting it raised (said at the report, as a
-    child started there would have raised it)."""
+    """NeuroBench's child started early (:func:`spawn_neurobench`), the model and sample count
+    handed to it (:func:`start_neurobench`; None before), or the error starting it raised
+    (said at the report, as a child started there would have raised it)."""
 
-    model: Any
-    samples: int
     child: NeuroBenchChild | None = None
     error: NeuropruneError | None = None
+    model: Any = None
+    samples: int | None = None
 
     def result(self) -> dict[str, Any]:
         """The child's result (:meth:`NeuroBenchChild.result`), or the start's error raised."""
@@ -110,24 +110,34 @@ class StartedNeuroBench:
             self.child.cancel()
 
 
-def start_neurobench(run: _Run, carry: Carry) -> None:
-    """Start NeuroBench's child on ``carry.model`` now (the fit run calls it once the model is
-    final, after the quantize and fit stages), so that it measures while export, simulation
-    and the plots run (two processes on two cores); :func:`neurobench_section` collects it. The
-    samples are those the simulation will run (``--samples``, else the whole test split); a
-    report whose simulation ran other samples, or another model, measures afresh. Nothing is
-    started with ``--no-neurobench`` or on a torchrun rank that writes nothing."""
-    cfg, dataset = run.cfg, carry.dataset
-    if not cfg.neurobench or not run.writes or run.neurobench is not None:
+def spawn_neurobench(run: _Run) -> None:
+    """Start NeuroBench's child at the start of a fit run: it imports torch and NeuroBench
+    (seconds) on the second core while the run trains, then waits for the model
+    (:func:`start_neurobench`). Nothing is started with ``--no-neurobench`` or on a torchrun
+    rank that writes nothing; an environment that is not ready is said at the report."""
+    if not run.cfg.neurobench or not run.writes or run.neurobench is not None:
         return
-    samples = min(int(cfg.samples or len(dataset.x_test)), len(dataset.x_test))
-    x = encode(dataset.x_test[:samples], int(cfg.timesteps), cfg.encoding, seed=0)
-    started = StartedNeuroBench(carry.model, samples)
+    started = StartedNeuroBench()
     try:
-        started.child = NeuroBenchChild(carry.model, x, dataset.y_test[:samples])
+        started.child = NeuroBenchChild()
     except NeuropruneError as exc:
         started.error = exc
     run.neurobench = started
+
+
+def start_neurobench(run: _Run, carry: Carry) -> None:
+    """Hand ``carry.model`` to the spawned child now (the fit run calls it once the model is
+    final, after the quantize and fit stages), so that it measures while export, simulation
+    and the plots run; :func:`neurobench_section` collects it. The samples are those the
+    simulation will run (``--samples``, else the whole test split); a report whose simulation
+    ran other samples, or another model, measures afresh."""
+    started, dataset, cfg = run.neurobench, carry.dataset, run.cfg
+    if started is None or started.child is None or started.model is not None:
+        return
+    samples = min(int(cfg.samples or len(dataset.x_test)), len(dataset.x_test))
+    x = encode(dataset.x_test[:samples], int(cfg.timesteps), cfg.encoding, seed=0)
+    started.child.measure(carry.model, x, dataset.y_test[:samples])
+    started.model, started.samples = carry.model, samples
 
 
 def cancel_neurobench(run: _Run) -> None:
@@ -144,7 +154,7 @@ def _take_started(run: _Run, model: Any, samples: int) -> StartedNeuroBench | No
     started, run.neurobench = run.neurobench, None
     if started is None:
         return None
-    if started.model is model and started.samples == samples:
+    if started.error is not None or (started.model is model and started.samples == samples):
         return started
     started.cancel()
     return None
