@@ -186,7 +186,8 @@ def test_qat_decisions_never_look_at_the_test_split():
         quantize_model(model, load_profile("loihi"), d, config, finetune_epochs=2)
         for d in (data, scrambled)
     ]
-    assert runs[0].qat == runs[1].qat and runs[0].qat["decision"] in ("kept", "reverted")
+    decided = ("kept", "reverted", "skipped")  # skipped: PTQ lost nothing on validation
+    assert runs[0].qat == runs[1].qat and runs[0].qat["decision"] in decided
     assert runs[0].accuracy_ptq != runs[1].accuracy_ptq  # the test split did change
     for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters(), strict=True):
         assert torch.equal(a, b)

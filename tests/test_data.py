@@ -79,6 +79,57 @@ def test_digits_fixed_stratified_split(digits):
     np.testing.assert_array_equal(again.y_train, digits.y_train)
 
 
+def test_digits_equal_scikit_learn_without_importing_it():
+    """The oracle is scikit-learn itself: ``load_digits`` + ``train_test_split`` (stratified,
+    seed 0); the loader (run in a fresh interpreter) must give the same arrays and leave
+    scikit-learn unimported."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from neuroprune.data.datasets import load_dataset; "
+        "load_dataset('digits'); print('sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
+    y = bunch.target.astype(np.int64)
+    expected = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+    ours = load_dataset("digits")
+    for want, got in zip(
+        expected, (ours.x_train, ours.x_test, ours.y_train, ours.y_test), strict=True
+    ):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+@pytest.mark.parametrize("fraction", [0.1, 0.2, 0.33])
+def test_stratified_split_equals_train_test_split(seed, fraction):
+    from sklearn.model_selection import train_test_split
+
+    y = np.random.default_rng(seed).integers(0, 7, 211)
+    positions = np.arange(len(y))
+    want_train, want_test = train_test_split(
+        positions, test_size=fraction, random_state=seed, stratify=y
+    )
+    train, test = data.stratified_split(y, test_fraction=fraction, seed=seed)
+    np.testing.assert_array_equal(train, want_train)
+    np.testing.assert_array_equal(test, want_test)
+
+
+def test_unreadable_digits_file_is_named(tmp_path):
+    bad = tmp_path / "digits.csv.gz"
+    bad.write_bytes(b"not gzip")
+    with pytest.raises(DatasetError) as caught:
+        data._read_digits_csv(bad)
+    assert str(bad) in str(caught.value)
+
+
 IMAGES = ("digits", "digits-4x4", "mnist", "fashion-mnist", "cifar10")
 
 

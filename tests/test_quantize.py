@@ -397,10 +397,20 @@ def small_digits(train: int = 240, test: int = 120):
     )
 
 
+@pytest.fixture
+def always_fine_tune(monkeypatch):
+    """Fine-tune even when post-training quantization lost nothing on validation (the
+    skip of :func:`neuroprune.quantize.api.ptq_lost_nothing`): these tests check the
+    fine-tuning path itself."""
+    from neuroprune.quantize import api
+
+    monkeypatch.setattr(api, "ptq_lost_nothing", lambda val_float, val_ptq: False)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED, reason="no shipped profiles yet")
 @pytest.mark.parametrize("fmt", ["loihi", "truenorth", "dynapse"])
-def test_quantize_model_finetunes_and_keeps_the_mask(fmt):
+def test_quantize_model_finetunes_and_keeps_the_mask(fmt, always_fine_tune):
     from neuroprune.quantize import quantize_model
     from neuroprune.train.loop import TrainConfig
 

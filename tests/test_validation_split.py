@@ -22,6 +22,17 @@ from neuroprune.data import split
 from neuroprune.data.datasets import load_dataset
 from neuroprune.train import distributed
 
+
+@pytest.fixture
+def always_fine_tune(monkeypatch):
+    """Fine-tune even when post-training quantization lost nothing on validation (the
+    skip of :func:`neuroprune.quantize.api.ptq_lost_nothing`): these tests check the
+    fine-tuning path itself."""
+    from neuroprune.quantize import api
+
+    monkeypatch.setattr(api, "ptq_lost_nothing", lambda val_float, val_ptq: False)
+
+
 TINY = [
     "--chip",
     "loihi",
@@ -107,7 +118,7 @@ def _trained_validation_rows(seen: list, cut, full) -> tuple[int, int]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("leaky", [False, True], ids=["honest", "leaky-cut-is-caught"])
-def test_no_training_stage_sees_a_validation_row(tmp_path, monkeypatch, leaky):
+def test_no_training_stage_sees_a_validation_row(tmp_path, monkeypatch, leaky, always_fine_tune):
     seen = _record_training(monkeypatch)
     cuts = _record_cut(monkeypatch, leaky)
     result = _fit(tmp_path, "--quant-epochs", "1", "--json")
@@ -170,7 +181,7 @@ def test_qat_decision_reads_validation_and_not_the_test_split():
 
 
 @pytest.mark.slow
-def test_a_tie_keeps_ptq_and_says_so():
+def test_a_tie_keeps_ptq_and_says_so(always_fine_tune):
     """Validation labels no model can predict (-1): every epoch scores 0 = PTQ's 0, a tie."""
     from neuroprune.quantize.api import quantize_model
 
@@ -184,7 +195,9 @@ def test_a_tie_keeps_ptq_and_says_so():
 
 
 @pytest.mark.slow
-def test_quant_epochs_10_with_early_stop_reports_the_epochs_that_ran(tmp_path, monkeypatch):
+def test_quant_epochs_10_with_early_stop_reports_the_epochs_that_ran(
+    tmp_path, monkeypatch, always_fine_tune
+):
     """Through the CLI: a validation part no model can score on stops QAT after the patience
     epoch; report.json, log.txt and the console say 2 of 10 epochs ran, and the tie."""
     import neuroprune.pipeline.preflight as preflight
@@ -204,6 +217,64 @@ def test_quant_epochs_10_with_early_stop_reports_the_epochs_that_ran(tmp_path, m
     assert line in result.output
     log = (tmp_path / "run" / "log.txt").read_text()
     assert line in log and "tie: kept PTQ" in log
+
+
+@pytest.mark.slow
+def test_fine_tuning_is_skipped_exactly_when_ptq_lost_nothing_on_validation(monkeypatch):
+    """The skip reads validation only: ``val_float`` is the pruned float model's validation
+    accuracy (recomputed here with ``evaluate``), and fine-tuning runs iff PTQ scored below
+    it. A validation part no model can score on (labels -1: 0 % = 0 %) skips with no
+    training step at all."""
+    from neuroprune.quantize import api
+    from neuroprune.train.loop import evaluate
+
+    model, profile, data, config, cut = _quantize_inputs()
+    trained = []
+    real_train = api.train
+    monkeypatch.setattr(api, "train", lambda *a, **k: trained.append(1) or real_train(*a, **k))
+    result = api.quantize_model(model, profile, data, config, finetune_epochs=2, holdout=cut)
+    val_float = evaluate(model, cut.x_val, cut.y_val, 4, "direct", seed=0)
+    assert result.qat["val_float"] == val_float
+    lost_nothing = result.qat["val_ptq"] >= val_float
+    assert (result.qat["decision"] == "skipped") == lost_nothing
+    assert bool(trained) == (not lost_nothing)
+
+    trained.clear()
+    impossible = dataclasses.replace(cut, y_val=np.full_like(cut.y_val, -1))
+    skipped = api.quantize_model(
+        model, profile, data, config, finetune_epochs=2, holdout=impossible
+    )
+    assert (skipped.qat["val_float"], skipped.qat["val_ptq"]) == (0.0, 0.0)
+    assert skipped.qat["decision"] == "skipped" and skipped.qat["epochs_run"] == 0
+    assert skipped.qat["reason"].startswith("skipped: post-training quantization lost nothing")
+    assert not trained and skipped.history == ()
+    assert skipped.accuracy_qat == skipped.accuracy_ptq
+
+
+@pytest.mark.slow
+def test_a_skipped_fine_tune_is_said_in_log_report_json_and_report_md(tmp_path, monkeypatch):
+    """Through the CLI: PTQ that loses nothing on validation (here 0 % = 0 %, labels no model
+    can predict) skips the QAT epochs, and the console, log.txt, report.json and report.md
+    say so."""
+    import neuroprune.pipeline.preflight as preflight
+
+    def unscorable(dataset, *, seed):
+        made = split.hold_out(dataset, seed=seed)
+        return dataclasses.replace(made, y_val=np.full_like(made.y_val, -1))
+
+    monkeypatch.setattr(preflight, "hold_out", unscorable)
+    result = _fit(tmp_path, "--quant-epochs", "3")
+    assert result.exit_code == 0, result.output[-2000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    qat = report["quantized"]["qat"]
+    assert (qat["decision"], qat["epochs_asked"], qat["epochs_run"]) == ("skipped", 3, 0)
+    assert (qat["val_float"], qat["val_ptq"]) == (0.0, 0.0)
+    line = "fine-tuning: 0 of 3 epochs ran; on "
+    assert line in result.output and "lost nothing on validation" in result.output
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert line in log and "lost nothing on validation" in log
+    markdown = (tmp_path / "run" / "report.md").read_text()
+    assert "Fine-tuning skipped (3 epoch(s) asked, 0 run)" in markdown
 
 
 # ------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -202,15 +203,105 @@ def is_event_dataset(name: str) -> bool:
 
 
 def _load_digits(data_dir: str | Path | None = None) -> Dataset:
-    """scikit-learn's bundled 8x8 digits, pixel/16, fixed stratified 80/20 split."""
-    from sklearn.datasets import load_digits  # deferred: imports sklearn
-    from sklearn.model_selection import train_test_split  # deferred: imports sklearn
+    """scikit-learn's bundled 8x8 digits, pixel/16, fixed stratified 80/20 split.
 
-    bunch = load_digits()
-    x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
-    y = bunch.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
-    return Dataset("digits", x_tr, y_tr, x_te, y_te, 10, DIGIT_CLASSES)
+    The file is read where scikit-learn installed it, without importing scikit-learn (its
+    import costs about 2 s, more than the rest of the loader): :func:`_digits_csv` finds it,
+    :func:`stratified_split` reproduces ``train_test_split(x, y, test_size=0.2,
+    random_state=0, stratify=y)`` index for index.
+    """
+    table = _read_digits_csv(_digits_csv())
+    x = (table[:, :-1].reshape(-1, 8, 8).astype(np.float32) / 16.0)[:, None, :, :]
+    y = table[:, -1].astype(np.int64)
+    train, test = stratified_split(y, test_fraction=0.2, seed=0)
+    return Dataset("digits", x[train], y[train], x[test], y[test], 10, DIGIT_CLASSES)
+
+
+DIGITS_FILE = ("datasets", "data", "digits.csv.gz")  # inside the sklearn package folder
+
+
+def _digits_csv() -> Path:
+    """Path of scikit-learn's ``sklearn/datasets/data/digits.csv.gz``, found with
+    ``importlib.util.find_spec("sklearn")`` (locates the package, imports nothing)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        path = Path(folder).joinpath(*DIGITS_FILE)
+        if path.is_file():
+            return path
+    raise DatasetError(
+        "scikit-learn's bundled digits file is not installed",
+        where="dataset digits",
+        field="sklearn/" + "/".join(DIGITS_FILE),
+        value=", ".join(folders) or "scikit-learn not found",
+        fix="Install scikit-learn (pip install scikit-learn) into this environment.",
+    )
+
+
+def _read_digits_csv(path: Path) -> np.ndarray:
+    """The digits table ``[1797, 65]`` (64 pixels 0..16, then the label), as scikit-learn's
+    ``load_digits`` reads it (``np.loadtxt`` of the gzipped CSV, comma-delimited)."""
+    try:
+        with gzip.open(path, mode="rt", encoding="utf-8") as text:
+            table = np.loadtxt(text, delimiter=",")
+    except (OSError, ValueError, EOFError) as exc:
+        raise malformed_file(path, "is not the gzipped digits CSV", str(exc)) from exc
+    if table.ndim != 2 or table.shape[1] != 65:
+        raise malformed_file(path, "does not hold 65 columns per row", table.shape)
+    return table
+
+
+def stratified_split(
+    y: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` sample positions of a stratified shuffle split of labels ``y``:
+    the split scikit-learn's ``train_test_split(..., test_size=test_fraction,
+    random_state=seed, stratify=y)`` makes (``StratifiedShuffleSplit._iter_indices`` of
+    scikit-learn 1.x, one ``numpy.random.RandomState(seed)`` drawn in the same order).
+
+    ``n_test = ceil(test_fraction * N)``, ``n_train = N - n_test``. Per class ``c`` with
+    ``n_c`` samples the train and test counts are the approximate modes of the multivariate
+    hypergeometric (:func:`_approximate_mode`); each class's positions are permuted, the first
+    counts go to train, the next to test, and both lists are permuted at the end.
+    """
+    n = len(y)
+    n_test = math.ceil(test_fraction * n)
+    n_train = n - n_test
+    classes, y_indices, class_counts = np.unique(y, return_inverse=True, return_counts=True)
+    class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
+    rng = np.random.RandomState(seed)
+    n_i = _approximate_mode(class_counts, n_train, rng)
+    t_i = _approximate_mode(class_counts - n_i, n_test, rng)
+    train: list[int] = []
+    test: list[int] = []
+    for i in range(len(classes)):
+        positions = class_indices[i].take(rng.permutation(class_counts[i]), mode="clip")
+        train.extend(positions[: n_i[i]])
+        test.extend(positions[n_i[i] : n_i[i] + t_i[i]])
+    return rng.permutation(train), rng.permutation(test)
+
+
+def _approximate_mode(
+    class_counts: np.ndarray, n_draws: int, rng: np.random.RandomState
+) -> np.ndarray:
+    """Draws per class out of ``n_draws``: ``floor(n_c / N * n_draws)``, then one more for the
+    classes with the largest remainders (ties broken by ``rng.choice``), as scikit-learn's
+    ``sklearn.utils.extmath._approximate_mode``."""
+    continuous = class_counts / class_counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need_to_add = int(n_draws - floored.sum())
+    if need_to_add > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (inds,) = np.where(remainder == value)
+            add_now = min(len(inds), need_to_add)
+            floored[rng.choice(inds, size=add_now, replace=False)] += 1
+            need_to_add -= add_now
+            if need_to_add == 0:
+                break
+    return floored.astype(int)
 
 
 POOLED_DIGIT_CLASSES = 8  # Xylo Audio 2 has 8 readout neurons

@@ -49,6 +49,7 @@ class _Run:
     # stage -> the run its model file was taken from as it is (a derived run, quantize RUN)
     derived: dict[str, str] = field(default_factory=dict)
     taken_hashes: dict[str, Any] = field(default_factory=dict)  # their recorded inputs hash
+    neurobench: Any = None  # NeuroBench's child, spawned at the start (pipeline.neurobench)
 
     @property
     def run_dir(self) -> Path:

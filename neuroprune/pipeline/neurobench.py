@@ -33,15 +33,18 @@ The definitions (NeuroBench 2.3.0, ``neurobench/metrics/``) and why a figure may
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from neuroprune.core.errors import NeuropruneError
 from neuroprune.data.encoding import encode
 from neuroprune.models import summarize
 from neuroprune.pipeline.context import _Run
-from neuroprune.pipeline.stages.base import Carry
 from neuroprune.run.record import NeuroBenchRecord, NeuroBenchRow, RunRecord
-from neuroprune.sim.neurobench import neurobench_metrics
+from neuroprune.sim.neurobench import NeuroBenchChild, neurobench_metrics
+
+if TYPE_CHECKING:  # stages.report imports this module: Carry for annotations only
+    from neuroprune.pipeline.stages.base import Carry
 
 SPARSITY_DECIMALS = 4  # NeuroBench 2.3.0 rounds ConnectionSparsity to 4 decimals
 RATE_TOLERANCE = 1e-9  # two ratios of the same integer counts agree to float rounding
@@ -59,9 +62,13 @@ def neurobench_section(run: _Run, carry: Carry) -> NeuroBenchRecord:
     base: dict[str, Any] = {"model": stage, "samples": samples, "timesteps": timesteps}
     if not cfg.neurobench:
         return NeuroBenchRecord(computed=False, reason="--no-neurobench", **base)
-    x = encode(dataset.x_test[:samples], timesteps, cfg.encoding, seed=0)
+    started = _take_started(run, carry.model, samples)
     try:
-        measured = neurobench_metrics(carry.model, x, dataset.y_test[:samples])
+        if started is not None:
+            measured = started.result()
+        else:
+            x = encode(dataset.x_test[:samples], timesteps, cfg.encoding, seed=0)
+            measured = neurobench_metrics(carry.model, x, dataset.y_test[:samples])
     except NeuropruneError as exc:
         run.emit("report", f"NeuroBench metrics not computed: {exc.one_line()}")
         return NeuroBenchRecord(computed=False, reason=exc.one_line(), **base)
@@ -78,6 +85,79 @@ def neurobench_section(run: _Run, carry: Carry) -> NeuroBenchRecord:
     section.cross_check = cross_check(results, carry.model, summary, record, samples, timesteps)
     run.emit("report", f"NeuroBench {measured['version']} metrics of the {stage} model")
     return section
+
+
+@dataclass
+class StartedNeuroBench:
+    """NeuroBench's child started early (:func:`spawn_neurobench`), the model and sample count
+    handed to it (:func:`start_neurobench`; None before), or the error starting it raised
+    (said at the report, as a child started there would have raised it)."""
+
+    child: NeuroBenchChild | None = None
+    error: NeuropruneError | None = None
+    model: Any = None
+    samples: int | None = None
+
+    def result(self) -> dict[str, Any]:
+        """The child's result (:meth:`NeuroBenchChild.result`), or the start's error raised."""
+        if self.error is not None:
+            raise self.error
+        assert self.child is not None
+        return self.child.result()
+
+    def cancel(self) -> None:
+        if self.child is not None:
+            self.child.cancel()
+
+
+def spawn_neurobench(run: _Run) -> None:
+    """Start NeuroBench's child at the start of a fit run: it imports torch and NeuroBench
+    (seconds) on the second core while the run trains, then waits for the model
+    (:func:`start_neurobench`). Nothing is started with ``--no-neurobench`` or on a torchrun
+    rank that writes nothing; an environment that is not ready is said at the report."""
+    if not run.cfg.neurobench or not run.writes or run.neurobench is not None:
+        return
+    started = StartedNeuroBench()
+    try:
+        started.child = NeuroBenchChild()
+    except NeuropruneError as exc:
+        started.error = exc
+    run.neurobench = started
+
+
+def start_neurobench(run: _Run, carry: Carry) -> None:
+    """Hand ``carry.model`` to the spawned child now (the fit run calls it once the model is
+    final, after the quantize and fit stages), so that it measures while export, simulation
+    and the plots run; :func:`neurobench_section` collects it. The samples are those the
+    simulation will run (``--samples``, else the whole test split); a report whose simulation
+    ran other samples, or another model, measures afresh."""
+    started, dataset, cfg = run.neurobench, carry.dataset, run.cfg
+    if started is None or started.child is None or started.model is not None:
+        return
+    samples = min(int(cfg.samples or len(dataset.x_test)), len(dataset.x_test))
+    x = encode(dataset.x_test[:samples], int(cfg.timesteps), cfg.encoding, seed=0)
+    started.child.measure(carry.model, x, dataset.y_test[:samples])
+    started.model, started.samples = carry.model, samples
+
+
+def cancel_neurobench(run: _Run) -> None:
+    """Stop a started NeuroBench child that no report collected (a failed or interrupted
+    run)."""
+    started, run.neurobench = run.neurobench, None
+    if started is not None:
+        started.cancel()
+
+
+def _take_started(run: _Run, model: Any, samples: int) -> StartedNeuroBench | None:
+    """The started measurement when it measures ``model`` on ``samples``, else None (and a
+    mismatched one cancelled)."""
+    started, run.neurobench = run.neurobench, None
+    if started is None:
+        return None
+    if started.error is not None or (started.model is model and started.samples == samples):
+        return started
+    started.cancel()
+    return None
 
 
 def chip_memory_bits(record: RunRecord) -> int | None:

@@ -23,6 +23,11 @@ from neuroprune.envs import BACKEND, ENVIRONMENTS, recorded_versions
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.context import RunOutcome, _noop, _Run
 from neuroprune.pipeline.detect_fit import is_detection, run_detection_fit
+from neuroprune.pipeline.neurobench import (
+    cancel_neurobench,
+    spawn_neurobench,
+    start_neurobench,
+)
 from neuroprune.pipeline.preflight import _Plan, _preflight
 from neuroprune.pipeline.stages import STAGES, Carry
 from neuroprune.run.record import DeploymentRecord
@@ -161,8 +166,14 @@ def _run_main(
     for warning in preflight_warnings(record):  # said before training
         run.warn(warning)
     carry = Carry(plan.model, plan.holdout.train, plan.budget, holdout=plan.holdout)
-    for stage in STAGES:
-        carry = stage.run(run, carry)
+    try:
+        spawn_neurobench(run)  # imports on the second core while the run trains
+        for stage in STAGES:
+            if stage.name == "export":  # the model is final: NeuroBench measures meanwhile
+                start_neurobench(run, carry)
+            carry = stage.run(run, carry)
+    finally:
+        cancel_neurobench(run)  # only one no report collected (a failure, an interrupt)
     rundir.remove_files(keep=rundir.written)
     path = build.publish()
     return RunOutcome(path, run.record.as_dict(), carry.exit_code, carry.error)

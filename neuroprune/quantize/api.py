@@ -122,6 +122,7 @@ def quantize_model(
         qmodel, layers, profile, analog_images=analog
     )
     x_val, y_val = holdout.x_val, holdout.y_val
+    val_float = _score(model, x_val, y_val, train_config)
     val_ptq = _score(qmodel, x_val, y_val, train_config)
     acc_ptq = _accuracy(qmodel, dataset, train_config)
     emit(progress, event="ptq", accuracy=acc_ptq, accuracy_float=acc_float, val_accuracy=val_ptq)
@@ -129,6 +130,7 @@ def quantize_model(
     qat = {
         "decision": "not run",
         "reason": "no fine-tuning epochs asked: kept PTQ",
+        "val_float": val_float,
         "val_ptq": val_ptq,
         "val_qat": None,
         "val_samples": len(y_val),
@@ -140,7 +142,9 @@ def quantize_model(
     }
     history: tuple[dict[str, Any], ...] = ()
     acc_qat = acc_ptq
-    if finetune_epochs > 0:
+    if finetune_epochs > 0 and ptq_lost_nothing(val_float, val_ptq):
+        qat.update(decision="skipped", reason=skip_reason(val_float, val_ptq), stopped="skipped")
+    elif finetune_epochs > 0:
         saved = copy.deepcopy((qmodel, layers))
         tuned, history, best = _finetune(
             qmodel,
@@ -176,6 +180,22 @@ def quantize_model(
         history=history,
         arithmetic=arithmetic,
         qat=qat,
+    )
+
+
+def ptq_lost_nothing(val_float: float, val_ptq: float) -> bool:
+    """True when post-training quantization lost nothing on the validation part: its
+    accuracy there is at least the (pruned) float model's, ``val_ptq >= val_float``. Then
+    fine-tuning is skipped: it could only be kept by beating PTQ on validation, and PTQ
+    already matches the model it was quantized from (a decision that reads validation only)."""
+    return val_ptq >= val_float
+
+
+def skip_reason(val_float: float, val_ptq: float) -> str:
+    """The one-line reason of a skipped fine-tune (:func:`ptq_lost_nothing`)."""
+    return (
+        "skipped: post-training quantization lost nothing on validation "
+        f"({_pct(val_ptq)} >= {_pct(val_float)} of the float model): kept PTQ"
     )
 
 

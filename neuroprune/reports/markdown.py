@@ -240,6 +240,13 @@ def _quantization(quant: QuantizedRecord) -> list[str]:
             + (f"; {qat.stopped}" if qat.stopped else "")
             + "."
         )
+    if qat.decision == "skipped":
+        out.append(
+            f"Fine-tuning skipped ({qat.epochs_asked} epoch(s) asked, 0 run): post-training "
+            f"quantization lost nothing on the validation part ({qat.val_samples} training "
+            f"samples held out before any training, never trained on): validation "
+            f"{_pct(qat.val_ptq)} post-training vs {_pct(qat.val_float)} float."
+        )
     out += [f"- {n}" for n in quant.notes]
     return out
 

@@ -145,6 +145,8 @@ def training_curves(
             )
         offset = spans[stage][1]
     _quantization_drop(acc_ax, quantized, spans, reverted)
+    if getattr(qat, "decision", None) == "skipped":  # no QAT epochs to draw: say why
+        acc_ax.plot([], [], " ", label=_skipped_label(qat))
     for stage, (start, stop) in spans.items():
         acc_ax.axvline(start + 0.5 if start else 0.5, color="k", lw=0.6, ls="--", alpha=0.5)
         acc_ax.text(
@@ -166,6 +168,14 @@ def training_curves(
     fig.suptitle(title or "Training", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _skipped_label(qat: Any) -> str:
+    """Legend line of a skipped fine-tune: PTQ lost nothing on the validation part."""
+    ptq, flt = _percent(qat.val_ptq), _percent(qat.val_float)
+    if ptq is None or flt is None:
+        return "QAT skipped: PTQ lost nothing on validation"
+    return f"QAT skipped: PTQ lost nothing on validation ({ptq:.1f} % >= {flt:.1f} %)"
 
 
 def _percent(value: float | None) -> float | None:

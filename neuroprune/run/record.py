@@ -145,9 +145,11 @@ class StageRecord(_Section):
 
 
 class QatRecord(_Section):
-    """Quantization-aware fine-tuning: ``decision`` (``kept``, ``reverted`` or ``not run``) and
-    its one-line ``reason`` ("tie: kept PTQ ..." when the validation accuracies are equal), the
-    validation accuracies compared (0..1, after PTQ and the fine-tune's best epoch), held-out
+    """Quantization-aware fine-tuning: ``decision`` (``kept``, ``reverted``, ``skipped`` or
+    ``not run``) and its one-line ``reason`` ("tie: kept PTQ ..." when the validation
+    accuracies are equal; ``skipped`` when post-training quantization lost nothing on
+    validation, ``val_ptq >= val_float``), the validation accuracies compared (0..1, of the
+    pruned float model, after PTQ and the fine-tune's best epoch), held-out
     samples and their cut's ``val_digest`` (:class:`ValidationRecord` ``digest``), epochs asked (``--quant-epochs``) and run, the best epoch, and why it ``stopped``
     (every epoch ran, or early stop)."""
 
@@ -155,6 +157,7 @@ class QatRecord(_Section):
         {
             "decision",
             "reason",
+            "val_float",
             "val_ptq",
             "val_qat",
             "val_samples",
@@ -168,6 +171,7 @@ class QatRecord(_Section):
 
     decision: str | None = None
     reason: str | None = None
+    val_float: float | None = None
     val_ptq: float | None = None
     val_qat: float | None = None
     val_samples: int | None = None
@@ -183,6 +187,11 @@ class QatRecord(_Section):
         asked = "?" if self.epochs_asked is None else self.epochs_asked
         if self.decision in (None, "not run"):
             return f"fine-tuning: 0 of {asked} epochs ran; {self.reason or 'kept PTQ'}"
+        if self.decision == "skipped":
+            return (
+                f"fine-tuning: 0 of {asked} epochs ran; on {self.val_samples} validation "
+                f"samples: {self.reason}"
+            )
         return (
             f"fine-tuning: {self.epochs_run} of {asked} epochs ran ({self.stopped}); "
             f"on {self.val_samples} validation samples: {self.reason or self.decision}"

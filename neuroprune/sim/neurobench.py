@@ -10,6 +10,11 @@ module as a script with that environment's interpreter and the folder holding th
 ``neuroprune`` package on ``PYTHONPATH``::
 
     <neurobench python> -m neuroprune.sim.neurobench MODEL.pt inputs.npy labels.npy [--threads K]
+    <neurobench python> -m neuroprune.sim.neurobench --job-on-stdin [--threads K]
+
+The second form (:class:`NeuroBenchChild`, what the parent runs) imports torch and NeuroBench
+first and then reads the three paths as one JSON line on stdin, so a fit run can start the
+child while it trains and hand the model over when it is final.
 
 The child (:func:`_child`) measures with NeuroBench's code only: ``Benchmark`` with the static
 metrics ``ParameterCount``, ``ConnectionSparsity``, ``Footprint`` and the workload metrics
@@ -35,6 +40,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,45 +65,105 @@ def neurobench_metrics(
     Raises ``BackendUnavailableError`` (one line naming ``neuroprune backends install
     neurobench``) when the environment is not ready, ``SimulationError`` when the child fails.
     """
-    python = require(NEUROBENCH_ENV, what="NeuroBench 2.3.0 (the report's NeuroBench metrics)")
-    with tempfile.TemporaryDirectory(prefix="np-neurobench-") as tmp:
-        folder = Path(tmp)
-        torch.save(baked_copy(model), folder / "model.pt")
-        np.save(folder / "inputs.npy", np.ascontiguousarray(x, dtype=np.float32))
-        np.save(folder / "labels.npy", np.asarray(labels, dtype=np.int64))
+    return NeuroBenchChild(timeout=timeout).measure(model, x, labels).result()
+
+
+class NeuroBenchChild:
+    """One NeuroBench measurement in a child process, in three steps a caller may spread out:
+    the constructor starts the child, which imports torch and NeuroBench (seconds) and then
+    waits for its job on stdin; :meth:`measure` writes the model and inputs and hands the job
+    over (the model is saved before it returns, so the caller may go on using it);
+    :meth:`result` waits for the answer. :meth:`cancel` stops the child at any step.
+    ``timeout`` (seconds, default :data:`CHILD_TIMEOUT_S`) counts from :meth:`measure`.
+    Raises as :func:`neurobench_metrics` does: ``BackendUnavailableError`` here,
+    ``SimulationError`` from :meth:`result`."""
+
+    def __init__(self, *, timeout: float | None = None) -> None:
+        self.python = require(
+            NEUROBENCH_ENV, what="NeuroBench 2.3.0 (the report's NeuroBench metrics)"
+        )
+        self.timeout = timeout or CHILD_TIMEOUT_S
+        self._folder = tempfile.TemporaryDirectory(prefix="np-neurobench-")
+        self._sent: float | None = None
+        try:
+            self._proc = self._spawn(Path(self._folder.name))
+        except BaseException:
+            self._folder.cleanup()
+            raise
+
+    def _spawn(self, folder: Path) -> subprocess.Popen:
         command = [
-            str(python),
+            str(self.python),
             "-m",
             __name__,
-            *(str(folder / name) for name in ("model.pt", "inputs.npy", "labels.npy")),
+            "--job-on-stdin",
             "--threads",
             str(torch.get_num_threads()),
         ]
         environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         environ["PYTHONPATH"] = str(_PACKAGE_ROOT)
+        # output to files, not pipes: a child that fills a pipe nobody reads yet would stall
+        with open(folder / "stdout.txt", "wb") as out, open(folder / "stderr.txt", "wb") as err:
+            return subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=out, stderr=err, env=environ, cwd=folder
+            )
+
+    def measure(self, model: torch.nn.Module, x: np.ndarray, labels: np.ndarray) -> NeuroBenchChild:
+        """Write ``model`` (masks baked in, :func:`baked_copy`), ``x [T, N, ...]`` and
+        ``labels [N]`` and hand the job to the waiting child; returns ``self``."""
+        folder = Path(self._folder.name)
+        job = {name: str(folder / name) for name in ("model.pt", "inputs.npy", "labels.npy")}
+        torch.save(baked_copy(model), job["model.pt"])
+        np.save(job["inputs.npy"], np.ascontiguousarray(x, dtype=np.float32))
+        np.save(job["labels.npy"], np.asarray(labels, dtype=np.int64))
+        assert self._proc.stdin is not None
         try:
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                env=environ,
-                cwd=folder,
-                stdin=subprocess.DEVNULL,
-                timeout=timeout or CHILD_TIMEOUT_S,
+            self._proc.stdin.write((json.dumps(job) + "\n").encode())
+            self._proc.stdin.close()
+        except BrokenPipeError:  # the child already died: result() reports how
+            pass
+        self._sent = time.monotonic()
+        return self
+
+    def result(self) -> dict[str, Any]:
+        """Wait for the child and return its ``{"results", "version", "activation_layers"}``;
+        ``SimulationError`` when it ran past the timeout (then killed) or exited non-zero."""
+        if self._sent is None:
+            raise RuntimeError("NeuroBenchChild.result() before measure()")
+        left = max(0.0, self.timeout - (time.monotonic() - self._sent))
+        folder = Path(self._folder.name)
+        try:
+            self._proc.wait(timeout=left)
+            stdout, stderr = (
+                (folder / name).read_text(errors="replace") for name in ("stdout.txt", "stderr.txt")
             )
         except subprocess.TimeoutExpired as exc:
+            self.cancel()
             raise SimulationError(
-                f"NeuroBench did not finish in {exc.timeout:.0f} s",
+                f"NeuroBench did not finish in {self.timeout:.0f} s",
                 where="neurobench",
                 fix="Measure fewer samples (--samples).",
             ) from exc
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise SimulationError(
-            f"NeuroBench in {python} exited {done.returncode}: {' | '.join(tail)}",
-            where="neurobench",
-        )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        finally:
+            self._folder.cleanup()
+        if self._proc.returncode != 0:
+            tail = (stderr or stdout).strip().splitlines()[-3:]
+            raise SimulationError(
+                f"NeuroBench in {self.python} exited {self._proc.returncode}: {' | '.join(tail)}",
+                where="neurobench",
+            )
+        return json.loads(stdout.strip().splitlines()[-1])
+
+    def cancel(self) -> None:
+        """Stop the child if it still runs and remove its files (a run that fails or is
+        interrupted before its report stage leaves no process behind)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+        self._folder.cleanup()
 
 
 def baked_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -139,10 +205,16 @@ def _activation_classes() -> tuple[type, ...]:
 def _child(argv: list[str]) -> int:
     """Run NeuroBench on the saved model and inputs; print one JSON line (module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m neuroprune.sim.neurobench")
-    parser.add_argument("model")
-    parser.add_argument("inputs")
-    parser.add_argument("labels")
+    parser.add_argument("model", nargs="?")
+    parser.add_argument("inputs", nargs="?")
+    parser.add_argument("labels", nargs="?")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--job-on-stdin",
+        action="store_true",
+        help="import first, then read the three paths as one JSON line on stdin "
+        "({'model.pt': ..., 'inputs.npy': ..., 'labels.npy': ...}); an empty stdin exits 0",
+    )
     args = parser.parse_args(argv)
 
     from neurobench.benchmarks import Benchmark
@@ -175,6 +247,14 @@ def _child(argv: list[str]) -> int:
             return self.net
 
     torch.set_num_threads(max(1, args.threads))
+    if args.job_on_stdin:  # everything above is imported: now wait for the job
+        line = sys.stdin.readline().strip()
+        if not line:
+            return 0  # the parent cancelled before handing a job over
+        job = json.loads(line)
+        args.model, args.inputs, args.labels = (
+            job[name] for name in ("model.pt", "inputs.npy", "labels.npy")
+        )
     net = torch.load(args.model, weights_only=False)
     x = torch.from_numpy(np.load(args.inputs)).transpose(0, 1).contiguous()  # [N, T, ...]
     y = torch.from_numpy(np.load(args.labels))

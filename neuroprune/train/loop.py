@@ -40,6 +40,7 @@ from neuroprune.data.encoding import ENCODINGS
 from neuroprune.models.encoding import encode, make_generator
 from neuroprune.models.layout import channels_last_sequence, tag_channels_last
 from neuroprune.train import distributed
+from neuroprune.train.optimizers import EagerAdam, EagerSGD
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "step", "none")
@@ -267,13 +268,14 @@ def lr_at(config: TrainConfig, epoch: int) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or SGD (with ``momentum``) over the model's parameters."""
+    """Adam or SGD (with ``momentum``) over the model's parameters: torch's own, less the
+    ``torch._dynamo`` import (:mod:`neuroprune.train.optimizers`, same numbers)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(
+        return EagerSGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return EagerAdam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def spike_loss(spikes: torch.Tensor, labels: torch.Tensor, kind: str = "ce") -> torch.Tensor:
