@@ -130,7 +130,10 @@ def project(values: torch.Tensor, grid: Grid, *, keep_nonzero: bool = True) -> t
             levels.reshape(-1, 1, levels.shape[-1]) if levels.dim() == 2 else levels.view(1, 1, -1)
         )
         table = table.expand(rows.shape[0], 1, table.shape[-1])
-        pick = torch.argmin(torch.abs(rows - table), dim=2, keepdim=True)
+        dist = torch.abs(rows - table)
+        if grid.keep_nonzero:  # a kept synapse takes its nearest nonzero level (snap's rule)
+            dist = torch.where((table == 0) & (rows != 0), torch.inf, dist)
+        pick = torch.argmin(dist, dim=2, keepdim=True)
         q = torch.gather(table.expand(-1, rows.shape[1], -1), 2, pick).reshape(v.shape)
     return torch.where(v == 0, torch.zeros_like(q), q)
 
