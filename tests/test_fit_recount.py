@@ -72,12 +72,10 @@ def _row_signs(profile, weights, layer_name: str, i: int, j: int, copies: int) -
 
 
 def _neuron_rows(profile, layer, weights) -> np.ndarray:
-    """Rows (axons) of each neuron's inputs in a core holding the layer: on a per-row-sign chip
-    the number of signs each input uses across the layer, summed over the neuron's inputs."""
+    """Rows (axons) each neuron needs at least: on a per-row-sign chip one per synapse (the
+    row of the weight's sign, alone on a core), else its inputs times their copies."""
     if profile.weights.sign == "per_row" and weights is not None:
-        w = weights[layer.name]
-        signs = (w > 0).any(axis=0).astype(int) + (w < 0).any(axis=0).astype(int)
-        return np.array([int(signs[np.flatnonzero(row)].sum()) for row in w])
+        return np.array([int(np.count_nonzero(row)) for row in weights[layer.name]])
     return np.diff(layer.connectivity.indptr) * _copies(profile, layer)
 
 

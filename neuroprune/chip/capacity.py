@@ -240,13 +240,13 @@ class CapacityModel:
         return (layer.fan_out > 0).astype(np.int64) * self.input_copies(layer)
 
     def neuron_axons(self, layer: LayerSummary) -> np.ndarray:
-        """Input axons (or CAM entries) each neuron of ``layer`` takes (length ``neurons``):
-        per-row-sign chips ``sum over the neuron's inputs j of input_rows[j]`` (the rows its
-        inputs occupy in a core holding the whole layer); otherwise its chip entries
-        (``LayerSummary.fan_in_entries``: DYNAP-SE1 CAM slots, else synapses) x input copies."""
+        """Input axons (or CAM entries) each neuron of ``layer`` needs at least (length
+        ``neurons``): per-row-sign chips one row per synapse (each input's row of the weight's
+        own sign; the other sign's row is charged only to a core that also holds a neuron using
+        it, by the core check); otherwise its chip entries (``LayerSummary.fan_in_entries``:
+        DYNAP-SE1 CAM slots, else synapses) x input copies."""
         if self._rows_known(layer):
-            conn = layer.connectivity.astype(np.int64)
-            return np.asarray(conn @ self.input_rows(layer)).ravel().astype(np.int64)
+            return layer.fan_in
         return layer.fan_in_entries * self.input_copies(layer)
 
     def neuron_input_cap(self) -> int | None:

@@ -125,9 +125,9 @@ def _core_findings(ctx: FitContext, resource: str, name: str, hint: str) -> list
 @rule("fan_in")
 def fan_in(ctx: FitContext) -> list[Finding]:
     """Largest fan-in per neuron, in axons or entries, <= neuron.fan_in_max: inputs x input
-    copies; on per-row-sign chips the rows of the neuron's inputs (1 per one-signed input, 2 per
-    mixed one); on DYNAP-SE1 the CAM slots (a weight of ``m`` units takes ``m``)
-    (:meth:`CapacityModel.neuron_axons`)."""
+    copies; on per-row-sign chips one row per synapse (the row of its sign: the core check
+    charges a mixed input's second row where both signs share a core); on DYNAP-SE1 the CAM
+    slots (a weight of ``m`` units takes ``m``) (:meth:`CapacityModel.neuron_axons`)."""
     cap = ctx.profile.neuron.fan_in_max
     if cap is None:
         return []
