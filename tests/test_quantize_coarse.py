@@ -189,3 +189,31 @@ def test_qat_keeps_weights_on_the_coarse_grids(chip):
     summary = summarize(qmodel, (1, 8, 8), timesteps=4)
     if chip == "dynapse":
         assert all(s.entries is not None for s in summary.layers)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), neurons=st.integers(1, 12), inputs=st.integers(1, 20))
+def test_one_sign_projection_keeps_each_input_one_signed_and_the_budget(seed, neurons, inputs):
+    from neuroprune.fit.budget import Budget, LayerScores
+    from neuroprune.pruning.selection import select_synapses
+
+    w = np.random.default_rng(seed).normal(size=(neurons, inputs))
+    # oracle: per input the sign with the larger summed magnitude (positive on a tie)
+    positive_wins = np.where(w > 0, np.abs(w), 0).sum(0) >= np.where(w < 0, np.abs(w), 0).sum(0)
+    eligible = int(((w > 0) == positive_wins[None, :]).sum())
+    budget_size = max(1, eligible // 2)
+    layer = LayerScores(
+        "fc0",
+        np.abs(w).ravel(),
+        np.ones(w.size, dtype=np.int64),
+        np.repeat(np.arange(neurons), inputs),
+        positive=(w > 0).ravel(),
+    )
+    keep = select_synapses([layer], Budget(budget_size, "test", one_sign_per_input=True))
+    kept = keep["fc0"].reshape(neurons, inputs)
+    assert int(kept.sum()) == budget_size
+    for j in range(inputs):
+        signs = set(np.sign(w[kept[:, j], j]))
+        assert signs <= ({1.0} if positive_wins[j] else {-1.0}), (j, signs)
+    expected = np.sort(np.abs(w)[(w > 0) == positive_wins[None, :]])[::-1][:budget_size]
+    assert np.allclose(np.sort(np.abs(w)[kept])[::-1], expected)

@@ -65,6 +65,11 @@ class Budget:
             (:class:`neuroprune.chip.capacity.InputBlocks`: every input feeds one block, a block
             keeps at most ``inputs_per_block`` inputs), on chips whose fan-out is limited in
             cores (TrueNorth: a neuron's targets all sit in one core).
+        one_sign_per_input: the projection keeps the synapses of each input of a dense layer
+            one-signed (the sign whose eligible entries score more,
+            :func:`neuroprune.pruning.selection.select_synapses`), so a chip that sets the sign
+            per synapse row (BrainScaleS) gives every input one row; the fan-in cap and the
+            blocks then anticipate 1 row per input instead of 2.
     """
 
     synapses: int
@@ -76,6 +81,7 @@ class Budget:
     binding: str = "budget"
     dense_synapses: int | None = None
     input_blocks: Mapping[str, InputBlocks] = field(default_factory=dict)
+    one_sign_per_input: bool = False
 
     def __post_init__(self) -> None:
         _check_positive_int(self.synapses, where="budget", field_name="synapses")
@@ -144,6 +150,7 @@ def derive_budget(
     budget: int | None = None,
     sparsity: float | None = None,
     capacity: int | None = None,
+    one_sign_per_input: bool = False,
 ) -> Budget:
     """Derive ``B`` for ``summary`` on ``profile`` (a ChipProfile, or None for no chip).
 
@@ -163,8 +170,12 @@ def derive_budget(
     fan-in cap is 0, the allocation is not positive, or B is below the per-layer minimums.
     """
     _check_request(chips=chips, cores=cores, budget=budget, sparsity=sparsity)
-    cap = _profile_fan_in_cap(profile, summary)
-    blocks = capacity_model(profile).input_blocks(summary) if profile is not None else {}
+    cap = _profile_fan_in_cap(profile, summary, one_sign_per_input)
+    blocks = (
+        capacity_model(profile, one_sign_per_input=one_sign_per_input).input_blocks(summary)
+        if profile is not None
+        else {}
+    )
     if profile is not None:
         _check_prunable(profile, summary, chips=chips, cores=cores)
     sharing = bool(getattr(profile, "conv_weight_sharing", False)) if profile else False
@@ -204,6 +215,7 @@ def derive_budget(
         binding=chosen.binding,
         dense_synapses=int(dense),
         input_blocks=blocks,
+        one_sign_per_input=one_sign_per_input,
     )
 
 
@@ -351,7 +363,9 @@ def _check_request(*, chips, cores, budget, sparsity) -> None:
             )
 
 
-def _profile_fan_in_cap(profile: Any | None, summary: NetworkSummary) -> int | None:
+def _profile_fan_in_cap(
+    profile: Any | None, summary: NetworkSummary, one_sign_per_input: bool = False
+) -> int | None:
     """Inputs one neuron may keep on this chip, anticipating what comes after pruning:
     :meth:`neuroprune.chip.capacity.CapacityModel.neuron_input_cap` (fan-in and core input axons,
     divided by the input copies the quantizer will make, e.g. TrueNorth's positive and negative
@@ -361,7 +375,7 @@ def _profile_fan_in_cap(profile: Any | None, summary: NetworkSummary) -> int | N
     cap = profile.neuron.fan_in_max
     if cap is not None:
         _check_fan_in_cap(cap, where=str(getattr(profile, "path", profile.id)))
-    effective = capacity_model(profile).neuron_input_cap()
+    effective = capacity_model(profile, one_sign_per_input=one_sign_per_input).neuron_input_cap()
     widest = max((layer.inputs for layer in summary.layers), default=0)
     if cap is None and (effective is None or effective >= widest):
         return None
@@ -443,6 +457,9 @@ class LayerScores:
             toward its threshold). Where given, the entry forced per group is the group's best
             *excitatory* entry (its best entry when it has none): an output unit whose inputs
             are all inhibitory can never fire, so its class could never be predicted.
+        positive: optional boolean per entry of a dense layer (flattened ``(neurons, inputs)``),
+            True where the weight is positive; given where the budget keeps one sign per input
+            (``Budget.one_sign_per_input``).
     """
 
     name: str
@@ -451,3 +468,4 @@ class LayerScores:
     groups: np.ndarray
     keep_every_group: bool = False
     excitatory: np.ndarray | None = None
+    positive: np.ndarray | None = None
