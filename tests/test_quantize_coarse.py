@@ -168,7 +168,7 @@ def test_qat_keeps_weights_on_the_coarse_grids(chip):
     before = [layer.block.synapse.weight.detach().clone() for layer in layers]
     callback = QuantAwareCallback(layers, profile)
     train(qmodel, data, TrainConfig(epochs=1, timesteps=4, lr=0.05), callbacks=(callback,))
-    moved = False
+    moved, finals = False, []
     for layer, mask, old in zip(layers, masks, before, strict=True):
         weight = layer.block.synapse.weight.detach().double().numpy()
         state, grid = callback.state_of(layer.block.synapse.weight)
@@ -185,10 +185,18 @@ def test_qat_keeps_weights_on_the_coarse_grids(chip):
             assert np.abs(ints).max() <= 2**profile.weights.bits - 1
         final = requantize_layer(layer, profile, state, None, grid)
         assert np.count_nonzero(final.quant.weight_int) == int(mask.sum())
+        finals.append(final)
     assert moved, "fine-tuning changed nothing"
     summary = summarize(qmodel, (1, 8, 8), timesteps=4)
     if chip == "dynapse":
-        assert all(s.entries is not None for s in summary.layers)
+        for final, s in zip(finals, summary.layers, strict=True):
+            ints = final.quant.weight_int
+            oracle = [
+                int(sum(t for t in r if t)) for r in slots_taken(ints, final.quant.grid.units)
+            ]
+            assert s.fan_in_entries.tolist() == oracle  # the fit counts these slots
+            assert (s.fan_in_entries >= s.fan_in).all() and s.fan_in_entries.max() <= SLOTS
+        assert not [v for v in check_fit(summary, profile).violations if v.rule == "fan_in"]
 
 
 @settings(max_examples=30, deadline=None)
