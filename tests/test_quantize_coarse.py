@@ -217,7 +217,10 @@ def test_one_sign_projection_keeps_each_input_one_signed_and_the_budget(seed, ne
         np.repeat(np.arange(neurons), inputs),
         positive=(w > 0).ravel(),
     )
-    keep = select_synapses([layer], Budget(budget_size, "test", one_sign_per_input=True))
+    budget = Budget(
+        budget_size, "test", one_sign_per_input=True, one_sign_layers=frozenset({"fc0"})
+    )
+    keep = select_synapses([layer], budget)
     kept = keep["fc0"].reshape(neurons, inputs)
     assert int(kept.sum()) == budget_size
     for j in range(inputs):

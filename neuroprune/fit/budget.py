@@ -65,11 +65,14 @@ class Budget:
             (:class:`neuroprune.chip.capacity.InputBlocks`: every input feeds one block, a block
             keeps at most ``inputs_per_block`` inputs), on chips whose fan-out is limited in
             cores (TrueNorth: a neuron's targets all sit in one core).
-        one_sign_per_input: the projection keeps the synapses of each input of a dense layer
-            one-signed (the sign whose eligible entries score more,
-            :func:`neuroprune.pruning.selection.select_synapses`), so a chip that sets the sign
-            per synapse row (BrainScaleS) gives every input one row; the fan-in cap and the
-            blocks then anticipate 1 row per input instead of 2.
+        one_sign_per_input: the projection keeps the synapses of each input of the dense
+            layers in ``one_sign_layers`` one-signed (the sign whose eligible entries score
+            more, :func:`neuroprune.pruning.selection.select_synapses`), so a chip that sets the
+            sign per synapse row (BrainScaleS) gives those inputs one row; the fan-in cap and
+            the blocks then anticipate 1 row per input instead of 2.
+        one_sign_layers: the dense layers kept one-signed per input: those whose inputs would
+            need more rows than one core has with 2 rows each (``2 x inputs > input axons per
+            core``); a layer whose two rows per input fit one core keeps both signs.
     """
 
     synapses: int
@@ -82,6 +85,7 @@ class Budget:
     dense_synapses: int | None = None
     input_blocks: Mapping[str, InputBlocks] = field(default_factory=dict)
     one_sign_per_input: bool = False
+    one_sign_layers: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         _check_positive_int(self.synapses, where="budget", field_name="synapses")
@@ -216,6 +220,20 @@ def derive_budget(
         dense_synapses=int(dense),
         input_blocks=blocks,
         one_sign_per_input=one_sign_per_input,
+        one_sign_layers=_one_sign_layers(profile, summary) if one_sign_per_input else frozenset(),
+    )
+
+
+def _one_sign_layers(profile: Any | None, summary: NetworkSummary) -> frozenset[str]:
+    """Dense layers whose inputs, at 2 rows each, need more rows than one core has (the only
+    ones a one-sign projection saves cores on; ``Budget.one_sign_layers``)."""
+    if profile is None:
+        return frozenset()
+    rows = capacity_model(profile).input_axons_max or profile.neuron.fan_in_max
+    if rows is None:
+        return frozenset()
+    return frozenset(
+        layer.name for layer in summary.layers if layer.kind == "dense" and 2 * layer.inputs > rows
     )
 
 

@@ -376,7 +376,7 @@ class PruningMethod(Callback):
     def _positive(self, target: Target) -> np.ndarray | None:
         """Where the budget keeps one sign per input: for a dense (2-D) weight, entries whose
         synapse is (or would revive) positive (:meth:`_direction`); None elsewhere."""
-        if not self.budget.one_sign_per_input or self._theta(target).dim() != 2:
+        if target.name not in self.budget.one_sign_layers or self._theta(target).dim() != 2:
             return None
         return (self._direction(target) > 0).flatten().cpu().numpy()
 

@@ -18,8 +18,8 @@ def select_synapses(layers: Sequence[LayerScores], budget: Budget) -> dict[str, 
     """Exact projection to ``budget.synapses``: boolean keep-mask per layer (flattened).
 
     Greedy over one global order (score descending, ties by lower index):
-    0. where ``budget.one_sign_per_input``, entries whose sign is not their input's chosen sign
-       are not eligible (:func:`one_sign_mask`);
+    0. where ``budget.one_sign_per_input``, in the layers of ``budget.one_sign_layers``, entries
+       whose sign is not their input's chosen sign are not eligible (:func:`one_sign_mask`);
     1. entries ranked ``>= fan_in_cap`` within their group are not eligible;
     2. forced: each group's best entry where ``keep_every_group`` (its best excitatory entry
        when ``LayerScores.excitatory`` is given), then each layer's next best entries until its
@@ -30,7 +30,10 @@ def select_synapses(layers: Sequence[LayerScores], budget: Budget) -> dict[str, 
     """
     allowed = [block_mask(layer, budget.input_blocks.get(layer.name)) for layer in layers]
     if budget.one_sign_per_input:
-        allowed = [ok & one_sign_mask(layer, ok) for layer, ok in zip(layers, allowed, strict=True)]
+        allowed = [
+            ok & one_sign_mask(layer, ok) if layer.name in budget.one_sign_layers else ok
+            for layer, ok in zip(layers, allowed, strict=True)
+        ]
     ranks = [
         _rank_in_group(np.where(ok, np.asarray(layer.scores, np.float64), -np.inf), layer.groups)
         for layer, ok in zip(layers, allowed, strict=True)
