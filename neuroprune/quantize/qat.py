@@ -16,7 +16,8 @@ its scale and integer range stay frozen, so thresholds and biases keep their int
 with data-dependent levels (TrueNorth per-neuron magnitudes, DYNAP-SE shared values) re-fit the
 levels to the latent weights after every step (``Quantizer.refit_grid``), so fine-tuning can
 move them. ``mask`` is the post-training nonzero pattern: pruned synapses (and, on level grids, synapses
-that rounded to 0) stay 0; on uniform grids a kept synapse never rounds to 0 (the rule of
+that rounded to 0) stay 0; on uniform grids and level grids with ``keep_nonzero`` (DYNAP-SE1's
+repeated CAM entries) a kept synapse never rounds to 0 (the rule of
 ``neuroprune.chip.formats.grid.snap``), so the count stays the budget's. Biases (from BN folding) are projected
 onto their own uniform grid with the same scale.
 """

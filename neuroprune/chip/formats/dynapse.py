@@ -130,8 +130,8 @@ def _shared_value_grid(weight: np.ndarray, params: DynapseParams):
         f"{len(levels) - 1} shared weight values per layer (k-means, at most "
         f"{params.shared_values}, split by sign), written on a {params.level_max.bit_length() + 1}"
         "-bit integer grid; a weight nearer 0 than any value is dropped (pruned)",
-        "analog biases: device mismatch (~20 %) is not modelled; integer weights would need "
-        "repeated CAM entries (not used)",
+        "analog biases: device mismatch (~20 %) is not modelled; integer weights need "
+        "weights.params.cam_slots_per_neuron (repeated CAM entries)",
     ]
     return grid, {"shared_values": params.shared_values}, notes
 

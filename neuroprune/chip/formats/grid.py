@@ -7,9 +7,11 @@ Zeros stay zero (pruned synapses stay pruned). On a uniform grid a kept synapse 
 0: a nonzero weight below half a step takes the nearest nonzero level, ``sign(w)`` (error at
 most one step instead of half), so the chip stores exactly the ``B`` synapses the budget kept
 (:func:`round_uniform`). A level grid (TrueNorth's per-neuron ``{-A_i, 0, A_i}``, DYNAP-SE's
-shared values) keeps the nearest level, 0 included: its nearest nonzero level can be far from a
-small weight, so its count can fall, and the run's warnings name the shortfall and the format
-(``synapses_lost``, :mod:`neuroprune.run.warnings`).
+shared values without CAM repeats) keeps the nearest level, 0 included: its nearest nonzero
+level can be far from a small weight, so its count can fall, and the run's warnings name the
+shortfall and the format (``synapses_lost``, :mod:`neuroprune.run.warnings`). A level grid with
+``keep_nonzero`` (DYNAP-SE1 with repeated CAM entries) gives a nonzero weight its nearest
+nonzero level, so it keeps the count as a uniform grid does.
 
 Scales: :func:`best_pow2_scale` (Loihi, SpiNNaker) and :func:`dyadic_scale` (float scales
 rounded up to 8 significant bits, so ``int * scale`` is exact in float32 for ``|int| < 2**16``).
