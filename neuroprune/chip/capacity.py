@@ -191,12 +191,14 @@ class CapacityModel:
     core should then share their inputs, and the projection prunes every dense layer into core
     blocks (:meth:`input_blocks`)."""
 
-    def __init__(self, profile: ChipProfile, *, one_sign_per_input: bool = False) -> None:
+    def __init__(
+        self, profile: ChipProfile, *, one_sign_layers: frozenset[str] = frozenset()
+    ) -> None:
         self.profile = profile
         self.w = profile.weights.bits
-        self.one_sign_per_input = one_sign_per_input
-        """True when the projection keeps every input one-signed (``Budget.one_sign_per_input``):
-        a per-row-sign chip then anticipates 1 row per input, not 2."""
+        self.one_sign_layers = one_sign_layers
+        """Layers whose inputs the projection keeps one-signed (``Budget.one_sign_layers``): a
+        per-row-sign chip anticipates 1 row per input for them, not 2."""
 
     # -- limits -------------------------------------------------------------------------------
     @property
@@ -226,7 +228,7 @@ class CapacityModel:
         layer's own (set by its quantizer) or, before quantization, what the profile's sign
         handling will need (2 for ``per_axon_type`` and ``per_row``). Counts of axons use
         :meth:`input_rows` (per input), this one number anticipates them (blocks, budget)."""
-        if self.one_sign_per_input and self.signs_per_row:
+        if self.signs_per_row and layer is not None and layer.name in self.one_sign_layers:
             return 1
         if layer is not None and self._rows_known(layer):
             return max(1, int(self.input_rows(layer).max(initial=1)))
@@ -465,13 +467,13 @@ def register_capacity_model(cls: type[CapacityModel]) -> type[CapacityModel]:
     return CAPACITY_MODELS.register(cls.kind, cls)
 
 
-def capacity_model(profile: ChipProfile, *, one_sign_per_input: bool = False) -> CapacityModel:
+def capacity_model(
+    profile: ChipProfile, *, one_sign_layers: frozenset[str] = frozenset()
+) -> CapacityModel:
     """The capacity model of ``profile`` (by ``core.synapse_encoding.kind``);
-    ``one_sign_per_input``: the projection will keep every input one-signed (anticipation of
-    rows on per-row-sign chips, :attr:`CapacityModel.one_sign_per_input`)."""
-    return CAPACITY_MODELS.get(profile.core.encoding.kind)(
-        profile, one_sign_per_input=one_sign_per_input
-    )
+    ``one_sign_layers``: layers the projection will keep one-signed per input (anticipation of
+    rows on per-row-sign chips, :attr:`CapacityModel.one_sign_layers`)."""
+    return CAPACITY_MODELS.get(profile.core.encoding.kind)(profile, one_sign_layers=one_sign_layers)
 
 
 @register_capacity_model

@@ -68,11 +68,12 @@ class Budget:
         one_sign_per_input: the projection keeps the synapses of each input of the dense
             layers in ``one_sign_layers`` one-signed (the sign whose eligible entries score
             more, :func:`neuroprune.pruning.selection.select_synapses`), so a chip that sets the
-            sign per synapse row (BrainScaleS) gives those inputs one row; the fan-in cap and
-            the blocks then anticipate 1 row per input instead of 2.
-        one_sign_layers: the dense layers kept one-signed per input: those whose inputs would
-            need more rows than one core has with 2 rows each (``2 x inputs > input axons per
-            core``); a layer whose two rows per input fit one core keeps both signs.
+            sign per synapse row (BrainScaleS) gives those inputs one row; their core blocks then
+            anticipate 1 row per input instead of 2 (the fan-in cap still anticipates 2).
+        one_sign_layers: the dense hidden layers kept one-signed per input: those whose inputs
+            would need more rows than one core has with 2 rows each (``2 x inputs > input axons
+            per core``); a layer whose two rows per input fit one core, and the readout layer,
+            keep both signs.
     """
 
     synapses: int
@@ -174,9 +175,10 @@ def derive_budget(
     fan-in cap is 0, the allocation is not positive, or B is below the per-layer minimums.
     """
     _check_request(chips=chips, cores=cores, budget=budget, sparsity=sparsity)
-    cap = _profile_fan_in_cap(profile, summary, one_sign_per_input)
+    one_sign = _one_sign_layers(profile, summary) if one_sign_per_input else frozenset()
+    cap = _profile_fan_in_cap(profile, summary)
     blocks = (
-        capacity_model(profile, one_sign_per_input=one_sign_per_input).input_blocks(summary)
+        capacity_model(profile, one_sign_layers=one_sign).input_blocks(summary)
         if profile is not None
         else {}
     )
@@ -220,20 +222,24 @@ def derive_budget(
         dense_synapses=int(dense),
         input_blocks=blocks,
         one_sign_per_input=one_sign_per_input,
-        one_sign_layers=_one_sign_layers(profile, summary) if one_sign_per_input else frozenset(),
+        one_sign_layers=one_sign,
     )
 
 
 def _one_sign_layers(profile: Any | None, summary: NetworkSummary) -> frozenset[str]:
-    """Dense layers whose inputs, at 2 rows each, need more rows than one core has (the only
-    ones a one-sign projection saves cores on; ``Budget.one_sign_layers``)."""
+    """Dense hidden layers whose inputs, at 2 rows each, need more rows than one core has (the
+    only ones a one-sign projection saves cores on; ``Budget.one_sign_layers``). The readout
+    layer keeps both signs: a hidden unit that may only excite, or only inhibit, every class
+    cost 20-30 points on digits (docs/benchmarks.md)."""
     if profile is None:
         return frozenset()
     rows = capacity_model(profile).input_axons_max or profile.neuron.fan_in_max
     if rows is None:
         return frozenset()
     return frozenset(
-        layer.name for layer in summary.layers if layer.kind == "dense" and 2 * layer.inputs > rows
+        layer.name
+        for layer in summary.layers[:-1]
+        if layer.kind == "dense" and 2 * layer.inputs > rows
     )
 
 
@@ -381,9 +387,7 @@ def _check_request(*, chips, cores, budget, sparsity) -> None:
             )
 
 
-def _profile_fan_in_cap(
-    profile: Any | None, summary: NetworkSummary, one_sign_per_input: bool = False
-) -> int | None:
+def _profile_fan_in_cap(profile: Any | None, summary: NetworkSummary) -> int | None:
     """Inputs one neuron may keep on this chip, anticipating what comes after pruning:
     :meth:`neuroprune.chip.capacity.CapacityModel.neuron_input_cap` (fan-in and core input axons,
     divided by the input copies the quantizer will make, e.g. TrueNorth's positive and negative
@@ -393,7 +397,7 @@ def _profile_fan_in_cap(
     cap = profile.neuron.fan_in_max
     if cap is not None:
         _check_fan_in_cap(cap, where=str(getattr(profile, "path", profile.id)))
-    effective = capacity_model(profile, one_sign_per_input=one_sign_per_input).neuron_input_cap()
+    effective = capacity_model(profile).neuron_input_cap()
     widest = max((layer.inputs for layer in summary.layers), default=0)
     if cap is None and (effective is None or effective >= widest):
         return None
