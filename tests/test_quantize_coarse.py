@@ -228,3 +228,23 @@ def test_one_sign_projection_keeps_each_input_one_signed_and_the_budget(seed, ne
         assert signs <= ({1.0} if positive_wins[j] else {-1.0}), (j, signs)
     expected = np.sort(np.abs(w)[(w > 0) == positive_wins[None, :]])[::-1][:budget_size]
     assert np.allclose(np.sort(np.abs(w)[kept])[::-1], expected)
+
+
+def test_one_sign_layers_are_the_hidden_layers_too_wide_for_two_rows_per_input():
+    from neuroprune.fit.budget import derive_budget
+
+    profile = load_profile("brainscales2")  # 256 rows per core
+    rng = np.random.default_rng(0)
+    sizes = (64, 512, 256, 10)
+    layers = tuple(
+        dense_layer(f"fc{i}", rng.normal(size=(n_out, n_in)))
+        for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False))
+    )
+    net = NetworkSummary(layers, input_shape=(64,))
+    plain = derive_budget(profile, net, chips=2, sparsity=0.9)
+    signed = derive_budget(profile, net, chips=2, sparsity=0.9, one_sign_per_input=True)
+    # fc0: 2 x 64 = 128 rows fit one core; fc1: 2 x 512 > 256; fc2 (256 inputs) is the readout
+    assert signed.one_sign_layers == frozenset({"fc1"}) and not plain.one_sign_layers
+    assert plain.input_blocks["fc1"].inputs_per_block == 256 // 2
+    assert signed.input_blocks["fc1"].inputs_per_block == 256
+    assert signed.input_blocks["fc2"].inputs_per_block == plain.input_blocks["fc2"].inputs_per_block
