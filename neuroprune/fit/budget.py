@@ -230,7 +230,7 @@ def _one_sign_layers(profile: Any | None, summary: NetworkSummary) -> frozenset[
     """Dense hidden layers whose inputs, at 2 rows each, need more rows than one core has (the
     only ones a one-sign projection saves cores on; ``Budget.one_sign_layers``). The readout
     layer keeps both signs: a hidden unit that may only excite, or only inhibit, every class
-    cost 20-30 points on digits (docs/benchmarks.md)."""
+    cost 11-27 points of validation accuracy on digits (docs/benchmarks.md)."""
     if profile is None:
         return frozenset()
     rows = capacity_model(profile).input_axons_max or profile.neuron.fan_in_max
