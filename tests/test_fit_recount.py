@@ -62,8 +62,28 @@ def _kernel_entries(c_in: int, c_out: int, kh: int, kw: int) -> int:
     return c_in * 2 ** (math.ceil(math.log2(kh * kw)) + math.ceil(math.log2(c_out)))
 
 
-def recount(summary: NetworkSummary, profile, fit: dict, *, chips: int, cores: int) -> list[str]:
-    """Every limit the reported core map breaks (empty list: it fits)."""
+def _row_signs(profile, weights, layer_name: str, i: int, j: int, copies: int) -> list:
+    """The copies (axons) that synapse ``i <- j`` is counted on: on a per-row-sign chip
+    (README: the sign belongs to the synapse row) one row per sign, so the synapse sits on the
+    row of its own weight's sign; elsewhere every copy of the input."""
+    if profile.weights.sign == "per_row" and weights is not None:
+        return ["-" if weights[layer_name][i, j] < 0 else "+"]
+    return list(range(copies))
+
+
+def _neuron_rows(profile, layer, weights) -> np.ndarray:
+    """Rows (axons) each neuron needs at least: on a per-row-sign chip one per synapse (the
+    row of the weight's sign, alone on a core), else its inputs times their copies."""
+    if profile.weights.sign == "per_row" and weights is not None:
+        return np.array([int(np.count_nonzero(row)) for row in weights[layer.name]])
+    return np.diff(layer.connectivity.indptr) * _copies(profile, layer)
+
+
+def recount(
+    summary: NetworkSummary, profile, fit: dict, *, chips: int, cores: int, weights=None
+) -> list[str]:
+    """Every limit the reported core map breaks (empty list: it fits). ``weights`` (layer name
+    -> weight matrix) gives the signs a per-row-sign chip counts rows by."""
     broken: list[str] = []
     names = ["input"] + [layer.name for layer in summary.layers]
     source = {layer.name: names[i] for i, layer in enumerate(summary.layers)}
@@ -90,8 +110,9 @@ def recount(summary: NetworkSummary, profile, fit: dict, *, chips: int, cores: i
         for layer_name, i in members:
             layer = by_name[layer_name]
             row = layer.connectivity.getrow(i).indices
+            copies = _copies(profile, layer)
             for j in row:
-                for c in range(_copies(profile, layer)):
+                for c in _row_signs(profile, weights, layer_name, i, int(j), copies):
                     axon = (source[layer_name], int(j), c)
                     synapses_in[axon] = synapses_in.get(axon, 0) + 1
             per_chip_synapses[chip] = per_chip_synapses.get(chip, 0) + len(row)
@@ -145,7 +166,7 @@ def recount(summary: NetworkSummary, profile, fit: dict, *, chips: int, cores: i
                 broken.append(f"chip {chip}: {s} synapses of row memory")
     cap = profile.neuron.fan_in_max
     for layer in summary.layers:
-        fan_in = np.diff(layer.connectivity.indptr) * _copies(profile, layer)
+        fan_in = _neuron_rows(profile, layer, weights)
         if cap is not None and fan_in.max(initial=0) > cap:
             broken.append(f"{layer.name}: fan-in {fan_in.max()}")
     out_cap = profile.neuron.fan_out_max
@@ -164,8 +185,14 @@ def recount(summary: NetworkSummary, profile, fit: dict, *, chips: int, cores: i
 
 
 def mlp(sizes, density=1.0, seed=0, fan_in=None) -> NetworkSummary:
+    return mlp_with_weights(sizes, density, seed, fan_in)[0]
+
+
+def mlp_with_weights(sizes, density=1.0, seed=0, fan_in=None, one_signed=0.0):
+    """A random mlp and its weights by layer name; ``one_signed``: share of inputs whose
+    weights all take one sign (so per-row-sign chips see one-signed and mixed inputs)."""
     rng = np.random.default_rng(seed)
-    layers = []
+    layers, weights = [], {}
     for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
         w = rng.normal(size=(n_out, n_in))
         w[rng.random(w.shape) > density] = 0
@@ -173,8 +200,11 @@ def mlp(sizes, density=1.0, seed=0, fan_in=None) -> NetworkSummary:
             for row in w:
                 nz = np.flatnonzero(row)
                 row[rng.permutation(nz)[fan_in:]] = 0
+        flip = rng.random(n_in) < one_signed
+        w[:, flip] = np.abs(w[:, flip]) * rng.choice([-1.0, 1.0], size=int(flip.sum()))
         layers.append(dense_layer(f"fc{i}", w))
-    return NetworkSummary(tuple(layers), input_shape=(sizes[0],))
+        weights[f"fc{i}"] = w
+    return NetworkSummary(tuple(layers), input_shape=(sizes[0],)), weights
 
 
 def make_profile(kind: str, **over) -> object:
@@ -269,19 +299,25 @@ def chip_and_net(draw):
     fan_in = draw(st.none() | st.integers(1, 30))
     alloc = draw(st.sampled_from(["chip", "chips", "cores"]))
     amount = draw(st.integers(1, 8))
-    return kind, opts, (sizes, density, seed, fan_in), alloc, amount
+    one_signed = draw(st.sampled_from([0.0, 0.5, 1.0]))
+    return kind, opts, (sizes, density, seed, fan_in, one_signed), alloc, amount
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=chip_and_net())
 def test_verdict_agrees_with_an_independent_recount(case):
-    kind, opts, (sizes, density, seed, fan_in), alloc, amount = case
+    kind, opts, (sizes, density, seed, fan_in, one_signed), alloc, amount = case
     prof = make_profile(kind, **opts)
-    net = mlp(sizes, density, seed, fan_in)
+    net, weights = mlp_with_weights(sizes, density, seed, fan_in, one_signed)
     kwargs = {} if alloc == "chip" else {alloc: amount}
     report = check_fit(net, prof, **kwargs)
     broken = recount(
-        net, prof, report.as_dict(), chips=report.chips_allocated, cores=report.cores_allocated
+        net,
+        prof,
+        report.as_dict(),
+        chips=report.chips_allocated,
+        cores=report.cores_allocated,
+        weights=weights,
     )
     assert report.fits == (not broken), (kind, broken, [v.as_dict() for v in report.violations])
     assert report.cores_used == len({p["core"] for p in report.as_dict()["placements"]})
@@ -480,3 +516,35 @@ def test_the_recount_catches_a_tampered_core_map():
     assert recount(net, prof, fit, chips=1, cores=4) == [] and len(fit["per_core"]) == 2
     tampered = {"placements": [{"layer": "fc0", "core": 0, "start": 0, "stop": 8}]}
     assert recount(net, prof, tampered, chips=1, cores=4) == ["core 0: 64 bits"]
+
+
+def test_worked_per_row_signs_count_rows_per_input_not_per_layer():
+    # BrainScaleS-style per-row sign. fc0: 3 inputs -> 2 neurons; input 0 feeds both neurons
+    # positively (1 row), input 1 negatively (1 row), input 2 with both signs (2 rows): 4 rows
+    # on a core holding both neurons. With 4 input axons per core the layer fits one core; a
+    # per-layer count (2 rows for every input as soon as one is mixed) would need 6 > 4.
+    w = np.array([[1.0, -1.0, 1.0], [2.0, -2.0, -1.0]])
+    net = NetworkSummary((dense_layer("fc0", w),), input_shape=(3,))
+    prof = make_profile(
+        "dense_matrix",
+        bits_per_synapse=6,
+        synapse_memory_bits=10_000,
+        sign="per_row",
+        input_axons_max=4,
+        fan_in_max=4,
+    )
+    report = check_fit(net, prof)
+    assert report.fits and report.cores_used == 1
+    assert [c.input_axons for c in report.packing.cores] == [4]
+    assert recount(net, prof, report.as_dict(), chips=1, cores=1, weights={"fc0": w}) == []
+    # Split over two cores (one neuron each), each input takes one row there: 3 + 3.
+    tight = make_profile(
+        "dense_matrix",
+        bits_per_synapse=6,
+        synapse_memory_bits=3 * 6,
+        sign="per_row",
+        input_axons_max=4,
+        fan_in_max=4,
+    )
+    split = check_fit(net, tight)
+    assert split.fits and sorted(c.input_axons for c in split.packing.cores) == [3, 3]

@@ -52,6 +52,10 @@ FORMATS = {
     "int4": (4, {"bits": 4}),
     "dynapse": (1, {"shared_values_per_core": 4, "connection_bits": 1}),
     "dynapse_mask": (4, {"shared_values_per_core": 4, "connection_bits": 4}),
+    "dynapse_cam": (
+        1,
+        {"shared_values_per_core": 4, "connection_bits": 1, "cam_slots_per_neuron": 64},
+    ),
     "brainscales": (6, {"magnitude_bits": 6, "sign": "per_row"}),
 }
 """Test formats: every registry entry at least once (name -> (bits, params))."""
@@ -59,7 +63,9 @@ FORMATS = {
 
 def weight_format(name: str) -> WeightFormat:
     bits, params = FORMATS[name]
-    registry_name = {"int4": "int", "dynapse_mask": "dynapse"}.get(name, name)
+    registry_name = {"int4": "int", "dynapse_mask": "dynapse", "dynapse_cam": "dynapse"}.get(
+        name, name
+    )
     return WeightFormat(
         format=registry_name, bits=bits, bits_allowed=(bits,), sign="signed", params=dict(params)
     )
@@ -91,7 +97,10 @@ def nearest_level_distance(w: np.ndarray, grid: Grid) -> np.ndarray:
         steps[(steps == 0) & (w > 0)], steps[(steps == 0) & (w < 0)] = 1, -1
         return np.abs(w - inside) + np.abs(inside - steps * grid.scale)
     levels = grid.row_levels(w.shape[0]).astype(np.float64) * grid.scale
-    return np.abs(w[:, :, None] - levels[:, None, :]).min(axis=2)
+    dist = np.abs(w[:, :, None] - levels[:, None, :])
+    if grid.keep_nonzero:  # a kept synapse's nearest nonzero level
+        dist = np.where((levels[:, None, :] == 0) & (w[:, :, None] != 0), np.inf, dist)
+    return dist.min(axis=2)
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
@@ -115,8 +124,9 @@ def test_quantizer_properties(name, w):
     nonzero = w != 0
     err = np.abs(deq - w)[nonzero]
     assert np.all(err <= nearest_level_distance(w, grid)[nonzero] + 1e-12 * grid.scale)
-    if grid.levels is None:
+    if grid.levels is None or grid.keep_nonzero:
         assert np.count_nonzero(ints) == np.count_nonzero(w), "a kept synapse rounded to 0"
+    if grid.levels is None:
         tiny = nonzero & (np.abs(w) < grid.scale / 2)
         assert np.array_equal(ints[tiny], np.where(w[tiny] > 0, 1, -1))
         inside = nonzero & ~tiny & (np.abs(w) <= grid.int_max * grid.scale)

@@ -32,6 +32,11 @@ Input copies: after quantization some formats need several axons per input (True
 mapping drives a positive-type and a negative-type axon; BrainScaleS sets the sign per synapse
 row). :meth:`CapacityModel.input_copies` anticipates that from the profile so that the budget
 and the dense check already count the duplicated axons.
+
+Rows per sign (``weights.sign: per_row``, BrainScaleS): an input takes one synapse row per sign
+its synapses into the core use, counted per input and per core from the layer's signs
+(``LayerSummary.negative``): an input whose synapses on a core share one sign takes 1 row
+there, a mixed one 2 (:meth:`CapacityModel.group_load`; an axon is keyed ``(input, sign)``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, cast
 
 import numpy as np
+import scipy.sparse as sp
 
 from neuroprune.chip.encodings import CAPACITY_MODELS
 from neuroprune.chip.schema import ChipProfile
@@ -185,9 +191,14 @@ class CapacityModel:
     core should then share their inputs, and the projection prunes every dense layer into core
     blocks (:meth:`input_blocks`)."""
 
-    def __init__(self, profile: ChipProfile) -> None:
+    def __init__(
+        self, profile: ChipProfile, *, one_sign_layers: frozenset[str] = frozenset()
+    ) -> None:
         self.profile = profile
         self.w = profile.weights.bits
+        self.one_sign_layers = one_sign_layers
+        """Layers whose inputs the projection keeps one-signed (``Budget.one_sign_layers``): a
+        per-row-sign chip anticipates 1 row per input for them, not 2."""
 
     # -- limits -------------------------------------------------------------------------------
     @property
@@ -202,13 +213,48 @@ class CapacityModel:
     def memory_bits_max(self) -> int | None:
         return None
 
+    @property
+    def signs_per_row(self) -> bool:
+        """True when the sign is a property of the synapse row (``weights.sign: per_row``):
+        rows are then counted per input and sign (module docstring)."""
+        return self.profile.weights.sign == "per_row"
+
+    def _rows_known(self, layer: LayerSummary | None) -> bool:
+        return self.signs_per_row and layer is not None and layer.negative is not None
+
     def input_copies(self, layer: LayerSummary | None = None) -> int:
-        """Axons per input: the layer's own (set by its quantizer) or, before quantization, what
-        the profile's sign handling will need (2 for ``per_axon_type`` and ``per_row``)."""
+        """Axons per input: on a per-row-sign chip whose layer signs are known, the most rows
+        any input of the layer takes (1 when every input is one-signed, else 2); otherwise the
+        layer's own (set by its quantizer) or, before quantization, what the profile's sign
+        handling will need (2 for ``per_axon_type`` and ``per_row``). Counts of axons use
+        :meth:`input_rows` (per input), this one number anticipates them (blocks, budget)."""
+        if self.signs_per_row and layer is not None and layer.name in self.one_sign_layers:
+            return 1
+        if layer is not None and self._rows_known(layer):
+            return max(1, int(self.input_rows(layer).max(initial=1)))
         params = layer.neuron_params if layer is not None else None
         if params and params.get("input_copies"):
             return int(params["input_copies"])
         return 2 if self.profile.weights.sign in ("per_axon_type", "per_row") else 1
+
+    def input_rows(self, layer: LayerSummary) -> np.ndarray:
+        """Axons each input of ``layer`` takes where all its neurons sit together (length
+        ``inputs``; 0 for an input without synapses): per-row-sign chips 1 or 2 by the signs
+        the input uses (``LayerSummary.rows_per_input``), else :meth:`input_copies`."""
+        rows = layer.rows_per_input() if self._rows_known(layer) else None
+        if rows is not None:
+            return rows
+        return (layer.fan_out > 0).astype(np.int64) * self.input_copies(layer)
+
+    def neuron_axons(self, layer: LayerSummary) -> np.ndarray:
+        """Input axons (or CAM entries) each neuron of ``layer`` needs at least (length
+        ``neurons``): per-row-sign chips one row per synapse (each input's row of the weight's
+        own sign; the other sign's row is charged only to a core that also holds a neuron using
+        it, by the core check); otherwise its chip entries (``LayerSummary.fan_in_entries``:
+        DYNAP-SE1 CAM slots, else synapses) x input copies."""
+        if self._rows_known(layer):
+            return layer.fan_in
+        return layer.fan_in_entries * self.input_copies(layer)
 
     def neuron_input_cap(self) -> int | None:
         """Most inputs one neuron may keep once its inputs are duplicated:
@@ -335,9 +381,24 @@ class CapacityModel:
         conn = group.layer.connectivity
         cols = conn.indices[conn.indptr[group.start] : conn.indptr[group.stop]]
         per_input = np.bincount(cols, minlength=group.layer.inputs).astype(np.int64)
+        if self._rows_known(group.layer):
+            return Load(group.neurons, {group.source: self._signed_rows(group)}, {}, int(cols.size))
         copies = self.input_copies(group.layer)
         per_axon = np.repeat(per_input, copies) if copies > 1 else per_input
         return Load(group.neurons, {group.source: per_axon}, {}, int(cols.size))
+
+    @staticmethod
+    def _signed_rows(group: Group) -> np.ndarray:
+        """Synapses of the group per (input, sign) row: ``[positive rows..., negative rows...]``
+        (length ``2 x inputs``; a row without synapses is no axon, :meth:`Load.per_axon`)."""
+        layer = group.layer
+        negative = cast(sp.csr_matrix, layer.negative)  # _rows_known checked it
+        conn, neg = layer.connectivity, negative
+        cols = conn.indices[conn.indptr[group.start] : conn.indptr[group.stop]]
+        neg_cols = neg.indices[neg.indptr[group.start] : neg.indptr[group.stop]]
+        total = np.bincount(cols, minlength=layer.inputs).astype(np.int64)
+        minus = np.bincount(neg_cols, minlength=layer.inputs).astype(np.int64)
+        return np.concatenate([total - minus, minus])
 
     def load(self, groups: Iterable[Group]) -> Load:
         total = Load()
@@ -388,10 +449,7 @@ class CapacityModel:
         """
         out: dict[str, tuple[int, int | None]] = {"neurons": (summary.neurons, self.neurons_max)}
         if self.input_axons_max:
-            axons = sum(
-                int(np.count_nonzero(layer.fan_out)) * self.input_copies(layer)
-                for layer in summary.layers
-            )
+            axons = sum(int(self.input_rows(layer).sum()) for layer in summary.layers)
             out["input_axons"] = (axons, self.input_axons_max)
         return out
 
@@ -409,9 +467,13 @@ def register_capacity_model(cls: type[CapacityModel]) -> type[CapacityModel]:
     return CAPACITY_MODELS.register(cls.kind, cls)
 
 
-def capacity_model(profile: ChipProfile) -> CapacityModel:
-    """The capacity model of ``profile`` (by ``core.synapse_encoding.kind``)."""
-    return CAPACITY_MODELS.get(profile.core.encoding.kind)(profile)
+def capacity_model(
+    profile: ChipProfile, *, one_sign_layers: frozenset[str] = frozenset()
+) -> CapacityModel:
+    """The capacity model of ``profile`` (by ``core.synapse_encoding.kind``);
+    ``one_sign_layers``: layers the projection will keep one-signed per input (anticipation of
+    rows on per-row-sign chips, :attr:`CapacityModel.one_sign_layers`)."""
+    return CAPACITY_MODELS.get(profile.core.encoding.kind)(profile, one_sign_layers=one_sign_layers)
 
 
 @register_capacity_model

@@ -78,6 +78,8 @@ class LayerSummary:
     conv: Mapping[str, Any] | None = None
     sources: tuple[str, ...] = ()
     flat_shape: tuple[int, ...] | None = None
+    negative: sp.csr_matrix | None = None
+    entries: sp.csr_matrix | None = None
 
     @property
     def neurons(self) -> int:
@@ -121,6 +123,26 @@ class LayerSummary:
     @property
     def max_fan_in(self) -> int:
         return int(self.fan_in.max(initial=0))
+
+    @property
+    def fan_in_entries(self) -> np.ndarray:
+        """Chip entries per neuron (int array, length ``neurons``): the sum of ``entries`` over
+        the neuron's synapses, or ``fan_in`` where every synapse takes one entry."""
+        if self.entries is None:
+            return self.fan_in
+        return np.asarray(self.entries.sum(axis=1)).ravel().astype(np.int64)
+
+    def rows_per_input(self, rows: slice | None = None) -> np.ndarray | None:
+        """Signs each input uses among the neurons ``rows`` (all by default): 0 (no synapse),
+        1 (all of one sign) or 2 (both signs), i.e. the synapse rows the input needs on a chip
+        that sets the sign per row. ``None`` where the signs are not known."""
+        if self.negative is None:
+            return None
+        rows = slice(None) if rows is None else rows
+        conn, neg = self.connectivity[rows], self.negative[rows]
+        total = np.bincount(conn.indices, minlength=self.inputs)
+        negative = np.bincount(neg.indices, minlength=self.inputs)
+        return ((total - negative) > 0).astype(np.int64) + (negative > 0).astype(np.int64)
 
     @property
     def mean_fan_in(self) -> float:
@@ -173,11 +195,16 @@ def dense_layer(
     neuron_params: Mapping[str, Any] | None = None,
     weight_bits: int | None = None,
     flat_shape: tuple[int, ...] | None = None,
+    entries: np.ndarray | None = None,
 ) -> LayerSummary:
     """Summary of a fully connected layer with weight matrix ``(out, in)`` (``flat_shape``:
-    the ``(C, H, W)`` map it reads flattened, if any)."""
+    the ``(C, H, W)`` map it reads flattened, if any; ``entries``: chip entries per weight,
+    same shape, where a synapse may take several)."""
     weight = np.asarray(weight)
     conn = sp.csr_matrix(weight != 0)
+    entry_matrix = None
+    if entries is not None:
+        entry_matrix = sp.csr_matrix(np.where(weight != 0, np.asarray(entries), 0).astype(np.int64))
     distinct = _distinct_values_max(list(weight)) if weight_bits is not None else None
     return LayerSummary(
         name=name,
@@ -192,6 +219,8 @@ def dense_layer(
         weight_bits=weight_bits,
         distinct_values_max=distinct,
         flat_shape=None if flat_shape is None else tuple(int(v) for v in flat_shape),
+        negative=sp.csr_matrix(weight < 0),
+        entries=entry_matrix,
     )
 
 
@@ -246,17 +275,26 @@ def conv_layer(
     neuron_model: str = "LIF",
     neuron_params: Mapping[str, Any] | None = None,
     weight_bits: int | None = None,
+    entries: np.ndarray | None = None,
 ) -> LayerSummary:
-    """Summary of a 2-D convolution with kernel ``(C_out, C_in, kh, kw)`` on input ``(C, H, W)``."""
+    """Summary of a 2-D convolution with kernel ``(C_out, C_in, kh, kw)`` on input ``(C, H, W)``
+    (``entries``: chip entries per kernel weight, same shape, where a synapse may take several;
+    every unrolled copy of a tap takes its entries)."""
     weight = np.asarray(weight)
     c_out, c_in, kh, kw = weight.shape
     matrix, positions = unrolled_conv(weight, in_shape, stride, padding)
+    entry_matrix = None
+    if entries is not None:
+        kept_entries = np.where(weight != 0, np.asarray(entries), 0).astype(np.float64)
+        unrolled_entries, _ = unrolled_conv(kept_entries, in_shape, stride, padding)
+        entry_matrix = unrolled_entries.astype(np.int64).tocsr()
     h_out = conv_output_size(in_shape[1], kh, stride, padding)
     w_out = conv_output_size(in_shape[2], kw, stride, padding)
     distinct = None
     if weight_bits is not None:
         distinct = _distinct_values_max([matrix.getrow(i).data for i in range(matrix.shape[0])])
     conn = matrix.astype(bool).tocsr()
+    negative = (matrix < 0).astype(bool).tocsr()
     return LayerSummary(
         name=name,
         kind="conv",
@@ -277,6 +315,8 @@ def conv_layer(
             "out_channels": c_out,
             "dense_unrolled": int(positions),
         },
+        negative=negative,
+        entries=entry_matrix,
     )
 
 
@@ -311,4 +351,18 @@ def pooled_layer(layer: LayerSummary, pre_pool_shape: Sequence[int], kernel: int
         dense = int(layer.conv.get("dense_unrolled", layer.unrolled_synapses))
         conv = {**layer.conv, "dense_unrolled": dense * kernel**2, "pool_kernel": kernel}
     shape = tuple(int(v) for v in pre_pool_shape)
-    return replace(layer, in_shape=shape, connectivity=conn.tocsr(), conv=conv)
+    negative = None
+    if layer.negative is not None:
+        negative = (layer.negative.astype(np.int32) @ projection.astype(np.int32)).astype(bool)
+        negative = negative.tocsr()
+    entries = None
+    if layer.entries is not None:
+        entries = (layer.entries.astype(np.int64) @ projection.astype(np.int64)).tocsr()
+    return replace(
+        layer,
+        in_shape=shape,
+        connectivity=conn.tocsr(),
+        conv=conv,
+        negative=negative,
+        entries=entries,
+    )

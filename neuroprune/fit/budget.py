@@ -65,6 +65,15 @@ class Budget:
             (:class:`neuroprune.chip.capacity.InputBlocks`: every input feeds one block, a block
             keeps at most ``inputs_per_block`` inputs), on chips whose fan-out is limited in
             cores (TrueNorth: a neuron's targets all sit in one core).
+        one_sign_per_input: the projection keeps the synapses of each input of the dense
+            layers in ``one_sign_layers`` one-signed (the sign whose eligible entries score
+            more, :func:`neuroprune.pruning.selection.select_synapses`), so a chip that sets the
+            sign per synapse row (BrainScaleS) gives those inputs one row; their core blocks then
+            anticipate 1 row per input instead of 2 (the fan-in cap still anticipates 2).
+        one_sign_layers: the dense hidden layers kept one-signed per input: those whose inputs
+            would need more rows than one core has with 2 rows each (``2 x inputs > input axons
+            per core``); a layer whose two rows per input fit one core, and the readout layer,
+            keep both signs.
     """
 
     synapses: int
@@ -76,6 +85,8 @@ class Budget:
     binding: str = "budget"
     dense_synapses: int | None = None
     input_blocks: Mapping[str, InputBlocks] = field(default_factory=dict)
+    one_sign_per_input: bool = False
+    one_sign_layers: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         _check_positive_int(self.synapses, where="budget", field_name="synapses")
@@ -144,6 +155,7 @@ def derive_budget(
     budget: int | None = None,
     sparsity: float | None = None,
     capacity: int | None = None,
+    one_sign_per_input: bool = False,
 ) -> Budget:
     """Derive ``B`` for ``summary`` on ``profile`` (a ChipProfile, or None for no chip).
 
@@ -163,8 +175,13 @@ def derive_budget(
     fan-in cap is 0, the allocation is not positive, or B is below the per-layer minimums.
     """
     _check_request(chips=chips, cores=cores, budget=budget, sparsity=sparsity)
+    one_sign = _one_sign_layers(profile, summary) if one_sign_per_input else frozenset()
     cap = _profile_fan_in_cap(profile, summary)
-    blocks = capacity_model(profile).input_blocks(summary) if profile is not None else {}
+    blocks = (
+        capacity_model(profile, one_sign_layers=one_sign).input_blocks(summary)
+        if profile is not None
+        else {}
+    )
     if profile is not None:
         _check_prunable(profile, summary, chips=chips, cores=cores)
     sharing = bool(getattr(profile, "conv_weight_sharing", False)) if profile else False
@@ -204,6 +221,25 @@ def derive_budget(
         binding=chosen.binding,
         dense_synapses=int(dense),
         input_blocks=blocks,
+        one_sign_per_input=one_sign_per_input,
+        one_sign_layers=one_sign,
+    )
+
+
+def _one_sign_layers(profile: Any | None, summary: NetworkSummary) -> frozenset[str]:
+    """Dense hidden layers whose inputs, at 2 rows each, need more rows than one core has (the
+    only ones a one-sign projection saves cores on; ``Budget.one_sign_layers``). The readout
+    layer keeps both signs: a hidden unit that may only excite, or only inhibit, every class
+    cost 11-27 points of validation accuracy on digits (docs/benchmarks.md)."""
+    if profile is None:
+        return frozenset()
+    rows = capacity_model(profile).input_axons_max or profile.neuron.fan_in_max
+    if rows is None:
+        return frozenset()
+    return frozenset(
+        layer.name
+        for layer in summary.layers[:-1]
+        if layer.kind == "dense" and 2 * layer.inputs > rows
     )
 
 
@@ -443,6 +479,9 @@ class LayerScores:
             toward its threshold). Where given, the entry forced per group is the group's best
             *excitatory* entry (its best entry when it has none): an output unit whose inputs
             are all inhibitory can never fire, so its class could never be predicted.
+        positive: optional boolean per entry of a dense layer (flattened ``(neurons, inputs)``),
+            True where the weight is positive; given where the budget keeps one sign per input
+            (``Budget.one_sign_per_input``).
     """
 
     name: str
@@ -451,3 +490,4 @@ class LayerScores:
     groups: np.ndarray
     keep_every_group: bool = False
     excitatory: np.ndarray | None = None
+    positive: np.ndarray | None = None

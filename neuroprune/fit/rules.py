@@ -124,16 +124,19 @@ def _core_findings(ctx: FitContext, resource: str, name: str, hint: str) -> list
 
 @rule("fan_in")
 def fan_in(ctx: FitContext) -> list[Finding]:
-    """Largest fan-in per neuron, in axons (inputs x input copies), <= neuron.fan_in_max."""
+    """Largest fan-in per neuron, in axons or entries, <= neuron.fan_in_max: inputs x input
+    copies; on per-row-sign chips one row per synapse (the row of its sign: the core check
+    charges a mixed input's second row where both signs share a core); on DYNAP-SE1 the CAM
+    slots (a weight of ``m`` units takes ``m``) (:meth:`CapacityModel.neuron_axons`)."""
     cap = ctx.profile.neuron.fan_in_max
     if cap is None:
         return []
     out = []
     for layer in ctx.summary.layers:
-        copies = ctx.model.input_copies(layer)
-        actual = layer.max_fan_in * copies
+        per_neuron = ctx.model.neuron_axons(layer)
+        actual = int(per_neuron.max(initial=0))
         if actual > cap:
-            over = int(np.count_nonzero(layer.fan_in * copies > cap))
+            over = int(np.count_nonzero(per_neuron > cap))
             out.append(
                 Finding(
                     "fan_in",

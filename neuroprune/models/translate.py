@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from spikingjelly.activation_based import functional, layer
 
+from neuroprune.chip.formats.dynapse import cam_entries
 from neuroprune.core.summary import (
     LayerSummary,
     NetworkSummary,
@@ -97,6 +98,7 @@ def _synapse_summary(block: Block) -> LayerSummary:
         "weight_bits": None if bits is None else int(bits),
     }
     weight = folded_weight(block)
+    common["entries"] = chip_entries(block.synapse, weight)
     if block.kind == "dense":
         return dense_layer(block.name, weight, flat_shape=block.flat_shape, **common)
     conv = block.synapse
@@ -115,6 +117,17 @@ def input_copies(synapse: torch.nn.Module) -> int:
     (TrueNorth ternary ``axon_duplication``, BrainScaleS per-sign ``row_duplication``), else 1."""
     quant = getattr(synapse, "neuroprune_quant", None) or {}
     return int(max(quant.get("axon_duplication", 1) or 1, quant.get("row_duplication", 1) or 1))
+
+
+def chip_entries(synapse: torch.nn.Module, weight: np.ndarray) -> np.ndarray | None:
+    """Chip entries per weight where a synapse may take several (DYNAP-SE1 with CAM repeats:
+    ``cam_entries(rint(weight / weight_scale), cam_types_int)``), else None (one each)."""
+    quant = getattr(synapse, "neuroprune_quant", None) or {}
+    units = quant.get("cam_types_int")
+    if not units:
+        return None
+    weight_int = np.rint(np.asarray(weight, dtype=np.float64) / float(quant["weight_scale"]))
+    return cam_entries(weight_int.astype(np.int64), units)
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:

@@ -370,7 +370,15 @@ class PruningMethod(Callback):
             groups=target.group.flatten().numpy(),
             keep_every_group=target.is_output,
             excitatory=self._excitatory(target),
+            positive=self._positive(target),
         )
+
+    def _positive(self, target: Target) -> np.ndarray | None:
+        """Where the budget keeps one sign per input: for a dense (2-D) weight, entries whose
+        synapse is (or would revive) positive (:meth:`_direction`); None elsewhere."""
+        if target.name not in self.budget.one_sign_layers or self._theta(target).dim() != 2:
+            return None
+        return (self._direction(target) > 0).flatten().cpu().numpy()
 
     def _excitatory(self, target: Target) -> np.ndarray | None:
         """Output layer without BN: entries whose synapse is (or would revive) excitatory,

@@ -18,6 +18,8 @@ def select_synapses(layers: Sequence[LayerScores], budget: Budget) -> dict[str, 
     """Exact projection to ``budget.synapses``: boolean keep-mask per layer (flattened).
 
     Greedy over one global order (score descending, ties by lower index):
+    0. where ``budget.one_sign_per_input``, in the layers of ``budget.one_sign_layers``, entries
+       whose sign is not their input's chosen sign are not eligible (:func:`one_sign_mask`);
     1. entries ranked ``>= fan_in_cap`` within their group are not eligible;
     2. forced: each group's best entry where ``keep_every_group`` (its best excitatory entry
        when ``LayerScores.excitatory`` is given), then each layer's next best entries until its
@@ -27,6 +29,11 @@ def select_synapses(layers: Sequence[LayerScores], budget: Budget) -> dict[str, 
     eligible.
     """
     allowed = [block_mask(layer, budget.input_blocks.get(layer.name)) for layer in layers]
+    if budget.one_sign_per_input:
+        allowed = [
+            ok & one_sign_mask(layer, ok) if layer.name in budget.one_sign_layers else ok
+            for layer, ok in zip(layers, allowed, strict=True)
+        ]
     ranks = [
         _rank_in_group(np.where(ok, np.asarray(layer.scores, np.float64), -np.inf), layer.groups)
         for layer, ok in zip(layers, allowed, strict=True)
@@ -43,6 +50,21 @@ def select_synapses(layers: Sequence[LayerScores], budget: Budget) -> dict[str, 
     free = [ok & ~f for ok, f in zip(eligible, forced, strict=True)]
     filled = _greedy_fill(layers, free, budget.synapses - used)
     return {layer.name: f | g for layer, f, g in zip(layers, forced, filled, strict=True)}
+
+
+def one_sign_mask(layer: LayerScores, allowed: np.ndarray) -> np.ndarray:
+    """Entries of a dense layer whose sign is their input's: per input ``j`` (column of the
+    flattened ``(neurons, inputs)`` matrix, neurons = the groups) the sign whose ``allowed``
+    entries have the larger summed score (positive on a tie). All True where the layer gives
+    no signs (``LayerScores.positive`` None)."""
+    if layer.positive is None:
+        return np.ones(len(layer.scores), dtype=bool)
+    neurons = int(np.max(layer.groups)) + 1
+    positive = np.asarray(layer.positive, dtype=bool).reshape(neurons, -1)
+    scores = np.where(allowed, np.maximum(np.asarray(layer.scores, np.float64), 0.0), 0.0)
+    scores = scores.reshape(neurons, -1)
+    keep_positive = (scores * positive).sum(axis=0) >= (scores * ~positive).sum(axis=0)
+    return (positive == keep_positive[None, :]).reshape(-1)
 
 
 def block_mask(layer: LayerScores, blocks: InputBlocks | None) -> np.ndarray:

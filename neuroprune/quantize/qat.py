@@ -16,7 +16,8 @@ its scale and integer range stay frozen, so thresholds and biases keep their int
 with data-dependent levels (TrueNorth per-neuron magnitudes, DYNAP-SE shared values) re-fit the
 levels to the latent weights after every step (``Quantizer.refit_grid``), so fine-tuning can
 move them. ``mask`` is the post-training nonzero pattern: pruned synapses (and, on level grids, synapses
-that rounded to 0) stay 0; on uniform grids a kept synapse never rounds to 0 (the rule of
+that rounded to 0) stay 0; on uniform grids and level grids with ``keep_nonzero`` (DYNAP-SE1's
+repeated CAM entries) a kept synapse never rounds to 0 (the rule of
 ``neuroprune.chip.formats.grid.snap``), so the count stays the budget's. Biases (from BN folding) are projected
 onto their own uniform grid with the same scale.
 """
@@ -130,7 +131,10 @@ def project(values: torch.Tensor, grid: Grid, *, keep_nonzero: bool = True) -> t
             levels.reshape(-1, 1, levels.shape[-1]) if levels.dim() == 2 else levels.view(1, 1, -1)
         )
         table = table.expand(rows.shape[0], 1, table.shape[-1])
-        pick = torch.argmin(torch.abs(rows - table), dim=2, keepdim=True)
+        dist = torch.abs(rows - table)
+        if grid.keep_nonzero:  # a kept synapse takes its nearest nonzero level (snap's rule)
+            dist = torch.where((table == 0) & (rows != 0), torch.inf, dist)
+        pick = torch.argmin(dist, dim=2, keepdim=True)
         q = torch.gather(table.expand(-1, rows.shape[1], -1), 2, pick).reshape(v.shape)
     return torch.where(v == 0, torch.zeros_like(q), q)
 

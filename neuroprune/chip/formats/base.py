@@ -143,6 +143,12 @@ class Quantizer:
         """
         return grid
 
+    def grid_facts(self, grid: Grid, weight_int: np.ndarray) -> dict[str, Any]:
+        """Facts of the stored integers for ``LayerQuant.extra`` that hold on a chosen and on a
+        frozen or re-fitted grid alike (DYNAP-SE1's synapse-type units and CAM slots); the
+        default has none."""
+        return {}
+
     def neuron_fields(
         self,
         grid: Grid,
@@ -184,7 +190,7 @@ class Quantizer:
             grid, notes = self.frozen_grid(w, grid, params)
         weight_int = snap(w, grid)
         fields, neuron_notes = self.neuron_fields(grid, bias, neuron, params, neuron_spec)
-        extra = {**extra, **fields.pop("extra", {})}
+        extra = {**extra, **self.grid_facts(grid, weight_int), **fields.pop("extra", {})}
         return LayerQuant(
             format=self.name,
             grid=grid,

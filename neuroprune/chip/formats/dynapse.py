@@ -9,6 +9,17 @@ a core would have to share them too).
   excitatory and half inhibitory (fast/slow AMPA, fast/slow GABA). The k values are a 1-D
   k-means (Lloyd) of the layer's nonzero weights, ``k/2`` per sign (all k for a one-signed
   layer). Levels: ``{0} | values``.
+* ``connection_bits == 1`` with ``cam_slots_per_neuron: S`` (DYNAP-SE1 with integer weights):
+  "integer weights require repeating the same connection in several CAM slots", so a weight
+  of ``m`` units of type ``t`` is ``m * v_t`` and takes ``m`` of the neuron's ``S`` CAM slots.
+  A neuron (a kernel row on a conv) with ``n_i`` kept synapses may use ``m <= M_i =
+  max(1, floor(S / n_i))`` on each, so its slots ``sum m <= S`` whatever the weights; its
+  levels are ``{0} | {m * v_t : t of the weight's sign, 1 <= m <= M_i}`` (one table per
+  neuron) and a kept weight takes its nearest nonzero level (``Grid.keep_nonzero``: the
+  budget survives). The type values minimise the squared error over ``(t, m)`` assignments
+  (Lloyd-style: assign each weight its best ``(t, m)``, then ``v_t = sum(w m) / sum(m^2)``
+  over the weights of ``t``), started from the k-means values. ``cam_entries`` counts the
+  slots a stored weight takes (the smallest ``m`` over the types that divide it), for the fit.
 * ``connection_bits == b > 1`` (DYNAP-SE2): a ``b``-bit mask sums ``b`` base currents and the
   dendrite type gives the sign. With binary-weighted base currents ``c * 2**j`` the mask is a
   ``b``-bit magnitude code: ``weight_int in [-(2**b - 1), 2**b - 1]`` (needs ``b <= k``).
@@ -37,9 +48,13 @@ KMEANS_ITERATIONS = 30
 
 @dataclass(frozen=True)
 class DynapseParams:
+    """``cam_slots``: CAM slots per neuron a weight may repeat its connection in (None: one
+    slot per synapse, no repeats)."""
+
     shared_values: int
     connection_bits: int
     level_max: int
+    cam_slots: int | None = None
 
 
 @register_quantizer("dynapse")
@@ -58,18 +73,40 @@ class DynapseQuantizer(Quantizer):
                 value=conn,
                 fix=f"Use connection_bits 1 or <= shared_values_per_core ({shared}).",
             )
-        return DynapseParams(shared, conn, 2 ** (level_bits - 1) - 1)
+        slots = None
+        if fmt.params.get("cam_slots_per_neuron") is not None:
+            slots = param_int(fmt, "cam_slots_per_neuron", where, minimum=1)
+        return DynapseParams(shared, conn, 2 ** (level_bits - 1) - 1, slots)
 
     def choose_grid(self, weight: np.ndarray, params: DynapseParams):
         if params.connection_bits > 1:
             return _mask_grid(weight, params)
+        if params.cam_slots is not None:
+            return _repeated_entry_grid(weight, params)
         return _shared_value_grid(weight, params)
 
     def refit_grid(self, weight: np.ndarray, grid: Grid, params: DynapseParams) -> Grid:
-        """New shared values (k-means of the fine-tuned weights) on the same scale."""
+        """New shared values (k-means of the fine-tuned weights) on the same scale; with CAM
+        repeats, new type values for the same per-neuron repeat caps."""
         if grid.levels is None:
             return grid
+        if grid.units is not None and params.cam_slots is not None:
+            caps = repeat_caps(weight, params.cam_slots)
+            values = repeated_type_values(weight, caps, params.shared_values)
+            return repeated_entry_grid(values, caps, grid, params.level_max)
         return shared_value_grid(shared_values(weight[weight != 0], params.shared_values), grid)
+
+    def grid_facts(self, grid: Grid, weight_int: np.ndarray) -> dict:
+        """With CAM repeats: the synapse types' integer values and the most CAM slots a neuron
+        (a kernel row) uses."""
+        if grid.units is None:
+            return {}
+        entries = cam_entries(weight_int, grid.units)
+        per_row = entries.reshape(entries.shape[0], -1).sum(axis=1)
+        return {
+            "cam_types_int": [int(u) for u in grid.units],
+            "cam_slots_max": int(per_row.max(initial=0)),
+        }
 
 
 def _mask_grid(weight: np.ndarray, params: DynapseParams):
@@ -93,8 +130,8 @@ def _shared_value_grid(weight: np.ndarray, params: DynapseParams):
         f"{len(levels) - 1} shared weight values per layer (k-means, at most "
         f"{params.shared_values}, split by sign), written on a {params.level_max.bit_length() + 1}"
         "-bit integer grid; a weight nearer 0 than any value is dropped (pruned)",
-        "analog biases: device mismatch (~20 %) is not modelled; integer weights would need "
-        "repeated CAM entries (not used)",
+        "analog biases: device mismatch (~20 %) is not modelled; integer weights need "
+        "weights.params.cam_slots_per_neuron (repeated CAM entries)",
     ]
     return grid, {"shared_values": params.shared_values}, notes
 
@@ -132,3 +169,102 @@ def kmeans_1d(values: np.ndarray, k: int) -> np.ndarray:
             break
         centres = np.unique(new)
     return centres
+
+
+def _repeated_entry_grid(weight: np.ndarray, params: DynapseParams):
+    slots = cast(int, params.cam_slots)
+    caps = repeat_caps(weight, slots)
+    values = repeated_type_values(weight, caps, params.shared_values)
+    scale = uniform_max_scale(values, params.level_max)
+    bound = slots * params.level_max
+    grid = Grid(scale=scale, int_min=-bound, int_max=bound)
+    grid = repeated_entry_grid(values, caps, grid, params.level_max)
+    notes = [
+        f"{len(values)} synapse types per layer (core-wide analog values, at most "
+        f"{params.shared_values}, split by sign) on a {params.level_max.bit_length() + 1}-bit "
+        f"integer grid; a weight of m units repeats its connection in m of the neuron's {slots} "
+        f"CAM slots (m <= floor({slots} / fan-in) per neuron, at most {int(caps.max())}); a kept "
+        "weight keeps at least one slot",
+        "analog biases: device mismatch (~20 %) is not modelled",
+    ]
+    return grid, {"shared_values": params.shared_values, "cam_slots": slots}, notes
+
+
+def repeat_caps(weight: np.ndarray, slots: int) -> np.ndarray:
+    """Most repeats ``M_i = max(1, floor(slots / n_i))`` per neuron (row of ``weight [out,
+    ...]``, ``n_i`` its nonzero weights): ``n_i * M_i <= slots`` whenever ``n_i <= slots``."""
+    kept = np.count_nonzero(weight.reshape(weight.shape[0], -1), axis=1)
+    return np.maximum(1, slots // np.maximum(kept, 1)).astype(np.int64)
+
+
+def best_repeats(
+    rows: np.ndarray, values: np.ndarray, caps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For every weight of ``rows [out, k]`` the type index and repeat count ``(t, m)``
+    minimising ``|w - m * values[t]|`` over the types of the weight's sign (every type where
+    its sign has none) and ``1 <= m <= caps[row]``; ties keep the first type."""
+    signed = np.sign(values)[None, None, :]
+    same = signed == np.sign(rows)[:, :, None]
+    if not same.any(axis=2).all():
+        same = same | ~same.any(axis=2, keepdims=True)
+    ratio = rows[:, :, None] / values[None, None, :]
+    m = np.clip(np.rint(ratio), 1, caps[:, None, None])
+    err = np.where(same, np.abs(rows[:, :, None] - m * values[None, None, :]), np.inf)
+    t = np.argmin(err, axis=2)
+    return t, np.take_along_axis(m, t[:, :, None], axis=2)[:, :, 0].astype(np.int64)
+
+
+def repeated_type_values(weight: np.ndarray, caps: np.ndarray, k: int) -> np.ndarray:
+    """Up to ``k`` signed synapse-type values for weights stored as ``m * v_t`` (module
+    docstring): start at :func:`shared_values`, then alternate the best ``(t, m)`` of every
+    nonzero weight (:func:`best_repeats`) with ``v_t = sum(w m) / sum(m^2)`` over the weights
+    assigned to ``t`` (the least-squares value for those ``m``)."""
+    rows = weight.reshape(weight.shape[0], -1)
+    nonzero = rows != 0
+    values = shared_values(rows[nonzero], k)
+    if values.size == 0:
+        return values
+    for _ in range(KMEANS_ITERATIONS):
+        t, m = best_repeats(rows, values, caps)
+        t, m, w = t[nonzero], m[nonzero], rows[nonzero]
+        new = values.copy()
+        for c in range(values.size):
+            member = t == c
+            if member.any():
+                new[c] = float((w[member] * m[member]).sum() / (m[member] ** 2).sum())
+        if np.array_equal(new, values):
+            break
+        values = new
+    return values
+
+
+def repeated_entry_grid(values: np.ndarray, caps: np.ndarray, grid: Grid, level_max: int) -> Grid:
+    """Per-neuron levels ``{0} | {m * u_t : 1 <= m <= caps[i]}`` with ``u_t = rint(v_t /
+    scale)`` (at least 1 in magnitude, at most ``level_max``), one table per neuron padded
+    with its first level; ``units`` = the ``u_t``, ``keep_nonzero`` set."""
+    units = np.clip(np.rint(values / grid.scale), -level_max, level_max).astype(np.int64)
+    units = np.where(units == 0, np.sign(values).astype(np.int64), units)
+    units = np.unique(units[units != 0])
+    tables = []
+    for cap in caps:
+        repeats = np.arange(1, int(cap) + 1, dtype=np.int64)
+        tables.append(np.unique(np.concatenate([[0], (repeats[:, None] * units).ravel()])))
+    width = max(len(t) for t in tables)
+    padded = np.stack([np.concatenate([t, np.full(width - len(t), t[0])]) for t in tables])
+    return replace(grid, levels=padded, units=units, keep_nonzero=True)
+
+
+def cam_entries(weight_int: np.ndarray, units: np.ndarray | list[int]) -> np.ndarray:
+    """CAM slots every stored weight takes: the smallest ``m`` with ``weight_int = m * u`` over
+    the type units ``u`` of the same sign (1 where no unit divides it; 0 for no synapse)."""
+    w = np.asarray(weight_int, dtype=np.int64)
+    u = np.asarray(units, dtype=np.int64)
+    ratio = np.where(
+        (u[None, :] != 0) & (w.reshape(-1, 1) % np.where(u == 0, 1, u)[None, :] == 0),
+        w.reshape(-1, 1) // np.where(u == 0, 1, u)[None, :],
+        0,
+    )
+    ratio = np.where(ratio > 0, ratio, np.iinfo(np.int64).max)
+    best = ratio.min(axis=1, initial=np.iinfo(np.int64).max)
+    best = np.where(best == np.iinfo(np.int64).max, 1, best)
+    return np.where(w.reshape(-1) != 0, best, 0).reshape(w.shape)

@@ -7,9 +7,11 @@ Zeros stay zero (pruned synapses stay pruned). On a uniform grid a kept synapse 
 0: a nonzero weight below half a step takes the nearest nonzero level, ``sign(w)`` (error at
 most one step instead of half), so the chip stores exactly the ``B`` synapses the budget kept
 (:func:`round_uniform`). A level grid (TrueNorth's per-neuron ``{-A_i, 0, A_i}``, DYNAP-SE's
-shared values) keeps the nearest level, 0 included: its nearest nonzero level can be far from a
-small weight, so its count can fall, and the run's warnings name the shortfall and the format
-(``synapses_lost``, :mod:`neuroprune.run.warnings`).
+shared values without CAM repeats) keeps the nearest level, 0 included: its nearest nonzero
+level can be far from a small weight, so its count can fall, and the run's warnings name the
+shortfall and the format (``synapses_lost``, :mod:`neuroprune.run.warnings`). A level grid with
+``keep_nonzero`` (DYNAP-SE1 with repeated CAM entries) gives a nonzero weight its nearest
+nonzero level, so it keeps the count as a uniform grid does.
 
 Scales: :func:`best_pow2_scale` (Loihi, SpiNNaker) and :func:`dyadic_scale` (float scales
 rounded up to 8 significant bits, so ``int * scale`` is exact in float32 for ``|int| < 2**16``).
@@ -37,12 +39,19 @@ class Grid:
         levels: ``None`` when every integer of the range is allowed; otherwise the allowed
             integers, shape ``(k,)`` (shared by the layer) or ``(rows, k)`` (one set per output
             neuron). Always contains 0 (no synapse).
+        units: the unit values (integers) every nonzero level is a whole multiple of, where a
+            level ``m * u`` takes ``m`` chip entries (DYNAP-SE1: a synapse type's weight
+            repeated in ``m`` CAM slots); ``None`` otherwise.
+        keep_nonzero: on a level grid, a nonzero weight takes its nearest *nonzero* level (a
+            kept synapse never rounds to 0); uniform grids always keep it.
     """
 
     scale: float
     int_min: int
     int_max: int
     levels: np.ndarray | None = None
+    units: np.ndarray | None = None
+    keep_nonzero: bool = False
 
     def row_levels(self, rows: int) -> np.ndarray | None:
         """Levels broadcast to ``(rows, k)``, or ``None`` for a uniform grid."""
@@ -66,7 +75,8 @@ def snap(weight: np.ndarray, grid: Grid) -> np.ndarray:
     """Grid integer for every weight (int64); zeros stay zero.
 
     Uniform grid: :func:`round_uniform` (nearest integer, a kept synapse never 0). Level grid:
-    the level ``l`` minimising ``|w - l*scale|`` (first such level on ties; levels hold 0).
+    the level ``l`` minimising ``|w - l*scale|`` (first such level on ties; levels hold 0;
+    ``keep_nonzero``: over the nonzero levels for a nonzero weight).
     """
     w = np.asarray(weight, dtype=np.float64)
     if grid.levels is None:
@@ -75,6 +85,8 @@ def snap(weight: np.ndarray, grid: Grid) -> np.ndarray:
         rows = w.reshape(w.shape[0], -1)
         levels = cast(np.ndarray, grid.row_levels(rows.shape[0]))  # a level grid
         dist = np.abs(rows[:, :, None] - levels[:, None, :].astype(np.float64) * grid.scale)
+        if grid.keep_nonzero:  # a kept synapse takes its nearest nonzero level
+            dist = np.where((levels[:, None, :] == 0) & (rows[:, :, None] != 0), np.inf, dist)
         pick = np.argmin(dist, axis=2)
         q = np.take_along_axis(levels, pick, axis=1).reshape(w.shape).astype(np.int64)
     q[w == 0] = 0

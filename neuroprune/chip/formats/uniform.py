@@ -23,8 +23,10 @@ is stored:
   biases. Sinabs' ``discretize`` then finds a common scale of exactly 1 and keeps the integers
   as they are (:mod:`neuroprune.chip.arithmetic.speck`).
 * ``brainscales``: ``q = 2**magnitude_bits - 1`` (current-DAC code); the sign belongs to the
-  synapse row (driver), so an input with both signs needs two rows: ``row_duplication`` counts
-  the rows per input the layer needs (1 or 2). The scale is a per-layer float as for ``int``.
+  synapse row (driver), so an input with both signs needs two rows and a one-signed input one
+  (:func:`rows_per_input`; the capacity model counts them per input and core from the signs,
+  ``row_duplication`` is the layer's worst case, 1 or 2). The scale is a per-layer float as
+  for ``int``.
 """
 
 from __future__ import annotations
@@ -177,17 +179,28 @@ class BrainScalesQuantizer(Quantizer):
         q = params.magnitude_max
         grid = Grid(scale=uniform_max_scale(weight, q), int_min=-q, int_max=q)
         duplication = row_duplication(weight)
+        rows = rows_per_input(weight)
+        mixed = int(np.count_nonzero(rows == 2))
         notes = [
             f"{q.bit_length()}-bit DAC magnitude (|weight_int| <= {q}); the sign is per row, so "
-            f"inputs feeding both signs use 2 rows (row_duplication={duplication})",
+            f"an input feeding both signs uses 2 rows, a one-signed input 1 ({mixed} of "
+            f"{int(np.count_nonzero(rows))} inputs mixed: {int(rows.sum())} rows; the fit "
+            "counts rows per input and core)",
             "analog approximation: the DAC code -> current gain varies per synapse "
             "(fixed-pattern noise, calibration) and is not modelled; scale is a toolchain unit",
         ]
-        return grid, {"row_duplication": duplication, "sign": "per_row"}, notes
+        facts = {"row_duplication": duplication, "mixed_sign_inputs": mixed, "sign": "per_row"}
+        return grid, facts, notes
+
+
+def rows_per_input(weight: np.ndarray) -> np.ndarray:
+    """Synapse rows each input (column; an input channel of a conv kernel) of a per-row-sign
+    array needs: the number of signs among its weights (0, 1 or 2)."""
+    columns = np.moveaxis(weight, 1, 0).reshape(weight.shape[1], -1)
+    return (columns > 0).any(axis=1).astype(np.int64) + (columns < 0).any(axis=1).astype(np.int64)
 
 
 def row_duplication(weight: np.ndarray) -> int:
-    """Rows per input a per-row-sign array needs: 2 if any input has weights of both signs."""
-    columns = np.moveaxis(weight, 1, 0).reshape(weight.shape[1], -1)
-    mixed = (columns > 0).any(axis=1) & (columns < 0).any(axis=1)
-    return 2 if bool(mixed.any()) else 1
+    """Most rows any input needs (1 or 2): 2 if any input has weights of both signs (the fit
+    counts rows per input, :func:`rows_per_input`, this is the layer's worst case)."""
+    return 2 if bool((rows_per_input(weight) == 2).any()) else 1
