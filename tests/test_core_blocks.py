@@ -157,13 +157,60 @@ def _pruned_cores(trained_784, profile, budget):
     return check_fit(pruned, profile).cores_used, recounted_lower_bound(pruned, profile)
 
 
-@pytest.mark.parametrize("chip", ["truenorth", "tianjic"])
+@pytest.mark.parametrize("chip", ["truenorth", "tianjic", "brainscales", "brainscales2"])
 def test_cores_used_are_within_twice_the_lower_bound(trained_784, chip):
     profile = load_profile(chip)
     budget = derive_budget(profile, trained_784[3])
     assert any(b.shared_inputs for b in budget.input_blocks.values())
     cores, bound = _pruned_cores(trained_784, profile, budget)
     assert cores <= 2 * bound, f"{chip}: {cores} cores, lower bound {bound}"
+
+
+def test_stds_prunes_every_block_to_its_shared_inputs(trained_784):
+    """The benchmarked method (stds, blocks narrowing during pruning): after the projection
+    and fine-tuning each contiguous block of first-layer neurons uses at most its inputs per
+    block, recounted from the weights; cores within twice the recounted bound."""
+    from neuroprune.models import summarize
+    from neuroprune.pipeline.prune_loop import prune_to_budget
+
+    dataset, config, model, summary = trained_784
+    profile = load_profile("truenorth")
+    budget = derive_budget(profile, summary)
+    name, blocks = next((n, b) for n, b in budget.input_blocks.items() if b.shared_inputs)
+    result = prune_to_budget(
+        copy.deepcopy(model),
+        dataset,
+        config,
+        method="stds",
+        budget=budget,
+        epochs=2,
+        finetune_epochs=1,
+    )
+    weight = result.model.get_submodule(name).weight.detach().numpy()
+    size = math.ceil(weight.shape[0] / blocks.blocks)
+    for start in range(0, weight.shape[0], size):
+        used = np.count_nonzero(np.abs(weight[start : start + size]).sum(axis=0))
+        assert used <= blocks.inputs_per_block
+    pruned = summarize(result.model, dataset.input_shape, 4)
+    assert check_fit(pruned, profile).cores_used <= 2 * recounted_lower_bound(pruned, profile)
+
+
+def test_shared_blocks_narrow_geometrically_from_every_input_to_their_width():
+    """``K_t = K (N / K) ** (1 - g)``, ``g = min(1, t / settle)``: every input at the start,
+    the geometric mean of N and K half-way to the settling point, K from it on."""
+    from neuroprune.pruning.base import BLOCKS_SETTLE, block_inputs_now
+
+    final, inputs = 128, 784
+    blocks = InputBlocks(7, final, 128, inputs, shared_inputs=True)
+    widths = [block_inputs_now(blocks, t / 100).inputs_per_block for t in range(0, 101)]
+    assert widths[0] == inputs
+    assert all(a >= b for a, b in zip(widths, widths[1:], strict=False))
+    half = block_inputs_now(blocks, BLOCKS_SETTLE / 2).inputs_per_block
+    assert abs(half - math.sqrt(final * inputs)) <= 0.5
+    assert block_inputs_now(blocks, BLOCKS_SETTLE).inputs_per_block == final
+    assert widths[-1] == final
+    disjoint = InputBlocks(7, final, 128, inputs, shared_inputs=False)
+    assert block_inputs_now(disjoint, 0.0) == disjoint
 
 
 def test_without_blocks_the_first_layer_spreads_over_a_core_per_neuron(trained_784):
