@@ -27,13 +27,17 @@ import copy
 import datetime
 import shlex
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from common import limited, machine, mean_std, publish  # noqa: E402  (benchmarks/common.py)
+from packing import write_digits_28  # benchmarks/packing.py: the 28x28 IDX files
 
 from neuroprune.chip.profiles import list_profiles, load_profile
 from neuroprune.data.datasets import load_dataset
+from neuroprune.data.split import hold_out
 from neuroprune.fit.budget import derive_budget
 from neuroprune.models import summarize
 from neuroprune.models.zoo import build_model
@@ -42,14 +46,29 @@ from neuroprune.pruning import freeze_mask
 from neuroprune.quantize import quantize_model
 from neuroprune.train.loop import default_config, evaluate, train
 
+DIGITS_28 = "digits28"
 DEFAULT_CHIPS = ("all",)
 """``all``: every shipped chip profile."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="digits", choices=("digits", "mnist"))
+    parser.add_argument(
+        "--dataset",
+        default="digits",
+        choices=("digits", "mnist", DIGITS_28),
+        help=f"{DIGITS_28}: the digits upsampled to 28x28 and read back as MNIST IDX files "
+        "(benchmarks/packing.py's write_digits_28), for a 784-input mlp: --models mlp "
+        "--hidden mlp=128",
+    )
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--validation-in-training",
+        action="store_true",
+        help="train the dense and pruned models on the whole training split, validation part "
+        "included (the protocol before issue 23's TrueNorth work); default: the validation "
+        "part is cut first, as fit does, and only the keep/revert decisions read it",
+    )
     parser.add_argument("--models", nargs="+", default=["mlp"])
     parser.add_argument(
         "--hidden",
@@ -130,14 +149,20 @@ def float_control(model, dataset, config, epochs: int) -> float:
 
 
 def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
-    """Prune once, then quantize + fine-tune for every chip."""
-    model, config, budget = pruned_model(args, dataset, model_name, seed)
-    control = float_control(model, dataset, config, args.qat_epochs)
+    """Cut the seed's validation part (unless ``--validation-in-training``), prune once on the
+    rest, then quantize + fine-tune for every chip (decisions read the validation part)."""
+    holdout = hold_out(dataset, seed=seed)
+    fit_part = dataset if args.validation_in_training else holdout.train
+    model, config, budget = pruned_model(args, fit_part, model_name, seed)
+    control = float_control(model, fit_part, config, args.qat_epochs)
     rows = []
     for chip in chip_ids(args.chips):
         profile = load_profile(chip)
         started = time.perf_counter()
-        result = quantize_model(model, profile, dataset, config, finetune_epochs=args.qat_epochs)
+        result = quantize_model(
+            model, profile, dataset, config, finetune_epochs=args.qat_epochs, holdout=holdout
+        )
+        mappings = [n for n in result.notes if "chosen by validation" in n]
         rows.append(
             {
                 "model": model_name,
@@ -157,8 +182,11 @@ def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
                 "after": sum(r["nonzero_after"] for r in result.layers),
                 "clipped": max(r["ptq"]["clipped_fraction"] for r in result.layers),
                 "seconds": time.perf_counter() - started,
+                "mappings": [r.get("mapping") for r in result.layers],
             }
         )
+        for note in mappings:
+            print(f"  {model_name} seed={seed} {profile.id}: {note}", file=sys.stderr)
         print(
             f"  {model_name} seed={seed} {profile.id}: float={result.accuracy_float:.3f} "
             f"ptq={result.accuracy_ptq:.3f} qat={result.accuracy_qat:.3f} "
@@ -175,8 +203,8 @@ def table(rows: list[dict]) -> str:
         "| model | chip | format | pruned float (%) | float + same epochs (%) | PTQ (%) | "
         "PTQ + fine-tune (%) | QAT kept | deployed (%) | deployed - float (points) | "
         "budget B | kept weights before quantization (min..max) | after quantization "
-        "(min..max) | lost (max) | max clipped (PTQ) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "(min..max) | lost (max) | max clipped (PTQ) | mapping per layer, per seed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = list(dict.fromkeys((r["model"], r["chip"]) for r in rows))
     for model, chip in keys:
@@ -194,9 +222,16 @@ def table(rows: list[dict]) -> str:
             + " | ".join(cells)
             + f" | {kept} | {mean_std([r['deployed'] for r in group])} | {drop} | "
             + f"{'/'.join(map(str, budgets))} | {kept_low}..{kept_high} | {low}..{high} | "
-            + f"{lost} | {100 * clipped:.1f} % |"
+            + f"{lost} | {100 * clipped:.1f} % | {mapping_cell(group)} |"
         )
     return "\n".join(lines)
+
+
+def mapping_cell(group: list[dict]) -> str:
+    """Each seed's mapping per layer (TrueNorth: ``4x``/``2x`` axons per input), ``-`` where
+    the format has one mapping."""
+    seeds = [",".join(m or "-" for m in r["mappings"]) for r in group]
+    return "-" if all(set(x) <= {"-", ","} for x in seeds) else " / ".join(seeds)
 
 
 def report(args, rows: list[dict], seconds: float) -> str:
@@ -212,7 +247,14 @@ def report(args, rows: list[dict], seconds: float) -> str:
             f"- dataset: {args.dataset}; dense {args.dense_epochs} epochs; {args.method} to sparsity "
             f"{args.sparsity:g} ({args.prune_epochs} + {args.finetune_epochs} epochs); quantization-"
             f"aware fine-tuning {args.qat_epochs} epochs; T = {args.timesteps}"
-            + (f"; first {args.train_limit} train images" if args.train_limit else ""),
+            + (f"; first {args.train_limit} train images" if args.train_limit else "")
+            + (
+                "; dense and pruned models trained on the whole training split (validation "
+                "part included)"
+                if args.validation_in_training
+                else "; each seed's validation part (neuroprune.data.split.hold_out) cut before "
+                "any training: only the keep/revert and mapping decisions read it"
+            ),
             "- accuracies: test accuracy (%) mean ± std over seeds "
             + ", ".join(map(str, args.seeds)),
             "- budget B: synapses the projection kept (conv counted unrolled, one pruned model per "
@@ -230,10 +272,20 @@ def report(args, rows: list[dict], seconds: float) -> str:
     )
 
 
+def load_data(name: str, data_dir: str | None):
+    """The dataset; ``digits28`` writes the digits as 28x28 MNIST IDX files (into
+    ``data_dir`` when given, else a temporary folder) and reads them with the MNIST reader."""
+    if name != DIGITS_28:
+        return load_dataset(name, data_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_digits_28(Path(data_dir or tmp) / "digits28")
+        return load_dataset("mnist", folder)
+
+
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    dataset = limited(load_dataset(args.dataset, args.data_dir), args.train_limit)
+    dataset = limited(load_data(args.dataset, args.data_dir), args.train_limit)
     started = time.perf_counter()
     rows = [
         row
