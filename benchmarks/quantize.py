@@ -14,7 +14,11 @@ Default chips: every shipped profile (``--chips all``; ``--neuron if`` trains IF
 (the exact projection keeps ``B`` synapses), the nonzero weights after quantization against it,
 and the quantization-aware fine-tune's decision (kept or reverted on validation) with the
 deployed model's accuracy (the kept one). TrueNorth sends each input to 2 or 4 axons (axon-type
-weights per neuron, ``axon_duplication``)::
+weights per neuron, ``axon_duplication``; each layer's mapping, chosen on validation where
+both fit, is in the last column). Each seed's validation part is cut before any training (as
+``fit`` does; ``--validation-in-training`` restores the earlier protocol); ``--neuron auto``
+trains LIF and IF and deploys, per chip, the better on validation; ``--dataset digits28``
+(the digits as 28x28 MNIST IDX files) with ``--hidden mlp=128`` gives the 784-128-10 mlp::
 
     python benchmarks/quantize.py --models mlp conv --hidden mlp=512,256 --seeds 0 1 2 \\
         --out docs/benchmarks/quantize.md
@@ -47,6 +51,8 @@ from neuroprune.quantize import quantize_model
 from neuroprune.train.loop import default_config, evaluate, train
 
 DIGITS_28 = "digits28"
+AUTO = "auto"
+NEURONS = ("lif", "if")  # --neuron auto tries both, LIF first (kept on a tie)
 DEFAULT_CHIPS = ("all",)
 """``all``: every shipped chip profile."""
 
@@ -79,7 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chips", nargs="+", default=list(DEFAULT_CHIPS))
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--method", default="gmp")
-    parser.add_argument("--neuron", default="lif", choices=("lif", "if"))
+    parser.add_argument(
+        "--neuron",
+        default="lif",
+        choices=("lif", "if", AUTO),
+        help=f"{AUTO}: train both per seed and, per chip, deploy the one whose deployed model "
+        "is better on validation (a tie keeps LIF, the tool's default)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--dense-epochs", type=int, default=15)
     parser.add_argument("--prune-epochs", type=int, default=10)
@@ -92,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def pruned_model(args, dataset, model_name: str, seed: int):
+def pruned_model(args, dataset, model_name: str, seed: int, neuron: str):
     """Dense training then pruning to the sparsity's exact budget; returns (model, config, B)."""
     config = default_config(
         model_name, epochs=args.dense_epochs, timesteps=args.timesteps, seed=seed
@@ -103,7 +115,7 @@ def pruned_model(args, dataset, model_name: str, seed: int):
         dataset.input_shape,
         dataset.num_classes,
         hidden=hidden,
-        neuron=args.neuron,
+        neuron=neuron,
         seed=seed,
     )
     train(dense, dataset, config)
@@ -149,11 +161,23 @@ def float_control(model, dataset, config, epochs: int) -> float:
 
 
 def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
+    """The seed's rows for ``--neuron``; with ``auto`` both neurons' rows, and per chip the
+    one whose deployed model validates better (``neuron`` says which)."""
+    if args.neuron != AUTO:
+        return run_neuron(args, dataset, model_name, seed, args.neuron)
+    tried = [run_neuron(args, dataset, model_name, seed, n) for n in NEURONS]
+    return [
+        max(rows, key=lambda r: (r["val_deployed"], -NEURONS.index(r["neuron"])))
+        for rows in zip(*tried, strict=True)
+    ]
+
+
+def run_neuron(args, dataset, model_name: str, seed: int, neuron: str) -> list[dict]:
     """Cut the seed's validation part (unless ``--validation-in-training``), prune once on the
     rest, then quantize + fine-tune for every chip (decisions read the validation part)."""
     holdout = hold_out(dataset, seed=seed)
     fit_part = dataset if args.validation_in_training else holdout.train
-    model, config, budget = pruned_model(args, fit_part, model_name, seed)
+    model, config, budget = pruned_model(args, fit_part, model_name, seed, neuron)
     control = float_control(model, fit_part, config, args.qat_epochs)
     rows = []
     for chip in chip_ids(args.chips):
@@ -183,12 +207,17 @@ def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
                 "clipped": max(r["ptq"]["clipped_fraction"] for r in result.layers),
                 "seconds": time.perf_counter() - started,
                 "mappings": [r.get("mapping") for r in result.layers],
+                "neuron": neuron,
+                "val_deployed": result.qat["val_qat"]
+                if result.qat.get("decision") == "kept"
+                else result.qat["val_ptq"],
             }
         )
         for note in mappings:
             print(f"  {model_name} seed={seed} {profile.id}: {note}", file=sys.stderr)
         print(
-            f"  {model_name} seed={seed} {profile.id}: float={result.accuracy_float:.3f} "
+            f"  {model_name} {neuron} seed={seed} {profile.id}: "
+            f"float={result.accuracy_float:.3f} "
             f"ptq={result.accuracy_ptq:.3f} qat={result.accuracy_qat:.3f} "
             f"val_ptq={result.qat.get('val_ptq')} val_qat={result.qat.get('val_qat')} "
             f"qat {result.qat.get('decision')}",
@@ -197,7 +226,7 @@ def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
     return rows
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], show_neuron: bool = False) -> str:
     """Markdown: one row per (model, chip), accuracies as mean ± std over seeds."""
     lines = [
         "| model | chip | format | pruned float (%) | float + same epochs (%) | PTQ (%) | "
@@ -222,15 +251,17 @@ def table(rows: list[dict]) -> str:
             + " | ".join(cells)
             + f" | {kept} | {mean_std([r['deployed'] for r in group])} | {drop} | "
             + f"{'/'.join(map(str, budgets))} | {kept_low}..{kept_high} | {low}..{high} | "
-            + f"{lost} | {100 * clipped:.1f} % | {mapping_cell(group)} |"
+            + f"{lost} | {100 * clipped:.1f} % | {mapping_cell(group, show_neuron)} |"
         )
     return "\n".join(lines)
 
 
-def mapping_cell(group: list[dict]) -> str:
-    """Each seed's mapping per layer (TrueNorth: ``4x``/``2x`` axons per input), ``-`` where
-    the format has one mapping."""
+def mapping_cell(group: list[dict], show_neuron: bool = False) -> str:
+    """Each seed's mapping per layer (TrueNorth: ``4x``/``2x`` axons per input; ``-`` where
+    the format has one mapping), led by the neuron deployed where ``show_neuron``."""
     seeds = [",".join(m or "-" for m in r["mappings"]) for r in group]
+    if show_neuron:
+        return " / ".join(f"{r['neuron'].upper()} {x}" for r, x in zip(group, seeds, strict=True))
     return "-" if all(set(x) <= {"-", ","} for x in seeds) else " / ".join(seeds)
 
 
@@ -262,11 +293,20 @@ def report(args, rows: list[dict], seconds: float) -> str:
             "BN folding (conv: kernel entries, so fewer than B), before and after quantization; "
             "lost: the most any seed's quantization zeroed. TrueNorth sends each input to 2 or 4 "
             "axons (axon_duplication).",
+            f"- neuron: {args.neuron}"
+            + (
+                " (both LIF and IF trained per seed; per chip the one whose deployed model is "
+                "better on validation, LIF on a tie, named in the last column)"
+                if args.neuron == AUTO
+                else ""
+            ),
+            "- mapping per layer: the weight mapping each layer deployed, per seed (TrueNorth: "
+            "4x or 2x axons per input, chosen on validation where both fit)",
             "- QAT kept: seeds where the fine-tune beat PTQ on validation and was kept; deployed: "
             "the kept model's test accuracy (PTQ where reverted); deployed - float: points "
             "against the pruned float model.",
             "",
-            table(rows),
+            table(rows, show_neuron=args.neuron == AUTO),
             "",
         ]
     )
