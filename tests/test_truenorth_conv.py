@@ -237,44 +237,6 @@ def test_truenorth_quantizes_a_784_input_mlp_from_idx_files(tmp_path):
     for row, m in zip(rows, linears, strict=True):
         weight_int = m.weight_int.numpy().astype(np.int64)
         assert row["nonzero_after"] == np.count_nonzero(weight_int) <= row["nonzero_before"]
-        for neuron in weight_int:  # 2 axons, type weights (s0, s1): {s0, s1, s0 + s1} and 0
+        for neuron in weight_int:  # 2 axons, type weights (P, -N): {-N, P - N, P} and 0
             assert len(set(neuron[neuron != 0].tolist())) <= 3
     assert result.accuracy_ptq > 0.5 and result.accuracy_float > 0.5
-
-
-def _pair_error(rows: np.ndarray, s0: np.ndarray, s1: np.ndarray) -> np.ndarray:
-    """Squared error of each row's nonzero entries snapped to {0, s0, s1, s0 + s1}."""
-    out = []
-    for row, a, b in zip(rows, s0, s1, strict=True):
-        levels = np.array([0.0, a, b, a + b])
-        nz = row[row != 0]
-        out.append(float(((nz[:, None] - levels[None, :]) ** 2).min(axis=1).sum()))
-    return np.array(out)
-
-
-def test_two_axon_type_weights_fit_the_neurons_weights():
-    """The pair (s0, s1) per neuron: exact where the weights are subset sums of a pair, never
-    worse than the sign magnitudes (P, -N), and within 10 % of a brute-force search."""
-    from neuroprune.chip.formats.truenorth import pair_type_weights, ternary_magnitudes
-
-    rng = np.random.default_rng(4)
-    true = np.array([[3.0, -5.0], [2.0, 7.0], [-1.0, -4.0]])
-    rows = np.zeros((3, 40))
-    for i, (a, b) in enumerate(true):
-        rows[i] = rng.choice([0.0, a, b, a + b], size=40)
-    s0, s1 = pair_type_weights(rows)
-    np.testing.assert_allclose(_pair_error(rows, s0, s1), 0.0, atol=1e-9)
-    noisy = rng.normal(size=(20, 30)) * (rng.random((20, 30)) < 0.5)
-    s0, s1 = pair_type_weights(noisy)
-    p = ternary_magnitudes(np.where(noisy > 0, noisy, 0.0))
-    n = ternary_magnitudes(np.where(noisy < 0, -noisy, 0.0))
-    ours = _pair_error(noisy, s0, s1)
-    assert np.all(ours <= _pair_error(noisy, p, -n) + 1e-12)
-    grid = np.linspace(-3, 3, 121)
-    brute = np.array(
-        [
-            min(_pair_error(row[None], np.array([a]), np.array([b]))[0] for a in grid for b in grid)
-            for row in noisy[:4]
-        ]
-    )
-    assert np.all(ours[:4] <= brute * 1.1 + 1e-9)

@@ -11,19 +11,14 @@ the chip-arithmetic neuron use is that sum (:mod:`neuroprune.chip.arithmetic.tru
 Mappings (``weights.params.mapping``):
 
 * ``type_levels`` (default): per layer, as many copies as the core's axons allow. Where the
-  layer's used inputs times 4 fit ``axons_per_core`` (a dense layer then fits any split of
-  its neurons over cores), each input goes to all 4 types and neuron ``i`` has the type weights
+  layer's used inputs times 4 fit ``axons_per_core`` (then every core of the layer fits
+  whatever the split), each input goes to all 4 types and neuron ``i`` has the type weights
   ``(A_i, 2 A_i, 4 A_i, -7 A_i)``, whose subset sums are ``k A_i`` for every ``k`` in
   ``-7..7`` (15 levels, ``7 A_i <= 255``); ``A_i`` is the MSE-optimal step of the neuron's
   nonzero weights (Lloyd on the uniform grid). Elsewhere each input goes to 2 axons of types 0
-  and 1 and neuron ``i`` has ``(s0_i, s1_i)``: levels ``{0, s0_i, s1_i, s0_i + s1_i}``, the
-  pair fitted to the neuron's nonzero weights in squared error (:func:`pair_type_weights`;
-  from ``(P_i, -N_i)``, a Lloyd magnitude per sign, and asymmetric or one-sign starts),
-  each within 9 bits. ``axon_duplication`` (4 or 2) is counted by the fit check. "The layer's inputs"
-  means one output position's field: a dense layer's used inputs, a conv layer's used kernel
-  positions ``(c, dy, dx)`` (every output channel of a position on one core); where both
-  mappings fit, :func:`neuroprune.quantize.quantize_model` chooses per layer on validation
-  (:meth:`TrueNorthQuantizer.grid_options`).
+  and 1 and neuron ``i`` has ``(P_i, -N_i)``: levels ``{-N_i, P_i - N_i, 0, P_i}``, a
+  magnitude per sign (``P_i``, ``N_i``: Lloyd magnitudes of the positive and the negative
+  weights, up to 255). ``axon_duplication`` (4 or 2) is counted by the fit check.
 * ``ternary_duplicate`` (the previous mapping): 2 copies, ``{-A_i, 0, +A_i}``.
 
 The layer scale maps the largest per-neuron level onto the largest integer it may take;
@@ -119,15 +114,14 @@ class TrueNorthQuantizer(Quantizer):
         return grid, extra, notes
 
     def _two_axons(self, rows: np.ndarray, params: TrueNorthParams):
-        s0, s1 = pair_type_weights(rows)
-        scale = uniform_max_scale(np.maximum(np.abs(s0), np.abs(s1)), params.type_max)
-        top = 2 * params.type_max
-        grid = Grid(scale=scale, int_min=-top, int_max=top)
-        grid = pair_grid(s0, s1, grid, params.type_max)
+        positive = ternary_magnitudes(np.where(rows > 0, rows, 0.0))
+        negative = ternary_magnitudes(np.where(rows < 0, -rows, 0.0))
+        scale = uniform_max_scale(np.maximum(positive, negative), params.type_max)
+        grid = Grid(scale=scale, int_min=-params.type_max, int_max=params.type_max)
+        grid = signed_pair_grid(positive, negative, grid)
         notes = [
-            "2 axons per input (types 0 and 1): neuron type weights (s0_i, s1_i) fitted to the "
-            "neuron's weights, weights in {0, s0_i, s1_i, s0_i + s1_i} (axon_duplication=2: "
-            "fan-in axons double)",
+            "2 axons per input (types 0 and 1): neuron type weights (P_i, -N_i), weights in "
+            "{-N_i, P_i - N_i, 0, P_i} (axon_duplication=2: fan-in axons double)",
             "weights nearer 0 than any level become 0 (counted as pruned)",
         ]
         extra = {"axon_duplication": 2, "distinct_values_per_neuron": 3, "mapping": "2x"}
@@ -178,9 +172,9 @@ class TrueNorthQuantizer(Quantizer):
             return multilevel_grid(steps, grid, params.type_max // MULTILEVEL_MAX)
         if levels.shape[-1] == 4:
             signed = weight.reshape(weight.shape[0], -1)
-            current = type_weights_of(levels).astype(np.float64) * grid.scale
-            s0, s1 = refine_pair(signed, current[:, 0], current[:, 1])  # warm start
-            return pair_grid(s0, s1, grid, params.type_max)
+            positive = ternary_magnitudes(np.where(signed > 0, signed, 0.0))
+            negative = ternary_magnitudes(np.where(signed < 0, -signed, 0.0))
+            return signed_pair_grid(positive, negative, grid, params.type_max)
         return ternary_grid(ternary_magnitudes(rows), grid)
 
 
@@ -217,89 +211,16 @@ def multilevel_grid(steps: np.ndarray, grid: Grid, step_max: int) -> Grid:
     return replace(grid, levels=a[:, None] * k[None, :], int_min=-top, int_max=top)
 
 
-def pair_levels(s0: np.ndarray, s1: np.ndarray) -> np.ndarray:
-    """Per row the subset sums of two type weights, laid out ``[s1, s0 + s1, 0, s0]`` (so
-    :func:`type_weights_of` reads ``s0`` at index 3 and ``s1`` at index 0)."""
-    return np.stack([s1, s0 + s1, np.zeros_like(s0), s0], axis=1)
-
-
-def pair_type_weights(
-    rows: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, type weights ``(s0, s1)`` (float, weight units) whose levels
-    ``{0, s0, s1, s0 + s1}`` approximate the row's nonzero entries in squared error.
-
-    Alternating least squares (k-means with the codebook tied to two values): assign every
-    nonzero weight to its nearest level, then solve ``w ~ u s0 + v s1`` (``u``, ``v``: whether
-    the assigned level uses ``s0``, ``s1``) for ``(s0, s1)`` by the 2x2 normal equations;
-    :data:`LLOYD_ITERATIONS` rounds from each start, ``(P, -N)`` (the Lloyd magnitudes of the
-    positive and the negative weights), ``(a, -2a)``, ``(2a, -a)`` with ``a = max|w| / 2``, and one
-    sign only, ``(m, 2m)`` with ``m = max w / 3`` or ``min w / 3``; per row the start with the
-    smallest error wins."""
-    positive = ternary_magnitudes(np.where(rows > 0, rows, 0.0))
-    negative = ternary_magnitudes(np.where(rows < 0, -rows, 0.0))
-    a = np.abs(rows).max(axis=1, initial=0.0) / 2
-    top = rows.max(axis=1, initial=0.0) / 3
-    bottom = rows.min(axis=1, initial=0.0) / 3
-    starts = [
-        (positive, -negative),
-        (a, -2 * a),
-        (2 * a, -a),
-        (top, 2 * top),
-        (bottom, 2 * bottom),
-    ]
-    best_s0, best_s1 = starts[0]
-    best = np.full(rows.shape[0], np.inf)
-    for s0, s1 in starts:
-        s0, s1 = refine_pair(rows, s0.astype(np.float64), s1.astype(np.float64))
-        error = _pair_error(rows, s0, s1)
-        better = error < best
-        best = np.where(better, error, best)
-        best_s0, best_s1 = np.where(better, s0, best_s0), np.where(better, s1, best_s1)
-    return best_s0, best_s1
-
-
-def _assign(rows: np.ndarray, s0: np.ndarray, s1: np.ndarray) -> np.ndarray:
-    """Index of each weight's nearest level in :func:`pair_levels` (its layout)."""
-    levels = pair_levels(s0, s1)
-    return np.argmin(np.abs(rows[:, :, None] - levels[:, None, :]), axis=2)
-
-
-def _pair_error(rows: np.ndarray, s0: np.ndarray, s1: np.ndarray) -> np.ndarray:
-    levels = pair_levels(s0, s1)
-    q = np.take_along_axis(levels, _assign(rows, s0, s1), axis=1)
-    return (((rows - q) ** 2) * (rows != 0)).sum(axis=1)
-
-
-def refine_pair(rows: np.ndarray, s0: np.ndarray, s1: np.ndarray):
-    """:func:`pair_type_weights`' alternating least squares from one start ``(s0, s1)``."""
-    nonzero = rows != 0
-    for _ in range(LLOYD_ITERATIONS):
-        index = _assign(rows, s0, s1)
-        u = np.isin(index, (1, 3)) & nonzero  # the level holds s0
-        v = np.isin(index, (0, 1)) & nonzero  # the level holds s1
-        a00, a11, a01 = u.sum(axis=1), v.sum(axis=1), (u & v).sum(axis=1)
-        b0, b1 = (rows * u).sum(axis=1), (rows * v).sum(axis=1)
-        det = (a00 * a11 - a01 * a01).astype(np.float64)
-        solvable = det > 0
-        safe = np.where(solvable, det, 1.0)
-        new0 = np.where(solvable, (a11 * b0 - a01 * b1) / safe, s0)
-        new1 = np.where(solvable, (a00 * b1 - a01 * b0) / safe, s1)
-        if np.array_equal(new0, s0) and np.array_equal(new1, s1):
-            break
-        s0, s1 = new0, new1
-    return s0, s1
-
-
-def pair_grid(s0: np.ndarray, s1: np.ndarray, grid: Grid, type_max: int) -> Grid:
-    """Levels :func:`pair_levels` of the type weights in LSBs, ``rint(s / scale)`` clipped to
-    ``-type_max..type_max`` (9-bit signed); a zero type weight gets 1 LSB of its sign (``s0``
-    positive, ``s1`` negative) so the two types stay distinct."""
-    i0 = np.clip(np.rint(s0 / grid.scale), -type_max, type_max).astype(np.int64)
-    i1 = np.clip(np.rint(s1 / grid.scale), -type_max, type_max).astype(np.int64)
-    i0 = np.where(i0 == 0, 1, i0)
-    i1 = np.where(i1 == 0, -1, i1)
-    return replace(grid, levels=pair_levels(i0, i1))
+def signed_pair_grid(
+    positive: np.ndarray, negative: np.ndarray, grid: Grid, type_max: int | None = None
+) -> Grid:
+    """Levels ``{-N_i, P_i - N_i, 0, P_i}`` with ``P_i``, ``N_i`` the magnitudes in LSBs
+    (``clip(rint(m / scale), 1, type_max)``)."""
+    top = grid.int_max if type_max is None else type_max
+    p = np.clip(np.rint(positive / grid.scale), 1, top).astype(np.int64)
+    n = np.clip(np.rint(negative / grid.scale), 1, top).astype(np.int64)
+    levels = np.stack([-n, p - n, np.zeros_like(p), p], axis=1)
+    return replace(grid, levels=levels)
 
 
 def crossbar_bits(weight_int: np.ndarray, type_weights: np.ndarray) -> np.ndarray:
@@ -317,7 +238,7 @@ def crossbar_bits(weight_int: np.ndarray, type_weights: np.ndarray) -> np.ndarra
 
 def type_weights_of(levels: np.ndarray) -> np.ndarray:
     """Each neuron's type weights from its level row: ``(A, 2A, 4A, -7A)`` (15 levels),
-    ``(s0, s1)`` (4 levels, :func:`pair_levels`) or ``(A, -A)`` (ternary)."""
+    ``(P, -N)`` (4 levels) or ``(A, -A)`` (ternary)."""
     levels = np.asarray(levels, dtype=np.int64)
     if levels.shape[1] == 2 * MULTILEVEL_MAX + 1:
         a = levels[:, MULTILEVEL_MAX + 1]
