@@ -11,14 +11,18 @@ the chip-arithmetic neuron use is that sum (:mod:`neuroprune.chip.arithmetic.tru
 Mappings (``weights.params.mapping``):
 
 * ``type_levels`` (default): per layer, as many copies as the core's axons allow. Where the
-  layer's used inputs times 4 fit ``axons_per_core`` (then every core of the layer fits
-  whatever the split), each input goes to all 4 types and neuron ``i`` has the type weights
+  layer's used inputs times 4 fit ``axons_per_core`` (a dense layer then fits any split of
+  its neurons over cores; for a conv layer see below), each input goes to all 4 types and neuron ``i`` has the type weights
   ``(A_i, 2 A_i, 4 A_i, -7 A_i)``, whose subset sums are ``k A_i`` for every ``k`` in
   ``-7..7`` (15 levels, ``7 A_i <= 255``); ``A_i`` is the MSE-optimal step of the neuron's
   nonzero weights (Lloyd on the uniform grid). Elsewhere each input goes to 2 axons of types 0
   and 1 and neuron ``i`` has ``(P_i, -N_i)``: levels ``{-N_i, P_i - N_i, 0, P_i}``, a
   magnitude per sign (``P_i``, ``N_i``: Lloyd magnitudes of the positive and the negative
-  weights, up to 255). ``axon_duplication`` (4 or 2) is counted by the fit check.
+  weights, up to 255). ``axon_duplication`` (4 or 2) is counted by the fit check. "The
+  layer's used inputs" of a conv layer are its used kernel positions ``(c, dy, dx)``: one
+  output position's field with every channel on the core. Where both mappings fit,
+  :func:`neuroprune.quantize.quantize_model` chooses per layer on validation
+  (:meth:`TrueNorthQuantizer.grid_options`, :mod:`neuroprune.quantize.mapping`).
 * ``ternary_duplicate`` (the previous mapping): 2 copies, ``{-A_i, 0, +A_i}``.
 
 The layer scale maps the largest per-neuron level onto the largest integer it may take;
