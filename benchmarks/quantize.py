@@ -14,7 +14,11 @@ Default chips: every shipped profile (``--chips all``; ``--neuron if`` trains IF
 (the exact projection keeps ``B`` synapses), the nonzero weights after quantization against it,
 and the quantization-aware fine-tune's decision (kept or reverted on validation) with the
 deployed model's accuracy (the kept one). TrueNorth sends each input to 2 or 4 axons (axon-type
-weights per neuron, ``axon_duplication``)::
+weights per neuron, ``axon_duplication``; each layer's mapping, chosen on validation where
+both fit, is in the last column). Each seed's validation part is cut before any training (as
+``fit`` does; ``--validation-in-training`` restores the earlier protocol); ``--neuron auto``
+trains LIF and IF and deploys, per chip, the better on validation; ``--dataset digits28``
+(the digits as 28x28 MNIST IDX files) with ``--hidden mlp=128`` gives the 784-128-10 mlp::
 
     python benchmarks/quantize.py --models mlp conv --hidden mlp=512,256 --seeds 0 1 2 \\
         --out docs/benchmarks/quantize.md
@@ -27,13 +31,17 @@ import copy
 import datetime
 import shlex
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from common import limited, machine, mean_std, publish  # noqa: E402  (benchmarks/common.py)
+from packing import write_digits_28  # benchmarks/packing.py: the 28x28 IDX files
 
 from neuroprune.chip.profiles import list_profiles, load_profile
 from neuroprune.data.datasets import load_dataset
+from neuroprune.data.split import hold_out
 from neuroprune.fit.budget import derive_budget
 from neuroprune.models import summarize
 from neuroprune.models.zoo import build_model
@@ -42,14 +50,31 @@ from neuroprune.pruning import freeze_mask
 from neuroprune.quantize import quantize_model
 from neuroprune.train.loop import default_config, evaluate, train
 
+DIGITS_28 = "digits28"
+AUTO = "auto"
+NEURONS = ("lif", "if")  # --neuron auto tries both, LIF first (kept on a tie)
 DEFAULT_CHIPS = ("all",)
 """``all``: every shipped chip profile."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="digits", choices=("digits", "mnist"))
+    parser.add_argument(
+        "--dataset",
+        default="digits",
+        choices=("digits", "mnist", DIGITS_28),
+        help=f"{DIGITS_28}: the digits upsampled to 28x28 and read back as MNIST IDX files "
+        "(benchmarks/packing.py's write_digits_28), for a 784-input mlp: --models mlp "
+        "--hidden mlp=128",
+    )
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--validation-in-training",
+        action="store_true",
+        help="train the dense and pruned models on the whole training split, validation part "
+        "included (the protocol before issue 23's TrueNorth work); default: the validation "
+        "part is cut first, as fit does, and only the keep/revert decisions read it",
+    )
     parser.add_argument("--models", nargs="+", default=["mlp"])
     parser.add_argument(
         "--hidden",
@@ -60,7 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chips", nargs="+", default=list(DEFAULT_CHIPS))
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--method", default="gmp")
-    parser.add_argument("--neuron", default="lif", choices=("lif", "if"))
+    parser.add_argument(
+        "--neuron",
+        default="lif",
+        choices=("lif", "if", AUTO),
+        help=f"{AUTO}: train both per seed and, per chip, deploy the one whose deployed model "
+        "is better on validation (a tie keeps LIF, the tool's default)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--dense-epochs", type=int, default=15)
     parser.add_argument("--prune-epochs", type=int, default=10)
@@ -73,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def pruned_model(args, dataset, model_name: str, seed: int):
+def pruned_model(args, dataset, model_name: str, seed: int, neuron: str):
     """Dense training then pruning to the sparsity's exact budget; returns (model, config, B)."""
     config = default_config(
         model_name, epochs=args.dense_epochs, timesteps=args.timesteps, seed=seed
@@ -84,7 +115,7 @@ def pruned_model(args, dataset, model_name: str, seed: int):
         dataset.input_shape,
         dataset.num_classes,
         hidden=hidden,
-        neuron=args.neuron,
+        neuron=neuron,
         seed=seed,
     )
     train(dense, dataset, config)
@@ -130,14 +161,32 @@ def float_control(model, dataset, config, epochs: int) -> float:
 
 
 def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
-    """Prune once, then quantize + fine-tune for every chip."""
-    model, config, budget = pruned_model(args, dataset, model_name, seed)
-    control = float_control(model, dataset, config, args.qat_epochs)
+    """The seed's rows for ``--neuron``; with ``auto`` both neurons' rows, and per chip the
+    one whose deployed model validates better (``neuron`` says which)."""
+    if args.neuron != AUTO:
+        return run_neuron(args, dataset, model_name, seed, args.neuron)
+    tried = [run_neuron(args, dataset, model_name, seed, n) for n in NEURONS]
+    return [
+        max(rows, key=lambda r: (r["val_deployed"], -NEURONS.index(r["neuron"])))
+        for rows in zip(*tried, strict=True)
+    ]
+
+
+def run_neuron(args, dataset, model_name: str, seed: int, neuron: str) -> list[dict]:
+    """Cut the seed's validation part (unless ``--validation-in-training``), prune once on the
+    rest, then quantize + fine-tune for every chip (decisions read the validation part)."""
+    holdout = hold_out(dataset, seed=seed)
+    fit_part = dataset if args.validation_in_training else holdout.train
+    model, config, budget = pruned_model(args, fit_part, model_name, seed, neuron)
+    control = float_control(model, fit_part, config, args.qat_epochs)
     rows = []
     for chip in chip_ids(args.chips):
         profile = load_profile(chip)
         started = time.perf_counter()
-        result = quantize_model(model, profile, dataset, config, finetune_epochs=args.qat_epochs)
+        result = quantize_model(
+            model, profile, dataset, config, finetune_epochs=args.qat_epochs, holdout=holdout
+        )
+        mappings = [n for n in result.notes if "chosen by validation" in n]
         rows.append(
             {
                 "model": model_name,
@@ -157,10 +206,18 @@ def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
                 "after": sum(r["nonzero_after"] for r in result.layers),
                 "clipped": max(r["ptq"]["clipped_fraction"] for r in result.layers),
                 "seconds": time.perf_counter() - started,
+                "mappings": [r.get("mapping") for r in result.layers],
+                "neuron": neuron,
+                "val_deployed": result.qat["val_qat"]
+                if result.qat.get("decision") == "kept"
+                else result.qat["val_ptq"],
             }
         )
+        for note in mappings:
+            print(f"  {model_name} seed={seed} {profile.id}: {note}", file=sys.stderr)
         print(
-            f"  {model_name} seed={seed} {profile.id}: float={result.accuracy_float:.3f} "
+            f"  {model_name} {neuron} seed={seed} {profile.id}: "
+            f"float={result.accuracy_float:.3f} "
             f"ptq={result.accuracy_ptq:.3f} qat={result.accuracy_qat:.3f} "
             f"val_ptq={result.qat.get('val_ptq')} val_qat={result.qat.get('val_qat')} "
             f"qat {result.qat.get('decision')}",
@@ -169,14 +226,14 @@ def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
     return rows
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], show_neuron: bool = False) -> str:
     """Markdown: one row per (model, chip), accuracies as mean ± std over seeds."""
     lines = [
         "| model | chip | format | pruned float (%) | float + same epochs (%) | PTQ (%) | "
         "PTQ + fine-tune (%) | QAT kept | deployed (%) | deployed - float (points) | "
         "budget B | kept weights before quantization (min..max) | after quantization "
-        "(min..max) | lost (max) | max clipped (PTQ) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "(min..max) | lost (max) | max clipped (PTQ) | mapping per layer, per seed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = list(dict.fromkeys((r["model"], r["chip"]) for r in rows))
     for model, chip in keys:
@@ -194,9 +251,18 @@ def table(rows: list[dict]) -> str:
             + " | ".join(cells)
             + f" | {kept} | {mean_std([r['deployed'] for r in group])} | {drop} | "
             + f"{'/'.join(map(str, budgets))} | {kept_low}..{kept_high} | {low}..{high} | "
-            + f"{lost} | {100 * clipped:.1f} % |"
+            + f"{lost} | {100 * clipped:.1f} % | {mapping_cell(group, show_neuron)} |"
         )
     return "\n".join(lines)
+
+
+def mapping_cell(group: list[dict], show_neuron: bool = False) -> str:
+    """Each seed's mapping per layer (TrueNorth: ``4x``/``2x`` axons per input; ``-`` where
+    the format has one mapping), led by the neuron deployed where ``show_neuron``."""
+    seeds = [",".join(m or "-" for m in r["mappings"]) for r in group]
+    if show_neuron:
+        return " / ".join(f"{r['neuron'].upper()} {x}" for r, x in zip(group, seeds, strict=True))
+    return "-" if all(set(x) <= {"-", ","} for x in seeds) else " / ".join(seeds)
 
 
 def report(args, rows: list[dict], seconds: float) -> str:
@@ -212,7 +278,14 @@ def report(args, rows: list[dict], seconds: float) -> str:
             f"- dataset: {args.dataset}; dense {args.dense_epochs} epochs; {args.method} to sparsity "
             f"{args.sparsity:g} ({args.prune_epochs} + {args.finetune_epochs} epochs); quantization-"
             f"aware fine-tuning {args.qat_epochs} epochs; T = {args.timesteps}"
-            + (f"; first {args.train_limit} train images" if args.train_limit else ""),
+            + (f"; first {args.train_limit} train images" if args.train_limit else "")
+            + (
+                "; dense and pruned models trained on the whole training split (validation "
+                "part included)"
+                if args.validation_in_training
+                else "; each seed's validation part (neuroprune.data.split.hold_out) cut before "
+                "any training: only the keep/revert and mapping decisions read it"
+            ),
             "- accuracies: test accuracy (%) mean ± std over seeds "
             + ", ".join(map(str, args.seeds)),
             "- budget B: synapses the projection kept (conv counted unrolled, one pruned model per "
@@ -220,20 +293,39 @@ def report(args, rows: list[dict], seconds: float) -> str:
             "BN folding (conv: kernel entries, so fewer than B), before and after quantization; "
             "lost: the most any seed's quantization zeroed. TrueNorth sends each input to 2 or 4 "
             "axons (axon_duplication).",
+            f"- neuron: {args.neuron}"
+            + (
+                " (both LIF and IF trained per seed; per chip the one whose deployed model is "
+                "better on validation, LIF on a tie, named in the last column)"
+                if args.neuron == AUTO
+                else ""
+            ),
+            "- mapping per layer: the weight mapping each layer deployed, per seed (TrueNorth: "
+            "4x or 2x axons per input, chosen on validation where both fit)",
             "- QAT kept: seeds where the fine-tune beat PTQ on validation and was kept; deployed: "
             "the kept model's test accuracy (PTQ where reverted); deployed - float: points "
             "against the pruned float model.",
             "",
-            table(rows),
+            table(rows, show_neuron=args.neuron == AUTO),
             "",
         ]
     )
 
 
+def load_data(name: str, data_dir: str | None):
+    """The dataset; ``digits28`` writes the digits as 28x28 MNIST IDX files (into
+    ``data_dir`` when given, else a temporary folder) and reads them with the MNIST reader."""
+    if name != DIGITS_28:
+        return load_dataset(name, data_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_digits_28(Path(data_dir or tmp) / "digits28")
+        return load_dataset("mnist", folder)
+
+
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    dataset = limited(load_dataset(args.dataset, args.data_dir), args.train_limit)
+    dataset = limited(load_data(args.dataset, args.data_dir), args.train_limit)
     started = time.perf_counter()
     rows = [
         row

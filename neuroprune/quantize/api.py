@@ -25,6 +25,7 @@ Accuracies are test accuracies (0..1) with the training config's timesteps and e
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.progress import Progress, emit
 from neuroprune.data.split import Holdout, hold_out
 from neuroprune.quantize.chip import sync_chip_nodes, use_chip_arithmetic
+from neuroprune.quantize.mapping import choose_mappings
 from neuroprune.quantize.model import QuantizedLayer, layer_row, ptq_model, requantize_layer
 from neuroprune.quantize.qat import QuantAwareCallback
 from neuroprune.train.loop import TrainConfig, evaluate, train
@@ -116,13 +118,25 @@ def quantize_model(
     """
     holdout = holdout if holdout is not None else hold_out(dataset, seed=train_config.seed)
     acc_float = _accuracy(model, dataset, train_config)
-    qmodel, layers = ptq_model(model, profile, dataset.input_shape, progress=progress)
     analog = holdout.train.x_train if train_config.encoding == "direct" else None
-    layers, arithmetic, chip_notes = use_chip_arithmetic(
-        qmodel, layers, profile, analog_images=analog
-    )
     x_val, y_val = holdout.x_val, holdout.y_val
     val_float = _score(model, x_val, y_val, train_config)
+
+    def build(options: Mapping[str, int]):
+        qmodel, layers = ptq_model(model, profile, dataset.input_shape, options=options)
+        return (qmodel, *use_chip_arithmetic(qmodel, layers, profile, analog_images=analog))
+
+    def validation(candidate) -> float:
+        return _score(candidate[0], x_val, y_val, train_config)
+
+    default = qmodel, layers, arithmetic, chip_notes = build({})
+    if len(y_val) and any(len(layer.options) > 1 for layer in layers):
+        options, mappings = choose_mappings(layers, build, validation, default)
+        if options:
+            qmodel, layers, arithmetic, chip_notes = build(options)
+        chip_notes = chip_notes + [choice.note() for choice in mappings]
+    for layer in layers:
+        emit(progress, event="quantize_layer", **layer_row(layer.block, layer.quant))
     val_ptq = _score(qmodel, x_val, y_val, train_config)
     acc_ptq = _accuracy(qmodel, dataset, train_config)
     emit(progress, event="ptq", accuracy=acc_ptq, accuracy_float=acc_float, val_accuracy=val_ptq)

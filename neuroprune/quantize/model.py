@@ -13,7 +13,7 @@ wired (residual) model with the profile's quantizer and writes the result into a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,7 +38,8 @@ class QuantizedLayer:
     """A block of the quantized model with its quantization and the float values it came from.
 
     ``float_weight``/``float_bias``/``float_neuron``: the BN-folded pruned values (reference for
-    errors and for re-projection after fine-tuning).
+    errors and for re-projection after fine-tuning). ``options``: the names of the mappings the
+    format offers for this layer (``Quantizer.option_names``; empty: one mapping only).
     """
 
     block: Block
@@ -46,6 +47,7 @@ class QuantizedLayer:
     float_weight: np.ndarray
     float_bias: np.ndarray | None
     float_neuron: NeuronParams
+    options: tuple[str, ...] = ()
 
 
 def neuron_params(node: torch.nn.Module) -> NeuronParams:
@@ -67,9 +69,13 @@ def ptq_model(
     profile: ChipProfile,
     input_shape: Sequence[int],
     *,
+    options: Mapping[str, int] | None = None,
     progress: Progress | None = None,
 ) -> tuple[torch.nn.Module, list[QuantizedLayer]]:
     """Quantize a copy of ``model`` to ``profile.weights`` (the input model is not changed).
+
+    ``options``: layer name -> index into the format's mappings for that layer
+    (``Quantizer.grid_options``; absent: 0, the default).
 
     Every synaptic layer is quantized on its own scale against its own neuron's threshold.
     That is consistent where branches sum: a residual ADD sums *spikes* (0/1 per source), and
@@ -77,7 +83,7 @@ def ptq_model(
     ``W_int (s_a + s_b) = W_int s_a + W_int s_b`` in one population's units.
     """
     quantizer = get_quantizer(profile.weights, profile.path)
-    quantizer.read_params(profile.weights, profile.path)
+    format_params = quantizer.read_params(profile.weights, profile.path)
     qmodel = fold_batchnorm(model)
     layers = []
     for block in model_blocks(qmodel, input_shape, where="quantize"):
@@ -85,10 +91,17 @@ def ptq_model(
         weight, bias = _float_values(block)
         params = neuron_params(block.neuron)
         lq = quantizer.quantize_layer(
-            weight, bias, params, profile.weights, neuron_spec=profile.neuron, where=profile.path
+            weight,
+            bias,
+            params,
+            profile.weights,
+            neuron_spec=profile.neuron,
+            option=(options or {}).get(block.name, 0),
+            where=profile.path,
         )
         apply_layer_quant(block, lq)
-        layers.append(QuantizedLayer(block, lq, weight, bias, params))
+        names = quantizer.option_names(weight, format_params)
+        layers.append(QuantizedLayer(block, lq, weight, bias, params, names))
         emit(progress, **{"event": "quantize_layer", "layer": block.name, **layer_row(block, lq)})
     return qmodel, layers
 
@@ -139,7 +152,7 @@ def requantize_layer(
         notes=tuple(dict.fromkeys(layer.quant.notes + lq.notes)),
     )
     apply_layer_quant(layer.block, lq)
-    return QuantizedLayer(layer.block, lq, layer.float_weight, layer.float_bias, layer.float_neuron)
+    return replace(layer, quant=lq)
 
 
 def _float_values(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
@@ -193,7 +206,8 @@ def _check_exact(name: str, weight: torch.Tensor, ints: np.ndarray, scale: float
 
 
 def layer_row(block: Block, lq: LayerQuant) -> dict[str, Any]:
-    """The per-layer report row (JSON-serialisable)."""
+    """The per-layer report row (JSON-serialisable; ``mapping`` where the format has several,
+    e.g. TrueNorth's ``4x``/``2x`` axons per input)."""
     q = lq.quant_dict()
     return {
         "layer": block.name,
@@ -212,6 +226,7 @@ def layer_row(block: Block, lq: LayerQuant) -> dict[str, Any]:
         "nonzero_before": q["nonzero_before"],
         "nonzero_after": q["nonzero_after"],
         "notes": list(lq.notes),
+        **({"mapping": q["mapping"]} if "mapping" in q else {}),
     }
 
 

@@ -129,6 +129,19 @@ class Quantizer:
         """
         raise NotImplementedError
 
+    def grid_options(
+        self, weight: np.ndarray, params: Any
+    ) -> list[tuple[Grid, dict[str, Any], list[str]]]:
+        """Every grid the format may use for ``weight``, the default (:meth:`choose_grid`)
+        first; a format with several mappings that fit (TrueNorth: 4 or 2 axons per input)
+        lists them all, so the caller may choose by validation."""
+        return [self.choose_grid(weight, params)]
+
+    def option_names(self, weight: np.ndarray, params: Any) -> tuple[str, ...]:
+        """Names of :meth:`grid_options`' entries, computed without building the grids; empty
+        where the format has one mapping only (nothing to choose)."""
+        return ()
+
     def frozen_grid(self, weight: np.ndarray, grid: Grid, params: Any) -> tuple[Grid, list[str]]:
         """The grid fine-tuned weights are re-projected onto: ``grid`` itself, unless the format
         has a rule the new weights could break on it (SpiNNaker's ring-buffer bound widens the
@@ -173,11 +186,13 @@ class Quantizer:
         *,
         neuron_spec: NeuronSpec | None = None,
         grid: Grid | None = None,
+        option: int = 0,
         where: str = "profile",
     ) -> LayerQuant:
         """Quantize a float weight (``(out, in)`` or ``(out, in, kh, kw)``), its bias and the
         following neuron's parameters. Pass ``grid`` to re-project onto a frozen grid (used after
-        fine-tuning); otherwise the grid is chosen from the weights.
+        fine-tuning); otherwise the grid is chosen from the weights: :meth:`grid_options`'s
+        entry ``option`` (0: the default mapping).
         """
         params = self.read_params(fmt, where)
         neuron = as_neuron_params(neuron_params)
@@ -185,7 +200,8 @@ class Quantizer:
         notes: list[str] = []
         extra: dict[str, Any] = {}
         if grid is None:
-            grid, extra, notes = self.choose_grid(w, params)
+            choice = self.grid_options(w, params)[option] if option else self.choose_grid(w, params)
+            grid, extra, notes = choice
         else:
             grid, notes = self.frozen_grid(w, grid, params)
         weight_int = snap(w, grid)

@@ -11,14 +11,18 @@ the chip-arithmetic neuron use is that sum (:mod:`neuroprune.chip.arithmetic.tru
 Mappings (``weights.params.mapping``):
 
 * ``type_levels`` (default): per layer, as many copies as the core's axons allow. Where the
-  layer's used inputs times 4 fit ``axons_per_core`` (then every core of the layer fits
-  whatever the split), each input goes to all 4 types and neuron ``i`` has the type weights
+  layer's used inputs times 4 fit ``axons_per_core`` (a dense layer then fits any split of
+  its neurons over cores; for a conv layer see below), each input goes to all 4 types and neuron ``i`` has the type weights
   ``(A_i, 2 A_i, 4 A_i, -7 A_i)``, whose subset sums are ``k A_i`` for every ``k`` in
   ``-7..7`` (15 levels, ``7 A_i <= 255``); ``A_i`` is the MSE-optimal step of the neuron's
   nonzero weights (Lloyd on the uniform grid). Elsewhere each input goes to 2 axons of types 0
   and 1 and neuron ``i`` has ``(P_i, -N_i)``: levels ``{-N_i, P_i - N_i, 0, P_i}``, a
   magnitude per sign (``P_i``, ``N_i``: Lloyd magnitudes of the positive and the negative
-  weights, up to 255). ``axon_duplication`` (4 or 2) is counted by the fit check.
+  weights, up to 255). ``axon_duplication`` (4 or 2) is counted by the fit check. "The
+  layer's used inputs" of a conv layer are its used kernel positions ``(c, dy, dx)``: one
+  output position's field with every channel on the core. Where both mappings fit,
+  :func:`neuroprune.quantize.quantize_model` chooses per layer on validation
+  (:meth:`TrueNorthQuantizer.grid_options`, :mod:`neuroprune.quantize.mapping`).
 * ``ternary_duplicate`` (the previous mapping): 2 copies, ``{-A_i, 0, +A_i}``.
 
 The layer scale maps the largest per-neuron level onto the largest integer it may take;
@@ -70,22 +74,50 @@ class TrueNorthQuantizer(Quantizer):
         )
 
     def choose_grid(self, weight: np.ndarray, params: TrueNorthParams):
+        """The finest mapping that fits: 4 axons per input where they fit, else 2 (module
+        docstring); :meth:`grid_options` lists both where both fit."""
         rows = weight.reshape(weight.shape[0], -1)
         if params.mapping == TERNARY:
             return self._ternary(rows, params)
-        used_inputs = int(np.count_nonzero(np.any(rows != 0, axis=0)))
-        four = params.axon_types >= 4 and weight.ndim == 2 and used_inputs * 4 <= params.axons
-        if four:
-            steps = multilevel_steps(rows, MULTILEVEL_MAX)
-            step_max = params.type_max // MULTILEVEL_MAX
-            scale = uniform_max_scale(steps, step_max)
-            grid = multilevel_grid(steps, Grid(scale=scale, int_min=0, int_max=0), step_max)
-            notes = [
-                f"4 axons per input (types 0-3, {used_inputs} inputs x 4 <= {params.axons} "
-                "axons): neuron type weights (A, 2A, 4A, -7A), weights k A_i with k in -7..7",
-            ]
-            extra = {"axon_duplication": 4, "distinct_values_per_neuron": 14, "mapping": "4x"}
-            return grid, extra, notes
+        field = four_axon_field(rows, params)
+        if field is None:
+            return self._two_axons(rows, params)
+        return self._four_axons(rows, params, field, conv=weight.ndim == 4)
+
+    def grid_options(self, weight: np.ndarray, params: TrueNorthParams):
+        """Every mapping that fits, finest first: ``[4 axons, 2 axons]`` where the field of
+        one output neuron's position times 4 fits ``axons_per_core``, else ``[2 axons]``.
+
+        The field: a dense layer's used inputs (``any(W[:, j] != 0)``); a conv layer's used
+        kernel positions ``(c, dy, dx)`` over all output channels, i.e. the inputs of one output
+        position with every channel on one core (the axons of a core are the union of its
+        neurons' fields)."""
+        first = self.choose_grid(weight, params)
+        if not self.option_names(weight, params):
+            return [first]
+        return [first, self._two_axons(weight.reshape(weight.shape[0], -1), params)]
+
+    def option_names(self, weight: np.ndarray, params: TrueNorthParams) -> tuple[str, ...]:
+        """``("4x", "2x")`` where both mappings fit, else ``()`` (:meth:`grid_options`)."""
+        if params.mapping == TERNARY:
+            return ()
+        field = four_axon_field(weight.reshape(weight.shape[0], -1), params)
+        return () if field is None else ("4x", "2x")
+
+    def _four_axons(self, rows: np.ndarray, params: TrueNorthParams, field: int, *, conv: bool):
+        steps = multilevel_steps(rows, MULTILEVEL_MAX)
+        step_max = params.type_max // MULTILEVEL_MAX
+        scale = uniform_max_scale(steps, step_max)
+        grid = multilevel_grid(steps, Grid(scale=scale, int_min=0, int_max=0), step_max)
+        what = "used kernel positions (c, dy, dx) of one output position" if conv else "inputs"
+        notes = [
+            f"4 axons per input (types 0-3, {field} {what} x 4 <= {params.axons} "
+            "axons): neuron type weights (A, 2A, 4A, -7A), weights k A_i with k in -7..7",
+        ]
+        extra = {"axon_duplication": 4, "distinct_values_per_neuron": 14, "mapping": "4x"}
+        return grid, extra, notes
+
+    def _two_axons(self, rows: np.ndarray, params: TrueNorthParams):
         positive = ternary_magnitudes(np.where(rows > 0, rows, 0.0))
         negative = ternary_magnitudes(np.where(rows < 0, -rows, 0.0))
         scale = uniform_max_scale(np.maximum(positive, negative), params.type_max)
@@ -148,6 +180,15 @@ class TrueNorthQuantizer(Quantizer):
             negative = ternary_magnitudes(np.where(signed < 0, -signed, 0.0))
             return signed_pair_grid(positive, negative, grid, params.type_max)
         return ternary_grid(ternary_magnitudes(rows), grid)
+
+
+def four_axon_field(rows: np.ndarray, params: TrueNorthParams) -> int | None:
+    """The field of one output position (``rows``: weight as ``(out, fan-in)``; used
+    columns) where 4 copies of it fit ``params.axons`` and the core has 4 axon types; else
+    None."""
+    field = int(np.count_nonzero(np.any(rows != 0, axis=0)))
+    fits = params.axon_types >= 4 and field * 4 <= params.axons
+    return field if fits else None
 
 
 def multilevel_steps(rows: np.ndarray, k_max: int) -> np.ndarray:
