@@ -232,7 +232,9 @@ def test_fine_tuning_is_skipped_exactly_when_ptq_lost_nothing_on_validation(monk
     trained = []
     real_train = api.train
     monkeypatch.setattr(api, "train", lambda *a, **k: trained.append(1) or real_train(*a, **k))
-    result = api.quantize_model(model, profile, data, config, finetune_epochs=2, holdout=cut)
+    result = api.quantize_model(
+        model, profile, data, config, finetune_epochs=2, holdout=cut, skip_if_lossless=True
+    )
     val_float = evaluate(model, cut.x_val, cut.y_val, 4, "direct", seed=0)
     assert result.qat["val_float"] == val_float
     lost_nothing = result.qat["val_ptq"] >= val_float
@@ -242,13 +244,18 @@ def test_fine_tuning_is_skipped_exactly_when_ptq_lost_nothing_on_validation(monk
     trained.clear()
     impossible = dataclasses.replace(cut, y_val=np.full_like(cut.y_val, -1))
     skipped = api.quantize_model(
-        model, profile, data, config, finetune_epochs=2, holdout=impossible
+        model, profile, data, config, finetune_epochs=2, holdout=impossible, skip_if_lossless=True
     )
+
     assert (skipped.qat["val_float"], skipped.qat["val_ptq"]) == (0.0, 0.0)
     assert skipped.qat["decision"] == "skipped" and skipped.qat["epochs_run"] == 0
     assert skipped.qat["reason"].startswith("skipped: post-training quantization lost nothing")
     assert not trained and skipped.history == ()
     assert skipped.accuracy_qat == skipped.accuracy_ptq
+    # without skip_if_lossless (a pruned model in fit, `neuroprune quantize RUN`) it trains
+    ran = api.quantize_model(model, profile, data, config, finetune_epochs=1, holdout=impossible)
+    assert trained and ran.qat["decision"] in ("kept", "reverted")
+    assert ran.qat["epochs_run"] == 1
 
 
 @pytest.mark.slow
@@ -263,7 +270,9 @@ def test_a_skipped_fine_tune_is_said_in_log_report_json_and_report_md(tmp_path, 
         return dataclasses.replace(made, y_val=np.full_like(made.y_val, -1))
 
     monkeypatch.setattr(preflight, "hold_out", unscorable)
-    result = _fit(tmp_path, "--quant-epochs", "3")
+    unbound = [a for a in TINY if a not in ("--sparsity", "0.5")]  # nothing binds
+    argv = ["fit", "--out", str(tmp_path), "--name", "run", *unbound, "--quant-epochs", "3"]
+    result = CliRunner().invoke(main, argv, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output[-2000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     qat = report["quantized"]["qat"]
@@ -275,6 +284,12 @@ def test_a_skipped_fine_tune_is_said_in_log_report_json_and_report_md(tmp_path, 
     assert line in log and "lost nothing on validation" in log
     markdown = (tmp_path / "run" / "report.md").read_text()
     assert "Fine-tuning skipped (3 epoch(s) asked, 0 run)" in markdown
+    # a binding budget: the pruned model gets its fine-tune whatever PTQ scored
+    pruned = _fit(tmp_path / "pruned", "--quant-epochs", "1")
+    assert pruned.exit_code == 0, pruned.output[-2000:]
+    report = json.loads((tmp_path / "pruned" / "run" / "report.json").read_text())
+    assert report["quantized"]["qat"]["decision"] in ("kept", "reverted")
+    assert report["quantized"]["qat"]["epochs_run"] == 1
 
 
 # ------------------------------------------------------------------------------------------

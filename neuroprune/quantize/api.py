@@ -106,6 +106,7 @@ def quantize_model(
     finetune_epochs: int,
     holdout: Holdout | None = None,
     progress: Progress | None = None,
+    skip_if_lossless: bool = False,
 ) -> QuantizeResult:
     """Quantize a pruned model to ``profile``'s formats and fine-tune it (module docstring).
 
@@ -115,6 +116,10 @@ def quantize_model(
     cut (fine-tuning trains on ``holdout.train``, decisions read ``holdout``'s validation rows);
     None cuts it here from ``dataset`` with ``train_config.seed``
     (:func:`neuroprune.data.split.hold_out`, the cut a fit run with that seed made).
+    ``skip_if_lossless``: skip the fine-tuning epochs when post-training quantization lost
+    nothing on validation (:func:`ptq_lost_nothing`); ``fit`` asks for it only when nothing
+    binds (the model is the dense model, no pruning or fine-tuning ran), so a pruned model
+    always gets its fine-tune, kept only if it beats PTQ on validation.
     """
     holdout = holdout if holdout is not None else hold_out(dataset, seed=train_config.seed)
     acc_float = _accuracy(model, dataset, train_config)
@@ -156,7 +161,7 @@ def quantize_model(
     }
     history: tuple[dict[str, Any], ...] = ()
     acc_qat = acc_ptq
-    if finetune_epochs > 0 and ptq_lost_nothing(val_float, val_ptq):
+    if finetune_epochs > 0 and skip_if_lossless and ptq_lost_nothing(val_float, val_ptq):
         qat.update(decision="skipped", reason=skip_reason(val_float, val_ptq), stopped="skipped")
     elif finetune_epochs > 0:
         saved = copy.deepcopy((qmodel, layers))
@@ -199,9 +204,12 @@ def quantize_model(
 
 def ptq_lost_nothing(val_float: float, val_ptq: float) -> bool:
     """True when post-training quantization lost nothing on the validation part: its
-    accuracy there is at least the (pruned) float model's, ``val_ptq >= val_float``. Then
-    fine-tuning is skipped: it could only be kept by beating PTQ on validation, and PTQ
-    already matches the model it was quantized from (a decision that reads validation only)."""
+    accuracy there is at least the float model's, ``val_ptq >= val_float``. Where nothing
+    binds (``skip_if_lossless``) fine-tuning is then skipped: there is no quantization loss to
+    recover and the dense model was already trained to its end (a decision that reads
+    validation only). A pruned model keeps its fine-tune: there it also continues the
+    pruned model's short fine-tuning and often gains (e.g. SpiNNaker at --sparsity 0.9 on
+    digits: 93.06 % PTQ, 94.17 % kept QAT)."""
     return val_ptq >= val_float
 
 

@@ -59,6 +59,7 @@ def _quantized_model(run: _Run, carry: Carry) -> tuple[Any, dict[str, Any]]:
         cfg.quant_epochs,
         _epoch_progress(run, "quantize", epochs=cfg.quant_epochs),
         holdout=carry.holdout,
+        skip_if_lossless=not carry.budget.binds,  # nothing binds: no fine-tuning epochs
     )
     run.emit("quantize", done=True)  # an early stop leaves no bar half drawn
     record = quant_record(result)
@@ -67,14 +68,28 @@ def _quantized_model(run: _Run, carry: Carry) -> tuple[Any, dict[str, Any]]:
 
 
 def quantize_pruned(
-    model, profile, dataset, config, epochs: int, progress: Progress | None, holdout=None
+    model,
+    profile,
+    dataset,
+    config,
+    epochs: int,
+    progress: Progress | None,
+    holdout=None,
+    skip_if_lossless: bool = False,
 ):
     """Quantize ``model`` for ``profile`` with up to ``epochs`` QAT fine-tuning epochs
     (:func:`neuroprune.quantize.quantize_model`); the fit run (its own validation cut,
     ``holdout``) and ``neuroprune quantize RUN`` (``holdout`` None: the same seeded cut, made
     again from the run's dataset and seed) both go through here."""
     return quantize.quantize_model(
-        model, profile, dataset, config, finetune_epochs=epochs, holdout=holdout, progress=progress
+        model,
+        profile,
+        dataset,
+        config,
+        finetune_epochs=epochs,
+        holdout=holdout,
+        progress=progress,
+        skip_if_lossless=skip_if_lossless,
     )
 
 
