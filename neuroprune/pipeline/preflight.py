@@ -21,6 +21,7 @@ from neuroprune.data.split import Holdout, hold_out
 from neuroprune.graph.neurons import with_decay_input
 from neuroprune.graph.read import read_network
 from neuroprune.graph.stages import NirNetwork
+from neuroprune.models.registry import NEURON_MODELS
 from neuroprune.pipeline.config import NO_SIMULATION, RunConfig, event_options
 from neuroprune.pipeline.context import with_model_defaults
 from neuroprune.pipeline.deploy import DEPLOY_FORMATS, check_deploy_format
@@ -180,7 +181,7 @@ def check_neuron_models(summary, profile: ChipProfile, cfg: RunConfig) -> None:
     if not foreign:
         return
     models = ", ".join(profile.neuron.models)
-    built = [m.lower() for m in profile.neuron.models if m.lower() in ("lif", "if")]
+    built = [m.lower() for m in profile.neuron.models if m.lower() in NEURON_MODELS]
     fix = (
         f"Use --neuron {built[0]}."
         if built and not cfg.from_nir

@@ -8,6 +8,7 @@ models (:class:`Derivation`, ``neuroprune quantize RUN``).
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -20,6 +21,7 @@ from neuroprune.core.errors import DatasetError
 from neuroprune.core.progress import Progress
 from neuroprune.data.split import SPLIT_RULE, Holdout
 from neuroprune.envs import BACKEND, ENVIRONMENTS, recorded_versions
+from neuroprune.pipeline import neuron_choice
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.context import RunOutcome, _noop, _Run
 from neuroprune.pipeline.detect_fit import is_detection, run_detection_fit
@@ -37,6 +39,7 @@ from neuroprune.run.rundir import (
     RunDir,
     RunRecord,
     ValidationRecord,
+    remove_tree,
 )
 from neuroprune.run.warnings import preflight_warnings
 from neuroprune.train import distributed
@@ -83,7 +86,13 @@ def run_fit(
     """
     if is_detection(cfg) and derive is None:  # the detector: its own stages, mAP for accuracy
         return run_detection_fit(cfg, progress=progress, command=command)
-    plan = _preflight_for(cfg, derive)
+    auto = None
+    if neuron_choice.is_auto(cfg) and derive is None:  # --neuron auto: each neuron preflighted
+        neuron_choice.check_auto(cfg)
+        auto = neuron_choice.candidates(cfg, _preflight)
+        plan = next(iter(auto.plans.values()))
+    else:
+        plan = _preflight_for(cfg, derive)
     record = _empty_record(plan)
     with distributed.process_group(plan.cfg.device):
         target = RunDir.of(plan.cfg.out, plan.cfg.run_name)
@@ -95,7 +104,7 @@ def run_fit(
         check_same_holdout(plan.holdout)
         with target.build(resumable=derive is None, resume=plan.cfg.resume) as build:
             record.deployment = DeploymentRecord(command=command)
-            return _run_main(plan, record, build, progress, derive)
+            return _run_main(plan, record, build, progress, derive, auto)
 
 
 def _preflight_for(cfg: RunConfig, derive: Derivation | None) -> _Plan:
@@ -122,10 +131,12 @@ def _run_main(
     build: RunBuild,
     progress: Progress | None,
     derive: Derivation | None,
+    auto: neuron_choice.Candidates | None = None,
 ) -> RunOutcome:
     """Rank 0 (or the only process), holding the run's lock: every stage writes into the
     staging folder; files there that this run neither wrote nor reused are removed (a partial
-    run continued by ``--resume`` may hold some); then the run is published."""
+    run continued by ``--resume`` may hold some); then the run is published. ``auto``: the
+    candidates of ``--neuron auto`` (:func:`_choose_neuron` runs them and keeps one)."""
     cfg, rundir = plan.cfg, build.staging
     run = _Run(cfg, rundir, plan.profile, progress or _noop, record)
     provenance = _provenance(plan.profile)
@@ -161,11 +172,75 @@ def _run_main(
     for warning in preflight_warnings(record):  # said before training
         run.warn(warning)
     carry = Carry(plan.model, plan.holdout.train, plan.budget, holdout=plan.holdout)
-    for stage in STAGES:
+    stages = STAGES
+    if auto is not None:
+        carry = _choose_neuron(run, auto, provenance)
+        stages = tuple(s for s in STAGES if s.name not in neuron_choice.NEURON_STAGES)
+    for stage in stages:
         carry = stage.run(run, carry)
     rundir.remove_files(keep=rundir.written)
+    remove_tree(rundir / neuron_choice.CANDIDATES)  # a partial auto run's candidates, if any
     path = build.publish()
     return RunOutcome(path, run.record.as_dict(), carry.exit_code, carry.error)
+
+
+def _choose_neuron(run: _Run, auto: neuron_choice.Candidates, provenance: dict) -> Carry:
+    """``--neuron auto``: run the neuron's stages (dense, prune, quantize) once per candidate,
+    each in its own folder under the staging folder, and keep the one whose deployed model
+    validates best (:func:`neuroprune.pipeline.neuron_choice.choose`): its model files move
+    into the run, its record sections become the run's, the other candidates' files are
+    removed. ``run`` then goes on as a run of the chosen neuron (config.yaml says which);
+    report.json ``neuron_choice`` records the choice. Returns the chosen candidate's carry."""
+    profile = run.profile
+    if len(auto.plans) == 1:
+        neuron, plan = next(iter(auto.plans.items()))
+        choice = neuron_choice.only_choice(neuron, auto.excluded, profile.name)
+        run.emit("neuron", choice.line())  # said before training: nothing is tried
+        tried = {neuron: _try_neuron(run, plan, neuron, alone=True)}
+    else:
+        tried = {
+            neuron: _try_neuron(run, plan, neuron, alone=False)
+            for neuron, plan in auto.plans.items()
+        }
+        scores = {n: neuron_choice.candidate_record(t[0].record) for n, t in tried.items()}
+        choice = neuron_choice.choose(scores, auto.excluded)
+    chosen_run, carry = tried[choice.chosen]
+    for name in (MODEL_FILES[stage] for stage in ("dense", "pruned", "quantized")):
+        source = chosen_run.rundir / name
+        if source.is_file():
+            os.replace(source, run.rundir / name)
+            run.mark(name)
+    remove_tree(run.rundir / neuron_choice.CANDIDATES)
+    record = chosen_run.record
+    record.deployment = run.record.deployment
+    record.neuron_choice = choice
+    run.record, run.cfg, run.history = record, chosen_run.cfg, chosen_run.history
+    run.rundir.save_config(run.cfg.as_dict(), provenance)
+    if choice.candidates:
+        run.emit("neuron", choice.line())
+    return carry
+
+
+def _try_neuron(run: _Run, plan: _Plan, neuron: str, *, alone: bool) -> tuple[_Run, Carry]:
+    """One candidate of ``--neuron auto``: its dense, prune and quantize stages, written into
+    its own folder (``alone``: the chip runs no other, so its events carry no name); returns
+    its run (record, history, files) and its carry after quantization."""
+    folder = RunDir(run.rundir / neuron_choice.CANDIDATES / neuron)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    trial = _Run(
+        plan.cfg,
+        folder,
+        plan.profile,
+        run.progress,
+        _empty_record(plan),
+        candidate=None if alone else neuron,
+    )
+    trial.log_lines = run.log_lines  # one log: every candidate's lines, named
+    carry = Carry(plan.model, plan.holdout.train, plan.budget, holdout=plan.holdout)
+    for stage in STAGES:
+        if stage.name in neuron_choice.NEURON_STAGES:
+            carry = stage.run(trial, carry)
+    return trial, carry
 
 
 def _take_derived(run: _Run, build: RunBuild, derive: Derivation) -> dict[str, Any]:
