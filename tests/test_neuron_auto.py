@@ -112,6 +112,16 @@ def test_resume_with_auto_is_refused_in_one_line_from_the_config_file(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_auto_for_the_detector_is_refused_in_one_line(tmp_path):
+    result = _fit(
+        tmp_path, "--model", "detector", "--dataset", "spikecam-digits", "--neuron", "auto"
+    )
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--neuron auto" in errors[0] and "detector" in errors[0]
+    assert not (tmp_path / "run").exists()
+
+
 def test_help_lists_auto_among_the_neurons():
     result = CliRunner().invoke(main, ["fit", "--help"], env={"COLUMNS": "300"})
     text = " ".join(result.output.split())

@@ -37,10 +37,11 @@ def is_auto(cfg: RunConfig) -> bool:
     return cfg.neuron == AUTO_NEURON
 
 
-def check_auto(cfg: RunConfig) -> None:
+def check_auto(cfg: RunConfig, *, detection: bool = False) -> None:
     """Refuse (exit 2, before anything is written) what ``--neuron auto`` cannot do: continue a
     partial run (``--resume``: the candidates are not kept), train under torchrun (``--nproc``)
-    or choose for a network read from a NIR file or a detector (their neurons are given)."""
+    or choose for a network read from a NIR file or for the detector (``detection``: their
+    neurons are given)."""
     refusals = [
         (
             cfg.resume,
@@ -62,6 +63,13 @@ def check_auto(cfg: RunConfig) -> None:
             "from_nir",
             cfg.from_nir,
             "a network read from a NIR file has its own neurons",
+            "Drop --neuron auto.",
+        ),
+        (
+            detection,
+            "model",
+            cfg.model,
+            "the detector trains its own neurons; --neuron auto chooses for mlp, conv and vgg",
             "Drop --neuron auto.",
         ),
     ]

@@ -84,11 +84,13 @@ def run_fit(
     raised: the run completes. ``derive``: take models from another run (:class:`Derivation`).
     ``command``: the command line, for the run's deployment record.
     """
+    auto_neuron = neuron_choice.is_auto(cfg) and derive is None
+    if auto_neuron:  # refused before anything is read where it cannot choose
+        neuron_choice.check_auto(cfg, detection=is_detection(cfg))
     if is_detection(cfg) and derive is None:  # the detector: its own stages, mAP for accuracy
         return run_detection_fit(cfg, progress=progress, command=command)
     auto = None
-    if neuron_choice.is_auto(cfg) and derive is None:  # --neuron auto: each neuron preflighted
-        neuron_choice.check_auto(cfg)
+    if auto_neuron:  # --neuron auto: each neuron preflighted
         auto = neuron_choice.candidates(cfg, _preflight)
         plan = next(iter(auto.plans.values()))
     else:
