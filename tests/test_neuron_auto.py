@@ -88,6 +88,17 @@ def test_the_neuron_that_validates_best_is_chosen_and_only_its_files_are_kept(
     assert f"neuron: {chosen} chosen by --neuron auto" in log
 
 
+def test_the_chosen_neuron_resumes_the_run_reusing_its_models(tmp_path, monkeypatch):
+    """The run of --neuron auto is a run of the chosen neuron: --resume with it reuses every
+    model file (the inputs they were made with are that neuron's)."""
+    _forced_validation(monkeypatch, {"lif": 0.5, "if": 0.75})
+    assert _fit(tmp_path, "--chip", "truenorth", "--neuron", "auto").exit_code in (0, 1)
+    result = _fit(tmp_path, "--chip", "truenorth", "--neuron", "if", "--resume")
+    assert result.exit_code in (0, 1), result.output
+    assert "reused dense.pt" in result.output and "reused quantized.pt" in result.output
+    assert "dense: training" not in result.output
+
+
 def test_a_chip_running_one_neuron_says_so(tmp_path):
     result = _fit(
         tmp_path, "--chip", "speck", "--model", "conv", "--encoding", "latency",
