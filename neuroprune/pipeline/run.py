@@ -82,6 +82,9 @@ def run_fit(
     before that leaves the earlier run as it was and the partial run for ``--resume``. A
     simulator failure is recorded in report.json (``errors``) and returned in the outcome, not
     raised: the run completes. ``derive``: take models from another run (:class:`Derivation`).
+    ``neuron: auto`` (not with ``derive``): each neuron the chip runs is preflighted, then tried
+    through dense, prune and quantize inside the staging folder, and the run goes on with the
+    one whose deployed model validates best (:mod:`neuroprune.pipeline.neuron_choice`).
     ``command``: the command line, for the run's deployment record.
     """
     auto_neuron = neuron_choice.is_auto(cfg) and derive is None
