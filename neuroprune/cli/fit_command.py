@@ -79,7 +79,12 @@ FIT_OPTIONS = [
         help="Hidden widths (mlp) or channels, e.g. 128 or 128,64.",
         default_text="by model",
     ),
-    fit_option("--neuron", field="neuron", help="Neuron model of the built-in models."),
+    fit_option(
+        "--neuron",
+        field="neuron",
+        help="Neuron model of the built-in models (auto: each one the chip runs is trained, "
+        "pruned and quantized; the deployed model best on validation is kept).",
+    ),
     fit_option("--dataset", field="dataset", help="Dataset."),
     fit_option(
         "--data-dir",

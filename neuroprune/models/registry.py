@@ -42,3 +42,10 @@ MODEL_ZOO.register("sew", ModelEntry("neuroprune.models.sew:build_sew_from_spec"
 MODEL_ZOO.register(
     "detector", ModelEntry("neuroprune.models.detector:build_detector_from_spec", chain=False)
 )
+
+NEURON_MODELS: dict[str, str] = {"lif": "LIF", "if": "IF"}
+"""``--neuron`` name -> the chip profile's ``neuron.models`` name of the neurons the built-in
+models train (torch-free). The first is the default, kept on a tie by ``--neuron auto``."""
+AUTO_NEURON = "auto"
+"""``--neuron auto``: every neuron of :data:`NEURON_MODELS` the chip runs is tried; the one whose
+deployed model validates best is kept (:mod:`neuroprune.pipeline.neuron_choice`)."""

@@ -63,13 +63,13 @@ from neuroprune.core.summary import conv_output_size
 from neuroprune.models import neurons
 from neuroprune.models.blocks import POOL_TYPES, Block, _prod
 from neuroprune.models.reader import model_wiring
-from neuroprune.models.registry import MODEL_ZOO, ModelEntry
+from neuroprune.models.registry import MODEL_ZOO, NEURON_MODELS, ModelEntry
 from neuroprune.models.user_model import load_user_model
 from neuroprune.models.walker import parse_blocks
 
 MODELS = MODEL_ZOO
 """The built-in model names (:data:`neuroprune.models.registry.MODEL_ZOO`)."""
-NEURONS = ("lif", "if")
+NEURONS = tuple(NEURON_MODELS)  # the registry's names (lif first: the default)
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     name: {"hidden": entry.hidden} for name, entry in MODEL_ZOO.items() if entry.hidden
 }

@@ -37,6 +37,7 @@ from neuroprune.data.datasets import DATASETS as DATASET_NAMES
 from neuroprune.data.datasets import canonical_name, is_event_dataset
 from neuroprune.data.encoding import ENCODINGS, EVENTS, IMAGE_ENCODINGS
 from neuroprune.data.events import BINNINGS, POLARITIES, EventOptions, parse_window
+from neuroprune.models.registry import AUTO_NEURON, NEURON_MODELS
 from neuroprune.pruning.registry import PRUNING_METHODS
 from neuroprune.pruning.schedulers import SCHEDULERS
 from neuroprune.run.rundir import check_run_name
@@ -54,7 +55,7 @@ CHOICES: dict[str, Iterable[str]] = {
     "encoding": ENCODINGS,
     "event_binning": BINNINGS,
     "event_polarity": POLARITIES,
-    "neuron": ("lif", "if"),
+    "neuron": (*NEURON_MODELS, AUTO_NEURON),
     "optimizer": ("adam", "sgd"),
     "device": ("cpu", "cuda"),
 }
@@ -137,7 +138,7 @@ class RunConfig(BaseModel):
     hidden: Annotated[tuple[Width, ...], BeforeValidator(_widths), Field(min_length=1)] | None = (
         None
     )
-    neuron: Literal["lif", "if"] = "lif"
+    neuron: Annotated[str, _one_of("neuron")] = "lif"  # "auto": chosen on validation
     dataset: str = Field("digits", min_length=1)
     data_dir: str | None = None
     method: Annotated[str, _one_of("method")] = "stds"

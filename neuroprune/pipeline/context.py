@@ -50,13 +50,20 @@ class _Run:
     derived: dict[str, str] = field(default_factory=dict)
     taken_hashes: dict[str, Any] = field(default_factory=dict)  # their recorded inputs hash
     neurobench: Any = None  # NeuroBench's child, spawned at the start (pipeline.neurobench)
+    candidate: str | None = None  # --neuron auto: the neuron this run tries (named in its events)
 
     @property
     def run_dir(self) -> Path:
         return self.rundir.path
 
+    def label(self, stage: str) -> str:
+        """The name ``stage``'s events carry: the stage, and the candidate tried by
+        ``--neuron auto`` (``dense (if)``), so that each candidate's bars and log lines say it."""
+        return stage if self.candidate is None else f"{stage} ({self.candidate})"
+
     def emit(self, stage: str, message: str | None = None, **event: Any) -> None:
         """Send a progress event of ``stage``; a ``message`` also goes to the run's log.txt."""
+        stage = self.label(stage)
         if message is not None:
             self.log_lines.append(f"{time.strftime('%H:%M:%S')} {stage}: {message}")
             if self.writes:
@@ -165,6 +172,7 @@ def _epoch_progress(run: _Run, stage: str, epochs: int | None = None) -> Progres
     fills one bar of ``epochs`` epochs); every ``batch`` advances it, every ``epoch`` shows
     the epoch's metrics. The CLI draws the bar with its ETA."""
     bar = {"left": 0}
+    stage = run.label(stage)
 
     def forward(event: ProgressEvent) -> None:
         if event.event == "train_begin":

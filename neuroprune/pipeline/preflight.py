@@ -21,6 +21,7 @@ from neuroprune.data.split import Holdout, hold_out
 from neuroprune.graph.neurons import with_decay_input
 from neuroprune.graph.read import read_network
 from neuroprune.graph.stages import NirNetwork
+from neuroprune.models.registry import AUTO_NEURON, NEURON_MODELS
 from neuroprune.pipeline.config import NO_SIMULATION, RunConfig, event_options
 from neuroprune.pipeline.context import with_model_defaults
 from neuroprune.pipeline.deploy import DEPLOY_FORMATS, check_deploy_format
@@ -180,7 +181,7 @@ def check_neuron_models(summary, profile: ChipProfile, cfg: RunConfig) -> None:
     if not foreign:
         return
     models = ", ".join(profile.neuron.models)
-    built = [m.lower() for m in profile.neuron.models if m.lower() in ("lif", "if")]
+    built = [m.lower() for m in profile.neuron.models if m.lower() in NEURON_MODELS]
     fix = (
         f"Use --neuron {built[0]}."
         if built and not cfg.from_nir
@@ -211,11 +212,14 @@ def _check_method_takes(method: MethodEntry, model, cfg: RunConfig) -> None:
 
 
 def configured_model(cfg: RunConfig, input_shape, num_classes: int):
-    """The dense model a run config names (``model``, ``hidden``, ``neuron``, ``seed``)."""
+    """The dense model a run config names (``model``, ``hidden``, ``neuron``, ``seed``); with
+    ``neuron: auto`` the default neuron's (its layers and synapses, what a budget reads, are the
+    same for every candidate; ``fit`` builds each candidate itself)."""
     from neuroprune.models.zoo import build_model  # deferred: imports scipy, spikingjelly, torch
 
+    neuron = next(iter(NEURON_MODELS)) if cfg.neuron == AUTO_NEURON else cfg.neuron
     return build_model(
-        cfg.model, input_shape, num_classes, hidden=cfg.hidden, neuron=cfg.neuron, seed=cfg.seed
+        cfg.model, input_shape, num_classes, hidden=cfg.hidden, neuron=neuron, seed=cfg.seed
     )
 
 

@@ -8,6 +8,7 @@ models (:class:`Derivation`, ``neuroprune quantize RUN``).
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -20,6 +21,7 @@ from neuroprune.core.errors import DatasetError
 from neuroprune.core.progress import Progress
 from neuroprune.data.split import SPLIT_RULE, Holdout
 from neuroprune.envs import BACKEND, ENVIRONMENTS, recorded_versions
+from neuroprune.pipeline import neuron_choice
 from neuroprune.pipeline.config import RunConfig
 from neuroprune.pipeline.context import RunOutcome, _noop, _Run
 from neuroprune.pipeline.detect_fit import is_detection, run_detection_fit
@@ -42,6 +44,7 @@ from neuroprune.run.rundir import (
     RunDir,
     RunRecord,
     ValidationRecord,
+    remove_tree,
 )
 from neuroprune.run.warnings import preflight_warnings
 from neuroprune.train import distributed
@@ -84,11 +87,22 @@ def run_fit(
     before that leaves the earlier run as it was and the partial run for ``--resume``. A
     simulator failure is recorded in report.json (``errors``) and returned in the outcome, not
     raised: the run completes. ``derive``: take models from another run (:class:`Derivation`).
+    ``neuron: auto`` (not with ``derive``): each neuron the chip runs is preflighted, then tried
+    through dense, prune and quantize inside the staging folder, and the run goes on with the
+    one whose deployed model validates best (:mod:`neuroprune.pipeline.neuron_choice`).
     ``command``: the command line, for the run's deployment record.
     """
+    auto_neuron = neuron_choice.is_auto(cfg) and derive is None
+    if auto_neuron:  # refused before anything is read where it cannot choose
+        neuron_choice.check_auto(cfg, detection=is_detection(cfg))
     if is_detection(cfg) and derive is None:  # the detector: its own stages, mAP for accuracy
         return run_detection_fit(cfg, progress=progress, command=command)
-    plan = _preflight_for(cfg, derive)
+    auto = None
+    if auto_neuron:  # --neuron auto: each neuron preflighted
+        auto = neuron_choice.candidates(cfg, _preflight)
+        plan = next(iter(auto.plans.values()))
+    else:
+        plan = _preflight_for(cfg, derive)
     record = _empty_record(plan)
     with distributed.process_group(plan.cfg.device):
         target = RunDir.of(plan.cfg.out, plan.cfg.run_name)
@@ -100,7 +114,7 @@ def run_fit(
         check_same_holdout(plan.holdout)
         with target.build(resumable=derive is None, resume=plan.cfg.resume) as build:
             record.deployment = DeploymentRecord(command=command)
-            return _run_main(plan, record, build, progress, derive)
+            return _run_main(plan, record, build, progress, derive, auto)
 
 
 def _preflight_for(cfg: RunConfig, derive: Derivation | None) -> _Plan:
@@ -127,10 +141,12 @@ def _run_main(
     build: RunBuild,
     progress: Progress | None,
     derive: Derivation | None,
+    auto: neuron_choice.Candidates | None = None,
 ) -> RunOutcome:
     """Rank 0 (or the only process), holding the run's lock: every stage writes into the
     staging folder; files there that this run neither wrote nor reused are removed (a partial
-    run continued by ``--resume`` may hold some); then the run is published."""
+    run continued by ``--resume`` may hold some); then the run is published. ``auto``: the
+    candidates of ``--neuron auto`` (:func:`_choose_neuron` runs them and keeps one)."""
     cfg, rundir = plan.cfg, build.staging
     run = _Run(cfg, rundir, plan.profile, progress or _noop, record)
     provenance = _provenance(plan.profile)
@@ -166,17 +182,81 @@ def _run_main(
     for warning in preflight_warnings(record):  # said before training
         run.warn(warning)
     carry = Carry(plan.model, plan.holdout.train, plan.budget, holdout=plan.holdout)
+    stages = STAGES
     try:
         spawn_neurobench(run)  # imports on the second core while the run trains
-        for stage in STAGES:
+        if auto is not None:
+            carry = _choose_neuron(run, auto, provenance)
+            stages = tuple(s for s in STAGES if s.name not in neuron_choice.NEURON_STAGES)
+        for stage in stages:
             if stage.name == "export":  # the model is final: NeuroBench measures meanwhile
                 start_neurobench(run, carry)
             carry = stage.run(run, carry)
     finally:
         cancel_neurobench(run)  # only one no report collected (a failure, an interrupt)
     rundir.remove_files(keep=rundir.written)
+    remove_tree(rundir / neuron_choice.CANDIDATES)  # a partial auto run's candidates, if any
     path = build.publish()
     return RunOutcome(path, run.record.as_dict(), carry.exit_code, carry.error)
+
+
+def _choose_neuron(run: _Run, auto: neuron_choice.Candidates, provenance: dict) -> Carry:
+    """``--neuron auto``: run the neuron's stages (dense, prune, quantize) once per candidate,
+    each in its own folder under the staging folder, and keep the one whose deployed model
+    validates best (:func:`neuroprune.pipeline.neuron_choice.choose`): its model files move
+    into the run, its record sections become the run's, the other candidates' files are
+    removed. ``run`` then goes on as a run of the chosen neuron (config.yaml says which);
+    report.json ``neuron_choice`` records the choice. Returns the chosen candidate's carry."""
+    profile = run.profile
+    if len(auto.plans) == 1:
+        neuron, plan = next(iter(auto.plans.items()))
+        choice = neuron_choice.only_choice(neuron, auto.excluded, profile.name)
+        run.emit("neuron", choice.line())  # said before training: nothing is tried
+        tried = {neuron: _try_neuron(run, plan, neuron, alone=True)}
+    else:
+        tried = {
+            neuron: _try_neuron(run, plan, neuron, alone=False)
+            for neuron, plan in auto.plans.items()
+        }
+        scores = {n: neuron_choice.candidate_record(t[0].record) for n, t in tried.items()}
+        choice = neuron_choice.choose(scores, auto.excluded)
+    chosen_run, carry = tried[choice.chosen]
+    for name in (MODEL_FILES[stage] for stage in ("dense", "pruned", "quantized")):
+        source = chosen_run.rundir / name
+        if source.is_file():
+            os.replace(source, run.rundir / name)
+            run.mark(name)
+    remove_tree(run.rundir / neuron_choice.CANDIDATES)
+    record = chosen_run.record
+    record.deployment = run.record.deployment
+    record.neuron_choice = choice
+    run.record, run.cfg, run.history = record, chosen_run.cfg, chosen_run.history
+    run.rundir.save_config(run.cfg.as_dict(), provenance)
+    if choice.candidates:
+        run.emit("neuron", choice.line())
+    return carry
+
+
+def _try_neuron(run: _Run, plan: _Plan, neuron: str, *, alone: bool) -> tuple[_Run, Carry]:
+    """One candidate of ``--neuron auto``: its dense, prune and quantize stages, written into
+    its own folder (``alone``: the chip runs no other, so its events carry no name); returns
+    its run (record, history, files) and its carry after quantization."""
+    folder = RunDir(run.rundir / neuron_choice.CANDIDATES / neuron)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    trial = _Run(
+        plan.cfg,
+        folder,
+        plan.profile,
+        run.progress,
+        _empty_record(plan),
+        candidate=None if alone else neuron,
+    )
+    trial.log_lines = run.log_lines  # one log: every candidate's lines, named
+    carry = Carry(plan.model, plan.holdout.train, plan.budget, holdout=plan.holdout)
+    for stage in STAGES:
+        if stage.name in neuron_choice.NEURON_STAGES:
+            carry = stage.run(trial, carry)
+    return trial, carry
 
 
 def _take_derived(run: _Run, build: RunBuild, derive: Derivation) -> dict[str, Any]:

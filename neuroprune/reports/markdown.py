@@ -412,6 +412,48 @@ def _cores_section(record: RunRecord) -> list[str]:
     return out
 
 
+def _neuron_choice_lines(record: RunRecord) -> list[str]:
+    """``--neuron auto``: the neuron the run chose and why, with each candidate's validation
+    accuracy of its deployed model (what chose) and its test accuracies (for the reader)."""
+    choice = record.neuron_choice
+    if choice is None:
+        return []
+    out = [
+        "",
+        f"Neuron model: **{choice.chosen}**, chosen by `--neuron {choice.asked}`: {choice.rule}.",
+    ]
+    rows = [
+        [
+            name + (" (chosen)" if name == choice.chosen else ""),
+            _pct(c.val_deployed),
+            _pct(c.val_ptq),
+            _pct(c.val_qat),
+            c.qat_decision or "—",
+            _pct(c.test_pruned),
+            _pct(c.test_deployed),
+        ]
+        for name, c in choice.candidates.items()
+    ]
+    if rows:
+        out += [
+            "",
+            _table(
+                [
+                    "neuron",
+                    "validation, deployed",
+                    "validation, PTQ",
+                    "validation, QAT",
+                    "QAT",
+                    "test, pruned float",
+                    "test, deployed",
+                ],
+                rows,
+            ),
+        ]
+    out += [f"- {name}: not run by the chip ({why})" for name, why in choice.excluded.items()]
+    return out
+
+
 def _deployment_section(record: RunRecord) -> list[str]:
     """How the run was made and what it wrote: the command line (and later commands that
     rebuilt it), every setting as resolved, the versions and the profile's hash, the files
@@ -424,6 +466,7 @@ def _deployment_section(record: RunRecord) -> list[str]:
         out += ["Made with:", "", "```", deployment.command, "```"]
     if deployment.later:
         out += ["", "Then rebuilt by:", "", "```", *deployment.later, "```"]
+    out += _neuron_choice_lines(record)
     prov = deployment.provenance
     if prov:
         profile = prov.get("profile") or {}

@@ -457,6 +457,40 @@ class NeuroBenchRecord(_Section):
     cross_check: list[NeuroBenchRow] = []
 
 
+class NeuronCandidateRecord(_Section):
+    """One neuron model tried by ``--neuron auto``: its deployed model's validation accuracy
+    (``val_deployed``, 0..1: after fine-tuning when the QAT was kept, else after post-training
+    quantization) with the two it was chosen from (``val_ptq``, ``val_qat``), the QAT
+    ``decision``, and its test accuracies (0..1, for the record only: never used to choose)."""
+
+    _optional = frozenset({"val_qat", "qat_decision", "test_pruned", "test_deployed"})
+
+    val_deployed: float | None = None
+    val_ptq: float | None = None
+    val_qat: float | None = None
+    qat_decision: str | None = None
+    test_pruned: float | None = None
+    test_deployed: float | None = None
+
+
+class NeuronChoiceRecord(_Section):
+    """``--neuron auto``: the neuron model the run ``chosen``, the ``candidates`` tried
+    (``--neuron`` name -> :class:`NeuronCandidateRecord`), those the chip does not run
+    (``excluded``: name -> why) and the ``rule`` that chose (one line)."""
+
+    _optional = frozenset({"excluded"})
+
+    asked: str = "auto"
+    chosen: str
+    rule: str
+    candidates: dict[str, NeuronCandidateRecord] = {}
+    excluded: dict[str, str] = {}
+
+    def line(self) -> str:
+        """One line: which neuron, and why (the console summary, log.txt, report.md)."""
+        return f"{self.chosen} chosen by --neuron {self.asked}: {self.rule}"
+
+
 class RunRecord(_Section):
     """``report.json`` (docs/architecture.md "report.json: keys other tools rely on");
     ``chip_name`` (the profile's name), ``counting`` (the synapse counting convention) and
@@ -478,6 +512,7 @@ class RunRecord(_Section):
             "derived_from",
             "deployment",
             "neurobench",
+            "neuron_choice",
         }
     )
 
@@ -501,6 +536,7 @@ class RunRecord(_Section):
     derived_from: DerivationRecord | None = None
     deployment: DeploymentRecord | None = None
     neurobench: NeuroBenchRecord | None = None
+    neuron_choice: NeuronChoiceRecord | None = None  # --neuron auto: the choice and its figures
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (what ``report.json`` holds and ``--json`` prints)."""

@@ -625,6 +625,11 @@ def _link_tree(src: Path, dst: Path) -> None:
         _link_or_copy(src, dst)
 
 
+def remove_tree(path: Path) -> None:
+    """Delete ``path`` (a folder with all it holds, or a file); nothing when it is absent."""
+    _remove(path)
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
