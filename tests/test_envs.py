@@ -366,3 +366,20 @@ def test_a_lava_marked_test_fails_naming_make_test_envs_when_the_environment_is_
     assert done.returncode == 1, done.stdout
     assert "make test-envs" in done.stdout and "2 error" in done.stdout
     assert "skipped" not in done.stdout and "passed" not in done.stdout
+
+
+def test_interpreter_version_is_probed_again_when_the_file_changes(tmp_path):
+    """The probe's answer is kept per process for one file as it is; a rebuilt interpreter
+    (new contents) or one that stops being executable is asked again."""
+    from neuroprune.envs.interpreter import interpreter_version
+
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 3 10 13\n")
+    fake.chmod(0o755)
+    assert interpreter_version(fake) == "3.10.13"
+    assert interpreter_version(fake) == "3.10.13"  # kept
+    fake.write_text("#!/bin/sh\necho 3 11 7 # rebuilt\n")
+    assert interpreter_version(fake) == "3.11.7"
+    fake.chmod(0o644)
+    assert interpreter_version(fake) is None
+    assert interpreter_version(tmp_path / "missing") is None

@@ -61,8 +61,11 @@ def resolve_chip(chip: str) -> Path:
                 fix="Check the path, or name a shipped chip (neuroprune profiles list).",
             )
         return candidate
-    table = _alias_table()
     key = _norm(chip)
+    shipped = shipped_profile_paths()
+    if key in shipped:  # a shipped id always names itself (_alias_table); no YAML to read
+        return shipped[key]
+    table = _alias_table()
     for name in (key, key.replace("_", "")):
         if name in table:
             return shipped_profile_paths()[table[name]]

@@ -107,7 +107,26 @@ def verify(path: Path, version: str) -> Interpreter | None:
 
 def interpreter_version(path: Path) -> str | None:
     """``"MAJOR.MINOR.MICRO"`` of the interpreter at ``path`` when it runs and can make a
-    venv; ``None`` otherwise. Runs it isolated (``-I``: no ``PYTHONPATH``, no user site)."""
+    venv; ``None`` otherwise. Runs it isolated (``-I``: no ``PYTHONPATH``, no user site), once
+    per process and file: the answer is kept for the same resolved file with the same inode,
+    size, mode and modification time (a replaced, rebuilt or re-permissioned interpreter is
+    probed again)."""
+    try:
+        real = Path(path).resolve()
+        info = real.stat()
+    except OSError:
+        return None
+    key = (str(real), info.st_ino, info.st_size, info.st_mode, info.st_mtime_ns)
+    if key not in _PROBED:
+        _PROBED[key] = _probe_version(real)
+    return _PROBED[key]
+
+
+_PROBED: dict[tuple, str | None] = {}  # interpreter_version's answers in this process
+
+
+def _probe_version(path: Path) -> str | None:
+    """Run ``path`` with :data:`_PROBE` and read its version (see :func:`interpreter_version`)."""
     try:
         done = subprocess.run(
             [str(path), "-I", "-c", _PROBE],
