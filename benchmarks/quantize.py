@@ -40,6 +40,7 @@ from common import limited, machine, mean_std, publish  # noqa: E402  (benchmark
 from packing import write_digits_28  # benchmarks/packing.py: the 28x28 IDX files
 
 from neuroprune.chip.profiles import list_profiles, load_profile
+from neuroprune.core.errors import UnsupportedError
 from neuroprune.data.datasets import load_dataset
 from neuroprune.data.split import hold_out
 from neuroprune.fit.budget import derive_budget
@@ -167,7 +168,9 @@ def run_seed(args, dataset, model_name: str, seed: int) -> list[dict]:
         return run_neuron(args, dataset, model_name, seed, args.neuron)
     tried = [run_neuron(args, dataset, model_name, seed, n) for n in NEURONS]
     return [
-        max(rows, key=lambda r: (r["val_deployed"], -NEURONS.index(r["neuron"])))
+        rows[0]
+        if "refused" in rows[0]
+        else max(rows, key=lambda r: (r["val_deployed"], -NEURONS.index(r["neuron"])))
         for rows in zip(*tried, strict=True)
     ]
 
@@ -183,9 +186,14 @@ def run_neuron(args, dataset, model_name: str, seed: int, neuron: str) -> list[d
     for chip in chip_ids(args.chips):
         profile = load_profile(chip)
         started = time.perf_counter()
-        result = quantize_model(
-            model, profile, dataset, config, finetune_epochs=args.qat_epochs, holdout=holdout
-        )
+        try:
+            result = quantize_model(
+                model, profile, dataset, config, finetune_epochs=args.qat_epochs, holdout=holdout
+            )
+        except UnsupportedError as exc:  # e.g. Speck, Xylo: no analog first layer (direct)
+            rows.append({"model": model_name, "chip": profile.id, "refused": exc.one_line()})
+            print(f"  {model_name} seed={seed} {profile.id}: refused", file=sys.stderr)
+            continue
         mappings = [n for n in result.notes if "chosen by validation" in n]
         rows.append(
             {
@@ -235,7 +243,7 @@ def table(rows: list[dict], show_neuron: bool = False) -> str:
         "(min..max) | lost (max) | max clipped (PTQ) | mapping per layer, per seed |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    keys = list(dict.fromkeys((r["model"], r["chip"]) for r in rows))
+    keys = list(dict.fromkeys((r["model"], r["chip"]) for r in rows if "refused" not in r))
     for model, chip in keys:
         group = [r for r in rows if (r["model"], r["chip"]) == (model, chip)]
         cells = [mean_std([r[k] for r in group]) for k in ("float", "control", "ptq", "qat")]
@@ -308,8 +316,20 @@ def report(args, rows: list[dict], seconds: float) -> str:
             "",
             table(rows, show_neuron=args.neuron == AUTO),
             "",
+            *refusals(rows),
         ]
     )
+
+
+def refusals(rows: list[dict]) -> list[str]:
+    """One line per (model, chip) the chip's own rules refused (no row in the table), with the
+    reason as neuroprune says it."""
+    refused = {(r["model"], r["chip"]): r["refused"] for r in rows if "refused" in r}
+    if not refused:
+        return []
+    lines = ["Refused by the chip's own rules (no row above):", ""]
+    lines += [f"- {model} on {chip}: {why}" for (model, chip), why in refused.items()]
+    return [*lines, ""]
 
 
 def load_data(name: str, data_dir: str | None):
