@@ -13,7 +13,7 @@ from neuroprune.chip.profile_reader import parse_profile
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.errors import ProfileError, UnknownChipError
 from neuroprune.core.registry import unknown_name
-from neuroprune.core.yaml_text import DuplicateKeyError, load_unique
+from neuroprune.core.yaml_text import read_user_yaml
 
 # --------------------------------------------------------------------------------------------
 # Locating profiles
@@ -89,31 +89,8 @@ def list_profiles() -> list[ChipProfile]:
 def load_profile(chip: str | Path) -> ChipProfile:
     """Load and validate a profile by chip name, alias or path."""
     path = resolve_chip(str(chip))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProfileError(f"cannot read profile: {exc.strerror}", where=str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise ProfileError(
-            f"not a UTF-8 text file (byte {exc.start})",
-            where=str(path),
-            fix="Pass a profile YAML file (see hardware_profiles/README.md).",
-        ) from exc
-    try:
-        raw = load_unique(text)
-    except DuplicateKeyError as exc:
-        raise ProfileError(
-            f"{exc.describe()}; the last would silently win",
-            where=str(path),
-            fix="Remove one of them (see hardware_profiles/README.md).",
-        ) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ProfileError(
-            f"malformed YAML{line}: {getattr(exc, 'problem', exc)}",
-            where=str(path),
-            fix="Fix the YAML syntax (see hardware_profiles/README.md).",
-        ) from exc
+    raw, text = read_user_yaml(
+        path, ProfileError, what="profile", fix="see hardware_profiles/README.md."
+    )
     digest = hashlib.sha256(text.encode()).hexdigest()
     return parse_profile(raw, path=str(path), sha256=digest)

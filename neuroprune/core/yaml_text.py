@@ -7,9 +7,12 @@ file (config files, chip profiles, a run's config.yaml) is read with :func:`load
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from neuroprune.core.errors import NeuropruneError
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):
@@ -54,3 +57,40 @@ def load_unique(text: str | bytes) -> Any:
     """``yaml.safe_load(text)``, except that a mapping naming one key twice raises
     :class:`DuplicateKeyError` (a ``yaml.YAMLError``: callers' YAML error handling applies)."""
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader)
+
+
+def read_user_yaml(
+    path: Path, error: type[NeuropruneError], *, what: str, fix: str
+) -> tuple[Any, str]:
+    """``(document, text)`` of the user's YAML file ``path`` (:func:`load_unique`), every way
+    reading it can fail answered as one ``error`` line naming the file: unreadable (``cannot
+    read WHAT: strerror``), not UTF-8 (the byte), a key named twice (both lines), malformed
+    YAML (line and column). ``fix`` (e.g. "see hardware_profiles/README.md") ends each fix."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise error(
+            f"cannot read {what}: {exc.strerror}", where=str(path), fix=f"Check the path; {fix}"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"not a UTF-8 text file (byte {exc.start})",
+            where=str(path),
+            fix=f"Pass a YAML text file; {fix}",
+        ) from exc
+    try:
+        return load_unique(text), text
+    except DuplicateKeyError as exc:
+        raise error(
+            f"{exc.describe()}; the last would silently win",
+            where=str(path),
+            fix=f"Remove one of them; {fix}",
+        ) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise error(
+            f"malformed YAML{line}: {getattr(exc, 'problem', exc)}",
+            where=str(path),
+            fix=f"Fix the YAML syntax; {fix}",
+        ) from exc

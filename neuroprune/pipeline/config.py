@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,7 +31,7 @@ from pydantic import (
 
 from neuroprune.core.errors import ConfigError, NeuropruneError, did_you_mean
 from neuroprune.core.registry import unknown_name
-from neuroprune.core.yaml_text import DuplicateKeyError, load_unique
+from neuroprune.core.yaml_text import read_user_yaml
 from neuroprune.data.datasets import DATASETS as DATASET_NAMES
 from neuroprune.data.datasets import canonical_name, is_event_dataset
 from neuroprune.data.encoding import ENCODINGS, EVENTS, IMAGE_ENCODINGS
@@ -321,28 +320,10 @@ def _fix_for(key: str, value: Any) -> str:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file into a dict (unknown key -> ConfigError)."""
     path = Path(path)
-    try:
-        raw = load_unique(path.read_bytes().decode("utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read config: {exc.strerror}",
-            where=str(path),
-            fix="Check the path of --config.",
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"not a UTF-8 text file (byte {exc.start})",
-            where=str(path),
-            fix="Pass a YAML file of key: value lines.",
-        ) from exc
-    except DuplicateKeyError as exc:
-        raise ConfigError(
-            f"{exc.describe()}; the last would silently win",
-            where=str(path),
-            fix="Remove one of them.",
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"malformed YAML: {exc}", where=str(path)) from exc
+    raw, _ = read_user_yaml(
+        path, ConfigError, what="config", fix="a config file holds key: value lines (--config)."
+    )
+    raw = raw or {}
     if not isinstance(raw, Mapping):
         raise ConfigError("config must be a YAML mapping of key: value", where=str(path))
     check_keys(raw, where=str(path))
