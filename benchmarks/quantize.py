@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import datetime
 import shlex
 import sys
@@ -39,6 +40,7 @@ import torch
 from common import limited, machine, mean_std, publish  # noqa: E402  (benchmarks/common.py)
 from packing import write_digits_28  # benchmarks/packing.py: the 28x28 IDX files
 
+from neuroprune.chip.capacity import capacity_model
 from neuroprune.chip.profiles import list_profiles, load_profile
 from neuroprune.core.errors import UnsupportedError
 from neuroprune.data.datasets import load_dataset
@@ -53,6 +55,7 @@ from neuroprune.train.loop import default_config, evaluate, train
 
 DIGITS_28 = "digits28"
 AUTO = "auto"
+ALWAYS, CHOOSE = "always", "choose"  # --anticipate-mapping
 NEURONS = ("lif", "if")  # --neuron auto tries both, LIF first (kept on a tie)
 DEFAULT_CHIPS = ("all",)
 """``all``: every shipped chip profile."""
@@ -93,6 +96,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"{AUTO}: train both per seed and, per chip, deploy the one whose deployed model "
         "is better on validation (a tie keeps LIF, the tool's default)",
     )
+    parser.add_argument(
+        "--anticipate-mapping",
+        choices=(ALWAYS, CHOOSE),
+        default=None,
+        help="per chip whose finest weight mapping a pruned readout could take (TrueNorth: 4 "
+        "axons per input where <= 64 inputs stay used), prune a model of its own from the same "
+        "dense model with that readout block (CapacityModel.finest_mapping_blocks); "
+        f"{ALWAYS}: deploy that one; {CHOOSE}: quantize both and deploy the one better on "
+        "validation (a tie keeps the shared pruning). 'deployed - float' stays against the "
+        "shared pruned model",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--dense-epochs", type=int, default=15)
     parser.add_argument("--prune-epochs", type=int, default=10)
@@ -105,8 +119,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def pruned_model(args, dataset, model_name: str, seed: int, neuron: str):
-    """Dense training then pruning to the sparsity's exact budget; returns (model, config, B)."""
+def dense_model(args, dataset, model_name: str, seed: int, neuron: str):
+    """The trained dense model and its training config."""
     config = default_config(
         model_name, epochs=args.dense_epochs, timesteps=args.timesteps, seed=seed
     )
@@ -120,8 +134,16 @@ def pruned_model(args, dataset, model_name: str, seed: int, neuron: str):
         seed=seed,
     )
     train(dense, dataset, config)
+    return dense, config
+
+
+def pruned_model(args, dataset, dense, config, blocks=None):
+    """A copy of ``dense`` pruned to the sparsity's exact budget (chip-agnostic; ``blocks``:
+    core blocks the projection imposes, layer name -> InputBlocks); returns (model, B)."""
     summary = summarize(dense, dataset.input_shape, args.timesteps)
     budget = derive_budget(None, summary, sparsity=args.sparsity)
+    if blocks:
+        budget = dataclasses.replace(budget, input_blocks=dict(blocks))
     result = prune_to_budget(
         copy.deepcopy(dense),
         dataset,
@@ -131,7 +153,17 @@ def pruned_model(args, dataset, model_name: str, seed: int, neuron: str):
         epochs=args.prune_epochs,
         finetune_epochs=args.finetune_epochs,
     )
-    return result.model, config, budget.synapses
+    return result.model, budget.synapses
+
+
+def anticipated_blocks(args, dataset, dense, profile) -> dict:
+    """``--anticipate-mapping``: the readout block the chip's finest weight mapping needs
+    (``CapacityModel.finest_mapping_blocks``: TrueNorth's 4 axons per input fit a core with
+    <= 64 inputs), else ``{}``."""
+    if not args.anticipate_mapping:
+        return {}
+    summary = summarize(dense, dataset.input_shape, args.timesteps)
+    return capacity_model(profile).finest_mapping_blocks(summary)
 
 
 def hidden_widths(items: list[str]) -> dict[str, tuple[int, ...]]:
@@ -180,58 +212,86 @@ def run_neuron(args, dataset, model_name: str, seed: int, neuron: str) -> list[d
     rest, then quantize + fine-tune for every chip (decisions read the validation part)."""
     holdout = hold_out(dataset, seed=seed)
     fit_part = dataset if args.validation_in_training else holdout.train
-    model, config, budget = pruned_model(args, fit_part, model_name, seed, neuron)
-    control = float_control(model, fit_part, config, args.qat_epochs)
-    rows = []
+    dense, config = dense_model(args, fit_part, model_name, seed, neuron)
+    shared, budget = pruned_model(args, fit_part, dense, config)
+    control = float_control(shared, fit_part, config, args.qat_epochs)
+    shared_float = evaluate(
+        shared, dataset.x_test, dataset.y_test, config.timesteps, config.encoding, seed=seed
+    )
+    rows, for_blocks = [], {}
     for chip in chip_ids(args.chips):
         profile = load_profile(chip)
-        started = time.perf_counter()
-        try:
-            result = quantize_model(
-                model, profile, dataset, config, finetune_epochs=args.qat_epochs, holdout=holdout
+        blocks = anticipated_blocks(args, fit_part, dense, profile)
+        key = repr(sorted(blocks.items()))
+        if blocks and key not in for_blocks:  # pruned once per distinct block structure
+            for_blocks[key] = pruned_model(args, fit_part, dense, config, blocks)[0]
+        candidates = [("shared", shared, {})]
+        if blocks:
+            own = ("readout block", for_blocks[key], blocks)
+            candidates = [own] if args.anticipate_mapping == ALWAYS else [*candidates, own]
+        tried = []
+        for pruning, model, used in candidates:
+            started = time.perf_counter()
+            try:
+                result = quantize_model(
+                    model,
+                    profile,
+                    dataset,
+                    config,
+                    finetune_epochs=args.qat_epochs,
+                    holdout=holdout,
+                )
+            except UnsupportedError as exc:  # e.g. Speck, Xylo: no analog first layer (direct)
+                tried.append({"model": model_name, "chip": profile.id, "refused": exc.one_line()})
+                print(f"  {model_name} seed={seed} {profile.id}: refused", file=sys.stderr)
+                break
+            row = result_row(result, model_name, seed, neuron, pruning, used)
+            row.update(float=shared_float, budget=budget, control=control)
+            row["seconds"] = time.perf_counter() - started
+            tried.append(row)
+            for note in (n for n in result.notes if "chosen by validation" in n):
+                print(f"  {model_name} seed={seed} {profile.id}: {note}", file=sys.stderr)
+            print(
+                f"  {model_name} {neuron} seed={seed} {profile.id} ({pruning}): "
+                f"float={shared_float:.3f} chip_float={result.accuracy_float:.3f} "
+                f"ptq={result.accuracy_ptq:.3f} qat={result.accuracy_qat:.3f} "
+                f"val_ptq={result.qat.get('val_ptq')} val_qat={result.qat.get('val_qat')} "
+                f"qat {result.qat.get('decision')}",
+                file=sys.stderr,
             )
-        except UnsupportedError as exc:  # e.g. Speck, Xylo: no analog first layer (direct)
-            rows.append({"model": model_name, "chip": profile.id, "refused": exc.one_line()})
-            print(f"  {model_name} seed={seed} {profile.id}: refused", file=sys.stderr)
-            continue
-        mappings = [n for n in result.notes if "chosen by validation" in n]
-        rows.append(
-            {
-                "model": model_name,
-                "seed": seed,
-                "chip": profile.id,
-                "format": result.format,
-                "float": result.accuracy_float,
-                "ptq": result.accuracy_ptq,
-                "qat": result.accuracy_qat,
-                "kept": result.qat.get("decision") == "kept",
-                "deployed": result.accuracy_qat
-                if result.qat.get("decision") == "kept"
-                else result.accuracy_ptq,
-                "budget": budget,
-                "control": control,
-                "before": sum(r["nonzero_before"] for r in result.layers),
-                "after": sum(r["nonzero_after"] for r in result.layers),
-                "clipped": max(r["ptq"]["clipped_fraction"] for r in result.layers),
-                "seconds": time.perf_counter() - started,
-                "mappings": [r.get("mapping") for r in result.layers],
-                "neuron": neuron,
-                "val_deployed": result.qat["val_qat"]
-                if result.qat.get("decision") == "kept"
-                else result.qat["val_ptq"],
-            }
-        )
-        for note in mappings:
-            print(f"  {model_name} seed={seed} {profile.id}: {note}", file=sys.stderr)
-        print(
-            f"  {model_name} {neuron} seed={seed} {profile.id}: "
-            f"float={result.accuracy_float:.3f} "
-            f"ptq={result.accuracy_ptq:.3f} qat={result.accuracy_qat:.3f} "
-            f"val_ptq={result.qat.get('val_ptq')} val_qat={result.qat.get('val_qat')} "
-            f"qat {result.qat.get('decision')}",
-            file=sys.stderr,
-        )
+        rows.append(tried[0] if "refused" in tried[0] else best_on_validation(tried))
     return rows
+
+
+def best_on_validation(tried: list[dict]) -> dict:
+    """The candidate whose deployed model scores best on validation; a tie keeps the first
+    (the shared, unstructured pruning)."""
+    return max(enumerate(tried), key=lambda item: (item[1]["val_deployed"], -item[0]))[1]
+
+
+def result_row(result, model_name: str, seed: int, neuron: str, pruning: str, blocks) -> dict:
+    """One table row's figures from a :class:`QuantizeResult` (``float``, ``budget`` and
+    ``control`` are the caller's)."""
+    kept = result.qat.get("decision") == "kept"
+    return {
+        "model": model_name,
+        "seed": seed,
+        "chip": result.chip,
+        "format": result.format,
+        "chip_float": result.accuracy_float,
+        "pruning": pruning,
+        "anticipated": [b.describe(name) for name, b in blocks.items()],
+        "ptq": result.accuracy_ptq,
+        "qat": result.accuracy_qat,
+        "kept": kept,
+        "deployed": result.accuracy_qat if kept else result.accuracy_ptq,
+        "before": sum(r["nonzero_before"] for r in result.layers),
+        "after": sum(r["nonzero_after"] for r in result.layers),
+        "clipped": max(r["ptq"]["clipped_fraction"] for r in result.layers),
+        "mappings": [r.get("mapping") for r in result.layers],
+        "neuron": neuron,
+        "val_deployed": result.qat["val_qat"] if kept else result.qat["val_ptq"],
+    }
 
 
 def table(rows: list[dict], show_neuron: bool = False) -> str:
@@ -243,10 +303,22 @@ def table(rows: list[dict], show_neuron: bool = False) -> str:
         "(min..max) | lost (max) | max clipped (PTQ) | mapping per layer, per seed |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    own = any(r.get("pruning") for r in rows) and any(r.get("anticipated") for r in rows)
+    if own:  # --anticipate-mapping: the float model pruned for the chip, after the shared one
+        lines = [
+            line.replace(" float + same", " pruned for the chip, float (%) | float + same", 1)
+            if i == 0
+            else line + "---|"
+            for i, line in enumerate(lines)
+        ]
     keys = list(dict.fromkeys((r["model"], r["chip"]) for r in rows if "refused" not in r))
     for model, chip in keys:
         group = [r for r in rows if (r["model"], r["chip"]) == (model, chip)]
-        cells = [mean_std([r[k] for r in group]) for k in ("float", "control", "ptq", "qat")]
+        keys_shown = ("float", "chip_float", "control", "ptq", "qat") if own else None
+        cells = [
+            mean_std([r[k] for r in group])
+            for k in keys_shown or ("float", "control", "ptq", "qat")
+        ]
         kept = f"{sum(r['kept'] for r in group)}/{len(group)}"
         drop = mean_std([r["deployed"] - r["float"] for r in group])
         budgets = sorted({r["budget"] for r in group})
@@ -267,7 +339,11 @@ def table(rows: list[dict], show_neuron: bool = False) -> str:
 def mapping_cell(group: list[dict], show_neuron: bool = False) -> str:
     """Each seed's mapping per layer (TrueNorth: ``4x``/``2x`` axons per input; ``-`` where
     the format has one mapping), led by the neuron deployed where ``show_neuron``."""
-    seeds = [",".join(m or "-" for m in r["mappings"]) for r in group]
+    seeds = [
+        ",".join(m or "-" for m in r["mappings"])
+        + (" (readout block)" if r.get("pruning") == "readout block" else "")
+        for r in group
+    ]
     if show_neuron:
         return " / ".join(f"{r['neuron'].upper()} {x}" for r, x in zip(group, seeds, strict=True))
     return "-" if all(set(x) <= {"-", ","} for x in seeds) else " / ".join(seeds)
@@ -310,6 +386,17 @@ def report(args, rows: list[dict], seconds: float) -> str:
             ),
             "- mapping per layer: the weight mapping each layer deployed, per seed (TrueNorth: "
             "4x or 2x axons per input, chosen on validation where both fit)",
+            *(
+                [
+                    "- pruned for the chip (--anticipate-mapping): where the chip's finest "
+                    "weight mapping could take the readout once pruned to few inputs, a model of "
+                    "its own is pruned from the same dense model with that readout block "
+                    "(CapacityModel.finest_mapping_blocks) and quantized; 'pruned float' and "
+                    "'deployed - float' stay the shared model's"
+                ]
+                if args.anticipate_mapping
+                else []
+            ),
             "- QAT kept: seeds where the fine-tune beat PTQ on validation and was kept; deployed: "
             "the kept model's test accuracy (PTQ where reverted); deployed - float: points "
             "against the pruned float model.",

@@ -50,6 +50,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from neuroprune.chip.encodings import CAPACITY_MODELS
+from neuroprune.chip.formats.base import get_quantizer
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.summary import LayerSummary, NetworkSummary
 
@@ -310,6 +311,45 @@ class CapacityModel:
                 min(blocks, layer.neurons), per_block, layer.neurons, layer.inputs
             )
         return out
+
+    def finest_mapping_blocks(self, summary: NetworkSummary) -> dict[str, InputBlocks]:
+        """One block of ``K = input axons per core // c`` inputs shared by all the readout's
+        neurons, where ``c`` (:meth:`Quantizer.finest_input_copies`: TrueNorth's 4 axons per
+        input, 15 levels ``k A_i`` per neuron, against 2 axons and 4 levels) is more copies
+        than the readout's inputs fit (``inputs x c > axons``) and its neurons fit one core.
+
+        The readout (the last layer, dense) only: its neurons are the classes, so ``K``
+        shared inputs still leave it ``neurons x K`` synapses (640 for 10 classes), while its
+        coarse mapping costs accuracy (TrueNorth LIF on the conv: restoring the readout's float
+        weights gave back 2.7 points); a hidden layer keeps the wide fields its many neurons
+        need. One block in one core also keeps every source's targets in that core (the
+        fan-out rule).
+
+        Not part of :meth:`input_blocks`: the cap itself can cost more than the coarse mapping
+        (docs/benchmarks.md, "TrueNorth LIF on conv: a readout pruned for the 4-axon mapping"),
+        so a caller prunes both ways and keeps the better on validation
+        (``benchmarks/quantize.py --anticipate-mapping choose``)."""
+        axons = self.input_axons_max
+        readout = summary.layers[-1] if summary.layers else None
+        if axons is None or readout is None or readout.kind != "dense":
+            return {}
+        fmt = self.profile.weights
+        quantizer = get_quantizer(fmt, self.profile.path)
+        copies = quantizer.finest_input_copies(quantizer.read_params(fmt, self.profile.path))
+        if copies is None or readout.neurons > self.neurons_max:
+            return {}
+        per_block = max(1, axons // copies)
+        if readout.inputs <= per_block:
+            return {}  # every input may stay: the finest mapping fits unpruned
+        blocks = InputBlocks(
+            1,
+            per_block,
+            readout.neurons,
+            readout.inputs,
+            shared_inputs=True,
+            reason=f"{fmt.format}: {copies} axons per input (its finest mapping) fit one core",
+        )
+        return {readout.name: blocks}
 
     def _shared_axon_blocks(self, layer: LayerSummary) -> InputBlocks | None:
         """Blocks with shared inputs for one dense layer on a core whose axons its neurons

@@ -142,6 +142,13 @@ class Quantizer:
         where the format has one mapping only (nothing to choose)."""
         return ()
 
+    def finest_input_copies(self, params: Any) -> int | None:
+        """Axons per input of the format's finest mapping where that mapping needs more copies
+        than the coarsest one (TrueNorth: 4 axons, 15 levels, against 2), else None: a layer
+        whose used inputs times this number fit a core's axons may take the finest mapping, so
+        the pruning may anticipate it (:meth:`neuroprune.chip.capacity.CapacityModel.input_blocks`)."""
+        return None
+
     def frozen_grid(self, weight: np.ndarray, grid: Grid, params: Any) -> tuple[Grid, list[str]]:
         """The grid fine-tuned weights are re-projected onto: ``grid`` itself, unless the format
         has a rule the new weights could break on it (SpiNNaker's ring-buffer bound widens the

@@ -104,6 +104,13 @@ class TrueNorthQuantizer(Quantizer):
         field = four_axon_field(weight.reshape(weight.shape[0], -1), params)
         return () if field is None else ("4x", "2x")
 
+    def finest_input_copies(self, params: TrueNorthParams) -> int | None:
+        """4 (one axon of each type: 15 levels ``k A_i``) where the core has 4 axon types and
+        the mapping is ``type_levels``; None for ``ternary_duplicate`` (2 copies only)."""
+        if params.mapping == TERNARY or params.axon_types < len(MULTILEVEL_BASIS):
+            return None
+        return len(MULTILEVEL_BASIS)
+
     def _four_axons(self, rows: np.ndarray, params: TrueNorthParams, field: int, *, conv: bool):
         steps = multilevel_steps(rows, MULTILEVEL_MAX)
         step_max = params.type_max // MULTILEVEL_MAX
