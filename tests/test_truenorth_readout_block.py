@@ -134,3 +134,47 @@ def test_a_readout_pruned_into_the_block_takes_the_4_axon_mapping():
             assert lq.extra["axon_duplication"] == TYPES
             assert used[label] * TYPES <= AXONS
     assert used["plain"] > AXONS // TYPES
+
+
+# --------------------------------------------------------------------------------------------
+# the 2-axon levels {-N_i, P_i - N_i, 0, P_i}: P_i and N_i fitted jointly
+
+
+def _pair_error(row: np.ndarray, p: float, n: float) -> float:
+    """Squared error of the nonzero entries of ``row`` snapped to the nearest of
+    ``{-n, p - n, 0, p}`` (plain loop)."""
+    total = 0.0
+    for w in row:
+        if w != 0:
+            total += min((w - q) ** 2 for q in (-n, p - n, 0.0, p))
+    return total
+
+
+def test_weights_on_a_4_level_set_are_recovered_exactly():
+    """Entries drawn from ``{-2, 1, 3}`` (``P = 3``, ``N = 2``, ``P - N = 1``): the joint fit
+    finds ``P``, ``N`` with zero error; fitting each sign alone cannot (its positive level
+    averages 1 and 3)."""
+    from neuroprune.chip.formats.truenorth import signed_pair_magnitudes, ternary_magnitudes
+
+    rng = np.random.default_rng(1)
+    row = rng.choice([-2.0, 1.0, 3.0, 0.0], size=60)
+    p, n = signed_pair_magnitudes(row[None, :])
+    assert (p[0], n[0]) == pytest.approx((3.0, 2.0))
+    alone_p = ternary_magnitudes(np.where(row > 0, row, 0.0)[None, :])[0]
+    alone_n = ternary_magnitudes(np.where(row < 0, -row, 0.0)[None, :])[0]
+    assert _pair_error(row, alone_p, alone_n) > 1.0
+    assert _pair_error(row, p[0], n[0]) == pytest.approx(0.0, abs=1e-18)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_joint_fit_never_has_more_error_than_the_per_sign_fit(seed):
+    from neuroprune.chip.formats.truenorth import signed_pair_magnitudes, ternary_magnitudes
+
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(8, 40)) * (rng.random((8, 40)) < 0.4)
+    rows[0] = np.abs(rows[0])  # one row with positive weights only
+    p, n = signed_pair_magnitudes(rows)
+    alone_p = ternary_magnitudes(np.where(rows > 0, rows, 0.0))
+    alone_n = ternary_magnitudes(np.where(rows < 0, -rows, 0.0))
+    for i, row in enumerate(rows):
+        assert _pair_error(row, p[i], n[i]) <= _pair_error(row, alone_p[i], alone_n[i]) + 1e-12
