@@ -47,7 +47,6 @@ TYPE_LEVELS = "type_levels"
 TERNARY = "ternary_duplicate"
 MULTILEVEL_BASIS = (1, 2, 4, -7)  # type weights / A_i with 4 copies: subset sums -7..7
 MULTILEVEL_MAX = 7
-PAIR_STARTS = (0.5, 1.0, 1.5, 2.0)  # starts of the 2-axon fit, x the per-sign magnitudes
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,8 @@ class TrueNorthQuantizer(Quantizer):
         return grid, extra, notes
 
     def _two_axons(self, rows: np.ndarray, params: TrueNorthParams):
-        positive, negative = signed_pair_magnitudes(rows)
+        positive = ternary_magnitudes(np.where(rows > 0, rows, 0.0))
+        negative = ternary_magnitudes(np.where(rows < 0, -rows, 0.0))
         scale = uniform_max_scale(np.maximum(positive, negative), params.type_max)
         grid = Grid(scale=scale, int_min=-params.type_max, int_max=params.type_max)
         grid = signed_pair_grid(positive, negative, grid)
@@ -181,9 +181,10 @@ class TrueNorthQuantizer(Quantizer):
             signed = weight.reshape(weight.shape[0], -1)
             steps = multilevel_steps(signed, MULTILEVEL_MAX)
             return multilevel_grid(steps, grid, params.type_max // MULTILEVEL_MAX)
-        if levels.shape[-1] == 4:  # Lloyd from the current levels (called every QAT step)
-            p, n = levels[:, 3] * grid.scale, -levels[:, 0] * grid.scale
-            positive, negative = _pair_lloyd(weight.reshape(weight.shape[0], -1), p, n)
+        if levels.shape[-1] == 4:
+            signed = weight.reshape(weight.shape[0], -1)
+            positive = ternary_magnitudes(np.where(signed > 0, signed, 0.0))
+            negative = ternary_magnitudes(np.where(signed < 0, -signed, 0.0))
             return signed_pair_grid(positive, negative, grid, params.type_max)
         return ternary_grid(ternary_magnitudes(rows), grid)
 
@@ -263,61 +264,6 @@ def ternary_grid(magnitudes: np.ndarray, grid: Grid) -> Grid:
     type_weights = np.clip(np.rint(magnitudes / grid.scale), 1, grid.int_max).astype(np.int64)
     levels = np.stack([-type_weights, np.zeros_like(type_weights), type_weights], axis=1)
     return replace(grid, levels=levels)
-
-
-def signed_pair_magnitudes(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, ``(P, N)`` minimising ``sum (w - q)**2`` over the nonzero entries, ``q`` the
-    nearest of ``{-N, P - N, 0, P}``: Lloyd (:func:`_pair_lloyd`) from the per-sign
-    magnitudes (:func:`ternary_magnitudes`) scaled by every pair of :data:`PAIR_STARTS`, the
-    start with the least error kept per row (never more than the per-sign fit's own)."""
-    p0 = ternary_magnitudes(np.where(rows > 0, rows, 0.0))
-    n0 = ternary_magnitudes(np.where(rows < 0, -rows, 0.0))
-    best_p, best_n, best = p0, n0, _pair_error(rows, p0, n0)
-    for f in PAIR_STARTS:
-        for g in PAIR_STARTS:
-            p, n = _pair_lloyd(rows, p0 * f, n0 * g)
-            error = _pair_error(rows, p, n)
-            better = error < best
-            best_p, best_n = np.where(better, p, best_p), np.where(better, n, best_n)
-            best = np.minimum(error, best)
-    return best_p, best_n
-
-
-def _pair_levels(p: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """``[0, -N, P - N, P]`` per row (0 first: a tie goes to 0)."""
-    return np.stack([np.zeros_like(p), -n, p - n, p], axis=1)
-
-
-def _pair_error(rows: np.ndarray, p: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Per row, the squared error of the nonzero entries snapped to the nearest level."""
-    gap = np.abs(rows[:, :, None] - _pair_levels(p, n)[:, None, :]).min(axis=2)
-    return ((gap * (rows != 0)) ** 2).sum(axis=1)
-
-
-def _pair_lloyd(rows: np.ndarray, p: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd on ``{-N, P - N, 0, P}``: assign each nonzero entry to its nearest level, then
-    the least-squares ``P``, ``N`` of that assignment. With ``n_x``, ``S_x`` the count and sum
-    of the entries at level ``x`` (``D`` = ``P - N``):
-
-        (n_P + n_D) P - n_D N = S_P + S_D,    -n_D P + (n_N + n_D) N = -(S_N + S_D)
-
-    A row whose system is singular keeps its values; ``P``, ``N`` stay >= 0."""
-    nonzero = rows != 0
-    for _ in range(LLOYD_ITERATIONS):
-        pick = np.argmin(np.abs(rows[:, :, None] - _pair_levels(p, n)[:, None, :]), axis=2)
-        at = [nonzero & (pick == level) for level in (1, 2, 3)]
-        s_n, s_d, s_p = ((rows * chosen).sum(axis=1) for chosen in at)
-        n_n, n_d, n_p = (chosen.sum(axis=1).astype(np.float64) for chosen in at)
-        a, b, d = n_p + n_d, -n_d, n_n + n_d
-        det = a * d - b * b
-        ok = det > 0
-        safe = np.where(ok, det, 1.0)
-        new_p = np.maximum(np.where(ok, (d * (s_p + s_d) + b * (s_n + s_d)) / safe, p), 0.0)
-        new_n = np.maximum(np.where(ok, (-a * (s_n + s_d) - b * (s_p + s_d)) / safe, n), 0.0)
-        if np.array_equal(new_p, p) and np.array_equal(new_n, n):
-            break
-        p, n = new_p, new_n
-    return p, n
 
 
 def ternary_magnitudes(rows: np.ndarray) -> np.ndarray:
