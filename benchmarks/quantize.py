@@ -18,7 +18,11 @@ weights per neuron, ``axon_duplication``; each layer's mapping, chosen on valida
 both fit, is in the last column). Each seed's validation part is cut before any training (as
 ``fit`` does; ``--validation-in-training`` restores the earlier protocol); ``--neuron auto``
 trains LIF and IF and deploys, per chip, the better on validation; ``--dataset digits28``
-(the digits as 28x28 MNIST IDX files) with ``--hidden mlp=128`` gives the 784-128-10 mlp::
+(the digits as 28x28 MNIST IDX files) with ``--hidden mlp=128`` gives the 784-128-10 mlp.
+``--anticipate-mapping choose`` also prunes, from the same dense model, a model whose readout
+keeps one block of inputs few enough for the chip's finest mapping (TrueNorth: <= 64 inputs,
+4 axons each; ``CapacityModel.finest_mapping_blocks``) and deploys, per chip and seed, the
+candidate better on validation (``always``: the block model alone)::
 
     python benchmarks/quantize.py --models mlp conv --hidden mlp=512,256 --seeds 0 1 2 \\
         --out docs/benchmarks/quantize.md
