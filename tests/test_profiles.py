@@ -225,7 +225,9 @@ def test_facts_that_must_not_leak() -> None:
     darwin = load_profile("darwin2")
     assert darwin.energy.synop_pj is None, "5.47 pJ is Darwin3, a different chip"
     assert load_profile("speck").core.layers_per_core == "one"
-    assert load_profile("truenorth").neuron.fan_out_unit == "core"
+    truenorth = load_profile("truenorth").neuron  # one target axon; more by copies in its core
+    assert (truenorth.fan_out_max, truenorth.fan_out_unit) == (1, "axon")
+    assert truenorth.fan_out_met_by == "source_copies"
     assert load_profile("speck").neuron.fan_out_unit == "layer"
 
 
