@@ -240,9 +240,14 @@ class _Packer:
         return [np.concatenate(parts) for parts in rows.values()]
 
     def freeze(self, strategy: str) -> Packing:
+        """The packing; placements in network order where layers were placed last first."""
         used = sorted((c for c in self.cores if c.groups), key=lambda c: c.index)
         loads = tuple(self._core_load(c) for c in used)
-        return Packing(loads, tuple(self.placements), strategy, self.profile.cores)
+        placements = self.placements
+        if self.model.copies_in_source_core:
+            rank = {layer.name: i for i, layer in enumerate(self.summary.layers)}
+            placements = sorted(placements, key=lambda p: (rank[p.layer], p.start))
+        return Packing(loads, tuple(placements), strategy, self.profile.cores)
 
     def _core_load(self, core: _OpenCore) -> CoreLoad:
         usage = self.model.usage(core.load)
