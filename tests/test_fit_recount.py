@@ -488,6 +488,41 @@ def test_worked_crossbar_with_duplicated_inputs():
     assert not verdict.fits and "core_input_axons" in {v.rule for v in verdict.violations}
 
 
+def test_worked_crossbar_with_copies_in_the_source_core():
+    # TrueNorth-like: 8 x 8 tiles, every input on 2 axons (sign per axon type), a neuron
+    # drives 1 axon and meets more fan-out by copies in its own core. fc0: 2 inputs -> 4
+    # neurons, dense (4 axons); fc1: 4 -> 2, dense: 8 axons, one core. Each fc0 neuron feeds 2
+    # axons of fc1's core: d = 2 slots, so fc0 takes 4 neurons + 4 copies = 8 slots, a full
+    # core; fc1's 2 neurons go to the other: 2 cores (lower bound: slots 8 + 2 = 10 of 8 per
+    # core -> 2).
+    net = NetworkSummary((dense("fc0", 4, 2), dense("fc1", 2, 4)), input_shape=(2,))
+    prof = make_profile(
+        "crossbar",
+        rows=8,
+        cols=8,
+        core_neurons=8,
+        cores=16,
+        chip_neurons=128,
+        sign="per_axon_type",
+        fan_out_max=1,
+        fan_out_met_by="source_copies",
+    )
+    report = check_fit(net, prof)
+    assert report.fits and report.cores_used == 2 and report.cores_lower_bound == 2
+    assert report.copies == {"fc0": 4, "fc1": 0}
+    assert [(c.layers, c.neurons, c.copies) for c in report.packing.cores] == [
+        (("fc0",), 8, 4),
+        (("fc1",), 2, 0),
+    ]
+    # fc1 widened to 40 neurons needs 5 cores of 8, each reading the one fc0 neuron on 2
+    # axons: d = 10 slots > 8, which no core holds: the fan_out rule names the copies.
+    wide = NetworkSummary((dense("fc0", 1, 1), dense("fc1", 40, 1)), input_shape=(1,))
+    verdict = check_fit(wide, prof)
+    [copies] = [v for v in verdict.violations if v.rule == "fan_out"]
+    assert (copies.layer, copies.limit, copies.actual) == ("fc0", 8, 10)
+    assert "1 neuron(s) + 9 copies" in copies.hint
+
+
 def test_worked_cam():
     # DYNAP-SE-like: 64 CAM entries per neuron are the fan-in cap; 16 neurons per core and no
     # core memory. 40 neurons with fan-in 64 -> ceil(40/16) = 3 cores; fan-in 65 breaks.

@@ -240,14 +240,45 @@ class _Packer:
         return [np.concatenate(parts) for parts in rows.values()]
 
     def freeze(self, strategy: str) -> Packing:
-        """The packing; placements in network order where layers were placed last first."""
+        """The packing. Where layers were placed last first, cores are renumbered within each
+        chip in network order (the core holding the first layer's first neurons first) and
+        placements listed in network order, as the other chips report them."""
         used = sorted((c for c in self.cores if c.groups), key=lambda c: c.index)
         loads = tuple(self._core_load(c) for c in used)
         placements = self.placements
         if self.model.copies_in_source_core:
             rank = {layer.name: i for i, layer in enumerate(self.summary.layers)}
             placements = sorted(placements, key=lambda p: (rank[p.layer], p.start))
+            number = self._network_order_numbers(placements, loads)
+            loads = tuple(
+                sorted(
+                    (
+                        dataclasses.replace(
+                            c,
+                            index=number[c.index],
+                            layers=tuple(sorted(c.layers, key=rank.__getitem__)),
+                        )
+                        for c in loads
+                    ),
+                    key=lambda c: c.index,
+                )
+            )
+            placements = [dataclasses.replace(p, core=number[p.core]) for p in placements]
         return Packing(loads, tuple(placements), strategy, self.profile.cores)
+
+    @staticmethod
+    def _network_order_numbers(placements: list[Placement], loads: tuple[CoreLoad, ...]):
+        """Old core index -> new: within each chip, the chip's indices in the order its cores
+        first appear in ``placements`` (network order)."""
+        first: dict[int, int] = {}
+        for p in placements:
+            first.setdefault(p.core, len(first))
+        number: dict[int, int] = {}
+        for chip in {c.chip for c in loads}:
+            cores = sorted((c.index for c in loads if c.chip == chip), key=first.__getitem__)
+            for old, new in zip(cores, sorted(cores), strict=True):
+                number[old] = new
+        return number
 
     def _core_load(self, core: _OpenCore) -> CoreLoad:
         usage = self.model.usage(core.load)
