@@ -345,11 +345,14 @@ the layer before, perhaps more cores), conv neurons in index order (channel by c
 by position (:func:`position_order`)."""
 
 
-def strategies(profile: ChipProfile) -> tuple[str, ...]:
-    """The strategies :func:`pack` tries for ``profile``."""
-    if capacity_model(profile).copies_in_source_core:
-        return COPIES_STRATEGIES
-    return PACKING_STRATEGIES
+def strategies(profile: ChipProfile, summary: NetworkSummary | None = None) -> tuple[str, ...]:
+    """The strategies :func:`pack` tries for ``profile`` (for ``summary``: without the
+    position orders where it has no conv layer, which they would place as the others do)."""
+    if not capacity_model(profile).copies_in_source_core:
+        return PACKING_STRATEGIES
+    if summary is not None and all(position_order(x) is None for x in summary.layers):
+        return tuple(name for name in COPIES_STRATEGIES if not name.endswith("_by_position"))
+    return COPIES_STRATEGIES
 
 
 def pack_with(summary: NetworkSummary, profile: ChipProfile, strategy: str) -> Packing:
@@ -415,7 +418,7 @@ def pack(summary: NetworkSummary, profile: ChipProfile, strategy: str = "best") 
         return matched
     if strategy != "best":
         return pack_with(summary, profile, strategy)
-    tried = [pack_with(summary, profile, name) for name in strategies(profile)]
+    tried = [pack_with(summary, profile, name) for name in strategies(profile, summary)]
     return min(tried, key=lambda p: _packing_cost(summary, profile, p))
 
 
