@@ -482,6 +482,10 @@ class LayerScores:
         positive: optional boolean per entry of a dense layer (flattened ``(neurons, inputs)``),
             True where the weight is positive; given where the budget keeps one sign per input
             (``Budget.one_sign_per_input``).
+        input_similarity: optional ``(inputs, inputs)`` similarity of a dense layer's inputs
+            (``pruning.selection.input_similarity``), given for layers pruned into
+            shared-input core blocks: each block then keeps inputs that are not copies of
+            each other (``pruning.selection.diverse_top``).
     """
 
     name: str
@@ -491,3 +495,4 @@ class LayerScores:
     keep_every_group: bool = False
     excitatory: np.ndarray | None = None
     positive: np.ndarray | None = None
+    input_similarity: np.ndarray | None = None

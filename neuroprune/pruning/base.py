@@ -54,6 +54,7 @@ from neuroprune.pruning.selection import (
     KnobControl,
     count_above,
     eligible_in_blocks,
+    input_similarity,
     select_synapses,
 )
 from neuroprune.pruning.targets import Target, find_targets
@@ -380,7 +381,19 @@ class PruningMethod(Callback):
             keep_every_group=target.is_output,
             excitatory=self._excitatory(target),
             positive=self._positive(target),
+            input_similarity=self._input_similarity(target),
         )
+
+    def _input_similarity(self, target: Target) -> np.ndarray | None:
+        """For a dense layer pruned into shared-input core blocks: the similarity of its
+        inputs' trained weight columns (:func:`neuroprune.pruning.selection.input_similarity`
+        of ``theta``), by which each block keeps inputs that are not copies of each other;
+        None elsewhere."""
+        blocks = self.budget.input_blocks.get(target.name)
+        theta = self._theta(target).detach()
+        if blocks is None or not blocks.shared_inputs or theta.dim() != 2:
+            return None
+        return input_similarity(theta.cpu().double().numpy())
 
     def _positive(self, target: Target) -> np.ndarray | None:
         """Where the budget keeps one sign per input: for a dense (2-D) weight, entries whose
@@ -442,12 +455,13 @@ class PruningMethod(Callback):
     def _block_allowed(self, target: Target, scores: torch.Tensor) -> torch.Tensor:
         """Entries the target's core blocks allow (weight's shape, bool), re-chosen from
         ``scores`` at the start and at every controller check, cached between. Shared-input
-        blocks narrow gradually (:func:`block_inputs_now` at this step's progress)."""
+        blocks narrow gradually (:func:`block_inputs_now` at this step's progress) and keep
+        inputs that are not copies of each other (:meth:`_input_similarity`)."""
         cache = self._blocks_cache
         if target.name not in cache or self.step % self.check_every == 0:
             flat = scores.reshape(-1).cpu().double().numpy()
             blocks = block_inputs_now(self.budget.input_blocks[target.name], self.progress)
-            allowed = eligible_in_blocks(flat, blocks)
+            allowed = eligible_in_blocks(flat, blocks, self._input_similarity(target))
             cache[target.name] = torch.as_tensor(allowed.reshape(scores.shape)).to(scores.device)
         return cache[target.name]
 

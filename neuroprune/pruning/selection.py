@@ -73,17 +73,23 @@ def block_mask(layer: LayerScores, blocks: InputBlocks | None) -> np.ndarray:
     A block's affinity for input ``j`` is the summed score of its neurons for ``j``.
     Disjoint blocks (``shared_inputs`` False): each input goes to one block, greedily by
     affinity (pairs in descending affinity, to the block with room for ``inputs_per_block``).
-    Shared inputs: each block keeps its own ``inputs_per_block`` inputs of highest affinity
-    (ties by lower index), whatever the other blocks keep. Entry ``(i, j)`` stays eligible iff
-    input ``j`` belongs to neuron ``i``'s block. Entries are the flattened ``(neurons, inputs)``
+    Shared inputs: each block keeps its own ``inputs_per_block`` inputs, whatever the other
+    blocks keep: those of highest affinity (ties by lower index), or, where the layer gives
+    ``LayerScores.input_similarity``, the most important inputs that are not copies of inputs
+    the block already has (:func:`diverse_top`). Entry ``(i, j)`` stays eligible iff input
+    ``j`` belongs to neuron ``i``'s block. Entries are the flattened ``(neurons, inputs)``
     matrix.
     """
-    return eligible_in_blocks(np.asarray(layer.scores, np.float64), blocks)
+    return eligible_in_blocks(np.asarray(layer.scores, np.float64), blocks, layer.input_similarity)
 
 
-def eligible_in_blocks(scores: np.ndarray, blocks: InputBlocks | None) -> np.ndarray:
+def eligible_in_blocks(
+    scores: np.ndarray, blocks: InputBlocks | None, similarity: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`block_mask` on a flat score vector of a ``(neurons, inputs)`` layer (all True
-    without blocks or when the shape does not match)."""
+    without blocks or when the shape does not match); ``similarity``: the ``(inputs,
+    inputs)`` :func:`input_similarity` of the layer for shared-input blocks (None: plain
+    top affinity)."""
     n = len(scores)
     if blocks is None or n != blocks.neurons * blocks.inputs:
         return np.ones(n, dtype=bool)
@@ -91,9 +97,13 @@ def eligible_in_blocks(scores: np.ndarray, blocks: InputBlocks | None) -> np.nda
     block_of = np.arange(blocks.neurons) // blocks.size
     affinity = np.stack([scores[block_of == b].sum(axis=0) for b in range(blocks.blocks)])
     if blocks.shared_inputs:
-        chosen = np.zeros_like(affinity, dtype=bool)
-        top = np.argsort(-affinity, axis=1, kind="stable")[:, : blocks.inputs_per_block]
-        np.put_along_axis(chosen, top, True, axis=1)
+        k = blocks.inputs_per_block
+        if similarity is not None and similarity.shape == (blocks.inputs, blocks.inputs):
+            chosen = np.stack([diverse_top(a, similarity, k) for a in affinity])
+        else:
+            chosen = np.zeros_like(affinity, dtype=bool)
+            top = np.argsort(-affinity, axis=1, kind="stable")[:, :k]
+            np.put_along_axis(chosen, top, True, axis=1)
         return chosen[block_of].reshape(-1)
     owner = np.full(blocks.inputs, -1)
     room = np.full(blocks.blocks, blocks.inputs_per_block)
@@ -102,6 +112,43 @@ def eligible_in_blocks(scores: np.ndarray, blocks: InputBlocks | None) -> np.nda
         if owner[j] < 0 and room[b] > 0:
             owner[j], room[b] = b, room[b] - 1
     return (owner[None, :] == block_of[:, None]).reshape(-1)
+
+
+def input_similarity(weight: np.ndarray) -> np.ndarray:
+    """How alike two inputs of a dense layer drive its neurons: ``(inputs, inputs)``,
+
+        sim_jk = |w_j . w_k| / (||w_j|| ||w_k||)     (0 where a column is all zero),
+
+    with ``w_j`` the weight column of input ``j`` over the layer's neurons (``weight`` is
+    ``(neurons, inputs)``). Inputs that carry the same signal (a pixel and its copy in an
+    upsampled image, two neighbouring pixels) receive the same gradient at every neuron, so
+    training makes their columns near parallel: ``sim`` near 1 says a block holding one of
+    them gains little from the other."""
+    w = np.asarray(weight, np.float64)
+    norms = np.linalg.norm(w, axis=0)
+    unit = w / np.where(norms > 0, norms, 1.0)
+    return np.clip(np.abs(unit.T @ unit), 0.0, 1.0)
+
+
+def diverse_top(affinity: np.ndarray, similarity: np.ndarray, k: int) -> np.ndarray:
+    """``k`` inputs (bool mask) chosen greedily for importance without redundancy: each step
+    takes the input of largest
+
+        gain_j = a_j (1 - max_{m chosen} sim_jm + 1e-9)
+
+    (``a`` the block's affinity, ``sim`` :func:`input_similarity`; ties by lower index), so
+    a block keeps one copy of each signal before a second copy of any, and the plain top-k
+    order where no two inputs are alike (``sim`` the identity). The ``1e-9`` orders the
+    inputs left once every one resembles a chosen input fully by their affinity."""
+    a = np.maximum(np.asarray(affinity, np.float64), 0.0)
+    chosen = np.zeros(len(a), dtype=bool)
+    closest = np.zeros(len(a))
+    for _ in range(min(int(k), len(a))):
+        gain = np.where(chosen, -np.inf, a * (1.0 - closest + 1e-9))
+        j = int(np.argmax(gain))
+        chosen[j] = True
+        closest = np.maximum(closest, similarity[j])
+    return chosen
 
 
 def _descending(scores: np.ndarray) -> np.ndarray:
