@@ -116,3 +116,40 @@ def test_a_higher_validation_loss_stops_and_reverts_even_with_a_higher_accuracy(
     assert qat["decision"] == "reverted"
     assert qat["reason"].startswith("worse on validation")
     assert result.accuracy_qat is not None  # the fine-tune's test accuracy is still reported
+
+
+def _reverted_record():
+    from neuroprune.run.record import QatRecord, QuantizedRecord
+
+    qat = QatRecord(
+        decision="reverted",
+        reason="worse on validation: kept PTQ",
+        val_ptq=0.90,
+        val_qat=0.95,
+        val_loss_ptq=0.1234,
+        val_loss_qat=0.5678,
+        val_samples=144,
+        epochs_asked=2,
+        epochs_run=2,
+        best_epoch=1,
+    )
+    return QuantizedRecord(accuracy=0.9, synapses=10, neurons=2, format="loihi", qat=qat)
+
+
+def test_report_md_names_each_loss_with_its_model():
+    from neuroprune.reports.markdown import _quantization
+
+    text = "\n".join(_quantization(_reverted_record()))
+    assert "validation loss 0.1234 post-training vs 0.5678 fine-tuned" in text
+    assert "validation 90.00 % post-training vs 95.00 % fine-tuned" in text
+
+
+def test_the_reverted_warning_gives_both_losses():
+    from neuroprune.run.record import BudgetRecord, RunRecord
+    from neuroprune.run.warnings import qat_reverted
+
+    budget = BudgetRecord(synapses=10, source="test", binding="dense", binds=False)
+    record = RunRecord(chip="loihi", budget=budget)
+    record.quantized = _reverted_record()
+    (warning,) = qat_reverted(record, None)
+    assert "validation loss 0.5678 vs 0.1234" in warning.message  # fine-tuned vs PTQ

@@ -235,8 +235,8 @@ def _quantization(quant: QuantizedRecord) -> list[str]:
             f"on): validation {_pct(qat.val_ptq)} post-training vs {_pct(qat.val_qat)} "
             f"fine-tuned"
             + (
-                f", validation loss {qat.val_loss_ptq:.4f} vs {qat.val_loss_qat:.4f} (the "
-                "criterion: the lower is kept)"
+                f", validation loss {qat.val_loss_ptq:.4f} post-training vs "
+                f"{qat.val_loss_qat:.4f} fine-tuned (the criterion: the lower is kept)"
                 if qat.val_loss_ptq is not None and qat.val_loss_qat is not None
                 else ""
             )
