@@ -250,9 +250,15 @@ def model_blocks(
 
 
 def set_module(root: torch.nn.Module, path: str, module: torch.nn.Module) -> None:
-    """Replace the submodule at dotted ``path`` (``"stages.0.blocks.1.neuron2"``) by ``module``."""
+    """Replace the submodule at dotted ``path`` (``"stages.0.blocks.1.neuron2"``) by ``module``.
+
+    SpikingJelly's ``reset_net(root)`` caches the stateful modules it found on its first call
+    (weak references); while the replaced module is still referenced elsewhere, that list
+    would keep resetting it instead of ``module``, whose state would then run on from one
+    batch into the next. The cache of ``root`` is dropped here."""
     parent, _, leaf = path.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, leaf, module)
+    functional.invalidate_reset_cache(root)
 
 
 def has_pooling(model: torch.nn.Module) -> bool:

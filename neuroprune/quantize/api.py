@@ -11,15 +11,21 @@ Steps of :func:`quantize_model`:
 3. up to ``finetune_epochs`` of quantization-aware fine-tuning on the frozen grids with the
    pruning mask kept (:mod:`neuroprune.quantize.qat`), trained on the training split minus its
    validation part (:class:`neuroprune.data.split.Holdout`: the fit run's own cut, handed in,
-   or cut here by the same seeded rule). After every epoch the validation accuracy decides:
-   the best epoch is remembered, and training stops after :data:`PATIENCE` epochs without
+   or cut here by the same seeded rule). After every epoch the validation loss decides: the
+   best epoch is remembered, and training stops after :data:`PATIENCE` epochs without
    improvement (``qat.stopped`` says which). The fine-tune is **kept only if its best
-   validation accuracy beats post-training quantization's**; a tie keeps the simpler PTQ model
-   (``qat.reason = "tie: kept PTQ"``), a lower score too (``qat.decision = "reverted"``). The
-   test split is only reported, never used to decide.
+   validation loss is lower than post-training quantization's**; a tie keeps the simpler PTQ
+   model (``qat.reason = "tie: kept PTQ"``), a higher loss too (``qat.decision =
+   "reverted"``). The test split is only reported, never used to decide.
+
+The validation loss is :func:`spike_count_nll`, the cross-entropy of the output spike counts
+read as logits (the training loss, ``neuroprune.train.loop.spike_loss``). It replaced the
+validation accuracy as the criterion (issue 23): on the 144 samples of the digits' validation
+part one sample is 0.7 points, so equal accuracies were common and a one-sample difference
+decided; the loss sees every sample's margin. The accuracies are still recorded beside it.
 
 Accuracies are test accuracies (0..1) with the training config's timesteps and encoding;
-``validation`` holds the validation accuracies that took the decisions.
+``qat`` holds the validation accuracies and losses that took the decisions.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from neuroprune.chip.schema import ChipProfile
@@ -38,9 +45,18 @@ from neuroprune.quantize.chip import sync_chip_nodes, use_chip_arithmetic
 from neuroprune.quantize.mapping import choose_mappings
 from neuroprune.quantize.model import QuantizedLayer, layer_row, ptq_model, requantize_layer
 from neuroprune.quantize.qat import QuantAwareCallback
-from neuroprune.train.loop import TrainConfig, evaluate, train
+from neuroprune.train.loop import TrainConfig, evaluate, predict, train
 
-PATIENCE = 1  # epochs without a better validation accuracy before fine-tuning stops
+PATIENCE = 1  # epochs without a lower validation loss before fine-tuning stops
+
+
+@dataclass(frozen=True)
+class ValidationScore:
+    """A model on the validation part: ``accuracy`` (0..1) and ``loss``
+    (:func:`spike_count_nll`, nats per sample). A lower loss is better."""
+
+    accuracy: float
+    loss: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,7 +80,8 @@ class QuantizeResult:
         arithmetic: the chip neuron arithmetic the model runs, or ``None`` (float neurons).
         qat: the decision: ``decision`` ("kept", "reverted" or "not run"), ``reason`` (one
             line, "tie: kept PTQ" on a tie), ``val_ptq``, ``val_qat`` (validation accuracies,
-            0..1), ``val_samples``, ``val_digest`` (the cut's
+            0..1), ``val_loss_float``, ``val_loss_ptq``, ``val_loss_qat`` (validation losses,
+            :func:`spike_count_nll`, the criterion), ``val_samples``, ``val_digest`` (the cut's
             :attr:`~neuroprune.data.split.Holdout.digest`), ``epochs_asked``, ``epochs_run``, ``best_epoch``,
             ``stopped`` (why fine-tuning stopped).
     """
@@ -125,7 +142,8 @@ def quantize_model(
     acc_float = _accuracy(model, dataset, train_config)
     analog = holdout.train.x_train if train_config.encoding == "direct" else None
     x_val, y_val = holdout.x_val, holdout.y_val
-    val_float = _score(model, x_val, y_val, train_config)
+    float_score = validation_score(model, x_val, y_val, train_config)
+    val_float = float_score.accuracy
 
     def build(options: Mapping[str, int]):
         qmodel, layers = ptq_model(model, profile, dataset.input_shape, options=options)
@@ -142,7 +160,8 @@ def quantize_model(
         chip_notes = chip_notes + [choice.note() for choice in mappings]
     for layer in layers:
         emit(progress, event="quantize_layer", **layer_row(layer.block, layer.quant))
-    val_ptq = _score(qmodel, x_val, y_val, train_config)
+    ptq_score = validation_score(qmodel, x_val, y_val, train_config)
+    val_ptq = ptq_score.accuracy
     acc_ptq = _accuracy(qmodel, dataset, train_config)
     emit(progress, event="ptq", accuracy=acc_ptq, accuracy_float=acc_float, val_accuracy=val_ptq)
     ptq_rows = [layer_row(layer.block, layer.quant) for layer in layers]
@@ -152,6 +171,9 @@ def quantize_model(
         "val_float": val_float,
         "val_ptq": val_ptq,
         "val_qat": None,
+        "val_loss_float": float_score.loss,
+        "val_loss_ptq": ptq_score.loss,
+        "val_loss_qat": None,
         "val_samples": len(y_val),
         "val_digest": holdout.digest,
         "epochs_asked": int(finetune_epochs),
@@ -176,11 +198,12 @@ def quantize_model(
             progress,
         )
         acc_qat = _accuracy(qmodel, dataset, train_config)
-        keep, reason = qat_decision(val_ptq, best["val"])
+        keep, reason = qat_decision(ptq_score, best["score"])
         qat.update(
             decision="kept" if keep else "reverted",
             reason=reason,
-            val_qat=best["val"],
+            val_qat=best["score"].accuracy,
+            val_loss_qat=best["score"].loss,
             epochs_run=len(history),
             best_epoch=best["epoch"],
             stopped=stop_reason(len(history), finetune_epochs, best["epoch"]),
@@ -221,14 +244,47 @@ def skip_reason(val_float: float, val_ptq: float) -> str:
     )
 
 
-def qat_decision(val_ptq: float, val_qat: float) -> tuple[bool, str]:
-    """``(keep the fine-tune, one-line reason)``: kept only when its best validation accuracy
-    is strictly higher than post-training quantization's; a tie keeps the simpler PTQ model."""
-    if val_qat > val_ptq:
-        return True, f"better on validation: kept QAT ({_pct(val_qat)} > {_pct(val_ptq)})"
-    if val_qat == val_ptq:
-        return False, f"tie: kept PTQ ({_pct(val_qat)} = {_pct(val_ptq)} on validation)"
-    return False, f"worse on validation: kept PTQ ({_pct(val_qat)} < {_pct(val_ptq)})"
+def qat_decision(ptq: ValidationScore, qat: ValidationScore) -> tuple[bool, str]:
+    """``(keep the fine-tune, one-line reason)``: kept only when its best validation loss is
+    strictly lower than post-training quantization's; a tie keeps the simpler PTQ model. The
+    reason gives both losses and both accuracies."""
+    scores = (
+        f"validation loss {qat.loss:.4f} vs {ptq.loss:.4f}, "
+        f"accuracy {_pct(qat.accuracy)} vs {_pct(ptq.accuracy)}"
+    )
+    if qat.loss < ptq.loss:
+        return True, f"better on validation: kept QAT ({scores})"
+    if qat.loss == ptq.loss:
+        return False, f"tie: kept PTQ ({scores})"
+    return False, f"worse on validation: kept PTQ ({scores})"
+
+
+def spike_count_nll(counts: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy (nats) of the output spike counts ``[N, K]`` read as logits against
+    ``labels [N]``: ``mean_n(logsumexp(counts_n) - counts_n[y_n])``, the training loss
+    (``spike_loss``, ``ce``: the counts are ``T`` times the rates). Rows whose label is not a
+    class index (``0 <= y < K``) are left out; none left: 0.0."""
+    counts = np.asarray(counts, dtype=np.float64)
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    if counts.ndim != 2 or not len(labels):
+        return 0.0
+    valid = (labels >= 0) & (labels < counts.shape[1])
+    if not valid.any():
+        return 0.0
+    rows, y = counts[valid], labels[valid]
+    top = rows.max(axis=1)
+    logsumexp = top + np.log(np.exp(rows - top[:, None]).sum(axis=1))
+    return float(np.mean(logsumexp - rows[np.arange(len(y)), y]))
+
+
+def validation_score(model, x, y, config: TrainConfig) -> ValidationScore:
+    """Accuracy and :func:`spike_count_nll` of ``model`` on ``(x, y)`` (one prediction pass)."""
+    labels = y.cpu().numpy() if torch.is_tensor(y) else np.asarray(y)
+    if not len(labels):
+        return ValidationScore(accuracy=0.0, loss=0.0)
+    predictions, counts = predict(model, x, config.timesteps, config.encoding, seed=config.seed)
+    accuracy = float(np.mean(predictions == labels))
+    return ValidationScore(accuracy=accuracy, loss=spike_count_nll(counts, labels))
 
 
 def stop_reason(epochs_run: int, epochs_asked: int, best_epoch: int) -> str:
@@ -237,8 +293,8 @@ def stop_reason(epochs_run: int, epochs_asked: int, best_epoch: int) -> str:
     if epochs_run >= epochs_asked:
         return f"all {epochs_asked} epochs ran"
     return (
-        f"early stop after epoch {epochs_run} of {epochs_asked}: no better validation "
-        f"accuracy for {PATIENCE} epoch(s) after epoch {best_epoch}"
+        f"early stop after epoch {epochs_run} of {epochs_asked}: no lower validation "
+        f"loss for {PATIENCE} epoch(s) after epoch {best_epoch}"
     )
 
 
@@ -247,13 +303,14 @@ def _pct(value: float) -> str:
 
 
 def _finetune(qmodel, layers, profile, fit_part, val, config, epochs, progress):
-    """Fine-tune epoch by epoch; keep the latent weights of the best validation epoch and stop
-    after :data:`PATIENCE` epochs without improvement; re-snap the best onto the grids.
+    """Fine-tune epoch by epoch; keep the latent weights of the epoch with the lowest
+    validation loss and stop after :data:`PATIENCE` epochs without a lower one; re-snap the
+    best onto the grids.
 
-    Returns ``(layers, history, {"val": best validation accuracy, "epoch": its epoch})``.
+    Returns ``(layers, history, {"score": its ValidationScore, "epoch": its epoch})``.
     """
     callback = QuantAwareCallback(layers, profile)
-    best = {"val": -1.0, "epoch": 0, "state": None}
+    best: dict[str, Any] = {"score": None, "epoch": 0, "state": None}
     history, optimizer_state = [], None
     for epoch in range(epochs):
         result = train(
@@ -266,16 +323,24 @@ def _finetune(qmodel, layers, profile, fit_part, val, config, epochs, progress):
             optimizer_state=optimizer_state,
         )
         optimizer_state = result.optimizer_state
-        score = _score(qmodel, val[0], val[1], config)
-        history.append({**result.history[-1], "val_accuracy": score})
-        emit(progress, event="qat_validation", epoch=epoch + 1, val_accuracy=score)
-        if score > best["val"]:
-            best = {"val": score, "epoch": epoch + 1, "state": callback.snapshot()}
+        score = validation_score(qmodel, val[0], val[1], config)
+        history.append(
+            {**result.history[-1], "val_accuracy": score.accuracy, "val_loss": score.loss}
+        )
+        emit(
+            progress,
+            event="qat_validation",
+            epoch=epoch + 1,
+            val_accuracy=score.accuracy,
+            val_loss=score.loss,
+        )
+        if best["score"] is None or score.loss < best["score"].loss:
+            best = {"score": score, "epoch": epoch + 1, "state": callback.snapshot()}
         elif epoch + 1 - best["epoch"] >= PATIENCE:
             break
     final = [_requantize(layer, profile, best["state"]) for layer in layers]
     sync_chip_nodes(final)
-    return final, tuple(history), {"val": best["val"], "epoch": best["epoch"]}
+    return final, tuple(history), {"score": best["score"], "epoch": best["epoch"]}
 
 
 def _requantize(layer: QuantizedLayer, profile: ChipProfile, state) -> QuantizedLayer:

@@ -233,7 +233,14 @@ def _quantization(quant: QuantizedRecord) -> list[str]:
             f"Fine-tuning {qat.decision} on the validation part "
             f"({qat.val_samples} training samples held out before any training, never trained "
             f"on): validation {_pct(qat.val_ptq)} post-training vs {_pct(qat.val_qat)} "
-            f"fine-tuned (best epoch {qat.best_epoch} of {qat.epochs_run} run"
+            f"fine-tuned"
+            + (
+                f", validation loss {qat.val_loss_ptq:.4f} post-training vs "
+                f"{qat.val_loss_qat:.4f} fine-tuned (the criterion: the lower is kept)"
+                if qat.val_loss_ptq is not None and qat.val_loss_qat is not None
+                else ""
+            )
+            + f" (best epoch {qat.best_epoch} of {qat.epochs_run} run"
             + (f", {qat.epochs_asked} asked" if qat.epochs_asked is not None else "")
             + ")"
             + (f"; {qat.reason}" if qat.reason else "")

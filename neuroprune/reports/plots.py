@@ -141,7 +141,7 @@ def training_curves(
                 marker="x",
                 ms=4,
                 color=style["color"],
-                label="validation part (decides keep / revert)",
+                label="validation accuracy (its loss decides keep / revert)",
             )
         offset = spans[stage][1]
     _quantization_drop(acc_ax, quantized, spans, reverted)

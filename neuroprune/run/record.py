@@ -148,8 +148,9 @@ class QatRecord(_Section):
     """Quantization-aware fine-tuning: ``decision`` (``kept``, ``reverted``, ``skipped`` or
     ``not run``) and its one-line ``reason`` ("tie: kept PTQ ..." when the validation
     accuracies are equal; ``skipped`` when post-training quantization lost nothing on
-    validation, ``val_ptq >= val_float``), the validation accuracies compared (0..1, of the
-    pruned float model, after PTQ and the fine-tune's best epoch), held-out
+    validation, ``val_ptq >= val_float``), the validation accuracies (0..1, of the
+    pruned float model, after PTQ and the fine-tune's best epoch) and losses (``val_loss_*``,
+    mean cross-entropy of the spike counts in nats: the keep/revert criterion), held-out
     samples and their cut's ``val_digest`` (:class:`ValidationRecord` ``digest``), epochs asked (``--quant-epochs``) and run, the best epoch, and why it ``stopped``
     (every epoch ran, or early stop)."""
 
@@ -160,6 +161,9 @@ class QatRecord(_Section):
             "val_float",
             "val_ptq",
             "val_qat",
+            "val_loss_float",
+            "val_loss_ptq",
+            "val_loss_qat",
             "val_samples",
             "val_digest",
             "epochs_asked",
@@ -174,6 +178,9 @@ class QatRecord(_Section):
     val_float: float | None = None
     val_ptq: float | None = None
     val_qat: float | None = None
+    val_loss_float: float | None = None
+    val_loss_ptq: float | None = None
+    val_loss_qat: float | None = None
     val_samples: int | None = None
     val_digest: str | None = None
     epochs_asked: int | None = None

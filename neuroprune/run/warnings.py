@@ -300,8 +300,8 @@ def _worst_layer_loss(layers: list[Any]) -> str | None:
 
 @warning_rule("qat_reverted")
 def qat_reverted(record: RunRecord, profile: ChipProfile | None) -> list[WarningRecord]:
-    """Quantization-aware fine-tuning did not beat PTQ on validation and was undone (a tie
-    keeps the simpler PTQ model; the message says "tie: kept PTQ")."""
+    """Quantization-aware fine-tuning did not lower the validation loss of PTQ and was undone
+    (a tie keeps the simpler PTQ model; the message says "tie: kept PTQ")."""
     quant = record.quantized
     if quant is None or quant.qat.decision != "reverted":
         return []
@@ -314,9 +314,17 @@ def qat_reverted(record: RunRecord, profile: ChipProfile | None) -> list[Warning
             stage="quantize",
             message=f"quantization-aware fine-tuning was reverted{why}: validation "
             f"{_pct(qat.val_qat)} fine-tuned vs {_pct(qat.val_ptq)} after post-training "
-            f"quantization ({ran} epoch(s) run); the deployed model is the post-training one",
+            f"quantization{_losses(qat)} ({ran} epoch(s) run); the deployed model is the "
+            "post-training one",
         )
     ]
+
+
+def _losses(qat) -> str:
+    """``", validation loss A vs B"`` (fine-tuned vs PTQ) where both are recorded."""
+    if qat.val_loss_qat is None or qat.val_loss_ptq is None:
+        return ""
+    return f", validation loss {qat.val_loss_qat:.4f} vs {qat.val_loss_ptq:.4f}"
 
 
 @warning_rule("cores_not_saved")
