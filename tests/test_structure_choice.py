@@ -16,7 +16,9 @@ from fit_args import tiny_fit_args
 from spikingjelly.activation_based import neuron
 
 from neuroprune.cli.app import main
+from neuroprune.pipeline.neuron_choice import choose
 from neuroprune.pipeline.stages import quantize as quantize_stage
+from neuroprune.run.record import NeuronCandidateRecord
 from neuroprune.run.rundir import RunDir
 
 BLOCK_INPUTS = 256 // 4  # TrueNorth: 256 axons per core, 4 axons per input (vendor_notes.md)
@@ -154,3 +156,12 @@ def test_a_chip_without_a_finer_mapping_runs_as_before(tmp_path):
     assert "neuron_choice" not in json.loads((run / "report.json").read_text())
     assert "prune (" not in (run / "log.txt").read_text()
     _only_the_run_is_left(tmp_path)
+
+
+def test_a_tie_that_leaves_out_the_default_keeps_the_candidate_tried_first():
+    figures = {"lif": 0.5, "lif+readout-block": 0.6, "if": 0.7, "if+readout-block": 0.7}
+    pairs = {name: (name.split("+")[0], name.partition("+")[2] or "ordinary") for name in figures}
+    scores = {name: NeuronCandidateRecord(val_deployed=value) for name, value in figures.items()}
+    chosen, record = choose(scores, {}, pairs)
+    assert chosen == "if" and (record.chosen, record.structure) == ("if", "ordinary")
+    assert "kept if, tried first" in record.rule and "default" not in record.rule

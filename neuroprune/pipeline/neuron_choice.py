@@ -271,8 +271,14 @@ def _rule(
     figures = ", ".join(f"{name} {_pct(score.val_deployed)}" for name, score in scores.items())
     best = scores[chosen].val_deployed
     tied = [n for n, s in scores.items() if s.val_deployed == best and n != chosen]
-    if tied:
+    if tied and chosen == default:
         why = f"tie on validation ({figures}): kept {default}, the default"
+    elif tied:
+        why = (
+            f"tie on validation between {', '.join([chosen, *tied])} ({figures}): kept "
+            f"{chosen}, tried first (neurons in registry order, the ordinary pruning before "
+            "the readout block)"
+        )
     else:
         why = f"best deployed model on validation ({figures})"
     if excluded:
