@@ -121,9 +121,10 @@ def row(net_name: str, chip: str) -> dict:
     profile = chip_profile(chip)
     model = capacity_model(profile)
     net = thinned(build(), density, seed=1, cap=model.neuron_input_cap())
-    before = check_fit(net, profile, strategy="next_fit", chips=64)
+    chips = min(64, profile.chips_per_system_max or 64)  # TrueNorth systems hold 16
+    before = check_fit(net, profile, strategy="next_fit", chips=chips)
     start = time.perf_counter()
-    after = check_fit(net, profile, chips=64)
+    after = check_fit(net, profile, chips=chips)
     seconds = time.perf_counter() - start
     return {
         "network": net_name,
@@ -233,6 +234,7 @@ def core_block_rows(args) -> list[dict]:
                         "synapses": result.synapses,
                         "cores": fit.cores_used,
                         "bound": model.cores_lower_bound(pruned),
+                        "copies": None if fit.copies is None else sum(fit.copies.values()),
                         "accuracy": result.accuracy,
                         "blocks": "; ".join(
                             b.describe(name) for name, b in budget.input_blocks.items()
@@ -241,7 +243,8 @@ def core_block_rows(args) -> list[dict]:
                 )
                 print(
                     f"  seed={seed} {chip} {label}: cores={rows[-1]['cores']} "
-                    f"bound={rows[-1]['bound']} acc={result.accuracy:.4f}",
+                    f"bound={rows[-1]['bound']} copies={rows[-1]['copies']} "
+                    f"acc={result.accuracy:.4f}",
                     flush=True,
                 )
     return rows
@@ -258,12 +261,14 @@ def validation_as_test(dataset, seed: int, fraction: float):
 
 
 def core_block_table(rows: list[dict], scored: str = "test") -> str:
-    """Markdown: per chip, before and after: cores (per seed), bound, cores / bound, accuracy
-    (mean and per seed), and the blocks the after budget used."""
+    """Markdown: per chip, before and after: cores (per seed), bound, cores / bound, neuron
+    copies for fan-out (TrueNorth; "-" where the chip copies none), accuracy (mean and per
+    seed), and the blocks the after budget used."""
     lines = [
         "| chip | projection | budget B | kept | cores (per seed) | lower bound (per seed) | "
-        f"max cores / bound | {scored} accuracy % (mean; per seed) | core blocks |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"max cores / bound | copies (per seed) | {scored} accuracy % (mean; per seed) | "
+        "core blocks |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for chip in dict.fromkeys(r["chip"] for r in rows):
         for label in ("before", "after"):
@@ -277,6 +282,7 @@ def core_block_table(rows: list[dict], scored: str = "test") -> str:
                 f"{'/'.join(str(r['synapses']) for r in group)} | "
                 f"{'/'.join(str(r['cores']) for r in group)} | "
                 f"{'/'.join(str(r['bound']) for r in group)} | {ratio:.2f} | "
+                f"{'/'.join('-' if r['copies'] is None else str(r['copies']) for r in group)} | "
                 f"{statistics.fmean(accs):.2f}; {' / '.join(f'{a:.2f}' for a in accs)} | "
                 f"{group[0]['blocks'] or 'none'} |"
             )

@@ -79,6 +79,46 @@ def _neuron_rows(profile, layer, weights) -> np.ndarray:
     return np.diff(layer.connectivity.indptr) * _copies(profile, layer)
 
 
+def _neuron_slots(summary, profile, core_neurons, source, by_name, weights) -> dict:
+    """README ``neuron.fan_out_met_by``: where fan-out is met by copies in the source core, a
+    neuron drives ``fan_out_max`` axons and takes one slot per ``fan_out_max`` axons it drives
+    on the cores of the next layer (at least its own): ``d_j = max(1, ceil(A_j / fan_out_max))``
+    with ``A_j`` the axons ``(source j, copy)`` over every core. Elsewhere one slot each."""
+    slots = {key: 1 for members in core_neurons.values() for key in members}
+    if profile.neuron.fan_out_met_by != "source_copies":
+        return slots
+    driven: dict[tuple[str, int], int] = {}
+    for members in core_neurons.values():
+        axons = set()
+        for layer_name, i in members:
+            layer = by_name[layer_name]
+            copies = _copies(profile, layer)
+            for j in layer.connectivity.getrow(i).indices:
+                for c in _row_signs(profile, weights, layer_name, i, int(j), copies):
+                    axons.add((source[layer_name], int(j), c))
+        for src, j, _ in axons:
+            driven[(src, j)] = driven.get((src, j), 0) + 1
+    per_copy = profile.neuron.fan_out_max
+    for key in slots:
+        slots[key] = max(1, math.ceil(driven.get(key, 0) / per_copy))
+    return slots
+
+
+def core_slots(summary, profile, fit: dict, weights=None) -> dict[int, int]:
+    """Neuron slots of every core of the reported core map (copies included where fan-out is
+    met by copies), recounted by :func:`_neuron_slots`."""
+    names = ["input"] + [layer.name for layer in summary.layers]
+    source = {layer.name: names[i] for i, layer in enumerate(summary.layers)}
+    by_name = {layer.name: layer for layer in summary.layers}
+    core_neurons: dict[int, list[tuple[str, int]]] = {}
+    for p in fit["placements"]:
+        core_neurons.setdefault(p["core"], []).extend(
+            (p["layer"], i) for i in range(p["start"], p["stop"])
+        )
+    slots = _neuron_slots(summary, profile, core_neurons, source, by_name, weights)
+    return {core: sum(slots[m] for m in members) for core, members in core_neurons.items()}
+
+
 def recount(
     summary: NetworkSummary, profile, fit: dict, *, chips: int, cores: int, weights=None
 ) -> list[str]:
@@ -101,6 +141,7 @@ def recount(
     core_neurons: dict[int, list[tuple[str, int]]] = {}
     for key, core in where.items():
         core_neurons.setdefault(core, []).append(key)
+    slots = _neuron_slots(summary, profile, core_neurons, source, by_name, weights)
     enc = profile.core.encoding
     per_chip_neurons: dict[int, int] = {}
     per_chip_synapses: dict[int, int] = {}
@@ -116,7 +157,7 @@ def recount(
                     axon = (source[layer_name], int(j), c)
                     synapses_in[axon] = synapses_in.get(axon, 0) + 1
             per_chip_synapses[chip] = per_chip_synapses.get(chip, 0) + len(row)
-        n = len(members)
+        n = sum(slots[m] for m in members)
         layers_here = {name for name, _ in members}
         if enc.kind == "conv_kernel":
             (name,) = layers_here if len(layers_here) == 1 else (None,)
@@ -170,7 +211,8 @@ def recount(
         if cap is not None and fan_in.max(initial=0) > cap:
             broken.append(f"{layer.name}: fan-in {fan_in.max()}")
     out_cap = profile.neuron.fan_out_max
-    if out_cap is not None and profile.neuron.fan_out_unit in ("core", "axon"):
+    by_copies = profile.neuron.fan_out_met_by == "source_copies"  # a cost in slots, not a limit
+    if out_cap is not None and profile.neuron.fan_out_unit in ("core", "axon") and not by_copies:
         for layer in summary.layers[1:]:
             dense = layer.connectivity.toarray()
             for j in range(layer.inputs):
@@ -236,12 +278,14 @@ def make_profile(kind: str, **over) -> object:
         ("memory_bits", "chip"),
         ("fan_in_max", "neuron"),
         ("fan_out_max", "neuron"),
+        ("fan_out_met_by", "neuron"),
     ):
         if over.get(key) is not None:
             raw[section][key] = over.pop(key)
         over.pop(key, None)
     if "fan_out_max" in raw["neuron"]:
-        raw["neuron"]["fan_out_unit"] = "core"
+        copies = raw["neuron"].get("fan_out_met_by") == "source_copies"
+        raw["neuron"]["fan_out_unit"] = "axon" if copies else "core"
     assert not over, over
     raw = copy.deepcopy(raw)
     return parse_profile(raw)
@@ -281,6 +325,8 @@ def chip_and_net(draw):
             cols=draw(st.integers(1, 32)),
             sign=draw(st.sampled_from(["signed", "per_axon_type"])),
         )
+        if opts["fan_out_max"] is not None and draw(st.booleans()):  # TrueNorth: copies
+            opts["fan_out_met_by"] = "source_copies"
     if kind == "row_list":
         opts.update(
             bits_per_synapse=draw(st.integers(8, 32)),
@@ -320,7 +366,56 @@ def test_verdict_agrees_with_an_independent_recount(case):
         weights=weights,
     )
     assert report.fits == (not broken), (kind, broken, [v.as_dict() for v in report.violations])
-    assert report.cores_used == len({p["core"] for p in report.as_dict()["placements"]})
+    fit = report.as_dict()
+    assert report.cores_used == len({p["core"] for p in fit["placements"]})
+    if kind != "conv_kernel":  # neuron slots per core (conv_kernel: padded entries instead)
+        got = {c["core"]: c["neurons"] for c in fit["per_core"]}
+        assert got == core_slots(net, prof, fit, weights)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.integers(2, 48),
+    cols=st.integers(1, 24),
+    fan_out=st.integers(1, 3),
+    sign=st.sampled_from(["signed", "per_axon_type"]),
+    sizes=st.lists(st.integers(1, 30), min_size=3, max_size=5),
+    density=st.floats(0.05, 1.0),
+    seed=st.integers(0, 10_000),
+    fan_in=st.none() | st.integers(1, 12),
+)
+def test_copies_in_the_source_core_agree_with_an_independent_recount(
+    rows, cols, fan_out, sign, sizes, density, seed, fan_in
+):
+    """TrueNorth-like crossbars whose neurons drive ``fan_out`` axons and meet more by copies
+    in their own core: every core's neuron slots (neurons and copies) and the verdict equal
+    the oracle's, and no neuron placed on a core is charged fewer slots than its copies."""
+    prof = make_profile(
+        "crossbar",
+        rows=rows,
+        cols=cols,
+        core_neurons=cols,
+        cores=64,
+        chip_neurons=64 * cols,
+        sign=sign,
+        fan_out_max=fan_out,
+        fan_out_met_by="source_copies",
+    )
+    net, weights = mlp_with_weights(sizes, density, seed, fan_in)
+    report = check_fit(net, prof)
+    fit = report.as_dict()
+    broken = recount(net, prof, fit, chips=1, cores=report.cores_allocated, weights=weights)
+    assert report.fits == (not broken), (broken, [v.as_dict() for v in report.violations])
+    slots = core_slots(net, prof, fit, weights)
+    assert {c["core"]: c["neurons"] for c in fit["per_core"]} == slots
+    neurons = {core: 0 for core in slots}
+    for p in fit["placements"]:
+        neurons[p["core"]] += p["stop"] - p["start"]
+    assert {c["core"]: c["copies"] for c in fit["per_core"]} == {
+        core: slots[core] - neurons[core] for core in slots
+    }
+    assert sum(fit["copies"].values()) == sum(slots.values()) - net.neurons
+    assert fit["copies"][net.layers[-1].name] == 0  # the readout's spikes leave the chip
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,6 +486,41 @@ def test_worked_crossbar_with_duplicated_inputs():
     too_wide = NetworkSummary((dense("fc0", 10, 6),), input_shape=(6,))
     verdict = check_fit(too_wide, prof)
     assert not verdict.fits and "core_input_axons" in {v.rule for v in verdict.violations}
+
+
+def test_worked_crossbar_with_copies_in_the_source_core():
+    # TrueNorth-like: 8 x 8 tiles, every input on 2 axons (sign per axon type), a neuron
+    # drives 1 axon and meets more fan-out by copies in its own core. fc0: 2 inputs -> 4
+    # neurons, dense (4 axons); fc1: 4 -> 2, dense: 8 axons, one core. Each fc0 neuron feeds 2
+    # axons of fc1's core: d = 2 slots, so fc0 takes 4 neurons + 4 copies = 8 slots, a full
+    # core; fc1's 2 neurons go to the other: 2 cores (lower bound: slots 8 + 2 = 10 of 8 per
+    # core -> 2).
+    net = NetworkSummary((dense("fc0", 4, 2), dense("fc1", 2, 4)), input_shape=(2,))
+    prof = make_profile(
+        "crossbar",
+        rows=8,
+        cols=8,
+        core_neurons=8,
+        cores=16,
+        chip_neurons=128,
+        sign="per_axon_type",
+        fan_out_max=1,
+        fan_out_met_by="source_copies",
+    )
+    report = check_fit(net, prof)
+    assert report.fits and report.cores_used == 2 and report.cores_lower_bound == 2
+    assert report.copies == {"fc0": 4, "fc1": 0}
+    assert [(c.layers, c.neurons, c.copies) for c in report.packing.cores] == [
+        (("fc0",), 8, 4),
+        (("fc1",), 2, 0),
+    ]
+    # fc1 widened to 40 neurons needs 5 cores of 8, each reading the one fc0 neuron on 2
+    # axons: d = 10 slots > 8, which no core holds: the fan_out rule names the copies.
+    wide = NetworkSummary((dense("fc0", 1, 1), dense("fc1", 40, 1)), input_shape=(1,))
+    verdict = check_fit(wide, prof)
+    [copies] = [v for v in verdict.violations if v.rule == "fan_out"]
+    assert (copies.layer, copies.limit, copies.actual) == ("fc0", 8, 10)
+    assert "1 neuron(s) + 9 copies" in copies.hint
 
 
 def test_worked_cam():

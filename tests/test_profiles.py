@@ -225,7 +225,9 @@ def test_facts_that_must_not_leak() -> None:
     darwin = load_profile("darwin2")
     assert darwin.energy.synop_pj is None, "5.47 pJ is Darwin3, a different chip"
     assert load_profile("speck").core.layers_per_core == "one"
-    assert load_profile("truenorth").neuron.fan_out_unit == "core"
+    truenorth = load_profile("truenorth").neuron  # one target axon; more by copies in its core
+    assert (truenorth.fan_out_max, truenorth.fan_out_unit) == (1, "axon")
+    assert truenorth.fan_out_met_by == "source_copies"
     assert load_profile("speck").neuron.fan_out_unit == "layer"
 
 
@@ -446,3 +448,40 @@ def test_absurd_encoding_parameter_is_rejected():
     raw["core"]["synapse_encoding"] = {"kind": "crossbar", "rows": 10**9, "cols": 256}
     with pytest.raises(ProfileError, match="core.synapse_encoding.rows: 1000000000 is beyond"):
         parse_profile(raw)
+
+
+@pytest.mark.parametrize(
+    ("neuron", "text"),
+    [
+        (
+            {"fan_out_max": 1, "fan_out_unit": "core", "fan_out_met_by": "source_copies"},
+            "neuron.fan_out_met_by: source_copies needs neuron.fan_out_max with fan_out_unit: axon",
+        ),
+        (
+            {"fan_out_met_by": "source_copies"},
+            "neuron.fan_out_met_by: source_copies needs neuron.fan_out_max",
+        ),
+        (
+            {"fan_out_max": 1, "fan_out_unit": "axon", "fan_out_met_by": "splitters"},
+            "neuron.fan_out_met_by: must be one of ['limit', 'source_copies']",
+        ),
+    ],
+)
+def test_copies_for_fan_out_need_a_fan_out_in_axons(neuron, text):
+    """Copies in the source core count destination axons: a profile that states them without
+    ``fan_out_max`` in axons, or names an unknown method, is refused by field."""
+    from neuroprune.chip.profile_reader import parse_profile
+    from neuroprune.core.errors import ProfileError
+
+    raw = {
+        "schema_version": 1,
+        "id": "x",
+        "name": "x",
+        "chip": {"cores": 4, "neurons_max": 64},
+        "core": {"neurons_max": 16, "synapse_encoding": {"kind": "crossbar", "rows": 8, "cols": 8}},
+        "neuron": {"models": ["LIF"], **neuron},
+        "weights": {"bits": 1},
+    }
+    with pytest.raises(ProfileError) as info:
+        parse_profile(raw)
+    assert text in str(info.value), str(info.value)

@@ -16,6 +16,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from neuroprune.chip.formats.base import get_quantizer
 from neuroprune.chip.formats.neuron import NeuronParams
@@ -67,20 +69,22 @@ def test_a_conv_layer_gets_4_axons_where_one_positions_field_fits(used):
         assert error < np.abs(two.weight_int * two.scale - w).sum()
 
 
-def _conv_net(seed: int = 0) -> torch.nn.Sequential:
-    """conv 1->4 (3x3, pad 1) -> conv 4->6 (3x3, stride 2, pad 1) -> 10 on 1x8x8, about half
-    of every kernel pruned, one input channel of the second conv unused by every output."""
+def _conv_net(seed: int = 0, hidden=(4, 6), keep: float = 0.5) -> torch.nn.Sequential:
+    """conv 1->4 (3x3, pad 1) -> conv 4->6 (3x3, stride 2, pad 1) -> 10 on 1x8x8 (or the
+    channels ``hidden``), about ``1 - keep`` of every kernel pruned, one input channel of the
+    second conv (if any) unused by every output."""
     from neuroprune.models.zoo import build_model
 
-    model = build_model("conv", (1, 8, 8), 10, neuron="if", hidden=(4, 6), seed=seed)
+    model = build_model("conv", (1, 8, 8), 10, neuron="if", hidden=hidden, seed=seed)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
-                m.weight.mul_(torch.rand(m.weight.shape, generator=gen) < 0.5)
+                m.weight.mul_(torch.rand(m.weight.shape, generator=gen) < keep)
                 m.weight.mul_(4.0)
-        second = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][1]
-        second.weight[:, 0] = 0
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        if len(convs) > 1:
+            convs[1].weight[:, 0] = 0
     return model.eval()
 
 
@@ -101,49 +105,103 @@ def _receptive_axons(weight: np.ndarray, in_shape, out_index: int, stride: int, 
     return out
 
 
-def test_the_fit_check_counts_4_axons_per_conv_input_like_a_recount():
-    """Every core's input axons in the fit report = the union, over the neurons placed on it,
-    of their receptive fields times their layer's axon copies (counted from the kernels)."""
+def _quantized_fit(model):
+    """PTQ to TrueNorth, the fit report, and per layer ``(weight_int, in_shape, stride,
+    padding, source, axon copies)`` read from the quantized layers (not from the summary)."""
     from neuroprune.fit.rules import check_fit
     from neuroprune.models import summarize
     from neuroprune.quantize.model import ptq_model
 
     profile = load_profile("truenorth")
-    qmodel, layers = ptq_model(_conv_net(), profile, (1, 8, 8))
-    copies = {q.block.name: int(q.quant.extra["axon_duplication"]) for q in layers}
-    convs = [q for q in layers if q.block.kind == "conv"]
-    assert [copies[q.block.name] for q in convs] == [4, 4]
+    qmodel, layers = ptq_model(model, profile, (1, 8, 8))
     summary = summarize(qmodel, (1, 8, 8), timesteps=4)
     report = check_fit(summary, profile).as_dict()
-    geometry = {}  # layer -> (weight_int, in_shape, stride, padding, source)
+    geometry = {}
     source = "input"
     for q in layers:
-        syn = q.block.synapse
+        syn, copies = q.block.synapse, int(q.quant.extra["axon_duplication"])
         if q.block.kind == "conv":
-            geometry[q.block.name] = (
-                q.quant.weight_int,
-                tuple(q.block.in_shape),
-                int(syn.stride[0]),
-                int(syn.padding[0]),
-                source,
-            )
+            conv = (tuple(q.block.in_shape), int(syn.stride[0]), int(syn.padding[0]))
         else:
-            geometry[q.block.name] = (q.quant.weight_int, None, None, None, source)
+            conv = (None, None, None)
+        geometry[q.block.name] = (q.quant.weight_int, *conv, source, copies)
         source = q.block.name
+    return report, geometry
+
+
+def _core_axons(report: dict, geometry: dict) -> dict[int, set]:
+    """Every core's input axons ``(source, input, copy)``: the union, over the neurons placed
+    on it, of their receptive fields times their layer's axon copies."""
     axons: dict[int, set] = {}
     for p in report["placements"]:
-        weight, in_shape, stride, pad, src = geometry[p["layer"]]
+        weight, in_shape, stride, pad, src, copies = geometry[p["layer"]]
         for i in range(p["start"], p["stop"]):
             if in_shape is None:
                 field = set(np.flatnonzero(weight[i]).tolist())
             else:
                 field = _receptive_axons(weight, in_shape, i, stride, pad)
             axons.setdefault(p["core"], set()).update(
-                (src, j, c) for j in field for c in range(copies[p["layer"]])
+                (src, j, c) for j in field for c in range(copies)
             )
-    got = {c["core"]: c["input_axons"] for c in report["per_core"]}
-    assert got == {core: len(a) for core, a in axons.items()}
-    assert all(n <= AXONS for n in got.values())
+    return axons
+
+
+def _core_slots(report: dict, axons: dict[int, set]) -> tuple[dict[int, int], dict[str, int]]:
+    """Neuron slots per core and copies per layer, as vendor_notes.md section 2.2 describes
+    Eedn's splitting: a neuron has one target axon, so neuron ``j`` of a layer sits in its core
+    once per axon ``(layer, j, copy)`` on any core (at least once); the readout's spikes leave
+    the chip."""
+    driven: dict[tuple[str, int], int] = {}
+    for core_axons in axons.values():
+        for src, j, _ in core_axons:
+            driven[(src, j)] = driven.get((src, j), 0) + 1
+    slots: dict[int, int] = {}
+    copies: dict[str, int] = {}
+    for p in report["placements"]:
+        for i in range(p["start"], p["stop"]):
+            d = max(1, driven.get((p["layer"], i), 0))
+            slots[p["core"]] = slots.get(p["core"], 0) + d
+            copies[p["layer"]] = copies.get(p["layer"], 0) + d - 1
+    return slots, copies
+
+
+def _assert_cores_recount(report: dict, geometry: dict) -> None:
+    axons = _core_axons(report, geometry)
+    slots, copies = _core_slots(report, axons)
+    got_axons = {c["core"]: c["input_axons"] for c in report["per_core"]}
+    assert got_axons == {core: len(a) for core, a in axons.items()}
+    assert {c["core"]: c["neurons"] for c in report["per_core"]} == slots
+    assert report["copies"] == copies
+    over = any(n > AXONS for n in got_axons.values()) or any(n > 256 for n in slots.values())
+    assert report["fits"] or over or report["violations"]
+    if not over:
+        assert not [v for v in report["violations"] if v["rule"] in ("fan_out", "core_input_axons")]
+
+
+def test_the_fit_check_counts_4_axons_per_conv_input_like_a_recount():
+    """Every core's input axons in the fit report = the union, over the neurons placed on it,
+    of their receptive fields times their layer's axon copies (counted from the kernels); its
+    neuron slots = its neurons and their copies, one per axon each drives."""
+    report, geometry = _quantized_fit(_conv_net())
+    convs = [name for name, g in geometry.items() if g[1] is not None]
+    assert [geometry[name][-1] for name in convs] == [4, 4]
+    _assert_cores_recount(report, geometry)
+    assert all(c["input_axons"] <= AXONS for c in report["per_core"])
+    assert report["fits"], report["violations"]
+    assert report["copies"][convs[0]] > 0  # overlapping windows on several cores
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    hidden=st.lists(st.integers(1, 10), min_size=1, max_size=3),
+    keep=st.floats(0.1, 0.9),
+    seed=st.integers(0, 1000),
+)
+def test_conv_axons_slots_and_copies_agree_with_a_recount(hidden, keep, seed):
+    """Random small conv nets on TrueNorth: per core, input axons from the receptive fields and
+    neuron slots with copies from the axons, recounted without the capacity code."""
+    report, geometry = _quantized_fit(_conv_net(seed, tuple(hidden), keep))
+    _assert_cores_recount(report, geometry)
 
 
 def test_each_layers_mapping_is_chosen_on_validation_and_reported(tmp_path):

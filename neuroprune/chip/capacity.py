@@ -60,16 +60,30 @@ INPUT = "input"
 
 @dataclass(frozen=True)
 class Group:
-    """Neurons ``start:stop`` of ``layer`` (the unit the packer places)."""
+    """Neurons ``start:stop`` of ``layer`` (the unit the packer places).
+
+    ``slots``: where the chip meets fan-out by copies in the source core
+    (:attr:`CapacityModel.copies_in_source_core`), the neuron slots ``d_j`` of every neuron of
+    the layer (the neuron and its copies, :meth:`CapacityModel.source_slots`); None: one slot
+    per neuron."""
 
     layer: LayerSummary
     source: str
     start: int
     stop: int
+    slots: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def neurons(self) -> int:
         return self.stop - self.start
+
+    @property
+    def neuron_slots(self) -> int:
+        """Neuron slots the group takes in its core: ``sum_{j in start:stop} d_j`` (copies
+        included), or its neurons where no copies are modelled."""
+        if self.slots is None:
+            return self.neurons
+        return int(self.slots[self.start : self.stop].sum())
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,11 +280,74 @@ class CapacityModel:
         return max(1, min(caps) // self.input_copies())
 
     def fan_out_cores(self) -> int | None:
-        """Most cores one neuron's targets may span (None: unlimited or counted per layer)."""
+        """Most cores one neuron's targets may span (None: unlimited, counted per layer, or met
+        by copies in the source core, :attr:`copies_in_source_core`)."""
         neuron = self.profile.neuron
         if neuron.fan_out_max is None or (neuron.fan_out_unit or "core") not in ("core", "axon"):
             return None
+        if self.copies_in_source_core:
+            return None
         return neuron.fan_out_max
+
+    # -- fan-out by copies in the source core -------------------------------------------------
+    @property
+    def copies_in_source_core(self) -> bool:
+        """True where a neuron drives ``neuron.fan_out_max`` axons and a larger fan-out is met
+        by copies of the neuron inside its own core (``neuron.fan_out_met_by: source_copies``,
+        TrueNorth as Eedn maps it): fan-out then costs neuron slots, not a placement limit."""
+        return self.profile.neuron.fan_out_met_by == "source_copies"
+
+    def input_axons_on_core(self, layer: LayerSummary, rows: np.ndarray) -> np.ndarray:
+        """Input axons each input of ``layer`` takes on a core holding neurons ``rows`` of the
+        layer (length ``inputs``): per-row-sign chips one per sign its synapses there use,
+        otherwise ``input copies`` for an input some of those neurons use, else 0."""
+        conn = layer.connectivity[np.asarray(rows, dtype=np.int64)]
+        per_input = np.bincount(conn.indices, minlength=layer.inputs)
+        if not self._rows_known(layer):
+            return (per_input > 0).astype(np.int64) * self.input_copies(layer)
+        negative = cast(sp.csr_matrix, layer.negative)[np.asarray(rows, dtype=np.int64)]
+        minus = np.bincount(negative.indices, minlength=layer.inputs)
+        return (per_input - minus > 0).astype(np.int64) + (minus > 0).astype(np.int64)
+
+    def source_slots(
+        self, consumer: LayerSummary, rows_per_core: Iterable[np.ndarray]
+    ) -> np.ndarray:
+        """Neuron slots of each source neuron ``j`` of ``consumer`` (its input ``j``; length
+        ``consumer.inputs``) where fan-out is met by copies in the source core:
+
+            A_j = sum over cores c holding neurons of consumer (rows_per_core) of
+                  the axons input j takes on c (:meth:`input_axons_on_core`)
+            d_j = max(1, ceil(A_j / fan_out_max))
+
+        one slot per ``fan_out_max`` destination axons; a neuron no core reads keeps its own
+        slot. ``d_j - 1`` of them are copies. Everyone 1 where copies are not modelled."""
+        slots = np.zeros(consumer.inputs, dtype=np.int64)
+        if not self.copies_in_source_core:
+            return slots + 1
+        for rows in rows_per_core:
+            slots += self.input_axons_on_core(consumer, rows)
+        per_copy = max(1, self.profile.neuron.fan_out_max or 1)
+        return np.maximum(1, -(-slots // per_copy))
+
+    def least_source_slots(self, consumer: LayerSummary) -> np.ndarray:
+        """The fewest slots each source neuron of ``consumer`` needs in any placement: every
+        neuron of ``consumer`` on one core, ``d_j = max(1, ceil(rows_j / fan_out_max))`` with
+        ``rows_j`` the axons input ``j`` takes there (:meth:`input_rows`); a lower bound since
+        each core that reads ``j`` adds its axons to ``A_j``."""
+        if not self.copies_in_source_core:
+            return np.ones(consumer.inputs, dtype=np.int64)
+        per_copy = max(1, self.profile.neuron.fan_out_max or 1)
+        return np.maximum(1, -(-self.input_rows(consumer) // per_copy))
+
+    def neuron_slots_total(self, summary: NetworkSummary) -> int:
+        """Neuron slots of the network at least: its neurons, plus where fan-out is met by
+        copies, ``sum_j (least d_j - 1)`` over every on-chip source neuron (the last layer's
+        outputs and the off-chip inputs need no copies)."""
+        total = summary.neurons
+        if self.copies_in_source_core:
+            for consumer in summary.layers[1:]:
+                total += int((self.least_source_slots(consumer) - 1).sum())
+        return total
 
     def input_blocks(self, summary: NetworkSummary) -> dict[str, InputBlocks]:
         """Core blocks each dense layer is pruned into (layers that fit one core need none).
@@ -294,9 +371,12 @@ class CapacityModel:
         input axons than a core has): ``blocks = max(ceil(neurons / neurons_max),
         ceil(inputs / inputs_per_block))`` (at most one block per neuron), with
         ``inputs_per_block = input axons per core // copies``. Disjoint inputs per block keep
-        every source's targets in one core (conservative where ``fan_out_max > 1``)."""
+        every source's targets in one core (conservative where ``fan_out_max > 1``); where
+        fan-out is met by copies in the source core they keep each source at its fewest copies
+        (one core's axon copies, :meth:`least_source_slots`)."""
         axons = self.input_axons_max
-        if self.fan_out_cores() is None or axons is None:
+        limited = self.fan_out_cores() is not None or self.copies_in_source_core
+        if not limited or axons is None:
             return {}
         per_block = max(1, axons // self.input_copies())
         out = {}
@@ -417,15 +497,18 @@ class CapacityModel:
 
     # -- loads --------------------------------------------------------------------------------
     def group_load(self, group: Group) -> Load:
-        """Load of one group: its neurons and the synapses it takes from each input axon."""
+        """Load of one group: its neuron slots (its neurons, and their copies where fan-out is
+        met by copies, :attr:`Group.neuron_slots`) and the synapses it takes from each input
+        axon."""
         conn = group.layer.connectivity
         cols = conn.indices[conn.indptr[group.start] : conn.indptr[group.stop]]
         per_input = np.bincount(cols, minlength=group.layer.inputs).astype(np.int64)
         if self._rows_known(group.layer):
-            return Load(group.neurons, {group.source: self._signed_rows(group)}, {}, int(cols.size))
+            rows = self._signed_rows(group)
+            return Load(group.neuron_slots, {group.source: rows}, {}, int(cols.size))
         copies = self.input_copies(group.layer)
         per_axon = np.repeat(per_input, copies) if copies > 1 else per_input
-        return Load(group.neurons, {group.source: per_axon}, {}, int(cols.size))
+        return Load(group.neuron_slots, {group.source: per_axon}, {}, int(cols.size))
 
     @staticmethod
     def _signed_rows(group: Group) -> np.ndarray:
@@ -485,9 +568,13 @@ class CapacityModel:
         """Totals of each per-core resource and the per-core capacity: ``{name: (total, cap)}``.
 
         Each axon is counted once per consuming layer (a lower bound: a layer split over cores
-        repeats its axons). Used for the lower bound ``max ceil(total / cap)`` on cores.
+        repeats its axons); neurons are neuron slots, the fewest copies included where fan-out
+        is met by copies (:meth:`neuron_slots_total`). Used for the lower bound
+        ``max ceil(total / cap)`` on cores.
         """
-        out: dict[str, tuple[int, int | None]] = {"neurons": (summary.neurons, self.neurons_max)}
+        out: dict[str, tuple[int, int | None]] = {
+            "neurons": (self.neuron_slots_total(summary), self.neurons_max)
+        }
         if self.input_axons_max:
             axons = sum(int(self.input_rows(layer).sum()) for layer in summary.layers)
             out["input_axons"] = (axons, self.input_axons_max)

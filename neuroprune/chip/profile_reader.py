@@ -13,6 +13,7 @@ from neuroprune.chip.encodings import CAPACITY_MODELS
 from neuroprune.chip.formats import WEIGHT_FORMATS
 from neuroprune.chip.schema import (
     CEILINGS,
+    FAN_OUT_METHODS,
     FAN_OUT_UNITS,
     IMPLEMENTATIONS,
     LAYERS_PER_CORE,
@@ -239,6 +240,7 @@ _SECTION_KEYS = {
         "fan_in_max",
         "fan_out_max",
         "fan_out_unit",
+        "fan_out_met_by",
         "reset_modes",
         "state_bits",
         "threshold_bits",
@@ -307,6 +309,7 @@ def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> Chip
         fan_in_max=r.quantity("neuron.fan_in_max", required=False),
         fan_out_max=r.quantity("neuron.fan_out_max", required=False),
         fan_out_unit=r.choice("neuron.fan_out_unit", FAN_OUT_UNITS, default="") or None,
+        fan_out_met_by=r.declared_name("neuron.fan_out_met_by", FAN_OUT_METHODS),
         reset_modes=r.str_list("neuron.reset_modes") or ("zero",),
         state_bits=r.quantity("neuron.state_bits", required=False),
         threshold_bits=r.quantity("neuron.threshold_bits", required=False),
@@ -341,6 +344,7 @@ def parse_profile(raw: Any, *, path: str = "<memory>", sha256: str = "") -> Chip
                     r.problem(qpath + ".source", f"cites {ref!r}, which is not under 'sources'")
     _check_arithmetic_rules(r, neuron.arithmetic, sources)
     _check_consistency(r, cores, neurons_max, core_neurons)
+    _check_fan_out_copies(r, neuron)
     _check_encoding_memory(r, core)
     if r.problems:
         raise ProfileError(
@@ -529,6 +533,19 @@ def _check_consistency(r: _Reader, cores, neurons_max, core_neurons) -> None:
         r.problem(
             "chip.neurons_max",
             f"{neurons_max} exceeds chip.cores x core.neurons_max = {cores * core_neurons}",
+        )
+
+
+def _check_fan_out_copies(r: _Reader, neuron: NeuronSpec) -> None:
+    """``neuron.fan_out_met_by: source_copies`` counts copies per destination axon: it needs
+    ``fan_out_max`` in ``axon`` units (the axons one neuron, or one copy, drives)."""
+    if neuron.fan_out_met_by != "source_copies":
+        return
+    if neuron.fan_out_max is None or neuron.fan_out_unit != "axon":
+        r.problem(
+            "neuron.fan_out_met_by",
+            "source_copies needs neuron.fan_out_max with fan_out_unit: axon "
+            f"(got {neuron.fan_out_max!r} {neuron.fan_out_unit!r})",
         )
 
 

@@ -24,6 +24,11 @@ IMPLEMENTATIONS = ("digital_sync", "digital_async", "mixed_signal", "analog")
 NEURON_MODELS = ("LIF", "CubaLIF", "IF", "LI", "AdEx", "Izhikevich", "programmable")
 LAYERS_PER_CORE = ("many", "one")
 FAN_OUT_UNITS = ("axon", "core", "layer", "chip")
+FAN_OUT_METHODS = ("limit", "source_copies")
+"""How a chip meets a fan-out beyond ``neuron.fan_out_max``: ``limit`` (it cannot: the placement
+must keep every neuron's targets within the limit) or ``source_copies`` (the neuron is
+duplicated inside its own core, one copy per ``fan_out_max`` destinations; the copies share the
+core's axons and cost neuron slots, TrueNorth as Eedn maps it)."""
 UNITS = {
     "chip.cores": "cores",
     "chip.neurons_max": "neurons",
@@ -41,6 +46,7 @@ UNITS = {
     "neuron.bias_bits": "bits",
     "weights.bits": "bits",
     "neuron.arithmetic": "arithmetic",
+    "neuron.fan_out_met_by": "method",
     "core.layers_per_core": "placement",
     "weights.distinct_values_per_neuron": "values",
     "energy.synop_pj": "pJ",
@@ -152,6 +158,8 @@ class NeuronSpec:
     fan_in_max: int | None = None
     fan_out_max: int | None = None
     fan_out_unit: str | None = None
+    fan_out_met_by: str | None = None
+    """:data:`FAN_OUT_METHODS`; None: ``limit``."""
     reset_modes: tuple[str, ...] = ("zero",)
     state_bits: int | None = None
     threshold_bits: int | None = None

@@ -4,6 +4,7 @@ and then the fewest cores kept.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,11 +35,32 @@ class _ChipState:
 class _Packer:
     """Places groups of neurons on cores, asking the capacity model whether a core holds them."""
 
-    def __init__(self, summary: NetworkSummary, model: CapacityModel, *, first_fit: bool):
+    def __init__(
+        self,
+        summary: NetworkSummary,
+        model: CapacityModel,
+        *,
+        first_fit: bool,
+        clean_cuts: bool = False,
+        by_position: bool = False,
+    ):
         self.summary = summary
         self.model = model
         self.profile = model.profile
         self.first_fit = first_fit
+        self.clean_cuts = clean_cuts or model.fan_out_cores() is not None
+        """Cut a layer only where no input feeds both sides: required where fan-out is limited
+        in cores; where it is met by copies, a strategy that keeps copies few."""
+        self.by_position = by_position
+        """Place a conv layer's neurons position by position (every channel of one output
+        position together, :func:`position_order`) instead of channel by channel."""
+        self.orders: dict[str, np.ndarray] = {}
+        """Layer -> the order its neurons are placed in (placed index -> the layer's index),
+        for layers not placed in index order."""
+        self.slots: dict[str, np.ndarray] = {}
+        """Layer -> neuron slots ``d_j`` of each of its neurons, where fan-out is met by copies
+        in the source core (:meth:`CapacityModel.source_slots`); set before the layer is
+        placed."""
         self.sources = sources(summary)
         self.cores: list[_OpenCore] = []
         self.not_full: list[_OpenCore] = []  # cores with room for another neuron
@@ -74,6 +96,10 @@ class _Packer:
         need = self.model.chip_memory_bits(state.synapses + load.synapses)
         return limit is None or need is None or need <= limit
 
+    def group(self, layer: LayerSummary, start: int, stop: int) -> Group:
+        """Neurons ``start:stop`` of ``layer``, with their neuron slots where copies count."""
+        return Group(layer, self.sources[layer.name], start, stop, self.slots.get(layer.name))
+
     def holds(self, core: _OpenCore, group: Group) -> bool:
         load = self.model.group_load(group)
         return self.model.holds(core.load + load) and self._chip_holds(core.chip, load)
@@ -81,21 +107,20 @@ class _Packer:
     def largest(self, core: _OpenCore, layer: LayerSummary, start: int) -> int:
         """Largest ``stop`` with neurons ``start:stop`` held by ``core`` (binary search; every
         cost grows with ``stop``); ``start`` when not even one neuron fits."""
-        source = self.sources[layer.name]
         if not self.model.splits_layers:
-            whole = Group(layer, source, 0, layer.neurons)
+            whole = self.group(layer, 0, layer.neurons)
             return layer.neurons if self.holds(core, whole) else start
         lo, hi = start, min(layer.neurons, start + self.model.neurons_max)
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if self.holds(core, Group(layer, source, start, mid)):
+            if self.holds(core, self.group(layer, start, mid)):
                 lo = mid
             else:
                 hi = mid - 1
         return lo
 
     def put(self, core: _OpenCore, layer: LayerSummary, start: int, stop: int) -> None:
-        group = Group(layer, self.sources[layer.name], start, stop)
+        group = self.group(layer, start, stop)
         load = self.model.group_load(group)
         core.load = core.load + load
         core.groups.append(group)
@@ -104,7 +129,23 @@ class _Packer:
         state.synapses += load.synapses
         if core.load.neurons >= self.model.neurons_max:
             self.not_full.remove(core)
-        self.placements.append(Placement(layer.name, core.index, start, stop))
+        order = self.orders.get(layer.name)
+        if order is None:
+            self.placements.append(Placement(layer.name, core.index, start, stop))
+            return
+        for first, last in _runs(np.sort(order[start:stop])):
+            self.placements.append(Placement(layer.name, core.index, first, last))
+
+    def view(self, layer: LayerSummary) -> LayerSummary:
+        """``layer`` with its neurons in placing order (conv layers by position where asked,
+        :func:`position_order`; its neuron slots follow); ``layer`` itself otherwise."""
+        order = position_order(layer) if self.by_position else None
+        if order is None:
+            return layer
+        self.orders[layer.name] = order
+        if layer.name in self.slots:
+            self.slots[layer.name] = self.slots[layer.name][order]
+        return permute_neurons(layer, order)
 
     # -- layers -------------------------------------------------------------------------------
     def candidates(self) -> list[_OpenCore]:
@@ -117,6 +158,7 @@ class _Packer:
     def place_layer(self, layer: LayerSummary) -> None:
         """Place ``layer``'s neurons in order; a core that refuses a group of this layer is not
         asked again for the same layer (keeps first-fit linear in the number of cores)."""
+        layer = self.view(layer)
         start, first = 0, True
         refused: set[int] = set()
         while start < layer.neurons:
@@ -133,12 +175,16 @@ class _Packer:
             start, first = stop, False
 
     def _clean_cut(self, core: _OpenCore, layer: LayerSummary, start: int, stop: int) -> int:
-        """On chips that limit fan-out in cores, end the group where no input of the layer
-        feeds neurons on both sides of the cut (so each source keeps its targets in one core):
-        the largest clean cut in ``(start, stop]``. A partly used core takes nothing when there
-        is none; an empty core keeps ``stop`` (the split is unavoidable)."""
-        limited = self.model.fan_out_cores() is not None
-        if not limited or stop in (start, layer.neurons) or self.sources[layer.name] == INPUT:
+        """With clean cuts (chips that limit fan-out in cores; a strategy where fan-out costs
+        copies), end the group where no input of the layer feeds neurons on both sides of the
+        cut (so each source keeps its targets in one core): the largest clean cut in
+        ``(start, stop]``. A partly used core takes nothing when there is none; an empty core
+        keeps ``stop`` (the split is unavoidable)."""
+        if (
+            not self.clean_cuts
+            or stop in (start, layer.neurons)
+            or self.sources[layer.name] == INPUT
+        ):
             return stop
         first, last = self._target_span(layer)
         spans = (first >= start) & (first < last)
@@ -167,7 +213,7 @@ class _Packer:
         core at all (splitting it would spread its neurons, and the fan-out of the layer before,
         over more cores than needed); otherwise the usual candidates."""
         options = self.candidates()
-        whole = self.model.group_load(Group(layer, self.sources[layer.name], 0, layer.neurons))
+        whole = self.model.group_load(self.group(layer, 0, layer.neurons))
         if not (self.model.holds(whole) and self._state_holds(_ChipState(), whole)):
             return options
         return [c for c in options if self.largest(c, layer, 0) == layer.neurons]
@@ -185,14 +231,61 @@ class _Packer:
             stop = start + 1 if self.model.splits_layers else layer.neurons
         return core, self._clean_cut(core, layer, start, stop)
 
+    def rows_per_core(self, layer: LayerSummary) -> list[np.ndarray]:
+        """The neurons of ``layer`` on each core it is placed on (so far)."""
+        rows: dict[int, list[np.ndarray]] = {}
+        for p in self.placements:
+            if p.layer == layer.name:
+                rows.setdefault(p.core, []).append(np.arange(p.start, p.stop))
+        return [np.concatenate(parts) for parts in rows.values()]
+
     def freeze(self, strategy: str) -> Packing:
+        """The packing. Where layers were placed last first, cores are renumbered within each
+        chip in network order (the core holding the first layer's first neurons first) and
+        placements listed in network order, as the other chips report them."""
         used = sorted((c for c in self.cores if c.groups), key=lambda c: c.index)
         loads = tuple(self._core_load(c) for c in used)
-        return Packing(loads, tuple(self.placements), strategy, self.profile.cores)
+        placements = self.placements
+        if self.model.copies_in_source_core:
+            rank = {layer.name: i for i, layer in enumerate(self.summary.layers)}
+            placements = sorted(placements, key=lambda p: (rank[p.layer], p.start))
+            number = self._network_order_numbers(placements, loads)
+            loads = tuple(
+                sorted(
+                    (
+                        dataclasses.replace(
+                            c,
+                            index=number[c.index],
+                            layers=tuple(sorted(c.layers, key=rank.__getitem__)),
+                        )
+                        for c in loads
+                    ),
+                    key=lambda c: c.index,
+                )
+            )
+            placements = [dataclasses.replace(p, core=number[p.core]) for p in placements]
+        return Packing(loads, tuple(placements), strategy, self.profile.cores)
+
+    @staticmethod
+    def _network_order_numbers(placements: list[Placement], loads: tuple[CoreLoad, ...]):
+        """Old core index -> new: within each chip, the chip's indices in the order its cores
+        first appear in ``placements`` (network order)."""
+        first: dict[int, int] = {}
+        for p in placements:
+            first.setdefault(p.core, len(first))
+        number: dict[int, int] = {}
+        for chip in {c.chip for c in loads}:
+            cores = sorted((c.index for c in loads if c.chip == chip), key=first.__getitem__)
+            for old, new in zip(cores, sorted(cores), strict=True):
+                number[old] = new
+        return number
 
     def _core_load(self, core: _OpenCore) -> CoreLoad:
         usage = self.model.usage(core.load)
         layers = tuple(dict.fromkeys(g.layer.name for g in core.groups))
+        copies = 0
+        if self.model.copies_in_source_core:
+            copies = core.load.neurons - sum(g.neurons for g in core.groups)
         return CoreLoad(
             core.index,
             core.chip,
@@ -202,7 +295,36 @@ class _Packer:
             core.load.synapses,
             layers,
             tuple(self.model.excess(usage)),
+            copies,
         )
+
+
+def position_order(layer: LayerSummary) -> np.ndarray | None:
+    """The neurons of a conv layer position by position: placed index ``k = p*C + o`` is the
+    layer's neuron ``o*P + p`` (channel ``o`` of ``C``, output position ``p`` of ``P = H*W``),
+    so that a core's neurons share one receptive field (Eedn's tiles: a spatial patch with its
+    filters). None for a dense layer."""
+    if layer.kind != "conv" or len(layer.out_shape) != 3:
+        return None
+    channels = int(layer.out_shape[0])
+    positions = layer.neurons // max(channels, 1)
+    return np.arange(layer.neurons).reshape(channels, positions).T.ravel()
+
+
+def permute_neurons(layer: LayerSummary, order: np.ndarray) -> LayerSummary:
+    """``layer`` with neuron ``k`` the layer's neuron ``order[k]`` (every per-neuron matrix)."""
+    return dataclasses.replace(
+        layer,
+        connectivity=layer.connectivity[order],
+        negative=None if layer.negative is None else layer.negative[order],
+        entries=None if layer.entries is None else layer.entries[order],
+    )
+
+
+def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted ``indices`` as ``[(start, stop), ...]`` runs of consecutive integers."""
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    return [(int(run[0]), int(run[-1]) + 1) for run in np.split(indices, breaks) if run.size]
 
 
 PACKING_STRATEGIES = ("next_fit", "first_fit", "first_fit_decreasing")
@@ -210,16 +332,80 @@ PACKING_STRATEGIES = ("next_fit", "first_fit", "first_fit_decreasing")
 more neurons), first-fit in layer order (any open core), first-fit by decreasing layer size."""
 
 
+COPIES_STRATEGIES = tuple(
+    fit + cuts + order
+    for order in ("", "_by_position")
+    for cuts in ("", "_clean_cuts")
+    for fit in ("next_fit", "first_fit")
+)
+"""Placements :func:`pack` tries where fan-out is met by copies in the source core: layers from
+the last to the first (a layer's copies depend on where its consumer sits), next-fit or
+first-fit, cutting a layer anywhere or only where no input feeds both sides (fewer copies in
+the layer before, perhaps more cores), conv neurons in index order (channel by channel) or
+by position (:func:`position_order`)."""
+
+
+def strategies(profile: ChipProfile, summary: NetworkSummary | None = None) -> tuple[str, ...]:
+    """The strategies :func:`pack` tries for ``profile`` (for ``summary``: without the
+    position orders where it has no conv layer, which they would place as the others do)."""
+    if not capacity_model(profile).copies_in_source_core:
+        return PACKING_STRATEGIES
+    if summary is not None and all(position_order(x) is None for x in summary.layers):
+        return tuple(name for name in COPIES_STRATEGIES if not name.endswith("_by_position"))
+    return COPIES_STRATEGIES
+
+
 def pack_with(summary: NetworkSummary, profile: ChipProfile, strategy: str) -> Packing:
-    """Place all neurons on cores with one strategy of :data:`PACKING_STRATEGIES`."""
+    """Place all neurons on cores with one strategy of :data:`PACKING_STRATEGIES` (or
+    :data:`COPIES_STRATEGIES`).
+
+    Where fan-out is met by copies in the source core, layers are placed from the last to the
+    first: once layer ``l+1`` sits on its cores, each neuron ``j`` of layer ``l`` takes
+    ``d_j`` neuron slots in its own core (:meth:`CapacityModel.source_slots`: one per axon it
+    drives on the cores of ``l+1``), and layer ``l`` is placed with those weights, so every
+    core's neuron slots ``sum_j d_j <= neurons per core``. The last layer's outputs leave the
+    chip and take one slot each."""
     model = capacity_model(profile)
-    packer = _Packer(summary, model, first_fit=strategy != "next_fit")
+    packer = _Packer(
+        summary,
+        model,
+        first_fit=not strategy.startswith("next_fit"),
+        clean_cuts="_clean_cuts" in strategy,
+        by_position=strategy.endswith("_by_position"),
+    )
     layers = list(summary.layers)
+    if model.copies_in_source_core:
+        consumer = None
+        for layer in reversed(layers):
+            if consumer is not None:
+                rows = packer.rows_per_core(consumer)
+                packer.slots[layer.name] = model.source_slots(consumer, rows)
+            packer.place_layer(layer)
+            consumer = layer
+        return packer.freeze(strategy)
     if strategy == "first_fit_decreasing":
         layers.sort(key=lambda layer: -layer.neurons)
     for layer in layers:
         packer.place_layer(layer)
     return packer.freeze(strategy)
+
+
+def neuron_copies(
+    summary: NetworkSummary, profile: ChipProfile, packing: Packing
+) -> dict[str, int]:
+    """Copies each layer's neurons need in ``packing`` where fan-out is met by copies in the
+    source core: ``sum_j (d_j - 1)`` over the layer's neurons, ``d_j`` from where its consumer
+    sits (:meth:`CapacityModel.source_slots`); the last layer needs none. Empty where copies
+    are not modelled."""
+    model = capacity_model(profile)
+    if not model.copies_in_source_core:
+        return {}
+    out = {summary.layers[-1].name: 0} if summary.layers else {}
+    for layer, consumer in zip(summary.layers, summary.layers[1:], strict=False):
+        owner = packing.core_of_neuron(consumer)
+        rows = [np.flatnonzero(owner == core) for core in np.unique(owner[owner >= 0])]
+        out[layer.name] = int((model.source_slots(consumer, rows) - 1).sum())
+    return {layer.name: out[layer.name] for layer in summary.layers}
 
 
 def pack(summary: NetworkSummary, profile: ChipProfile, strategy: str = "best") -> Packing:
@@ -232,7 +418,7 @@ def pack(summary: NetworkSummary, profile: ChipProfile, strategy: str = "best") 
         return matched
     if strategy != "best":
         return pack_with(summary, profile, strategy)
-    tried = [pack_with(summary, profile, name) for name in PACKING_STRATEGIES]
+    tried = [pack_with(summary, profile, name) for name in strategies(profile, summary)]
     return min(tried, key=lambda p: _packing_cost(summary, profile, p))
 
 
@@ -295,7 +481,8 @@ def _packing_cost(summary: NetworkSummary, profile: ChipProfile, packing: Packin
     broken = sum(len(core.excess) for core in packing.cores)
     cap = profile.neuron.fan_out_max
     fan_out = 0
-    if cap is not None and (profile.neuron.fan_out_unit or "core") != "layer":
+    limited = (profile.neuron.fan_out_unit or "core") != "layer"
+    if cap is not None and limited and not capacity_model(profile).copies_in_source_core:
         fan_out = sum(fan_out_cores(layer, packing) > cap for layer in summary.layers[1:])
     return (broken, fan_out, len(packing.cores), packing.chips_used)
 

@@ -48,6 +48,9 @@ class CoreLoad:
     synapses: int
     layers: tuple[str, ...]
     excess: tuple[Excess, ...] = ()
+    copies: int = 0
+    """Of ``neurons`` (the core's neuron slots), the copies of neurons on it that drive more
+    than one axon (fan-out met by copies in the source core; 0 elsewhere)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,10 @@ class FitReport:
     packing: Packing = field(repr=False)
     cores_lower_bound: int = 1
     cores_set_by: CoreCountLimit | None = None
+    copies: dict[str, int] | None = None
+    """Layer -> copy neurons its neurons need in their cores, where fan-out is met by copies in
+    the source core (TrueNorth: one per axon a neuron drives beyond the first); None where
+    copies are not modelled."""
 
     def as_dict(self) -> dict:
         """JSON-ready dict (report.json ``fit.*``)."""
@@ -159,6 +166,7 @@ class FitReport:
             "cores_per_chip": {str(k): v for k, v in self.packing.cores_per_chip_used().items()},
             "packing": self.packing.strategy,
             "utilisation": self.utilisation,
+            **({} if self.copies is None else {"copies": self.copies}),
             "placements": [
                 {"layer": p.layer, "core": p.core, "start": p.start, "stop": p.stop}
                 for p in self.packing.placements
@@ -172,6 +180,7 @@ class FitReport:
                     "memory_bits": c.memory_bits,
                     "synapses": c.synapses,
                     "layers": list(c.layers),
+                    **({} if self.copies is None else {"copies": c.copies}),
                 }
                 for c in self.packing.cores
             ],

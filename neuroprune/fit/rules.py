@@ -17,7 +17,7 @@ from neuroprune.chip.capacity import (
 from neuroprune.chip.schema import ChipProfile
 from neuroprune.core.errors import ConfigError
 from neuroprune.core.summary import NetworkSummary
-from neuroprune.fit.packing import FitContext, fan_out_cores, pack
+from neuroprune.fit.packing import FitContext, fan_out_cores, neuron_copies, pack
 from neuroprune.fit.report import CoreCountLimit, Finding, FitReport, Packing
 
 Rule = Callable[[FitContext], list[Finding]]
@@ -153,14 +153,20 @@ def fan_in(ctx: FitContext) -> list[Finding]:
 def fan_out(ctx: FitContext) -> list[Finding]:
     """Destinations per neuron <= neuron.fan_out_max, counted in ``fan_out_unit``.
 
-    Units ``axon``/``core``: distinct cores that a neuron's targets live on (TrueNorth: a neuron
-    drives one axon, i.e. one core). Unit ``layer``: distinct destination layers (1 in a chain).
-    Inputs of the first layer come from off-chip and are not counted.
+    Units ``axon``/``core``: distinct cores that a neuron's targets live on. Unit ``layer``:
+    distinct destination layers (1 in a chain). Inputs of the first layer come from off-chip
+    and are not counted.
+
+    Where a larger fan-out is met by copies in the source core (``neuron.fan_out_met_by:
+    source_copies``, TrueNorth: a neuron drives one axon), fan-out is no limit but a cost, and
+    this rule is the neuron-slot check (:func:`_copy_slot_findings`).
     """
     cap = ctx.profile.neuron.fan_out_max
     unit = ctx.profile.neuron.fan_out_unit or "core"
     if cap is None:
         return []
+    if ctx.model.copies_in_source_core:
+        return _copy_slot_findings(ctx)
     out: list[Finding] = []
     if unit == "layer":
         return (
@@ -177,6 +183,33 @@ def fan_out(ctx: FitContext) -> list[Finding]:
                     worst,
                     "targets of one neuron span several cores: add splitter neurons "
                     "or prune so each source feeds one core",
+                )
+            )
+    return out
+
+
+def _copy_slot_findings(ctx: FitContext) -> list[Finding]:
+    """Neuron slots of every core, copies included, <= neurons per core:
+    ``sum over the core's neurons j of d_j <= core.neurons_max``, with
+    ``d_j = max(1, ceil(A_j / fan_out_max))`` and ``A_j`` the axons neuron ``j`` drives on the
+    cores of the next layer (:meth:`CapacityModel.source_slots`). The packer keeps this where
+    it can; a core over it holds a neuron whose copies alone do not fit an empty core."""
+    out = []
+    for core in ctx.packing.cores:
+        for excess in core.excess:
+            if excess.resource != "neurons":
+                continue
+            own = excess.used - core.copies
+            out.append(
+                Finding(
+                    "fan_out",
+                    ",".join(core.layers),
+                    excess.limit,
+                    excess.used,
+                    f"core {core.index}: {own} neuron(s) + {core.copies} copies (one per axon a "
+                    f"neuron drives; fan_out_max {ctx.profile.neuron.fan_out_max} "
+                    f"{ctx.profile.neuron.fan_out_unit}) > {excess.limit} neuron slots: prune so "
+                    "each source feeds fewer cores",
                 )
             )
     return out
@@ -356,6 +389,7 @@ def check_fit(
     model = capacity_model(profile)
     packing = pack(summary, profile, strategy)
     ctx = FitContext(summary, profile, packing, chips_alloc, cores_alloc, model)
+    copies = neuron_copies(summary, profile, packing)
     violations = tuple(f for fn in FIT_RULES.values() for f in fn(ctx))
     chips_needed = max(packing.chips_used, math.ceil(summary.neurons / profile.neurons_max))
     return FitReport(
@@ -373,6 +407,7 @@ def check_fit(
         neurons=summary.neurons,
         packing=packing,
         cores_set_by=core_count_limit(summary, model, len(packing.cores)),
+        copies=copies or None,
     )
 
 
@@ -443,7 +478,7 @@ def core_count_limit(
         return _layers_limit(summary, model, layer_cores)
     if cores_used <= need:
         total, cap = model.core_resources(summary)[name]
-        word = RESOURCE_WORDS.get(name, name)
+        word = _resource_word(model, name)
         return CoreCountLimit(
             name,
             need,
@@ -455,7 +490,7 @@ def core_count_limit(
             "fan_out",
             need,
             f"fan-out: a neuron's targets must sit in {fan_out} core(s), so layers are cut "
-            f"where no input feeds both sides ({cores_used} cores; {RESOURCE_WORDS.get(name, name)} "
+            f"where no input feeds both sides ({cores_used} cores; {_resource_word(model, name)} "
             f"alone need {need})",
         )
     if layer_cores is not None:
@@ -470,8 +505,15 @@ def core_count_limit(
         "packing",
         need,
         f"packing: layers split into partly filled cores ({cores_used} cores; "
-        f"{RESOURCE_WORDS.get(name, name)} alone need {need})",
+        f"{_resource_word(model, name)} alone need {need})",
     )
+
+
+def _resource_word(model: CapacityModel, name: str) -> str:
+    """A resource in a sentence; neurons are neuron slots where copies count."""
+    if name == "neurons" and model.copies_in_source_core:
+        return "neuron slots (neurons and their fewest copies)"
+    return RESOURCE_WORDS.get(name, name)
 
 
 def _layers_limit(summary: NetworkSummary, model: CapacityModel, cores: int) -> CoreCountLimit:

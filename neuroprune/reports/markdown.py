@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from neuroprune.reports.neurobench_section import neurobench_markdown
-from neuroprune.reports.units import agreement_words, energy_line, format_words
+from neuroprune.reports.units import agreement_words, copies_sentence, energy_line, format_words
 from neuroprune.run.rundir import (
     FitRecord,
     QuantizedRecord,
@@ -266,6 +266,8 @@ def _fit(fit: FitRecord) -> list[str]:
     out.append(f"\nUtilisation of the cores used: {util}.")
     if fit.cores_set_by is not None:
         out.append(f"\nCore count set by {fit.cores_set_by.detail}.")
+    if fit.copies is not None:
+        out.append(f"\n{copies_sentence(fit.copies)}")
     return out
 
 
@@ -387,7 +389,7 @@ def _cores_section(record: RunRecord) -> list[str]:
             c["core"],
             c.get("chip", 0),
             "; ".join(placed.get(int(c["core"]), [])) or ", ".join(map(str, c.get("layers", []))),
-            c.get("neurons"),
+            _neurons_with_copies(c),
             c.get("input_axons"),
             c.get("synapses"),
             c.get("memory_bits"),
@@ -410,6 +412,14 @@ def _cores_section(record: RunRecord) -> list[str]:
         ),
     ]
     return out
+
+
+def _neurons_with_copies(core: dict) -> Any:
+    """A core's neurons, and where the chip copies neurons for fan-out how many of its neuron
+    slots are copies, e.g. ``192 (96 copies)``."""
+    if not core.get("copies"):
+        return core.get("neurons")
+    return f"{core.get('neurons')} ({core['copies']} copies)"
 
 
 def _neuron_choice_lines(record: RunRecord) -> list[str]:

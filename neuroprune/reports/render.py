@@ -24,7 +24,13 @@ from rich.text import Text
 
 from neuroprune.chip.capacity import capacity_model
 from neuroprune.chip.schema import ChipProfile
-from neuroprune.reports.units import agreement_words, energy_line, energy_text, format_words
+from neuroprune.reports.units import (
+    agreement_words,
+    copies_sentence,
+    energy_line,
+    energy_text,
+    format_words,
+)
 from neuroprune.run.rundir import FitRecord, QatRecord, RunRecord, SimulationRecord
 from neuroprune.sim.verification import CHIP_EXACT
 
@@ -146,6 +152,8 @@ def fit_group(fit: FitRecord) -> Group:
         parts.append(Text(f"utilisation of the cores used: {util}", style="dim"))
     if fit.cores_set_by is not None:
         parts.append(Text(f"core count set by {fit.cores_set_by.detail}", style="dim"))
+    if fit.copies is not None:
+        parts.append(Text(copies_sentence(fit.copies).rstrip("."), style="dim"))
     return Group(*parts)
 
 

@@ -57,3 +57,13 @@ def format_words(fmt: str | None) -> str:
     doc = (type(QUANTIZERS.get(fmt)).__doc__ or "").strip().splitlines()
     words = doc[0].rstrip(".").replace("``", "`") if doc else ""
     return words or f"{fmt} format"
+
+
+def copies_sentence(copies: dict[str, int]) -> str:
+    """One sentence on the neuron copies fan-out costs (the fit check's ``copies``)."""
+    per_layer = ", ".join(f"layer {name} {n:,}" for name, n in copies.items())
+    return (
+        f"Neuron copies for fan-out: {sum(copies.values()):,} ({per_layer}); a neuron drives one "
+        "axon, so it is copied in its own core once per further axon it feeds (copies take "
+        "neuron slots, counted in each core's neurons)."
+    )

@@ -263,10 +263,11 @@ class CoresSetByRecord(_Section):
 class FitRecord(_Section):
     """The fit check (:class:`neuroprune.fit.report.FitReport`): verdict, cores used of
     ``cores_allocated``, chips needed, violations, ``utilisation`` (resource -> 0..1 of the
-    cores used); ``chip``, ``synapses`` and ``neurons`` of the network checked."""
+    cores used); ``chip``, ``synapses`` and ``neurons`` of the network checked; ``copies``
+    per layer where the chip copies neurons for fan-out."""
 
     _optional = frozenset(
-        {"chip", "cores_allocated", "synapses", "neurons", "utilisation", "cores_set_by"}
+        {"chip", "cores_allocated", "synapses", "neurons", "utilisation", "cores_set_by", "copies"}
     )
 
     fits: bool
@@ -279,6 +280,10 @@ class FitRecord(_Section):
     neurons: int | None = None
     utilisation: dict[str, float] = {}
     cores_set_by: CoresSetByRecord | None = None
+    copies: dict[str, int] | None = None
+    """Layer -> copy neurons in its cores where fan-out is met by copies in the source core
+    (TrueNorth: a neuron drives one axon, so it is copied once per further axon it drives);
+    absent on chips without copies."""
 
 
 class FloatDriftRecord(_Section):
