@@ -7,6 +7,7 @@ models (:class:`Derivation`, ``neuroprune quantize RUN``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import platform
@@ -89,7 +90,9 @@ def run_fit(
     raised: the run completes. ``derive``: take models from another run (:class:`Derivation`).
     ``neuron: auto`` (not with ``derive``): each neuron the chip runs is preflighted, then tried
     through dense, prune and quantize inside the staging folder, and the run goes on with the
-    one whose deployed model validates best (:mod:`neuroprune.pipeline.neuron_choice`).
+    one whose deployed model validates best (:mod:`neuroprune.pipeline.neuron_choice`); where
+    the chip's finest weight mapping could take a pruned readout, each neuron is also pruned
+    with that readout block from the same dense model, and the same rule chooses.
     ``command``: the command line, for the run's deployment record.
     """
     auto_neuron = neuron_choice.is_auto(cfg) and derive is None
@@ -98,8 +101,8 @@ def run_fit(
     if is_detection(cfg) and derive is None:  # the detector: its own stages, mAP for accuracy
         return run_detection_fit(cfg, progress=progress, command=command)
     auto = None
-    if auto_neuron:  # --neuron auto: each neuron preflighted
-        auto = neuron_choice.candidates(cfg, _preflight)
+    if derive is None:  # the candidates: --neuron auto, the readout block of the finest mapping
+        auto = neuron_choice.plan_candidates(cfg, _preflight)
         plan = next(iter(auto.plans.values()))
     else:
         plan = _preflight_for(cfg, derive)
@@ -185,7 +188,9 @@ def _run_main(
     stages = STAGES
     try:
         spawn_neurobench(run)  # imports on the second core while the run trains
-        if auto is not None:
+        if auto is not None and auto.note:
+            run.emit("prune", auto.note)
+        if auto is not None and auto.chooses:
             carry = _choose_neuron(run, auto, provenance)
             stages = tuple(s for s in STAGES if s.name not in neuron_choice.NEURON_STAGES)
         for stage in stages:
@@ -201,28 +206,40 @@ def _run_main(
 
 
 def _choose_neuron(run: _Run, auto: neuron_choice.Candidates, provenance: dict) -> Carry:
-    """``--neuron auto``: run the neuron's stages (dense, prune, quantize) once per candidate,
-    each in its own folder under the staging folder, and keep the one whose deployed model
-    validates best (:func:`neuroprune.pipeline.neuron_choice.choose`): its model files move
-    into the run, its record sections become the run's, the other candidates' files are
-    removed. ``run`` then goes on as a run of the chosen neuron (config.yaml says which);
-    report.json ``neuron_choice`` records the choice. Returns the chosen candidate's carry."""
+    """Run the candidates' stages (dense once per neuron; prune and quantize once per pruning
+    structure), each candidate in its own folder under the staging folder, and keep the one
+    whose deployed model validates best (:func:`neuroprune.pipeline.neuron_choice.choose`):
+    its model files move into the run, its record sections become the run's, the other
+    candidates' files are removed. ``run`` then goes on as a run of the chosen candidate
+    (config.yaml says which neuron); report.json ``neuron_choice`` records the choice. Returns
+    the chosen candidate's carry."""
     profile = run.profile
-    if len(auto.plans) == 1:
+    only = len(auto.plans) == 1 and not auto.blocks
+    if only:  # --neuron auto on a chip that runs one neuron, no readout block: nothing to try
         neuron, plan = next(iter(auto.plans.items()))
         choice = neuron_choice.only_choice(neuron, auto.excluded, profile.name)
         run.emit("neuron", choice.line())  # said before training: nothing is tried
-        tried = {neuron: _try_neuron(run, plan, neuron, alone=True)}
+        tried = {neuron: _try_neuron(run, auto, neuron, plan, alone=True)[neuron]}
+        chosen = neuron
     else:
-        tried = {
-            neuron: _try_neuron(run, plan, neuron, alone=False)
-            for neuron, plan in auto.plans.items()
-        }
+        tried = {}
+        for neuron, plan in auto.plans.items():
+            tried.update(_try_neuron(run, auto, neuron, plan, alone=False))
         scores = {n: neuron_choice.candidate_record(t[0].record) for n, t in tried.items()}
-        choice = neuron_choice.choose(scores, auto.excluded)
-    chosen_run, carry = tried[choice.chosen]
-    for name in (MODEL_FILES[stage] for stage in ("dense", "pruned", "quantized")):
-        source = chosen_run.rundir / name
+        pairs = {n: (t[2], t[3]) for n, t in tried.items()}
+        block = next(iter(auto.blocks.values()), None)
+        chosen, choice = neuron_choice.choose(
+            scores,
+            auto.excluded,
+            pairs,
+            asked=neuron_choice.AUTO_NEURON if auto.auto else run.cfg.neuron,
+            block="; ".join(b.describe(name) for name, b in block.items()) if block else None,
+        )
+    chosen_run, carry, neuron, _ = tried[chosen]
+    dense_folder = run.rundir / neuron_choice.CANDIDATES / auto.name(neuron, neuron_choice.ORDINARY)
+    for stage in ("dense", "pruned", "quantized"):
+        name = MODEL_FILES[stage]
+        source = (dense_folder if stage == "dense" else chosen_run.rundir.path) / name
         if source.is_file():
             os.replace(source, run.rundir / name)
             run.mark(name)
@@ -232,31 +249,58 @@ def _choose_neuron(run: _Run, auto: neuron_choice.Candidates, provenance: dict) 
     record.neuron_choice = choice
     run.record, run.cfg, run.history = record, chosen_run.cfg, chosen_run.history
     run.rundir.save_config(run.cfg.as_dict(), provenance)
-    if choice.candidates:
-        run.emit("neuron", choice.line())
+    if not only:
+        run.emit(choice.topic, choice.line())
     return carry
 
 
-def _try_neuron(run: _Run, plan: _Plan, neuron: str, *, alone: bool) -> tuple[_Run, Carry]:
-    """One candidate of ``--neuron auto``: its dense, prune and quantize stages, written into
-    its own folder (``alone``: the chip runs no other, so its events carry no name); returns
-    its run (record, history, files) and its carry after quantization."""
-    folder = RunDir(run.rundir / neuron_choice.CANDIDATES / neuron)
+def _try_neuron(
+    run: _Run, auto: neuron_choice.Candidates, neuron: str, plan: _Plan, *, alone: bool
+) -> dict[str, tuple[_Run, Carry, str, str]]:
+    """One neuron's candidates: its dense stage once, then prune and quantize once per pruning
+    structure (:meth:`Candidates.structures`), each from a copy of the same dense model and
+    written into the candidate's own folder (``alone``: the only candidate, its events carry no
+    name; a named neuron's dense stage carries none either). Returns candidate name -> (its run:
+    record, history, files; its carry after quantization; neuron; structure)."""
+    structures = auto.structures(neuron)
+    names = {s: auto.name(neuron, s) for s in structures}
+    dense_label = None if alone or not auto.auto else neuron
+    first = _trial(run, plan, names[neuron_choice.ORDINARY], dense_label)
+    dense = Carry(plan.model, plan.holdout.train, plan.budget, holdout=plan.holdout)
+    dense = _stage("dense").run(first, dense)
+    out = {}
+    for structure in structures:
+        label = None if alone else names[structure]
+        if structure == neuron_choice.ORDINARY:
+            trial, budget = first, plan.budget
+            trial.candidate = label
+        else:
+            blocked = neuron_choice.with_block(plan, auto.blocks[neuron])
+            trial, budget = _trial(run, blocked, names[structure], label), blocked.budget
+            trial.record.dense = first.record.dense
+            if "dense" in first.record.stages:
+                trial.record.stages["dense"] = first.record.stages["dense"]
+            trial.history["dense"] = first.history.get("dense", [])
+        carry = dataclasses.replace(dense, model=copy.deepcopy(dense.model), budget=budget)
+        for name in ("prune", "quantize"):
+            carry = _stage(name).run(trial, carry)
+        out[names[structure]] = (trial, carry, neuron, structure)
+    return out
+
+
+def _trial(run: _Run, plan: _Plan, name: str, label: str | None) -> _Run:
+    """The run of one candidate: its own folder under the staging folder, its own record;
+    its events named ``label`` and written to the run's one log."""
+    folder = RunDir(run.rundir / neuron_choice.CANDIDATES / name)
     folder.path.mkdir(parents=True, exist_ok=True)
-    trial = _Run(
-        plan.cfg,
-        folder,
-        plan.profile,
-        run.progress,
-        _empty_record(plan),
-        candidate=None if alone else neuron,
-    )
+    trial = _Run(plan.cfg, folder, plan.profile, run.progress, _empty_record(plan), candidate=label)
     trial.log_lines = run.log_lines  # one log: every candidate's lines, named
-    carry = Carry(plan.model, plan.holdout.train, plan.budget, holdout=plan.holdout)
-    for stage in STAGES:
-        if stage.name in neuron_choice.NEURON_STAGES:
-            carry = stage.run(trial, carry)
-    return trial, carry
+    return trial
+
+
+def _stage(name: str):
+    """The stage called ``name`` (:data:`neuroprune.pipeline.stages.STAGES`)."""
+    return next(stage for stage in STAGES if stage.name == name)
 
 
 def _take_derived(run: _Run, build: RunBuild, derive: Derivation) -> dict[str, Any]:

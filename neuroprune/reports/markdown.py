@@ -430,18 +430,27 @@ def _neurons_with_copies(core: dict) -> Any:
 
 
 def _neuron_choice_lines(record: RunRecord) -> list[str]:
-    """``--neuron auto``: the neuron the run chose and why, with each candidate's validation
-    accuracy of its deployed model (what chose) and its test accuracies (for the reader)."""
+    """``--neuron auto`` and the pruning structure: what the run chose and why, with each
+    candidate's validation accuracy of its deployed model (what chose) and its test accuracies
+    (for the reader)."""
     choice = record.neuron_choice
     if choice is None:
         return []
-    out = [
-        "",
-        f"Neuron model: **{choice.chosen}**, chosen by `--neuron {choice.asked}`: {choice.rule}.",
-    ]
+    if choice.structure is None:
+        said = f"Neuron model: **{choice.chosen}**, chosen by `--neuron {choice.asked}`"
+    elif choice.asked == "auto":
+        said = (
+            f"Neuron model: **{choice.chosen}**, pruning: **{choice.structure}**, chosen by "
+            "`--neuron auto` and the pruning structure choice"
+        )
+    else:
+        said = f"Pruning: **{choice.structure}**, chosen for {choice.chosen}"
+    out = ["", f"{said}: {choice.rule}."]
+    if choice.readout_block:
+        out += ["", f"Readout block tried: {choice.readout_block}."]
     rows = [
         [
-            name + (" (chosen)" if name == choice.chosen else ""),
+            name + (" (chosen)" if name == choice.chosen_candidate else ""),
             _pct(c.val_deployed),
             _pct(c.val_ptq),
             _pct(c.val_qat),
@@ -456,7 +465,7 @@ def _neuron_choice_lines(record: RunRecord) -> list[str]:
             "",
             _table(
                 [
-                    "neuron",
+                    "neuron" if choice.structure is None else "candidate",
                     "validation, deployed",
                     "validation, PTQ",
                     "validation, QAT",

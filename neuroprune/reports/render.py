@@ -164,8 +164,9 @@ def fit_group(fit: FitRecord) -> Group:
 def summary_text(record: RunRecord, run_dir: Path | None = None) -> Group:
     """The end-of-run summary: stages, accuracy, sparsity per layer, fit, simulation."""
     parts: list[Any] = [_stages_table(record)]
-    if record.neuron_choice is not None:  # --neuron auto: which neuron, and why, in one line
-        parts.append(Text(f"neuron: {record.neuron_choice.line()}", style="bold"))
+    choice = record.neuron_choice
+    if choice is not None:  # --neuron auto, pruning structure: which, and why, in one line
+        parts.append(Text(f"{choice.topic}: {choice.line()}", style="bold"))
     layers = record.pruned.layers if record.pruned is not None else []
     if layers:
         table = Table("layer", "synapses", "dense", "sparsity", "max fan-in", title="Per layer")

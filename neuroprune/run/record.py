@@ -486,21 +486,52 @@ class NeuronCandidateRecord(_Section):
 
 
 class NeuronChoiceRecord(_Section):
-    """``--neuron auto``: the neuron model the run ``chosen``, the ``candidates`` tried
-    (``--neuron`` name -> :class:`NeuronCandidateRecord`), those the chip does not run
-    (``excluded``: name -> why) and the ``rule`` that chose (one line)."""
+    """The candidates a fit run chose between on validation: the neuron model (``--neuron
+    auto``) and, where the chip's finest weight mapping could take a pruned readout, the pruning
+    structure (``ordinary`` or ``readout-block``, :mod:`neuroprune.pipeline.neuron_choice`).
+    ``asked``: the ``--neuron`` option; ``chosen``: the neuron model the run kept;
+    ``structure``: its pruning structure (only where more than one was tried, with
+    ``readout_block``: the block tried, in words); ``candidates`` (candidate name ->
+    :class:`NeuronCandidateRecord`: ``lif``, ``lif+readout-block`` under ``--neuron auto``,
+    else ``ordinary``, ``readout-block``), those the chip does not run (``excluded``: name ->
+    why) and the ``rule`` that chose (one line)."""
 
-    _optional = frozenset({"excluded"})
+    _optional = frozenset({"excluded", "structure", "readout_block"})
 
     asked: str = "auto"
     chosen: str
     rule: str
     candidates: dict[str, NeuronCandidateRecord] = {}
     excluded: dict[str, str] = {}
+    structure: str | None = None
+    readout_block: str | None = None
+
+    @property
+    def topic(self) -> str:
+        """What was chosen, for the line's label: ``neuron`` under ``--neuron auto``, else
+        ``pruning`` (the structure only)."""
+        return "neuron" if self.asked == "auto" else "pruning"
+
+    @property
+    def chosen_candidate(self) -> str:
+        """The chosen candidate's name in ``candidates`` (``lif``, ``if+readout-block``;
+        ``ordinary`` or ``readout-block`` where the neuron was named)."""
+        if self.structure is None:
+            return self.chosen
+        if self.asked != "auto":
+            return self.structure
+        return self.chosen if self.structure == "ordinary" else f"{self.chosen}+{self.structure}"
 
     def line(self) -> str:
-        """One line: which neuron, and why (the console summary, log.txt, report.md)."""
-        return f"{self.chosen} chosen by --neuron {self.asked}: {self.rule}"
+        """One line: which neuron (and pruning structure), and why (the console summary,
+        log.txt, report.md)."""
+        if self.structure is None:
+            return f"{self.chosen} chosen by --neuron {self.asked}: {self.rule}"
+        if self.asked == "auto":
+            return (
+                f"{self.chosen} with {self.structure} pruning chosen by --neuron auto: {self.rule}"
+            )
+        return f"{self.structure} pruning chosen for {self.chosen}: {self.rule}"
 
 
 class RunRecord(_Section):
@@ -548,7 +579,7 @@ class RunRecord(_Section):
     derived_from: DerivationRecord | None = None
     deployment: DeploymentRecord | None = None
     neurobench: NeuroBenchRecord | None = None
-    neuron_choice: NeuronChoiceRecord | None = None  # --neuron auto: the choice and its figures
+    neuron_choice: NeuronChoiceRecord | None = None  # --neuron auto, pruning structure: choice
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (what ``report.json`` holds and ``--json`` prints)."""
