@@ -19,10 +19,11 @@ both fit, is in the last column). Each seed's validation part is cut before any 
 ``fit`` does; ``--validation-in-training`` restores the earlier protocol); ``--neuron auto``
 trains LIF and IF and deploys, per chip, the better on validation; ``--dataset digits28``
 (the digits as 28x28 MNIST IDX files) with ``--hidden mlp=128`` gives the 784-128-10 mlp.
-``--anticipate-mapping choose`` also prunes, from the same dense model, a model whose readout
-keeps one block of inputs few enough for the chip's finest mapping (TrueNorth: <= 64 inputs,
-4 axons each; ``CapacityModel.finest_mapping_blocks``) and deploys, per chip and seed, the
-candidate better on validation (``always``: the block model alone)::
+``--anticipate-mapping choose`` (the default, what ``neuroprune fit`` does) also prunes, from
+the same dense model, a model whose readout keeps one block of inputs few enough for the chip's
+finest mapping (TrueNorth: <= 64 inputs, 4 axons each; ``CapacityModel.finest_mapping_blocks``)
+and deploys, per chip and seed, the candidate better on validation (``always``: the block model
+alone; ``off``: the shared pruning alone)::
 
     python benchmarks/quantize.py --models mlp conv --hidden mlp=512,256 --seeds 0 1 2 \\
         --out docs/benchmarks/quantize.md
@@ -51,6 +52,7 @@ from neuroprune.data.datasets import load_dataset
 from neuroprune.data.split import hold_out
 from neuroprune.fit.budget import derive_budget
 from neuroprune.models import summarize
+from neuroprune.models.registry import AUTO_NEURON, NEURON_MODELS
 from neuroprune.models.zoo import build_model
 from neuroprune.pipeline.prune_loop import prune_to_budget
 from neuroprune.pruning import freeze_mask
@@ -58,9 +60,9 @@ from neuroprune.quantize import quantize_model
 from neuroprune.train.loop import default_config, evaluate, train
 
 DIGITS_28 = "digits28"
-AUTO = "auto"
-ALWAYS, CHOOSE = "always", "choose"  # --anticipate-mapping
-NEURONS = ("lif", "if")  # --neuron auto tries both, LIF first (kept on a tie)
+ALWAYS, CHOOSE, OFF = "always", "choose", "off"  # --anticipate-mapping
+NEURONS = tuple(NEURON_MODELS)  # --neuron auto tries each, the first (LIF) kept on a tie
+AUTO = AUTO_NEURON
 DEFAULT_CHIPS = ("all",)
 """``all``: every shipped chip profile."""
 
@@ -95,21 +97,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--method", default="gmp")
     parser.add_argument(
         "--neuron",
-        default="lif",
-        choices=("lif", "if", AUTO),
+        default=NEURONS[0],
+        choices=(*NEURONS, AUTO),
         help=f"{AUTO}: train both per seed and, per chip, deploy the one whose deployed model "
         "is better on validation (a tie keeps LIF, the tool's default)",
     )
     parser.add_argument(
         "--anticipate-mapping",
-        choices=(ALWAYS, CHOOSE),
-        default=None,
+        choices=(ALWAYS, CHOOSE, OFF),
+        default=CHOOSE,
         help="per chip whose finest weight mapping a pruned readout could take (TrueNorth: 4 "
         "axons per input where <= 64 inputs stay used), prune a model of its own from the same "
         "dense model with that readout block (CapacityModel.finest_mapping_blocks); "
         f"{ALWAYS}: deploy that one; {CHOOSE}: quantize both and deploy the one better on "
         "validation (a tie keeps the shared pruning). 'deployed - float' stays against the "
-        "shared pruned model",
+        f"shared pruned model; default {CHOOSE}, what `neuroprune fit` does; {OFF}: the shared "
+        f"pruning alone",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--dense-epochs", type=int, default=15)
@@ -164,7 +167,7 @@ def anticipated_blocks(args, dataset, dense, profile) -> dict:
     """``--anticipate-mapping``: the readout block the chip's finest weight mapping needs
     (``CapacityModel.finest_mapping_blocks``: TrueNorth's 4 axons per input fit a core with
     <= 64 inputs), else ``{}``."""
-    if not args.anticipate_mapping:
+    if args.anticipate_mapping in (None, OFF):
         return {}
     summary = summarize(dense, dataset.input_shape, args.timesteps)
     return capacity_model(profile).finest_mapping_blocks(summary)
@@ -398,7 +401,7 @@ def report(args, rows: list[dict], seconds: float) -> str:
                     "(CapacityModel.finest_mapping_blocks) and quantized; 'pruned float' and "
                     "'deployed - float' stay the shared model's"
                 ]
-                if args.anticipate_mapping
+                if args.anticipate_mapping not in (None, OFF)
                 else []
             ),
             "- QAT kept: seeds where the fine-tune beat PTQ on validation and was kept; deployed: "

@@ -149,6 +149,23 @@ def test_resume_prunes_the_ordinary_way_and_says_so(tmp_path):
     assert _readout_inputs(model) > BLOCK_INPUTS
 
 
+def test_resume_after_a_chosen_block_does_not_reuse_its_pruned_model(tmp_path, monkeypatch):
+    """A run that chose the readout block, resumed: --resume prunes the ordinary way, so the
+    block-pruned pruned.pt (its inputs name the core blocks it was pruned into) is not reused
+    under the ordinary structure's label."""
+    _forced(monkeypatch, {("lif", "ordinary"): 0.5, ("lif", "readout-block"): 0.75})
+    first = _fit(tmp_path, "--chip", "truenorth")
+    assert first.exit_code in (0, 1), first.output
+    model, _ = RunDir(tmp_path / "run").load_model("pruned")
+    assert _structure_of(model) == "readout-block"
+    again = _fit(tmp_path, "--chip", "truenorth", "--resume")
+    assert again.exit_code in (0, 1), again.output
+    assert "rerunning, pruned.pt was made with other options: core_blocks" in again.output
+    assert "reused pruned.pt" not in again.output
+    model, _ = RunDir(tmp_path / "run").load_model("pruned")
+    assert _readout_inputs(model) > BLOCK_INPUTS
+
+
 def test_a_chip_without_a_finer_mapping_runs_as_before(tmp_path):
     result = _fit(tmp_path, "--chip", "loihi")
     assert result.exit_code in (0, 1), result.output

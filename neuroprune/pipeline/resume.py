@@ -49,11 +49,18 @@ PRUNE_INPUTS = (
 QUANT_INPUTS = ("quant_epochs",)
 
 
-def stage_inputs(cfg: RunConfig, profile: ChipProfile, stage: str) -> dict[str, Any]:
+def stage_inputs(
+    cfg: RunConfig, profile: ChipProfile, stage: str, budget: Any | None = None
+) -> dict[str, Any]:
     """The options (and chip profile hash) a stage's artifact depends on; a stage depends on
     everything its earlier stages depend on. Every stage depends on the validation rule
     (``validation``: :data:`neuroprune.data.split.SPLIT_RULE`): with the dataset and seed it
-    fixes the rows no stage trains on, so an artifact trained under another cut is not reused."""
+    fixes the rows no stage trains on, so an artifact trained under another cut is not reused.
+
+    ``budget`` (the run's :class:`neuroprune.fit.budget.Budget`): where it prunes layers into
+    core blocks, the pruned and quantized stages also depend on them (``core_blocks``, one line
+    per layer), so a model pruned with the readout block that ``fit`` chose on validation is
+    not reused by a ``--resume`` that prunes the ordinary way (and the other way round)."""
     keys = DENSE_INPUTS
     if stage in ("pruned", "quantized"):
         keys += PRUNE_INPUTS
@@ -65,6 +72,9 @@ def stage_inputs(cfg: RunConfig, profile: ChipProfile, stage: str) -> dict[str, 
     if stage != "dense":
         inputs["chip"] = profile.id
         inputs["profile_sha256"] = profile.sha256
+        blocks = getattr(budget, "input_blocks", None) or {}
+        if blocks:
+            inputs["core_blocks"] = [blocks[name].describe(name) for name in sorted(blocks)]
     return inputs
 
 

@@ -47,7 +47,7 @@ def skip_pruning(run: _Run, carry: Carry) -> Carry:
         f"nothing to prune: the budget ({budget.synapses:,} synapses, {budget.source}) holds "
         f"all {budget.dense_synapses:,} synapses of the dense network"
     )
-    inputs = stage_inputs(cfg, run.profile, "pruned")
+    inputs = stage_inputs(cfg, run.profile, "pruned", carry.budget)
     history: dict[str, list] = {"prune": [], "finetune": []}
     run.history.update(history)
     run.save_model(
@@ -63,7 +63,7 @@ def skip_pruning(run: _Run, carry: Carry) -> Carry:
 
 def _pruned_model(run: _Run, carry: Carry):
     cfg = run.cfg
-    inputs = stage_inputs(cfg, run.profile, "pruned")
+    inputs = stage_inputs(cfg, run.profile, "pruned", carry.budget)
     done = run.reusable("pruned", inputs)
     if done:
         model, meta = done

@@ -37,7 +37,7 @@ def run_quantize(run: _Run, carry: Carry) -> Carry:
 
 def _quantized_model(run: _Run, carry: Carry) -> tuple[Any, dict[str, Any]]:
     cfg = run.cfg
-    inputs = stage_inputs(cfg, run.profile, "quantized")
+    inputs = stage_inputs(cfg, run.profile, "quantized", carry.budget)
     done = run.reusable("quantized", inputs)
     if done:
         qmodel, meta = done
