@@ -22,3 +22,17 @@ def tiny_fit_args(**options: object) -> list[str]:
         if value is not None:
             args += [f"--{name.replace('_', '-')}", str(value)]
     return args
+
+
+def neuron_of(model) -> str:
+    """``lif`` or ``if``: the one kind of spiking neuron of a float model, read from
+    SpikingJelly's classes (not from neuroprune's records)."""
+    from spikingjelly.activation_based import neuron  # deferred: this module stays torch-free
+
+    kinds = {
+        "if" if isinstance(m, neuron.IFNode) else "lif"
+        for m in model.modules()
+        if isinstance(m, neuron.BaseNode)
+    }
+    assert len(kinds) == 1, kinds
+    return kinds.pop()

@@ -8,25 +8,12 @@ import json
 import re
 
 import pytest
-import torch
 from click.testing import CliRunner
-from fit_args import tiny_fit_args
-from spikingjelly.activation_based import neuron
+from fit_args import neuron_of, tiny_fit_args
 
 from neuroprune.cli.app import main
 from neuroprune.pipeline.stages import quantize as quantize_stage
 from neuroprune.run.rundir import RunDir
-
-
-def _neuron_of(model: torch.nn.Module) -> str:
-    """``lif`` or ``if``: the spiking neurons of a float model (spikingjelly's classes)."""
-    kinds = {
-        "if" if isinstance(m, neuron.IFNode) else "lif"
-        for m in model.modules()
-        if isinstance(m, neuron.BaseNode)
-    }
-    assert len(kinds) == 1, kinds
-    return kinds.pop()
 
 
 def _forced_validation(monkeypatch, figures: dict[str, float]) -> None:
@@ -37,7 +24,7 @@ def _forced_validation(monkeypatch, figures: dict[str, float]) -> None:
 
     def forced(model, *args, **kwargs):
         result = original(model, *args, **kwargs)
-        value = figures[_neuron_of(model)]
+        value = figures[neuron_of(model)]
         result.qat.update(val_ptq=value, val_qat=value - 0.01, decision="reverted")
         return result
 
@@ -75,7 +62,7 @@ def test_the_neuron_that_validates_best_is_chosen_and_only_its_files_are_kept(
     assert f"neuron: {chosen}\n" in (run / "config.yaml").read_text()
     for stage in ("dense", "pruned"):
         model, _ = RunDir(run).load_model(stage)
-        assert _neuron_of(model) == chosen, stage
+        assert neuron_of(model) == chosen, stage
     assert not [p for p in run.rglob("*") if "candidate" in p.name]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging left
     # said in report.md, the summary and the log; each candidate's stages named

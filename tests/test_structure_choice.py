@@ -12,8 +12,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from fit_args import tiny_fit_args
-from spikingjelly.activation_based import neuron
+from fit_args import neuron_of, tiny_fit_args
 
 from neuroprune.cli.app import main
 from neuroprune.pipeline.neuron_choice import choose
@@ -39,16 +38,6 @@ def _structure_of(model: torch.nn.Module) -> str:
     return "readout-block" if _readout_inputs(model) <= BLOCK_INPUTS else "ordinary"
 
 
-def _neuron_of(model: torch.nn.Module) -> str:
-    kinds = {
-        "if" if isinstance(m, neuron.IFNode) else "lif"
-        for m in model.modules()
-        if isinstance(m, neuron.BaseNode)
-    }
-    assert len(kinds) == 1, kinds
-    return kinds.pop()
-
-
 def _forced(monkeypatch, validation: dict[tuple[str, str], float]) -> None:
     """Every quantization reports ``validation[(neuron, structure)]`` as its validation figure
     after PTQ (QAT reverted), and the opposite order on the test split (``1 - figure``): a
@@ -57,7 +46,7 @@ def _forced(monkeypatch, validation: dict[tuple[str, str], float]) -> None:
 
     def forced(model, *args, **kwargs):
         result = original(model, *args, **kwargs)
-        value = validation[(_neuron_of(model), _structure_of(model))]
+        value = validation[(neuron_of(model), _structure_of(model))]
         result.qat.update(val_ptq=value, val_qat=value - 0.01, decision="reverted")
         return dataclasses.replace(result, accuracy_ptq=1 - value, accuracy_qat=1 - value)
 
@@ -129,7 +118,7 @@ def test_auto_chooses_among_neuron_and_structure_pairs(tmp_path, monkeypatch):
     assert report["config"]["neuron"] == "if"
     for stage in ("dense", "pruned", "quantized"):
         model, _ = RunDir(run).load_model(stage)
-        assert _neuron_of(model) == "if", stage
+        assert neuron_of(model) == "if", stage
     model, _ = RunDir(run).load_model("pruned")
     assert _structure_of(model) == "readout-block"
     _only_the_run_is_left(tmp_path)
